@@ -1,0 +1,35 @@
+# The two commands the README promises: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean system-deps
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/monitord demo $(if $(DURATION),--duration $(DURATION))
+
+# Real parts for the tests: Debian's mosquitto, installed when missing and we are root.
+system-deps:
+	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	  else echo "mosquitto is missing: install the Debian package 'mosquitto' (tests needing it are skipped)"; fi; \
+	fi
+
+test: $(STAMP) system-deps
+	$(BIN)/ruff check monitord drivers rules simulators tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/pipeline.py
+
+clean:
+	rm -rf $(VENV) monitord-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,270 @@
+"""Modbus TCP driver: plans merged reads per profile and polls devices.
+
+Sits before the ``SampleBus``. One ``GatewayPoller`` per TCP endpoint carries
+one request at a time (Modbus TCP devices and RTU gateways expect that) for
+every unit id behind it. Reads are planned once at start-up: a profile's
+registers are merged over small gaps into as few requests as the device's
+limit allows. Each poll of a device becomes one ``SampleBatch``; a failed read
+becomes ``comm_error`` samples and, once per outage, an offline health change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from monitord.bus import SampleBus
+from monitord.clock import Clock
+from monitord.metrics import Metrics
+from monitord.model import HealthChange, Quality, SampleBatch
+from monitord.profiles import DeviceProfile, ModbusSettings
+from monitord.registers import BIT_KINDS, PointEncoding, RegisterCodec
+
+log = logging.getLogger(__name__)
+# Exception codes that mean "the device behind the gateway did not answer".
+_UNREACHABLE = {0x0A, 0x0B}
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    kind: str
+    start: int
+    count: int
+    codec: RegisterCodec
+
+
+def plan_reads(encodings: Sequence[PointEncoding], settings: ModbusSettings) -> list[ReadRequest]:
+    """Merge points into requests: fill gaps up to ``max_gap``, never exceed the limit."""
+    requests: list[ReadRequest] = []
+    by_kind: dict[str, list[PointEncoding]] = {}
+    for p in encodings:
+        by_kind.setdefault(p.kind, []).append(p)
+    for kind, points in by_kind.items():
+        bits = kind in BIT_KINDS
+        limit = settings.max_bits if bits else settings.max_registers
+        even = settings.even_count and not bits
+        if even:
+            limit -= limit % 2
+        points.sort(key=lambda p: p.address)
+        group: list[PointEncoding] = []
+        for p in points:
+            if group:
+                start = group[0].address
+                end = max(q.address + q.words for q in group)
+                new_end = max(end, p.address + p.words)
+                span = new_end - start
+                if even:
+                    span += span % 2
+                if p.address - end > settings.max_gap or span > limit:
+                    requests.append(_request(kind, group, even))
+                    group = []
+            group.append(p)
+        if group:
+            requests.append(_request(kind, group, even))
+    return requests
+
+
+def _request(kind: str, group: list[PointEncoding], even: bool) -> ReadRequest:
+    start = group[0].address
+    count = max(p.address + p.words for p in group) - start
+    if even and count % 2:
+        count += 1
+    return ReadRequest(kind, start, count, RegisterCodec(start, count, group))
+
+
+@dataclass
+class ModbusDevice:
+    """One asset behind a gateway, with its read plan and health."""
+
+    asset: str
+    unit: int
+    interval: float
+    requests: list[ReadRequest]
+    low: np.ndarray
+    high: np.ndarray
+    pause: float = 0.0
+    points: tuple[str, ...] = ()
+    online: bool = True
+    next_due: float = 0.0
+    _slices: list[slice] = field(default_factory=list)
+
+    @classmethod
+    def from_profile(cls, asset: str, unit: int, interval: float, profile: DeviceProfile) -> ModbusDevice:
+        settings = profile.modbus or ModbusSettings()
+        requests = plan_reads(profile.modbus_encodings(), settings)
+        names = tuple(n for r in requests for n in r.codec.names)
+        specs = [profile.points[n] for n in names]
+        low = np.array([-math.inf if s.min is None else s.min for s in specs])
+        high = np.array([math.inf if s.max is None else s.max for s in specs])
+        dev = cls(asset, unit, interval, requests, low, high, settings.pause, names)
+        offset = 0
+        for r in requests:
+            dev._slices.append(slice(offset, offset + len(r.codec.names)))
+            offset += len(r.codec.names)
+        return dev
+
+
+class GatewayPoller:
+    """Polls every device behind one host:port, one request at a time."""
+
+    def __init__(
+        self, host: str, port: int, devices: list[ModbusDevice], bus: SampleBus, clock: Clock,
+        metrics: Metrics, timeout: float = 1.0, backoff_max: float = 30.0,
+    ) -> None:
+        self.host, self.port, self.devices = host, port, devices
+        self.bus, self.clock, self.metrics = bus, clock, metrics
+        self.timeout, self.backoff_max = timeout, backoff_max
+        self._client: AsyncModbusTcpClient | None = None
+        self._backoff = 0.0
+        self._next_connect = 0.0
+        self._reachable = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                now = loop.time()
+                due = [d for d in self.devices if d.next_due <= now]
+                for dev in due:
+                    await self.poll(dev)
+                    dev.next_due = max(dev.next_due + dev.interval, loop.time())
+                wait = min(d.next_due for d in self.devices) - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+        finally:
+            self._close()
+
+    async def _connected(self) -> AsyncModbusTcpClient | None:
+        if self._client is not None and self._client.connected:
+            return self._client
+        if time.monotonic() < self._next_connect:
+            return None
+        self._close()
+        client = AsyncModbusTcpClient(
+            self.host, port=self.port, timeout=self.timeout, retries=0,
+            reconnect_delay=0, name=f"monitord-{self.name}",
+        )
+        try:
+            ok = await client.connect()
+        except (OSError, ModbusException):
+            ok = False
+        if not ok:
+            client.close()
+            self._backoff = min(max(self._backoff * 2, 0.5), self.backoff_max)
+            self._next_connect = time.monotonic() + self._backoff
+            self.metrics.driver_errors.labels("modbus", "connect").inc()
+            if self._reachable:
+                log.warning("modbus %s: cannot connect; retrying with backoff up to %.0fs",
+                            self.name, self.backoff_max)
+                self._reachable = False
+            return None
+        if not self._reachable:
+            log.info("modbus %s: connected again", self.name)
+        self._reachable, self._backoff = True, 0.0
+        self._client = client
+        return client
+
+    def _close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def poll(self, dev: ModbusDevice) -> None:
+        """Read one device completely and publish one batch; never raises."""
+        started = time.perf_counter()
+        ts = self.clock.now()
+        values = np.full(len(dev.points), math.nan)
+        quality = np.full(len(dev.points), int(Quality.COMM_ERROR), dtype=np.int8)
+        answered = False
+        reason = "no connection"
+        for i, req in enumerate(dev.requests):
+            client = await self._connected()
+            if client is None:
+                break
+            if i and dev.pause:
+                await asyncio.sleep(dev.pause)
+            ok, payload = await self._read(client, dev.unit, req)
+            if not ok:
+                reason = str(payload)
+                if reason.startswith("timeout") or reason.startswith("io"):
+                    break  # the device is silent; the rest would only wait too
+                if not reason.startswith("exception 0x0a") and not reason.startswith("exception 0x0b"):
+                    answered = True
+                continue
+            answered = True
+            sl = dev._slices[i]
+            decoded = req.codec.decode(payload)
+            values[sl] = decoded
+            quality[sl] = int(Quality.GOOD)
+        bad = ~np.isfinite(values) & (quality == Quality.GOOD)
+        quality[bad] = int(Quality.DECODE_ERROR)
+        outside = (quality == Quality.GOOD) & ((values < dev.low) | (values > dev.high))
+        quality[outside] = int(Quality.OUT_OF_RANGE)
+        self.metrics.poll_latency.labels("modbus").observe(time.perf_counter() - started)
+        self.bus.publish(SampleBatch(ts, dev.asset, dev.points, values, quality))
+        if answered != dev.online:
+            dev.online = answered
+            if answered:
+                log.info("modbus %s unit %d (%s): back online", self.name, dev.unit, dev.asset)
+            else:
+                log.warning("modbus %s unit %d (%s): offline: %s", self.name, dev.unit, dev.asset, reason)
+            self.bus.publish_health(HealthChange(ts, dev.asset, answered, reason if not answered else "ok"))
+            self.metrics.devices_offline.labels("modbus").inc(-1 if answered else 1)
+
+    async def _read(self, client: AsyncModbusTcpClient, unit: int, req: ReadRequest) -> tuple[bool, object]:
+        method = {
+            "holding": client.read_holding_registers,
+            "input": client.read_input_registers,
+            "coil": client.read_coils,
+            "discrete": client.read_discrete_inputs,
+        }[req.kind]
+        try:
+            async with asyncio.timeout(self.timeout * 1.5):
+                rr = await method(req.start, count=req.count, device_id=unit)
+        except (TimeoutError, asyncio.TimeoutError):
+            self.metrics.driver_errors.labels("modbus", "timeout").inc()
+            self._close()  # a late reply must never answer the next request
+            return False, "timeout"
+        except ModbusException as exc:
+            self.metrics.driver_errors.labels("modbus", "io").inc()
+            self._close()
+            return False, f"io error: {exc}"
+        if rr.isError():
+            code = int(getattr(rr, "exception_code", 0))
+            self.metrics.driver_errors.labels("modbus", "exception").inc()
+            log.debug("modbus %s unit %d: exception 0x%02x reading %s %d+%d",
+                      self.name, unit, code, req.kind, req.start, req.count)
+            return False, f"exception 0x{code:02x}"
+        data = rr.bits[: req.count] if req.kind in BIT_KINDS else rr.registers
+        if len(data) < req.count:
+            self.metrics.driver_errors.labels("modbus", "short_reply").inc()
+            return False, "short reply"
+        return True, data
+
+
+class ModbusDriver:
+    def __init__(self, pollers: list[GatewayPoller]) -> None:
+        self.pollers = pollers
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for p in self.pollers:
+                tg.create_task(p.run(), name=f"modbus-{p.name}")
+
+    def close(self) -> None:
+        for p in self.pollers:
+            with contextlib.suppress(Exception):
+                p._close()

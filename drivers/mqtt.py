@@ -1,0 +1,170 @@
+"""MQTT driver: subscribes to device topics and turns payloads into batches.
+
+Sits before the ``SampleBus``. paho runs its network loop in its own thread;
+``on_message`` only parses and appends to a queue, and the asyncio side drains
+the queue in bursts, so a flood of messages costs one wake-up of the event
+loop, not one per message. Topics map to assets through the profile's pattern
+(``{site}/{asset}/...``) or the asset's own topic. Plain numeric payloads map
+one topic to one point; JSON payloads map field paths to points. A malformed
+payload is counted and logged once per topic, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from monitord.bus import SampleBus
+from monitord.clock import Clock
+from monitord.metrics import Metrics
+from monitord.model import Quality, SampleBatch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicRoute:
+    """What one topic carries: an asset's JSON document, or one plain point."""
+
+    asset: str
+    points: tuple[str, ...]
+    fields: tuple[tuple[str, ...], ...]  # JSON path per point; empty for plain payloads
+    ts_field: tuple[str, ...] = ()
+
+
+def _lookup(doc: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(key)
+    return doc
+
+
+def parse_payload(route: TopicRoute, payload: bytes) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Values, qualities and (if the payload says) the sample time; raises ValueError."""
+    n = len(route.points)
+    values = np.full(n, math.nan)
+    quality = np.full(n, int(Quality.DECODE_ERROR), dtype=np.int8)
+    if not route.fields:
+        text = payload.decode("utf-8").strip()
+        values[0] = float(text)  # ValueError on garbage
+        if math.isfinite(values[0]):
+            quality[0] = int(Quality.GOOD)
+        return values, quality, None
+    doc = json.loads(payload)
+    if not isinstance(doc, dict):
+        raise ValueError("JSON payload is not an object")
+    for i, path in enumerate(route.fields):
+        v = _lookup(doc, path)
+        if isinstance(v, bool | int | float) and math.isfinite(float(v)):
+            values[i] = float(v)
+            quality[i] = int(Quality.GOOD)
+    ts = None
+    if route.ts_field:
+        raw = _lookup(doc, route.ts_field)
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            ts = float(raw) / 1000.0 if raw > 1e11 else float(raw)  # milliseconds or seconds
+    return values, quality, ts
+
+
+class MqttDriver:
+    def __init__(
+        self, host: str, port: int, routes: dict[str, TopicRoute], bus: SampleBus, clock: Clock,
+        metrics: Metrics, *, client_id: str, qos: int = 0,
+        username: str | None = None, password: str | None = None,
+    ) -> None:
+        self.host, self.port, self.routes = host, port, routes
+        self.bus, self.clock, self.metrics, self.qos = bus, clock, metrics, qos
+        self._queue: collections.deque[tuple[float, str, bytes]] = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._bad_topics: set[str] = set()
+        self._connected = threading.Event()
+        self._was_connected = False
+        self._closing = False
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+
+    # -- paho thread ---------------------------------------------------------
+    def _on_connect(self, client: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.warning("mqtt %s:%d: connection refused: %s", self.host, self.port, reason)
+            return
+        # Subscriptions do not survive a clean session: subscribe on every connect.
+        if self.routes:
+            client.subscribe([(t, self.qos) for t in self.routes])
+        log.info("mqtt %s:%d: connected, %d topics", self.host, self.port, len(self.routes))
+        self._connected.set()
+        self._was_connected = True
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._connected.clear()
+        if self._was_connected and not self._closing:
+            log.warning("mqtt %s:%d: disconnected (%s); reconnecting", self.host, self.port, reason)
+
+    def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+        was_empty = not self._queue
+        self._queue.append((self.clock.now(), msg.topic, msg.payload))
+        if was_empty and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    # -- asyncio side --------------------------------------------------------
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                self.drain()
+        finally:
+            self.close()
+
+    def drain(self) -> int:
+        """Turn everything queued into batches; returns the number of messages."""
+        n = 0
+        while self._queue:
+            ts, topic, payload = self._queue.popleft()
+            n += 1
+            route = self.routes.get(topic)
+            if route is None:
+                continue
+            try:
+                values, quality, sent_ts = parse_payload(route, payload)
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._malformed(topic, exc)
+                continue
+            self.bus.publish(SampleBatch(sent_ts or ts, route.asset, route.points, values, quality))
+        return n
+
+    def _malformed(self, topic: str, exc: Exception) -> None:
+        self.metrics.driver_errors.labels("mqtt", "malformed").inc()
+        if topic not in self._bad_topics:
+            self._bad_topics.add(topic)
+            log.warning("mqtt: malformed payload on %s (%s); further ones on this topic at debug", topic, exc)
+        else:
+            log.debug("mqtt: malformed payload on %s (%s)", topic, exc)
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def close(self) -> None:
+        self._closing = True
+        self.client.disconnect()
+        self.client.loop_stop()

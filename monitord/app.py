@@ -1,0 +1,190 @@
+"""App wiring: builds every stage from a ``SiteConfig`` and runs them.
+
+``Monitord.build`` connects drivers → bus → state table / store / metrics,
+and the evaluation loop → pipeline (rules → alerts → tickets) → listeners.
+``run`` keeps them in one ``TaskGroup`` until ``stop`` is called, then
+flushes the store, so a Ctrl-C never loses what was already read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drivers.modbus import GatewayPoller, ModbusDevice, ModbusDriver
+from drivers.mqtt import MqttDriver, TopicRoute
+from rules.engine import AssetFacts, RuleEngine
+
+from .alerts import AlertTracker
+from .bus import SampleBus
+from .clock import Clock, SystemClock
+from .config import AssetConfig, SiteConfig
+from .metrics import Metrics
+from .pipeline import Pipeline
+from .sqlite_store import SqliteStore
+from .state import AssetSlot, StateTable
+from .store import Store
+from .tickets import TicketDesk
+
+log = logging.getLogger(__name__)
+
+
+def asset_points(config: SiteConfig, asset: AssetConfig) -> tuple[str, ...]:
+    return tuple(config.profile(asset.profile).points)
+
+
+def mqtt_routes(config: SiteConfig) -> dict[str, TopicRoute]:
+    """Topic → route for every MQTT asset, from its profile's topic pattern."""
+    routes: dict[str, TopicRoute] = {}
+    for a in config.assets:
+        if a.connection.mqtt is None:
+            continue
+        prof = config.profile(a.profile)
+        assert prof.mqtt is not None  # cross_check guarantees it
+        pattern = a.connection.mqtt.topic or prof.mqtt.topic
+        ts_field = tuple(prof.mqtt.ts_field.split(".")) if prof.mqtt.ts_field else ()
+        if prof.mqtt.format == "json":
+            fields = prof.json_fields()
+            topic = pattern.format(site=config.site.id, asset=a.id)
+            routes[topic] = TopicRoute(
+                a.id, tuple(fields), tuple(tuple(f.split(".")) for f in fields.values()), ts_field
+            )
+        else:
+            for point in prof.points:
+                topic = pattern.format(site=config.site.id, asset=a.id, point=point)
+                routes[topic] = TopicRoute(a.id, (point,), ())
+    return routes
+
+
+def asset_facts(config: SiteConfig) -> list[AssetFacts]:
+    return [
+        AssetFacts(a.id, a.type, tuple(a.tags), {**config.profile(a.profile).params, **a.params})
+        for a in config.assets
+    ]
+
+
+@dataclass
+class Monitord:
+    config: SiteConfig
+    clock: Clock = field(default_factory=SystemClock)
+    store: Store | None = None
+    metrics_port: int | None = None
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self.assets = {a.id: a for a in c.assets}
+        self.metrics = Metrics()
+        self.metrics.set_asset_types({a.id: a.type for a in c.assets})
+        stale = c.engine.offline_after_polls
+        self.state = StateTable([
+            AssetSlot(a.id, a.type, asset_points(c, a), stale * c.poll_of(a)) for a in c.assets
+        ], started=self.clock.now())
+        if self.store is None:
+            self.store = SqliteStore(Path(c.store.path), flush_interval=c.store.flush_interval)
+        store = self.store
+        self.bus = SampleBus()
+        self.bus.subscribe(self.state.apply)
+        self.bus.subscribe(lambda b: store.write_samples((b,)))
+        self.bus.subscribe(self.metrics.count_batch)
+        self.bus.subscribe_health(self.state.apply_health)
+        self.engine = RuleEngine(c.rules, self.state, asset_facts(c))
+        self.tracker = AlertTracker()
+        self.desk = TicketDesk()
+        self.pipeline = Pipeline(
+            self.state, self.engine, self.tracker, self.desk, store, self.assets, self.metrics, self.clock
+        )
+        self.modbus = self._modbus_driver()
+        self.mqtt = self._mqtt_driver()
+        self._stop = asyncio.Event()
+        self.started = asyncio.Event()
+        self.metrics_url = ""
+
+    def _modbus_driver(self) -> ModbusDriver | None:
+        c = self.config
+        gateways: dict[tuple[str, int], list[ModbusDevice]] = {}
+        timeouts: dict[tuple[str, int], float] = {}
+        for a in c.assets:
+            m = a.connection.modbus
+            if m is None:
+                continue
+            dev = ModbusDevice.from_profile(a.id, m.unit, c.poll_of(a), c.profile(a.profile))
+            gateways.setdefault((m.host, m.port), []).append(dev)
+            timeouts[(m.host, m.port)] = max(timeouts.get((m.host, m.port), 0.0), m.timeout)
+        if not gateways:
+            return None
+        return ModbusDriver([
+            GatewayPoller(h, p, devs, self.bus, self.clock, self.metrics, timeout=timeouts[(h, p)])
+            for (h, p), devs in gateways.items()
+        ])
+
+    def _mqtt_driver(self) -> MqttDriver | None:
+        c = self.config
+        routes = mqtt_routes(c)
+        if not routes or c.mqtt is None:
+            return None
+        host, port = c.mqtt.host_port
+        return MqttDriver(
+            host, port, routes, self.bus, self.clock, self.metrics, client_id=c.mqtt.client_id,
+            qos=c.mqtt.qos, username=c.mqtt.username, password=c.mqtt.password,
+        )
+
+    def restore(self) -> None:
+        """Rebuild tickets from the store; alerts with an open ticket count as firing."""
+        assert self.store is not None
+        self.desk.restore(self.store.ticket_events())
+        for t in self.desk.tickets.values():
+            if t.state != "open":
+                continue
+            for rule in self.engine.rules:
+                if rule.spec.id == t.rule and t.asset in rule.assets:
+                    self.tracker.restore(rule.key, len(rule.assets), rule.assets.index(t.asset), t.since)
+        if self.desk.tickets:
+            log.info("restored %d tickets (%d open) from the store", len(self.desk.tickets),
+                     sum(self.desk.open_counts().values()))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        assert self.store is not None
+        self.restore()
+        port = self.config.metrics.port if self.metrics_port is None else self.metrics_port
+        bound = self.metrics.serve(self.config.metrics.host, port)
+        self.metrics_url = f"http://{self.config.metrics.host}:{bound}/metrics"
+        log.info("metrics at %s", self.metrics_url)
+        self.started.set()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self._evaluate_forever(), name="evaluate")]
+                if self.modbus:
+                    tasks.append(tg.create_task(self.modbus.run(), name="modbus"))
+                if self.mqtt:
+                    tasks.append(tg.create_task(self.mqtt.run(), name="mqtt"))
+                await self._stop.wait()
+                for t in tasks:
+                    t.cancel()
+        finally:
+            self.metrics.stop()
+            if self.mqtt:
+                self.mqtt.close()
+            self.store.flush()
+            self.store.close()
+            log.info("stopped; store flushed")
+
+    async def _evaluate_forever(self) -> None:
+        engine = self.config.engine
+        wake = self.bus.wake
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(engine.max_interval):
+                    await wake.wait()
+            wake.clear()
+            self.pipeline.tick()
+            assert self.store is not None
+            queued = getattr(self.store, "queued", None)
+            if queued is not None:
+                self.metrics.store_queue.set(queued)
+            await asyncio.sleep(engine.min_interval)

@@ -1,0 +1,301 @@
+"""Site configuration: YAML with ``include:``, pydantic models, cross-checks.
+
+Nothing in the pipeline starts from an unchecked config. ``load_config``
+returns a ``SiteConfig`` or raises ``ConfigError`` with one message per
+problem, each naming file, line and key path (``site.yaml:14
+assets[2].connection.modbus.port: must be 1..65535, got 70000``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from rules import PACKS_DIR
+from rules.expr import ExpressionError, compile_expression
+from rules.spec import RuleSpec
+
+from .errors import ConfigError
+from .profiles import AssetType, DeviceProfile, Strict, in_range
+from .units import Duration
+from .yamlio import load_yaml, problem
+
+CONFIG_DIR = Path(os.environ.get("MONITORD_CONFIG_DIR", Path(__file__).resolve().parent.parent / "config"))
+Port = Annotated[int, in_range(1, 65535)]
+
+
+class SiteInfo(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = ""
+
+
+class StoreConfig(Strict):
+    kind: Literal["sqlite"] = "sqlite"
+    path: str = "./monitord-data/monitord.db"
+    flush_interval: Duration = 1.0
+
+
+class MqttConfig(Strict):
+    url: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtt://[^:/]+(:\d+)?/?$")
+    client_id: str = "monitord"
+    username: str | None = None
+    password: str | None = None
+    qos: Annotated[int, in_range(0, 1)] = 0
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        m = re.match(r"^mqtt://([^:/]+)(?::(\d+))?", self.url)
+        assert m is not None  # guaranteed by the pattern
+        return m.group(1), int(m.group(2) or 1883)
+
+
+class MetricsConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, in_range(0, 65535)] = 9108
+
+
+class ModbusConnection(Strict):
+    host: str
+    port: Port = 502
+    unit: Annotated[int, in_range(0, 247)] = 1
+    timeout: Duration = 1.0
+
+
+class MqttConnection(Strict):
+    topic: str | None = None
+
+
+class Connection(Strict):
+    modbus: ModbusConnection | None = None
+    mqtt: MqttConnection | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Connection:
+        if (self.modbus is None) == (self.mqtt is None):
+            raise PydanticCustomError("connection", "give exactly one of modbus or mqtt")
+        return self
+
+
+class AssetConfig(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = ""
+    type: AssetType
+    profile: str
+    connection: Connection
+    location: dict[str, str | int] = {}
+    depends_on: list[str] = []
+    poll: Duration | None = None
+    tags: list[str] = []
+    params: dict[str, float] = {}
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+    @property
+    def where(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.location.items())
+
+
+class EngineConfig(Strict):
+    min_interval: Duration = 0.1
+    max_interval: Duration = 1.0
+    offline_after_polls: Annotated[int, in_range(1, 100)] = 3
+
+
+class SiteConfig(Strict):
+    site: SiteInfo
+    store: StoreConfig = StoreConfig()
+    mqtt: MqttConfig | None = None
+    metrics: MetricsConfig = MetricsConfig()
+    poll: Duration = 2.0
+    engine: EngineConfig = EngineConfig()
+    profiles: list[DeviceProfile] = []
+    assets: list[AssetConfig]
+    rules: list[RuleSpec] = []
+    source: str = Field("", exclude=True)
+
+    def profile(self, name: str) -> DeviceProfile:
+        return next(p for p in self.profiles if p.profile == name)
+
+    def poll_of(self, asset: AssetConfig) -> float:
+        return asset.poll if asset.poll is not None else self.poll
+
+    def asset(self, asset_id: str) -> AssetConfig:
+        return next(a for a in self.assets if a.id == asset_id)
+
+
+def load_config(path: str | Path) -> SiteConfig:
+    """Load, validate and cross-check; raise ``ConfigError`` listing every problem."""
+    path = Path(path)
+    raw = load_yaml(path, search=(CONFIG_DIR, PACKS_DIR.parent.parent))
+    if not isinstance(raw, dict):
+        raise ConfigError([problem(raw, (), "the file must hold a mapping (site:, assets:, ...)")])
+    try:
+        config = SiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([_message(raw, e) for e in exc.errors()]) from None
+    problems = cross_check(config, raw)
+    if problems:
+        raise ConfigError(problems)
+    return config.model_copy(update={"source": str(path)})
+
+
+def _message(raw: Any, err: Any) -> str:
+    loc, kind, value = tuple(err["loc"]), err["type"], err.get("input")
+    if kind == "missing":
+        text = "required key is missing"
+    elif kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        near = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        text = "unknown key" + (f" (did you mean {near[0]!r}?)" if near else "")
+        if allowed:
+            text += f"; expected one of: {', '.join(allowed)}"
+    elif kind == "literal_error":
+        text = f"must be one of {err['ctx']['expected']}, got {value!r}"
+    elif kind in ("int_parsing", "int_type", "int_from_float"):
+        text = f"must be a whole number, got {value!r}"
+    elif kind in ("float_parsing", "float_type"):
+        text = f"must be a number, got {value!r}"
+    elif kind == "string_pattern_mismatch":
+        text = f"{value!r} has characters that are not allowed (pattern {err['ctx']['pattern']})"
+    elif kind in ("range", "duration", "connection", "scale"):
+        text = err["msg"]
+    else:
+        msg = err["msg"]
+        text = msg[0].lower() + msg[1:]
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            text += f", got {value!r}"
+    # pydantic puts union member names in the path (e.g. 'str', 'int'); people never wrote them
+    loc = tuple(k for k in loc if not (isinstance(k, str) and k in _TYPE_TAGS))
+    return problem(raw, loc, text)
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "function-after[check(), int]"}
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys a model at ``loc`` accepts, for 'did you mean' hints."""
+    tp: Any = SiteConfig
+    for key in loc:
+        tp = _unwrap(tp)
+        if isinstance(key, int):
+            args = typing.get_args(tp)
+            tp = args[-1] if args else None
+        elif isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = next(
+                (f for n, f in tp.model_fields.items() if (f.alias or n) == key), None
+            )
+            tp = field.annotation if field else None
+        else:
+            args = typing.get_args(tp)
+            tp = args[-1] if args and typing.get_origin(tp) is dict else None
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return sorted(f.alias or n for n, f in tp.model_fields.items() if not f.exclude)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X | None`` → ``X``; annotated types → their base."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def cross_check(config: SiteConfig, raw: Any) -> list[str]:
+    """References between parts of the config; each broken one is a problem."""
+    out: list[str] = []
+    profiles: dict[str, DeviceProfile] = {}
+    for i, p in enumerate(config.profiles):
+        if p.profile in profiles:
+            out.append(problem(raw, ("profiles", i, "profile"), f"duplicate profile {p.profile!r}"))
+        profiles[p.profile] = p
+    seen: set[str] = set()
+    ids = {a.id for a in config.assets}
+    points_by_type: dict[str, set[str]] = {}
+    for i, a in enumerate(config.assets):
+        where = ("assets", i)
+        if a.id in seen:
+            out.append(problem(raw, (*where, "id"), f"duplicate asset id {a.id!r}"))
+        seen.add(a.id)
+        prof = profiles.get(a.profile)
+        if prof is None:
+            near = difflib.get_close_matches(a.profile, list(profiles), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else f"; known: {', '.join(sorted(profiles)) or 'none'}"
+            out.append(problem(raw, (*where, "profile"), f"unknown profile {a.profile!r}{hint}"))
+        else:
+            if prof.asset_type != a.type:
+                out.append(problem(raw, (*where, "type"),
+                                   f"asset type {a.type!r} does not match profile {prof.profile!r} ({prof.asset_type})"))
+            if a.connection.modbus and not prof.modbus_encodings():
+                out.append(problem(raw, (*where, "connection", "modbus"),
+                                   f"profile {prof.profile!r} has no Modbus register map"))
+            if a.connection.mqtt and prof.mqtt is None:
+                out.append(problem(raw, (*where, "connection", "mqtt"),
+                                   f"profile {prof.profile!r} has no mqtt section"))
+            points_by_type.setdefault(a.type, set()).update(prof.points)
+        if a.connection.mqtt and config.mqtt is None:
+            out.append(problem(raw, (*where, "connection", "mqtt"), "an MQTT asset needs a top-level mqtt: broker"))
+        for j, dep in enumerate(a.depends_on):
+            if dep not in ids:
+                out.append(problem(raw, (*where, "depends_on", j), f"unknown asset {dep!r}"))
+            elif dep == a.id:
+                out.append(problem(raw, (*where, "depends_on", j), "an asset cannot depend on itself"))
+    out += _check_rules(config, raw, points_by_type, profiles)
+    return out
+
+
+def _check_rules(
+    config: SiteConfig, raw: Any, points_by_type: dict[str, set[str]], profiles: dict[str, DeviceProfile]
+) -> list[str]:
+    out: list[str] = []
+    rule_ids: set[str] = set()
+    for i, r in enumerate(config.rules):
+        if r.id in rule_ids:
+            out.append(problem(raw, ("rules", i, "id"), f"duplicate rule id {r.id!r}"))
+        rule_ids.add(r.id)
+        targets = [a for a in config.assets if (r.applies_to.type in (None, a.type))
+                   and all(t in a.tags for t in r.applies_to.tags)
+                   and (not r.applies_to.ids or a.id in r.applies_to.ids)]
+        for j, aid in enumerate(r.applies_to.ids):
+            if aid not in {a.id for a in config.assets}:
+                out.append(problem(raw, ("rules", i, "applies_to", "ids", j), f"unknown asset {aid!r}"))
+        types_ = sorted({a.type for a in targets})
+        for key in ("when", "clear"):
+            text = getattr(r, key)
+            if text is None:
+                continue
+            for asset_type in types_ or [None]:
+                known = points_by_type.get(asset_type, set()) if asset_type else None
+                try:
+                    compiled = compile_expression(text, known_points=known)
+                except ExpressionError as exc:
+                    on = f" (for {asset_type} assets)" if len(types_) > 1 else ""
+                    out.append(problem(raw, ("rules", i, key),
+                                       f"{exc}{on} at column {exc.column} in {text!r}"))
+                    break
+                for name in sorted(compiled.params):
+                    for a in targets:
+                        prof = profiles.get(a.profile)
+                        if a.type == asset_type and name not in r.params and name not in a.params \
+                                and not (prof and name in prof.params):
+                            out.append(problem(raw, ("rules", i, key),
+                                               f"param.{name} has no default in the rule and asset {a.id!r} sets none"))
+    return out

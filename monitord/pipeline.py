@@ -1,0 +1,117 @@
+"""One evaluation step: rules → alert lifecycle → tickets → people and store.
+
+``Pipeline.tick(now)`` is the same code live (called by the app's evaluation
+loop when new data arrives, at least every ``max_interval``), in tests with a
+manual clock, and in replay. It is synchronous and does no I/O of its own:
+events go to the store's queue and to the registered listeners.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from rules.engine import CompiledRule, RuleEngine
+
+from .alerts import AlertEvent, AlertTracker
+from .clock import Clock
+from .config import AssetConfig
+from .metrics import Metrics
+from .state import StateTable
+from .store import Store
+from .tickets import TicketDesk, TicketEvent, TicketPolicyView
+
+log = logging.getLogger(__name__)
+AlertListener = Callable[[AlertEvent], None]
+TicketListener = Callable[[TicketEvent], None]
+
+
+class _Values(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def render(template: str, asset: AssetConfig, values: Mapping[str, float]) -> str:
+    """Fill a rule's summary template with asset fields and current point values."""
+    fields = _Values(values)
+    fields["asset"] = SimpleNamespace(
+        id=asset.id, name=asset.label, type=asset.type, location=asset.where, **asset.location
+    )
+    try:
+        return string.Formatter().vformat(template, (), fields)
+    except (ValueError, AttributeError, IndexError, KeyError) as exc:
+        log.warning("summary template %r: %s", template, exc)
+        return template
+
+
+@dataclass
+class Pipeline:
+    state: StateTable
+    engine: RuleEngine
+    tracker: AlertTracker
+    desk: TicketDesk
+    store: Store
+    assets: dict[str, AssetConfig]
+    metrics: Metrics
+    clock: Clock
+
+    def __post_init__(self) -> None:
+        self.alert_listeners: list[AlertListener] = []
+        self.ticket_listeners: list[TicketListener] = []
+        self._specs = {r.spec.id: r.spec for r in self.engine.rules}
+
+    def tick(self, now: float | None = None) -> tuple[list[AlertEvent], list[TicketEvent]]:
+        now = self.clock.now() if now is None else now
+        with self.metrics.rule_eval.time():
+            results = self.engine.evaluate(now)
+        alerts: list[AlertEvent] = []
+        for res in results:
+            spec = res.rule.spec
+            for tr in self.tracker.update(
+                res.rule.key, res.fire, res.clear, hold_for=spec.for_, clear_for=spec.clear_for, now=now
+            ):
+                asset = res.rule.assets[tr.index]
+                alerts.append(AlertEvent(
+                    ts=now, rule=spec.id, asset=asset, state=tr.state, severity=spec.severity,
+                    since=tr.since, summary=self._summary(res.rule, asset),
+                ))
+        tickets: list[TicketEvent] = []
+        for ev in alerts:
+            self.metrics.alert_events.labels(ev.state).inc()
+            policy = self._specs[ev.rule].ticket
+            if policy is not None:
+                view = TicketPolicyView(policy.priority, policy.skill, policy.auto_resolve)
+                tickets += self.desk.on_alert(ev, view, self.assets[ev.asset].where)
+        if alerts:
+            self.store.write_alerts(alerts)
+            self._update_gauges()
+        if tickets:
+            self.store.write_tickets(tickets)
+        for ev in alerts:
+            for listen in self.alert_listeners:
+                listen(ev)
+        for tev in tickets:
+            for tlisten in self.ticket_listeners:
+                tlisten(tev)
+        return alerts, tickets
+
+    def _summary(self, rule: CompiledRule, asset_id: str) -> str:
+        asset = self.assets[asset_id]
+        template = rule.spec.summary or f"{rule.spec.id} on {{asset.name}}"
+        values = {k: v for k, (v, _ts, _q) in self.state.latest(asset_id).items()}
+        return render(template, asset, values)
+
+    def _update_gauges(self) -> None:
+        by_severity: dict[str, int] = {}
+        for rule in self.engine.rules:
+            n = int(self.tracker.firing(rule.key).sum())
+            by_severity[rule.spec.severity] = by_severity.get(rule.spec.severity, 0) + n
+        for severity, n in by_severity.items():
+            self.metrics.alerts_firing.labels(severity).set(n)
+        counts = self.desk.open_counts()
+        for priority in ("P1", "P2", "P3", "P4"):
+            self.metrics.tickets_open.labels(priority).set(counts.get(priority, 0))

@@ -1,0 +1,214 @@
+"""Embedded store: one SQLite file in WAL mode, written by one thread.
+
+Writers only append to an in-memory queue; a background thread commits the
+queue every ``flush_interval`` (events at once, since people wait on them).
+Samples are stored one row per batch with values and qualities as float64
+and int8 blobs: this keeps the write path free of per-sample Python work;
+``samples()`` unpacks them again. Alert and ticket events have unique keys,
+so a repeated write lands once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .alerts import AlertEvent
+from .errors import StoreError
+from .model import SampleBatch
+from .tickets import TicketEvent
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS point_sets (id INTEGER PRIMARY KEY, points TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS samples (
+    ts REAL NOT NULL, asset TEXT NOT NULL, point_set INTEGER NOT NULL,
+    vals BLOB NOT NULL, quality BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS samples_asset_ts ON samples(asset, ts);
+CREATE TABLE IF NOT EXISTS alert_events (
+    ts REAL NOT NULL, rule TEXT NOT NULL, asset TEXT NOT NULL, state TEXT NOT NULL,
+    severity TEXT NOT NULL, since REAL NOT NULL, summary TEXT NOT NULL,
+    UNIQUE (rule, asset, ts, state));
+CREATE TABLE IF NOT EXISTS ticket_events (
+    ts REAL NOT NULL, ticket TEXT NOT NULL, event TEXT NOT NULL, body TEXT NOT NULL,
+    UNIQUE (ticket, ts, event));
+"""
+
+
+class SqliteStore:
+    def __init__(self, path: Path, *, flush_interval: float = 1.0) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._flush_interval = flush_interval
+        self._lock = threading.Condition()
+        self._samples: list[SampleBatch] = []
+        self._alerts: list[AlertEvent] = []
+        self._tickets: list[TicketEvent] = []
+        self._pending = 0  # items handed to the writer and not yet committed
+        self._closing = False
+        self._error: Exception | None = None
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+        self._point_sets: dict[tuple[str, ...], int] = {}
+        self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    # -- writes (any thread) -------------------------------------------------
+    def write_samples(self, batches: Sequence[SampleBatch]) -> None:
+        with self._lock:
+            self._samples.extend(batches)
+
+    def write_alerts(self, events: Sequence[AlertEvent]) -> None:
+        with self._lock:
+            self._alerts.extend(events)
+            self._lock.notify()
+
+    def write_tickets(self, events: Sequence[TicketEvent]) -> None:
+        with self._lock:
+            self._tickets.extend(events)
+            self._lock.notify()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            self._lock.notify()
+            done = self._lock.wait_for(
+                lambda: not (self._samples or self._alerts or self._tickets or self._pending),
+                timeout,
+            )
+        if not done:
+            raise StoreError(f"sqlite store {self.path}: flush did not finish in {timeout}s")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._lock.notify()
+        self._thread.join(timeout=30)
+
+    @property
+    def queued(self) -> int:
+        with self._lock:
+            return sum(len(b) for b in self._samples)
+
+    # -- the writer thread ---------------------------------------------------
+    def _run(self) -> None:
+        db = self._connect()
+        try:
+            while True:
+                with self._lock:
+                    self._lock.wait_for(
+                        lambda: self._closing or bool(self._alerts or self._tickets),
+                        self._flush_interval,
+                    )
+                    samples, alerts, tickets = self._samples, self._alerts, self._tickets
+                    self._samples, self._alerts, self._tickets = [], [], []
+                    self._pending = len(samples) + len(alerts) + len(tickets)
+                    closing = self._closing
+                try:
+                    self._commit(db, samples, alerts, tickets)
+                except sqlite3.Error as exc:
+                    # Put everything back in order and retry on the next round.
+                    log.error("sqlite store %s: write failed: %s", self.path, exc)
+                    with self._lock:
+                        self._samples[:0], self._alerts[:0], self._tickets[:0] = samples, alerts, tickets
+                    if closing:
+                        return
+                finally:
+                    with self._lock:
+                        self._pending = 0
+                        self._lock.notify_all()
+                if closing:
+                    return
+        finally:
+            db.close()
+
+    def _point_set(self, db: sqlite3.Connection, points: tuple[str, ...]) -> int:
+        pid = self._point_sets.get(points)
+        if pid is None:
+            text = json.dumps(points)
+            db.execute("INSERT OR IGNORE INTO point_sets(points) VALUES (?)", (text,))
+            row = db.execute("SELECT id FROM point_sets WHERE points = ?", (text,)).fetchone()
+            pid = self._point_sets[points] = int(row[0])
+        return pid
+
+    def _commit(
+        self,
+        db: sqlite3.Connection,
+        samples: list[SampleBatch],
+        alerts: list[AlertEvent],
+        tickets: list[TicketEvent],
+    ) -> None:
+        if not (samples or alerts or tickets):
+            return
+        with db:
+            if samples:
+                db.executemany(
+                    "INSERT INTO samples VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (b.ts, b.asset, self._point_set(db, b.points),
+                         b.values.astype("<f8").tobytes(), b.quality.tobytes())
+                        for b in samples
+                    ],
+                )
+            if alerts:
+                db.executemany(
+                    "INSERT OR IGNORE INTO alert_events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(a.ts, a.rule, a.asset, a.state, a.severity, a.since, a.summary) for a in alerts],
+                )
+            if tickets:
+                db.executemany(
+                    "INSERT OR IGNORE INTO ticket_events VALUES (?, ?, ?, ?)",
+                    [(t.ts, t.ticket, t.event, json.dumps(dataclasses.asdict(t))) for t in tickets],
+                )
+
+    # -- reads (caller's thread, own connection) -----------------------------
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        try:
+            db = sqlite3.connect(self.path, timeout=30)
+            try:
+                return db.execute(sql, args).fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite store {self.path}: {exc}") from exc
+
+    def alert_events(self) -> list[AlertEvent]:
+        rows = self._read("SELECT ts, rule, asset, state, severity, since, summary FROM alert_events ORDER BY ts")
+        return [AlertEvent(*r) for r in rows]
+
+    def ticket_events(self) -> list[TicketEvent]:
+        rows = self._read("SELECT body FROM ticket_events ORDER BY ts, rowid")
+        return [TicketEvent(**json.loads(r[0])) for r in rows]
+
+    def samples(
+        self, asset: str | None = None, since: float | None = None, until: float | None = None
+    ) -> Iterator[SampleBatch]:
+        sets = {int(i): tuple(json.loads(p)) for i, p in self._read("SELECT id, points FROM point_sets")}
+        where, args = ["1=1"], []
+        for clause, value in (("asset = ?", asset), ("ts >= ?", since), ("ts < ?", until)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        rows = self._read(
+            f"SELECT ts, asset, point_set, vals, quality FROM samples WHERE {' AND '.join(where)} ORDER BY ts",
+            args,
+        )
+        for ts, a, ps, vals, quality in rows:
+            yield SampleBatch(
+                ts, a, sets[ps], np.frombuffer(vals, dtype="<f8").astype(np.float64),
+                np.frombuffer(quality, dtype=np.int8).copy(),
+            )

@@ -1,0 +1,121 @@
+"""The latest value, time and quality of every point, as numpy columns.
+
+Second stage of the pipeline: the ``SampleBus`` hands every ``SampleBatch``
+to ``StateTable.apply``; the rule engine reads whole columns. One
+``TypeTable`` per asset type: rows are assets, columns the union of the points
+their profiles define. A failed read updates quality only, so the last good
+value and its time stay for ``age()`` and for people, never as a fresh value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from .model import HealthChange, Quality, SampleBatch
+
+
+@dataclass(frozen=True)
+class AssetSlot:
+    """What the state table needs to know of an asset to give it a row."""
+
+    id: str
+    type: str
+    points: tuple[str, ...]
+    stale_after: float  # seconds without a good sample before a point counts as stale
+
+
+class TypeTable:
+    """All assets of one type: rows × points matrices."""
+
+    def __init__(self, asset_type: str, slots: list[AssetSlot], started: float) -> None:
+        self.asset_type = asset_type
+        self.assets = [s.id for s in slots]
+        self.row = {a: i for i, a in enumerate(self.assets)}
+        columns: dict[str, None] = {}
+        for s in slots:
+            columns.update(dict.fromkeys(s.points))
+        self.columns = list(columns)
+        self.col = {c: j for j, c in enumerate(self.columns)}
+        n, m = len(slots), len(self.columns)
+        self.value = np.full((n, m), math.nan)
+        self.ts = np.full((n, m), math.nan)
+        self.quality = np.full((n, m), int(Quality.STALE), dtype=np.int8)
+        # Counting from start-up: a device is not offline before it had the chance to answer.
+        self.last_good = np.full(n, started)
+        self.driver_online = np.ones(n, dtype=bool)
+        self.stale_after = np.array([s.stale_after for s in slots])
+        self._cols: dict[tuple[str, ...], npt.NDArray[np.intp]] = {}
+
+    def columns_of(self, points: tuple[str, ...]) -> npt.NDArray[np.intp]:
+        cols = self._cols.get(points)
+        if cols is None:
+            cols = np.array([self.col[p] for p in points], dtype=np.intp)
+            self._cols[points] = cols
+        return cols
+
+    def apply(self, row: int, batch: SampleBatch) -> None:
+        cols = self.columns_of(batch.points)
+        self.quality[row, cols] = batch.quality
+        good = batch.quality == Quality.GOOD
+        if good.all():
+            self.value[row, cols] = batch.values
+            self.ts[row, cols] = batch.ts
+            self.last_good[row] = batch.ts
+        elif good.any():
+            gcols = cols[good]
+            self.value[row, gcols] = batch.values[good]
+            self.ts[row, gcols] = batch.ts
+            self.last_good[row] = batch.ts
+
+    def valid(self, now: float) -> npt.NDArray[np.bool_]:
+        """Good and fresh, per cell: what a process rule may act on."""
+        fresh = (now - self.ts) <= self.stale_after[:, None]
+        return (self.quality == Quality.GOOD) & fresh
+
+    def offline(self, now: float) -> npt.NDArray[np.bool_]:
+        """Per asset: no good sample for ``stale_after`` (FAULTS.md: 3 poll intervals).
+
+        A driver's own offline verdict (one failed poll) is kept in
+        ``driver_online`` for people; it does not raise the alert by itself,
+        so that one lost reply is not an incident.
+        """
+        return ~((now - self.last_good) <= self.stale_after)
+
+
+class StateTable:
+    def __init__(self, slots: list[AssetSlot], started: float = math.nan) -> None:
+        by_type: dict[str, list[AssetSlot]] = {}
+        for s in slots:
+            by_type.setdefault(s.type, []).append(s)
+        self.tables = {t: TypeTable(t, ss, started) for t, ss in by_type.items()}
+        self.where = {
+            s.id: (self.tables[s.type], self.tables[s.type].row[s.id]) for s in slots
+        }
+        self.dirty: set[str] = set()
+
+    def apply(self, batch: SampleBatch) -> None:
+        located = self.where.get(batch.asset)
+        if located is None:
+            return
+        table, row = located
+        table.apply(row, batch)
+        self.dirty.add(table.asset_type)
+
+    def apply_health(self, change: HealthChange) -> None:
+        located = self.where.get(change.asset)
+        if located is not None:
+            table, row = located
+            table.driver_online[row] = change.online
+            self.dirty.add(table.asset_type)
+
+    def latest(self, asset: str) -> dict[str, tuple[float, float, Quality]]:
+        """Point → (value, ts, quality) of one asset, for people and templates."""
+        table, row = self.where[asset]
+        return {
+            c: (float(table.value[row, j]), float(table.ts[row, j]), Quality(int(table.quality[row, j])))
+            for j, c in enumerate(table.columns)
+        }

@@ -1,0 +1,45 @@
+"""Durations as people write them in YAML (``500ms``, ``5s``, ``2m``, ``1h``, ``1d``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``5s``-style text or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"a duration like 5s, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a duration must not be negative, got {value}")
+        return float(value)
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return float(m.group(1)) * _UNITS[m.group(2)]
+    raise ValueError(f"a duration like 500ms, 5s, 2m, 1h, got {value!r}")
+
+
+def _validate(value: object) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise PydanticCustomError("duration", "must be {why}", {"why": str(exc)}) from None
+
+
+Duration = Annotated[float, BeforeValidator(_validate)]
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form for terminals: ``45s``, ``3m05s``, ``2h10m``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"

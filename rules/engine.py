@@ -1,0 +1,153 @@
+"""The rule engine: every rule compiled once, evaluated over whole columns.
+
+Third stage of the pipeline. ``RuleEngine.evaluate`` reads the state table and
+returns, per rule, two boolean arrays over the rule's assets: where ``when``
+holds and where ``clear`` holds. Both are gated on the points the rule reads
+being good and fresh, so a failed or stale read can neither raise nor clear a
+process alert; device health (``offline``) is always known and needs no gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from monitord.state import StateTable, TypeTable
+
+from .expr import CompiledExpr, compile_expression, truthy
+from .spec import RuleSpec
+
+Bools = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class AssetFacts:
+    """What rules may know about an asset beyond its points."""
+
+    id: str
+    type: str
+    tags: tuple[str, ...] = ()
+    params: dict[str, float] = field(default_factory=dict)
+
+
+class RuleError(ValueError):
+    pass
+
+
+@dataclass
+class CompiledRule:
+    spec: RuleSpec
+    when: CompiledExpr
+    clear: CompiledExpr | None
+    table: TypeTable
+    rows: npt.NDArray[np.intp]
+    assets: list[str]
+    params: dict[str, npt.NDArray[np.float64]]
+    gate: npt.NDArray[np.intp]  # columns that must be valid for the rule to act
+
+    @property
+    def key(self) -> str:
+        """One alert series per rule and asset type (a rule may span types)."""
+        return f"{self.spec.id}#{self.table.asset_type}"
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: CompiledRule
+    fire: Bools
+    clear: Bools
+
+
+class _Context:
+    """Columns of one type table, restricted to one rule's rows."""
+
+    def __init__(self, rule: CompiledRule, now: float, offline: Bools) -> None:
+        self.rule, self.now, self._offline = rule, now, offline
+
+    def column(self, point: str) -> npt.NDArray[np.float64]:
+        t = self.rule.table
+        return t.value[self.rule.rows, t.col[point]]
+
+    def age(self, point: str) -> npt.NDArray[np.float64]:
+        t = self.rule.table
+        return self.now - t.ts[self.rule.rows, t.col[point]]
+
+    def param(self, name: str) -> npt.NDArray[np.float64]:
+        return self.rule.params[name]
+
+    def health(self, name: str) -> Bools:
+        off = self._offline[self.rule.rows]
+        return off if name == "offline" else ~off
+
+
+def matches(spec: RuleSpec, asset: AssetFacts) -> bool:
+    a = spec.applies_to
+    return (
+        (a.type is None or a.type == asset.type)
+        and all(t in asset.tags for t in a.tags)
+        and (not a.ids or asset.id in a.ids)
+    )
+
+
+def compile_rule(spec: RuleSpec, state: StateTable, assets: Sequence[AssetFacts]) -> list[CompiledRule]:
+    """Bind a rule to its assets' rows: one compiled rule per asset type it matches."""
+    by_table: dict[str, list[AssetFacts]] = {}
+    for a in assets:
+        if matches(spec, a) and a.id in state.where:
+            by_table.setdefault(state.where[a.id][0].asset_type, []).append(a)
+    return [_bind(spec, state.tables[t], chosen) for t, chosen in by_table.items()]
+
+
+def _bind(spec: RuleSpec, table: TypeTable, chosen: list[AssetFacts]) -> CompiledRule:
+    known = set(table.columns)
+    when = compile_expression(spec.when, known_points=known)
+    clear = compile_expression(spec.clear, known_points=known) if spec.clear else None
+    params: dict[str, npt.NDArray[np.float64]] = {}
+    for name in when.params | (clear.params if clear else set()):
+        values = []
+        for a in chosen:
+            v = a.params.get(name, spec.params.get(name))
+            if v is None:
+                raise RuleError(f"rule {spec.id}: asset {a.id} has no value for param.{name}")
+            values.append(v)
+        params[name] = np.array(values, dtype=np.float64)
+    gated = when.points | (clear.points if clear else set())
+    return CompiledRule(
+        spec=spec,
+        when=when,
+        clear=clear,
+        table=table,
+        rows=np.array([table.row[a.id] for a in chosen], dtype=np.intp),
+        assets=[a.id for a in chosen],
+        params=params,
+        gate=np.array(sorted(table.col[p] for p in gated), dtype=np.intp),
+    )
+
+
+class RuleEngine:
+    def __init__(self, specs: Sequence[RuleSpec], state: StateTable, assets: Sequence[AssetFacts]) -> None:
+        self.state = state
+        self.rules = [r for s in specs for r in compile_rule(s, state, assets)]
+
+    def evaluate(self, now: float) -> list[RuleResult]:
+        valid: dict[str, Bools] = {}
+        offline: dict[str, Bools] = {}
+        out = []
+        for rule in self.rules:
+            t = rule.table
+            if t.asset_type not in valid:
+                valid[t.asset_type] = t.valid(now)
+                offline[t.asset_type] = t.offline(now)
+            ok = valid[t.asset_type][np.ix_(rule.rows, rule.gate)].all(axis=1)
+            ctx = _Context(rule, now, offline[t.asset_type])
+            when = np.broadcast_to(truthy(rule.when.fn(ctx)), ok.shape)
+            fire = when & ok
+            if rule.clear is not None:
+                clear = np.broadcast_to(truthy(rule.clear.fn(ctx)), ok.shape) & ok
+            else:
+                clear = ~when & ok
+            out.append(RuleResult(rule, fire, clear))
+        return out

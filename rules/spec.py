@@ -1,0 +1,44 @@
+"""What a rule says, as written in YAML; validated with the rest of the config."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from monitord.profiles import AssetType
+from monitord.units import Duration
+
+Severity = Literal["critical", "major", "minor", "warning", "info"]
+Priority = Literal["P1", "P2", "P3", "P4"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class AppliesTo(_Strict):
+    type: AssetType | None = None
+    tags: list[str] = []
+    ids: list[str] = []
+
+
+class TicketPolicy(_Strict):
+    priority: Priority = "P3"
+    skill: str = "general"
+    auto_resolve: bool = Field(True, description="resolve the ticket when the alert resolves")
+
+
+class RuleSpec(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9_.\-]+$")
+    applies_to: AppliesTo
+    when: str
+    for_: Duration = Field(0.0, alias="for")
+    clear: str | None = None
+    clear_for: Duration = 0.0
+    severity: Severity = "major"
+    params: dict[str, float] = {}
+    labels: dict[str, str] = {}
+    summary: str = ""
+    description: str = ""
+    ticket: TicketPolicy | None = TicketPolicy()

@@ -1,0 +1,128 @@
+"""Serve simulated devices over real Modbus TCP (the only pymodbus server here).
+
+One ``ModbusTcpServer`` per host:port, every device behind it by unit id, as
+an RTU gateway would. Registers are encoded from the model on each read with
+the same ``RegisterCodec`` the driver decodes with. Device quirks from the
+profile are enforced: a request over the device's limit or (SDM630) with an
+odd count gets an exception. Faults: ``offline`` answers 0x0B (gateway: target
+failed to respond); ``silent`` does not answer at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from monitord.profiles import DeviceProfile, ModbusSettings
+from monitord.registers import BIT_KINDS, PointEncoding, RegisterCodec
+
+from .models import Equipment
+
+log = logging.getLogger(__name__)
+_KIND_OF_FC = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
+_BLOCK_ORDER = ("coil", "discrete", "holding", "input")
+
+
+@dataclass
+class _Image:
+    """All registers of one kind for one device, encoded from the model."""
+
+    codec: RegisterCodec
+
+    def encode(self, values: dict[str, float]) -> np.ndarray:
+        return self.codec.encode([values.get(n, 0.0) for n in self.codec.names])
+
+
+class SimulatedModbusDevice:
+    def __init__(self, unit: int, profile: DeviceProfile, model: Equipment) -> None:
+        self.unit, self.profile, self.model = unit, profile, model
+        self.settings = profile.modbus or ModbusSettings()
+        by_kind: dict[str, list[PointEncoding]] = {}
+        for p in profile.modbus_encodings():
+            by_kind.setdefault(p.kind, []).append(p)
+        self.images: dict[str, _Image] = {}
+        for kind, pts in by_kind.items():
+            end = max(p.address + p.words for p in pts)
+            self.images[kind] = _Image(RegisterCodec(0, end, pts))
+        self.requests = 0
+        self.resumed = asyncio.Event()
+
+    def sim_device(self) -> SimDevice:
+        blocks: list[list[SimData]] = []
+        for kind in _BLOCK_ORDER:
+            img = self.images.get(kind)
+            size = img.codec.count if img else 1
+            if kind in BIT_KINDS:
+                blocks.append([SimData(0, count=(size + 15) // 16 * 16, values=False, datatype=DataType.BITS)])
+            else:
+                blocks.append([SimData(0, count=size, values=0, datatype=DataType.REGISTERS)])
+        return SimDevice(self.unit, simdata=(blocks[0], blocks[1], blocks[2], blocks[3]),
+                         action=self._action)
+
+    async def _action(
+        self, func_code: int, start: int, address: int, count: int,
+        registers: list[int], set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        self.requests += 1
+        if "offline" in self.model.faults:
+            return ExcCodes.GATEWAY_NO_RESPONSE
+        if "silent" in self.model.faults:
+            self.resumed.clear()
+            try:
+                async with asyncio.timeout(30):
+                    await self.resumed.wait()  # answer only once the fault clears, as a hung device might
+            except TimeoutError:
+                pass
+        kind = _KIND_OF_FC.get(func_code)
+        if kind is None or set_values is not None:
+            return None
+        if kind in BIT_KINDS:
+            if count > self.settings.max_bits:
+                return ExcCodes.ILLEGAL_VALUE
+        else:
+            if count > self.settings.max_registers:
+                return ExcCodes.ILLEGAL_VALUE
+            if self.settings.even_count and count % 2:
+                return ExcCodes.ILLEGAL_VALUE
+        img = self.images.get(kind)
+        if img is None:
+            return None
+        words = img.encode(self.model.values)
+        if kind in BIT_KINDS:
+            # pymodbus keeps bits packed 16 to a register, least significant bit first
+            bits = np.zeros((len(registers) - 1) * 16 if len(registers) > 1 else 16, dtype=np.uint16)
+            bits[: len(words)] = words
+            packed = (bits.reshape(-1, 16) << np.arange(16, dtype=np.uint16)).sum(axis=1)
+            registers[: len(packed)] = [int(x) for x in packed]
+        else:
+            registers[: len(words)] = words.tolist()
+        return None
+
+
+class ModbusSimServer:
+    """Every simulated device behind one TCP endpoint."""
+
+    def __init__(self, host: str, port: int, devices: list[SimulatedModbusDevice]) -> None:
+        self.host, self.port, self.devices = host, port, devices
+        self.server = ModbusTcpServer([d.sim_device() for d in devices], address=(host, port))
+
+    async def run(self, started: Callable[[], None] | None = None) -> None:
+        if not await self.server.listen():
+            raise OSError(f"modbus simulator cannot listen on {self.host}:{self.port}")
+        if started:
+            started()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.server.shutdown()
+
+    def resume(self) -> None:
+        for d in self.devices:
+            d.resumed.set()

@@ -1,0 +1,254 @@
+"""Equipment models: plausible behaviour over time, and faults on demand.
+
+Each model keeps its point values in ``values`` (the names the profiles use)
+and moves them forward in ``step``. A fault changes the physics, not just one
+number: a dry-running pump loses suction, flow and then discharge pressure;
+a trapped car stops between floors with its door shut and someone inside.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+
+class Equipment:
+    """Base: values by point name, active faults, a seeded random source."""
+
+    FAULTS: frozenset[str] = frozenset({"offline", "silent"})
+
+    def __init__(self, asset: str, seed: int | None = None) -> None:
+        self.asset = asset
+        self.values: dict[str, float] = {}
+        self.faults: set[str] = set()
+        self.rng = random.Random(seed if seed is not None else hash(asset) & 0xFFFF)
+
+    def step(self, t: float, dt: float) -> None:
+        raise NotImplementedError
+
+    def noise(self, scale: float) -> float:
+        return self.rng.gauss(0.0, scale)
+
+    @classmethod
+    def knows(cls, fault: str) -> bool:
+        return fault in cls.FAULTS or fault in Equipment.FAULTS
+
+
+def daily_load(t: float) -> float:
+    """0..1 building load over a day: low at night, peaks late morning and evening."""
+    hour = (t / 3600.0) % 24
+    return 0.25 + 0.45 * math.exp(-((hour - 10.5) ** 2) / 8) + 0.35 * math.exp(-((hour - 19) ** 2) / 6)
+
+
+class Elevator(Equipment):
+    """A car serving floors with door cycles; reports GB/T 24476 status fields."""
+
+    FAULTS = frozenset({"entrapment", "entrapment_landing", "power_cut", "safety_circuit",
+                        "overspeed", "door_open_running"})
+    FLOOR_HEIGHT = 3.0
+
+    def __init__(self, asset: str, floors: int = 20, rated_speed: float = 1.75, seed: int | None = None):
+        super().__init__(asset, seed)
+        self.floors, self.rated = floors, rated_speed
+        self.position = 0.0  # metres above floor 1
+        self.target = 0
+        self.phase = "idle"
+        self.phase_left = 2.0
+        self.heartbeat = 0
+        self.values.update(run_status=0, direction=0, leveling=0, door=0, occupancy=0, power_source=0,
+                           inspection=0, safety_circuit=1, floor=1, speed=0.0, fault_code=0, heartbeat=0)
+
+    def step(self, t: float, dt: float) -> None:
+        v = self.values
+        self.heartbeat = (self.heartbeat + 1) % 65536
+        v["heartbeat"] = self.heartbeat
+        v["power_source"] = 1 if "power_cut" in self.faults else 0
+        v["safety_circuit"] = 0 if "safety_circuit" in self.faults else 1
+        if "entrapment" in self.faults or "entrapment_landing" in self.faults:
+            if "entrapment" in self.faults and self.position % self.FLOOR_HEIGHT < 0.5:
+                self.position += 1.2  # stop between two landings
+            elif "entrapment_landing" in self.faults:
+                self.position = round(self.position / self.FLOOR_HEIGHT) * self.FLOOR_HEIGHT
+            v.update(speed=0.0, direction=0, door=0, occupancy=1,
+                     run_status=3 if "entrapment" in self.faults else 2,
+                     fault_code=8 if "entrapment" in self.faults else 7)
+            self._level()
+            return
+        if v["safety_circuit"] == 0 or v["power_source"] == 1:
+            v.update(speed=0.0, direction=0, run_status=1, fault_code=10 if v["safety_circuit"] == 0 else 9)
+            self._level()
+            return
+        v["run_status"], v["fault_code"] = 0, 0
+        self.phase_left -= dt
+        if self.phase == "moving":
+            goal = self.target * self.FLOOR_HEIGHT
+            step = min(self.rated * dt, abs(goal - self.position))
+            self.position += math.copysign(step, goal - self.position)
+            speed = self.rated * (1.3 if "overspeed" in self.faults else 1.0)
+            v.update(speed=round(speed + self.noise(0.01), 3), direction=1 if goal > self.position else 2)
+            v["door"] = 1 if "door_open_running" in self.faults else 0
+            if abs(goal - self.position) < 1e-6:
+                self.phase, self.phase_left = "opening", 2.0
+                v.update(speed=0.0, direction=0, door=3)
+        elif self.phase == "opening" and self.phase_left <= 0:
+            self.phase, self.phase_left = "open", 4.0
+            v["door"] = 1
+            v["occupancy"] = 1 if self.rng.random() < 0.6 else 0
+        elif self.phase == "open" and self.phase_left <= 0:
+            self.phase, self.phase_left = "closing", 2.0
+            v["door"] = 2
+        elif self.phase == "closing" and self.phase_left <= 0:
+            self.phase, self.phase_left = "idle", self.rng.uniform(1.0, 8.0)
+            v["door"] = 0
+        elif self.phase == "idle" and self.phase_left <= 0:
+            current = round(self.position / self.FLOOR_HEIGHT)
+            self.target = self.rng.choice([f for f in range(self.floors) if f != current])
+            self.phase = "moving"
+        self._level()
+
+    def _level(self) -> None:
+        off = self.position % self.FLOOR_HEIGHT
+        in_zone = min(off, self.FLOOR_HEIGHT - off) < 0.1
+        self.values["leveling"] = 0 if in_zone else 1
+        self.values["floor"] = 1 + round(self.position / self.FLOOR_HEIGHT)
+
+
+class PumpSet(Equipment):
+    """A booster set holding discharge pressure against demand with a VFD."""
+
+    FAULTS = frozenset({"dry_run", "vfd_fault", "sump_high", "supply_undervoltage", "short_cycling"})
+
+    def __init__(self, asset: str, setpoint: float = 0.60, seed: int | None = None):
+        super().__init__(asset, seed)
+        self.setpoint = setpoint
+        self.freq = 35.0
+        self.starts = 0
+        self.values.update(running=1, suction_pressure=0.15, discharge_pressure=setpoint, flow=20.0,
+                           frequency=35.0, power_kw=5.5, starts=0, vfd_fault_code=0, sump_level_high=0,
+                           supply_voltage=380.0, pressure_setpoint=setpoint)
+
+    def step(self, t: float, dt: float) -> None:
+        v = self.values
+        demand = 30.0 * daily_load(t)
+        v["supply_voltage"] = (320.0 if "supply_undervoltage" in self.faults else 380.0) + self.noise(1.0)
+        v["sump_level_high"] = 1 if "sump_high" in self.faults else 0
+        if "vfd_fault" in self.faults:
+            v.update(running=0, frequency=0.0, flow=0.0, power_kw=0.0, vfd_fault_code=0x2310,
+                     discharge_pressure=max(0.15, v["discharge_pressure"] - 0.05 * dt))
+            return
+        v["vfd_fault_code"] = 0
+        if "short_cycling" in self.faults and int(t) % 60 == 0 and v["running"]:
+            v["running"] = 0
+        elif not v["running"]:
+            v["running"] = 1
+            self.starts += 1
+        v["starts"] = self.starts
+        if "dry_run" in self.faults:
+            v["suction_pressure"] = max(0.005, v["suction_pressure"] - 0.05 * dt) + abs(self.noise(0.002))
+            v["flow"] = max(0.0, v["flow"] - 10 * dt)
+            v["discharge_pressure"] = max(0.05, v["discharge_pressure"] - 0.1 * dt)
+            self.freq = min(50.0, self.freq + 5 * dt)  # the controller pushes harder, in vain
+        else:
+            v["suction_pressure"] = 0.15 + self.noise(0.003)
+            error = self.setpoint - v["discharge_pressure"]
+            self.freq = min(50.0, max(20.0, self.freq + 40.0 * error * dt))
+            head = 0.15 + 0.55 * (self.freq / 50.0) ** 2 - 0.004 * demand
+            v["discharge_pressure"] += (head - v["discharge_pressure"]) * min(1.0, 2 * dt)
+            v["discharge_pressure"] += self.noise(0.002)
+            v["flow"] = max(0.0, demand + self.noise(0.3))
+        v["frequency"] = round(self.freq, 2)
+        v["power_kw"] = round(7.5 * (self.freq / 50.0) ** 3, 3)
+
+
+class AirHandler(Equipment):
+    """An AHU tracking its supply-air setpoint with cooling/heating valves."""
+
+    FAULTS = frozenset({"filter_clogged", "cooling_valve_stuck", "fan_failure"})
+
+    def __init__(self, asset: str, seed: int | None = None):
+        super().__init__(asset, seed)
+        self.values.update(fan_status=1, fan_speed=70.0, supply_air_temp=13.0, supply_air_setpoint=13.0,
+                           mixed_air_temp=22.0, return_air_temp=24.0, outdoor_air_temp=30.0,
+                           cooling_valve=40.0, heating_valve=0.0, filter_dp=120.0, duct_static=250.0,
+                           duct_static_setpoint=250.0, oa_damper=20.0)
+
+    def step(self, t: float, dt: float) -> None:
+        v = self.values
+        hour = (t / 3600.0) % 24
+        v["outdoor_air_temp"] = 26 + 6 * math.sin((hour - 9) / 24 * 2 * math.pi) + self.noise(0.05)
+        v["return_air_temp"] = 24 + self.noise(0.05)
+        oa = v["oa_damper"] / 100
+        v["mixed_air_temp"] = oa * v["outdoor_air_temp"] + (1 - oa) * v["return_air_temp"]
+        if "fan_failure" in self.faults:
+            v.update(fan_status=0, fan_speed=0.0, duct_static=0.0)
+            return
+        v["fan_status"] = 1
+        clog = 330.0 if "filter_clogged" in self.faults else 0.0
+        v["filter_dp"] += ((120.0 + clog) - v["filter_dp"]) * min(1.0, 0.5 * dt)
+        error = v["supply_air_temp"] - v["supply_air_setpoint"]
+        if "cooling_valve_stuck" not in self.faults:
+            v["cooling_valve"] = min(100.0, max(0.0, v["cooling_valve"] + 8.0 * error * dt))
+        else:
+            v["cooling_valve"] = 100.0
+        cooling = v["cooling_valve"] / 100 * 16.0
+        stuck_gain = 0.35 if "cooling_valve_stuck" in self.faults else 1.0
+        target = v["mixed_air_temp"] + 1.0 - cooling * stuck_gain
+        v["supply_air_temp"] += (target - v["supply_air_temp"]) * min(1.0, 0.5 * dt) + self.noise(0.02)
+        v["duct_static"] = v["duct_static_setpoint"] + self.noise(3.0)
+        v["fan_speed"] = 70.0 + self.noise(0.5)
+
+
+class PowerMeter(Equipment):
+    """A three-phase meter on a feeder following the building's daily load."""
+
+    FAULTS = frozenset({"voltage_sag", "outage", "unbalance", "low_power_factor", "overcurrent"})
+
+    def __init__(self, asset: str, nominal: float = 220.0, peak_kw: float = 120.0, seed: int | None = None):
+        super().__init__(asset, seed)
+        self.nominal, self.peak_kw = nominal, peak_kw
+        self.energy = 100_000.0
+        self.step(0.0, 0.0)
+
+    def step(self, t: float, dt: float) -> None:
+        v = self.values
+        out = "outage" in self.faults
+        pf = 0.78 if "low_power_factor" in self.faults else 0.95
+        load_kw = 0.0 if out else self.peak_kw * daily_load(t) * (1.8 if "overcurrent" in self.faults else 1.0)
+        for i, ph in enumerate(("l1", "l2", "l3")):
+            u = 0.0 if out else self.nominal * (1 + self.noise(0.003))
+            if ph == "l1" and "voltage_sag" in self.faults:
+                u *= 0.82
+            share = (1.35 if ph == "l1" else 0.82) if "unbalance" in self.faults else 1.0
+            p = load_kw * 1000 / 3 * share
+            i_a = p / (u * pf) if u > 1 else 0.0
+            v[f"voltage_{ph}"] = round(u, 2)
+            v[f"current_{ph}"] = round(i_a, 3)
+            v[f"active_power_{ph}"] = round(p, 1)
+            v[f"power_factor_{ph}"] = pf if not out else 0.0
+            v[f"apparent_power_{ph}"] = round(p / pf, 1) if not out else 0.0
+            v[f"reactive_power_{ph}"] = round(math.sqrt(max(0.0, (p / pf) ** 2 - p**2)), 1) if not out else 0.0
+            v[f"thd_voltage_{ph}"] = 0.0 if out else round(2.1 + self.noise(0.05), 2)
+            v[f"thd_current_{ph}"] = 0.0 if out else round(8.0 + self.noise(0.2), 2)
+            nxt = ("l2", "l3", "l1")[i]
+            v[f"voltage_{ph}_{nxt}"] = round(u * math.sqrt(3), 2)
+        v["active_power_total"] = round(sum(v[f"active_power_{p}"] for p in ("l1", "l2", "l3")), 1)
+        v["power_factor_total"] = pf if not out else 0.0
+        v["frequency"] = 0.0 if out else round(50.0 + self.noise(0.01), 3)
+        v["current_neutral"] = round(abs(v["current_l1"] - v["current_l2"]) * 0.5, 3)
+        self.energy += load_kw * dt / 3600.0
+        v["import_energy_kwh"] = round(self.energy, 2)
+        v["total_energy_kwh"] = v["import_energy_kwh"]
+        phases = ("l1", "l2", "l3")
+        v["voltage_avg"] = round(sum(v[f"voltage_{p}"] for p in phases) / 3, 2)
+        v["current_sum"] = round(sum(v[f"current_{p}"] for p in phases), 3)
+        v["current_avg"] = round(v["current_sum"] / 3, 3)
+        v["apparent_power_total"] = round(sum(v[f"apparent_power_{p}"] for p in phases), 1)
+        v["reactive_power_total"] = round(sum(v[f"reactive_power_{p}"] for p in phases), 1)
+
+
+MODELS: dict[str, type[Equipment]] = {
+    "elevator": Elevator,
+    "pump": PumpSet,
+    "ahu": AirHandler,
+    "power_meter": PowerMeter,
+}

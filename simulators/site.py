@@ -1,0 +1,107 @@
+"""A whole simulated building: models, Modbus servers, MQTT publisher, scenario.
+
+``SimulatedSite`` builds one model per asset of a site config, serves the
+Modbus assets on the hosts and ports the config names, publishes the MQTT
+assets to the config's broker, steps the physics, and plays a scenario.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from monitord.config import SiteConfig
+
+from .modbus_server import ModbusSimServer, SimulatedModbusDevice
+from .models import MODELS, Equipment
+from .mqtt_publisher import MqttPublisher
+from .scenario import Scenario
+
+log = logging.getLogger(__name__)
+FaultListener = Callable[[str, str, bool], None]
+
+
+class SimulatedSite:
+    def __init__(self, config: SiteConfig, scenario: Scenario | None = None, *, step: float = 0.2) -> None:
+        self.config, self.scenario, self.step = config, scenario, step
+        self.models: dict[str, Equipment] = {a.id: MODELS[a.type](a.id) for a in config.assets}
+        gateways: dict[tuple[str, int], list[SimulatedModbusDevice]] = {}
+        mqtt_devices = []
+        for a in config.assets:
+            prof = config.profile(a.profile)
+            if a.connection.modbus:
+                m = a.connection.modbus
+                gateways.setdefault((m.host, m.port), []).append(
+                    SimulatedModbusDevice(m.unit, prof, self.models[a.id]))
+            elif a.connection.mqtt and prof.mqtt:
+                topic = (a.connection.mqtt.topic or prof.mqtt.topic).replace("{point}", "{{point}}")
+                mqtt_devices.append((topic.format(site=config.site.id, asset=a.id), prof, self.models[a.id]))
+        self.servers = [ModbusSimServer(h, p, devs) for (h, p), devs in gateways.items()]
+        self.publisher: MqttPublisher | None = None
+        if mqtt_devices and config.mqtt:
+            host, port = config.mqtt.host_port
+            interval = min(config.poll_of(a) for a in config.assets if a.connection.mqtt)
+            self.publisher = MqttPublisher(host, port, mqtt_devices, interval)
+        self.fault_listeners: list[FaultListener] = []
+        self.ready = asyncio.Event()
+
+    def inject(self, asset: str, fault: str) -> None:
+        self.models[asset].faults.add(fault)
+        self._told(asset, fault, True)
+
+    def clear(self, asset: str, fault: str) -> None:
+        self.models[asset].faults.discard(fault)
+        if fault == "silent":
+            for s in self.servers:
+                s.resume()
+        self._told(asset, fault, False)
+
+    def _told(self, asset: str, fault: str, active: bool) -> None:
+        log.info("simulator: %s %s on %s", "inject" if active else "clear", fault, asset)
+        for listen in self.fault_listeners:
+            listen(asset, fault, active)
+
+    async def run(self) -> None:
+        started = 0
+
+        def one_up() -> None:
+            nonlocal started
+            started += 1
+            if started == len(self.servers):
+                self.ready.set()
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._physics())
+            for s in self.servers:
+                tg.create_task(s.run(one_up))
+            if not self.servers:
+                self.ready.set()
+            if self.publisher:
+                tg.create_task(self.publisher.run())
+            if self.scenario:
+                tg.create_task(self._play(self.scenario))
+
+    async def _physics(self) -> None:
+        offset = time.localtime().tm_gmtoff  # load curves follow local time of day
+        last = time.time()
+        while True:
+            now = time.time()
+            for m in self.models.values():
+                m.step(now + offset, now - last)
+            last = now
+            await asyncio.sleep(self.step)
+
+    async def _play(self, scenario: Scenario) -> None:
+        await self.ready.wait()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for step in sorted(scenario.timeline, key=lambda s: s.at):
+            delay = start + step.at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if step.fault:
+                self.inject(step.asset, step.fault)
+            elif step.clear:
+                self.clear(step.asset, step.clear)
