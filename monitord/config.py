@@ -230,6 +230,7 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
     seen: set[str] = set()
     ids = {a.id for a in config.assets}
     points_by_type: dict[str, set[str]] = {}
+    unresolved: set[str] = set()  # types with an asset whose profile is unknown
     for i, a in enumerate(config.assets):
         where = ("assets", i)
         if a.id in seen:
@@ -240,6 +241,7 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
             near = difflib.get_close_matches(a.profile, list(profiles), n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else f"; known: {', '.join(sorted(profiles)) or 'none'}"
             out.append(problem(raw, (*where, "profile"), f"unknown profile {a.profile!r}{hint}"))
+            unresolved.add(a.type)
         else:
             if prof.asset_type != a.type:
                 out.append(problem(raw, (*where, "type"),
@@ -258,12 +260,13 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
                 out.append(problem(raw, (*where, "depends_on", j), f"unknown asset {dep!r}"))
             elif dep == a.id:
                 out.append(problem(raw, (*where, "depends_on", j), "an asset cannot depend on itself"))
-    out += _check_rules(config, raw, points_by_type, profiles)
+    out += _check_rules(config, raw, points_by_type, profiles, unresolved)
     return out
 
 
 def _check_rules(
-    config: SiteConfig, raw: Any, points_by_type: dict[str, set[str]], profiles: dict[str, DeviceProfile]
+    config: SiteConfig, raw: Any, points_by_type: dict[str, set[str]],
+    profiles: dict[str, DeviceProfile], unresolved: set[str],
 ) -> list[str]:
     out: list[str] = []
     rule_ids: set[str] = set()
@@ -283,7 +286,9 @@ def _check_rules(
             if text is None:
                 continue
             for asset_type in types_ or [None]:
-                known = points_by_type.get(asset_type, set()) if asset_type else None
+                if asset_type in unresolved:
+                    continue
+                known = points_by_type.get(asset_type) if asset_type else None
                 try:
                     compiled = compile_expression(text, known_points=known)
                 except ExpressionError as exc:

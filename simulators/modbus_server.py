@@ -111,17 +111,18 @@ class ModbusSimServer:
 
     def __init__(self, host: str, port: int, devices: list[SimulatedModbusDevice]) -> None:
         self.host, self.port, self.devices = host, port, devices
-        self.server = ModbusTcpServer([d.sim_device() for d in devices], address=(host, port))
 
     async def run(self, started: Callable[[], None] | None = None) -> None:
-        if not await self.server.listen():
+        # pymodbus binds its server to the running loop, so it is made here.
+        server = ModbusTcpServer([d.sim_device() for d in self.devices], address=(self.host, self.port))
+        if not await server.listen():
             raise OSError(f"modbus simulator cannot listen on {self.host}:{self.port}")
         if started:
             started()
         try:
             await asyncio.Event().wait()
         finally:
-            await self.server.shutdown()
+            await server.shutdown()
 
     def resume(self) -> None:
         for d in self.devices:

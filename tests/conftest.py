@@ -1,0 +1,83 @@
+"""Fixtures that start real parts on free ports: Mosquitto, simulators, daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from monitord.config import CONFIG_DIR, SiteConfig, load_config
+from monitord.demo import free_port, on_local_ports
+
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T], timeout: float = 120) -> T:
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout):
+            return await coro
+
+    return asyncio.run(bounded())
+
+
+async def eventually(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {check}")
+        await asyncio.sleep(interval)
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on port {port}")
+
+
+def _mosquitto_binary() -> str | None:
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/bin/mosquitto") if os.access(p, os.X_OK)), None
+    )
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A real Mosquitto broker on a free port; its port."""
+    binary = _mosquitto_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("mosquitto is not installed; `make test` installs it as root")
+        pytest.skip("mosquitto is not installed (Debian package 'mosquitto')")
+    port = free_port()
+    conf = tmp_path_factory.mktemp("mosquitto") / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def demo_site(tmp_path: Path, mqtt_port: int, **overrides: Any) -> SiteConfig:
+    """The demo building on free local ports, with its store in ``tmp_path``."""
+    base = load_config(CONFIG_DIR / "sites" / "demo.yaml")
+    config = on_local_ports(base, mqtt_port, tmp_path / "store.db")
+    return config.model_copy(update=overrides) if overrides else config
