@@ -117,8 +117,15 @@ class GatewayPoller:
     """Polls every device behind one host:port, one request at a time."""
 
     def __init__(
-        self, host: str, port: int, devices: list[ModbusDevice], bus: SampleBus, clock: Clock,
-        metrics: Metrics, timeout: float = 1.0, backoff_max: float = 30.0,
+        self,
+        host: str,
+        port: int,
+        devices: list[ModbusDevice],
+        bus: SampleBus,
+        clock: Clock,
+        metrics: Metrics,
+        timeout: float = 1.0,
+        backoff_max: float = 30.0,
     ) -> None:
         self.host, self.port, self.devices = host, port, devices
         self.bus, self.clock, self.metrics = bus, clock, metrics
@@ -154,8 +161,12 @@ class GatewayPoller:
             return None
         self._close()
         client = AsyncModbusTcpClient(
-            self.host, port=self.port, timeout=self.timeout, retries=0,
-            reconnect_delay=0, name=f"monitord-{self.name}",
+            self.host,
+            port=self.port,
+            timeout=self.timeout,
+            retries=0,
+            reconnect_delay=0,
+            name=f"monitord-{self.name}",
         )
         try:
             ok = await client.connect()
@@ -167,8 +178,11 @@ class GatewayPoller:
             self._next_connect = time.monotonic() + self._backoff
             self.metrics.driver_errors.labels("modbus", "connect").inc()
             if self._reachable:
-                log.warning("modbus %s: cannot connect; retrying with backoff up to %.0fs",
-                            self.name, self.backoff_max)
+                log.warning(
+                    "modbus %s: cannot connect; retrying with backoff up to %.0fs",
+                    self.name,
+                    self.backoff_max,
+                )
                 self._reachable = False
             return None
         if not self._reachable:
@@ -206,6 +220,7 @@ class GatewayPoller:
                 continue
             answered = True
             sl = dev._slices[i]
+            assert not isinstance(payload, str)
             decoded = req.codec.decode(payload)
             values[sl] = decoded
             quality[sl] = int(Quality.GOOD)
@@ -224,7 +239,9 @@ class GatewayPoller:
             self.bus.publish_health(HealthChange(ts, dev.asset, answered, reason if not answered else "ok"))
             self.metrics.devices_offline.labels("modbus").inc(-1 if answered else 1)
 
-    async def _read(self, client: AsyncModbusTcpClient, unit: int, req: ReadRequest) -> tuple[bool, object]:
+    async def _read(
+        self, client: AsyncModbusTcpClient, unit: int, req: ReadRequest
+    ) -> tuple[bool, list[int] | str]:
         method = {
             "holding": client.read_holding_registers,
             "input": client.read_input_registers,
@@ -234,7 +251,7 @@ class GatewayPoller:
         try:
             async with asyncio.timeout(self.timeout * 1.5):
                 rr = await method(req.start, count=req.count, device_id=unit)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             self.metrics.driver_errors.labels("modbus", "timeout").inc()
             self._close()  # a late reply must never answer the next request
             return False, "timeout"
@@ -245,10 +262,17 @@ class GatewayPoller:
         if rr.isError():
             code = int(getattr(rr, "exception_code", 0))
             self.metrics.driver_errors.labels("modbus", "exception").inc()
-            log.debug("modbus %s unit %d: exception 0x%02x reading %s %d+%d",
-                      self.name, unit, code, req.kind, req.start, req.count)
+            log.debug(
+                "modbus %s unit %d: exception 0x%02x reading %s %d+%d",
+                self.name,
+                unit,
+                code,
+                req.kind,
+                req.start,
+                req.count,
+            )
             return False, f"exception 0x{code:02x}"
-        data = rr.bits[: req.count] if req.kind in BIT_KINDS else rr.registers
+        data = list(rr.bits[: req.count] if req.kind in BIT_KINDS else rr.registers)
         if len(data) < req.count:
             self.metrics.driver_errors.labels("modbus", "short_reply").inc()
             return False, "short reply"

@@ -79,9 +79,18 @@ def parse_payload(route: TopicRoute, payload: bytes) -> tuple[np.ndarray, np.nda
 
 class MqttDriver:
     def __init__(
-        self, host: str, port: int, routes: dict[str, TopicRoute], bus: SampleBus, clock: Clock,
-        metrics: Metrics, *, client_id: str, qos: int = 0,
-        username: str | None = None, password: str | None = None,
+        self,
+        host: str,
+        port: int,
+        routes: dict[str, TopicRoute],
+        bus: SampleBus,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        client_id: str,
+        qos: int = 0,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.host, self.port, self.routes = host, port, routes
         self.bus, self.clock, self.metrics, self.qos = bus, clock, metrics, qos
@@ -119,7 +128,7 @@ class MqttDriver:
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         was_empty = not self._queue
-        self._queue.append((self.clock.now(), msg.topic, msg.payload))
+        self._queue.append((self.clock.now(), msg.topic, bytes(msg.payload)))
         if was_empty and self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 

@@ -79,9 +79,10 @@ class Monitord:
         self.metrics = Metrics()
         self.metrics.set_asset_types({a.id: a.type for a in c.assets})
         stale = c.engine.offline_after_polls
-        self.state = StateTable([
-            AssetSlot(a.id, a.type, asset_points(c, a), stale * c.poll_of(a)) for a in c.assets
-        ], started=self.clock.now())
+        self.state = StateTable(
+            [AssetSlot(a.id, a.type, asset_points(c, a), stale * c.poll_of(a)) for a in c.assets],
+            started=self.clock.now(),
+        )
         if self.store is None:
             self.store = SqliteStore(Path(c.store.path), flush_interval=c.store.flush_interval)
         store = self.store
@@ -115,10 +116,12 @@ class Monitord:
             timeouts[(m.host, m.port)] = max(timeouts.get((m.host, m.port), 0.0), m.timeout)
         if not gateways:
             return None
-        return ModbusDriver([
-            GatewayPoller(h, p, devs, self.bus, self.clock, self.metrics, timeout=timeouts[(h, p)])
-            for (h, p), devs in gateways.items()
-        ])
+        return ModbusDriver(
+            [
+                GatewayPoller(h, p, devs, self.bus, self.clock, self.metrics, timeout=timeouts[(h, p)])
+                for (h, p), devs in gateways.items()
+            ]
+        )
 
     def _mqtt_driver(self) -> MqttDriver | None:
         c = self.config
@@ -127,8 +130,16 @@ class Monitord:
             return None
         host, port = c.mqtt.host_port
         return MqttDriver(
-            host, port, routes, self.bus, self.clock, self.metrics, client_id=c.mqtt.client_id,
-            qos=c.mqtt.qos, username=c.mqtt.username, password=c.mqtt.password,
+            host,
+            port,
+            routes,
+            self.bus,
+            self.clock,
+            self.metrics,
+            client_id=c.mqtt.client_id,
+            qos=c.mqtt.qos,
+            username=c.mqtt.username,
+            password=c.mqtt.password,
         )
 
     def restore(self) -> None:
@@ -142,8 +153,11 @@ class Monitord:
                 if rule.spec.id == t.rule and t.asset in rule.assets:
                     self.tracker.restore(rule.key, len(rule.assets), rule.assets.index(t.asset), t.since)
         if self.desk.tickets:
-            log.info("restored %d tickets (%d open) from the store", len(self.desk.tickets),
-                     sum(self.desk.open_counts().values()))
+            log.info(
+                "restored %d tickets (%d open) from the store",
+                len(self.desk.tickets),
+                sum(self.desk.open_counts().values()),
+            )
 
     def stop(self) -> None:
         self._stop.set()

@@ -37,8 +37,10 @@ def _setup_logging(verbose: bool) -> None:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    print(f"{args.config}: ok — {len(config.assets)} assets, {len(config.profiles)} profiles, "
-          f"{len(config.rules)} rules")
+    print(
+        f"{args.config}: ok — {len(config.assets)} assets, {len(config.profiles)} profiles, "
+        f"{len(config.rules)} rules"
+    )
     return 0
 
 
@@ -98,8 +100,11 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(site.run())
             await site.ready.wait()
-            print(f"simulating {len(site.models)} assets of {config.site.id}: "
-                  + ", ".join(f"modbus {s.host}:{s.port}" for s in site.servers), flush=True)
+            print(
+                f"simulating {len(site.models)} assets of {config.site.id}: "
+                + ", ".join(f"modbus {s.host}:{s.port}" for s in site.servers),
+                flush=True,
+            )
             await stop.wait()
             task.cancel()
 
@@ -117,10 +122,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _open_store(args: argparse.Namespace) -> object:
     from .sqlite_store import SqliteStore
 
-    if args.config:
-        path = Path(load_config(args.config).store.path)
-    else:
-        path = Path(args.store)
+    path = Path(load_config(args.config).store.path) if args.config else Path(args.store)
     if not path.exists():
         raise MonitordError(f"no store at {path}")
     return SqliteStore(path)
@@ -147,10 +149,11 @@ def _cmd_tickets(args: argparse.Namespace) -> int:
             opened = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.opened_at))
             print(f"{t.id}  {t.state:8} {t.priority} {t.category:10} {t.asset:12} {opened}  {t.summary}")
         return 0
-    t = desk.tickets.get(args.id)
-    if t is None:
+    found = desk.tickets.get(args.id)
+    if found is None:
         print(f"no ticket {args.id}", file=sys.stderr)
         return 1
+    t = found
     print(f"{t.id}  [{t.state}]  {t.priority}  {t.category}")
     print(f"  asset:    {t.asset}" + (f"  ({t.location})" if t.location else ""))
     print(f"  rule:     {t.rule}")
@@ -166,7 +169,9 @@ def _cmd_tickets(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="monitord", description="Equipment monitoring and alerting for buildings")
+    p = argparse.ArgumentParser(
+        prog="monitord", description="Equipment monitoring and alerting for buildings"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -191,9 +191,7 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
             args = typing.get_args(tp)
             tp = args[-1] if args else None
         elif isinstance(tp, type) and issubclass(tp, BaseModel):
-            field = next(
-                (f for n, f in tp.model_fields.items() if (f.alias or n) == key), None
-            )
+            field = next((f for n, f in tp.model_fields.items() if (f.alias or n) == key), None)
             tp = field.annotation if field else None
         else:
             args = typing.get_args(tp)
@@ -239,22 +237,41 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
         prof = profiles.get(a.profile)
         if prof is None:
             near = difflib.get_close_matches(a.profile, list(profiles), n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else f"; known: {', '.join(sorted(profiles)) or 'none'}"
+            hint = (
+                f" (did you mean {near[0]!r}?)"
+                if near
+                else f"; known: {', '.join(sorted(profiles)) or 'none'}"
+            )
             out.append(problem(raw, (*where, "profile"), f"unknown profile {a.profile!r}{hint}"))
             unresolved.add(a.type)
         else:
             if prof.asset_type != a.type:
-                out.append(problem(raw, (*where, "type"),
-                                   f"asset type {a.type!r} does not match profile {prof.profile!r} ({prof.asset_type})"))
+                out.append(
+                    problem(
+                        raw,
+                        (*where, "type"),
+                        f"asset type {a.type!r} does not match profile {prof.profile!r} ({prof.asset_type})",
+                    )
+                )
             if a.connection.modbus and not prof.modbus_encodings():
-                out.append(problem(raw, (*where, "connection", "modbus"),
-                                   f"profile {prof.profile!r} has no Modbus register map"))
+                out.append(
+                    problem(
+                        raw,
+                        (*where, "connection", "modbus"),
+                        f"profile {prof.profile!r} has no Modbus register map",
+                    )
+                )
             if a.connection.mqtt and prof.mqtt is None:
-                out.append(problem(raw, (*where, "connection", "mqtt"),
-                                   f"profile {prof.profile!r} has no mqtt section"))
+                out.append(
+                    problem(
+                        raw, (*where, "connection", "mqtt"), f"profile {prof.profile!r} has no mqtt section"
+                    )
+                )
             points_by_type.setdefault(a.type, set()).update(prof.points)
         if a.connection.mqtt and config.mqtt is None:
-            out.append(problem(raw, (*where, "connection", "mqtt"), "an MQTT asset needs a top-level mqtt: broker"))
+            out.append(
+                problem(raw, (*where, "connection", "mqtt"), "an MQTT asset needs a top-level mqtt: broker")
+            )
         for j, dep in enumerate(a.depends_on):
             if dep not in ids:
                 out.append(problem(raw, (*where, "depends_on", j), f"unknown asset {dep!r}"))
@@ -265,8 +282,11 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
 
 
 def _check_rules(
-    config: SiteConfig, raw: Any, points_by_type: dict[str, set[str]],
-    profiles: dict[str, DeviceProfile], unresolved: set[str],
+    config: SiteConfig,
+    raw: Any,
+    points_by_type: dict[str, set[str]],
+    profiles: dict[str, DeviceProfile],
+    unresolved: set[str],
 ) -> list[str]:
     out: list[str] = []
     rule_ids: set[str] = set()
@@ -274,18 +294,22 @@ def _check_rules(
         if r.id in rule_ids:
             out.append(problem(raw, ("rules", i, "id"), f"duplicate rule id {r.id!r}"))
         rule_ids.add(r.id)
-        targets = [a for a in config.assets if (r.applies_to.type in (None, a.type))
-                   and all(t in a.tags for t in r.applies_to.tags)
-                   and (not r.applies_to.ids or a.id in r.applies_to.ids)]
+        targets = [
+            a
+            for a in config.assets
+            if (r.applies_to.type in (None, a.type))
+            and all(t in a.tags for t in r.applies_to.tags)
+            and (not r.applies_to.ids or a.id in r.applies_to.ids)
+        ]
         for j, aid in enumerate(r.applies_to.ids):
             if aid not in {a.id for a in config.assets}:
                 out.append(problem(raw, ("rules", i, "applies_to", "ids", j), f"unknown asset {aid!r}"))
-        types_ = sorted({a.type for a in targets})
+        types_: list[str | None] = [*sorted({a.type for a in targets})]
         for key in ("when", "clear"):
             text = getattr(r, key)
             if text is None:
                 continue
-            for asset_type in types_ or [None]:
+            for asset_type in types_ or [None]:  # no matching asset: check syntax only
                 if asset_type in unresolved:
                     continue
                 known = points_by_type.get(asset_type) if asset_type else None
@@ -293,14 +317,24 @@ def _check_rules(
                     compiled = compile_expression(text, known_points=known)
                 except ExpressionError as exc:
                     on = f" (for {asset_type} assets)" if len(types_) > 1 else ""
-                    out.append(problem(raw, ("rules", i, key),
-                                       f"{exc}{on} at column {exc.column} in {text!r}"))
+                    out.append(
+                        problem(raw, ("rules", i, key), f"{exc}{on} at column {exc.column} in {text!r}")
+                    )
                     break
                 for name in sorted(compiled.params):
                     for a in targets:
                         prof = profiles.get(a.profile)
-                        if a.type == asset_type and name not in r.params and name not in a.params \
-                                and not (prof and name in prof.params):
-                            out.append(problem(raw, ("rules", i, key),
-                                               f"param.{name} has no default in the rule and asset {a.id!r} sets none"))
+                        if (
+                            a.type == asset_type
+                            and name not in r.params
+                            and name not in a.params
+                            and not (prof and name in prof.params)
+                        ):
+                            out.append(
+                                problem(
+                                    raw,
+                                    ("rules", i, key),
+                                    f"param.{name} has no default in the rule and asset {a.id!r} sets none",
+                                )
+                            )
     return out

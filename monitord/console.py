@@ -15,8 +15,13 @@ from .config import AssetConfig
 from .tickets import TicketEvent
 from .units import format_duration
 
-_COLORS = {"firing": "\033[31m", "resolved": "\033[32m", "opened": "\033[1;33m",
-           "appended": "\033[33m", "reset": "\033[0m"}
+_COLORS = {
+    "firing": "\033[31m",
+    "resolved": "\033[32m",
+    "opened": "\033[1;33m",
+    "appended": "\033[33m",
+    "reset": "\033[0m",
+}
 
 
 class ConsoleReporter:
@@ -42,11 +47,19 @@ class ConsoleReporter:
         else:
             detail = f"lasted {format_duration(ev.ts - ev.since)}"
         state = self._paint(ev.state, f"{ev.state.upper():8}")
-        print(f"{clock}  ALERT  {state} {ev.severity:8} {ev.rule:24} {self._asset(ev.asset)}"
-              f" — {ev.summary} ({detail})", file=self.out, flush=True)
+        print(
+            f"{clock}  ALERT  {state} {ev.severity:8} {ev.rule:24} {self._asset(ev.asset)}"
+            f" — {ev.summary} ({detail})",
+            file=self.out,
+            flush=True,
+        )
 
     def ticket(self, ev: TicketEvent) -> None:
         clock = time.strftime("%H:%M:%S", time.localtime(ev.ts))
         state = self._paint(ev.event, f"{ev.event.upper():8}")
-        print(f"{clock}  TICKET {state} {ev.ticket} {ev.priority} {ev.category:10} "
-              f"{self._asset(ev.asset)} — {ev.summary}", file=self.out, flush=True)
+        print(
+            f"{clock}  TICKET {state} {ev.ticket} {ev.priority} {ev.category:10} "
+            f"{self._asset(ev.asset)} — {ev.summary}",
+            file=self.out,
+            flush=True,
+        )

@@ -31,7 +31,9 @@ def on_local_ports(config: SiteConfig, mqtt_port: int, store_path: Path) -> Site
         m = a.connection.modbus
         if m is not None:
             port = moved.setdefault((m.host, m.port), free_port())
-            conn = a.connection.model_copy(update={"modbus": m.model_copy(update={"host": "127.0.0.1", "port": port})})
+            conn = a.connection.model_copy(
+                update={"modbus": m.model_copy(update={"host": "127.0.0.1", "port": port})}
+            )
             a = a.model_copy(update={"connection": conn})
         assets.append(a)
     mqtt = config.mqtt.model_copy(update={"url": f"mqtt://127.0.0.1:{mqtt_port}"}) if config.mqtt else None
@@ -67,7 +69,8 @@ def run_demo(config_path: Path, scenario_path: Path, duration: float | None, dat
         site = SimulatedSite(config, scenario)
         site.fault_listeners.append(
             lambda asset, fault, active: print(
-                f"          SIMULATOR {'injects' if active else 'clears '} {fault} on {asset}", flush=True)
+                f"          SIMULATOR {'injects' if active else 'clears '} {fault} on {asset}", flush=True
+            )
         )
         print(f"monitord demo — {config.site.name or config.site.id}: {len(config.assets)} simulated assets")
         for s in site.servers:

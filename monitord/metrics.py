@@ -16,28 +16,43 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         self.samples = Counter(
-            "monitord_bus_samples_total", "Samples ingested, by asset type and quality",
-            ["asset_type", "quality"], registry=r)
+            "monitord_bus_samples_total",
+            "Samples ingested, by asset type and quality",
+            ["asset_type", "quality"],
+            registry=r,
+        )
         self.poll_latency = Histogram(
-            "monitord_driver_poll_duration_seconds", "Time to read one device, by driver",
-            ["driver"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=r)
+            "monitord_driver_poll_duration_seconds",
+            "Time to read one device, by driver",
+            ["driver"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
         self.driver_errors = Counter(
-            "monitord_driver_errors_total", "Failed reads and bad messages, by driver and kind",
-            ["driver", "kind"], registry=r)
+            "monitord_driver_errors_total",
+            "Failed reads and bad messages, by driver and kind",
+            ["driver", "kind"],
+            registry=r,
+        )
         self.devices_offline = Gauge(
-            "monitord_driver_devices_offline", "Devices currently offline, by driver",
-            ["driver"], registry=r)
+            "monitord_driver_devices_offline", "Devices currently offline, by driver", ["driver"], registry=r
+        )
         self.rule_eval = Histogram(
-            "monitord_rules_evaluation_duration_seconds", "Time to evaluate every rule once",
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25), registry=r)
+            "monitord_rules_evaluation_duration_seconds",
+            "Time to evaluate every rule once",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            registry=r,
+        )
         self.alerts_firing = Gauge(
-            "monitord_alerts_firing", "Alerts firing now, by severity", ["severity"], registry=r)
+            "monitord_alerts_firing", "Alerts firing now, by severity", ["severity"], registry=r
+        )
         self.alert_events = Counter(
-            "monitord_alerts_events_total", "Alert transitions, by state", ["state"], registry=r)
+            "monitord_alerts_events_total", "Alert transitions, by state", ["state"], registry=r
+        )
         self.tickets_open = Gauge(
-            "monitord_tickets_open", "Open tickets, by priority", ["priority"], registry=r)
-        self.store_queue = Gauge(
-            "monitord_store_queued_samples", "Samples waiting to be written", registry=r)
+            "monitord_tickets_open", "Open tickets, by priority", ["priority"], registry=r
+        )
+        self.store_queue = Gauge("monitord_store_queued_samples", "Samples waiting to be written", registry=r)
         self._type_of: dict[str, str] = {}
 
     def set_asset_types(self, types: dict[str, str]) -> None:

@@ -45,9 +45,7 @@ class SampleBatch:
     quality: QualityArray
 
     @classmethod
-    def failed(
-        cls, ts: float, asset: str, points: tuple[str, ...], quality: Quality
-    ) -> SampleBatch:
+    def failed(cls, ts: float, asset: str, points: tuple[str, ...], quality: Quality) -> SampleBatch:
         """A batch that says the read failed: NaN values, every point marked."""
         n = len(points)
         return cls(

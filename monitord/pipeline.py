@@ -75,10 +75,17 @@ class Pipeline:
                 res.rule.key, res.fire, res.clear, hold_for=spec.for_, clear_for=spec.clear_for, now=now
             ):
                 asset = res.rule.assets[tr.index]
-                alerts.append(AlertEvent(
-                    ts=now, rule=spec.id, asset=asset, state=tr.state, severity=spec.severity,
-                    since=tr.since, summary=self._summary(res.rule, asset),
-                ))
+                alerts.append(
+                    AlertEvent(
+                        ts=now,
+                        rule=spec.id,
+                        asset=asset,
+                        state=tr.state,
+                        severity=spec.severity,
+                        since=tr.since,
+                        summary=self._summary(res.rule, asset),
+                    )
+                )
         tickets: list[TicketEvent] = []
         for ev in alerts:
             self.metrics.alert_events.labels(ev.state).inc()

@@ -26,13 +26,26 @@ ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
 RegisterKind = Literal["holding", "input", "coil", "discrete"]
 
 WORDS: dict[str, int] = {
-    "int16": 1, "uint16": 1, "bool": 1, "bitfield": 1,
-    "int32": 2, "uint32": 2, "float32": 2,
-    "int64": 4, "uint64": 4, "float64": 4,
+    "int16": 1,
+    "uint16": 1,
+    "bool": 1,
+    "bitfield": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "int64": 4,
+    "uint64": 4,
+    "float64": 4,
 }
 _BIG_ENDIAN_DTYPE: dict[str, str] = {
-    "int16": ">i2", "uint16": ">u2", "int32": ">i4", "uint32": ">u4", "float32": ">f4",
-    "int64": ">i8", "uint64": ">u8", "float64": ">f8",
+    "int16": ">i2",
+    "uint16": ">u2",
+    "int32": ">i4",
+    "uint32": ">u4",
+    "float32": ">f4",
+    "int64": ">i8",
+    "uint64": ">u8",
+    "float64": ">f8",
 }
 BIT_KINDS = ("coil", "discrete")
 U16 = npt.NDArray[np.uint16]
@@ -115,9 +128,7 @@ class RegisterCodec:
             if g.dtype == "bit":
                 raw = (words[:, 0] != 0).astype(np.float64)
             elif g.dtype == "bool":
-                raw = ((_swap(words[:, 0]) if g.swap_bytes else words[:, 0]) != 0).astype(
-                    np.float64
-                )
+                raw = ((_swap(words[:, 0]) if g.swap_bytes else words[:, 0]) != 0).astype(np.float64)
             elif g.dtype == "bitfield":
                 w = _swap(words[:, 0]) if g.swap_bytes else words[:, 0]
                 raw = ((w >> g.bits) & 1).astype(np.float64)

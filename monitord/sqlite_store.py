@@ -159,8 +159,13 @@ class SqliteStore:
                 db.executemany(
                     "INSERT INTO samples VALUES (?, ?, ?, ?, ?)",
                     [
-                        (b.ts, b.asset, self._point_set(db, b.points),
-                         b.values.astype("<f8").tobytes(), b.quality.tobytes())
+                        (
+                            b.ts,
+                            b.asset,
+                            self._point_set(db, b.points),
+                            b.values.astype("<f8").tobytes(),
+                            b.quality.tobytes(),
+                        )
                         for b in samples
                     ],
                 )
@@ -187,7 +192,9 @@ class SqliteStore:
             raise StoreError(f"sqlite store {self.path}: {exc}") from exc
 
     def alert_events(self) -> list[AlertEvent]:
-        rows = self._read("SELECT ts, rule, asset, state, severity, since, summary FROM alert_events ORDER BY ts")
+        rows = self._read(
+            "SELECT ts, rule, asset, state, severity, since, summary FROM alert_events ORDER BY ts"
+        )
         return [AlertEvent(*r) for r in rows]
 
     def ticket_events(self) -> list[TicketEvent]:
@@ -203,12 +210,13 @@ class SqliteStore:
             if value is not None:
                 where.append(clause)
                 args.append(value)
-        rows = self._read(
-            f"SELECT ts, asset, point_set, vals, quality FROM samples WHERE {' AND '.join(where)} ORDER BY ts",
-            args,
-        )
+        sql = "SELECT ts, asset, point_set, vals, quality FROM samples WHERE " + " AND ".join(where)
+        rows = self._read(sql + " ORDER BY ts", args)
         for ts, a, ps, vals, quality in rows:
             yield SampleBatch(
-                ts, a, sets[ps], np.frombuffer(vals, dtype="<f8").astype(np.float64),
+                ts,
+                a,
+                sets[ps],
+                np.frombuffer(vals, dtype="<f8").astype(np.float64),
                 np.frombuffer(quality, dtype=np.int8).copy(),
             )

@@ -74,7 +74,8 @@ class TypeTable:
     def valid(self, now: float) -> npt.NDArray[np.bool_]:
         """Good and fresh, per cell: what a process rule may act on."""
         fresh = (now - self.ts) <= self.stale_after[:, None]
-        return (self.quality == Quality.GOOD) & fresh
+        valid: npt.NDArray[np.bool_] = (self.quality == Quality.GOOD) & fresh
+        return valid
 
     def offline(self, now: float) -> npt.NDArray[np.bool_]:
         """Per asset: no good sample for ``stale_after`` (FAULTS.md: 3 poll intervals).
@@ -92,9 +93,7 @@ class StateTable:
         for s in slots:
             by_type.setdefault(s.type, []).append(s)
         self.tables = {t: TypeTable(t, ss, started) for t, ss in by_type.items()}
-        self.where = {
-            s.id: (self.tables[s.type], self.tables[s.type].row[s.id]) for s in slots
-        }
+        self.where = {s.id: (self.tables[s.type], self.tables[s.type].row[s.id]) for s in slots}
         self.dirty: set[str] = set()
 
     def apply(self, batch: SampleBatch) -> None:

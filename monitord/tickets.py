@@ -82,9 +82,17 @@ class TicketDesk:
         t = self.tickets.get(ev.ticket)
         if t is None:
             t = Ticket(
-                id=ev.ticket, key=ev.key, asset=ev.asset, rule=ev.rule, priority=ev.priority,
-                category=ev.category, summary=ev.summary, location=ev.location,
-                since=ev.since, opened_at=ev.ts, alert_count=0,
+                id=ev.ticket,
+                key=ev.key,
+                asset=ev.asset,
+                rule=ev.rule,
+                priority=ev.priority,
+                category=ev.category,
+                summary=ev.summary,
+                location=ev.location,
+                since=ev.since,
+                opened_at=ev.ts,
+                alert_count=0,
             )
             self.tickets[ev.ticket] = t
             if m := _ID.match(ev.ticket):
@@ -130,13 +138,27 @@ class TicketDesk:
 
     @staticmethod
     def _event(
-        alert: AlertEvent, ticket: str, key: str, kind: EventKind, state: TicketState,
-        policy: TicketPolicyView, location: str,
+        alert: AlertEvent,
+        ticket: str,
+        key: str,
+        kind: EventKind,
+        state: TicketState,
+        policy: TicketPolicyView,
+        location: str,
     ) -> TicketEvent:
         return TicketEvent(
-            ts=alert.ts, ticket=ticket, key=key, event=kind, state=state, asset=alert.asset,
-            rule=alert.rule, priority=policy.priority, category=policy.category,
-            summary=alert.summary, location=location, since=alert.since,
+            ts=alert.ts,
+            ticket=ticket,
+            key=key,
+            event=kind,
+            state=state,
+            asset=alert.asset,
+            rule=alert.rule,
+            priority=policy.priority,
+            category=policy.category,
+            summary=alert.summary,
+            location=location,
+            since=alert.since,
         )
 
     def open_counts(self) -> dict[str, int]:

@@ -37,7 +37,7 @@ Duration = Annotated[float, BeforeValidator(_validate)]
 
 def format_duration(seconds: float) -> str:
     """Short human form for terminals: ``45s``, ``3m05s``, ``2h10m``."""
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s}s"
     if s < 3600:

@@ -43,8 +43,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
         key = loader.construct_object(key_node, deep=True)
         if key in result:
             raise ConfigError(
-                [f"{_short(key_node.start_mark.name)}:{key_node.start_mark.line + 1} "
-                 f"{key}: duplicate key"]
+                [f"{_short(key_node.start_mark.name)}:{key_node.start_mark.line + 1} {key}: duplicate key"]
             )
         result[key] = loader.construct_object(value_node, deep=True)
         result.marks[key] = (key_node.start_mark.name, key_node.start_mark.line + 1)

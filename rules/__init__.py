@@ -3,6 +3,7 @@
 Depends on ``monitord``'s model and state table only. Built-in rule packs are
 YAML files in ``rules/packs``.
 """
+
 from pathlib import Path
 
 PACKS_DIR = Path(__file__).parent / "packs"

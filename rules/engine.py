@@ -69,11 +69,13 @@ class _Context:
 
     def column(self, point: str) -> npt.NDArray[np.float64]:
         t = self.rule.table
-        return t.value[self.rule.rows, t.col[point]]
+        values: npt.NDArray[np.float64] = t.value[self.rule.rows, t.col[point]]
+        return values
 
     def age(self, point: str) -> npt.NDArray[np.float64]:
         t = self.rule.table
-        return self.now - t.ts[self.rule.rows, t.col[point]]
+        ages: npt.NDArray[np.float64] = self.now - t.ts[self.rule.rows, t.col[point]]
+        return ages
 
     def param(self, name: str) -> npt.NDArray[np.float64]:
         return self.rule.params[name]

@@ -51,12 +51,20 @@ class CompiledExpr:
 
 
 _BINOPS: dict[type[ast.operator], Callable[[Array, Array], Array]] = {
-    ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply,
-    ast.Div: np.divide, ast.Mod: np.mod, ast.Pow: np.power,
+    ast.Add: np.add,
+    ast.Sub: np.subtract,
+    ast.Mult: np.multiply,
+    ast.Div: np.divide,
+    ast.Mod: np.mod,
+    ast.Pow: np.power,
 }
 _CMPOPS: dict[type[ast.cmpop], Callable[[Array, Array], Array]] = {
-    ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater,
-    ast.GtE: np.greater_equal, ast.Eq: np.equal, ast.NotEq: np.not_equal,
+    ast.Lt: np.less,
+    ast.LtE: np.less_equal,
+    ast.Gt: np.greater,
+    ast.GtE: np.greater_equal,
+    ast.Eq: np.equal,
+    ast.NotEq: np.not_equal,
 }
 
 
@@ -76,8 +84,8 @@ def truthy(a: Array) -> npt.NDArray[np.bool_]:
     """Numbers as conditions: non-zero is true, NaN (no value) is false."""
     arr = np.asarray(a)
     if arr.dtype == np.bool_:
-        return arr
-    return np.asarray(np.nan_to_num(arr, nan=0.0) != 0)
+        return arr.astype(np.bool_, copy=False)
+    return np.asarray(np.nan_to_num(arr, nan=0.0) != 0, dtype=np.bool_)
 
 
 def compile_expression(text: str, *, known_points: set[str] | None = None) -> CompiledExpr:

@@ -60,15 +60,21 @@ class SimulatedModbusDevice:
             img = self.images.get(kind)
             size = img.codec.count if img else 1
             if kind in BIT_KINDS:
-                blocks.append([SimData(0, count=(size + 15) // 16 * 16, values=False, datatype=DataType.BITS)])
+                blocks.append(
+                    [SimData(0, count=(size + 15) // 16 * 16, values=False, datatype=DataType.BITS)]
+                )
             else:
                 blocks.append([SimData(0, count=size, values=0, datatype=DataType.REGISTERS)])
-        return SimDevice(self.unit, simdata=(blocks[0], blocks[1], blocks[2], blocks[3]),
-                         action=self._action)
+        return SimDevice(self.unit, simdata=(blocks[0], blocks[1], blocks[2], blocks[3]), action=self._action)
 
     async def _action(
-        self, func_code: int, start: int, address: int, count: int,
-        registers: list[int], set_values: list[int] | list[bool] | None,
+        self,
+        func_code: int,
+        start: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         self.requests += 1
         if "offline" in self.model.faults:
@@ -122,7 +128,7 @@ class ModbusSimServer:
         try:
             await asyncio.Event().wait()
         finally:
-            await server.shutdown()
+            await server.shutdown()  # type: ignore[no-untyped-call]
 
     def resume(self) -> None:
         for d in self.devices:

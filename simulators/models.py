@@ -43,8 +43,9 @@ def daily_load(t: float) -> float:
 class Elevator(Equipment):
     """A car serving floors with door cycles; reports GB/T 24476 status fields."""
 
-    FAULTS = frozenset({"entrapment", "entrapment_landing", "power_cut", "safety_circuit",
-                        "overspeed", "door_open_running"})
+    FAULTS = frozenset(
+        {"entrapment", "entrapment_landing", "power_cut", "safety_circuit", "overspeed", "door_open_running"}
+    )
     FLOOR_HEIGHT = 3.0
 
     def __init__(self, asset: str, floors: int = 20, rated_speed: float = 1.75, seed: int | None = None):
@@ -55,8 +56,20 @@ class Elevator(Equipment):
         self.phase = "idle"
         self.phase_left = 2.0
         self.heartbeat = 0
-        self.values.update(run_status=0, direction=0, leveling=0, door=0, occupancy=0, power_source=0,
-                           inspection=0, safety_circuit=1, floor=1, speed=0.0, fault_code=0, heartbeat=0)
+        self.values.update(
+            run_status=0,
+            direction=0,
+            leveling=0,
+            door=0,
+            occupancy=0,
+            power_source=0,
+            inspection=0,
+            safety_circuit=1,
+            floor=1,
+            speed=0.0,
+            fault_code=0,
+            heartbeat=0,
+        )
 
     def step(self, t: float, dt: float) -> None:
         v = self.values
@@ -69,9 +82,14 @@ class Elevator(Equipment):
                 self.position += 1.2  # stop between two landings
             elif "entrapment_landing" in self.faults:
                 self.position = round(self.position / self.FLOOR_HEIGHT) * self.FLOOR_HEIGHT
-            v.update(speed=0.0, direction=0, door=0, occupancy=1,
-                     run_status=3 if "entrapment" in self.faults else 2,
-                     fault_code=8 if "entrapment" in self.faults else 7)
+            v.update(
+                speed=0.0,
+                direction=0,
+                door=0,
+                occupancy=1,
+                run_status=3 if "entrapment" in self.faults else 2,
+                fault_code=8 if "entrapment" in self.faults else 7,
+            )
             self._level()
             return
         if v["safety_circuit"] == 0 or v["power_source"] == 1:
@@ -123,9 +141,19 @@ class PumpSet(Equipment):
         self.setpoint = setpoint
         self.freq = 35.0
         self.starts = 0
-        self.values.update(running=1, suction_pressure=0.15, discharge_pressure=setpoint, flow=20.0,
-                           frequency=35.0, power_kw=5.5, starts=0, vfd_fault_code=0, sump_level_high=0,
-                           supply_voltage=380.0, pressure_setpoint=setpoint)
+        self.values.update(
+            running=1,
+            suction_pressure=0.15,
+            discharge_pressure=setpoint,
+            flow=20.0,
+            frequency=35.0,
+            power_kw=5.5,
+            starts=0,
+            vfd_fault_code=0,
+            sump_level_high=0,
+            supply_voltage=380.0,
+            pressure_setpoint=setpoint,
+        )
 
     def step(self, t: float, dt: float) -> None:
         v = self.values
@@ -133,8 +161,14 @@ class PumpSet(Equipment):
         v["supply_voltage"] = (320.0 if "supply_undervoltage" in self.faults else 380.0) + self.noise(1.0)
         v["sump_level_high"] = 1 if "sump_high" in self.faults else 0
         if "vfd_fault" in self.faults:
-            v.update(running=0, frequency=0.0, flow=0.0, power_kw=0.0, vfd_fault_code=0x2310,
-                     discharge_pressure=max(0.15, v["discharge_pressure"] - 0.05 * dt))
+            v.update(
+                running=0,
+                frequency=0.0,
+                flow=0.0,
+                power_kw=0.0,
+                vfd_fault_code=0x2310,
+                discharge_pressure=max(0.15, v["discharge_pressure"] - 0.05 * dt),
+            )
             return
         v["vfd_fault_code"] = 0
         if "short_cycling" in self.faults and int(t) % 60 == 0 and v["running"]:
@@ -167,10 +201,21 @@ class AirHandler(Equipment):
 
     def __init__(self, asset: str, seed: int | None = None):
         super().__init__(asset, seed)
-        self.values.update(fan_status=1, fan_speed=70.0, supply_air_temp=13.0, supply_air_setpoint=13.0,
-                           mixed_air_temp=22.0, return_air_temp=24.0, outdoor_air_temp=30.0,
-                           cooling_valve=40.0, heating_valve=0.0, filter_dp=120.0, duct_static=250.0,
-                           duct_static_setpoint=250.0, oa_damper=20.0)
+        self.values.update(
+            fan_status=1,
+            fan_speed=70.0,
+            supply_air_temp=13.0,
+            supply_air_setpoint=13.0,
+            mixed_air_temp=22.0,
+            return_air_temp=24.0,
+            outdoor_air_temp=30.0,
+            cooling_valve=40.0,
+            heating_valve=0.0,
+            filter_dp=120.0,
+            duct_static=250.0,
+            duct_static_setpoint=250.0,
+            oa_damper=20.0,
+        )
 
     def step(self, t: float, dt: float) -> None:
         v = self.values
@@ -213,7 +258,9 @@ class PowerMeter(Equipment):
         v = self.values
         out = "outage" in self.faults
         pf = 0.78 if "low_power_factor" in self.faults else 0.95
-        load_kw = 0.0 if out else self.peak_kw * daily_load(t) * (1.8 if "overcurrent" in self.faults else 1.0)
+        load_kw = (
+            0.0 if out else self.peak_kw * daily_load(t) * (1.8 if "overcurrent" in self.faults else 1.0)
+        )
         for i, ph in enumerate(("l1", "l2", "l3")):
             u = 0.0 if out else self.nominal * (1 + self.noise(0.003))
             if ph == "l1" and "voltage_sag" in self.faults:
@@ -226,7 +273,9 @@ class PowerMeter(Equipment):
             v[f"active_power_{ph}"] = round(p, 1)
             v[f"power_factor_{ph}"] = pf if not out else 0.0
             v[f"apparent_power_{ph}"] = round(p / pf, 1) if not out else 0.0
-            v[f"reactive_power_{ph}"] = round(math.sqrt(max(0.0, (p / pf) ** 2 - p**2)), 1) if not out else 0.0
+            v[f"reactive_power_{ph}"] = (
+                round(math.sqrt(max(0.0, (p / pf) ** 2 - p**2)), 1) if not out else 0.0
+            )
             v[f"thd_voltage_{ph}"] = 0.0 if out else round(2.1 + self.noise(0.05), 2)
             v[f"thd_current_{ph}"] = 0.0 if out else round(8.0 + self.noise(0.2), 2)
             nxt = ("l2", "l3", "l1")[i]

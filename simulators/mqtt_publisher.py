@@ -35,8 +35,14 @@ def document(profile: DeviceProfile, values: dict[str, float], ts: float) -> dic
 
 
 class MqttPublisher:
-    def __init__(self, host: str, port: int, devices: list[tuple[str, DeviceProfile, Equipment]],
-                 interval: float, client_id: str = "monitord-sim") -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        devices: list[tuple[str, DeviceProfile, Equipment]],
+        interval: float,
+        client_id: str = "monitord-sim",
+    ) -> None:
         self.host, self.port, self.devices, self.interval = host, port, devices, interval
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         self.published = 0

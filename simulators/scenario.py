@@ -69,8 +69,13 @@ def load_scenario(path: Path, site: SiteConfig) -> Scenario:
         if model is None or not model.knows(step.name):
             known = sorted(model.FAULTS | {"offline", "silent"}) if model else []
             key = "fault" if step.fault else "clear"
-            problems.append(problem(raw, ("timeline", i, key),
-                                    f"{types[step.asset]} has no fault {step.name!r}; known: {', '.join(known)}"))
+            problems.append(
+                problem(
+                    raw,
+                    ("timeline", i, key),
+                    f"{types[step.asset]} has no fault {step.name!r}; known: {', '.join(known)}",
+                )
+            )
     if problems:
         raise ConfigError(problems)
     return scenario

@@ -34,7 +34,8 @@ class SimulatedSite:
             if a.connection.modbus:
                 m = a.connection.modbus
                 gateways.setdefault((m.host, m.port), []).append(
-                    SimulatedModbusDevice(m.unit, prof, self.models[a.id]))
+                    SimulatedModbusDevice(m.unit, prof, self.models[a.id])
+                )
             elif a.connection.mqtt and prof.mqtt:
                 topic = (a.connection.mqtt.topic or prof.mqtt.topic).replace("{point}", "{{point}}")
                 mqtt_devices.append((topic.format(site=config.site.id, asset=a.id), prof, self.models[a.id]))

@@ -57,7 +57,10 @@ def test_embedded_broker_routes_live_and_retained_messages() -> None:
 def test_demo_runs_and_exits_zero(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "monitord.cli", "demo", "--duration", "20s", "--data", str(tmp_path)],
-        capture_output=True, text=True, timeout=90, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "metrics: http://127.0.0.1:" in out.stdout
@@ -65,7 +68,11 @@ def test_demo_runs_and_exits_zero(tmp_path: Path) -> None:
     assert "ALERT  FIRING   critical pump.dry_run" in out.stdout  # fires ~5 s after the fault at 6 s
     assert "TICKET OPENED" in out.stdout
     assert "Traceback" not in out.stderr
-    listing = subprocess.run([sys.executable, "-m", "monitord.cli", "tickets", "--store",
-                              str(tmp_path / "demo.db"), "list"], capture_output=True, text=True, timeout=60)
+    listing = subprocess.run(
+        [sys.executable, "-m", "monitord.cli", "tickets", "--store", str(tmp_path / "demo.db"), "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "pump.dry_run" not in listing.stdout  # the list shows summaries, not rule ids
     assert "A-P1" in listing.stdout and "P1 plumbing" in listing.stdout

@@ -56,40 +56,91 @@ def test_the_good_config_loads(tmp_path: Path) -> None:
 
 
 CASES = [
-    ("port out of range", ("port: 1502", "port: 70000"),
-     ["site.yaml:10 assets[0].connection.modbus.port: must be 1..65535, got 70000"]),
-    ("unit id out of range", ("unit: 1}", "unit: 300}"),
-     ["site.yaml:10 assets[0].connection.modbus.unit: must be 0..247, got 300"]),
-    ("unknown key with a hint", ("    profile: pump-set\n", "    profile: pump-set\n    pol: 2s\n"),
-     ["site.yaml:10 assets[0].pol: unknown key (did you mean 'poll'?); expected one of: connection, "
-      "depends_on, id, location, name, params, poll, profile, tags, type"]),
-    ("unknown profile", ("profile: pump-set\n    connection", "profile: pump-sett\n    connection"),
-     ["site.yaml:9 assets[0].profile: unknown profile 'pump-sett' (did you mean 'pump-set'?)"]),
-    ("type does not match profile", ("type: pump", "type: ahu"),
-     ["site.yaml:8 assets[0].type: asset type 'ahu' does not match profile 'pump-set' (pump)"]),
-    ("unknown asset type", ("type: pump", "type: boiler"),
-     ["site.yaml:8 assets[0].type: must be one of 'elevator', 'pump', 'ahu', 'chiller', 'power_meter' "
-      "or 'sensor', got 'boiler'"]),
-    ("bad duration", ("for: 5s", "for: 5 minutes"),
-     ["site.yaml:19 rules[0].for: must be a duration like 500ms, 5s, 2m, 1h, got '5 minutes'"]),
-    ("unknown point in a rule", ("suction_pressure < param", "suction_presure < param"),
-     ["site.yaml:18 rules[0].when: unknown point 'suction_presure' at column 18 in "
-      "'running == 1 and suction_presure < param.suction_min'"]),
-    ("forbidden construct in a rule", ('when: "running == 1 and', 'when: "__import__(1) or'),
-     ["site.yaml:18 rules[0].when: unknown function '__import__' at column 1 in "
-      "'__import__(1) or suction_pressure < param.suction_min'"]),
-    ("duplicate asset id", ("id: E1", "id: P1"),
-     ["site.yaml:11 assets[1].id: duplicate asset id 'P1'"]),
-    ("missing required key", ("    profile: elevator-gbt24476\n", ""),
-     ["site.yaml:11 assets[1].profile: required key is missing"]),
-    ("both connections", ("connection: {mqtt: {}}", "connection: {mqtt: {}, modbus: {host: h}}"),
-     ["site.yaml:14 assets[1].connection: give exactly one of modbus or mqtt"]),
-    ("unknown dependency", ("    connection: {mqtt: {}}\n", "    connection: {mqtt: {}}\n    depends_on: [X9]\n"),
-     ["site.yaml:15 assets[1].depends_on[0]: unknown asset 'X9'"]),
-    ("bad broker url", ('url: "mqtt://127.0.0.1:1883"', 'url: "http://broker"'),
-     ["site.yaml:2 mqtt.url: 'http://broker' has characters that are not allowed (pattern ^mqtt://[^:/]+(:\\d+)?/?$)"]),
-    ("YAML syntax", ("site: {id: t1, name: Test}", "site: {id: t1, name: Test"),
-     ["site.yaml:2 YAML syntax: expected ',' or '}', but got ':'"]),
+    (
+        "port out of range",
+        ("port: 1502", "port: 70000"),
+        ["site.yaml:10 assets[0].connection.modbus.port: must be 1..65535, got 70000"],
+    ),
+    (
+        "unit id out of range",
+        ("unit: 1}", "unit: 300}"),
+        ["site.yaml:10 assets[0].connection.modbus.unit: must be 0..247, got 300"],
+    ),
+    (
+        "unknown key with a hint",
+        ("    profile: pump-set\n", "    profile: pump-set\n    pol: 2s\n"),
+        [
+            "site.yaml:10 assets[0].pol: unknown key (did you mean 'poll'?); expected one of: connection, "
+            "depends_on, id, location, name, params, poll, profile, tags, type"
+        ],
+    ),
+    (
+        "unknown profile",
+        ("profile: pump-set\n    connection", "profile: pump-sett\n    connection"),
+        ["site.yaml:9 assets[0].profile: unknown profile 'pump-sett' (did you mean 'pump-set'?)"],
+    ),
+    (
+        "type does not match profile",
+        ("type: pump", "type: ahu"),
+        ["site.yaml:8 assets[0].type: asset type 'ahu' does not match profile 'pump-set' (pump)"],
+    ),
+    (
+        "unknown asset type",
+        ("type: pump", "type: boiler"),
+        [
+            "site.yaml:8 assets[0].type: must be one of 'elevator', 'pump', 'ahu', 'chiller', 'power_meter' "
+            "or 'sensor', got 'boiler'"
+        ],
+    ),
+    (
+        "bad duration",
+        ("for: 5s", "for: 5 minutes"),
+        ["site.yaml:19 rules[0].for: must be a duration like 500ms, 5s, 2m, 1h, got '5 minutes'"],
+    ),
+    (
+        "unknown point in a rule",
+        ("suction_pressure < param", "suction_presure < param"),
+        [
+            "site.yaml:18 rules[0].when: unknown point 'suction_presure' at column 18 in "
+            "'running == 1 and suction_presure < param.suction_min'"
+        ],
+    ),
+    (
+        "forbidden construct in a rule",
+        ('when: "running == 1 and', 'when: "__import__(1) or'),
+        [
+            "site.yaml:18 rules[0].when: unknown function '__import__' at column 1 in "
+            "'__import__(1) or suction_pressure < param.suction_min'"
+        ],
+    ),
+    ("duplicate asset id", ("id: E1", "id: P1"), ["site.yaml:11 assets[1].id: duplicate asset id 'P1'"]),
+    (
+        "missing required key",
+        ("    profile: elevator-gbt24476\n", ""),
+        ["site.yaml:11 assets[1].profile: required key is missing"],
+    ),
+    (
+        "both connections",
+        ("connection: {mqtt: {}}", "connection: {mqtt: {}, modbus: {host: h}}"),
+        ["site.yaml:14 assets[1].connection: give exactly one of modbus or mqtt"],
+    ),
+    (
+        "unknown dependency",
+        ("    connection: {mqtt: {}}\n", "    connection: {mqtt: {}}\n    depends_on: [X9]\n"),
+        ["site.yaml:15 assets[1].depends_on[0]: unknown asset 'X9'"],
+    ),
+    (
+        "bad broker url",
+        ('url: "mqtt://127.0.0.1:1883"', 'url: "http://broker"'),
+        [
+            "site.yaml:2 mqtt.url: 'http://broker' has characters that are not allowed (pattern ^mqtt://[^:/]+(:\\d+)?/?$)"
+        ],
+    ),
+    (
+        "YAML syntax",
+        ("site: {id: t1, name: Test}", "site: {id: t1, name: Test"),
+        ["site.yaml:2 YAML syntax: expected ',' or '}', but got ':'"],
+    ),
 ]
 
 
@@ -117,11 +168,20 @@ def test_error_in_an_included_file_names_that_file(tmp_path: Path) -> None:
 
 def test_check_command_exits_2_and_prints_each_problem(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("port: 1502", "port: 70000"))
-    out = subprocess.run([sys.executable, "-m", "monitord.cli", "check", str(path)],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "monitord.cli", "check", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert out.stderr.strip() == "site.yaml:10 assets[0].connection.modbus.port: must be 1..65535, got 70000"
-    ok = subprocess.run([sys.executable, "-m", "monitord.cli", "check", str(CONFIG_DIR / "sites" / "demo.yaml")],
-                        capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [sys.executable, "-m", "monitord.cli", "check", str(CONFIG_DIR / "sites" / "demo.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "7 assets" in ok.stdout

@@ -60,11 +60,18 @@ def test_dry_run_opens_one_ticket_that_resolves_and_samples_land_good(tmp_path: 
         assert {e.ticket for e in events} == {events[0].ticket}, "exactly one ticket"
         assert [e.event for e in events] == ["opened", "resolved"]
         opened = events[0]
-        assert (opened.asset, opened.rule, opened.priority, opened.category) == ("A-P1", "pump.dry_run", "P1", "plumbing")
+        assert (opened.asset, opened.rule, opened.priority, opened.category) == (
+            "A-P1",
+            "pump.dry_run",
+            "P1",
+            "plumbing",
+        )
         assert "running dry" in opened.summary and "B2 pump room" in opened.location
         alerts = store.alert_events()
         assert [(a.rule, a.asset, a.state) for a in alerts] == [
-            ("pump.dry_run", "A-P1", "firing"), ("pump.dry_run", "A-P1", "resolved")]
+            ("pump.dry_run", "A-P1", "firing"),
+            ("pump.dry_run", "A-P1", "resolved"),
+        ]
         pump = list(store.samples("A-P1"))
         lift = list(store.samples("A-E1"))  # published by the simulator to Mosquitto, read back by the daemon
         assert len(pump) > 10 and len(lift) > 10
@@ -76,18 +83,25 @@ def test_dry_run_opens_one_ticket_that_resolves_and_samples_land_good(tmp_path: 
         store.close()
 
 
-def test_silent_device_goes_comm_error_one_offline_alert_then_recovers(tmp_path: Path, mosquitto: int) -> None:
+def test_silent_device_goes_comm_error_one_offline_alert_then_recovers(
+    tmp_path: Path, mosquitto: int
+) -> None:
     config = demo_site(tmp_path, mosquitto)
 
     async def scenario() -> None:
         async with running(config) as (site, app):
             await eventually(lambda: good(app, "A-P2", "discharge_pressure"), 15)
             site.inject("A-P2", "silent")
-            await eventually(lambda: app.state.latest("A-P2")["discharge_pressure"][2] == Quality.COMM_ERROR, 10)
+            await eventually(
+                lambda: app.state.latest("A-P2")["discharge_pressure"][2] == Quality.COMM_ERROR, 10
+            )
             offline = await eventually(
-                lambda: [t for t in app.desk.tickets.values() if t.rule == "comms.device_offline"], 15)
+                lambda: [t for t in app.desk.tickets.values() if t.rule == "comms.device_offline"], 15
+            )
             await asyncio.sleep(3)  # a while longer offline: still one alert, no process alert
-            assert good(app, "A-P1", "discharge_pressure"), "the other unit behind the gateway keeps answering"
+            assert good(app, "A-P1", "discharge_pressure"), (
+                "the other unit behind the gateway keeps answering"
+            )
             site.clear("A-P2", "silent")
             await eventually(lambda: good(app, "A-P2", "discharge_pressure"), 15)
             await eventually(lambda: offline[0].state == "resolved", 15)
@@ -96,7 +110,10 @@ def test_silent_device_goes_comm_error_one_offline_alert_then_recovers(tmp_path:
     store = SqliteStore(tmp_path / "store.db")
     try:
         alerts = [(a.rule, a.asset, a.state) for a in store.alert_events()]
-        assert alerts == [("comms.device_offline", "A-P2", "firing"), ("comms.device_offline", "A-P2", "resolved")]
+        assert alerts == [
+            ("comms.device_offline", "A-P2", "firing"),
+            ("comms.device_offline", "A-P2", "resolved"),
+        ]
         qualities = {int(q) for b in store.samples("A-P2") for q in b.quality}
         assert qualities == {Quality.GOOD, Quality.COMM_ERROR}
         failed = [b for b in store.samples("A-P2") if (b.quality == Quality.COMM_ERROR).all()]

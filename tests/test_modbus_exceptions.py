@@ -24,8 +24,11 @@ def sdm630() -> DeviceProfile:
     return DeviceProfile.model_validate(load_yaml(CONFIG_DIR / "profiles" / "eastron-sdm630.yaml"))
 
 
-def poll_once(device_profile: DeviceProfile, driver_profile: DeviceProfile, fault: str | None = None,
-              ) -> tuple[SampleBatch, list[HealthChange], Metrics, ModbusDevice]:
+def poll_once(
+    device_profile: DeviceProfile,
+    driver_profile: DeviceProfile,
+    fault: str | None = None,
+) -> tuple[SampleBatch, list[HealthChange], Metrics, ModbusDevice]:
     model = PowerMeter("M1")
     if fault:
         model.faults.add(fault)
@@ -64,8 +67,9 @@ def test_sdm630_profile_reads_cleanly_within_the_meters_limits() -> None:
 def test_exception_replies_mark_only_their_points_and_are_counted() -> None:
     # The real meter takes fewer registers per request than the profile we poll it with.
     real = sdm630()
-    strict = real.model_copy(update={"modbus": ModbusSettings(max_registers=8, even_count=True,
-                                                              defaults=real.modbus.defaults)})  # type: ignore[union-attr]
+    strict = real.model_copy(
+        update={"modbus": ModbusSettings(max_registers=8, even_count=True, defaults=real.modbus.defaults)}
+    )  # type: ignore[union-attr]
     batch, health, metrics, device = poll_once(strict, real)
     too_big = [r for r in device.requests if r.count > 8]
     assert too_big, "the plan must contain requests the device refuses"

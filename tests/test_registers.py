@@ -24,9 +24,12 @@ from tests.conftest import run
 
 ORDERS = ["ABCD", "CDAB", "BADC", "DCBA"]
 INT_RANGES = {
-    "int16": (-(2**15), 2**15 - 1), "uint16": (0, 2**16 - 1),
-    "int32": (-(2**31), 2**31 - 1), "uint32": (0, 2**32 - 1),
-    "int64": (-(2**53), 2**53), "uint64": (0, 2**53),
+    "int16": (-(2**15), 2**15 - 1),
+    "uint16": (0, 2**16 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+    "int64": (-(2**53), 2**53),
+    "uint64": (0, 2**53),
 }
 
 
@@ -79,8 +82,10 @@ def test_plan_merges_small_gaps_and_respects_sdm630_limits() -> None:
     plan = plan_reads(dense, sdm)
     assert all(r.count <= 80 and r.count % 2 == 0 for r in plan)
     assert sum(len(r.codec.names) for r in plan) == 100
-    odd = plan_reads([PointEncoding("a", "holding", 0, "uint16"), PointEncoding("b", "holding", 2, "uint16")],
-                     ModbusSettings(even_count=True))
+    odd = plan_reads(
+        [PointEncoding("a", "holding", 0, "uint16"), PointEncoding("b", "holding", 2, "uint16")],
+        ModbusSettings(even_count=True),
+    )
     assert [(r.start, r.count) for r in odd] == [(0, 4)]
 
 
@@ -94,8 +99,14 @@ def _all_types_profile() -> tuple[DeviceProfile, dict[str, float]]:
     values: dict[str, float] = {}
     address = 0
     samples = {
-        "int16": -12345, "uint16": 54321, "int32": -2_000_000_000, "uint32": 4_000_000_000,
-        "int64": -(2**52) + 7, "uint64": 2**52 + 9, "float32": -1234.5, "float64": 6.02214076e23,
+        "int16": -12345,
+        "uint16": 54321,
+        "int32": -2_000_000_000,
+        "uint32": 4_000_000_000,
+        "int64": -(2**52) + 7,
+        "uint64": 2**52 + 9,
+        "float32": -1234.5,
+        "float64": 6.02214076e23,
     }
     for dtype, value in samples.items():
         for order in ORDERS:

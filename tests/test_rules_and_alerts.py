@@ -24,25 +24,36 @@ def rig(spec: dict[str, object], n: int = 3) -> tuple[StateTable, RuleEngine, Al
     return state, RuleEngine([rule], state, facts), AlertTracker(), clock
 
 
-def feed(state: StateTable, clock: ManualClock, values: dict[str, tuple[float, float]],
-         quality: Quality = Quality.GOOD) -> None:
+def feed(
+    state: StateTable,
+    clock: ManualClock,
+    values: dict[str, tuple[float, float]],
+    quality: Quality = Quality.GOOD,
+) -> None:
     for asset, row in values.items():
-        state.apply(SampleBatch(clock.now(), asset, POINTS, np.array(row),
-                                np.full(2, int(quality), dtype=np.int8)))
+        state.apply(
+            SampleBatch(clock.now(), asset, POINTS, np.array(row), np.full(2, int(quality), dtype=np.int8))
+        )
 
 
 def step(engine: RuleEngine, tracker: AlertTracker, clock: ManualClock) -> list[tuple[str, str]]:
     out = []
     for res in engine.evaluate(clock.now()):
         s = res.rule.spec
-        for tr in tracker.update(res.rule.key, res.fire, res.clear, hold_for=s.for_, clear_for=s.clear_for,
-                                 now=clock.now()):
+        for tr in tracker.update(
+            res.rule.key, res.fire, res.clear, hold_for=s.for_, clear_for=s.clear_for, now=clock.now()
+        ):
             out.append((res.rule.assets[tr.index], tr.state))
     return out
 
 
-DRY = {"id": "pump.dry", "when": "running == 1 and suction_pressure < param.suction_min", "for": "5s",
-       "clear": "suction_pressure > param.suction_min * 1.2", "clear_for": "10s"}
+DRY = {
+    "id": "pump.dry",
+    "when": "running == 1 and suction_pressure < param.suction_min",
+    "for": "5s",
+    "clear": "suction_pressure > param.suction_min * 1.2",
+    "clear_for": "10s",
+}
 
 
 def test_for_clear_and_clear_for_with_per_asset_params() -> None:
@@ -93,15 +104,18 @@ def test_offline_comes_from_silence_not_from_one_lost_reply() -> None:
     assert step(engine, tracker, clock) == [("P1", "firing")]
 
 
-@pytest.mark.parametrize(("text", "message", "column"), [
-    ("running == )", "syntax error: unmatched ')'", 12),
-    ("running >> 2", "operator RShift not allowed", 1),
-    ("__import__('os')", "unknown function '__import__'", 1),
-    ("running.__class__", "only param.<name> attributes are allowed", 1),
-    ("[1, 2]", "List is not allowed in a rule expression", 1),
-    ("running == 1 and suction < 5m", "unknown point 'suction'", 18),
-    ("lambda: 1", "Lambda is not allowed in a rule expression", 1),
-])
+@pytest.mark.parametrize(
+    ("text", "message", "column"),
+    [
+        ("running == )", "syntax error: unmatched ')'", 12),
+        ("running >> 2", "operator RShift not allowed", 1),
+        ("__import__('os')", "unknown function '__import__'", 1),
+        ("running.__class__", "only param.<name> attributes are allowed", 1),
+        ("[1, 2]", "List is not allowed in a rule expression", 1),
+        ("running == 1 and suction < 5m", "unknown point 'suction'", 18),
+        ("lambda: 1", "Lambda is not allowed in a rule expression", 1),
+    ],
+)
 def test_bad_expressions_say_what_and_where(text: str, message: str, column: int) -> None:
     with pytest.raises(ExpressionError) as err:
         compile_expression(text, known_points=set(POINTS))
@@ -114,8 +128,11 @@ def test_durations_and_functions_compile_to_numpy() -> None:
 
     class Ctx:
         def column(self, p: str) -> np.ndarray:
-            return {"x": np.array([0.5, 60.0, 119.0]), "y": np.array([3.0, 3.0, 1.0]),
-                    "z": np.array([0.0, 0.0, 0.0])}[p]
+            return {
+                "x": np.array([0.5, 60.0, 119.0]),
+                "y": np.array([3.0, 3.0, 1.0]),
+                "z": np.array([0.0, 0.0, 0.0]),
+            }[p]
 
     result = expr.fn(Ctx())  # type: ignore[arg-type]
     assert result.tolist() == [False, True, False]
