@@ -20,31 +20,28 @@ import asyncio
 import resource
 import statistics
 import struct
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from drivers.modbus import GatewayPoller, ModbusDevice, plan_reads  # noqa: E402
-from monitord.bus import SampleBus  # noqa: E402
-from monitord.clock import ManualClock, SystemClock  # noqa: E402
-from monitord.config import CONFIG_DIR  # noqa: E402
-from monitord.demo import free_port  # noqa: E402
-from monitord.metrics import Metrics  # noqa: E402
-from monitord.model import Quality, SampleBatch  # noqa: E402
-from monitord.profiles import DeviceProfile  # noqa: E402
-from monitord.sqlite_store import SqliteStore  # noqa: E402
-from monitord.state import AssetSlot, StateTable  # noqa: E402
-from monitord.yamlio import load_yaml  # noqa: E402
-from rules import PACKS_DIR  # noqa: E402
-from rules.engine import AssetFacts, RuleEngine  # noqa: E402
-from rules.spec import RuleSpec  # noqa: E402
-from simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice  # noqa: E402
-from simulators.models import PowerMeter  # noqa: E402
+from drivers.modbus import GatewayPoller, ModbusDevice, plan_reads
+from monitord.bus import SampleBus
+from monitord.clock import ManualClock, SystemClock
+from monitord.config import CONFIG_DIR
+from monitord.demo import free_port
+from monitord.metrics import Metrics
+from monitord.model import Quality, SampleBatch
+from monitord.profiles import DeviceProfile
+from monitord.sqlite_store import SqliteStore
+from monitord.state import AssetSlot, StateTable
+from monitord.yamlio import load_yaml
+from rules import PACKS_DIR
+from rules.engine import AssetFacts, RuleEngine
+from rules.spec import RuleSpec
+from simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
+from simulators.models import PowerMeter
 
 ROUNDS = 5
 
@@ -102,11 +99,15 @@ def in_process(meters: int = 2000, seconds_simulated: int = 10) -> tuple[float, 
     names = tuple(n for r in plan for n in r.codec.names)
     model = PowerMeter("M")
     blocks = [r.codec.encode([model.values.get(n, 0.0) for n in r.codec.names]) for r in plan]
-    specs = [RuleSpec.model_validate(r) for f in ("power.yaml", "comms.yaml") for r in load_yaml(PACKS_DIR / f)]
+    specs = [
+        RuleSpec.model_validate(r) for f in ("power.yaml", "comms.yaml") for r in load_yaml(PACKS_DIR / f)
+    ]
     clock = ManualClock()
     ids = [f"M{i}" for i in range(meters)]
     state = StateTable([AssetSlot(a, "power_meter", tuple(profile.points), 10.0) for a in ids], clock.now())
-    engine = RuleEngine(specs, state, [AssetFacts(a, "power_meter", params=dict(profile.params)) for a in ids])
+    engine = RuleEngine(
+        specs, state, [AssetFacts(a, "power_meter", params=dict(profile.params)) for a in ids]
+    )
     points = 0
     with tempfile.TemporaryDirectory() as tmp:
         store = SqliteStore(Path(tmp) / "b.db", flush_interval=0.2)
