@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 from pathlib import Path
@@ -49,6 +50,7 @@ def run_demo(config_path: Path, scenario_path: Path, duration: float | None, dat
 
     from .cli import run_daemon
 
+    logging.getLogger("simulators").setLevel(logging.WARNING)  # the demo prints fault changes itself
     base = load_config(config_path)
     scenario = load_scenario(scenario_path, base)
     store_path = data / "demo.db"
