@@ -31,7 +31,7 @@ class AlertEvent:
     ts: float
     rule: str
     asset: str
-    state: Literal["firing", "resolved"]
+    state: Literal["firing", "resolved", "flapping"]
     severity: str
     since: float  # when the condition first held in this episode
     summary: str = ""
@@ -42,16 +42,24 @@ class AlertEvent:
 
 
 class _RuleAlerts:
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, flap_transitions: int) -> None:
         self.state = np.zeros(n, dtype=np.int8)
         self.since = np.full(n, math.nan)
         self.clear_since = np.full(n, math.nan)
+        # Times of the last transitions per asset (a ring), to tell a flapping alert.
+        self.transitions = np.full((n, max(flap_transitions, 1)), -math.inf)
+        self.flapping = np.zeros(n, dtype=bool)
+
+    def record(self, mask: Bools, now: float) -> None:
+        if mask.any():
+            self.transitions[mask] = np.roll(self.transitions[mask], 1, axis=1)
+            self.transitions[mask, 0] = now
 
 
 @dataclass(frozen=True, slots=True)
 class Transition:
     index: int  # position in the rule's asset list
-    state: Literal["firing", "resolved"]
+    state: Literal["firing", "resolved", "flapping"]
     since: float
 
 
@@ -68,10 +76,19 @@ class AlertTracker:
         hold_for: float,
         clear_for: float,
         now: float,
+        flap_window: float = 600.0,
+        flap_transitions: int = 6,
     ) -> list[Transition]:
+        """Apply one evaluation; return the transitions it caused.
+
+        An alert that changed state ``flap_transitions`` times within
+        ``flap_window`` is flapping: it stays firing (one ``flapping``
+        transition says so) until its clear condition has held for the whole
+        window, so it neither floods people nor hides.
+        """
         st = self._rules.get(rule)
         if st is None:
-            st = self._rules[rule] = _RuleAlerts(len(fire))
+            st = self._rules[rule] = _RuleAlerts(len(fire), flap_transitions)
         if not fire.any() and not st.state.any():
             return []
 
@@ -87,11 +104,19 @@ class AlertTracker:
         clearing = firing & clear
         st.clear_since[firing & ~clear] = math.nan
         st.clear_since[clearing & np.isnan(st.clear_since)] = now
-        resolve = clearing & (now - st.clear_since >= clear_for)
+        calm_for = np.where(st.flapping, max(clear_for, flap_window), clear_for)
+        resolve = clearing & (now - st.clear_since >= calm_for)
+        recent = st.transitions[:, -1] > now - flap_window  # oldest of the last N is recent
+        start_flapping = resolve & recent & ~st.flapping
+        resolve &= ~start_flapping
+        st.flapping |= start_flapping
         st.state[resolve] = INACTIVE
         st.clear_since[resolve] = math.nan
+        st.flapping[resolve] = False
+        st.record(promote | resolve, now)
 
         out = [Transition(int(i), "firing", float(st.since[i])) for i in np.flatnonzero(promote)]
+        out += [Transition(int(i), "flapping", float(st.since[i])) for i in np.flatnonzero(start_flapping)]
         out += [Transition(int(i), "resolved", float(st.since[i])) for i in np.flatnonzero(resolve)]
         return out
 
@@ -103,6 +128,6 @@ class AlertTracker:
         """Mark an alert as firing after a restart, so it is not opened twice."""
         st = self._rules.get(rule)
         if st is None:
-            st = self._rules[rule] = _RuleAlerts(n)
+            st = self._rules[rule] = _RuleAlerts(n, 6)
         st.state[index] = FIRING
         st.since[index] = since

@@ -17,7 +17,7 @@ from typing import Any
 
 from rules.engine import CompiledRule, RuleEngine
 
-from .alerts import AlertEvent, AlertTracker
+from .alerts import AlertEvent, AlertTracker, Transition
 from .clock import Clock
 from .config import AssetConfig
 from .metrics import Metrics
@@ -48,6 +48,27 @@ def render(template: str, asset: AssetConfig, values: Mapping[str, float]) -> st
         return template
 
 
+def alert_transitions(
+    engine: RuleEngine, tracker: AlertTracker, now: float
+) -> list[tuple[CompiledRule, Transition]]:
+    """Evaluate every rule once and apply the alert lifecycle: what changed, and by which rule."""
+    out = []
+    for res in engine.evaluate(now):
+        spec = res.rule.spec
+        for tr in tracker.update(
+            res.rule.key,
+            res.fire,
+            res.clear,
+            hold_for=spec.for_,
+            clear_for=spec.clear_for,
+            now=now,
+            flap_window=spec.flapping.window,
+            flap_transitions=spec.flapping.transitions,
+        ):
+            out.append((res.rule, tr))
+    return out
+
+
 @dataclass
 class Pipeline:
     state: StateTable
@@ -67,25 +88,19 @@ class Pipeline:
     def tick(self, now: float | None = None) -> tuple[list[AlertEvent], list[TicketEvent]]:
         now = self.clock.now() if now is None else now
         with self.metrics.rule_eval.time():
-            results = self.engine.evaluate(now)
-        alerts: list[AlertEvent] = []
-        for res in results:
-            spec = res.rule.spec
-            for tr in self.tracker.update(
-                res.rule.key, res.fire, res.clear, hold_for=spec.for_, clear_for=spec.clear_for, now=now
-            ):
-                asset = res.rule.assets[tr.index]
-                alerts.append(
-                    AlertEvent(
-                        ts=now,
-                        rule=spec.id,
-                        asset=asset,
-                        state=tr.state,
-                        severity=spec.severity,
-                        since=tr.since,
-                        summary=self._summary(res.rule, asset),
-                    )
-                )
+            changes = alert_transitions(self.engine, self.tracker, now)
+        alerts = [
+            AlertEvent(
+                ts=now,
+                rule=rule.spec.id,
+                asset=rule.assets[tr.index],
+                state=tr.state,
+                severity=rule.spec.severity,
+                since=tr.since,
+                summary=self._summary(rule, rule.assets[tr.index]),
+            )
+            for rule, tr in changes
+        ]
         tickets: list[TicketEvent] = []
         for ev in alerts:
             self.metrics.alert_events.labels(ev.state).inc()

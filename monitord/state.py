@@ -48,6 +48,9 @@ class TypeTable:
         self.last_good = np.full(n, started)
         self.driver_online = np.ones(n, dtype=bool)
         self.stale_after = np.array([s.stale_after for s in slots])
+        self.has = np.zeros((n, m), dtype=bool)  # which points each asset's profile provides
+        for i, s in enumerate(slots):
+            self.has[i, [self.col[p] for p in s.points]] = True
         self._cols: dict[tuple[str, ...], npt.NDArray[np.intp]] = {}
 
     def columns_of(self, points: tuple[str, ...]) -> npt.NDArray[np.intp]:

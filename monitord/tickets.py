@@ -17,7 +17,7 @@ from typing import Literal
 
 from .alerts import AlertEvent
 
-EventKind = Literal["opened", "appended", "resolved"]
+EventKind = Literal["opened", "appended", "resolved", "flapping"]
 TicketState = Literal["open", "resolved"]
 _ID = re.compile(r"^WO-(\d{8})-(\d{4,})$")
 
@@ -123,7 +123,11 @@ class TicketDesk:
     def on_alert(self, alert: AlertEvent, policy: TicketPolicyView, location: str) -> list[TicketEvent]:
         """Ticket events caused by one alert event (already applied)."""
         current = self.open_ticket_for(alert.fingerprint)
-        if alert.state == "firing":
+        if alert.state == "flapping":
+            if current is None:
+                return []
+            ev = self._event(alert, current.id, current.key, "flapping", "open", policy, location)
+        elif alert.state == "firing":
             if current is not None:
                 ev = self._event(alert, current.id, current.key, "appended", "open", policy, location)
             else:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 
 import numpy as np
 import numpy.typing as npt
 
 from monitord.state import StateTable, TypeTable
 
-from .expr import CompiledExpr, compile_expression, truthy
+from .expr import Array, CompiledExpr, compile_expression, truthy
 from .spec import RuleSpec
 
 Bools = npt.NDArray[np.bool_]
@@ -49,6 +50,10 @@ class CompiledRule:
     gate: npt.NDArray[np.intp]  # columns that must be valid for the rule to act
 
     @property
+    def history_bytes(self) -> int:
+        return self.when.history_bytes + (self.clear.history_bytes if self.clear else 0)
+
+    @property
     def key(self) -> str:
         """One alert series per rule and asset type (a rule may span types)."""
         return f"{self.spec.id}#{self.table.asset_type}"
@@ -64,8 +69,10 @@ class RuleResult:
 class _Context:
     """Columns of one type table, restricted to one rule's rows."""
 
-    def __init__(self, rule: CompiledRule, now: float, offline: Bools) -> None:
-        self.rule, self.now, self._offline = rule, now, offline
+    def __init__(
+        self, rule: CompiledRule, now: float, valid: Bools, offline: Bools, tz: tzinfo | None
+    ) -> None:
+        self.rule, self.now, self._valid, self._offline, self._tz = rule, now, valid, offline, tz
 
     def column(self, point: str) -> npt.NDArray[np.float64]:
         t = self.rule.table
@@ -80,9 +87,34 @@ class _Context:
     def param(self, name: str) -> npt.NDArray[np.float64]:
         return self.rule.params[name]
 
-    def health(self, name: str) -> Bools:
+    def health(self, name: str) -> Array:
         off = self._offline[self.rule.rows]
+        if name == "stale_points":
+            t = self.rule.table
+            stale = t.has[self.rule.rows] & ~self._valid[self.rule.rows]
+            counts: npt.NDArray[np.float64] = np.where(off, 0, stale.sum(axis=1)).astype(np.float64)
+            return counts
         return off if name == "offline" else ~off
+
+    def newest(self, points: frozenset[str]) -> npt.NDArray[np.float64]:
+        t = self.rule.table
+        if not points:
+            return np.full(len(self.rule.rows), self.now)
+        cols = t.columns_of(tuple(sorted(points)))
+        ts = t.ts[np.ix_(self.rule.rows, cols)]
+        newest: npt.NDArray[np.float64] = np.nan_to_num(ts, nan=-np.inf).max(axis=1)
+        return newest
+
+    def valid(self, points: frozenset[str]) -> Bools:
+        if not points:
+            return np.ones(len(self.rule.rows), dtype=bool)
+        cols = self.rule.table.columns_of(tuple(sorted(points)))
+        ok: Bools = np.asarray(self._valid[np.ix_(self.rule.rows, cols)].all(axis=1), dtype=bool)
+        return ok
+
+    def local_hours(self) -> float:
+        moment = datetime.fromtimestamp(self.now, self._tz)
+        return moment.hour + moment.minute / 60 + moment.second / 3600
 
 
 def matches(spec: RuleSpec, asset: AssetFacts) -> bool:
@@ -130,8 +162,15 @@ def _bind(spec: RuleSpec, table: TypeTable, chosen: list[AssetFacts]) -> Compile
 
 
 class RuleEngine:
-    def __init__(self, specs: Sequence[RuleSpec], state: StateTable, assets: Sequence[AssetFacts]) -> None:
+    def __init__(
+        self,
+        specs: Sequence[RuleSpec],
+        state: StateTable,
+        assets: Sequence[AssetFacts],
+        tz: tzinfo | None = None,
+    ) -> None:
         self.state = state
+        self.tz = tz  # site time zone for time_of_day() / in_hours(); None: the machine's
         self.rules = [r for s in specs for r in compile_rule(s, state, assets)]
 
     def evaluate(self, now: float) -> list[RuleResult]:
@@ -144,7 +183,7 @@ class RuleEngine:
                 valid[t.asset_type] = t.valid(now)
                 offline[t.asset_type] = t.offline(now)
             ok = valid[t.asset_type][np.ix_(rule.rows, rule.gate)].all(axis=1)
-            ctx = _Context(rule, now, offline[t.asset_type])
+            ctx = _Context(rule, now, valid[t.asset_type], offline[t.asset_type], self.tz)
             when = np.broadcast_to(truthy(rule.when.fn(ctx)), ok.shape)
             fire = when & ok
             if rule.clear is not None:

@@ -19,20 +19,35 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from .windows import Window
+
 Array = npt.NDArray[np.float64] | npt.NDArray[np.bool_]
 Fn = Callable[["EvalContext"], Array]
 
 _DURATION = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(ms|s|m|h|d)\b")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 #: Names that are not points: device health, provided by the state table.
-RESERVED = {"offline": "offline", "online": "online"}
+RESERVED = frozenset({"offline", "online", "stale_points"})
 
 
 class EvalContext(Protocol):
+    now: float
+
     def column(self, point: str) -> npt.NDArray[np.float64]: ...
     def age(self, point: str) -> npt.NDArray[np.float64]: ...
     def param(self, name: str) -> npt.NDArray[np.float64]: ...
-    def health(self, name: str) -> npt.NDArray[np.bool_]: ...
+    def health(self, name: str) -> Array: ...
+    def newest(self, points: frozenset[str]) -> npt.NDArray[np.float64]:
+        """Per row, the time of the newest sample among ``points``."""
+        ...
+
+    def valid(self, points: frozenset[str]) -> npt.NDArray[np.bool_]:
+        """Per row, whether every one of ``points`` is good and fresh."""
+        ...
+
+    def local_hours(self) -> float:
+        """Hours since local midnight at the site (0 ≤ h < 24)."""
+        ...
 
 
 class ExpressionError(ValueError):
@@ -48,6 +63,11 @@ class CompiledExpr:
     points: set[str] = field(default_factory=set)  # points whose quality gates the result
     aged_points: set[str] = field(default_factory=set)  # points used only through age()
     params: set[str] = field(default_factory=set)
+    windows: list[Window] = field(default_factory=list)  # history this expression keeps
+
+    @property
+    def history_bytes(self) -> int:
+        return sum(w.nbytes for w in self.windows)
 
 
 _BINOPS: dict[type[ast.operator], Callable[[Array, Array], Array]] = {
@@ -72,12 +92,34 @@ def _between(x: Array, lo: Array, hi: Array) -> Array:
     return np.logical_and(np.greater_equal(x, lo), np.less_equal(x, hi))
 
 
+def _imbalance(*phases: Array) -> Array:
+    """Largest deviation from the mean ÷ the mean (unbalance without sequence values)."""
+    stack = np.stack(np.broadcast_arrays(*phases))
+    mean = stack.mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result: Array = np.abs(stack - mean).max(axis=0) / mean
+    return result
+
+
 _FUNCTIONS: dict[str, tuple[int, Callable[..., Array]]] = {
     "abs": (1, np.abs),
     "min": (2, np.minimum),
     "max": (2, np.maximum),
     "between": (3, _between),
 }
+#: Windowed functions: name → what the window aggregates.
+_WINDOWED = {
+    "avg_over": "avg",
+    "min_over": "min",
+    "max_over": "max",
+    "stddev_over": "stddev",
+    "delta": "delta",
+    "rate": "rate",
+    "changes": "changes",
+    "count_true": "sum",
+    "zscore": "zscore",
+}
+_HOURS = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 
 
 def truthy(a: Array) -> npt.NDArray[np.bool_]:
@@ -214,6 +256,19 @@ class _Compiler:
                 raise self.fail(node.args[0], f"unknown point {point!r}")
             self.out.aged_points.add(point)
             return lambda ctx: ctx.age(point)
+        if name in _WINDOWED:
+            return self._windowed(node, name)
+        if name == "imbalance":
+            if len(node.args) < 2:
+                raise self.fail(node, "imbalance() takes two or more arguments")
+            parts = [self.visit(a) for a in node.args]
+            return lambda ctx: _imbalance(*(p(ctx) for p in parts))
+        if name == "time_of_day":
+            if node.args:
+                raise self.fail(node, "time_of_day() takes no arguments")
+            return lambda ctx: np.float64(ctx.local_hours())  # type: ignore[return-value]
+        if name == "in_hours":
+            return self._in_hours(node)
         if name not in _FUNCTIONS:
             raise self.fail(node, f"unknown function {name!r}")
         arity, impl = _FUNCTIONS[name]
@@ -221,3 +276,51 @@ class _Compiler:
             raise self.fail(node, f"{name}() takes {arity} argument(s), got {len(node.args)}")
         args = [self.visit(a) for a in node.args]
         return lambda ctx: impl(*(a(ctx) for a in args))
+
+    def _windowed(self, node: ast.Call, name: str) -> Fn:
+        if len(node.args) != 2:
+            raise self.fail(node, f"{name}() takes a series and a window, e.g. {name}(x, 5m)")
+        span = node.args[1]
+        if not (isinstance(span, ast.Constant) and isinstance(span.value, int | float) and span.value > 0):
+            raise self.fail(span, f"the window of {name}() must be a duration such as 5m")
+        inner = CompiledExpr(text="", fn=lambda ctx: np.zeros(0))
+        source = _Compiler(inner, self.known).visit(node.args[0])
+        self.out.points |= inner.points
+        self.out.aged_points |= inner.aged_points
+        self.out.params |= inner.params
+        self.out.windows += inner.windows
+        window = Window(float(span.value))
+        self.out.windows.append(window)
+        points = frozenset(inner.points)
+        kind = _WINDOWED[name]
+
+        def run(ctx: EvalContext) -> Array:
+            values = np.asarray(truthy(source(ctx)) if kind == "sum" else source(ctx), dtype=np.float64)
+            current = np.broadcast_to(values, ctx.newest(points).shape).astype(np.float64)
+            window.add(ctx.now, current, ctx.newest(points), ctx.valid(points))
+            if kind == "zscore":
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    z: Array = (current - window.aggregate("avg", ctx.now)) / window.aggregate(
+                        "stddev", ctx.now
+                    )
+                return z
+            return window.aggregate(kind, ctx.now)
+
+        return run
+
+    def _in_hours(self, node: ast.Call) -> Fn:
+        arg = node.args[0] if len(node.args) == 1 else None
+        m = _HOURS.match(arg.value) if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else None
+        if m is None:
+            raise self.fail(node, 'in_hours() takes one text such as "01:00-05:00"')
+        h1, m1, h2, m2 = (int(g) for g in m.groups())
+        start, end = h1 + m1 / 60, h2 + m2 / 60
+        if not (0 <= start <= 24 and 0 <= end <= 24):
+            raise self.fail(node, "in_hours() times must be within 00:00-24:00")
+
+        def run(ctx: EvalContext) -> Array:
+            h = ctx.local_hours()
+            inside = start <= h < end if start <= end else (h >= start or h < end)  # may wrap midnight
+            return np.bool_(inside)  # type: ignore[return-value]
+
+        return run

@@ -29,6 +29,11 @@ class TicketPolicy(_Strict):
     auto_resolve: bool = Field(True, description="resolve the ticket when the alert resolves")
 
 
+class Flapping(_Strict):
+    window: Duration = 600.0
+    transitions: int = Field(6, ge=2, le=100)
+
+
 class RuleSpec(_Strict):
     id: str = Field(pattern=r"^[a-z0-9_.\-]+$")
     applies_to: AppliesTo
@@ -42,3 +47,4 @@ class RuleSpec(_Strict):
     summary: str = ""
     description: str = ""
     ticket: TicketPolicy | None = TicketPolicy()
+    flapping: Flapping = Flapping()

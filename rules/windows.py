@@ -1,0 +1,148 @@
+"""History for windowed rule functions, in bounded numpy buckets.
+
+A ``Window`` keeps, for every asset a rule covers, the samples of one series
+over one time window, folded into ``BUCKETS`` time buckets (count, sum, sum
+of squares, min, max, first, last, value changes). Memory is fixed: rows ×
+(BUCKETS + 1) × 11 floats, whatever the poll rate. Edges are as precise as one
+bucket (window / 30). A series is fed only the samples that are new since the
+last evaluation and of good quality, so a stale value is never counted twice.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+F = npt.NDArray[np.float64]
+B = npt.NDArray[np.bool_]
+BUCKETS = 30
+
+
+class Window:
+    def __init__(self, seconds: float) -> None:
+        if seconds <= 0:
+            raise ValueError("a window must be longer than 0 s")
+        self.seconds = seconds
+        self.width = seconds / BUCKETS
+        self.slots = BUCKETS + 1
+        self.n = -1
+
+    def _alloc(self, n: int) -> None:
+        shape = (n, self.slots)
+        self.n = n
+        self.ids = np.full(self.slots, -(2**62), dtype=np.int64)
+        self.count = np.zeros(shape)
+        self.sum = np.zeros(shape)
+        self.sumsq = np.zeros(shape)
+        self.min = np.full(shape, math.inf)
+        self.max = np.full(shape, -math.inf)
+        self.first = np.full(shape, math.nan)
+        self.first_ts = np.full(shape, math.inf)
+        self.last = np.full(shape, math.nan)
+        self.last_ts = np.full(shape, -math.inf)
+        self.changes = np.zeros(shape)
+        self.prev = np.full(n, math.nan)
+        self.seen_ts = np.full(n, -math.inf)
+
+    @property
+    def nbytes(self) -> int:
+        if self.n < 0:
+            return 0
+        arrays = (
+            self.count,
+            self.sum,
+            self.sumsq,
+            self.min,
+            self.max,
+            self.first,
+            self.first_ts,
+            self.last,
+            self.last_ts,
+            self.changes,
+        )
+        return sum(a.nbytes for a in arrays) + self.prev.nbytes + self.seen_ts.nbytes
+
+    def add(self, now: float, values: F, ts: F, good: B) -> None:
+        """Fold in the rows whose sample is newer than the last one folded in."""
+        if self.n != len(values):
+            self._alloc(len(values))
+        new = good & (ts > self.seen_ts) & np.isfinite(values)
+        cur = int(now // self.width)
+        k = cur % self.slots
+        if self.ids[k] != cur:
+            self.ids[k] = cur
+            for arr, fill in (
+                (self.count, 0.0),
+                (self.sum, 0.0),
+                (self.sumsq, 0.0),
+                (self.changes, 0.0),
+                (self.min, math.inf),
+                (self.max, -math.inf),
+                (self.first, math.nan),
+                (self.first_ts, math.inf),
+                (self.last, math.nan),
+                (self.last_ts, -math.inf),
+            ):
+                arr[:, k] = fill
+        if not new.any():
+            return
+        v, t = values[new], ts[new]
+        first = self.count[new, k] == 0
+        rows = np.flatnonzero(new)
+        self.first[rows[first], k] = v[first]
+        self.first_ts[rows[first], k] = t[first]
+        self.count[new, k] += 1
+        self.sum[new, k] += v
+        self.sumsq[new, k] += v * v
+        self.min[new, k] = np.minimum(self.min[new, k], v)
+        self.max[new, k] = np.maximum(self.max[new, k], v)
+        self.last[new, k] = v
+        self.last_ts[new, k] = t
+        prev = self.prev[new]
+        self.changes[new, k] += (np.isfinite(prev) & (prev != v)).astype(np.float64)
+        self.prev[new] = v
+        self.seen_ts[new] = t
+
+    def _live(self, now: float) -> B:
+        cur = int(now // self.width)
+        live: B = (self.ids > cur - self.slots) & (self.ids <= cur)
+        return live
+
+    def aggregate(self, kind: str, now: float) -> F:
+        live = self._live(now)
+        if kind == "count":
+            out: F = self.count[:, live].sum(axis=1)
+            return out
+        n = self.count[:, live].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if kind == "avg":
+                out = np.where(n > 0, self.sum[:, live].sum(axis=1) / n, math.nan)
+            elif kind == "min":
+                out = np.where(n > 0, self.min[:, live].min(axis=1, initial=math.inf), math.nan)
+            elif kind == "max":
+                out = np.where(n > 0, self.max[:, live].max(axis=1, initial=-math.inf), math.nan)
+            elif kind == "stddev":
+                mean = self.sum[:, live].sum(axis=1) / n
+                var = self.sumsq[:, live].sum(axis=1) / n - mean * mean
+                out = np.where(n > 1, np.sqrt(np.maximum(var, 0.0)), math.nan)
+            elif kind == "changes":
+                out = np.where(n > 0, self.changes[:, live].sum(axis=1), math.nan)
+            elif kind in ("delta", "rate"):
+                first_ts = self.first_ts[:, live]
+                last_ts = self.last_ts[:, live]
+                oldest = np.argmin(first_ts, axis=1) if first_ts.size else np.zeros(self.n, dtype=np.intp)
+                newest = np.argmax(last_ts, axis=1) if last_ts.size else np.zeros(self.n, dtype=np.intp)
+                r = np.arange(self.n)
+                first = self.first[:, live][r, oldest] if first_ts.size else np.full(self.n, math.nan)
+                last = self.last[:, live][r, newest] if last_ts.size else np.full(self.n, math.nan)
+                delta = np.where(n > 1, last - first, math.nan)
+                if kind == "delta":
+                    out = delta
+                else:
+                    span = last_ts[r, newest] - first_ts[r, oldest] if first_ts.size else np.ones(self.n)
+                    out = np.where(span > 0, delta / span, math.nan)
+            else:
+                raise ValueError(kind)
+        return out
