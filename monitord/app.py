@@ -36,6 +36,14 @@ def asset_points(config: SiteConfig, asset: AssetConfig) -> tuple[str, ...]:
     return tuple(config.profile(asset.profile).points)
 
 
+def points_by_type(config: SiteConfig) -> dict[str, tuple[str, ...]]:
+    """Every point the config's profiles define, per asset type."""
+    out: dict[str, dict[str, None]] = {}
+    for p in config.profiles:
+        out.setdefault(p.asset_type, {}).update(dict.fromkeys(p.points))
+    return {t: tuple(points) for t, points in out.items()}
+
+
 def mqtt_routes(config: SiteConfig) -> dict[str, TopicRoute]:
     """Topic → route for every MQTT asset, from its profile's topic pattern."""
     routes: dict[str, TopicRoute] = {}
@@ -82,6 +90,7 @@ class Monitord:
         self.state = StateTable(
             [AssetSlot(a.id, a.type, asset_points(c, a), stale * c.poll_of(a)) for a in c.assets],
             started=self.clock.now(),
+            columns=points_by_type(c),
         )
         if self.store is None:
             self.store = SqliteStore(Path(c.store.path), flush_interval=c.store.flush_interval)
@@ -94,8 +103,19 @@ class Monitord:
         self.engine = RuleEngine(c.rules, self.state, asset_facts(c))
         self.tracker = AlertTracker()
         self.desk = TicketDesk()
+        states = {
+            a.id: {n: p.states for n, p in c.profile(a.profile).points.items() if p.states} for a in c.assets
+        }
         self.pipeline = Pipeline(
-            self.state, self.engine, self.tracker, self.desk, store, self.assets, self.metrics, self.clock
+            self.state,
+            self.engine,
+            self.tracker,
+            self.desk,
+            store,
+            self.assets,
+            self.metrics,
+            self.clock,
+            states,
         )
         self.modbus = self._modbus_driver()
         self.mqtt = self._mqtt_driver()

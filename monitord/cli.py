@@ -168,6 +168,25 @@ def _cmd_tickets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rules_test(args: argparse.Namespace) -> int:
+    from .ruletest import run_file
+
+    failed = passed = 0
+    for name in args.files:
+        for outcome in run_file(Path(name)):
+            if outcome.ok:
+                passed += 1
+                if args.verbose_tests:
+                    print(f"ok    {name}: {outcome.name}")
+            else:
+                failed += 1
+                print(f"FAIL  {name}: {outcome.name}")
+                for line in outcome.failures:
+                    print(f"        {line}")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="monitord", description="Equipment monitoring and alerting for buildings"
@@ -196,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scenario", default=str(CONFIG_DIR / "scenarios" / "demo.yaml"))
     d.add_argument("--data", default="./monitord-data", help="folder for the demo's store")
     d.set_defaults(fn=_cmd_demo)
+
+    rules = sub.add_parser("rules", help="tools for rule authors")
+    rsub = rules.add_subparsers(dest="action", required=True)
+    rt = rsub.add_parser("test", help="run rule unit tests (YAML)")
+    rt.add_argument("files", nargs="+")
+    rt.add_argument("--verbose-tests", action="store_true", help="list passing tests too")
+    rt.set_defaults(fn=_cmd_rules_test)
 
     t = sub.add_parser("tickets", help="read tickets from the store")
     t.add_argument("--config", help="site config (its store is read)")

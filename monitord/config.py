@@ -221,13 +221,14 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
     """References between parts of the config; each broken one is a problem."""
     out: list[str] = []
     profiles: dict[str, DeviceProfile] = {}
+    points_by_type: dict[str, set[str]] = {}
     for i, p in enumerate(config.profiles):
         if p.profile in profiles:
             out.append(problem(raw, ("profiles", i, "profile"), f"duplicate profile {p.profile!r}"))
         profiles[p.profile] = p
+        points_by_type.setdefault(p.asset_type, set()).update(p.points)
     seen: set[str] = set()
     ids = {a.id for a in config.assets}
-    points_by_type: dict[str, set[str]] = {}
     unresolved: set[str] = set()  # types with an asset whose profile is unknown
     for i, a in enumerate(config.assets):
         where = ("assets", i)
@@ -267,7 +268,6 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
                         raw, (*where, "connection", "mqtt"), f"profile {prof.profile!r} has no mqtt section"
                     )
                 )
-            points_by_type.setdefault(a.type, set()).update(prof.points)
         if a.connection.mqtt and config.mqtt is None:
             out.append(
                 problem(raw, (*where, "connection", "mqtt"), "an MQTT asset needs a top-level mqtt: broker")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import string
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,9 +35,32 @@ class _Values(dict[str, Any]):
         return "?"
 
 
-def render(template: str, asset: AssetConfig, values: Mapping[str, float]) -> str:
+class PointValue(float):
+    """A point's value in a template; ``{code:name}`` shows the profile's name for a coded value."""
+
+    states: Mapping[int, str] = {}
+
+    def __format__(self, spec: str) -> str:
+        if spec == "name":
+            if self != self:  # NaN: no value
+                return "?"
+            return self.states.get(int(self), f"code {int(self)} (0x{int(self):04X})")
+        return float.__format__(self, spec)
+
+
+def render(
+    template: str,
+    asset: AssetConfig,
+    values: Mapping[str, float],
+    states: Mapping[str, Mapping[int, str]] | None = None,
+) -> str:
     """Fill a rule's summary template with asset fields and current point values."""
-    fields = _Values(values)
+    fields = _Values()
+    for name, value in values.items():
+        v = PointValue(value)
+        if states and name in states:
+            v.states = states[name]
+        fields[name] = v
     fields["asset"] = SimpleNamespace(
         id=asset.id, name=asset.label, type=asset.type, location=asset.where, **asset.location
     )
@@ -79,6 +102,8 @@ class Pipeline:
     assets: dict[str, AssetConfig]
     metrics: Metrics
     clock: Clock
+    #: asset → point → names of coded values (from the profile), for ``{code:name}`` in summaries
+    point_states: Mapping[str, Mapping[str, Mapping[int, str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.alert_listeners: list[AlertListener] = []
@@ -125,7 +150,7 @@ class Pipeline:
         asset = self.assets[asset_id]
         template = rule.spec.summary or f"{rule.spec.id} on {{asset.name}}"
         values = {k: v for k, (v, _ts, _q) in self.state.latest(asset_id).items()}
-        return render(template, asset, values)
+        return render(template, asset, values, self.point_states.get(asset_id))
 
     def _update_gauges(self) -> None:
         by_severity: dict[str, int] = {}

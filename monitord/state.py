@@ -31,14 +31,18 @@ class AssetSlot:
 class TypeTable:
     """All assets of one type: rows × points matrices."""
 
-    def __init__(self, asset_type: str, slots: list[AssetSlot], started: float) -> None:
+    def __init__(
+        self, asset_type: str, slots: list[AssetSlot], started: float, columns: tuple[str, ...] = ()
+    ) -> None:
         self.asset_type = asset_type
         self.assets = [s.id for s in slots]
         self.row = {a: i for i, a in enumerate(self.assets)}
-        columns: dict[str, None] = {}
+        # Columns: every point any profile of this type defines, so one rule serves all of them;
+        # ``has`` says which an asset's own profile provides.
+        union: dict[str, None] = dict.fromkeys(columns)
         for s in slots:
-            columns.update(dict.fromkeys(s.points))
-        self.columns = list(columns)
+            union.update(dict.fromkeys(s.points))
+        self.columns = list(union)
         self.col = {c: j for j, c in enumerate(self.columns)}
         n, m = len(slots), len(self.columns)
         self.value = np.full((n, m), math.nan)
@@ -91,11 +95,16 @@ class TypeTable:
 
 
 class StateTable:
-    def __init__(self, slots: list[AssetSlot], started: float = math.nan) -> None:
+    def __init__(
+        self,
+        slots: list[AssetSlot],
+        started: float = math.nan,
+        columns: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         by_type: dict[str, list[AssetSlot]] = {}
         for s in slots:
             by_type.setdefault(s.type, []).append(s)
-        self.tables = {t: TypeTable(t, ss, started) for t, ss in by_type.items()}
+        self.tables = {t: TypeTable(t, ss, started, (columns or {}).get(t, ())) for t, ss in by_type.items()}
         self.where = {s.id: (self.tables[s.type], self.tables[s.type].row[s.id]) for s in slots}
         self.dirty: set[str] = set()
 

@@ -43,9 +43,11 @@ def daily_load(t: float) -> float:
 class Elevator(Equipment):
     """A car serving floors with door cycles; reports GB/T 24476 status fields."""
 
-    FAULTS = frozenset(
-        {"entrapment", "entrapment_landing", "power_cut", "safety_circuit", "overspeed", "door_open_running"}
-    )
+    FAULTS = frozenset({
+        "entrapment", "entrapment_landing", "power_cut", "safety_circuit", "overspeed", "door_open_running",
+        "moving_door_open", "overtravel_top", "overtravel_bottom", "stopped_out_of_zone", "door_lock",
+        "door_wont_open", "door_wont_close", "stuck_button", "heartbeat_stuck", "abnormal_speed",
+    })
     FLOOR_HEIGHT = 3.0
 
     def __init__(self, asset: str, floors: int = 20, rated_speed: float = 1.75, seed: int | None = None):
@@ -69,14 +71,24 @@ class Elevator(Equipment):
             speed=0.0,
             fault_code=0,
             heartbeat=0,
+            upper_limit=0,
+            lower_limit=0,
+            door_lock_circuit=1,
+            door_command=0,
+            landing_button_held=0,
         )
 
     def step(self, t: float, dt: float) -> None:
         v = self.values
-        self.heartbeat = (self.heartbeat + 1) % 65536
+        if "heartbeat_stuck" not in self.faults:
+            self.heartbeat = (self.heartbeat + 1) % 65536
         v["heartbeat"] = self.heartbeat
         v["power_source"] = 1 if "power_cut" in self.faults else 0
         v["safety_circuit"] = 0 if "safety_circuit" in self.faults else 1
+        v["door_lock_circuit"] = 0 if "door_lock" in self.faults else 1
+        v["landing_button_held"] = 1 if "stuck_button" in self.faults else 0
+        if self._abnormal(v):
+            return
         if "entrapment" in self.faults or "entrapment_landing" in self.faults:
             if "entrapment" in self.faults and self.position % self.FLOOR_HEIGHT < 0.5:
                 self.position += 1.2  # stop between two landings
@@ -104,25 +116,54 @@ class Elevator(Equipment):
             self.position += math.copysign(step, goal - self.position)
             speed = self.rated * (1.3 if "overspeed" in self.faults else 1.0)
             v.update(speed=round(speed + self.noise(0.01), 3), direction=1 if goal > self.position else 2)
-            v["door"] = 1 if "door_open_running" in self.faults else 0
+            v["door"] = 3 if "door_open_running" in self.faults else 0
             if abs(goal - self.position) < 1e-6:
                 self.phase, self.phase_left = "opening", 2.0
-                v.update(speed=0.0, direction=0, door=3)
+                v.update(speed=0.0, direction=0, door=3, door_command=1)
         elif self.phase == "opening" and self.phase_left <= 0:
             self.phase, self.phase_left = "open", 4.0
-            v["door"] = 1
+            v["door"], v["door_command"] = 1, 0
             v["occupancy"] = 1 if self.rng.random() < 0.6 else 0
         elif self.phase == "open" and self.phase_left <= 0:
             self.phase, self.phase_left = "closing", 2.0
-            v["door"] = 2
+            v["door"], v["door_command"] = 2, 2
         elif self.phase == "closing" and self.phase_left <= 0:
             self.phase, self.phase_left = "idle", self.rng.uniform(1.0, 8.0)
-            v["door"] = 0
+            v["door"], v["door_command"] = 0, 0
         elif self.phase == "idle" and self.phase_left <= 0:
             current = round(self.position / self.FLOOR_HEIGHT)
             self.target = self.rng.choice([f for f in range(self.floors) if f != current])
             self.phase = "moving"
         self._level()
+
+    def _abnormal(self, v: dict[str, float]) -> bool:
+        """Faults that take the car out of its normal cycle; True when one did."""
+        top = (self.floors - 1) * self.FLOOR_HEIGHT
+        if "overtravel_top" in self.faults or "overtravel_bottom" in self.faults:
+            up = "overtravel_top" in self.faults
+            self.position = top + 0.4 if up else -0.4
+            v.update(speed=0.3, direction=1 if up else 2, upper_limit=int(up), lower_limit=int(not up),
+                     run_status=1, fault_code=1 if up else 2, door=0)
+            v["floor"] = self.floors if up else 1
+            return True
+        if "moving_door_open" in self.faults:
+            self.position = min(top, self.position + 0.06)
+            v.update(speed=0.3, direction=1, door=1, run_status=1, fault_code=5)
+        elif "stopped_out_of_zone" in self.faults:
+            if self.position % self.FLOOR_HEIGHT < 0.5:
+                self.position += 1.2
+            v.update(speed=0.0, direction=0, door=0, occupancy=0, run_status=1, fault_code=6)
+        elif "abnormal_speed" in self.faults:
+            v.update(speed=0.6, direction=0, run_status=1, fault_code=15)
+        elif "door_wont_open" in self.faults:
+            v.update(speed=0.0, direction=0, door=0, door_command=1, run_status=1, fault_code=11)
+        elif "door_wont_close" in self.faults:
+            v.update(speed=0.0, direction=0, door=1, door_command=2, run_status=1, fault_code=12)
+        else:
+            v["upper_limit"] = v["lower_limit"] = 0
+            return False
+        self._level()
+        return True
 
     def _level(self) -> None:
         off = self.position % self.FLOOR_HEIGHT
@@ -197,7 +238,8 @@ class PumpSet(Equipment):
 class AirHandler(Equipment):
     """An AHU tracking its supply-air setpoint with cooling/heating valves."""
 
-    FAULTS = frozenset({"filter_clogged", "cooling_valve_stuck", "fan_failure"})
+    FAULTS = frozenset({"filter_clogged", "cooling_valve_stuck", "fan_failure", "fan_saturated",
+                        "mat_sensor_high"})
 
     def __init__(self, asset: str, seed: int | None = None):
         super().__init__(asset, seed)
@@ -215,6 +257,7 @@ class AirHandler(Equipment):
             duct_static=250.0,
             duct_static_setpoint=250.0,
             oa_damper=20.0,
+            operating_state=4,  # G36: 1 heating, 2 economiser, 3 economiser + cooling, 4 cooling
         )
 
     def step(self, t: float, dt: float) -> None:
@@ -224,6 +267,8 @@ class AirHandler(Equipment):
         v["return_air_temp"] = 24 + self.noise(0.05)
         oa = v["oa_damper"] / 100
         v["mixed_air_temp"] = oa * v["outdoor_air_temp"] + (1 - oa) * v["return_air_temp"]
+        if "mat_sensor_high" in self.faults:
+            v["mixed_air_temp"] += 6.0  # a drifted sensor: above both return and outdoor air (G36 FC3)
         if "fan_failure" in self.faults:
             v.update(fan_status=0, fan_speed=0.0, duct_static=0.0)
             return
@@ -239,14 +284,19 @@ class AirHandler(Equipment):
         stuck_gain = 0.35 if "cooling_valve_stuck" in self.faults else 1.0
         target = v["mixed_air_temp"] + 1.0 - cooling * stuck_gain
         v["supply_air_temp"] += (target - v["supply_air_temp"]) * min(1.0, 0.5 * dt) + self.noise(0.02)
-        v["duct_static"] = v["duct_static_setpoint"] + self.noise(3.0)
-        v["fan_speed"] = 70.0 + self.noise(0.5)
+        if "fan_saturated" in self.faults:  # a torn duct or stuck damper: full speed, low static (G36 FC1)
+            v["fan_speed"] = 100.0
+            v["duct_static"] = v["duct_static_setpoint"] - 80.0 + self.noise(3.0)
+        else:
+            v["duct_static"] = v["duct_static_setpoint"] + self.noise(3.0)
+            v["fan_speed"] = 70.0 + self.noise(0.5)
 
 
 class PowerMeter(Equipment):
     """A three-phase meter on a feeder following the building's daily load."""
 
-    FAULTS = frozenset({"voltage_sag", "outage", "unbalance", "low_power_factor", "overcurrent"})
+    FAULTS = frozenset({"voltage_sag", "outage", "unbalance", "low_power_factor", "overcurrent",
+                        "residual_leak", "cable_overheat", "frequency_drift", "night_waste"})
 
     def __init__(self, asset: str, nominal: float = 220.0, peak_kw: float = 120.0, seed: int | None = None):
         super().__init__(asset, seed)
@@ -261,6 +311,8 @@ class PowerMeter(Equipment):
         load_kw = (
             0.0 if out else self.peak_kw * daily_load(t) * (1.8 if "overcurrent" in self.faults else 1.0)
         )
+        if "night_waste" in self.faults and not out:
+            load_kw += 0.5 * self.peak_kw  # lights and pumps left running all night (跑冒滴漏)
         for i, ph in enumerate(("l1", "l2", "l3")):
             u = 0.0 if out else self.nominal * (1 + self.noise(0.003))
             if ph == "l1" and "voltage_sag" in self.faults:
@@ -282,7 +334,8 @@ class PowerMeter(Equipment):
             v[f"voltage_{ph}_{nxt}"] = round(u * math.sqrt(3), 2)
         v["active_power_total"] = round(sum(v[f"active_power_{p}"] for p in ("l1", "l2", "l3")), 1)
         v["power_factor_total"] = pf if not out else 0.0
-        v["frequency"] = 0.0 if out else round(50.0 + self.noise(0.01), 3)
+        drift = -0.5 if "frequency_drift" in self.faults else 0.0
+        v["frequency"] = 0.0 if out else round(50.0 + drift + self.noise(0.01), 3)
         v["current_neutral"] = round(abs(v["current_l1"] - v["current_l2"]) * 0.5, 3)
         self.energy += load_kw * dt / 3600.0
         v["import_energy_kwh"] = round(self.energy, 2)
@@ -293,6 +346,11 @@ class PowerMeter(Equipment):
         v["current_avg"] = round(v["current_sum"] / 3, 3)
         v["apparent_power_total"] = round(sum(v[f"apparent_power_{p}"] for p in phases), 1)
         v["reactive_power_total"] = round(sum(v[f"reactive_power_{p}"] for p in phases), 1)
+        # electrical-fire monitoring channels (residual current, conductor temperatures)
+        v["residual_current"] = (450.0 if "residual_leak" in self.faults else 120.0) + self.noise(5.0)
+        for ph in phases:
+            hot = 40.0 if ("cable_overheat" in self.faults and ph == "l2") else 0.0
+            v[f"cable_temp_{ph}"] = 30.0 + 25.0 * (load_kw / self.peak_kw) ** 2 + hot + self.noise(0.2)
 
 
 MODELS: dict[str, type[Equipment]] = {
@@ -301,3 +359,28 @@ MODELS: dict[str, type[Equipment]] = {
     "ahu": AirHandler,
     "power_meter": PowerMeter,
 }
+
+
+class Chiller(Equipment):
+    """A screw chiller holding chilled-water supply temperature."""
+
+    FAULTS = frozenset({"high_refrigerant_dp", "high_discharge_temp", "short_cycling"})
+
+    def __init__(self, asset: str, seed: int | None = None):
+        super().__init__(asset, seed)
+        self.values.update(compressor_running=1, refrigerant_dp=700.0, discharge_temp=65.0,
+                           chilled_water_supply=7.0, chilled_water_return=12.0)
+
+    def step(self, t: float, dt: float) -> None:
+        v = self.values
+        v["refrigerant_dp"] = (1150.0 if "high_refrigerant_dp" in self.faults else 700.0) + self.noise(5.0)
+        v["discharge_temp"] = (92.0 if "high_discharge_temp" in self.faults else 65.0) + self.noise(0.3)
+        if "short_cycling" in self.faults:
+            v["compressor_running"] = 1 if int(t) % 60 < 30 else 0
+        else:
+            v["compressor_running"] = 1
+        v["chilled_water_supply"] = 7.0 + self.noise(0.05)
+        v["chilled_water_return"] = 12.0 + 3 * daily_load(t) + self.noise(0.05)
+
+
+MODELS["chiller"] = Chiller

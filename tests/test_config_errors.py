@@ -184,4 +184,4 @@ def test_check_command_exits_2_and_prints_each_problem(tmp_path: Path) -> None:
         timeout=60,
     )
     assert ok.returncode == 0, ok.stderr
-    assert "7 assets" in ok.stdout
+    assert "8 assets" in ok.stdout
