@@ -124,6 +124,10 @@ class AlertTracker:
         st = self._rules.get(rule)
         return np.zeros(0, dtype=bool) if st is None else st.state == FIRING
 
+    def state_of(self, rule: str, index: int) -> int:
+        st = self._rules.get(rule)
+        return INACTIVE if st is None else int(st.state[index])
+
     def restore(self, rule: str, n: int, index: int, since: float) -> None:
         """Mark an alert as firing after a restart, so it is not opened twice."""
         st = self._rules.get(rule)

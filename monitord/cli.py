@@ -17,6 +17,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from rules.spec import RuleSpec
+from rules.windows import Window
+
 from .config import CONFIG_DIR, SiteConfig, load_config
 from .errors import ConfigError, MonitordError
 from .units import format_duration, parse_duration
@@ -187,6 +190,106 @@ def _cmd_rules_test(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from .config import load_rules
+    from .replay import Progress, compare, replay, source_of
+
+    config = load_config(args.config)
+    step = parse_duration(args.step)
+    rule_sets: list[tuple[str, list[RuleSpec] | None]] = [
+        (name, load_rules(name, config)) for name in (args.rules or [])
+    ] or [(args.config, None)]
+    if args.compare:
+        rule_sets.append((args.compare, load_rules(args.compare, config)))
+    results = []
+    for name, rules in rule_sets:
+        source, total = source_of(Path(args.source))
+        result = replay(config, source, rules=rules, step=step, progress=Progress(total))
+        results.append(result)
+        days = (result.span[1] - result.span[0]) / 86400
+        fired = sum(1 for a in result.alerts if a.state == "firing")
+        opened = sum(1 for t in result.tickets if t.event == "opened")
+        print(
+            f"{name}: {result.samples:,} samples ({result.batches:,} batches, {days:.2f} days) in "
+            f"{result.seconds:.1f}s — {fired} alerts fired, {opened} tickets opened"
+        )
+        if not args.compare:
+            for a in result.alerts:
+                if a.state == "firing":
+                    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a.ts))
+                    print(f"  {stamp}  {a.severity:8} {a.rule:36} {a.asset:12} {a.summary}")
+    if args.compare:
+        diff = compare(results[0], results[1])
+        for label, items in diff.items():
+            label = label.replace(" A", f" {rule_sets[0][0]}").replace(" B", f" {rule_sets[1][0]}")
+            print(f"{label}: {len(items)}")
+            for rule, asset, since in sorted(items, key=lambda x: x[2]):
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+                print(f"  {stamp}  {rule:36} {asset}")
+    return 0
+
+
+def _cmd_rules_explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+    from .sqlite_store import SqliteStore
+
+    config = load_config(args.config)
+    store = SqliteStore(Path(args.store or config.store.path), writer=False)
+    windows = [w.seconds for r in config.rules if r.id == args.rule for w in _windows(r)]
+    horizon = max([*windows, 10 * config.poll]) + 60
+    last = store.last_sample_time(args.asset)
+    if last is None:
+        print(f"no samples for {args.asset} in {store.path}", file=sys.stderr)
+        return 1
+    try:
+        for line in explain(config, args.rule, args.asset, store.raw_samples(since=last - horizon)):
+            print(line)
+    except KeyError as exc:
+        print(f"monitord: {exc.args[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _windows(spec: RuleSpec) -> list[Window]:
+    from rules.expr import compile_expression
+
+    return [w for text in (spec.when, spec.clear) if text for w in compile_expression(text).windows]
+
+
+def _cmd_samples(args: argparse.Namespace) -> int:
+    from .samples_csv import read_csv, write_csv
+    from .sqlite_store import SqliteStore
+
+    if args.action == "export":
+        reader = SqliteStore(Path(args.store), writer=False)
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until) if args.until else None
+        rows = write_csv(reader.raw_samples(args.asset, since, until), Path(args.csv))
+        print(f"{rows:,} samples written to {args.csv}")
+        return 0
+    store = SqliteStore(Path(args.store))
+    count = 0
+    try:
+        for raw in read_csv(Path(args.csv)):
+            store.write_samples([raw.unpack()])
+            count += 1
+        store.flush(timeout=600)
+    finally:
+        store.close()
+    print(f"{count:,} batches imported into {args.store}")
+    return 0
+
+
+def parse_time(text: str) -> float:
+    """Epoch seconds or ISO 8601 local time."""
+    from datetime import datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        return datetime.fromisoformat(text).timestamp()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="monitord", description="Equipment monitoring and alerting for buildings"
@@ -222,6 +325,33 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("files", nargs="+")
     rt.add_argument("--verbose-tests", action="store_true", help="list passing tests too")
     rt.set_defaults(fn=_cmd_rules_test)
+    re_ = rsub.add_parser("explain", help="show every term of a rule for one asset, from the store")
+    re_.add_argument("rule")
+    re_.add_argument("--asset", required=True)
+    re_.add_argument("--config", required=True)
+    re_.add_argument("--store", help="SQLite store (default: the config's)")
+    re_.set_defaults(fn=_cmd_rules_explain)
+
+    rp = sub.add_parser("replay", help="run recorded samples through the rules, alerts and tickets")
+    rp.add_argument("--config", required=True, help="the site the samples come from")
+    rp.add_argument("--from", dest="source", required=True, help="SQLite store file or CSV export")
+    rp.add_argument("--rules", action="append", help="rule file to use instead of the site's rules")
+    rp.add_argument("--compare", help="a second rule file: print which alerts and tickets differ")
+    rp.add_argument("--step", default="1s", help="evaluation step (default 1s)")
+    rp.set_defaults(fn=_cmd_replay)
+
+    sm = sub.add_parser("samples", help="export samples to CSV or import them")
+    smsub = sm.add_subparsers(dest="action", required=True)
+    ex = smsub.add_parser("export")
+    ex.add_argument("--store", required=True)
+    ex.add_argument("--csv", required=True)
+    ex.add_argument("--asset")
+    ex.add_argument("--since", help="epoch seconds or ISO time")
+    ex.add_argument("--until", help="epoch seconds or ISO time")
+    im = smsub.add_parser("import")
+    im.add_argument("--csv", required=True)
+    im.add_argument("--store", required=True)
+    sm.set_defaults(fn=_cmd_samples)
 
     t = sub.add_parser("tickets", help="read tickets from the store")
     t.add_argument("--config", help="site config (its store is read)")

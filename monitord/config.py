@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from rules import PACKS_DIR
@@ -26,7 +26,7 @@ from rules.spec import RuleSpec
 from .errors import ConfigError
 from .profiles import AssetType, DeviceProfile, Strict, in_range
 from .units import Duration
-from .yamlio import load_yaml, problem
+from .yamlio import LineDict, load_yaml, problem
 
 CONFIG_DIR = Path(os.environ.get("MONITORD_CONFIG_DIR", Path(__file__).resolve().parent.parent / "config"))
 Port = Annotated[int, in_range(1, 65535)]
@@ -338,3 +338,25 @@ def _check_rules(
                                 )
                             )
     return out
+
+
+def load_rules(path: str | Path, config: SiteConfig) -> list[RuleSpec]:
+    """A rule file (a list of rules, ``include:`` allowed), checked against a site's assets."""
+    path = Path(path)
+    raw_rules = load_yaml(path, search=(CONFIG_DIR, PACKS_DIR.parent.parent))
+    if not isinstance(raw_rules, list):
+        raise ConfigError([problem(raw_rules, (), "a rule file holds a list of rules")])
+    wrapper = LineDict(rules=raw_rules)
+    wrapper.mark = getattr(raw_rules, "mark", (str(path), 1))
+    wrapper.marks = {"rules": wrapper.mark}
+    try:
+        specs = TypeAdapter(list[RuleSpec]).validate_python(raw_rules)
+    except ValidationError as exc:
+        raise ConfigError(
+            [_message(wrapper, {**e, "loc": ("rules", *e["loc"])}) for e in exc.errors()]
+        ) from None
+    # The site itself was checked when it loaded: what is new here are the rules and their references.
+    problems = cross_check(config.model_copy(update={"rules": specs}), wrapper)
+    if problems:
+        raise ConfigError(problems)
+    return specs

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -58,6 +59,33 @@ class SampleBatch:
 
     def __len__(self) -> int:
         return len(self.points)
+
+
+class RawBatch(NamedTuple):
+    """A batch with values and qualities still packed as bytes (little-endian float64, int8).
+
+    How the store keeps samples and replay reads them: unpacking is left to
+    whoever needs arrays, so a day of data moves without per-sample work.
+    """
+
+    ts: float
+    asset: str
+    points: tuple[str, ...]
+    values: bytes
+    quality: bytes
+
+    @staticmethod
+    def pack(batch: SampleBatch) -> tuple[bytes, bytes]:
+        return batch.values.astype("<f8").tobytes(), batch.quality.astype(np.int8).tobytes()
+
+    def unpack(self) -> SampleBatch:
+        return SampleBatch(
+            self.ts,
+            self.asset,
+            self.points,
+            np.frombuffer(self.values, dtype="<f8").astype(np.float64),
+            np.frombuffer(self.quality, dtype=np.int8).copy(),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,9 +28,9 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -140,7 +140,7 @@ def run_test(test: RuleTest, specs: list[RuleSpec], tz: tzinfo = UTC) -> Outcome
     tracker = AlertTracker()
     steps = max((len(v) for pts in series.values() for v in pts.values()), default=0)
     last_check = max(e.at for e in test.expect)
-    steps = max(steps, int(math.ceil(last_check / test.interval)) + 1)
+    steps = max(steps, math.ceil(last_check / test.interval) + 1)
     expect = {round(e.at / test.interval): e for e in test.expect}
     firing: set[str] = set()
     failures = []

@@ -19,11 +19,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .alerts import AlertEvent
 from .errors import StoreError
-from .model import SampleBatch
+from .model import RawBatch, SampleBatch
 from .tickets import TicketEvent
 
 log = logging.getLogger(__name__)
@@ -34,6 +32,7 @@ CREATE TABLE IF NOT EXISTS samples (
     ts REAL NOT NULL, asset TEXT NOT NULL, point_set INTEGER NOT NULL,
     vals BLOB NOT NULL, quality BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS samples_asset_ts ON samples(asset, ts);
+CREATE INDEX IF NOT EXISTS samples_ts ON samples(ts);
 CREATE TABLE IF NOT EXISTS alert_events (
     ts REAL NOT NULL, rule TEXT NOT NULL, asset TEXT NOT NULL, state TEXT NOT NULL,
     severity TEXT NOT NULL, since REAL NOT NULL, summary TEXT NOT NULL,
@@ -45,7 +44,7 @@ CREATE TABLE IF NOT EXISTS ticket_events (
 
 
 class SqliteStore:
-    def __init__(self, path: Path, *, flush_interval: float = 1.0) -> None:
+    def __init__(self, path: Path, *, flush_interval: float = 1.0, writer: bool = True) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._flush_interval = flush_interval
@@ -60,7 +59,8 @@ class SqliteStore:
             db.executescript(_SCHEMA)
         self._point_sets: dict[tuple[str, ...], int] = {}
         self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
-        self._thread.start()
+        if writer:  # readers (CLI, replay) need no writer thread
+            self._thread.start()
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
@@ -97,7 +97,8 @@ class SqliteStore:
         with self._lock:
             self._closing = True
             self._lock.notify()
-        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
 
     @property
     def queued(self) -> int:
@@ -158,16 +159,7 @@ class SqliteStore:
             if samples:
                 db.executemany(
                     "INSERT INTO samples VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (
-                            b.ts,
-                            b.asset,
-                            self._point_set(db, b.points),
-                            b.values.astype("<f8").tobytes(),
-                            b.quality.tobytes(),
-                        )
-                        for b in samples
-                    ],
+                    [(b.ts, b.asset, self._point_set(db, b.points), *RawBatch.pack(b)) for b in samples],
                 )
             if alerts:
                 db.executemany(
@@ -191,6 +183,13 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite store {self.path}: {exc}") from exc
 
+    def last_sample_time(self, asset: str) -> float | None:
+        row = self._read("SELECT max(ts) FROM samples WHERE asset = ?", (asset,))[0][0]
+        return None if row is None else float(row)
+
+    def count_batches(self) -> int:
+        return int(self._read("SELECT count(*) FROM samples")[0][0])
+
     def alert_events(self) -> list[AlertEvent]:
         rows = self._read(
             "SELECT ts, rule, asset, state, severity, since, summary FROM alert_events ORDER BY ts"
@@ -201,9 +200,10 @@ class SqliteStore:
         rows = self._read("SELECT body FROM ticket_events ORDER BY ts, rowid")
         return [TicketEvent(**json.loads(r[0])) for r in rows]
 
-    def samples(
+    def raw_samples(
         self, asset: str | None = None, since: float | None = None, until: float | None = None
-    ) -> Iterator[SampleBatch]:
+    ) -> Iterator[RawBatch]:
+        """Stored batches in time order, values still packed: the fast path for replay."""
         sets = {int(i): tuple(json.loads(p)) for i, p in self._read("SELECT id, points FROM point_sets")}
         where, args = ["1=1"], []
         for clause, value in (("asset = ?", asset), ("ts >= ?", since), ("ts < ?", until)):
@@ -211,12 +211,20 @@ class SqliteStore:
                 where.append(clause)
                 args.append(value)
         sql = "SELECT ts, asset, point_set, vals, quality FROM samples WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY ts", args)
-        for ts, a, ps, vals, quality in rows:
-            yield SampleBatch(
-                ts,
-                a,
-                sets[ps],
-                np.frombuffer(vals, dtype="<f8").astype(np.float64),
-                np.frombuffer(quality, dtype=np.int8).copy(),
-            )
+        try:
+            db = sqlite3.connect(self.path, timeout=30)
+            try:
+                cursor = db.execute(sql + " ORDER BY ts", args)
+                while rows := cursor.fetchmany(10_000):
+                    for ts, a, ps, vals, quality in rows:
+                        yield RawBatch(ts, a, sets[ps], vals, quality)
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite store {self.path}: {exc}") from exc
+
+    def samples(
+        self, asset: str | None = None, since: float | None = None, until: float | None = None
+    ) -> Iterator[SampleBatch]:
+        for raw in self.raw_samples(asset, since, until):
+            yield raw.unpack()

@@ -10,12 +10,13 @@ value and its time stay for ``age()`` and for people, never as a fresh value.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from .model import HealthChange, Quality, SampleBatch
+from .model import HealthChange, Quality, RawBatch, SampleBatch
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,27 @@ class StateTable:
             return
         table, row = located
         table.apply(row, batch)
+        self.dirty.add(table.asset_type)
+
+    def apply_raw(self, group: Sequence[RawBatch]) -> None:
+        """Many stored batches of one read plan (same points) as one numpy update: replay's path."""
+        found = [(self.where[b.asset], b) for b in group if b.asset in self.where]
+        if not found:
+            return
+        table = found[0][0][0]
+        points = found[0][1].points
+        rows = np.array([row for (_t, row), _b in found], dtype=np.intp)[:, None]
+        n = len(points)
+        values = np.frombuffer(b"".join(b.values for _, b in found), dtype="<f8").reshape(-1, n)
+        quality = np.frombuffer(b"".join(b.quality for _, b in found), dtype=np.int8).reshape(-1, n)
+        ts = np.array([b.ts for _, b in found])
+        cols = table.columns_of(points)
+        good = quality == Quality.GOOD
+        table.quality[rows, cols] = quality
+        table.value[rows, cols] = np.where(good, values, table.value[rows, cols])
+        table.ts[rows, cols] = np.where(good, ts[:, None], table.ts[rows, cols])
+        any_good = good.any(axis=1)
+        table.last_good[rows[any_good, 0]] = ts[any_good]
         self.dirty.add(table.asset_type)
 
     def apply_health(self, change: HealthChange) -> None:

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from monitord.state import StateTable, TypeTable
 
-from .expr import Array, CompiledExpr, compile_expression, truthy
+from .expr import Array, CompiledExpr, EvalContext, compile_expression, truthy
 from .spec import RuleSpec
 
 Bools = npt.NDArray[np.bool_]
@@ -172,6 +172,11 @@ class RuleEngine:
         self.state = state
         self.tz = tz  # site time zone for time_of_day() / in_hours(); None: the machine's
         self.rules = [r for s in specs for r in compile_rule(s, state, assets)]
+
+    def context(self, rule: CompiledRule, now: float) -> EvalContext:
+        """The evaluation context of one rule at ``now``: for tools that look inside a rule."""
+        t = rule.table
+        return _Context(rule, now, t.valid(now), t.offline(now), self.tz)
 
     def evaluate(self, now: float) -> list[RuleResult]:
         valid: dict[str, Bools] = {}

@@ -43,11 +43,26 @@ def daily_load(t: float) -> float:
 class Elevator(Equipment):
     """A car serving floors with door cycles; reports GB/T 24476 status fields."""
 
-    FAULTS = frozenset({
-        "entrapment", "entrapment_landing", "power_cut", "safety_circuit", "overspeed", "door_open_running",
-        "moving_door_open", "overtravel_top", "overtravel_bottom", "stopped_out_of_zone", "door_lock",
-        "door_wont_open", "door_wont_close", "stuck_button", "heartbeat_stuck", "abnormal_speed",
-    })
+    FAULTS = frozenset(
+        {
+            "entrapment",
+            "entrapment_landing",
+            "power_cut",
+            "safety_circuit",
+            "overspeed",
+            "door_open_running",
+            "moving_door_open",
+            "overtravel_top",
+            "overtravel_bottom",
+            "stopped_out_of_zone",
+            "door_lock",
+            "door_wont_open",
+            "door_wont_close",
+            "stuck_button",
+            "heartbeat_stuck",
+            "abnormal_speed",
+        }
+    )
     FLOOR_HEIGHT = 3.0
 
     def __init__(self, asset: str, floors: int = 20, rated_speed: float = 1.75, seed: int | None = None):
@@ -142,8 +157,15 @@ class Elevator(Equipment):
         if "overtravel_top" in self.faults or "overtravel_bottom" in self.faults:
             up = "overtravel_top" in self.faults
             self.position = top + 0.4 if up else -0.4
-            v.update(speed=0.3, direction=1 if up else 2, upper_limit=int(up), lower_limit=int(not up),
-                     run_status=1, fault_code=1 if up else 2, door=0)
+            v.update(
+                speed=0.3,
+                direction=1 if up else 2,
+                upper_limit=int(up),
+                lower_limit=int(not up),
+                run_status=1,
+                fault_code=1 if up else 2,
+                door=0,
+            )
             v["floor"] = self.floors if up else 1
             return True
         if "moving_door_open" in self.faults:
@@ -238,8 +260,9 @@ class PumpSet(Equipment):
 class AirHandler(Equipment):
     """An AHU tracking its supply-air setpoint with cooling/heating valves."""
 
-    FAULTS = frozenset({"filter_clogged", "cooling_valve_stuck", "fan_failure", "fan_saturated",
-                        "mat_sensor_high"})
+    FAULTS = frozenset(
+        {"filter_clogged", "cooling_valve_stuck", "fan_failure", "fan_saturated", "mat_sensor_high"}
+    )
 
     def __init__(self, asset: str, seed: int | None = None):
         super().__init__(asset, seed)
@@ -295,8 +318,19 @@ class AirHandler(Equipment):
 class PowerMeter(Equipment):
     """A three-phase meter on a feeder following the building's daily load."""
 
-    FAULTS = frozenset({"voltage_sag", "outage", "unbalance", "low_power_factor", "overcurrent",
-                        "residual_leak", "cable_overheat", "frequency_drift", "night_waste"})
+    FAULTS = frozenset(
+        {
+            "voltage_sag",
+            "outage",
+            "unbalance",
+            "low_power_factor",
+            "overcurrent",
+            "residual_leak",
+            "cable_overheat",
+            "frequency_drift",
+            "night_waste",
+        }
+    )
 
     def __init__(self, asset: str, nominal: float = 220.0, peak_kw: float = 120.0, seed: int | None = None):
         super().__init__(asset, seed)
@@ -368,8 +402,13 @@ class Chiller(Equipment):
 
     def __init__(self, asset: str, seed: int | None = None):
         super().__init__(asset, seed)
-        self.values.update(compressor_running=1, refrigerant_dp=700.0, discharge_temp=65.0,
-                           chilled_water_supply=7.0, chilled_water_return=12.0)
+        self.values.update(
+            compressor_running=1,
+            refrigerant_dp=700.0,
+            discharge_temp=65.0,
+            chilled_water_supply=7.0,
+            chilled_water_return=12.0,
+        )
 
     def step(self, t: float, dt: float) -> None:
         v = self.values

@@ -143,3 +143,44 @@ def test_malformed_mqtt_payloads_are_counted_and_survived(tmp_path: Path, mosqui
             assert good(app, "A-E1", "floor")
 
     run(scenario())
+
+
+def test_four_faults_through_modbus_and_mqtt_open_one_ticket_each(tmp_path: Path, mosquitto: int) -> None:
+    """Entrapment (MQTT), dry run, voltage sag and a clogged AHU filter (Modbus): one ticket each."""
+    config = demo_site(tmp_path, mosquitto)
+    faults = [
+        ("A-E2", "entrapment"),
+        ("A-P1", "dry_run"),
+        ("A-PM-MAIN", "voltage_sag"),
+        ("A-AHU1", "filter_clogged"),
+    ]
+    expected = {
+        ("A-E2", "elevator.entrapment_between_floors", "P1"),
+        ("A-P1", "pump.dry_run", "P1"),
+        ("A-PM-MAIN", "power.voltage_deviation", "P2"),
+        ("A-AHU1", "hvac.filter_dp_high", "P3"),
+    }
+
+    async def scenario() -> None:
+        async with running(config) as (site, app):
+            await eventually(
+                lambda: all(
+                    good(app, a, p)
+                    for a, p in (
+                        ("A-E2", "speed"),
+                        ("A-P1", "flow"),
+                        ("A-PM-MAIN", "voltage_l1"),
+                        ("A-AHU1", "filter_dp"),
+                    )
+                ),
+                15,
+            )
+            for asset, fault in faults:
+                site.inject(asset, fault)
+            await eventually(lambda: len(app.desk.tickets) >= 4, 60)
+            await asyncio.sleep(3)  # nothing more may open
+            got = {(t.asset, t.rule, t.priority) for t in app.desk.tickets.values()}
+            assert got == expected
+            assert all(t.alert_count == 1 for t in app.desk.tickets.values())
+
+    run(scenario())

@@ -1,0 +1,54 @@
+"""Every P1 rule in the packs can be produced by a simulator fault (no sockets: recorded + replayed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitord.config import CONFIG_DIR, load_config
+from monitord.model import RawBatch
+from monitord.replay import replay
+from monitord.yamlio import load_yaml
+from rules import PACKS_DIR
+from simulators.record import record
+from simulators.scenario import Scenario, Step
+
+SITE = CONFIG_DIR / "sites" / "demo.yaml"
+# P1 rule → (asset of the demo site, simulator fault that produces it)
+P1_FAULTS = {
+    "elevator.overtravel_top": ("A-E1", "overtravel_top"),
+    "elevator.overtravel_bottom": ("A-E1", "overtravel_bottom"),
+    "elevator.overspeed": ("A-E1", "overspeed"),
+    "elevator.moving_with_door_open": ("A-E1", "moving_door_open"),
+    "elevator.entrapment_at_landing": ("A-E2", "entrapment_landing"),
+    "elevator.entrapment_between_floors": ("A-E2", "entrapment"),
+    "pump.dry_run": ("A-P1", "dry_run"),
+    "pump.sump_high_level": ("A-P2", "sump_high"),
+    "power.outage": ("A-PM-MAIN", "outage"),
+    "power.residual_current": ("A-FM-1", "residual_leak"),
+}
+
+
+def test_the_table_names_every_p1_rule_of_the_packs() -> None:
+    p1 = {
+        r["id"]
+        for pack in PACKS_DIR.glob("*.yaml")
+        for r in load_yaml(pack)
+        if (r.get("ticket") or {}).get("priority") == "P1"
+    }
+    assert p1 == set(P1_FAULTS)
+
+
+@pytest.mark.parametrize("rule", sorted(P1_FAULTS))
+def test_simulator_fault_raises_its_p1_rule(rule: str) -> None:
+    asset, fault = P1_FAULTS[rule]
+    config = load_config(SITE)
+    scenario = Scenario(scenario=rule, timeline=[Step(at=10, asset=asset, fault=fault)])
+    batches = (
+        RawBatch(b.ts, b.asset, b.points, *RawBatch.pack(b))
+        for b in record(config, 1_795_000_000.0, 80, 1.0, scenario)
+    )
+    result = replay(config, batches)
+    fired = {(a.rule, a.asset) for a in result.alerts if a.state == "firing"}
+    assert (rule, asset) in fired
+    tickets = {(t.rule, t.asset, t.priority) for t in result.tickets if t.event == "opened"}
+    assert (rule, asset, "P1") in tickets
