@@ -32,7 +32,7 @@ rules:
     applies_to: {{type: pump}}
     when: "running == 1 and suction_pressure < param.suction_min"
     for: 5s
-    params: {suction_min: 0.05}
+    params: {{suction_min: 0.05}}
 """
 
 
