@@ -141,6 +141,7 @@ class GatewayPoller:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
         try:
             while True:
                 now = loop.time()
@@ -148,6 +149,10 @@ class GatewayPoller:
                 for dev in due:
                     await self.poll(dev)
                     dev.next_due = max(dev.next_due + dev.interval, loop.time())
+                    # Python 3.11's wait_for (inside pymodbus) can swallow a cancellation that
+                    # arrives with the reply; honour it here so that shutdown never hangs.
+                    if me is not None and me.cancelling():
+                        raise asyncio.CancelledError
                 wait = min(d.next_due for d in self.devices) - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)

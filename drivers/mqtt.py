@@ -97,6 +97,7 @@ class MqttDriver:
         self._queue: collections.deque[tuple[float, str, bytes]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
+        self._wake_scheduled = False
         self._bad_topics: set[str] = set()
         self._connected = threading.Event()
         self._was_connected = False
@@ -127,9 +128,11 @@ class MqttDriver:
             log.warning("mqtt %s:%d: disconnected (%s); reconnecting", self.host, self.port, reason)
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
-        was_empty = not self._queue
         self._queue.append((self.clock.now(), msg.topic, bytes(msg.payload)))
-        if was_empty and self._loop is not None:
+        # One wake-up per burst: the asyncio side clears the flag before it drains, so a
+        # message that arrives after the drain started always schedules the next one.
+        if not self._wake_scheduled and self._loop is not None:
+            self._wake_scheduled = True
             self._loop.call_soon_threadsafe(self._wake.set)
 
     # -- asyncio side --------------------------------------------------------
@@ -141,6 +144,7 @@ class MqttDriver:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
+                self._wake_scheduled = False
                 self.drain()
         finally:
             self.close()
@@ -156,7 +160,7 @@ class MqttDriver:
                 continue
             try:
                 values, quality, sent_ts = parse_payload(route, payload)
-            except (ValueError, UnicodeDecodeError) as exc:
+            except Exception as exc:  # untrusted input (huge ints, deep nesting, ...) never stops the driver
                 self._malformed(topic, exc)
                 continue
             self.bus.publish(SampleBatch(sent_ts or ts, route.asset, route.points, values, quality))

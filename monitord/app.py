@@ -80,6 +80,7 @@ class Monitord:
     clock: Clock = field(default_factory=SystemClock)
     store: Store | None = None
     metrics_port: int | None = None
+    with_drivers: bool = True  # replay and tools run the pipeline without talking to devices
 
     def __post_init__(self) -> None:
         c = self.config
@@ -117,8 +118,8 @@ class Monitord:
             self.clock,
             states,
         )
-        self.modbus = self._modbus_driver()
-        self.mqtt = self._mqtt_driver()
+        self.modbus = self._modbus_driver() if self.with_drivers else None
+        self.mqtt = self._mqtt_driver() if self.with_drivers else None
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
         self.metrics_url = ""

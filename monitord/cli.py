@@ -237,12 +237,12 @@ def _cmd_rules_explain(args: argparse.Namespace) -> int:
     store = SqliteStore(Path(args.store or config.store.path), writer=False)
     windows = [w.seconds for r in config.rules if r.id == args.rule for w in _windows(r)]
     horizon = max([*windows, 10 * config.poll]) + 60
-    last = store.last_sample_time(args.asset)
+    last = store.last_sample_time()
     if last is None:
         print(f"no samples for {args.asset} in {store.path}", file=sys.stderr)
         return 1
     try:
-        for line in explain(config, args.rule, args.asset, store.raw_samples(since=last - horizon)):
+        for line in explain(config, args.rule, args.asset, store.frames(since=last - horizon)):
             print(line)
     except KeyError as exc:
         print(f"monitord: {exc.args[0]}", file=sys.stderr)
@@ -264,15 +264,15 @@ def _cmd_samples(args: argparse.Namespace) -> int:
         reader = SqliteStore(Path(args.store), writer=False)
         since = parse_time(args.since) if args.since else None
         until = parse_time(args.until) if args.until else None
-        rows = write_csv(reader.raw_samples(args.asset, since, until), Path(args.csv))
+        rows = write_csv(reader.samples(args.asset, since, until), Path(args.csv))
         print(f"{rows:,} samples written to {args.csv}")
         return 0
     store = SqliteStore(Path(args.store))
     count = 0
     try:
-        for raw in read_csv(Path(args.csv)):
-            store.write_samples([raw.unpack()])
-            count += 1
+        for frame in read_csv(Path(args.csv)):
+            store.write_samples(list(frame.batches()))
+            count += len(frame)
         store.flush(timeout=600)
     finally:
         store.close()

@@ -22,7 +22,7 @@ from rules.expr import CompiledExpr, compile_expression, truthy
 from .alerts import FIRING, PENDING
 from .app import Monitord
 from .config import SiteConfig
-from .model import Quality, RawBatch
+from .model import Frame, Quality
 from .replay import replay
 
 
@@ -50,7 +50,7 @@ def _show(value: float | bool) -> str:
     return "no value" if math.isnan(value) else f"{value:.6g}"
 
 
-def explain(config: SiteConfig, rule_id: str, asset: str, source: Iterable[RawBatch]) -> list[str]:
+def explain(config: SiteConfig, rule_id: str, asset: str, source: Iterable[Frame]) -> list[str]:
     spec = next((r for r in config.rules if r.id == rule_id), None)
     if spec is None:
         raise KeyError(f"no rule {rule_id!r} in {config.source or 'the config'}")

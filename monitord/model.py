@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -61,31 +61,52 @@ class SampleBatch:
         return len(self.points)
 
 
-class RawBatch(NamedTuple):
-    """A batch with values and qualities still packed as bytes (little-endian float64, int8).
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """Many batches of one read plan (same points), as matrices: rows are batches.
 
-    How the store keeps samples and replay reads them: unpacking is left to
-    whoever needs arrays, so a day of data moves without per-sample work.
+    How the store keeps samples and how replay reads them: a frame moves the
+    samples of every device with one profile over one flush interval at once,
+    so a day of data is stored and replayed without per-sample work.
+    Rows are in time order.
     """
 
-    ts: float
-    asset: str
     points: tuple[str, ...]
-    values: bytes
-    quality: bytes
+    assets: npt.NDArray[np.object_]  # (rows,) asset ids; an array so that row slices are views
+    ts: FloatArray  # (rows,)
+    values: npt.NDArray[np.float64]  # (rows, points)
+    quality: npt.NDArray[np.int8]  # (rows, points)
 
-    @staticmethod
-    def pack(batch: SampleBatch) -> tuple[bytes, bytes]:
-        return batch.values.astype("<f8").tobytes(), batch.quality.astype(np.int8).tobytes()
-
-    def unpack(self) -> SampleBatch:
-        return SampleBatch(
-            self.ts,
-            self.asset,
-            self.points,
-            np.frombuffer(self.values, dtype="<f8").astype(np.float64),
-            np.frombuffer(self.quality, dtype=np.int8).copy(),
+    @classmethod
+    def of(cls, batches: Sequence[SampleBatch]) -> Frame:
+        """Batches that share their points tuple, in any order."""
+        ordered = sorted(batches, key=lambda b: b.ts)
+        return cls(
+            ordered[0].points,
+            np.array([b.asset for b in ordered], dtype=object),
+            np.array([b.ts for b in ordered], dtype=np.float64),
+            np.stack([b.values for b in ordered]).astype(np.float64, copy=False),
+            np.stack([b.quality for b in ordered]).astype(np.int8, copy=False),
         )
+
+    def __len__(self) -> int:
+        return len(self.assets)
+
+    def batches(self) -> Iterator[SampleBatch]:
+        for i, asset in enumerate(self.assets.tolist()):
+            yield SampleBatch(float(self.ts[i]), asset, self.points, self.values[i], self.quality[i])
+
+    def split(self, before: float) -> tuple[Frame | None, Frame | None]:
+        """The rows older than ``before``, and the rest."""
+        k = int(np.searchsorted(self.ts, before, side="left"))
+        if k == 0:
+            return None, self
+        if k == len(self):
+            return self, None
+        return self._rows(slice(0, k)), self._rows(slice(k, None))
+
+    def _rows(self, rows: slice) -> Frame:
+        return Frame(self.points, self.assets[rows], self.ts[rows], self.values[rows], self.quality[rows])
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from .alerts import AlertEvent
 from .app import Monitord
 from .clock import ManualClock
 from .config import SiteConfig
-from .model import RawBatch, SampleBatch
+from .model import Frame, SampleBatch
 from .tickets import TicketEvent
 
 TickHook = Callable[[Monitord, float], None]
@@ -101,7 +101,7 @@ class Progress:
 
 def replay(
     config: SiteConfig,
-    source: Iterable[RawBatch],
+    source: Iterable[Frame],
     *,
     rules: list[RuleSpec] | None = None,
     step: float = 1.0,
@@ -111,39 +111,46 @@ def replay(
     site = config if rules is None else config.model_copy(update={"rules": rules})
     clock = ManualClock(0.0)
     log = EventLog()
-    app = Monitord(site, clock=clock, store=log)
+    app = Monitord(site, clock=clock, store=log, with_drivers=False)
     started = time.perf_counter()
-    groups: dict[tuple[str, ...], list[RawBatch]] = {}
+    pending: list[Frame] = []
     next_tick: float | None = None
     first = last = 0.0
     n_batches = n_samples = 0
 
     def flush(now: float) -> None:
-        for group in groups.values():
-            app.state.apply_raw(group)
-        groups.clear()
+        """Apply every row older than ``now``, keep the rest, and tick."""
+        keep = []
+        for frame in pending:
+            head, tail = frame.split(now)
+            if head is not None:
+                app.state.apply_frame(head)
+            if tail is not None:
+                keep.append(tail)
+        pending[:] = keep
         clock.set(now)
         app.pipeline.tick(now)
         if on_tick:
             on_tick(app, now)
 
-    for raw in source:
+    for frame in source:  # in order of each frame's first row
         if next_tick is None:
-            first = raw.ts
-            next_tick = (raw.ts // step + 1) * step
+            first = float(frame.ts[0])
+            next_tick = (first // step + 1) * step
             for table in app.state.tables.values():  # nothing is offline before the data starts
-                table.last_good[:] = raw.ts
-        while raw.ts >= next_tick:
+                table.last_good[:] = first
+        while frame.ts[0] >= next_tick:
             flush(next_tick)
             next_tick += step
-        groups.setdefault(raw.points, []).append(raw)
-        n_batches += 1
-        n_samples += len(raw.points)
-        last = raw.ts
-        if progress and n_batches % 50_000 == 0:
+        pending.append(frame)
+        n_batches += len(frame)
+        n_samples += len(frame) * len(frame.points)
+        last = max(last, float(frame.ts[-1]))
+        if progress:
             progress.update(n_batches)
-    if next_tick is not None:
+    while pending and next_tick is not None:
         flush(next_tick)
+        next_tick += step
     if progress:
         progress.update(progress.total)
     return ReplayResult(
@@ -169,14 +176,14 @@ def compare(a: ReplayResult, b: ReplayResult) -> dict[str, set[tuple[str, str, i
     }
 
 
-def source_of(path: Path) -> tuple[Iterable[RawBatch], int]:
-    """Batches from a SQLite store or a CSV export, with a count for the progress bar."""
+def source_of(path: Path) -> tuple[Iterable[Frame], int]:
+    """Frames from a SQLite store or a CSV export, with a batch count for the progress bar."""
     if path.suffix.lower() == ".csv":
         from .samples_csv import read_csv
 
-        batches = list(read_csv(path))
-        return batches, len(batches)
+        frames = list(read_csv(path))
+        return frames, sum(len(f) for f in frames)
     from .sqlite_store import SqliteStore
 
     store = SqliteStore(path, writer=False)
-    return store.raw_samples(), store.count_batches()
+    return store.frames(), store.count_batches()

@@ -15,20 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import Quality, RawBatch
+from .model import Frame, Quality, SampleBatch
 
 HEADER = ["ts", "asset", "point", "value", "quality"]
 _QUALITY = {q.label: int(q) for q in Quality}
 
 
-def write_csv(batches: Iterable[RawBatch], path: Path) -> int:
+def write_csv(batches: Iterable[SampleBatch], path: Path) -> int:
     """Write every sample; returns the number of rows."""
     rows = 0
     with path.open("w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
         out.writerow(HEADER)
-        for raw in batches:
-            b = raw.unpack()
+        for b in batches:
             ts = repr(b.ts)
             for point, value, quality in zip(b.points, b.values.tolist(), b.quality.tolist(), strict=True):
                 out.writerow(
@@ -38,7 +37,19 @@ def write_csv(batches: Iterable[RawBatch], path: Path) -> int:
     return rows
 
 
-def read_csv(path: Path) -> Iterator[RawBatch]:
+def read_csv(path: Path, frame_rows: int = 1000) -> Iterator[Frame]:
+    """Frames back from a CSV export: consecutive batches of one read plan, in file order."""
+    group: list[SampleBatch] = []
+    for batch in read_batches(path):
+        if group and (batch.points != group[0].points or len(group) >= frame_rows):
+            yield Frame.of(group)
+            group = []
+        group.append(batch)
+    if group:
+        yield Frame.of(group)
+
+
+def read_batches(path: Path) -> Iterator[SampleBatch]:
     """Batches back from a CSV export, in file order."""
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
@@ -66,11 +77,11 @@ def read_csv(path: Path) -> Iterator[RawBatch]:
             yield _pack(key, points, values, quality)
 
 
-def _pack(key: tuple[str, str], points: list[str], values: list[float], quality: list[int]) -> RawBatch:
-    return RawBatch(
+def _pack(key: tuple[str, str], points: list[str], values: list[float], quality: list[int]) -> SampleBatch:
+    return SampleBatch(
         float(key[0]),
         key[1],
         tuple(points),
-        np.array(values, dtype="<f8").tobytes(),
-        np.array(quality, dtype=np.int8).tobytes(),
+        np.array(values, dtype=np.float64),
+        np.array(quality, dtype=np.int8),
     )

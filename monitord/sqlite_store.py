@@ -2,15 +2,17 @@
 
 Writers only append to an in-memory queue; a background thread commits the
 queue every ``flush_interval`` (events at once, since people wait on them).
-Samples are stored one row per batch with values and qualities as float64
-and int8 blobs: this keeps the write path free of per-sample Python work;
-``samples()`` unpacks them again. Alert and ticket events have unique keys,
+Samples are stored as frames: per flush, all batches of one read plan become
+one row holding asset names and ts/values/qualities matrices as blobs. That
+keeps both the write path and replay free of per-sample work; ``samples()``
+unpacks frames into batches again. Alert and ticket events have unique keys,
 so a repeated write lands once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import json
 import logging
 import sqlite3
@@ -19,20 +21,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .alerts import AlertEvent
 from .errors import StoreError
-from .model import RawBatch, SampleBatch
+from .model import Frame, SampleBatch
 from .tickets import TicketEvent
 
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS point_sets (id INTEGER PRIMARY KEY, points TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS samples (
-    ts REAL NOT NULL, asset TEXT NOT NULL, point_set INTEGER NOT NULL,
-    vals BLOB NOT NULL, quality BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS samples_asset_ts ON samples(asset, ts);
-CREATE INDEX IF NOT EXISTS samples_ts ON samples(ts);
+CREATE TABLE IF NOT EXISTS frames (
+    ts_first REAL NOT NULL, ts_last REAL NOT NULL, point_set INTEGER NOT NULL, rows INTEGER NOT NULL,
+    assets TEXT NOT NULL, ts BLOB NOT NULL, vals BLOB NOT NULL, quality BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS frames_ts ON frames(ts_first);
 CREATE TABLE IF NOT EXISTS alert_events (
     ts REAL NOT NULL, rule TEXT NOT NULL, asset TEXT NOT NULL, state TEXT NOT NULL,
     severity TEXT NOT NULL, since REAL NOT NULL, summary TEXT NOT NULL,
@@ -157,9 +160,25 @@ class SqliteStore:
             return
         with db:
             if samples:
+                by_plan: dict[tuple[str, ...], list[SampleBatch]] = {}
+                for b in samples:
+                    by_plan.setdefault(b.points, []).append(b)
+                frames = [Frame.of(group) for group in by_plan.values()]
                 db.executemany(
-                    "INSERT INTO samples VALUES (?, ?, ?, ?, ?)",
-                    [(b.ts, b.asset, self._point_set(db, b.points), *RawBatch.pack(b)) for b in samples],
+                    "INSERT INTO frames VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            float(f.ts[0]),
+                            float(f.ts[-1]),
+                            self._point_set(db, f.points),
+                            len(f),
+                            "\n".join(f.assets),
+                            f.ts.astype("<f8").tobytes(),
+                            f.values.astype("<f8").tobytes(),
+                            f.quality.tobytes(),
+                        )
+                        for f in frames
+                    ],
                 )
             if alerts:
                 db.executemany(
@@ -183,12 +202,12 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite store {self.path}: {exc}") from exc
 
-    def last_sample_time(self, asset: str) -> float | None:
-        row = self._read("SELECT max(ts) FROM samples WHERE asset = ?", (asset,))[0][0]
+    def last_sample_time(self) -> float | None:
+        row = self._read("SELECT max(ts_last) FROM frames")[0][0]
         return None if row is None else float(row)
 
     def count_batches(self) -> int:
-        return int(self._read("SELECT count(*) FROM samples")[0][0])
+        return int(self._read("SELECT coalesce(sum(rows), 0) FROM frames")[0][0])
 
     def alert_events(self) -> list[AlertEvent]:
         rows = self._read(
@@ -200,24 +219,35 @@ class SqliteStore:
         rows = self._read("SELECT body FROM ticket_events ORDER BY ts, rowid")
         return [TicketEvent(**json.loads(r[0])) for r in rows]
 
-    def raw_samples(
-        self, asset: str | None = None, since: float | None = None, until: float | None = None
-    ) -> Iterator[RawBatch]:
-        """Stored batches in time order, values still packed: the fast path for replay."""
+    def frames(self, since: float | None = None, until: float | None = None) -> Iterator[Frame]:
+        """Stored frames in time order, trimmed to ``[since, until)``: the fast path for replay."""
         sets = {int(i): tuple(json.loads(p)) for i, p in self._read("SELECT id, points FROM point_sets")}
         where, args = ["1=1"], []
-        for clause, value in (("asset = ?", asset), ("ts >= ?", since), ("ts < ?", until)):
-            if value is not None:
-                where.append(clause)
-                args.append(value)
-        sql = "SELECT ts, asset, point_set, vals, quality FROM samples WHERE " + " AND ".join(where)
+        if since is not None:
+            where.append("ts_last >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("ts_first < ?")
+            args.append(until)
+        sql = "SELECT point_set, rows, assets, ts, vals, quality FROM frames WHERE " + " AND ".join(where)
         try:
             db = sqlite3.connect(self.path, timeout=30)
             try:
-                cursor = db.execute(sql + " ORDER BY ts", args)
-                while rows := cursor.fetchmany(10_000):
-                    for ts, a, ps, vals, quality in rows:
-                        yield RawBatch(ts, a, sets[ps], vals, quality)
+                for ps, rows, assets, ts, vals, quality in db.execute(sql + " ORDER BY ts_first", args):
+                    points = sets[ps]
+                    frame: Frame | None = Frame(
+                        points,
+                        np.array(assets.split("\n"), dtype=object),
+                        np.frombuffer(ts, dtype="<f8"),
+                        np.frombuffer(vals, dtype="<f8").reshape(rows, len(points)),
+                        np.frombuffer(quality, dtype=np.int8).reshape(rows, len(points)),
+                    )
+                    if frame is not None and since is not None:
+                        frame = frame.split(since)[1]
+                    if frame is not None and until is not None:
+                        frame = frame.split(until)[0]
+                    if frame is not None:
+                        yield frame
             finally:
                 db.close()
         except sqlite3.Error as exc:
@@ -226,5 +256,16 @@ class SqliteStore:
     def samples(
         self, asset: str | None = None, since: float | None = None, until: float | None = None
     ) -> Iterator[SampleBatch]:
-        for raw in self.raw_samples(asset, since, until):
-            yield raw.unpack()
+        """Batches in time order, optionally of one asset; streams, whatever the store's size."""
+        waiting: list[tuple[float, int, SampleBatch]] = []  # frames of one flush overlap in time
+        n = 0
+        for frame in self.frames(since, until):
+            start = float(frame.ts[0])
+            while waiting and waiting[0][0] < start:  # later frames start later: these are final
+                yield heapq.heappop(waiting)[2]
+            for b in frame.batches():
+                if asset in (None, b.asset):
+                    heapq.heappush(waiting, (b.ts, n, b))
+                    n += 1
+        while waiting:
+            yield heapq.heappop(waiting)[2]

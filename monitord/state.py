@@ -10,13 +10,12 @@ value and its time stay for ``age()`` and for people, never as a fresh value.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from .model import HealthChange, Quality, RawBatch, SampleBatch
+from .model import Frame, HealthChange, Quality, SampleBatch
 
 
 @dataclass(frozen=True)
@@ -107,6 +106,7 @@ class StateTable:
             by_type.setdefault(s.type, []).append(s)
         self.tables = {t: TypeTable(t, ss, started, (columns or {}).get(t, ())) for t, ss in by_type.items()}
         self.where = {s.id: (self.tables[s.type], self.tables[s.type].row[s.id]) for s in slots}
+        self._row_of = {a: row for a, (_t, row) in self.where.items()}
         self.dirty: set[str] = set()
 
     def apply(self, batch: SampleBatch) -> None:
@@ -117,19 +117,22 @@ class StateTable:
         table.apply(row, batch)
         self.dirty.add(table.asset_type)
 
-    def apply_raw(self, group: Sequence[RawBatch]) -> None:
-        """Many stored batches of one read plan (same points) as one numpy update: replay's path."""
-        found = [(self.where[b.asset], b) for b in group if b.asset in self.where]
-        if not found:
+    def apply_frame(self, frame: Frame) -> None:
+        """Many batches of one read plan as one numpy update: replay's path."""
+        row_of = self._row_of
+        found = np.fromiter(
+            (row_of.get(a, -1) for a in frame.assets.tolist()), dtype=np.intp, count=len(frame)
+        )
+        known = found >= 0
+        if not known.any():
             return
-        table = found[0][0][0]
-        points = found[0][1].points
-        rows = np.array([row for (_t, row), _b in found], dtype=np.intp)[:, None]
-        n = len(points)
-        values = np.frombuffer(b"".join(b.values for _, b in found), dtype="<f8").reshape(-1, n)
-        quality = np.frombuffer(b"".join(b.quality for _, b in found), dtype=np.int8).reshape(-1, n)
-        ts = np.array([b.ts for _, b in found])
-        cols = table.columns_of(points)
+        table = self.where[frame.assets[int(np.argmax(known))]][0]
+        if known.all():
+            rows, values, quality, ts = found[:, None], frame.values, frame.quality, frame.ts
+        else:  # assets the config does not know (yet) are left out
+            rows = found[known][:, None]
+            values, quality, ts = frame.values[known], frame.quality[known], frame.ts[known]
+        cols = table.columns_of(frame.points)
         good = quality == Quality.GOOD
         table.quality[rows, cols] = quality
         table.value[rows, cols] = np.where(good, values, table.value[rows, cols])

@@ -50,6 +50,16 @@ class CompiledRule:
     gate: npt.NDArray[np.intp]  # columns that must be valid for the rule to act
 
     @property
+    def select(self) -> slice | npt.NDArray[np.intp]:
+        """The rule's rows: a plain slice when it covers the whole table in order (no copy)."""
+        return self._select
+
+    def __post_init__(self) -> None:
+        n = len(self.table.assets)
+        whole = len(self.rows) == n and bool((self.rows == np.arange(n)).all())
+        self._select: slice | npt.NDArray[np.intp] = slice(None) if whole else self.rows
+
+    @property
     def history_bytes(self) -> int:
         return self.when.history_bytes + (self.clear.history_bytes if self.clear else 0)
 
@@ -76,22 +86,22 @@ class _Context:
 
     def column(self, point: str) -> npt.NDArray[np.float64]:
         t = self.rule.table
-        values: npt.NDArray[np.float64] = t.value[self.rule.rows, t.col[point]]
+        values: npt.NDArray[np.float64] = t.value[self.rule.select, t.col[point]]
         return values
 
     def age(self, point: str) -> npt.NDArray[np.float64]:
         t = self.rule.table
-        ages: npt.NDArray[np.float64] = self.now - t.ts[self.rule.rows, t.col[point]]
+        ages: npt.NDArray[np.float64] = self.now - t.ts[self.rule.select, t.col[point]]
         return ages
 
     def param(self, name: str) -> npt.NDArray[np.float64]:
         return self.rule.params[name]
 
     def health(self, name: str) -> Array:
-        off = self._offline[self.rule.rows]
+        off = self._offline[self.rule.select]
         if name == "stale_points":
             t = self.rule.table
-            stale = t.has[self.rule.rows] & ~self._valid[self.rule.rows]
+            stale = t.has[self.rule.select] & ~self._valid[self.rule.select]
             counts: npt.NDArray[np.float64] = np.where(off, 0, stale.sum(axis=1)).astype(np.float64)
             return counts
         return off if name == "offline" else ~off
@@ -101,7 +111,7 @@ class _Context:
         if not points:
             return np.full(len(self.rule.rows), self.now)
         cols = t.columns_of(tuple(sorted(points)))
-        ts = t.ts[np.ix_(self.rule.rows, cols)]
+        ts = t.ts[self.rule.select][:, cols]
         newest: npt.NDArray[np.float64] = np.nan_to_num(ts, nan=-np.inf).max(axis=1)
         return newest
 
@@ -109,7 +119,7 @@ class _Context:
         if not points:
             return np.ones(len(self.rule.rows), dtype=bool)
         cols = self.rule.table.columns_of(tuple(sorted(points)))
-        ok: Bools = np.asarray(self._valid[np.ix_(self.rule.rows, cols)].all(axis=1), dtype=bool)
+        ok: Bools = np.asarray(self._valid[self.rule.select][:, cols].all(axis=1), dtype=bool)
         return ok
 
     def local_hours(self) -> float:
@@ -187,13 +197,10 @@ class RuleEngine:
             if t.asset_type not in valid:
                 valid[t.asset_type] = t.valid(now)
                 offline[t.asset_type] = t.offline(now)
-            ok = valid[t.asset_type][np.ix_(rule.rows, rule.gate)].all(axis=1)
+            ok = valid[t.asset_type][rule.select][:, rule.gate].all(axis=1)
             ctx = _Context(rule, now, valid[t.asset_type], offline[t.asset_type], self.tz)
-            when = np.broadcast_to(truthy(rule.when.fn(ctx)), ok.shape)
-            fire = when & ok
-            if rule.clear is not None:
-                clear = np.broadcast_to(truthy(rule.clear.fn(ctx)), ok.shape) & ok
-            else:
-                clear = ~when & ok
+            when = truthy(rule.when.fn(ctx))
+            fire = when & ok  # also broadcasts a constant to every asset
+            clear = truthy(rule.clear.fn(ctx)) & ok if rule.clear is not None else ~when & ok
             out.append(RuleResult(rule, fire, clear))
         return out

@@ -296,8 +296,9 @@ class _Compiler:
 
         def run(ctx: EvalContext) -> Array:
             values = np.asarray(truthy(source(ctx)) if kind == "sum" else source(ctx), dtype=np.float64)
-            current = np.broadcast_to(values, ctx.newest(points).shape).astype(np.float64)
-            window.add(ctx.now, current, ctx.newest(points), ctx.valid(points))
+            newest = ctx.newest(points)
+            current = np.broadcast_to(values, newest.shape).astype(np.float64)
+            window.add(ctx.now, current, newest, ctx.valid(points))
             if kind == "zscore":
                 with np.errstate(invalid="ignore", divide="ignore"):
                     z: Array = (current - window.aggregate("avg", ctx.now)) / window.aggregate(

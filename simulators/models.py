@@ -332,7 +332,7 @@ class PowerMeter(Equipment):
         }
     )
 
-    def __init__(self, asset: str, nominal: float = 220.0, peak_kw: float = 120.0, seed: int | None = None):
+    def __init__(self, asset: str, nominal: float = 220.0, peak_kw: float = 50.0, seed: int | None = None):
         super().__init__(asset, seed)
         self.nominal, self.peak_kw = nominal, peak_kw
         self.energy = 100_000.0

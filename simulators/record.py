@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from monitord.config import SiteConfig
-from monitord.model import Quality, SampleBatch
+from monitord.model import Frame, Quality, SampleBatch
 
 from .models import MODELS, Equipment
 from .scenario import Scenario
@@ -48,3 +48,17 @@ def record(
             values = np.array([model.values.get(n, 0.0) for n in names], dtype=np.float64)
             yield SampleBatch(start + t, asset, names, values, good[asset])
         t += step
+
+
+def record_frames(
+    config: SiteConfig, start: float, seconds: float, step: float = 1.0, scenario: Scenario | None = None
+) -> Iterator[Frame]:
+    """The same, one frame per read plan and step: what the store would hold."""
+    current: dict[tuple[str, ...], list[SampleBatch]] = {}
+    now = start
+    for b in record(config, start, seconds, step, scenario):
+        if b.ts != now:
+            yield from (Frame.of(group) for group in current.values())
+            current, now = {}, b.ts
+        current.setdefault(b.points, []).append(b)
+    yield from (Frame.of(group) for group in current.values())

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,11 +22,24 @@ T = TypeVar("T")
 
 
 def run(coro: Awaitable[T], timeout: float = 120) -> T:
+    """Run a test scenario; past ``timeout`` say where every task is and cancel them all."""
+
     async def bounded() -> T:
-        async with asyncio.timeout(timeout):
+        loop = asyncio.get_running_loop()
+        watchdog = loop.call_later(timeout, _dump_and_cancel)
+        try:
             return await coro
+        finally:
+            watchdog.cancel()
 
     return asyncio.run(bounded())
+
+
+def _dump_and_cancel() -> None:
+    print("\n--- test scenario timed out; asyncio tasks: ---", file=sys.stderr)
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
+        task.cancel()
 
 
 async def eventually(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:

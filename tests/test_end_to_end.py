@@ -31,10 +31,12 @@ async def running(config: SiteConfig) -> AsyncIterator[tuple[SimulatedSite, Moni
         yield site, app
     finally:
         app.stop()
-        await daemon
+        async with asyncio.timeout(30):
+            await daemon
         sim.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await sim
+            async with asyncio.timeout(30):
+                await sim
 
 
 def good(app: Monitord, asset: str, point: str) -> bool:
@@ -132,12 +134,20 @@ def test_malformed_mqtt_payloads_are_counted_and_survived(tmp_path: Path, mosqui
             client = paho.Client(CallbackAPIVersion.VERSION2, client_id="evil")
             client.connect("127.0.0.1", mosquitto)
             client.loop_start()
-            for payload in (b"{not json", b"\xff\xfe", b"[1, 2]", b'{"values": {"floor": "high"}}'):
+            bad = (
+                b"{not json",
+                b"\xff\xfe",
+                b"[1, 2]",
+                b'{"values": {"floor": "high"}}',
+                b'{"values": {"floor": 1' + b"0" * 400 + b"}}",
+                b"[" * 100_000,
+            )
+            for payload in bad:
                 client.publish(topic, payload).wait_for_publish(5)
             client.loop_stop()
             client.disconnect()
             errors = app.metrics.driver_errors.labels("mqtt", "malformed")
-            await eventually(lambda: errors._value.get() >= 3, 10)
+            await eventually(lambda: errors._value.get() >= 5, 10)
             before = app.state.latest("A-E1")["floor"][1]
             await eventually(lambda: app.state.latest("A-E1")["floor"][1] > before, 10)
             assert good(app, "A-E1", "floor")

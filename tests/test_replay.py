@@ -67,18 +67,18 @@ def test_replay_from_the_store_opens_and_resolves_the_recorded_incidents(recorde
 
 def test_csv_export_import_round_trips(recorded: Path, tmp_path: Path) -> None:
     first = tmp_path / "a.csv"
-    rows = write_csv(SqliteStore(recorded, writer=False).raw_samples(), first)
+    rows = write_csv(SqliteStore(recorded, writer=False).samples(), first)
     assert rows > 10_000
     store = SqliteStore(tmp_path / "back.db", flush_interval=0.2)
-    store.write_samples([raw.unpack() for raw in read_csv(first)])
+    store.write_samples([b for frame in read_csv(first) for b in frame.batches()])
     store.flush(timeout=60)
     store.close()
     second = tmp_path / "b.csv"
-    assert write_csv(SqliteStore(tmp_path / "back.db", writer=False).raw_samples(), second) == rows
+    assert write_csv(SqliteStore(tmp_path / "back.db", writer=False).samples(), second) == rows
     assert first.read_bytes() == second.read_bytes()
     config = load_config(SITE)
     from_csv = replay(config, read_csv(first))
-    from_store = replay(config, SqliteStore(recorded, writer=False).raw_samples())
+    from_store = replay(config, SqliteStore(recorded, writer=False).frames())
     assert [(a.rule, a.asset, a.state, a.ts) for a in from_csv.alerts] == [
         (a.rule, a.asset, a.state, a.ts) for a in from_store.alerts
     ]
@@ -90,8 +90,8 @@ def test_compare_names_the_alerts_a_rule_change_adds(recorded: Path, tmp_path: P
     stricter = tmp_path / "pump-strict.yaml"
     stricter.write_text(pack.replace("discharge_max: 1.0", "discharge_max: 0.5"))
     base = load_rules(Path(__file__).resolve().parents[1] / "rules" / "packs" / "pump.yaml", config)
-    a = replay(config, SqliteStore(recorded, writer=False).raw_samples(), rules=base)
-    b = replay(config, SqliteStore(recorded, writer=False).raw_samples(), rules=load_rules(stricter, config))
+    a = replay(config, SqliteStore(recorded, writer=False).frames(), rules=base)
+    b = replay(config, SqliteStore(recorded, writer=False).frames(), rules=load_rules(stricter, config))
     diff = compare(a, b)
     assert not diff["alerts only in A"]
     assert {(r, asset) for r, asset, _ in diff["alerts only in B"]} == {
@@ -136,7 +136,7 @@ def test_a_bad_rule_file_is_a_config_error_with_its_line(tmp_path: Path) -> None
 def test_explain_shows_every_term(recorded: Path) -> None:
     config = load_config(SITE)
     store = SqliteStore(recorded, writer=False)
-    lines = explain(config, "hvac.filter_dp_high", "A-AHU1", store.raw_samples(since=START + 500))
+    lines = explain(config, "hvac.filter_dp_high", "A-AHU1", store.frames(since=START + 500))
     text = "\n".join(lines)
     assert "fan_status == 1 and filter_dp > param.filter_dp_max" in text
     assert "filter_dp > param.filter_dp_max" in text and "= true" in text

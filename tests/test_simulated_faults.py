@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from monitord.config import CONFIG_DIR, load_config
-from monitord.model import RawBatch
 from monitord.replay import replay
 from monitord.yamlio import load_yaml
 from rules import PACKS_DIR
-from simulators.record import record
+from simulators.record import record_frames
 from simulators.scenario import Scenario, Step
 
 SITE = CONFIG_DIR / "sites" / "demo.yaml"
@@ -43,11 +42,7 @@ def test_simulator_fault_raises_its_p1_rule(rule: str) -> None:
     asset, fault = P1_FAULTS[rule]
     config = load_config(SITE)
     scenario = Scenario(scenario=rule, timeline=[Step(at=10, asset=asset, fault=fault)])
-    batches = (
-        RawBatch(b.ts, b.asset, b.points, *RawBatch.pack(b))
-        for b in record(config, 1_795_000_000.0, 80, 1.0, scenario)
-    )
-    result = replay(config, batches)
+    result = replay(config, record_frames(config, 1_795_000_000.0, 80, 1.0, scenario))
     fired = {(a.rule, a.asset) for a in result.alerts if a.state == "firing"}
     assert (rule, asset) in fired
     tickets = {(t.rule, t.asset, t.priority) for t in result.tickets if t.event == "opened"}
