@@ -15,12 +15,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/monitord demo $(if $(DURATION),--duration $(DURATION))
 
-# Real parts for the tests: Debian's mosquitto, installed when missing and we are root.
+# Real parts for the tests: Debian's mosquitto, influxdb and prometheus, installed when missing and we are root.
 system-deps:
-	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+	@if ! { command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || ! command -v influxd >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
-	  else echo "mosquitto is missing: install the Debian package 'mosquitto' (tests needing it are skipped)"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto influxdb prometheus >/dev/null; \
+	  else echo "install the Debian packages mosquitto, influxdb and prometheus (tests needing them are skipped)"; fi; \
 	fi
 
 test: $(STAMP) system-deps

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from drivers.modbus import GatewayPoller, ModbusDevice, ModbusDriver
 from drivers.mqtt import MqttDriver, TopicRoute
@@ -22,12 +21,13 @@ from .alerts import AlertTracker
 from .bus import SampleBus
 from .clock import Clock, SystemClock
 from .config import AssetConfig, SiteConfig
+from .errors import StoreError
 from .metrics import Metrics
 from .pipeline import Pipeline
-from .sqlite_store import SqliteStore
 from .state import AssetSlot, StateTable
 from .store import Store
-from .tickets import TicketDesk
+from .stores import open_store
+from .tickets import TicketDesk, TicketEvent
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Monitord:
             columns=points_by_type(c),
         )
         if self.store is None:
-            self.store = SqliteStore(Path(c.store.path), flush_interval=c.store.flush_interval)
+            self.store = open_store(c, self.metrics)
         store = self.store
         self.bus = SampleBus()
         self.bus.subscribe(self.state.apply)
@@ -163,10 +163,10 @@ class Monitord:
             password=c.mqtt.password,
         )
 
-    def restore(self) -> None:
-        """Rebuild tickets from the store; alerts with an open ticket count as firing."""
+    def restore(self, events: list[TicketEvent] | None = None) -> None:
+        """Rebuild tickets from the store's events; alerts with an open ticket count as firing."""
         assert self.store is not None
-        self.desk.restore(self.store.ticket_events())
+        self.desk.restore(self.store.ticket_events() if events is None else events)
         for t in self.desk.tickets.values():
             if t.state != "open":
                 continue
@@ -183,9 +183,30 @@ class Monitord:
     def stop(self) -> None:
         self._stop.set()
 
+    async def _restore_when_possible(self) -> None:
+        """Rebuild tickets from the store; while it does not answer, keep polling and hold tickets."""
+        told = False
+        while True:
+            try:
+                assert self.store is not None
+                events = await asyncio.to_thread(self.store.ticket_events)  # only the I/O off the loop
+                self.restore(events)
+                break
+            except StoreError as exc:
+                if not told:
+                    log.warning("cannot read tickets from the store yet (%s); ticket decisions wait", exc)
+                    told = True
+                await asyncio.sleep(2.0)
+        if told:
+            log.info("tickets restored from the store; held alerts decided")
+        self.pipeline.tickets_ready = True
+        for ev in self.pipeline.decide_tickets():
+            for listen in self.pipeline.ticket_listeners:
+                listen(ev)
+
     async def run(self) -> None:
         assert self.store is not None
-        self.restore()
+        self.pipeline.tickets_ready = False
         port = self.config.metrics.port if self.metrics_port is None else self.metrics_port
         bound = self.metrics.serve(self.config.metrics.host, port)
         self.metrics_url = f"http://{self.config.metrics.host}:{bound}/metrics"
@@ -193,7 +214,10 @@ class Monitord:
         self.started.set()
         try:
             async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self._evaluate_forever(), name="evaluate")]
+                tasks = [
+                    tg.create_task(self._restore_when_possible(), name="restore"),
+                    tg.create_task(self._evaluate_forever(), name="evaluate"),
+                ]
                 if self.modbus:
                     tasks.append(tg.create_task(self.modbus.run(), name="modbus"))
                 if self.mqtt:

@@ -22,6 +22,7 @@ from rules.windows import Window
 
 from .config import CONFIG_DIR, SiteConfig, load_config
 from .errors import ConfigError, MonitordError
+from .store import Store
 from .units import format_duration, parse_duration
 
 log = logging.getLogger("monitord")
@@ -122,21 +123,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.config), Path(args.scenario), duration, Path(args.data))
 
 
-def _open_store(args: argparse.Namespace) -> object:
+def _open_store(args: argparse.Namespace) -> Store:
+    """The store a config names, or a SQLite file given by path."""
     from .sqlite_store import SqliteStore
+    from .stores import open_store
 
-    path = Path(load_config(args.config).store.path) if args.config else Path(args.store)
+    if args.config:
+        return open_store(load_config(args.config), writer=False)
+    path = Path(args.store)
     if not path.exists():
         raise MonitordError(f"no store at {path}")
-    return SqliteStore(path)
+    return SqliteStore(path, writer=False)
 
 
 def _cmd_tickets(args: argparse.Namespace) -> int:
-    from .sqlite_store import SqliteStore
     from .tickets import TicketDesk
 
     store = _open_store(args)
-    assert isinstance(store, SqliteStore)
     desk = TicketDesk()
     try:
         desk.restore(store.ticket_events())
@@ -230,11 +233,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_rules_explain(args: argparse.Namespace) -> int:
+    from .config import SqliteStoreConfig
     from .explain import explain
     from .sqlite_store import SqliteStore
 
     config = load_config(args.config)
-    store = SqliteStore(Path(args.store or config.store.path), writer=False)
+    if not args.store and not isinstance(config.store, SqliteStoreConfig):
+        raise MonitordError(
+            "rules explain reads a SQLite store: give --store (export InfluxDB data with replay CSV)"
+        )
+    store = SqliteStore(Path(args.store or config.store.path), writer=False)  # type: ignore[union-attr]
     windows = [w.seconds for r in config.rules if r.id == args.rule for w in _windows(r)]
     horizon = max([*windows, 10 * config.poll]) + 60
     last = store.last_sample_time()

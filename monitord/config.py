@@ -37,10 +37,26 @@ class SiteInfo(Strict):
     name: str = ""
 
 
-class StoreConfig(Strict):
+class SqliteStoreConfig(Strict):
     kind: Literal["sqlite"] = "sqlite"
     path: str = "./monitord-data/monitord.db"
     flush_interval: Duration = 1.0
+
+
+class InfluxStoreConfig(Strict):
+    kind: Literal["influxdb"]
+    url: str = Field(pattern=r"^https?://")
+    bucket: str = Field(description="bucket (2.x/3.x) or database/retention policy (1.x)")
+    org: str = ""
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    flush_interval: Duration = 1.0
+    spool: str = "./monitord-data/spool"
+    spool_max_mb: Annotated[int, in_range(1, 1_000_000)] = 512
+
+
+StoreConfig = Annotated[SqliteStoreConfig | InfluxStoreConfig, Field(discriminator="kind")]
 
 
 class MqttConfig(Strict):
@@ -113,7 +129,7 @@ class EngineConfig(Strict):
 
 class SiteConfig(Strict):
     site: SiteInfo
-    store: StoreConfig = StoreConfig()
+    store: StoreConfig = SqliteStoreConfig()
     mqtt: MqttConfig | None = None
     metrics: MetricsConfig = MetricsConfig()
     poll: Duration = 2.0
@@ -179,7 +195,7 @@ def _message(raw: Any, err: Any) -> str:
     return problem(raw, loc, text)
 
 
-_TYPE_TAGS = {"str", "int", "float", "bool", "function-after[check(), int]"}
+_TYPE_TAGS = {"str", "int", "float", "bool", "function-after[check(), int]", "sqlite", "influxdb"}
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:

@@ -53,6 +53,24 @@ class Metrics:
             "monitord_tickets_open", "Open tickets, by priority", ["priority"], registry=r
         )
         self.store_queue = Gauge("monitord_store_queued_samples", "Samples waiting to be written", registry=r)
+        self.store_write_latency = Histogram(
+            "monitord_store_write_duration_seconds",
+            "Time to write one batch to the store",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.store_write_errors = Counter(
+            "monitord_store_write_errors_total", "Failed store writes, by kind", ["kind"], registry=r
+        )
+        self.spool_bytes = Gauge("monitord_store_spool_bytes", "Bytes waiting in the spool", registry=r)
+        self.spool_oldest_age = Gauge(
+            "monitord_store_spool_oldest_age_seconds", "Age of the oldest spooled batch", registry=r
+        )
+        self.points_dropped = Gauge(
+            "monitord_store_points_dropped",
+            "Lines dropped because the spool was full (should stay 0)",
+            registry=r,
+        )
         self._type_of: dict[str, str] = {}
 
     def set_asset_types(self, types: dict[str, str]) -> None:

@@ -109,6 +109,24 @@ class Pipeline:
         self.alert_listeners: list[AlertListener] = []
         self.ticket_listeners: list[TicketListener] = []
         self._specs = {r.spec.id: r.spec for r in self.engine.rules}
+        # Ticket decisions wait until the desk knows the tickets already in the store (restore);
+        # alerts meanwhile are held, in order, so none is lost and none opens a second ticket.
+        self.tickets_ready = True
+        self._held: list[AlertEvent] = []
+
+    def decide_tickets(self) -> list[TicketEvent]:
+        """Turn held alert events into ticket events (written to the store); returns them."""
+        tickets: list[TicketEvent] = []
+        held, self._held = self._held, []
+        for ev in held:
+            policy = self._specs[ev.rule].ticket
+            if policy is not None:
+                view = TicketPolicyView(policy.priority, policy.skill, policy.auto_resolve)
+                tickets += self.desk.on_alert(ev, view, self.assets[ev.asset].where)
+        if tickets:
+            self.store.write_tickets(tickets)
+            self._update_gauges()
+        return tickets
 
     def tick(self, now: float | None = None) -> tuple[list[AlertEvent], list[TicketEvent]]:
         now = self.clock.now() if now is None else now
@@ -126,18 +144,13 @@ class Pipeline:
             )
             for rule, tr in changes
         ]
-        tickets: list[TicketEvent] = []
         for ev in alerts:
             self.metrics.alert_events.labels(ev.state).inc()
-            policy = self._specs[ev.rule].ticket
-            if policy is not None:
-                view = TicketPolicyView(policy.priority, policy.skill, policy.auto_resolve)
-                tickets += self.desk.on_alert(ev, view, self.assets[ev.asset].where)
+        self._held += alerts
+        tickets = self.decide_tickets() if self.tickets_ready else []
         if alerts:
             self.store.write_alerts(alerts)
             self._update_gauges()
-        if tickets:
-            self.store.write_tickets(tickets)
         for ev in alerts:
             for listen in self.alert_listeners:
                 listen(ev)

@@ -17,6 +17,7 @@ import pytest
 
 from monitord.config import CONFIG_DIR, SiteConfig, load_config
 from monitord.demo import free_port, on_local_ports
+from tests.influx_support import InfluxServer, V2WriteProxy
 
 T = TypeVar("T")
 
@@ -88,6 +89,26 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def influxdb(tmp_path: Path) -> Iterator[tuple[InfluxServer, V2WriteProxy]]:
+    """A real InfluxDB (Debian's 1.6.7) on free ports, database ``monitord``, behind the v2-write proxy."""
+    if shutil.which("influxd") is None and not os.access("/usr/bin/influxd", os.X_OK):
+        if os.environ.get("CI"):
+            pytest.fail("influxd is not installed; `make test` installs Debian's influxdb as root")
+        pytest.skip("influxd is not installed (Debian package 'influxdb')")
+    folder = tmp_path / "influxdb"
+    folder.mkdir()
+    server = InfluxServer(folder)
+    server.start()
+    server.query("CREATE DATABASE monitord")
+    proxy = V2WriteProxy(server.url)
+    try:
+        yield server, proxy
+    finally:
+        proxy.close()
+        server.kill()
 
 
 def demo_site(tmp_path: Path, mqtt_port: int, **overrides: Any) -> SiteConfig:

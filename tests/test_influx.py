@@ -1,0 +1,162 @@
+"""InfluxDB backend against a real InfluxDB: telemetry, alerts and tickets; outage; kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from monitord.app import Monitord
+from monitord.config import CONFIG_DIR, load_config
+from monitord.demo import free_port
+from monitord.influx_store import InfluxStore
+from monitord.model import SampleBatch
+from monitord.stores import open_store
+from monitord.tickets import TicketDesk
+from simulators.site import SimulatedSite
+from tests.conftest import eventually, run
+from tests.influx_support import InfluxServer, V2WriteProxy
+from tests.test_end_to_end import good, running
+
+
+def site_yaml(tmp_path: Path, mqtt_port: int, influx_url: str) -> Path:
+    """The demo site as a file, on free ports, storing to InfluxDB with its spool in tmp_path."""
+    text = (CONFIG_DIR / "sites" / "demo.yaml").read_text()
+    text = text.replace("../profiles/", f"{CONFIG_DIR}/profiles/")
+    for port in ("15020", "15021", "15022"):
+        text = text.replace(f"port: {port}", f"port: {free_port()}")
+    text = text.replace("mqtt://127.0.0.1:1883", f"mqtt://127.0.0.1:{mqtt_port}")
+    text = text.replace("port: 9108}", "port: 0}")
+    text = text.replace(
+        "store: {kind: sqlite, path: ./monitord-data/demo.db}",
+        f"store: {{kind: influxdb, url: '{influx_url}', bucket: monitord, spool: '{tmp_path}/spool'}}",
+    )
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    return path
+
+
+def stamps(server: InfluxServer, measurement: str, asset: str) -> list[int]:
+    return [r["time"] for r in server.query(f"SELECT * FROM \"{measurement}\" WHERE asset = '{asset}'")]
+
+
+def test_telemetry_alerts_and_tickets_land_and_a_restart_rebuilds_tickets(
+    tmp_path: Path, mosquitto: int, influxdb: tuple[InfluxServer, V2WriteProxy]
+) -> None:
+    server, proxy = influxdb
+    config = load_config(site_yaml(tmp_path, mosquitto, proxy.url))
+
+    async def scenario() -> None:
+        async with running(config) as (site, app):
+            await eventually(lambda: good(app, "A-P1", "flow") and good(app, "A-E1", "floor"), 15)
+            site.inject("A-P1", "dry_run")
+            await eventually(lambda: app.desk.tickets, 20)
+            assert app.store is not None
+            app.store.flush()
+
+    run(scenario())
+    assert len(stamps(server, "pump", "A-P1")) > 5
+    assert len(stamps(server, "elevator", "A-E1")) > 5  # MQTT path into InfluxDB too
+    tickets = server.query("SELECT * FROM ticket")
+    assert [(t["asset"], t["event"], t["priority"]) for t in tickets] == [("A-P1", "opened", "P1")]
+    alerts = server.query("SELECT * FROM alert")
+    assert [(a["rule"], a["asset"], a["state"]) for a in alerts] == [("pump.dry_run", "A-P1", "firing")]
+
+    reader = open_store(config, writer=False)
+    desk = TicketDesk()
+    desk.restore(reader.ticket_events())
+    assert [(t.asset, t.rule, t.state) for t in desk.tickets.values()] == [("A-P1", "pump.dry_run", "open")]
+    restarted = Monitord(config, store=reader, with_drivers=False)
+    restarted.restore()
+    assert restarted.desk.open_counts() == {"P1": 1}
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "monitord.cli", "tickets", "--config", str(tmp_path / "site.yaml"), "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert "A-P1" in listing.stdout and "open" in listing.stdout
+
+
+def test_an_influxdb_outage_loses_nothing(
+    tmp_path: Path, mosquitto: int, influxdb: tuple[InfluxServer, V2WriteProxy]
+) -> None:
+    server, proxy = influxdb
+    config = load_config(site_yaml(tmp_path, mosquitto, proxy.url))
+    produced: list[SampleBatch] = []
+
+    async def scenario() -> None:
+        async with running(config) as (site, app):
+            app.bus.subscribe(produced.append)
+            await eventually(lambda: good(app, "A-P1", "flow"), 15)
+            server.kill()
+            site.inject("A-P1", "dry_run")  # an incident while the store is down
+            await eventually(lambda: app.desk.tickets, 20)
+            store = app.store
+            assert isinstance(store, InfluxStore)
+            await eventually(lambda: store.spool.size > 0, 10)
+            await asyncio.sleep(3)
+            assert good(app, "A-P2", "flow"), "polling and alerting go on while the store is down"
+            server.start()
+            await eventually(lambda: len(store.spool) == 0, 60)
+            store.flush()
+
+    run(scenario(), timeout=180)
+    for asset, measurement in (("A-P1", "pump"), ("A-E1", "elevator"), ("A-PM-MAIN", "power_meter")):
+        want = sorted(round(b.ts * 1000) for b in produced if b.asset == asset)
+        assert stamps(server, measurement, asset) == want, asset
+    events = server.query("SELECT * FROM ticket")
+    assert [(e["asset"], e["event"]) for e in events] == [("A-P1", "opened")]
+
+
+def test_spooled_data_survives_kill_9_of_the_daemon(
+    tmp_path: Path, mosquitto: int, influxdb: tuple[InfluxServer, V2WriteProxy]
+) -> None:
+    server, proxy = influxdb
+    path = site_yaml(tmp_path, mosquitto, proxy.url)
+    config = load_config(path)
+    spool = tmp_path / "spool"
+
+    async def scenario() -> set[tuple[str, int]]:
+        site = SimulatedSite(config)
+        sim = asyncio.create_task(site.run())
+        await site.ready.wait()
+        server.kill()
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "monitord.cli", "run", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        await eventually(lambda: len(list(spool.glob("*.batch"))) >= 3, 30)
+        os.kill(daemon.pid, signal.SIGKILL)
+        daemon.wait(timeout=10)
+        spooled = set()
+        for f in spool.glob("*.batch"):
+            for line in gzip.decompress(f.read_bytes()).decode().splitlines():
+                series, _fields, ts = line.rsplit(" ", 2)
+                if series.startswith("pump,"):
+                    spooled.add((series.split("asset=")[1].split(",")[0], int(ts)))
+        server.start()
+        again = subprocess.Popen(
+            [sys.executable, "-m", "monitord.cli", "run", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            await eventually(lambda: not list(spool.glob("*.batch")), 60)
+        finally:
+            again.send_signal(signal.SIGINT)
+            again.wait(timeout=30)
+            sim.cancel()
+        return spooled
+
+    spooled = run(scenario(), timeout=180)
+    assert spooled, "the spool held pump samples when the daemon was killed"
+    landed = {(r["asset"], r["time"]) for r in server.query("SELECT * FROM pump")}
+    assert spooled <= landed
