@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/rule_engine.py
 	$(BIN)/python bench/replay.py
+	PYTHONPATH=. $(BIN)/python bench/store.py
 
 clean:
 	rm -rf $(VENV) monitord-data .pytest_cache .mypy_cache .ruff_cache

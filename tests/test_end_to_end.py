@@ -20,11 +20,11 @@ from tests.conftest import demo_site, eventually, run
 
 
 @contextlib.asynccontextmanager
-async def running(config: SiteConfig) -> AsyncIterator[tuple[SimulatedSite, Monitord]]:
+async def running(config: SiteConfig, metrics_port: int = 0) -> AsyncIterator[tuple[SimulatedSite, Monitord]]:
     site = SimulatedSite(config)
     sim = asyncio.create_task(site.run())
     await site.ready.wait()
-    app = Monitord(config, metrics_port=0)
+    app = Monitord(config, metrics_port=metrics_port)
     daemon = asyncio.create_task(app.run())
     await app.started.wait()
     try:
