@@ -15,8 +15,10 @@ from typing import Any, TypeVar
 
 import pytest
 
+from drivers.modbus import GatewayPoller, ModbusDevice
 from monitord.config import CONFIG_DIR, SiteConfig, load_config
 from monitord.demo import free_port, on_local_ports
+from simulators.modbus_server import ModbusSimServer
 from tests.influx_support import InfluxServer, V2WriteProxy
 
 T = TypeVar("T")
@@ -116,3 +118,17 @@ def demo_site(tmp_path: Path, mqtt_port: int, **overrides: Any) -> SiteConfig:
     base = load_config(CONFIG_DIR / "sites" / "demo.yaml")
     config = on_local_ports(base, mqtt_port, tmp_path / "store.db")
     return config.model_copy(update=overrides) if overrides else config
+
+
+def poll_once(server: ModbusSimServer, poller: GatewayPoller, device: ModbusDevice) -> None:
+    """Serve the simulated devices, read one device once over real Modbus TCP, stop."""
+
+    async def scenario() -> None:
+        ready = asyncio.Event()
+        task = asyncio.create_task(server.run(ready.set))
+        await ready.wait()
+        await poller.poll(device)
+        poller._close()
+        task.cancel()
+
+    run(scenario(), timeout=30)

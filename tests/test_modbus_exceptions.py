@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 
 from drivers.modbus import GatewayPoller, ModbusDevice
@@ -17,7 +15,7 @@ from monitord.profiles import DeviceProfile, ModbusSettings
 from monitord.yamlio import load_yaml
 from simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
 from simulators.models import PowerMeter
-from tests.conftest import run
+from tests.conftest import poll_once as serve_and_poll
 
 
 def sdm630() -> DeviceProfile:
@@ -42,15 +40,7 @@ def poll_once(
     device = ModbusDevice.from_profile("M1", 1, 1.0, driver_profile)
     poller = GatewayPoller("127.0.0.1", port, [device], bus, SystemClock(), metrics)
 
-    async def scenario() -> None:
-        ready = asyncio.Event()
-        task = asyncio.create_task(server.run(ready.set))
-        await ready.wait()
-        await poller.poll(device)
-        poller._close()
-        task.cancel()
-
-    run(scenario(), timeout=30)
+    serve_and_poll(server, poller, device)
     return batches[0], health, metrics, device
 
 

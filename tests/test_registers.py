@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 
 import numpy as np
@@ -20,7 +19,7 @@ from monitord.profiles import DeviceProfile, ModbusSettings
 from monitord.registers import PointEncoding, RegisterCodec
 from simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
 from simulators.models import Equipment
-from tests.conftest import run
+from tests.conftest import poll_once
 
 ORDERS = ["ABCD", "CDAB", "BADC", "DCBA"]
 INT_RANGES = {
@@ -142,15 +141,7 @@ def test_every_type_round_trips_through_the_simulator_over_modbus_tcp() -> None:
     device = ModbusDevice.from_profile("S1", 3, 1.0, profile)
     poller = GatewayPoller("127.0.0.1", port, [device], bus, SystemClock(), Metrics())
 
-    async def scenario() -> None:
-        ready = asyncio.Event()
-        task = asyncio.create_task(server.run(ready.set))
-        await ready.wait()
-        await poller.poll(device)
-        poller._close()
-        task.cancel()
-
-    run(scenario(), timeout=30)
+    poll_once(server, poller, device)
     batch = got[0]
     assert (batch.quality == Quality.GOOD).all(), dict(zip(batch.points, batch.quality, strict=True))
     decoded = dict(zip(batch.points, batch.values, strict=True))
