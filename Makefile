@@ -17,10 +17,15 @@ demo: $(STAMP)
 
 # Real parts for the tests: Debian's mosquitto, influxdb and prometheus, installed when missing and we are root.
 system-deps:
-	@if ! { command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || ! command -v influxd >/dev/null 2>&1; then \
+	@missing=""; \
+	{ command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || missing="$$missing mosquitto"; \
+	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto influxdb prometheus >/dev/null; \
-	  else echo "install the Debian packages mosquitto, influxdb and prometheus (tests needing them are skipped)"; fi; \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (tests needing them are skipped)"; fi; \
 	fi
 
 test: $(STAMP) system-deps
