@@ -12,18 +12,25 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from drivers.modbus import GatewayPoller, ModbusDevice, ModbusDriver
 from drivers.mqtt import MqttDriver, TopicRoute
 from rules.engine import AssetFacts, RuleEngine
 
-from .alerts import AlertTracker
+from .alerts import AlertTracker, fingerprint
+from .api import Api
 from .bus import SampleBus
 from .clock import Clock, SystemClock
 from .config import AssetConfig, SiteConfig
+from .dispatch import Dispatcher
 from .errors import StoreError
 from .metrics import Metrics
+from .notify import Outbox
 from .pipeline import Pipeline
+from .roster import Roster
 from .state import AssetSlot, StateTable
 from .store import Store
 from .stores import open_store
@@ -65,6 +72,22 @@ def mqtt_routes(config: SiteConfig) -> dict[str, TopicRoute]:
                 topic = pattern.format(site=config.site.id, asset=a.id, point=point)
                 routes[topic] = TopicRoute(a.id, (point,), ())
     return routes
+
+
+def ancestors(config: SiteConfig) -> dict[str, tuple[str, ...]]:
+    """Every asset an asset depends on, directly or through others (``depends_on``)."""
+    direct = {a.id: a.depends_on for a in config.assets}
+    out: dict[str, tuple[str, ...]] = {}
+    for asset in direct:
+        seen: list[str] = []
+        todo = list(direct[asset])
+        while todo:
+            up = todo.pop()
+            if up not in seen and up != asset:
+                seen.append(up)
+                todo += direct.get(up, [])
+        out[asset] = tuple(seen)
+    return out
 
 
 def asset_facts(config: SiteConfig) -> list[AssetFacts]:
@@ -117,7 +140,11 @@ class Monitord:
             self.metrics,
             self.clock,
             states,
+            ancestors(c),
         )
+        self.outbox: Outbox | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.api: Api | None = None
         self.modbus = self._modbus_driver() if self.with_drivers else None
         self.mqtt = self._mqtt_driver() if self.with_drivers else None
         self._stop = asyncio.Event()
@@ -204,13 +231,82 @@ class Monitord:
             for listen in self.pipeline.ticket_listeners:
                 listen(ev)
 
-    async def run(self) -> None:
+    def _people(self, api_port: int | None) -> None:
+        """Roster, notification outbox, dispatcher and HTTP API: what talks to people."""
+        c = self.config
+        self.api = Api(
+            self,
+            asyncio.get_running_loop(),
+            c.api.host,
+            c.api.port if api_port is None else api_port,
+            c.api.token,
+        )
+        self.api.start()
+        self.api_url = c.api.public_url or f"http://{c.api.host}:{self.api.port}"
+        log.info("API at %s", self.api_url)
+        if c.roster is None:
+            return
+        self.outbox = Outbox(Path(c.notify.log), self.metrics, c.notify.attempts)
+        self.dispatcher = Dispatcher(c, Roster(c.roster), self.desk, self.outbox, self.assets, self.api_url)
+        self.pipeline.ticket_listeners.append(self.dispatcher.on_ticket)
+
+    def act(
+        self, ticket_id: str, action: str, *, actor: str, note: str = "", assignee: str = ""
+    ) -> TicketEvent:
+        """A person's action (API, CLI): recorded, stored and told like any ticket event."""
+        assert self.store is not None
+        ev = self.desk.act(ticket_id, action, actor=actor, now=self.clock.now(), note=note, assignee=assignee)
+        self.store.write_tickets([ev])
+        self.pipeline._update_gauges()
+        for listen in self.pipeline.ticket_listeners:
+            listen(ev)
+        return ev
+
+    def firing_alerts(self) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        for rule in self.engine.rules:
+            for i in np.flatnonzero(self.tracker.firing(rule.key)):
+                asset = rule.assets[int(i)]
+                t = self.desk.open_ticket_for(fingerprint(rule.spec.id, asset))
+                out.append(
+                    {
+                        "rule": rule.spec.id,
+                        "asset": asset,
+                        "severity": rule.spec.severity,
+                        "ticket": t.id if t else None,
+                    }
+                )
+        return out
+
+    def asset_states(self) -> list[dict[str, object]]:
+        firing = {(a["asset"]) for a in self.firing_alerts()}
+        out: list[dict[str, object]] = []
+        now = self.clock.now()
+        for table in self.state.tables.values():
+            offline = table.offline(now)
+            for row, asset in enumerate(table.assets):
+                state = "offline" if offline[row] else "alerting" if asset in firing else "ok"
+                a = self.assets[asset]
+                out.append(
+                    {
+                        "id": asset,
+                        "name": a.label,
+                        "type": a.type,
+                        "location": a.where,
+                        "state": state,
+                        "last_good": float(table.last_good[row]),
+                    }
+                )
+        return out
+
+    async def run(self, api_port: int | None = None) -> None:
         assert self.store is not None
         self.pipeline.tickets_ready = False
         port = self.config.metrics.port if self.metrics_port is None else self.metrics_port
         bound = self.metrics.serve(self.config.metrics.host, port)
         self.metrics_url = f"http://{self.config.metrics.host}:{bound}/metrics"
         log.info("metrics at %s", self.metrics_url)
+        self._people(api_port)
         self.started.set()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -227,6 +323,10 @@ class Monitord:
                     t.cancel()
         finally:
             self.metrics.stop()
+            if self.api:
+                self.api.stop()
+            if self.outbox:
+                self.outbox.close()
             if self.mqtt:
                 self.mqtt.close()
             self.store.flush()
@@ -242,6 +342,11 @@ class Monitord:
                     await wake.wait()
             wake.clear()
             self.pipeline.tick()
+            if self.dispatcher is not None and self.pipeline.tickets_ready:
+                escalations = self.dispatcher.check(self.clock.now())
+                if escalations:
+                    assert self.store is not None
+                    self.store.write_tickets(escalations)
             assert self.store is not None
             queued = getattr(self.store, "queued", None)
             if queued is not None:

@@ -8,6 +8,7 @@ assets[2].connection.modbus.port: must be 1..65535, got 70000``).
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import os
 import re
@@ -121,6 +122,58 @@ class AssetConfig(Strict):
         return ", ".join(f"{k} {v}" for k, v in self.location.items())
 
 
+class Contact(Strict):
+    name: str
+    webhook: str | None = Field(
+        None, pattern=r"^https?://", description="JSON POST, schema in docs/notifications.md"
+    )
+
+
+class Rotation(Strict):
+    every: Duration = 86400.0
+    handover: str = Field("08:00", pattern=r"^\d{2}:\d{2}$")
+    start: datetime.date = datetime.date(2026, 1, 1)
+
+
+class TeamConfig(Strict):
+    skills: list[str] = Field(min_length=1)
+    members: list[Contact] = Field(min_length=1)
+    lead: Contact | None = None
+    rotation: Rotation = Rotation()
+
+
+class RosterConfig(Strict):
+    timezone: str = "UTC"
+    teams: dict[str, TeamConfig]
+    duty_manager: Contact | None = None
+
+
+class Sla(Strict):
+    ack: Duration
+    start: Duration
+    resolve: Duration
+
+
+DEFAULT_SLA = {
+    "P1": Sla(ack=300, start=900, resolve=7200),
+    "P2": Sla(ack=900, start=3600, resolve=28800),
+    "P3": Sla(ack=14400, start=86400, resolve=259200),
+    "P4": Sla(ack=86400, start=604800, resolve=2592000),
+}
+
+
+class ApiConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, in_range(0, 65535)] = 9109
+    token: str | None = Field(None, description="required on write calls; never logged")
+    public_url: str | None = Field(None, description="how people reach the API, for ack links")
+
+
+class NotifyConfig(Strict):
+    log: str = "./monitord-data/notifications.db"
+    attempts: Annotated[int, in_range(1, 20)] = 6
+
+
 class EngineConfig(Strict):
     min_interval: Duration = 0.1
     max_interval: Duration = 1.0
@@ -137,6 +190,10 @@ class SiteConfig(Strict):
     profiles: list[DeviceProfile] = []
     assets: list[AssetConfig]
     rules: list[RuleSpec] = []
+    roster: RosterConfig | None = None
+    sla: dict[Literal["P1", "P2", "P3", "P4"], Sla] = {}
+    api: ApiConfig = ApiConfig()
+    notify: NotifyConfig = NotifyConfig()
     source: str = Field("", exclude=True)
 
     def profile(self, name: str) -> DeviceProfile:
@@ -147,6 +204,9 @@ class SiteConfig(Strict):
 
     def asset(self, asset_id: str) -> AssetConfig:
         return next(a for a in self.assets if a.id == asset_id)
+
+    def sla_of(self, priority: str) -> Sla:
+        return next((v for k, v in self.sla.items() if k == priority), DEFAULT_SLA[priority])
 
 
 def load_config(path: str | Path) -> SiteConfig:
@@ -294,6 +354,17 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
             elif dep == a.id:
                 out.append(problem(raw, (*where, "depends_on", j), "an asset cannot depend on itself"))
     out += _check_rules(config, raw, points_by_type, profiles, unresolved)
+    if config.roster is not None:
+        served = {s for team in config.roster.teams.values() for s in team.skills}
+        for i, r in enumerate(config.rules):
+            if r.ticket is not None and r.ticket.skill not in served:
+                out.append(
+                    problem(
+                        raw,
+                        ("rules", i, "ticket", "skill"),
+                        f"no roster team serves skill {r.ticket.skill!r}",
+                    )
+                )
     return out
 
 

@@ -40,7 +40,10 @@ def on_local_ports(config: SiteConfig, mqtt_port: int, store_path: Path) -> Site
     mqtt = config.mqtt.model_copy(update={"url": f"mqtt://127.0.0.1:{mqtt_port}"}) if config.mqtt else None
     store = config.store.model_copy(update={"path": str(store_path)})
     metrics = config.metrics.model_copy(update={"port": 0})
-    return config.model_copy(update={"assets": assets, "mqtt": mqtt, "store": store, "metrics": metrics})
+    api = config.api.model_copy(update={"port": 0})
+    notify = config.notify.model_copy(update={"log": str(store_path.parent / "notifications.db")})
+    moved = {"assets": assets, "mqtt": mqtt, "store": store, "metrics": metrics, "api": api, "notify": notify}
+    return config.model_copy(update=moved)
 
 
 def run_demo(config_path: Path, scenario_path: Path, duration: float | None, data: Path) -> int:

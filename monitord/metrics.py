@@ -53,6 +53,12 @@ class Metrics:
             "monitord_tickets_open", "Open tickets, by priority", ["priority"], registry=r
         )
         self.store_queue = Gauge("monitord_store_queued_samples", "Samples waiting to be written", registry=r)
+        self.notifications = Counter(
+            "monitord_notify_notifications_total",
+            "Notifications, by channel and outcome (sent, failed)",
+            ["channel", "outcome"],
+            registry=r,
+        )
         self.store_write_latency = Histogram(
             "monitord_store_write_duration_seconds",
             "Time to write one batch to the store",

@@ -17,16 +17,17 @@ from typing import Any
 
 from rules.engine import CompiledRule, RuleEngine
 
-from .alerts import AlertEvent, AlertTracker, Transition
+from .alerts import FIRING, PENDING, AlertEvent, AlertTracker, Transition, fingerprint
 from .clock import Clock
 from .config import AssetConfig
 from .metrics import Metrics
 from .state import StateTable
 from .store import Store
-from .tickets import TicketDesk, TicketEvent, TicketPolicyView
+from .tickets import Ticket, TicketDesk, TicketEvent, TicketPolicyView
 
 log = logging.getLogger(__name__)
 AlertListener = Callable[[AlertEvent], None]
+INHIBIT_WAIT = 30.0  # seconds a dependant's alert waits for a pending root cause upstream
 TicketListener = Callable[[TicketEvent], None]
 
 
@@ -104,6 +105,8 @@ class Pipeline:
     clock: Clock
     #: asset → point → names of coded values (from the profile), for ``{code:name}`` in summaries
     point_states: Mapping[str, Mapping[str, Mapping[int, str]]] = field(default_factory=dict)
+    #: asset → every asset it depends on, directly or not (topology for inhibition)
+    ancestors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.alert_listeners: list[AlertListener] = []
@@ -113,20 +116,50 @@ class Pipeline:
         # alerts meanwhile are held, in order, so none is lost and none opens a second ticket.
         self.tickets_ready = True
         self._held: list[AlertEvent] = []
+        self._root_rules = [r for r in self.engine.rules if r.spec.root_cause]
 
-    def decide_tickets(self) -> list[TicketEvent]:
-        """Turn held alert events into ticket events (written to the store); returns them."""
+    def decide_tickets(self, now: float | None = None) -> list[TicketEvent]:
+        """Turn held alert events into ticket events (written to the store); returns them.
+
+        Topology inhibition: a firing alert of an asset whose supply (``depends_on``, transitively)
+        has an active root-cause ticket is noted on that ticket ("explained"), not ticketed or
+        notified on its own; while such a root-cause alert is still pending, the dependant's alert
+        waits here (at most ``INHIBIT_WAIT`` seconds), so one outage is one ticket, not twenty.
+        """
+        now = self.clock.now() if now is None else now
         tickets: list[TicketEvent] = []
         held, self._held = self._held, []
         for ev in held:
             policy = self._specs[ev.rule].ticket
-            if policy is not None:
-                view = TicketPolicyView(policy.priority, policy.skill, policy.auto_resolve)
-                tickets += self.desk.on_alert(ev, view, self.assets[ev.asset].where)
+            if policy is None:
+                continue
+            if ev.state == "firing" and self.ancestors.get(ev.asset) and not self._specs[ev.rule].root_cause:
+                root, pending = self._root_cause(ev.asset)
+                if root is not None:
+                    tickets.append(self.desk.explain(root, ev))
+                    continue
+                if pending and now - ev.ts < INHIBIT_WAIT:
+                    self._held.append(ev)
+                    continue
+            view = TicketPolicyView(policy.priority, policy.skill, policy.auto_resolve)
+            tickets += self.desk.on_alert(ev, view, self.assets[ev.asset].where)
         if tickets:
             self.store.write_tickets(tickets)
             self._update_gauges()
         return tickets
+
+    def _root_cause(self, asset: str) -> tuple[Ticket | None, bool]:
+        """An active root-cause ticket upstream of ``asset``, else whether one is pending."""
+        pending = False
+        for upstream in self.ancestors.get(asset, ()):
+            for rule in self._root_rules:
+                if upstream not in rule.assets:
+                    continue
+                ticket = self.desk.open_ticket_for(fingerprint(rule.spec.id, upstream))
+                if ticket is not None:
+                    return ticket, False
+                pending |= self.tracker.state_of(rule.key, rule.assets.index(upstream)) in (PENDING, FIRING)
+        return None, pending
 
     def tick(self, now: float | None = None) -> tuple[list[AlertEvent], list[TicketEvent]]:
         now = self.clock.now() if now is None else now
@@ -147,7 +180,7 @@ class Pipeline:
         for ev in alerts:
             self.metrics.alert_events.labels(ev.state).inc()
         self._held += alerts
-        tickets = self.decide_tickets() if self.tickets_ready else []
+        tickets = self.decide_tickets(now) if self.tickets_ready else []
         if alerts:
             self.store.write_alerts(alerts)
             self._update_gauges()

@@ -1,10 +1,13 @@
 """Maintenance tickets, event-sourced: one ticket per incident.
 
 Fifth stage. ``TicketDesk.on_alert`` turns alert events into ticket events:
-a firing alert opens a ticket, or appends to the one already open for the
+a firing alert opens a ticket, or appends to the one already active for the
 same alert; a resolved alert resolves its ticket when the rule's policy says
-so. Every change is a ``TicketEvent`` written to the store; the current state
-is the fold of those events (``TicketDesk.apply``), so a restart rebuilds it.
+so. People move tickets along ``open → acknowledged → in_progress → resolved
+→ closed`` (or ``cancelled``) with ``TicketDesk.act``. Every change is a
+``TicketEvent`` with who, when and a note, written to the store; the current
+state is the fold of those events (``TicketDesk.apply``), so a restart
+rebuilds it.
 """
 
 from __future__ import annotations
@@ -17,8 +20,33 @@ from typing import Literal
 
 from .alerts import AlertEvent
 
-EventKind = Literal["opened", "appended", "resolved", "flapping"]
-TicketState = Literal["open", "resolved"]
+EventKind = Literal[
+    "opened",
+    "appended",
+    "flapping",
+    "explained",
+    "acknowledged",
+    "started",
+    "commented",
+    "assigned",
+    "escalated",
+    "resolved",
+    "closed",
+    "cancelled",
+    "reopened",
+]
+TicketState = Literal["open", "acknowledged", "in_progress", "resolved", "closed", "cancelled"]
+ACTIVE: frozenset[str] = frozenset({"open", "acknowledged", "in_progress"})
+#: What a person may do, and in which states: action → (event, new state, allowed from).
+ACTIONS: dict[str, tuple[EventKind, TicketState | None, frozenset[str]]] = {
+    "ack": ("acknowledged", "acknowledged", frozenset({"open"})),
+    "start": ("started", "in_progress", frozenset({"open", "acknowledged"})),
+    "comment": ("commented", None, ACTIVE | {"resolved"}),
+    "assign": ("assigned", None, ACTIVE),
+    "resolve": ("resolved", "resolved", ACTIVE),
+    "close": ("closed", "closed", frozenset({"resolved"})),
+    "cancel": ("cancelled", "cancelled", ACTIVE),
+}
 _ID = re.compile(r"^WO-(\d{8})-(\d{4,})$")
 
 
@@ -37,6 +65,13 @@ class TicketEvent:
     location: str = ""
     since: float = 0.0
     actor: str = "monitord"
+    note: str = ""
+    assignee: str = ""
+    level: int = 0  # escalation level this event concerns (0: the on-call person)
+
+
+class TicketActionError(ValueError):
+    """A person asked for a transition the ticket's state does not allow."""
 
 
 @dataclass
@@ -54,7 +89,15 @@ class Ticket:
     state: TicketState = "open"
     updated_at: float = 0.0
     alert_count: int = 1
+    assignee: str = ""
+    level: int = 0
+    acknowledged_at: float | None = None
+    explained: list[str] = field(default_factory=list)  # dependants' alerts this incident explains
     events: list[TicketEvent] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
 
 
 @dataclass(frozen=True)
@@ -102,10 +145,18 @@ class TicketDesk:
             return  # the same event twice (retry, second instance): lands once
         t.events.append(ev)
         t.state, t.updated_at = ev.state, ev.ts
-        if ev.event in ("opened", "appended"):
+        if ev.event in ("opened", "appended", "reopened"):
             t.alert_count += 1
             t.summary = ev.summary
-        if t.state == "open":
+        elif ev.event == "acknowledged":
+            t.acknowledged_at = ev.ts
+        elif ev.event == "explained":
+            t.explained.append(ev.note)
+        elif ev.event == "escalated":
+            t.level = max(t.level, ev.level)
+        if ev.assignee:
+            t.assignee = ev.assignee
+        if t.active:
             self._open_by_alert[fp] = t.id
         elif self._open_by_alert.get(fp) == t.id:
             del self._open_by_alert[fp]
@@ -126,10 +177,10 @@ class TicketDesk:
         if alert.state == "flapping":
             if current is None:
                 return []
-            ev = self._event(alert, current.id, current.key, "flapping", "open", policy, location)
+            ev = self._event(alert, current.id, current.key, "flapping", current.state, policy, location)
         elif alert.state == "firing":
             if current is not None:
-                ev = self._event(alert, current.id, current.key, "appended", "open", policy, location)
+                ev = self._event(alert, current.id, current.key, "appended", current.state, policy, location)
             else:
                 key = f"{alert.fingerprint}@{alert.since:.3f}"
                 ev = self._event(alert, self._new_id(alert.ts), key, "opened", "open", policy, location)
@@ -165,9 +216,66 @@ class TicketDesk:
             since=alert.since,
         )
 
+    def act(
+        self, ticket_id: str, action: str, *, actor: str, now: float, note: str = "", assignee: str = ""
+    ) -> TicketEvent:
+        """A person's action on a ticket; raises ``TicketActionError`` when the state forbids it."""
+        t = self.tickets.get(ticket_id)
+        if t is None:
+            raise KeyError(ticket_id)
+        if action not in ACTIONS:
+            raise TicketActionError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+        kind, new_state, allowed = ACTIONS[action]
+        if t.state not in allowed:
+            raise TicketActionError(f"{ticket_id} is {t.state}: cannot {action}")
+        if action == "assign" and not assignee:
+            raise TicketActionError("assign needs an assignee")
+        return self._record(t, kind, new_state or t.state, now, actor=actor, note=note, assignee=assignee)
+
+    def explain(self, root: Ticket, alert: AlertEvent) -> TicketEvent:
+        """A dependant's alert explained by a root-cause incident: noted on the root's ticket."""
+        note = f"{alert.asset}: {alert.summary} ({alert.rule})"
+        return self._record(root, "explained", root.state, alert.ts, note=note)
+
+    def escalate(self, t: Ticket, level: int, now: float, note: str) -> TicketEvent:
+        return self._record(t, "escalated", t.state, now, note=note, level=level)
+
+    def _record(
+        self,
+        t: Ticket,
+        kind: EventKind,
+        state: TicketState,
+        now: float,
+        *,
+        actor: str = "monitord",
+        note: str = "",
+        assignee: str = "",
+        level: int = 0,
+    ) -> TicketEvent:
+        ev = TicketEvent(
+            ts=now,
+            ticket=t.id,
+            key=t.key,
+            event=kind,
+            state=state,
+            asset=t.asset,
+            rule=t.rule,
+            priority=t.priority,
+            category=t.category,
+            summary=t.summary,
+            location=t.location,
+            since=t.since,
+            actor=actor,
+            note=note,
+            assignee=assignee,
+            level=level,
+        )
+        self.apply(ev)
+        return ev
+
     def open_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for t in self.tickets.values():
-            if t.state == "open":
+            if t.active:
                 counts[t.priority] = counts.get(t.priority, 0) + 1
         return counts

@@ -48,3 +48,4 @@ class RuleSpec(_Strict):
     description: str = ""
     ticket: TicketPolicy | None = TicketPolicy()
     flapping: Flapping = Flapping()
+    root_cause: bool = Field(False, description="explains alerts of assets that depend on this one")
