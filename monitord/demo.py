@@ -42,8 +42,8 @@ def on_local_ports(config: SiteConfig, mqtt_port: int, store_path: Path) -> Site
     metrics = config.metrics.model_copy(update={"port": 0})
     api = config.api.model_copy(update={"port": 0})
     notify = config.notify.model_copy(update={"log": str(store_path.parent / "notifications.db")})
-    moved = {"assets": assets, "mqtt": mqtt, "store": store, "metrics": metrics, "api": api, "notify": notify}
-    return config.model_copy(update=moved)
+    changes = {"assets": assets, "mqtt": mqtt, "store": store, "metrics": metrics, "api": api, "notify": notify}
+    return config.model_copy(update=changes)
 
 
 def run_demo(config_path: Path, scenario_path: Path, duration: float | None, data: Path) -> int:
