@@ -42,7 +42,14 @@ def on_local_ports(config: SiteConfig, mqtt_port: int, store_path: Path) -> Site
     metrics = config.metrics.model_copy(update={"port": 0})
     api = config.api.model_copy(update={"port": 0})
     notify = config.notify.model_copy(update={"log": str(store_path.parent / "notifications.db")})
-    changes = {"assets": assets, "mqtt": mqtt, "store": store, "metrics": metrics, "api": api, "notify": notify}
+    changes = {
+        "assets": assets,
+        "mqtt": mqtt,
+        "store": store,
+        "metrics": metrics,
+        "api": api,
+        "notify": notify,
+    }
     return config.model_copy(update=changes)
 
 

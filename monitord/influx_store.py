@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gzip
+import hashlib
 import json
 import logging
 import threading
@@ -115,13 +116,17 @@ class InfluxStore:
             self._lock.notify()
 
     def write_tickets(self, events: Sequence[TicketEvent]) -> None:
-        lines = [
-            f"ticket,site={_tag(self.site)},asset={_tag(t.asset)},ticket={_tag(t.ticket)},"
-            f"priority={_tag(t.priority)},category={_tag(t.category)},event={_tag(t.event)} "
-            f"state={_text(t.state)},summary={_text(t.summary)},body={_text(json.dumps(dataclasses.asdict(t)))}"
-            f" {round(t.ts * 1000)}"
-            for t in events
-        ]
+        lines = []
+        for t in events:
+            body = json.dumps(dataclasses.asdict(t), sort_keys=True)
+            # eid: distinct events of one ticket in one millisecond stay distinct; the same event
+            # written twice has the same eid and lands once.
+            eid = hashlib.sha1(body.encode()).hexdigest()[:12]
+            lines.append(
+                f"ticket,site={_tag(self.site)},asset={_tag(t.asset)},ticket={_tag(t.ticket)},"
+                f"priority={_tag(t.priority)},category={_tag(t.category)},event={_tag(t.event)},eid={eid} "
+                f"state={_text(t.state)},summary={_text(t.summary)},body={_text(body)} {round(t.ts * 1000)}"
+            )
         with self._lock:
             self._events.extend(lines)
             self._lock.notify()

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS alert_events (
     UNIQUE (rule, asset, ts, state));
 CREATE TABLE IF NOT EXISTS ticket_events (
     ts REAL NOT NULL, ticket TEXT NOT NULL, event TEXT NOT NULL, body TEXT NOT NULL,
-    UNIQUE (ticket, ts, event));
+    UNIQUE (ticket, ts, event, body));
 """
 
 

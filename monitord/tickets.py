@@ -141,8 +141,8 @@ class TicketDesk:
             if m := _ID.match(ev.ticket):
                 day, number = m.group(1), int(m.group(2))
                 self._last_number[day] = max(self._last_number.get(day, 0), number)
-        if any(e.ts == ev.ts and e.event == ev.event for e in t.events):
-            return  # the same event twice (retry, second instance): lands once
+        if ev in t.events:
+            return  # the very same event twice (retry, second instance): lands once
         t.events.append(ev)
         t.state, t.updated_at = ev.state, ev.ts
         if ev.event in ("opened", "appended", "reopened"):

@@ -51,13 +51,35 @@ class SimulatedSite:
     def inject(self, asset: str, fault: str) -> None:
         self.models[asset].faults.add(fault)
         self._told(asset, fault, True)
+        if fault == "outage":
+            for dependant in self._fed_by(asset):  # what the feeder supplies loses power too
+                self.models[dependant].faults.add(self._blackout(dependant))
 
     def clear(self, asset: str, fault: str) -> None:
         self.models[asset].faults.discard(fault)
+        if fault == "outage":
+            for dependant in self._fed_by(asset):
+                self.models[dependant].faults.discard(self._blackout(dependant))
         if fault == "silent":
             for s in self.servers:
                 s.resume()
         self._told(asset, fault, False)
+
+    def _fed_by(self, feeder: str) -> list[str]:
+        """Assets that depend on ``feeder``, directly or not."""
+        out: list[str] = []
+        todo = [feeder]
+        while todo:
+            up = todo.pop()
+            for a in self.config.assets:
+                if up in a.depends_on and a.id not in out:
+                    out.append(a.id)
+                    todo.append(a.id)
+        return out
+
+    def _blackout(self, asset: str) -> str:
+        """How an asset shows a lost supply: elevators go to battery, the rest fall silent."""
+        return "power_cut" if self.models[asset].knows("power_cut") else "offline"
 
     def _told(self, asset: str, fault: str, active: bool) -> None:
         log.info("simulator: %s %s on %s", "inject" if active else "clear", fault, asset)

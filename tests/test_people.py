@@ -1,0 +1,227 @@
+"""Tickets, people and notifications: lifecycle, roster, and the acceptance paths end to end.
+
+End-to-end tests use real sockets all the way: simulators over Modbus TCP and
+MQTT (Mosquitto), the daemon, a real HTTP server receiving the webhooks, and
+the daemon's HTTP API for acknowledging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitord.alerts import AlertEvent
+from monitord.config import Contact, RosterConfig, SiteConfig, Sla, TeamConfig
+from monitord.roster import Roster
+from monitord.tickets import TicketActionError, TicketDesk, TicketPolicyView
+from tests.conftest import demo_site, eventually, run
+from tests.test_end_to_end import good, running
+from tests.webhook_support import WebhookReceiver
+
+SKILLS = ("elevator", "plumbing", "hvac", "electrical", "it", "energy")
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def webhooks() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+def with_people(config: SiteConfig, hooks: WebhookReceiver, tmp_path: Path, ack: float = 6.0) -> SiteConfig:
+    """A roster with one on-call person per skill, a lead and a duty manager, all on webhooks."""
+    teams = {
+        s: TeamConfig(
+            skills=[s],
+            members=[Contact(name=f"{s}-tech", webhook=hooks.url(f"{s}-tech"))],
+            lead=Contact(name=f"{s}-lead", webhook=hooks.url(f"{s}-lead")),
+        )
+        for s in SKILLS
+    }
+    roster = RosterConfig(teams=teams, duty_manager=Contact(name="duty-manager", webhook=hooks.url("duty")))
+    fast = Sla(ack=ack, start=60, resolve=600)
+    return config.model_copy(
+        update={
+            "roster": roster,
+            "sla": {"P1": fast, "P2": fast},
+            "api": config.api.model_copy(update={"token": TOKEN, "port": 0}),
+            "notify": config.notify.model_copy(update={"log": str(tmp_path / "notifications.db")}),
+        }
+    )
+
+
+def post(url: str, body: dict[str, Any], token: str | None = TOKEN) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+# -- pure logic ------------------------------------------------------------------------------
+
+
+def test_lifecycle_allows_only_what_the_state_allows() -> None:
+    desk = TicketDesk()
+    alert = AlertEvent(1000.0, "pump.dry_run", "P1", "firing", "critical", 995.0, "dry")
+    [opened] = desk.on_alert(alert, TicketPolicyView("P1", "plumbing", True), "B2")
+    tid = opened.ticket
+    with pytest.raises(TicketActionError):
+        desk.act(tid, "close", actor="wang", now=1001)  # only a resolved ticket can be closed
+    for action, state in (
+        ("ack", "acknowledged"),
+        ("start", "in_progress"),
+        ("comment", "in_progress"),
+        ("resolve", "resolved"),
+        ("close", "closed"),
+    ):
+        ev = desk.act(tid, action, actor="wang", now=1002 + len(desk.tickets[tid].events), note=action)
+        assert (ev.actor, desk.tickets[tid].state) == ("wang", state)
+    with pytest.raises(TicketActionError):
+        desk.act(tid, "ack", actor="wang", now=2000)
+    rebuilt = TicketDesk()
+    rebuilt.restore(desk.tickets[tid].events)
+    assert rebuilt.tickets[tid].state == "closed" and rebuilt.tickets[tid].acknowledged_at == 1003
+
+
+def test_rotation_picks_the_person_on_shift() -> None:
+    team = TeamConfig(
+        skills=["elevator"],
+        members=[Contact(name="a"), Contact(name="b"), Contact(name="c")],
+        lead=Contact(name="lead"),
+        rotation={"every": "1d", "handover": "08:00", "start": "2026-11-01"},
+    )
+    roster = Roster(
+        RosterConfig(timezone="Asia/Shanghai", teams={"lift": team}, duty_manager=Contact(name="dm"))
+    )
+    tz = dt.timezone(dt.timedelta(hours=8))
+    at = dt.datetime(2026, 11, 22, 9, 0, tzinfo=tz).timestamp()  # 21 days after the start: 21 % 3 == 0
+    assert roster.oncall("elevator", at).name == "a"  # type: ignore[union-attr]
+    before_handover = dt.datetime(2026, 11, 22, 7, 59, tzinfo=tz).timestamp()
+    assert roster.oncall("elevator", before_handover).name == "c"  # type: ignore[union-attr]
+    assert [c.name for c in roster.chain("elevator", at)] == ["a", "lead", "dm"]
+
+
+# -- end to end --------------------------------------------------------------------------------
+
+
+def test_entrapment_notifies_escalates_and_stops_at_acknowledgement(
+    tmp_path: Path, mosquitto: int, webhooks: WebhookReceiver
+) -> None:
+    config = with_people(demo_site(tmp_path, mosquitto), webhooks, tmp_path, ack=6.0)
+
+    async def scenario() -> None:
+        async with running(config) as (site, app):
+            await eventually(lambda: good(app, "A-E2", "speed"), 15)
+            site.inject("A-E2", "entrapment")
+            [ticket] = await eventually(lambda: list(app.desk.tickets.values()), 60)
+            assert ticket.rule == "elevator.entrapment_between_floors" and ticket.priority == "P1"
+            await eventually(lambda: webhooks.to("elevator-tech"), 5)
+            arrived = webhooks.received[0][0]
+            assert arrived - ticket.opened_at < 2.0, "the on-call technician hears within seconds"
+            body = webhooks.to("elevator-tech")[0]
+            assert body["ticket"] == ticket.id and body["asset"] == "A-E2" and "shaft 2" in body["location"]
+            assert "trapped between floors" in body["summary"] and body["ack_url"].endswith(
+                f"/{ticket.id}/ack"
+            )
+            await eventually(lambda: webhooks.to("elevator-lead"), 10)  # nobody acknowledged in 6 s
+            assert not webhooks.to("duty")
+            api = app.api_url
+            ack = f"{api}/tickets/{ticket.id}/ack"
+
+            async def acknowledge(
+                body: dict[str, Any], token: str | None = TOKEN
+            ) -> tuple[int, dict[str, Any]]:
+                return await asyncio.to_thread(post, ack, body, token)  # the API waits on this loop
+
+            assert (await acknowledge({"actor": "wang"}, token=None))[0] == 401
+            assert (await acknowledge({"actor": "wang"}, token="wrong"))[0] == 401
+            status, ev = await acknowledge({"actor": "wang", "note": "on my way"})
+            assert status == 200 and ev["event"] == "acknowledged"
+            assert (await acknowledge({"actor": "wang"}))[0] == 409
+            await asyncio.sleep(8)  # past the next escalation point: nobody more is chased
+            assert not webhooks.to("duty")
+            shown = await asyncio.to_thread(get, f"{api}/tickets/{ticket.id}")
+            assert shown["state"] == "acknowledged"
+            assert [e["event"] for e in shown["events"]] == ["opened", "escalated", "acknowledged"]
+            listed = await asyncio.to_thread(get, f"{api}/tickets?state=acknowledged")
+            assert [t["id"] for t in listed] == [ticket.id]
+            assets = await asyncio.to_thread(get, f"{api}/assets")
+            assert {a["asset"] if "asset" in a else a["id"] for a in assets} >= {"A-E2", "A-P1"}
+
+    run(scenario(), timeout=150)
+    assert len(webhooks.to("elevator-tech")) == 1 and len(webhooks.to("elevator-lead")) == 1
+
+
+def test_feeder_outage_is_one_ticket_and_explains_its_dependants(
+    tmp_path: Path, mosquitto: int, webhooks: WebhookReceiver
+) -> None:
+    config = with_people(demo_site(tmp_path, mosquitto), webhooks, tmp_path, ack=120.0)
+
+    async def scenario() -> None:
+        async with running(config) as (site, app):
+            await eventually(lambda: good(app, "A-PM-MAIN", "voltage_l1") and good(app, "A-P1", "flow"), 15)
+            site.inject("A-PM-MAIN", "outage")  # the lifts go to battery, the pumps fall silent
+            [ticket] = await eventually(lambda: list(app.desk.tickets.values()), 20)
+            assert (ticket.asset, ticket.rule, ticket.priority) == ("A-PM-MAIN", "power.outage", "P1")
+            dependants = {"A-E1", "A-E2", "A-P1", "A-P2"}
+            try:
+                await eventually(lambda: {n.split(":")[0] for n in ticket.explained} >= dependants, 30)
+            except AssertionError:
+                fired = [(a.asset, a.rule) for a in app.store.alert_events()] if app.store else []
+                raise AssertionError(
+                    f"explained {ticket.explained}; held {app.pipeline._held}; "
+                    f"tickets {list(app.desk.tickets)}; alerts {fired}"
+                ) from None
+            await asyncio.sleep(3)
+            assert len(app.desk.tickets) == 1, "one ticket, not twenty"
+
+    run(scenario(), timeout=120)
+    paths = {p for _t, p, _b in webhooks.received}
+    assert paths == {"/electrical-tech"}, "the dependants' alerts notify nobody"
+
+
+def test_restart_mid_incident_keeps_the_ticket_and_sends_nothing_twice(
+    tmp_path: Path, mosquitto: int, webhooks: WebhookReceiver
+) -> None:
+    config = with_people(demo_site(tmp_path, mosquitto), webhooks, tmp_path, ack=300.0)
+
+    async def first() -> str:
+        async with running(config) as (site, app):
+            await eventually(lambda: good(app, "A-P1", "flow"), 15)
+            site.inject("A-P1", "dry_run")
+            [ticket] = await eventually(lambda: list(app.desk.tickets.values()), 30)
+            await eventually(lambda: webhooks.to("plumbing-tech"), 5)
+            return ticket.id
+
+    tid = run(first(), timeout=90)
+
+    async def second() -> None:
+        async with running(config) as (site, app):
+            site.inject("A-P1", "dry_run")  # the fault is still there after the restart
+            await eventually(lambda: tid in app.desk.tickets and app.pipeline.tickets_ready, 15)
+            await asyncio.sleep(12)  # long enough for the alert to fire again
+            assert list(app.desk.tickets) == [tid]
+            assert app.desk.tickets[tid].state == "open"
+
+    run(second(), timeout=90)
+    assert len(webhooks.to("plumbing-tech")) == 1
