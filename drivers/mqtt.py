@@ -181,3 +181,10 @@ class MqttDriver:
         self._closing = True
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def publish_once(host: str, port: int, topic: str, payload: str) -> None:
+    """One message, QoS 1, on a connection of its own (notifications to duty-room panels)."""
+    import paho.mqtt.publish as publish
+
+    publish.single(topic, payload, qos=1, hostname=host, port=port, client_id="")

@@ -28,7 +28,7 @@ from .config import AssetConfig, SiteConfig
 from .dispatch import Dispatcher
 from .errors import StoreError
 from .metrics import Metrics
-from .notify import Outbox
+from .notify import Outbox, channels
 from .pipeline import Pipeline
 from .roster import Roster
 from .state import AssetSlot, StateTable
@@ -246,7 +246,10 @@ class Monitord:
         log.info("API at %s", self.api_url)
         if c.roster is None:
             return
-        self.outbox = Outbox(Path(c.notify.log), self.metrics, c.notify.attempts)
+        broker = c.mqtt.host_port if c.mqtt else None
+        self.outbox = Outbox(
+            Path(c.notify.log), channels(c.notify.smtp, broker), self.metrics, c.notify.attempts
+        )
         self.dispatcher = Dispatcher(c, Roster(c.roster), self.desk, self.outbox, self.assets, self.api_url)
         self.pipeline.ticket_listeners.append(self.dispatcher.on_ticket)
 

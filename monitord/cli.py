@@ -136,9 +136,63 @@ def _open_store(args: argparse.Namespace) -> Store:
     return SqliteStore(path, writer=False)
 
 
+def _cmd_ticket_action(args: argparse.Namespace) -> int:
+    """The duty desk's actions go through the daemon's API, so the daemon sees and tells them."""
+    import json
+    import os
+    import urllib.error
+    import urllib.request
+
+    api = args.api or os.environ.get("MONITORD_API", "http://127.0.0.1:9109")
+    token = args.token or os.environ.get("MONITORD_TOKEN", "")
+    body = {"actor": args.actor or os.environ.get("USER", "cli"), "note": args.note or ""}
+    if getattr(args, "assignee", None):
+        body["assignee"] = args.assignee
+    request = urllib.request.Request(
+        f"{api.rstrip('/')}/tickets/{args.id}/{args.action}",
+        method="POST",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            ev = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        print(
+            f"monitord: {args.action} {args.id}: {json.loads(exc.read()).get('error', exc.code)}",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as exc:
+        print(f"monitord: cannot reach the daemon's API at {api}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{ev['ticket']}: {ev['event']} by {ev['actor']} — now {ev['state']}")
+    return 0
+
+
+def _cmd_oncall(args: argparse.Namespace) -> int:
+    from .roster import Roster
+
+    config = load_config(args.config)
+    if config.roster is None:
+        print("no roster in this config", file=sys.stderr)
+        return 1
+    at = parse_time(args.at) if args.at else time.time()
+    roster = Roster(config.roster)
+    for name, team in config.roster.teams.items():
+        chain = roster.chain(team.skills[0], at)
+        print(
+            f"{name:14} {', '.join(team.skills):28} on call: {chain[0].name if chain else '-'}"
+            + (f"  then {', '.join(c.name for c in chain[1:])}" if len(chain) > 1 else "")
+        )
+    return 0
+
+
 def _cmd_tickets(args: argparse.Namespace) -> int:
     from .tickets import TicketDesk
 
+    if args.action not in ("list", "show"):
+        return _cmd_ticket_action(args)
     store = _open_store(args)
     desk = TicketDesk()
     try:
@@ -369,7 +423,23 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--open", action="store_true", help="open tickets only")
     ts = tsub.add_parser("show")
     ts.add_argument("id")
+    from .tickets import ACTIONS
+
+    for action in ACTIONS:
+        ta = tsub.add_parser(action, help=f"{action} a ticket through the daemon's API")
+        ta.add_argument("id")
+        ta.add_argument("--note", help="what you did or saw")
+        ta.add_argument("--actor", help="who (default: $USER)")
+        ta.add_argument("--api", help="daemon API (default $MONITORD_API or http://127.0.0.1:9109)")
+        ta.add_argument("--token", help="API token (default $MONITORD_TOKEN)")
+        if action == "assign":
+            ta.add_argument("assignee")
     t.set_defaults(fn=_cmd_tickets)
+
+    oc = sub.add_parser("oncall", help="who is on call for each team")
+    oc.add_argument("config")
+    oc.add_argument("--at", help="epoch seconds or ISO time (default: now)")
+    oc.set_defaults(fn=_cmd_oncall)
     return p
 
 

@@ -27,7 +27,7 @@ from rules.spec import RuleSpec
 from .errors import ConfigError
 from .profiles import AssetType, DeviceProfile, Strict, in_range
 from .units import Duration
-from .yamlio import LineDict, load_yaml, problem
+from .yamlio import LineDict, expand_env, load_yaml, problem
 
 CONFIG_DIR = Path(os.environ.get("MONITORD_CONFIG_DIR", Path(__file__).resolve().parent.parent / "config"))
 Port = Annotated[int, in_range(1, 65535)]
@@ -122,11 +122,50 @@ class AssetConfig(Strict):
         return ", ".join(f"{k} {v}" for k, v in self.location.items())
 
 
+class SignedRobot(Strict):
+    url: str = Field(pattern=r"^https?://")
+    secret: str | None = Field(None, description="signing secret (DingTalk, Feishu)")
+
+
+class SmtpConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, in_range(1, 65535)] = 25
+    sender: str = "monitord@localhost"
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+
+
+URL = r"^https?://"
+
+
 class Contact(Strict):
+    """A person and the channels they carry; every channel given is used."""
+
     name: str
-    webhook: str | None = Field(
-        None, pattern=r"^https?://", description="JSON POST, schema in docs/notifications.md"
-    )
+    webhook: str | None = Field(None, pattern=URL, description="JSON POST, schema in docs/notifications.md")
+    wecom: str | None = Field(None, pattern=URL, description="企业微信 group robot URL")
+    dingtalk: SignedRobot | None = Field(None, description="钉钉 robot, signed when a secret is given")
+    feishu: SignedRobot | None = Field(None, description="飞书 robot, signed when a secret is given")
+    slack: str | None = Field(None, pattern=URL, description="Slack incoming webhook URL")
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
+    mqtt: str | None = Field(None, description="topic on the site's broker, e.g. for a duty-room panel")
+    console: bool = Field(False, description="print to the daemon's terminal (demo, duty desk)")
+
+    def channels(self) -> list[tuple[str, str]]:
+        """(channel, address) for every channel this person carries."""
+        out = []
+        for kind in ("webhook", "wecom", "slack", "email", "mqtt"):
+            value = getattr(self, kind)
+            if value:
+                out.append((kind, value))
+        for kind in ("dingtalk", "feishu"):
+            robot = getattr(self, kind)
+            if robot:
+                out.append((kind, robot.url + ("#" + robot.secret if robot.secret else "")))
+        if self.console:
+            out.append(("console", ""))
+        return out
 
 
 class Rotation(Strict):
@@ -172,6 +211,7 @@ class ApiConfig(Strict):
 class NotifyConfig(Strict):
     log: str = "./monitord-data/notifications.db"
     attempts: Annotated[int, in_range(1, 20)] = 6
+    smtp: SmtpConfig = SmtpConfig()
 
 
 class EngineConfig(Strict):
@@ -215,6 +255,8 @@ def load_config(path: str | Path) -> SiteConfig:
     raw = load_yaml(path, search=(CONFIG_DIR, PACKS_DIR.parent.parent))
     if not isinstance(raw, dict):
         raise ConfigError([problem(raw, (), "the file must hold a mapping (site:, assets:, ...)")])
+    if unset := expand_env(raw):
+        raise ConfigError(unset)
     try:
         config = SiteConfig.model_validate(raw)
     except ValidationError as exc:

@@ -65,7 +65,7 @@ class Dispatcher:
 
     @staticmethod
     def _channels(person: Contact) -> list[tuple[str, str]]:
-        return [("webhook", person.webhook)] if person.webhook else []
+        return person.channels()
 
     def _message(
         self, t: Ticket, person: Contact, channel: str, address: str, level: int, event: str

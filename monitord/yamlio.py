@@ -8,6 +8,8 @@ included into a list is spliced in); the included nodes keep their own file.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +167,30 @@ def problem(root: Any, loc: tuple[Any, ...], message: str) -> str:
     where = f"{_short(mark[0])}:{mark[1]}" if mark else "<config>"
     path = format_path(loc)
     return f"{where} {path}: {message}" if path else f"{where} {message}"
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(node: Any, loc: tuple[Any, ...] = (), root: Any = None) -> list[str]:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string, in place; problems for unset names.
+
+    Secrets (tokens, robot URLs) stay out of the YAML this way.
+    """
+    root = node if root is None else root
+    problems: list[str] = []
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in list(items):
+        if isinstance(value, str) and "${" in value:
+            missing = [
+                m.group(1)
+                for m in _ENV.finditer(value)
+                if m.group(1) not in os.environ and m.group(2) is None
+            ]
+            node[key] = _ENV.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
+            problems += [
+                problem(root, (*loc, key), f"environment variable {name} is not set") for name in missing
+            ]
+        elif isinstance(value, dict | list):
+            problems += expand_env(value, (*loc, key), root)
+    return problems

@@ -67,6 +67,7 @@ def test_demo_runs_and_exits_zero(tmp_path: Path) -> None:
     assert "SIMULATOR injects dry_run on A-P1" in out.stdout
     assert "ALERT  FIRING   critical pump.dry_run" in out.stdout  # fires ~5 s after the fault at 6 s
     assert "TICKET OPENED" in out.stdout
+    assert "NOTIFY → Zhang (plumber): [P1]" in out.stdout  # the on-call plumber is told
     assert "Traceback" not in out.stderr
     listing = subprocess.run(
         [sys.executable, "-m", "monitord.cli", "tickets", "--store", str(tmp_path / "demo.db"), "list"],

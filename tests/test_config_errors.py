@@ -186,3 +186,15 @@ def test_check_command_exits_2_and_prints_each_problem(tmp_path: Path) -> None:
     )
     assert ok.returncode == 0, ok.stderr
     assert "8 assets" in ok.stdout
+
+
+def test_environment_variables_fill_secrets_and_unset_ones_are_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = GOOD.replace('url: "mqtt://127.0.0.1:1883"', 'url: "${BROKER_URL}"')
+    monkeypatch.setenv("BROKER_URL", "mqtt://10.0.0.9:1884")
+    assert load_config(write(tmp_path, text)).mqtt.url == "mqtt://10.0.0.9:1884"  # type: ignore[union-attr]
+    monkeypatch.delenv("BROKER_URL")
+    assert problems(tmp_path, text) == ["site.yaml:2 mqtt.url: environment variable BROKER_URL is not set"]
+    with_default = GOOD.replace('url: "mqtt://127.0.0.1:1883"', 'url: "${BROKER_URL:-mqtt://127.0.0.1:1999}"')
+    assert load_config(write(tmp_path, with_default)).mqtt.url == "mqtt://127.0.0.1:1999"  # type: ignore[union-attr]
