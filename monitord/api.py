@@ -21,7 +21,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import ValidationError
+
+from .config import Matcher
 from .tickets import ACTIONS, Ticket, TicketActionError
+from .units import parse_duration
 
 if TYPE_CHECKING:
     from .app import Monitord
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _ACTION = re.compile(r"^/tickets/([^/]+)/(" + "|".join(ACTIONS) + r")$")
+_SILENCE = re.compile(r"^/silences(?:/([^/]+)/expire)?$")
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -83,6 +88,24 @@ OPENAPI: dict[str, Any] = {
         "/alerts": {"get": {"summary": "alerts firing now", "responses": {"200": {"description": "alerts"}}}},
         "/assets": {
             "get": {"summary": "assets with their state", "responses": {"200": {"description": "assets"}}}
+        },
+        "/silences": {
+            "get": {
+                "summary": "silences, active and expired",
+                "responses": {"200": {"description": "silences"}},
+            },
+            "post": {
+                "summary": "add a silence: matcher, author, reason, expires_in (required)",
+                "security": [{"token": []}],
+                "responses": {"201": {"description": "the silence"}, "400": {"description": "incomplete"}},
+            },
+        },
+        "/silences/{id}/expire": {
+            "post": {
+                "summary": "end a silence now",
+                "security": [{"token": []}],
+                "responses": {"200": {"description": "the silence"}},
+            }
         },
     },
 }
@@ -180,9 +203,12 @@ class Api:
                 return 200, self.call(self.app.firing_alerts)
             if path == "/assets":
                 return 200, self.call(self.app.asset_states)
+            if path == "/silences":
+                return 200, self.call(self._silences)
             return 404, {"error": "not found"}
         m = _ACTION.match(path)
-        if method != "POST" or m is None:
+        silence = _SILENCE.match(path)
+        if method != "POST" or (m is None and silence is None):
             return 404, {"error": "not found"}
         if not self._authorised(h):
             return 401, {"error": "write calls need Authorization: Bearer <api.token>"}
@@ -191,6 +217,9 @@ class Api:
             body = json.loads(h.rfile.read(length) or b"{}") if length else {}
         except ValueError:
             return 400, {"error": "body must be JSON"}
+        if silence is not None:
+            return self._silence_call(silence.group(1), body)
+        assert m is not None
         ticket_id, action = m.group(1), m.group(2)
         try:
             ev = self.call(
@@ -207,6 +236,39 @@ class Api:
         except TicketActionError as exc:
             return 409, {"error": str(exc)}
         return 200, asdict(ev)
+
+    def _silences(self) -> list[dict[str, Any]]:
+        mute = self.app.pipeline.mute
+        now = self.app.clock.now()
+        return [
+            {**asdict(s), "matcher": s.matcher.model_dump(), "active": s.active(now)}
+            for s in (mute.silences if mute else [])
+        ]
+
+    def _silence_call(self, silence_id: str | None, body: dict[str, Any]) -> tuple[int, Any]:
+        mute = self.app.pipeline.mute
+        if mute is None:
+            return 404, {"error": "no muting here"}
+        try:
+            if silence_id:
+                s = self.call(lambda: mute.expire(silence_id, self.app.clock.now()))
+                return 200, {**asdict(s), "matcher": s.matcher.model_dump()}
+            matcher = Matcher.model_validate(body.get("matcher") or {})
+            seconds = parse_duration(body.get("expires_in") or 0)
+            s = self.call(
+                lambda: mute.add_silence(
+                    matcher,
+                    str(body.get("author") or ""),
+                    str(body.get("reason") or ""),
+                    seconds,
+                    self.app.clock.now(),
+                )
+            )
+        except KeyError:
+            return 404, {"error": f"no silence {silence_id}"}
+        except (ValueError, ValidationError) as exc:
+            return 400, {"error": str(exc)}
+        return 201, {**asdict(s), "matcher": s.matcher.model_dump()}
 
     def _authorised(self, h: http.server.BaseHTTPRequestHandler) -> bool:
         if not self.token:

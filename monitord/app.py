@@ -28,6 +28,7 @@ from .config import AssetConfig, SiteConfig
 from .dispatch import Dispatcher
 from .errors import StoreError
 from .metrics import Metrics
+from .mute import MuteStages
 from .notify import Outbox, channels
 from .pipeline import Pipeline
 from .roster import Roster
@@ -141,6 +142,11 @@ class Monitord:
             self.clock,
             states,
             ancestors(c),
+            MuteStages(
+                c.maintenance,
+                Path(c.notify.log) if self.with_drivers else None,
+                c.roster.timezone if c.roster else "UTC",
+            ),
         )
         self.outbox: Outbox | None = None
         self.dispatcher: Dispatcher | None = None

@@ -136,8 +136,10 @@ def _open_store(args: argparse.Namespace) -> Store:
     return SqliteStore(path, writer=False)
 
 
-def _cmd_ticket_action(args: argparse.Namespace) -> int:
-    """The duty desk's actions go through the daemon's API, so the daemon sees and tells them."""
+def _api_call(
+    args: argparse.Namespace, method: str, path: str, body: dict[str, object] | None = None
+) -> object:
+    """Call the daemon's API as the duty desk; raises MonitordError with the daemon's own words."""
     import json
     import os
     import urllib.error
@@ -145,27 +147,59 @@ def _cmd_ticket_action(args: argparse.Namespace) -> int:
 
     api = args.api or os.environ.get("MONITORD_API", "http://127.0.0.1:9109")
     token = args.token or os.environ.get("MONITORD_TOKEN", "")
-    body = {"actor": args.actor or os.environ.get("USER", "cli"), "note": args.note or ""}
-    if getattr(args, "assignee", None):
-        body["assignee"] = args.assignee
+    data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
-        f"{api.rstrip('/')}/tickets/{args.id}/{args.action}",
-        method="POST",
-        data=json.dumps(body).encode(),
+        f"{api.rstrip('/')}{path}",
+        method=method,
+        data=data,
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     try:
         with urllib.request.urlopen(request, timeout=15) as response:
-            ev = json.loads(response.read())
+            return json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        print(
-            f"monitord: {args.action} {args.id}: {json.loads(exc.read()).get('error', exc.code)}",
-            file=sys.stderr,
-        )
-        return 1
+        raise MonitordError(f"{path}: {json.loads(exc.read()).get('error', exc.code)}") from None
     except OSError as exc:
-        print(f"monitord: cannot reach the daemon's API at {api}: {exc}", file=sys.stderr)
-        return 1
+        raise MonitordError(f"cannot reach the daemon's API at {api}: {exc}") from None
+
+
+def _cmd_silence(args: argparse.Namespace) -> int:
+    import os
+
+    if args.action == "add":
+        matcher = {"assets": args.asset or [], "rules": args.rule or [], "types": args.type or []}
+        body = {
+            "matcher": matcher,
+            "author": args.author or os.environ.get("USER", "cli"),
+            "reason": args.reason,
+            "expires_in": args.duration,
+        }
+        s = _api_call(args, "POST", "/silences", body)
+        assert isinstance(s, dict)
+        print(f"silence {s['id']} until {time.strftime('%Y-%m-%d %H:%M', time.localtime(s['expires']))}")
+        return 0
+    if args.action == "expire":
+        _api_call(args, "POST", f"/silences/{args.id}/expire", {})
+        print(f"silence {args.id} expired")
+        return 0
+    listed = _api_call(args, "GET", "/silences")
+    assert isinstance(listed, list)
+    for s in listed:
+        state = "active " if s["active"] else "expired"
+        until = time.strftime("%Y-%m-%d %H:%M", time.localtime(s["expires"]))
+        print(f"{s['id']}  {state} until {until}  {s['author']}: {s['reason']}  {s['matcher']}")
+    return 0
+
+
+def _cmd_ticket_action(args: argparse.Namespace) -> int:
+    """The duty desk's actions go through the daemon's API, so the daemon sees and tells them."""
+    import os
+
+    body: dict[str, object] = {"actor": args.actor or os.environ.get("USER", "cli"), "note": args.note or ""}
+    if getattr(args, "assignee", None):
+        body["assignee"] = args.assignee
+    ev = _api_call(args, "POST", f"/tickets/{args.id}/{args.action}", body)
+    assert isinstance(ev, dict)
     print(f"{ev['ticket']}: {ev['event']} by {ev['actor']} — now {ev['state']}")
     return 0
 
@@ -435,6 +469,24 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "assign":
             ta.add_argument("assignee")
     t.set_defaults(fn=_cmd_tickets)
+
+    si = sub.add_parser("silence", help="silences: mute matching alerts for a while, with a reason")
+    si.add_argument("--api", help="daemon API (default $MONITORD_API or http://127.0.0.1:9109)")
+    si.add_argument("--token", help="API token (default $MONITORD_TOKEN)")
+    sisub = si.add_subparsers(dest="action", required=True)
+    sa = sisub.add_parser("add")
+    sa.add_argument("--asset", action="append", help="asset id (repeatable)")
+    sa.add_argument("--rule", action="append", help="rule id or glob such as 'pump.*' (repeatable)")
+    sa.add_argument("--type", action="append", help="asset type (repeatable)")
+    sa.add_argument(
+        "--for", dest="duration", required=True, help="how long, e.g. 2h: no silence without expiry"
+    )
+    sa.add_argument("--reason", required=True)
+    sa.add_argument("--author", help="who (default: $USER)")
+    sisub.add_parser("list")
+    se = sisub.add_parser("expire")
+    se.add_argument("id")
+    si.set_defaults(fn=_cmd_silence)
 
     oc = sub.add_parser("oncall", help="who is on call for each team")
     oc.add_argument("config")

@@ -214,6 +214,38 @@ class NotifyConfig(Strict):
     smtp: SmtpConfig = SmtpConfig()
 
 
+class Matcher(Strict):
+    """Which alerts: every given part must match (rules as glob patterns, e.g. ``pump.*``)."""
+
+    assets: list[str] = []
+    types: list[str] = []
+    tags: list[str] = []
+    rules: list[str] = []
+
+
+class WeeklySlot(Strict):
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
+    start: str = Field(pattern=r"^\d{2}:\d{2}$")
+    end: str = Field(pattern=r"^\d{2}:\d{2}$")
+
+
+class MaintenanceWindow(Strict):
+    """定期保养: alerts are recorded but open no tickets and notify no one."""
+
+    id: str
+    match: Matcher
+    reason: str = ""
+    weekly: list[WeeklySlot] = []
+    start: datetime.datetime | None = None
+    end: datetime.datetime | None = None
+
+    @model_validator(mode="after")
+    def _when(self) -> MaintenanceWindow:
+        if not self.weekly and (self.start is None or self.end is None):
+            raise PydanticCustomError("window", "give weekly slots, or start and end")
+        return self
+
+
 class EngineConfig(Strict):
     min_interval: Duration = 0.1
     max_interval: Duration = 1.0
@@ -234,6 +266,7 @@ class SiteConfig(Strict):
     sla: dict[Literal["P1", "P2", "P3", "P4"], Sla] = {}
     api: ApiConfig = ApiConfig()
     notify: NotifyConfig = NotifyConfig()
+    maintenance: list[MaintenanceWindow] = []
     source: str = Field("", exclude=True)
 
     def profile(self, name: str) -> DeviceProfile:

@@ -46,6 +46,12 @@ class Metrics:
         self.alerts_firing = Gauge(
             "monitord_alerts_firing", "Alerts firing now, by severity", ["severity"], registry=r
         )
+        self.alerts_muted = Counter(
+            "monitord_alerts_muted_total",
+            "Firing alerts kept from people, by reason (maintenance, silence)",
+            ["reason"],
+            registry=r,
+        )
         self.alert_events = Counter(
             "monitord_alerts_events_total", "Alert transitions, by state", ["state"], registry=r
         )

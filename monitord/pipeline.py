@@ -21,6 +21,7 @@ from .alerts import FIRING, PENDING, AlertEvent, AlertTracker, Transition, finge
 from .clock import Clock
 from .config import AssetConfig
 from .metrics import Metrics
+from .mute import MuteStages
 from .state import StateTable
 from .store import Store
 from .tickets import Ticket, TicketDesk, TicketEvent, TicketPolicyView
@@ -107,6 +108,7 @@ class Pipeline:
     point_states: Mapping[str, Mapping[str, Mapping[int, str]]] = field(default_factory=dict)
     #: asset → every asset it depends on, directly or not (topology for inhibition)
     ancestors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    mute: MuteStages | None = None
 
     def __post_init__(self) -> None:
         self.alert_listeners: list[AlertListener] = []
@@ -140,6 +142,16 @@ class Pipeline:
                     continue
                 if pending and now - ev.ts < INHIBIT_WAIT:
                     self._held.append(ev)
+                    continue
+            if ev.state == "firing" and self.desk.open_ticket_for(ev.fingerprint) is None:
+                reason = self.mute.mutes(ev.rule, self.assets[ev.asset], ev.ts) if self.mute else None
+                if reason is not None:
+                    log.info("alert %s on %s recorded but muted: %s", ev.rule, ev.asset, reason)
+                    self.metrics.alerts_muted.labels(reason.split()[0]).inc()
+                    continue
+                work = self.desk.in_progress_on(ev.asset, policy.skill)
+                if work is not None:  # a technician is on it: add to their ticket, tell nobody
+                    tickets.append(self.desk.explain(work, ev))
                     continue
             view = TicketPolicyView(policy.priority, policy.skill, policy.auto_resolve)
             tickets += self.desk.on_alert(ev, view, self.assets[ev.asset].where)

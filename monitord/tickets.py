@@ -232,6 +232,17 @@ class TicketDesk:
             raise TicketActionError("assign needs an assignee")
         return self._record(t, kind, new_state or t.state, now, actor=actor, note=note, assignee=assignee)
 
+    def in_progress_on(self, asset: str, category: str) -> Ticket | None:
+        """A ticket someone is working on for this asset and category (ticket-driven suppression)."""
+        return next(
+            (
+                t
+                for t in self.tickets.values()
+                if t.asset == asset and t.category == category and t.state == "in_progress"
+            ),
+            None,
+        )
+
     def explain(self, root: Ticket, alert: AlertEvent) -> TicketEvent:
         """A dependant's alert explained by a root-cause incident: noted on the root's ticket."""
         note = f"{alert.asset}: {alert.summary} ({alert.rule})"

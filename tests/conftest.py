@@ -20,6 +20,7 @@ from monitord.config import CONFIG_DIR, SiteConfig, load_config
 from monitord.demo import free_port, on_local_ports
 from simulators.modbus_server import ModbusSimServer
 from tests.influx_support import InfluxServer, V2WriteProxy
+from tests.webhook_support import WebhookReceiver
 
 T = TypeVar("T")
 
@@ -111,6 +112,14 @@ def influxdb(tmp_path: Path) -> Iterator[tuple[InfluxServer, V2WriteProxy]]:
     finally:
         proxy.close()
         server.kill()
+
+
+@pytest.fixture
+def webhooks() -> Iterator[WebhookReceiver]:
+    """A real HTTP server recording every webhook it receives."""
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
 
 
 def demo_site(tmp_path: Path, mqtt_port: int, **overrides: Any) -> SiteConfig:

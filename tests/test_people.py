@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,6 @@ from tests.webhook_support import WebhookReceiver
 
 SKILLS = ("elevator", "plumbing", "hvac", "electrical", "it", "energy")
 TOKEN = "s3cret-token"
-
-
-@pytest.fixture
-def webhooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
 
 
 def with_people(config: SiteConfig, hooks: WebhookReceiver, tmp_path: Path, ack: float = 6.0) -> SiteConfig:
