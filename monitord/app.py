@@ -128,6 +128,7 @@ class Monitord:
         self.engine = RuleEngine(c.rules, self.state, asset_facts(c))
         self.tracker = AlertTracker()
         self.desk = TicketDesk()
+        self.desk.reopen_window = c.tickets.reopen_window
         states = {
             a.id: {n: p.states for n, p in c.profile(a.profile).points.items() if p.states} for a in c.assets
         }
@@ -351,11 +352,18 @@ class Monitord:
                     await wake.wait()
             wake.clear()
             self.pipeline.tick()
-            if self.dispatcher is not None and self.pipeline.tickets_ready:
-                escalations = self.dispatcher.check(self.clock.now())
-                if escalations:
+            if self.pipeline.tickets_ready:
+                now = self.clock.now()
+                changes = self.desk.check_clocks(now, self.config.sla_of, self.config.tickets.follow_up)
+                if self.dispatcher is not None:
+                    changes += self.dispatcher.check(now)
+                if changes:
                     assert self.store is not None
-                    self.store.write_tickets(escalations)
+                    self.store.write_tickets(changes)
+                    for ev in changes:
+                        if ev.event == "breached":
+                            self.metrics.sla_breaches.labels(ev.priority, ev.note).inc()
+                    self.pipeline._update_gauges()
             assert self.store is not None
             queued = getattr(self.store, "queued", None)
             if queued is not None:

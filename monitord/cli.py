@@ -204,6 +204,29 @@ def _cmd_ticket_action(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .kpi import render, report
+    from .tickets import TicketDesk
+
+    store = _open_store(args)
+    config = load_config(args.config) if args.config else None
+    desk = TicketDesk()
+    try:
+        desk.restore(store.ticket_events())
+        alerts = store.alert_events()
+    finally:
+        store.close()
+    from .config import DEFAULT_SLA, Sla
+
+    def default_sla(priority: str) -> Sla:
+        return DEFAULT_SLA[priority]
+
+    sla_of = config.sla_of if config else default_sla
+    for line in render(report(list(desk.tickets.values()), alerts, sla_of, time.time())):
+        print(line)
+    return 0
+
+
 def _cmd_oncall(args: argparse.Namespace) -> int:
     from .roster import Roster
 
@@ -487,6 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     se = sisub.add_parser("expire")
     se.add_argument("id")
     si.set_defaults(fn=_cmd_silence)
+
+    rep = sub.add_parser("report", help="KPIs: MTTA, MTTR, SLA compliance, repeats, follow-up, alarm rates")
+    rep.add_argument("--config", help="site config (its store and SLAs)")
+    rep.add_argument("--store", default="./monitord-data/monitord.db", help="SQLite store file")
+    rep.set_defaults(fn=_cmd_report)
 
     oc = sub.add_parser("oncall", help="who is on call for each team")
     oc.add_argument("config")

@@ -214,6 +214,15 @@ class NotifyConfig(Strict):
     smtp: SmtpConfig = SmtpConfig()
 
 
+class TicketsConfig(Strict):
+    reopen_window: Duration = Field(
+        3600.0, description="a re-fire this soon after resolution reopens the ticket"
+    )
+    follow_up: Duration = Field(
+        86400.0, description="回访: close a resolved ticket after this long running normally"
+    )
+
+
 class Matcher(Strict):
     """Which alerts: every given part must match (rules as glob patterns, e.g. ``pump.*``)."""
 
@@ -267,6 +276,7 @@ class SiteConfig(Strict):
     api: ApiConfig = ApiConfig()
     notify: NotifyConfig = NotifyConfig()
     maintenance: list[MaintenanceWindow] = []
+    tickets: TicketsConfig = TicketsConfig()
     source: str = Field("", exclude=True)
 
     def profile(self, name: str) -> DeviceProfile:

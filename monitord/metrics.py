@@ -46,6 +46,12 @@ class Metrics:
         self.alerts_firing = Gauge(
             "monitord_alerts_firing", "Alerts firing now, by severity", ["severity"], registry=r
         )
+        self.sla_breaches = Counter(
+            "monitord_tickets_sla_breaches_total",
+            "SLA clocks missed, by priority and clock (ack, start, resolve)",
+            ["priority", "clock"],
+            registry=r,
+        )
         self.alerts_muted = Counter(
             "monitord_alerts_muted_total",
             "Firing alerts kept from people, by reason (maintenance, silence)",

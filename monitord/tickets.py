@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from .alerts import AlertEvent
+from .config import Sla
 
 EventKind = Literal[
     "opened",
@@ -34,6 +35,7 @@ EventKind = Literal[
     "closed",
     "cancelled",
     "reopened",
+    "breached",
 ]
 TicketState = Literal["open", "acknowledged", "in_progress", "resolved", "closed", "cancelled"]
 ACTIVE: frozenset[str] = frozenset({"open", "acknowledged", "in_progress"})
@@ -93,6 +95,11 @@ class Ticket:
     level: int = 0
     acknowledged_at: float | None = None
     explained: list[str] = field(default_factory=list)  # dependants' alerts this incident explains
+    breached: list[str] = field(default_factory=list)  # SLA clocks missed: ack, start, resolve
+    repeats: int = 0  # times the same alert came back within the reopen window
+    started_at: float | None = None
+    resolved_at: float | None = None
+    closed_at: float | None = None
     events: list[TicketEvent] = field(default_factory=list)
 
     @property
@@ -113,6 +120,8 @@ class TicketDesk:
     def __init__(self) -> None:
         self.tickets: dict[str, Ticket] = {}
         self._open_by_alert: dict[str, str] = {}  # alert fingerprint → ticket id
+        self._last_by_alert: dict[str, str] = {}  # alert fingerprint → its latest ticket, any state
+        self.reopen_window = 3600.0  # a re-fire this soon after resolution is the same incident
         self._last_number: dict[str, int] = {}  # YYYYMMDD → highest number used
 
     def restore(self, events: Iterable[TicketEvent]) -> None:
@@ -148,14 +157,26 @@ class TicketDesk:
         if ev.event in ("opened", "appended", "reopened"):
             t.alert_count += 1
             t.summary = ev.summary
+        if ev.event == "reopened":
+            t.repeats += 1
+            t.resolved_at = None
         elif ev.event == "acknowledged":
             t.acknowledged_at = ev.ts
+        elif ev.event == "started":
+            t.started_at = ev.ts
+        elif ev.event == "resolved":
+            t.resolved_at = ev.ts
+        elif ev.event == "closed":
+            t.closed_at = ev.ts
+        elif ev.event == "breached":
+            t.breached.append(ev.note)
         elif ev.event == "explained":
             t.explained.append(ev.note)
         elif ev.event == "escalated":
             t.level = max(t.level, ev.level)
         if ev.assignee:
             t.assignee = ev.assignee
+        self._last_by_alert[fp] = t.id
         if t.active:
             self._open_by_alert[fp] = t.id
         elif self._open_by_alert.get(fp) == t.id:
@@ -181,6 +202,8 @@ class TicketDesk:
         elif alert.state == "firing":
             if current is not None:
                 ev = self._event(alert, current.id, current.key, "appended", current.state, policy, location)
+            elif (last := self._recently_resolved(alert.fingerprint, alert.ts)) is not None:
+                ev = self._event(alert, last.id, last.key, "reopened", "open", policy, location)
             else:
                 key = f"{alert.fingerprint}@{alert.since:.3f}"
                 ev = self._event(alert, self._new_id(alert.ts), key, "opened", "open", policy, location)
@@ -231,6 +254,40 @@ class TicketDesk:
         if action == "assign" and not assignee:
             raise TicketActionError("assign needs an assignee")
         return self._record(t, kind, new_state or t.state, now, actor=actor, note=note, assignee=assignee)
+
+    def _recently_resolved(self, fingerprint: str, now: float) -> Ticket | None:
+        tid = self._last_by_alert.get(fingerprint)
+        t = self.tickets.get(tid) if tid else None
+        if t is None or t.state != "resolved" or t.resolved_at is None:
+            return None
+        return t if now - t.resolved_at <= self.reopen_window else None
+
+    def check_clocks(self, now: float, sla_of: Callable[[str], Sla], follow_up: float) -> list[TicketEvent]:
+        """SLA breaches (each clock once) and the automatic follow-up close (回访) of resolved tickets."""
+        out = []
+        for t in list(self.tickets.values()):
+            if t.active:
+                sla = sla_of(t.priority)
+                for clock, due, met in (
+                    ("ack", sla.ack, t.acknowledged_at),
+                    ("start", sla.start, t.started_at),
+                    ("resolve", sla.resolve, t.resolved_at),
+                ):
+                    if clock not in t.breached and met is None and now > t.opened_at + due:
+                        out.append(self._record(t, "breached", t.state, now, note=clock))
+            elif t.state == "resolved" and t.resolved_at is not None and now - t.resolved_at >= follow_up:
+                hours = follow_up / 3600
+                out.append(
+                    self._record(
+                        t,
+                        "closed",
+                        "closed",
+                        now,
+                        actor="monitord (follow-up)",
+                        note=f"ran normally for {hours:g} h after the fix",
+                    )
+                )
+        return out
 
     def in_progress_on(self, asset: str, category: str) -> Ticket | None:
         """A ticket someone is working on for this asset and category (ticket-driven suppression)."""
