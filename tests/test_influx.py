@@ -30,7 +30,7 @@ def site_yaml(tmp_path: Path, mqtt_port: int, influx_url: str) -> Path:
     for port in ("15020", "15021", "15022"):
         text = text.replace(f"port: {port}", f"port: {free_port()}")
     text = text.replace("mqtt://127.0.0.1:1883", f"mqtt://127.0.0.1:{mqtt_port}")
-    text = text.replace("port: 9108}", "port: 0}\napi: {port: 0}")
+    text = text.replace("port: 9108}", "port: 0}").replace("port: 9109,", "port: 0,")
     text = text.replace(
         "store: {kind: sqlite, path: ./monitord-data/demo.db}",
         f"store: {{kind: influxdb, url: '{influx_url}', bucket: monitord, spool: '{tmp_path}/spool'}}",

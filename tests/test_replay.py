@@ -123,7 +123,9 @@ def test_compare_names_the_alerts_a_rule_change_adds(recorded: Path, tmp_path: P
 
 def test_a_bad_rule_file_is_a_config_error_with_its_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text('- id: x.y\n  applies_to: {type: pump}\n  when: "suction < 1"\n')
+    bad.write_text(
+        '- id: x.y\n  applies_to: {type: pump}\n  when: "suction < 1"\n  ticket: {skill: plumbing}\n'
+    )
     from monitord.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
