@@ -34,6 +34,14 @@ log = logging.getLogger(__name__)
 _UNREACHABLE = {0x0A, 0x0B}
 
 
+GATEWAY_POINTS = ("devices_online", "devices_total")
+
+
+def gateway_asset_id(host: str, port: int) -> str:
+    """The id under which a Modbus gateway with several devices behind it is watched."""
+    return f"GW-{host}-{port}"
+
+
 @dataclass(frozen=True)
 class ReadRequest:
     kind: str
@@ -131,6 +139,8 @@ class GatewayPoller:
         self.bus, self.clock, self.metrics = bus, clock, metrics
         self.timeout, self.backoff_max = timeout, backoff_max
         self._client: AsyncModbusTcpClient | None = None
+        # With several devices behind it, the gateway is an asset of its own (comms.gateway_down).
+        self.gateway_asset: str | None = gateway_asset_id(host, port) if len(devices) > 1 else None
         self._backoff = 0.0
         self._next_connect = 0.0
         self._reachable = True
@@ -153,11 +163,23 @@ class GatewayPoller:
                     # arrives with the reply; honour it here so that shutdown never hangs.
                     if me is not None and me.cancelling():
                         raise asyncio.CancelledError
+                if due and self.gateway_asset:
+                    self._report_gateway()
                 wait = min(d.next_due for d in self.devices) - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
         finally:
             self._close()
+
+    def _report_gateway(self) -> None:
+        assert self.gateway_asset is not None
+        online = sum(d.online for d in self.devices)
+        values = np.array([float(online), float(len(self.devices))])
+        self.bus.publish(
+            SampleBatch(
+                self.clock.now(), self.gateway_asset, GATEWAY_POINTS, values, np.zeros(2, dtype=np.int8)
+            )
+        )
 
     async def _connected(self) -> AsyncModbusTcpClient | None:
         if self._client is not None and self._client.connected:

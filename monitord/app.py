@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.modbus import GatewayPoller, ModbusDevice, ModbusDriver
+from drivers.modbus import GATEWAY_POINTS, GatewayPoller, ModbusDevice, ModbusDriver, gateway_asset_id
 from drivers.mqtt import MqttDriver, TopicRoute
 from rules.engine import AssetFacts, RuleEngine
 
@@ -31,6 +31,7 @@ from .metrics import Metrics
 from .mute import MuteStages
 from .notify import Outbox, channels
 from .pipeline import Pipeline
+from .profiles import DeviceProfile, PointSpec
 from .roster import Roster
 from .state import AssetSlot, StateTable
 from .store import Store
@@ -56,7 +57,7 @@ def mqtt_routes(config: SiteConfig) -> dict[str, TopicRoute]:
     """Topic → route for every MQTT asset, from its profile's topic pattern."""
     routes: dict[str, TopicRoute] = {}
     for a in config.assets:
-        if a.connection.mqtt is None:
+        if a.connection.mqtt is None or a.type == "gateway":
             continue
         prof = config.profile(a.profile)
         assert prof.mqtt is not None  # cross_check guarantees it
@@ -91,6 +92,45 @@ def ancestors(config: SiteConfig) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def with_gateways(config: SiteConfig) -> SiteConfig:
+    """The site plus one ``gateway`` asset per Modbus endpoint with several devices behind it.
+
+    The devices depend on their gateway, so a gateway-down alert (a ``root_cause`` rule) explains
+    their offline alerts: one ticket for the gateway, not one per device.
+    """
+    behind: dict[tuple[str, int], list[AssetConfig]] = {}
+    for a in config.assets:
+        if a.connection.modbus:
+            behind.setdefault((a.connection.modbus.host, a.connection.modbus.port), []).append(a)
+    gateways = {k: v for k, v in behind.items() if len(v) > 1}
+    if not gateways:
+        return config
+    profile = DeviceProfile(
+        profile="monitord-gateway", asset_type="gateway", points={p: PointSpec() for p in GATEWAY_POINTS}
+    )
+    assets = []
+    for a in config.assets:
+        m = a.connection.modbus
+        if m and (m.host, m.port) in gateways:
+            a = a.model_copy(update={"depends_on": [*a.depends_on, gateway_asset_id(m.host, m.port)]})
+        assets.append(a)
+    for (host, port), devices in gateways.items():
+        # What feeds every device behind the gateway feeds the gateway too (same panel, same room).
+        common = set(devices[0].depends_on).intersection(*(d.depends_on for d in devices[1:]))
+        assets.append(
+            AssetConfig(
+                id=gateway_asset_id(host, port),
+                name=f"Modbus gateway {host}:{port}",
+                type="gateway",
+                profile="monitord-gateway",
+                connection={"mqtt": {}},  # never polled: the driver reports it
+                location=devices[0].location,
+                depends_on=sorted(common),
+            )
+        )
+    return config.model_copy(update={"assets": assets, "profiles": [*config.profiles, profile]})
+
+
 def asset_facts(config: SiteConfig) -> list[AssetFacts]:
     return [
         AssetFacts(a.id, a.type, tuple(a.tags), {**config.profile(a.profile).params, **a.params})
@@ -107,6 +147,8 @@ class Monitord:
     with_drivers: bool = True  # replay and tools run the pipeline without talking to devices
 
     def __post_init__(self) -> None:
+        if self.with_drivers:
+            self.config = with_gateways(self.config)
         c = self.config
         self.assets = {a.id: a for a in c.assets}
         self.metrics = Metrics()
@@ -148,6 +190,7 @@ class Monitord:
                 Path(c.notify.log) if self.with_drivers else None,
                 c.roster.timezone if c.roster else "UTC",
             ),
+            {a: 1.5 * max(c.poll_of(c.asset(u)) for u in ups) for a, ups in ancestors(c).items() if ups},
         )
         self.outbox: Outbox | None = None
         self.dispatcher: Dispatcher | None = None

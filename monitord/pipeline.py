@@ -109,6 +109,8 @@ class Pipeline:
     #: asset → every asset it depends on, directly or not (topology for inhibition)
     ancestors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     mute: MuteStages | None = None
+    #: asset → seconds its alerts wait for an upstream root cause to show (slowest upstream poll × 1.5)
+    settle: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.alert_listeners: list[AlertListener] = []
@@ -135,12 +137,16 @@ class Pipeline:
             policy = self._specs[ev.rule].ticket
             if policy is None:
                 continue
-            if ev.state == "firing" and self.ancestors.get(ev.asset) and not self._specs[ev.rule].root_cause:
+            if ev.state == "firing" and self.ancestors.get(ev.asset):
                 root, pending = self._root_cause(ev.asset)
                 if root is not None:
                     tickets.append(self.desk.explain(root, ev))
                     continue
-                if pending and now - ev.ts < INHIBIT_WAIT:
+                # Upstream devices may be polled less often than this one: until each has reported
+                # since this condition began, it cannot have shown a root cause yet (bounded by settle).
+                waited = now - ev.ts
+                unseen = waited < self.settle.get(ev.asset, 0.0) and self._upstream_unseen(ev.asset, ev.since)
+                if (pending and waited < INHIBIT_WAIT) or unseen:
                     self._held.append(ev)
                     continue
             if ev.state == "firing" and self.desk.open_ticket_for(ev.fingerprint) is None:
@@ -159,6 +165,13 @@ class Pipeline:
             self.store.write_tickets(tickets)
             self._update_gauges()
         return tickets
+
+    def _upstream_unseen(self, asset: str, since: float) -> bool:
+        for upstream in self.ancestors.get(asset, ()):
+            located = self.state.where.get(upstream)
+            if located is not None and not located[0].last_good[located[1]] >= since:
+                return True
+        return False
 
     def _root_cause(self, asset: str) -> tuple[Ticket | None, bool]:
         """An active root-cause ticket upstream of ``asset``, else whether one is pending."""

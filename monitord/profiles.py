@@ -15,7 +15,7 @@ from pydantic_core import PydanticCustomError
 from .registers import ByteOrder, DataType, PointEncoding, RegisterKind
 from .units import Duration
 
-AssetType = Literal["elevator", "pump", "ahu", "chiller", "power_meter", "sensor"]
+AssetType = Literal["elevator", "pump", "ahu", "chiller", "power_meter", "sensor", "gateway"]
 ASSET_TYPES: tuple[str, ...] = AssetType.__args__  # type: ignore[attr-defined]
 
 

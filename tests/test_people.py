@@ -154,7 +154,12 @@ def test_entrapment_notifies_escalates_and_stops_at_acknowledgement(
             assert not webhooks.to("duty")
             shown = await asyncio.to_thread(get, f"{api}/tickets/{ticket.id}")
             assert shown["state"] == "acknowledged"
-            assert [e["event"] for e in shown["events"]] == ["opened", "escalated", "acknowledged"]
+            assert [e["event"] for e in shown["events"]] == [
+                "opened",
+                "breached",
+                "escalated",
+                "acknowledged",
+            ]
             listed = await asyncio.to_thread(get, f"{api}/tickets?state=acknowledged")
             assert [t["id"] for t in listed] == [ticket.id]
             assets = await asyncio.to_thread(get, f"{api}/assets")
@@ -217,3 +222,23 @@ def test_restart_mid_incident_keeps_the_ticket_and_sends_nothing_twice(
 
     run(second(), timeout=90)
     assert len(webhooks.to("plumbing-tech")) == 1
+
+
+def test_gateway_down_is_one_ticket_for_the_devices_behind_it(
+    tmp_path: Path, mosquitto: int, webhooks: WebhookReceiver
+) -> None:
+    config = with_people(demo_site(tmp_path, mosquitto), webhooks, tmp_path, ack=120.0)
+
+    async def scenario() -> None:
+        async with running(config) as (site, app):
+            await eventually(lambda: good(app, "A-P1", "flow") and good(app, "A-P2", "flow"), 15)
+            site.inject("A-P1", "offline")  # the RS-485 line behind the pumps' gateway is dead:
+            site.inject("A-P2", "offline")  # the gateway answers 0x0B for both
+            [ticket] = await eventually(lambda: list(app.desk.tickets.values()), 20)
+            assert ticket.rule == "comms.gateway_down" and ticket.asset.startswith("GW-127.0.0.1-")
+            await eventually(lambda: {n.split(":")[0] for n in ticket.explained} >= {"A-P1", "A-P2"}, 20)
+            assert len(app.desk.tickets) == 1
+
+    run(scenario(), timeout=120)
+    assert {p for _t, p, _b in webhooks.received} == {"/it-tech"}
+    assert len(webhooks.received) == 1
