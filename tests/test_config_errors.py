@@ -89,8 +89,8 @@ CASES = [
         "unknown asset type",
         ("type: pump", "type: boiler"),
         [
-            "site.yaml:8 assets[0].type: must be one of 'elevator', 'pump', 'ahu', 'chiller', 'power_meter' "
-            "or 'sensor', got 'boiler'"
+            "site.yaml:8 assets[0].type: must be one of 'elevator', 'pump', 'ahu', 'chiller', 'power_meter', "
+            "'sensor' or 'gateway', got 'boiler'"
         ],
     ),
     (
