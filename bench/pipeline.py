@@ -104,7 +104,12 @@ def in_process(meters: int = 2000, seconds_simulated: int = 10) -> tuple[float, 
     ]
     clock = ManualClock()
     ids = [f"M{i}" for i in range(meters)]
-    state = StateTable([AssetSlot(a, "power_meter", tuple(profile.points), 10.0) for a in ids], clock.now())
+    # Every power_meter profile adds columns (the power pack reads fire-monitor channels too).
+    fire = DeviceProfile.model_validate(load_yaml(CONFIG_DIR / "profiles" / "fire-monitor.yaml"))
+    columns = {"power_meter": (*profile.points, *fire.points)}
+    state = StateTable(
+        [AssetSlot(a, "power_meter", tuple(profile.points), 10.0) for a in ids], clock.now(), columns
+    )
     engine = RuleEngine(
         specs, state, [AssetFacts(a, "power_meter", params=dict(profile.params)) for a in ids]
     )
