@@ -18,9 +18,10 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from .config import Matcher
@@ -111,6 +112,14 @@ OPENAPI: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
+class Raw:
+    """A non-JSON answer (the Prometheus exposition on /metrics)."""
+
+    data: bytes
+    content_type: str
+
+
 def ticket_json(t: Ticket, events: bool = False) -> dict[str, Any]:
     out = {k: v for k, v in asdict(t).items() if k != "events"}
     if events:
@@ -162,9 +171,15 @@ class Api:
         except Exception:  # a bug in one request must not take the API down
             log.exception("API %s %s failed", method, url.path)
             status, body = 500, {"error": "internal error"}
-        data = json.dumps(body, ensure_ascii=False, default=str).encode()
+        if isinstance(body, Raw):
+            data, content_type = body.data, body.content_type
+        else:
+            data, content_type = (
+                json.dumps(body, ensure_ascii=False, default=str).encode(),
+                "application/json; charset=utf-8",
+            )
         h.send_response(status)
-        h.send_header("Content-Type", "application/json; charset=utf-8")
+        h.send_header("Content-Type", content_type)
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         h.wfile.write(data)
@@ -176,6 +191,8 @@ class Api:
         if method == "GET":
             if path == "/healthz":
                 return 200, {"status": "ok"}
+            if path == "/metrics":
+                return 200, Raw(generate_latest(self.app.metrics.registry), CONTENT_TYPE_LATEST)
             if path == "/openapi.json":
                 return 200, OPENAPI
             if path == "/tickets":

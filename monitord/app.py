@@ -192,6 +192,7 @@ class Monitord:
             ),
             {a: 1.5 * max(c.poll_of(c.asset(u)) for u in ups) for a, ups in ancestors(c).items() if ups},
         )
+        self.pipeline.ticket_listeners.append(self._kpis)
         self.outbox: Outbox | None = None
         self.dispatcher: Dispatcher | None = None
         self.api: Api | None = None
@@ -314,6 +315,15 @@ class Monitord:
         for listen in self.pipeline.ticket_listeners:
             listen(ev)
         return ev
+
+    def _kpis(self, ev: TicketEvent) -> None:
+        t = self.desk.tickets.get(ev.ticket)
+        if t is None:
+            return
+        if ev.event == "acknowledged":
+            self.metrics.time_to_ack.labels(t.priority).observe(ev.ts - t.opened_at)
+        elif ev.event == "resolved":
+            self.metrics.time_to_resolve.labels(t.priority).observe(ev.ts - t.opened_at)
 
     def firing_alerts(self) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []

@@ -181,10 +181,21 @@ class TeamConfig(Strict):
     rotation: Rotation = Rotation()
 
 
+class Override(Strict):
+    """Leave or a swap: ``instead`` is on call for ``team`` between ``start`` and ``end``."""
+
+    team: str
+    start: datetime.datetime
+    end: datetime.datetime
+    instead: Contact
+    reason: str = ""
+
+
 class RosterConfig(Strict):
     timezone: str = "UTC"
     teams: dict[str, TeamConfig]
     duty_manager: Contact | None = None
+    overrides: list[Override] = []
 
 
 class Sla(Strict):

@@ -40,6 +40,19 @@ class Dispatcher:
         """Escalate tickets whose acknowledgement is overdue; the escalation events."""
         out = []
         for t in self.desk.tickets.values():
+            if t.active and not t.assignee:  # the skill picked the team, the rotation picks the person
+                person = self.roster.oncall(t.category, t.opened_at)
+                if person is not None:
+                    out.append(
+                        self.desk.act(
+                            t.id,
+                            "assign",
+                            actor="monitord (roster)",
+                            now=now,
+                            assignee=person.name,
+                            note="on call",
+                        )
+                    )
             if t.state != "open":
                 continue  # acknowledged, in progress, or finished: nobody needs chasing
             chain = self.roster.chain(t.category, t.opened_at)

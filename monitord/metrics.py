@@ -46,6 +46,20 @@ class Metrics:
         self.alerts_firing = Gauge(
             "monitord_alerts_firing", "Alerts firing now, by severity", ["severity"], registry=r
         )
+        self.time_to_ack = Histogram(
+            "monitord_tickets_time_to_acknowledge_seconds",
+            "From a ticket opening to its acknowledgement (MTTA)",
+            ["priority"],
+            buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 14400, 86400),
+            registry=r,
+        )
+        self.time_to_resolve = Histogram(
+            "monitord_tickets_time_to_resolve_seconds",
+            "From a ticket opening to its resolution (MTTR)",
+            ["priority"],
+            buckets=(300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200),
+            registry=r,
+        )
         self.sla_breaches = Counter(
             "monitord_tickets_sla_breaches_total",
             "SLA clocks missed, by priority and clock (ack, start, resolve)",

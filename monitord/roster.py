@@ -28,6 +28,11 @@ class Roster:
         team = self.team(skill)
         if team is None:
             return None
+        for o in self.config.overrides:  # leave and swaps come before the rotation
+            start = o.start.replace(tzinfo=o.start.tzinfo or self.tz).timestamp()
+            end = o.end.replace(tzinfo=o.end.tzinfo or self.tz).timestamp()
+            if self.config.teams.get(o.team) is team and start <= at < end:
+                return o.instead
         r = team.rotation
         hour, minute = (int(x) for x in r.handover.split(":"))
         start = dt.datetime.combine(r.start, dt.time(hour, minute), self.tz).timestamp()

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from monitord.alerts import AlertEvent
-from monitord.config import Contact, RosterConfig, SiteConfig, Sla, TeamConfig
+from monitord.config import Contact, Override, RosterConfig, SiteConfig, Sla, TeamConfig
 from monitord.roster import Roster
 from monitord.tickets import TicketActionError, TicketDesk, TicketPolicyView
 from tests.conftest import demo_site, eventually, run
@@ -62,6 +62,11 @@ def post(url: str, body: dict[str, Any], token: str | None = TOKEN) -> tuple[int
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def text_of(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return str(r.read().decode())
 
 
 def get(url: str) -> Any:
@@ -111,6 +116,16 @@ def test_rotation_picks_the_person_on_shift() -> None:
     before_handover = dt.datetime(2026, 11, 22, 7, 59, tzinfo=tz).timestamp()
     assert roster.oncall("elevator", before_handover).name == "c"  # type: ignore[union-attr]
     assert [c.name for c in roster.chain("elevator", at)] == ["a", "lead", "dm"]
+    leave = {
+        "team": "lift",
+        "start": "2026-11-22T00:00:00+08:00",
+        "end": "2026-11-23T00:00:00+08:00",
+        "instead": {"name": "d"},
+        "reason": "a on leave",
+    }
+    covered = Roster(roster.config.model_copy(update={"overrides": [Override.model_validate(leave)]}))
+    assert covered.oncall("elevator", at).name == "d"  # type: ignore[union-attr]
+    assert covered.oncall("elevator", at + 86400).name == "b"  # type: ignore[union-attr]
 
 
 # -- end to end --------------------------------------------------------------------------------
@@ -153,13 +168,13 @@ def test_entrapment_notifies_escalates_and_stops_at_acknowledgement(
             await asyncio.sleep(8)  # past the next escalation point: nobody more is chased
             assert not webhooks.to("duty")
             shown = await asyncio.to_thread(get, f"{api}/tickets/{ticket.id}")
-            assert shown["state"] == "acknowledged"
-            assert [e["event"] for e in shown["events"]] == [
-                "opened",
-                "breached",
-                "escalated",
-                "acknowledged",
-            ]
+            assert shown["state"] == "acknowledged" and shown["assignee"] == "elevator-tech"
+            events = [e["event"] for e in shown["events"]]
+            assert events == ["opened", "assigned", "breached", "escalated", "acknowledged"]
+            metrics = await asyncio.to_thread(
+                lambda: urllib.request.urlopen(f"{api}/metrics").read().decode()
+            )
+            assert 'monitord_tickets_time_to_acknowledge_seconds_count{priority="P1"} 1.0' in metrics
             listed = await asyncio.to_thread(get, f"{api}/tickets?state=acknowledged")
             assert [t["id"] for t in listed] == [ticket.id]
             assets = await asyncio.to_thread(get, f"{api}/assets")
