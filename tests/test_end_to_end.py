@@ -60,7 +60,11 @@ def test_dry_run_opens_one_ticket_that_resolves_and_samples_land_good(tmp_path: 
     try:
         events = store.ticket_events()
         assert {e.ticket for e in events} == {events[0].ticket}, "exactly one ticket"
-        assert [e.event for e in events] == ["opened", "resolved"]
+        assert [e.event for e in events] == [
+            "opened",
+            "assigned",
+            "resolved",
+        ]  # the roster assigns the on-call plumber
         opened = events[0]
         assert (opened.asset, opened.rule, opened.priority, opened.category) == (
             "A-P1",

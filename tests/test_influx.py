@@ -62,7 +62,10 @@ def test_telemetry_alerts_and_tickets_land_and_a_restart_rebuilds_tickets(
     assert len(stamps(server, "pump", "A-P1")) > 5
     assert len(stamps(server, "elevator", "A-E1")) > 5  # MQTT path into InfluxDB too
     tickets = server.query("SELECT * FROM ticket")
-    assert [(t["asset"], t["event"], t["priority"]) for t in tickets] == [("A-P1", "opened", "P1")]
+    assert [(t["asset"], t["event"], t["priority"]) for t in tickets] == [
+        ("A-P1", "opened", "P1"),
+        ("A-P1", "assigned", "P1"),
+    ]
     alerts = server.query("SELECT * FROM alert")
     assert [(a["rule"], a["asset"], a["state"]) for a in alerts] == [("pump.dry_run", "A-P1", "firing")]
 
@@ -112,7 +115,7 @@ def test_an_influxdb_outage_loses_nothing(
         want = sorted(round(b.ts * 1000) for b in produced if b.asset == asset)
         assert stamps(server, measurement, asset) == want, asset
     events = server.query("SELECT * FROM ticket")
-    assert [(e["asset"], e["event"]) for e in events] == [("A-P1", "opened")]
+    assert [(e["asset"], e["event"]) for e in events] == [("A-P1", "opened"), ("A-P1", "assigned")]
 
 
 def test_spooled_data_survives_kill_9_of_the_daemon(
