@@ -166,7 +166,6 @@ class Monitord:
         self.bus.subscribe(self.state.apply)
         self.bus.subscribe(lambda b: store.write_samples((b,)))
         self.bus.subscribe(self.metrics.count_batch)
-        self.bus.subscribe_health(self.state.apply_health)
         self.engine = RuleEngine(c.rules, self.state, asset_facts(c))
         self.tracker = AlertTracker()
         self.desk = TicketDesk()

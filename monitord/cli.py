@@ -409,6 +409,18 @@ def parse_time(text: str) -> float:
         return datetime.fromisoformat(text).timestamp()
 
 
+def _store_args(p: argparse.ArgumentParser) -> None:
+    """Where commands that read the store find it (see ``_open_store``)."""
+    p.add_argument("--config", help="site config (its store, and its SLAs for reports)")
+    p.add_argument("--store", default="./monitord-data/monitord.db", help="SQLite store file")
+
+
+def _api_args(p: argparse.ArgumentParser) -> None:
+    """How commands that act through the daemon reach it (see ``_api_call``)."""
+    p.add_argument("--api", help="daemon API (default $MONITORD_API or http://127.0.0.1:9109)")
+    p.add_argument("--token", help="API token (default $MONITORD_TOKEN)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="monitord", description="Equipment monitoring and alerting for buildings"
@@ -473,8 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.set_defaults(fn=_cmd_samples)
 
     t = sub.add_parser("tickets", help="read tickets from the store")
-    t.add_argument("--config", help="site config (its store is read)")
-    t.add_argument("--store", default="./monitord-data/monitord.db", help="SQLite store file")
+    _store_args(t)
     tsub = t.add_subparsers(dest="action", required=True)
     tl = tsub.add_parser("list")
     tl.add_argument("--open", action="store_true", help="open tickets only")
@@ -487,15 +498,13 @@ def build_parser() -> argparse.ArgumentParser:
         ta.add_argument("id")
         ta.add_argument("--note", help="what you did or saw")
         ta.add_argument("--actor", help="who (default: $USER)")
-        ta.add_argument("--api", help="daemon API (default $MONITORD_API or http://127.0.0.1:9109)")
-        ta.add_argument("--token", help="API token (default $MONITORD_TOKEN)")
+        _api_args(ta)
         if action == "assign":
             ta.add_argument("assignee")
     t.set_defaults(fn=_cmd_tickets)
 
     si = sub.add_parser("silence", help="silences: mute matching alerts for a while, with a reason")
-    si.add_argument("--api", help="daemon API (default $MONITORD_API or http://127.0.0.1:9109)")
-    si.add_argument("--token", help="API token (default $MONITORD_TOKEN)")
+    _api_args(si)
     sisub = si.add_subparsers(dest="action", required=True)
     sa = sisub.add_parser("add")
     sa.add_argument("--asset", action="append", help="asset id (repeatable)")
@@ -512,8 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     si.set_defaults(fn=_cmd_silence)
 
     rep = sub.add_parser("report", help="KPIs: MTTA, MTTR, SLA compliance, repeats, follow-up, alarm rates")
-    rep.add_argument("--config", help="site config (its store and SLAs)")
-    rep.add_argument("--store", default="./monitord-data/monitord.db", help="SQLite store file")
+    _store_args(rep)
     rep.set_defaults(fn=_cmd_report)
 
     oc = sub.add_parser("oncall", help="who is on call for each team")

@@ -39,7 +39,7 @@ class Dispatcher:
     def check(self, now: float) -> list[TicketEvent]:
         """Escalate tickets whose acknowledgement is overdue; the escalation events."""
         out = []
-        for t in self.desk.tickets.values():
+        for t in list(self.desk.live.values()):
             if t.active and not t.assignee:  # the skill picked the team, the rotation picks the person
                 person = self.roster.oncall(t.category, t.opened_at)
                 if person is not None:

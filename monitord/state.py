@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .model import Frame, HealthChange, Quality, SampleBatch
+from .model import Frame, Quality, SampleBatch
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,6 @@ class TypeTable:
         self.quality = np.full((n, m), int(Quality.STALE), dtype=np.int8)
         # Counting from start-up: a device is not offline before it had the chance to answer.
         self.last_good = np.full(n, started)
-        self.driver_online = np.ones(n, dtype=bool)
         self.stale_after = np.array([s.stale_after for s in slots])
         self.has = np.zeros((n, m), dtype=bool)  # which points each asset's profile provides
         for i, s in enumerate(slots):
@@ -87,9 +86,7 @@ class TypeTable:
     def offline(self, now: float) -> npt.NDArray[np.bool_]:
         """Per asset: no good sample for ``stale_after`` (FAULTS.md: 3 poll intervals).
 
-        A driver's own offline verdict (one failed poll) is kept in
-        ``driver_online`` for people; it does not raise the alert by itself,
-        so that one lost reply is not an incident.
+        A driver's verdict on one failed poll does not count: one lost reply is not an incident.
         """
         return ~((now - self.last_good) <= self.stale_after)
 
@@ -107,7 +104,6 @@ class StateTable:
         self.tables = {t: TypeTable(t, ss, started, (columns or {}).get(t, ())) for t, ss in by_type.items()}
         self.where = {s.id: (self.tables[s.type], self.tables[s.type].row[s.id]) for s in slots}
         self._row_of = {a: row for a, (_t, row) in self.where.items()}
-        self.dirty: set[str] = set()
 
     def apply(self, batch: SampleBatch) -> None:
         located = self.where.get(batch.asset)
@@ -115,7 +111,6 @@ class StateTable:
             return
         table, row = located
         table.apply(row, batch)
-        self.dirty.add(table.asset_type)
 
     def apply_frame(self, frame: Frame) -> None:
         """Many batches of one read plan as one numpy update: replay's path."""
@@ -139,14 +134,6 @@ class StateTable:
         table.ts[rows, cols] = np.where(good, ts[:, None], table.ts[rows, cols])
         any_good = good.any(axis=1)
         table.last_good[rows[any_good, 0]] = ts[any_good]
-        self.dirty.add(table.asset_type)
-
-    def apply_health(self, change: HealthChange) -> None:
-        located = self.where.get(change.asset)
-        if located is not None:
-            table, row = located
-            table.driver_online[row] = change.online
-            self.dirty.add(table.asset_type)
 
     def latest(self, asset: str) -> dict[str, tuple[float, float, Quality]]:
         """Point → (value, ts, quality) of one asset, for people and templates."""

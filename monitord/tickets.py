@@ -121,6 +121,9 @@ class TicketDesk:
         self.tickets: dict[str, Ticket] = {}
         self._open_by_alert: dict[str, str] = {}  # alert fingerprint → ticket id
         self._last_by_alert: dict[str, str] = {}  # alert fingerprint → its latest ticket, any state
+        # Tickets not yet closed or cancelled: the only ones clocks and escalation look at, so the
+        # per-evaluation checks do not grow with the whole history.
+        self.live: dict[str, Ticket] = {}
         self.reopen_window = 3600.0  # a re-fire this soon after resolution is the same incident
         self._last_number: dict[str, int] = {}  # YYYYMMDD → highest number used
 
@@ -177,6 +180,10 @@ class TicketDesk:
         if ev.assignee:
             t.assignee = ev.assignee
         self._last_by_alert[fp] = t.id
+        if t.state in ("closed", "cancelled"):
+            self.live.pop(t.id, None)
+        else:
+            self.live[t.id] = t
         if t.active:
             self._open_by_alert[fp] = t.id
         elif self._open_by_alert.get(fp) == t.id:
@@ -265,7 +272,7 @@ class TicketDesk:
     def check_clocks(self, now: float, sla_of: Callable[[str], Sla], follow_up: float) -> list[TicketEvent]:
         """SLA breaches (each clock once) and the automatic follow-up close (回访) of resolved tickets."""
         out = []
-        for t in list(self.tickets.values()):
+        for t in list(self.live.values()):
             if t.active:
                 sla = sla_of(t.priority)
                 for clock, due, met in (

@@ -47,6 +47,7 @@ def test_reopen_window_and_follow_up_close() -> None:
     closed = desk.check_clocks(T0 + 10000 + 86400, sla, 86400)
     assert {(e.ticket, e.event) for e in closed} == {(opened.ticket, "closed"), (later.ticket, "closed")}
     assert desk.tickets[opened.ticket].closed_at == T0 + 10000 + 86400
+    assert desk.live == {}, "closed tickets leave the set the per-evaluation clocks scan"
 
 
 def test_kpi_report_figures() -> None:
