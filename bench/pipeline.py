@@ -26,22 +26,22 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.modbus import GatewayPoller, ModbusDevice, plan_reads
-from monitord.bus import SampleBus
-from monitord.clock import ManualClock, SystemClock
-from monitord.config import CONFIG_DIR
-from monitord.demo import free_port
-from monitord.metrics import Metrics
-from monitord.model import Quality, SampleBatch
-from monitord.profiles import DeviceProfile
-from monitord.sqlite_store import SqliteStore
-from monitord.state import AssetSlot, StateTable
-from monitord.yamlio import load_yaml
-from rules import PACKS_DIR
-from rules.engine import AssetFacts, RuleEngine
-from rules.spec import RuleSpec
-from simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
-from simulators.models import PowerMeter
+from monitord.config.site import CONFIG_DIR
+from monitord.config.yamlio import load_yaml
+from monitord.core.clock import ManualClock, SystemClock
+from monitord.core.metrics import Metrics
+from monitord.core.model import Quality, SampleBatch
+from monitord.drivers.modbus import GatewayPoller, ModbusDevice, plan_reads
+from monitord.ingest.bus import SampleBus
+from monitord.ingest.profiles import DeviceProfile
+from monitord.ingest.state import AssetSlot, StateTable
+from monitord.rules import PACKS_DIR
+from monitord.rules.engine import AssetFacts, RuleEngine
+from monitord.rules.spec import RuleSpec
+from monitord.simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
+from monitord.simulators.models import PowerMeter
+from monitord.store.sqlite import SqliteStore
+from monitord.tools.demo import free_port
 
 ROUNDS = 5
 

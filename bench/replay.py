@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from monitord.config import CONFIG_DIR, load_config
-from monitord.model import SampleBatch
-from monitord.replay import Progress, replay, source_of
-from monitord.sqlite_store import SqliteStore
-from simulators.models import MODELS
+from monitord.config.site import CONFIG_DIR, load_config
+from monitord.core.model import SampleBatch
+from monitord.simulators.models import MODELS
+from monitord.store.sqlite import SqliteStore
+from monitord.tools.replay import Progress, replay, source_of
 
 KINDS = [
     ("elevator", "elevator-gbt24476", "mqtt: {}"),

@@ -18,15 +18,15 @@ import time
 
 import numpy as np
 
-from monitord.config import CONFIG_DIR
-from monitord.model import SampleBatch
-from monitord.profiles import DeviceProfile
-from monitord.state import AssetSlot, StateTable
-from monitord.yamlio import load_yaml
-from rules import PACKS_DIR
-from rules.engine import AssetFacts, RuleEngine
-from rules.spec import RuleSpec
-from simulators.models import MODELS
+from monitord.config.site import CONFIG_DIR
+from monitord.config.yamlio import load_yaml
+from monitord.core.model import SampleBatch
+from monitord.ingest.profiles import DeviceProfile
+from monitord.ingest.state import AssetSlot, StateTable
+from monitord.rules import PACKS_DIR
+from monitord.rules.engine import AssetFacts, RuleEngine
+from monitord.rules.spec import RuleSpec
+from monitord.simulators.models import MODELS
 
 MIX = [
     ("elevator", "elevator-gbt24476", 3000),

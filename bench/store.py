@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from monitord.config import CONFIG_DIR, load_config
-from monitord.influx_store import InfluxStore, InfluxTarget
-from monitord.model import SampleBatch
-from monitord.sqlite_store import SqliteStore
+from monitord.config.site import CONFIG_DIR, load_config
+from monitord.core.model import SampleBatch
+from monitord.store.influx import InfluxStore, InfluxTarget
+from monitord.store.sqlite import SqliteStore
 from tests.influx_support import InfluxServer, V2WriteProxy
 
 SECONDS_OF_DATA = 200

@@ -22,12 +22,12 @@ import numpy as np
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from monitord.bus import SampleBus
-from monitord.clock import Clock
-from monitord.metrics import Metrics
-from monitord.model import HealthChange, Quality, SampleBatch
-from monitord.profiles import DeviceProfile, ModbusSettings
-from monitord.registers import BIT_KINDS, PointEncoding, RegisterCodec
+from monitord.core.clock import Clock
+from monitord.core.metrics import Metrics
+from monitord.core.model import HealthChange, Quality, SampleBatch
+from monitord.ingest.bus import SampleBus
+from monitord.ingest.profiles import DeviceProfile, ModbusSettings
+from monitord.ingest.registers import BIT_KINDS, PointEncoding, RegisterCodec
 
 log = logging.getLogger(__name__)
 # Exception codes that mean "the device behind the gateway did not answer".

@@ -24,10 +24,10 @@ import numpy as np
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from monitord.bus import SampleBus
-from monitord.clock import Clock
-from monitord.metrics import Metrics
-from monitord.model import Quality, SampleBatch
+from monitord.core.clock import Clock
+from monitord.core.metrics import Metrics
+from monitord.core.model import Quality, SampleBatch
+from monitord.ingest.bus import SampleBus
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from datetime import datetime, tzinfo
 import numpy as np
 import numpy.typing as npt
 
-from monitord.state import StateTable, TypeTable
+from monitord.ingest.state import StateTable, TypeTable
 
 from .expr import Array, CompiledExpr, EvalContext, compile_expression, truthy
 from .spec import RuleSpec

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitord.profiles import AssetType
-from monitord.units import Duration
+from monitord.core.units import Duration
+from monitord.ingest.profiles import AssetType
 
 Severity = Literal["critical", "major", "minor", "warning", "info"]
 Priority = Literal["P1", "P2", "P3", "P4"]

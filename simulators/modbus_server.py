@@ -20,8 +20,8 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from monitord.profiles import DeviceProfile, ModbusSettings
-from monitord.registers import BIT_KINDS, PointEncoding, RegisterCodec
+from monitord.ingest.profiles import DeviceProfile, ModbusSettings
+from monitord.ingest.registers import BIT_KINDS, PointEncoding, RegisterCodec
 
 from .models import Equipment
 

@@ -16,7 +16,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from monitord.profiles import DeviceProfile
+from monitord.ingest.profiles import DeviceProfile
 
 from .models import Equipment
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from monitord.config import SiteConfig
-from monitord.model import Frame, Quality, SampleBatch
+from monitord.config.site import SiteConfig
+from monitord.core.model import Frame, Quality, SampleBatch
 
 from .models import MODELS, Equipment
 from .scenario import Scenario

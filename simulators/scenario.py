@@ -16,10 +16,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from monitord.config import SiteConfig
-from monitord.errors import ConfigError
-from monitord.units import Duration
-from monitord.yamlio import load_yaml, problem
+from monitord.config.site import SiteConfig
+from monitord.config.yamlio import load_yaml, problem
+from monitord.core.errors import ConfigError
+from monitord.core.units import Duration
 
 from .models import MODELS
 

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from monitord.config import SiteConfig
+from monitord.config.site import SiteConfig
 
 from .modbus_server import ModbusSimServer, SimulatedModbusDevice
 from .models import MODELS, Equipment

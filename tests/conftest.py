@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from drivers.modbus import GatewayPoller, ModbusDevice
-from monitord.config import CONFIG_DIR, SiteConfig, load_config
-from monitord.demo import free_port, on_local_ports
-from simulators.modbus_server import ModbusSimServer
+from monitord.config.site import CONFIG_DIR, SiteConfig, load_config
+from monitord.drivers.modbus import GatewayPoller, ModbusDevice
+from monitord.simulators.modbus_server import ModbusSimServer
+from monitord.tools.demo import free_port, on_local_ports
 from tests.influx_support import InfluxServer, V2WriteProxy
 from tests.webhook_support import WebhookReceiver
 

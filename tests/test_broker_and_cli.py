@@ -11,7 +11,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from simulators.broker import MqttBroker, topic_matches
+from monitord.simulators.broker import MqttBroker, topic_matches
 from tests.conftest import run
 
 
@@ -56,7 +56,7 @@ def test_embedded_broker_routes_live_and_retained_messages() -> None:
 
 def test_demo_runs_and_exits_zero(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "monitord.cli", "demo", "--duration", "20s", "--data", str(tmp_path)],
+        [sys.executable, "-m", "monitord", "demo", "--duration", "20s", "--data", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=90,
@@ -70,7 +70,7 @@ def test_demo_runs_and_exits_zero(tmp_path: Path) -> None:
     assert "NOTIFY → Zhang (plumber): [P1]" in out.stdout  # the on-call plumber is told
     assert "Traceback" not in out.stderr
     listing = subprocess.run(
-        [sys.executable, "-m", "monitord.cli", "tickets", "--store", str(tmp_path / "demo.db"), "list"],
+        [sys.executable, "-m", "monitord", "tickets", "--store", str(tmp_path / "demo.db"), "list"],
         capture_output=True,
         text=True,
         timeout=60,

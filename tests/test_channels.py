@@ -17,10 +17,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from paho.mqtt.enums import CallbackAPIVersion
 
-from monitord.config import SmtpConfig
-from monitord.demo import free_port
-from monitord.metrics import Metrics
-from monitord.notify import Notification, Outbox, channels
+from monitord.config.site import SmtpConfig
+from monitord.core.metrics import Metrics
+from monitord.people.notify import Notification, Outbox, channels
+from monitord.tools.demo import free_port
 from tests.webhook_support import WebhookReceiver
 
 

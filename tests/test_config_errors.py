@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from monitord.config import CONFIG_DIR, load_config
-from monitord.errors import ConfigError
+from monitord.config.site import CONFIG_DIR, load_config
+from monitord.core.errors import ConfigError
 
 PROFILES = CONFIG_DIR / "profiles"
 GOOD = f"""\
@@ -170,7 +170,7 @@ def test_error_in_an_included_file_names_that_file(tmp_path: Path) -> None:
 def test_check_command_exits_2_and_prints_each_problem(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("port: 1502", "port: 70000"))
     out = subprocess.run(
-        [sys.executable, "-m", "monitord.cli", "check", str(path)],
+        [sys.executable, "-m", "monitord", "check", str(path)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -179,7 +179,7 @@ def test_check_command_exits_2_and_prints_each_problem(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert out.stderr.strip() == "site.yaml:10 assets[0].connection.modbus.port: must be 1..65535, got 70000"
     ok = subprocess.run(
-        [sys.executable, "-m", "monitord.cli", "check", str(CONFIG_DIR / "sites" / "demo.yaml")],
+        [sys.executable, "-m", "monitord", "check", str(CONFIG_DIR / "sites" / "demo.yaml")],
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,11 +11,11 @@ import numpy as np
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from monitord.app import Monitord
-from monitord.config import SiteConfig
-from monitord.model import Quality
-from monitord.sqlite_store import SqliteStore
-from simulators.site import SimulatedSite
+from monitord.config.site import SiteConfig
+from monitord.core.model import Quality
+from monitord.daemon.app import Monitord
+from monitord.simulators.site import SimulatedSite
+from monitord.store.sqlite import SqliteStore
 from tests.conftest import demo_site, eventually, run
 
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from monitord.config import CONFIG_DIR, load_config
-from monitord.demo import free_port
+from monitord.config.site import CONFIG_DIR, load_config
+from monitord.tools.demo import free_port
 from tests.conftest import eventually, run, wait_port
 from tests.influx_support import InfluxServer, V2WriteProxy
 from tests.test_end_to_end import good, running

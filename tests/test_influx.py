@@ -10,14 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from monitord.app import Monitord
-from monitord.config import CONFIG_DIR, load_config
-from monitord.demo import free_port
-from monitord.influx_store import InfluxStore
-from monitord.model import SampleBatch
-from monitord.stores import open_store
-from monitord.tickets import TicketDesk
-from simulators.site import SimulatedSite
+from monitord.config.site import CONFIG_DIR, load_config
+from monitord.core.model import SampleBatch
+from monitord.daemon.app import Monitord
+from monitord.simulators.site import SimulatedSite
+from monitord.store.influx import InfluxStore
+from monitord.store.open import open_store
+from monitord.tickets.desk import TicketDesk
+from monitord.tools.demo import free_port
 from tests.conftest import eventually, run
 from tests.influx_support import InfluxServer, V2WriteProxy
 from tests.test_end_to_end import good, running
@@ -78,7 +78,7 @@ def test_telemetry_alerts_and_tickets_land_and_a_restart_rebuilds_tickets(
     assert restarted.desk.open_counts() == {"P1": 1}
 
     listing = subprocess.run(
-        [sys.executable, "-m", "monitord.cli", "tickets", "--config", str(tmp_path / "site.yaml"), "list"],
+        [sys.executable, "-m", "monitord", "tickets", "--config", str(tmp_path / "site.yaml"), "list"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -132,7 +132,7 @@ def test_spooled_data_survives_kill_9_of_the_daemon(
         await site.ready.wait()
         server.kill()
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "monitord.cli", "run", str(path)],
+            [sys.executable, "-m", "monitord", "run", str(path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -147,7 +147,7 @@ def test_spooled_data_survives_kill_9_of_the_daemon(
                     spooled.add((series.split("asset=")[1].split(",")[0], int(ts)))
         server.start()
         again = subprocess.Popen(
-            [sys.executable, "-m", "monitord.cli", "run", str(path)],
+            [sys.executable, "-m", "monitord", "run", str(path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

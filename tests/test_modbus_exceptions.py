@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from drivers.modbus import GatewayPoller, ModbusDevice
-from monitord.bus import SampleBus
-from monitord.clock import SystemClock
-from monitord.config import CONFIG_DIR
-from monitord.demo import free_port
-from monitord.metrics import Metrics
-from monitord.model import HealthChange, Quality, SampleBatch
-from monitord.profiles import DeviceProfile, ModbusSettings
-from monitord.yamlio import load_yaml
-from simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
-from simulators.models import PowerMeter
+from monitord.config.site import CONFIG_DIR
+from monitord.config.yamlio import load_yaml
+from monitord.core.clock import SystemClock
+from monitord.core.metrics import Metrics
+from monitord.core.model import HealthChange, Quality, SampleBatch
+from monitord.drivers.modbus import GatewayPoller, ModbusDevice
+from monitord.ingest.bus import SampleBus
+from monitord.ingest.profiles import DeviceProfile, ModbusSettings
+from monitord.simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
+from monitord.simulators.models import PowerMeter
+from monitord.tools.demo import free_port
 from tests.conftest import poll_once as serve_and_poll
 
 

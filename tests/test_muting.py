@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from monitord.config import AssetConfig, MaintenanceWindow, Matcher
-from monitord.mute import MuteStages, in_window
+from monitord.alerting.mute import MuteStages, in_window
+from monitord.config.site import AssetConfig, MaintenanceWindow, Matcher
 from tests.conftest import demo_site, eventually, run
 from tests.test_end_to_end import good, running
 from tests.test_people import TOKEN, post, with_people
@@ -117,7 +117,7 @@ def test_silence_and_maintenance_window_keep_alerts_from_people(
             assert app.desk.tickets == {}, "recorded, but no ticket"
             listed = await asyncio.to_thread(
                 subprocess.run,
-                [sys.executable, "-m", "monitord.cli", "silence", "list"],
+                [sys.executable, "-m", "monitord", "silence", "list"],
                 capture_output=True,
                 text=True,
                 env=env,

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from monitord.alerts import AlertEvent
-from monitord.config import Contact, Override, RosterConfig, SiteConfig, Sla, TeamConfig
-from monitord.roster import Roster
-from monitord.tickets import TicketActionError, TicketDesk, TicketPolicyView
+from monitord.alerting.tracker import AlertEvent
+from monitord.config.site import Contact, Override, RosterConfig, SiteConfig, Sla, TeamConfig
+from monitord.people.roster import Roster
+from monitord.tickets.desk import TicketActionError, TicketDesk, TicketPolicyView
 from tests.conftest import demo_site, eventually, run
 from tests.test_end_to_end import good, running
 from tests.webhook_support import WebhookReceiver

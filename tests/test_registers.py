@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.modbus import GatewayPoller, ModbusDevice, plan_reads
-from monitord.bus import SampleBus
-from monitord.clock import SystemClock
-from monitord.demo import free_port
-from monitord.metrics import Metrics
-from monitord.model import Quality, SampleBatch
-from monitord.profiles import DeviceProfile, ModbusSettings
-from monitord.registers import PointEncoding, RegisterCodec
-from simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
-from simulators.models import Equipment
+from monitord.core.clock import SystemClock
+from monitord.core.metrics import Metrics
+from monitord.core.model import Quality, SampleBatch
+from monitord.drivers.modbus import GatewayPoller, ModbusDevice, plan_reads
+from monitord.ingest.bus import SampleBus
+from monitord.ingest.profiles import DeviceProfile, ModbusSettings
+from monitord.ingest.registers import PointEncoding, RegisterCodec
+from monitord.simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
+from monitord.simulators.models import Equipment
+from monitord.tools.demo import free_port
 from tests.conftest import poll_once
 
 ORDERS = ["ABCD", "CDAB", "BADC", "DCBA"]

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from monitord.config import CONFIG_DIR, load_config, load_rules
-from monitord.explain import explain
-from monitord.replay import compare, replay, source_of
-from monitord.samples_csv import read_csv, write_csv
-from monitord.sqlite_store import SqliteStore
-from simulators.record import record
-from simulators.scenario import Scenario, Step
+from monitord.config.site import CONFIG_DIR, load_config, load_rules
+from monitord.simulators.record import record
+from monitord.simulators.scenario import Scenario, Step
+from monitord.store.samples_csv import read_csv, write_csv
+from monitord.store.sqlite import SqliteStore
+from monitord.tools.explain import explain
+from monitord.tools.replay import compare, replay, source_of
 
 START = 1_795_000_000.0  # a fixed afternoon
 SITE = CONFIG_DIR / "sites" / "demo.yaml"
@@ -126,7 +126,7 @@ def test_a_bad_rule_file_is_a_config_error_with_its_line(tmp_path: Path) -> None
     bad.write_text(
         '- id: x.y\n  applies_to: {type: pump}\n  when: "suction < 1"\n  ticket: {skill: plumbing}\n'
     )
-    from monitord.errors import ConfigError
+    from monitord.core.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
         load_rules(bad, load_config(SITE))

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from monitord.ruletest import load_rule_tests, run_file
-from monitord.yamlio import load_yaml
-from rules import PACKS_DIR
-from rules.spec import RuleSpec
+from monitord.config.yamlio import load_yaml
+from monitord.rules import PACKS_DIR
+from monitord.rules.spec import RuleSpec
+from monitord.tools.ruletest import load_rule_tests, run_file
 
 TEST_FILES = sorted((PACKS_DIR / "tests").glob("*.test.yaml"))
 PACKS = sorted(PACKS_DIR.glob("*.yaml"))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitord.alerts import AlertTracker
-from monitord.clock import ManualClock
-from monitord.model import Quality, SampleBatch
-from monitord.state import AssetSlot, StateTable
-from rules.engine import AssetFacts, RuleEngine
-from rules.expr import ExpressionError, compile_expression
-from rules.spec import RuleSpec
+from monitord.alerting.tracker import AlertTracker
+from monitord.core.clock import ManualClock
+from monitord.core.model import Quality, SampleBatch
+from monitord.ingest.state import AssetSlot, StateTable
+from monitord.rules.engine import AssetFacts, RuleEngine
+from monitord.rules.expr import ExpressionError, compile_expression
+from monitord.rules.spec import RuleSpec
 
 POINTS = ("running", "suction_pressure")
 

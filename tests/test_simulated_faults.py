@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from monitord.config import CONFIG_DIR, load_config
-from monitord.replay import replay
-from monitord.yamlio import load_yaml
-from rules import PACKS_DIR
-from simulators.record import record_frames
-from simulators.scenario import Scenario, Step
+from monitord.config.site import CONFIG_DIR, load_config
+from monitord.config.yamlio import load_yaml
+from monitord.rules import PACKS_DIR
+from monitord.simulators.record import record_frames
+from monitord.simulators.scenario import Scenario, Step
+from monitord.tools.replay import replay
 
 SITE = CONFIG_DIR / "sites" / "demo.yaml"
 # P1 rule → (asset of the demo site, simulator fault that produces it)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from monitord.alerts import AlertEvent
-from monitord.config import DEFAULT_SLA, Sla
-from monitord.kpi import render, report
-from monitord.tickets import TicketDesk, TicketPolicyView
+from monitord.alerting.tracker import AlertEvent
+from monitord.config.site import DEFAULT_SLA, Sla
+from monitord.tickets.desk import TicketDesk, TicketPolicyView
+from monitord.tools.kpi import render, report
 
 POLICY = TicketPolicyView("P1", "plumbing", auto_resolve=True)
 T0 = 1_795_000_000.0

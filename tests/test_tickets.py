@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monitord.alerts import AlertEvent
-from monitord.sqlite_store import SqliteStore
-from monitord.tickets import TicketDesk, TicketPolicyView
+from monitord.alerting.tracker import AlertEvent
+from monitord.store.sqlite import SqliteStore
+from monitord.tickets.desk import TicketDesk, TicketPolicyView
 
 POLICY = TicketPolicyView("P1", "plumbing", auto_resolve=True)
 T0 = 1_763_800_000.0

@@ -1,0 +1,1 @@
+"""Alerting: the alert lifecycle per (rule, asset) and muting (maintenance windows, silences)."""

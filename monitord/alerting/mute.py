@@ -1,0 +1,130 @@
+"""Muting, with reasons: maintenance windows and silences.
+
+Between the alert tracker and the ticket desk. An alert that a maintenance
+window (定期保养, scheduled in config) or a silence (ad hoc, by matcher, with
+an author, a reason and an expiry — never without one) covers is still
+recorded in the store, but opens no ticket and notifies no one; ``mutes``
+says why. Silences live in the notification-log database, so they survive a
+restart; expired ones stay listed as expired.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from monitord.config.site import AssetConfig, MaintenanceWindow, Matcher
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def matches(m: Matcher, rule: str, asset: AssetConfig) -> bool:
+    return (
+        (not m.assets or asset.id in m.assets)
+        and (not m.types or asset.type in m.types)
+        and all(t in asset.tags for t in m.tags)
+        and (not m.rules or any(fnmatch.fnmatchcase(rule, pattern) for pattern in m.rules))
+    )
+
+
+def in_window(w: MaintenanceWindow, at: float, tz: dt.tzinfo) -> bool:
+    local = dt.datetime.fromtimestamp(at, tz)
+    if w.start is not None and w.end is not None:
+        return (
+            w.start.replace(tzinfo=w.start.tzinfo or tz).timestamp()
+            <= at
+            < w.end.replace(tzinfo=w.end.tzinfo or tz).timestamp()
+        )
+    minutes = local.hour * 60 + local.minute
+    for slot in w.weekly:
+        if _DAYS[local.weekday()] not in slot.days:
+            continue
+        h1, m1 = (int(x) for x in slot.start.split(":"))
+        h2, m2 = (int(x) for x in slot.end.split(":"))
+        if h1 * 60 + m1 <= minutes < h2 * 60 + m2:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Silence:
+    id: str
+    matcher: Matcher
+    author: str
+    reason: str
+    created: float
+    expires: float
+
+    def active(self, at: float) -> bool:
+        return self.created <= at < self.expires
+
+
+class MuteStages:
+    def __init__(self, windows: list[MaintenanceWindow], db_path: Path | None, timezone: str = "UTC") -> None:
+        """``db_path`` None: windows only, no silences (replay of recorded data)."""
+        self.windows = windows
+        self.tz = ZoneInfo(timezone)
+        self.db_path = db_path
+        self.silences: list[Silence] = []
+        if db_path is not None:
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+            with sqlite3.connect(db_path) as db:
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, matcher TEXT, "
+                    "author TEXT, reason TEXT, created REAL, expires REAL)"
+                )
+                rows = db.execute(
+                    "SELECT id, matcher, author, reason, created, expires FROM silences"
+                ).fetchall()
+            self.silences = [
+                Silence(i, Matcher.model_validate_json(m), a, r, c, e) for i, m, a, r, c, e in rows
+            ]
+
+    def mutes(self, rule: str, asset: AssetConfig, at: float) -> str | None:
+        """Why this alert must not reach people now, or None."""
+        for w in self.windows:
+            if matches(w.match, rule, asset) and in_window(w, at, self.tz):
+                return f"maintenance window {w.id}" + (f" ({w.reason})" if w.reason else "")
+        for s in self.silences:
+            if s.active(at) and matches(s.matcher, rule, asset):
+                return f"silence {s.id} by {s.author}: {s.reason}"
+        return None
+
+    def add_silence(
+        self, matcher: Matcher, author: str, reason: str, seconds: float, now: float | None = None
+    ) -> Silence:
+        if not author or not reason:
+            raise ValueError("a silence needs an author and a reason")
+        if not 0 < seconds <= 30 * 86400:
+            raise ValueError("a silence needs an expiry between 1 s and 30 days")
+        if self.db_path is None:
+            raise ValueError("silences need the notification-log database")
+        now = time.time() if now is None else now
+        s = Silence(uuid.uuid4().hex[:8], matcher, author, reason, now, now + seconds)
+        with sqlite3.connect(self.db_path) as db:
+            db.execute(
+                "INSERT INTO silences VALUES (?, ?, ?, ?, ?, ?)",
+                (s.id, matcher.model_dump_json(), author, reason, s.created, s.expires),
+            )
+        self.silences.append(s)
+        return s
+
+    def expire(self, silence_id: str, now: float | None = None) -> Silence:
+        now = time.time() if now is None else now
+        found = next((s for s in self.silences if s.id == silence_id), None)
+        if found is None:
+            raise KeyError(silence_id)
+        ended = Silence(
+            found.id, found.matcher, found.author, found.reason, found.created, min(found.expires, now)
+        )
+        if self.db_path is not None:
+            with sqlite3.connect(self.db_path) as db:
+                db.execute("UPDATE silences SET expires = ? WHERE id = ?", (ended.expires, silence_id))
+        self.silences = [ended if s.id == silence_id else s for s in self.silences]
+        return ended

@@ -1,0 +1,1 @@
+"""Config: YAML with line marks, the site schema and its cross-checks."""

@@ -1,0 +1,545 @@
+"""Site configuration: YAML with ``include:``, pydantic models, cross-checks.
+
+Nothing in the pipeline starts from an unchecked config. ``load_config``
+returns a ``SiteConfig`` or raises ``ConfigError`` with one message per
+problem, each naming file, line and key path (``site.yaml:14
+assets[2].connection.modbus.port: must be 1..65535, got 70000``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from monitord.config.yamlio import LineDict, expand_env, load_yaml, problem
+from monitord.core.errors import ConfigError
+from monitord.core.units import Duration
+from monitord.ingest.profiles import AssetType, DeviceProfile, Strict, in_range
+from monitord.rules import PACKS_DIR
+from monitord.rules.expr import ExpressionError, compile_expression
+from monitord.rules.spec import RuleSpec
+
+# The built-in profiles, sites and scenarios: the checkout's config/, shipped as monitord/builtin.
+CONFIG_DIR = Path(os.environ.get("MONITORD_CONFIG_DIR", Path(__file__).resolve().parents[1] / "builtin"))
+Port = Annotated[int, in_range(1, 65535)]
+
+
+class SiteInfo(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = ""
+
+
+class SqliteStoreConfig(Strict):
+    kind: Literal["sqlite"] = "sqlite"
+    path: str = "./monitord-data/monitord.db"
+    flush_interval: Duration = 1.0
+
+
+class InfluxStoreConfig(Strict):
+    kind: Literal["influxdb"]
+    url: str = Field(pattern=r"^https?://")
+    bucket: str = Field(description="bucket (2.x/3.x) or database/retention policy (1.x)")
+    org: str = ""
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    flush_interval: Duration = 1.0
+    spool: str = "./monitord-data/spool"
+    spool_max_mb: Annotated[int, in_range(1, 1_000_000)] = 512
+
+
+StoreConfig = Annotated[SqliteStoreConfig | InfluxStoreConfig, Field(discriminator="kind")]
+
+
+class MqttConfig(Strict):
+    url: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtt://[^:/]+(:\d+)?/?$")
+    client_id: str = "monitord"
+    username: str | None = None
+    password: str | None = None
+    qos: Annotated[int, in_range(0, 1)] = 0
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        m = re.match(r"^mqtt://([^:/]+)(?::(\d+))?", self.url)
+        assert m is not None  # guaranteed by the pattern
+        return m.group(1), int(m.group(2) or 1883)
+
+
+class MetricsConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, in_range(0, 65535)] = 9108
+
+
+class ModbusConnection(Strict):
+    host: str
+    port: Port = 502
+    unit: Annotated[int, in_range(0, 247)] = 1
+    timeout: Duration = 1.0
+
+
+class MqttConnection(Strict):
+    topic: str | None = None
+
+
+class Connection(Strict):
+    modbus: ModbusConnection | None = None
+    mqtt: MqttConnection | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Connection:
+        if (self.modbus is None) == (self.mqtt is None):
+            raise PydanticCustomError("connection", "give exactly one of modbus or mqtt")
+        return self
+
+
+class AssetConfig(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = ""
+    type: AssetType
+    profile: str
+    connection: Connection
+    location: dict[str, str | int] = {}
+    depends_on: list[str] = []
+    poll: Duration | None = None
+    tags: list[str] = []
+    params: dict[str, float] = {}
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+    @property
+    def where(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.location.items())
+
+
+class SignedRobot(Strict):
+    url: str = Field(pattern=r"^https?://")
+    secret: str | None = Field(None, description="signing secret (DingTalk, Feishu)")
+
+
+class SmtpConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, in_range(1, 65535)] = 25
+    sender: str = "monitord@localhost"
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+
+
+URL = r"^https?://"
+
+
+class Contact(Strict):
+    """A person and the channels they carry; every channel given is used."""
+
+    name: str
+    webhook: str | None = Field(None, pattern=URL, description="JSON POST, schema in docs/notifications.md")
+    wecom: str | None = Field(None, pattern=URL, description="企业微信 group robot URL")
+    dingtalk: SignedRobot | None = Field(None, description="钉钉 robot, signed when a secret is given")
+    feishu: SignedRobot | None = Field(None, description="飞书 robot, signed when a secret is given")
+    slack: str | None = Field(None, pattern=URL, description="Slack incoming webhook URL")
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
+    mqtt: str | None = Field(None, description="topic on the site's broker, e.g. for a duty-room panel")
+    console: bool = Field(False, description="print to the daemon's terminal (demo, duty desk)")
+
+    def channels(self) -> list[tuple[str, str]]:
+        """(channel, address) for every channel this person carries."""
+        out = []
+        for kind in ("webhook", "wecom", "slack", "email", "mqtt"):
+            value = getattr(self, kind)
+            if value:
+                out.append((kind, value))
+        for kind in ("dingtalk", "feishu"):
+            robot = getattr(self, kind)
+            if robot:
+                out.append((kind, robot.url + ("#" + robot.secret if robot.secret else "")))
+        if self.console:
+            out.append(("console", ""))
+        return out
+
+
+class Rotation(Strict):
+    every: Duration = 86400.0
+    handover: str = Field("08:00", pattern=r"^\d{2}:\d{2}$")
+    start: datetime.date = datetime.date(2026, 1, 1)
+
+
+class TeamConfig(Strict):
+    skills: list[str] = Field(min_length=1)
+    members: list[Contact] = Field(min_length=1)
+    lead: Contact | None = None
+    rotation: Rotation = Rotation()
+
+
+class Override(Strict):
+    """Leave or a swap: ``instead`` is on call for ``team`` between ``start`` and ``end``."""
+
+    team: str
+    start: datetime.datetime
+    end: datetime.datetime
+    instead: Contact
+    reason: str = ""
+
+
+class RosterConfig(Strict):
+    timezone: str = "UTC"
+    teams: dict[str, TeamConfig]
+    duty_manager: Contact | None = None
+    overrides: list[Override] = []
+
+
+class Sla(Strict):
+    ack: Duration
+    start: Duration
+    resolve: Duration
+
+
+DEFAULT_SLA = {
+    "P1": Sla(ack=300, start=900, resolve=7200),
+    "P2": Sla(ack=900, start=3600, resolve=28800),
+    "P3": Sla(ack=14400, start=86400, resolve=259200),
+    "P4": Sla(ack=86400, start=604800, resolve=2592000),
+}
+
+
+class ApiConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, in_range(0, 65535)] = 9109
+    token: str | None = Field(None, description="required on write calls; never logged")
+    public_url: str | None = Field(None, description="how people reach the API, for ack links")
+
+
+class NotifyConfig(Strict):
+    log: str = "./monitord-data/notifications.db"
+    attempts: Annotated[int, in_range(1, 20)] = 6
+    smtp: SmtpConfig = SmtpConfig()
+
+
+class TicketsConfig(Strict):
+    reopen_window: Duration = Field(
+        3600.0, description="a re-fire this soon after resolution reopens the ticket"
+    )
+    follow_up: Duration = Field(
+        86400.0, description="回访: close a resolved ticket after this long running normally"
+    )
+
+
+class Matcher(Strict):
+    """Which alerts: every given part must match (rules as glob patterns, e.g. ``pump.*``)."""
+
+    assets: list[str] = []
+    types: list[str] = []
+    tags: list[str] = []
+    rules: list[str] = []
+
+
+class WeeklySlot(Strict):
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
+    start: str = Field(pattern=r"^\d{2}:\d{2}$")
+    end: str = Field(pattern=r"^\d{2}:\d{2}$")
+
+
+class MaintenanceWindow(Strict):
+    """定期保养: alerts are recorded but open no tickets and notify no one."""
+
+    id: str
+    match: Matcher
+    reason: str = ""
+    weekly: list[WeeklySlot] = []
+    start: datetime.datetime | None = None
+    end: datetime.datetime | None = None
+
+    @model_validator(mode="after")
+    def _when(self) -> MaintenanceWindow:
+        if not self.weekly and (self.start is None or self.end is None):
+            raise PydanticCustomError("window", "give weekly slots, or start and end")
+        return self
+
+
+class EngineConfig(Strict):
+    min_interval: Duration = 0.1
+    max_interval: Duration = 1.0
+    offline_after_polls: Annotated[int, in_range(1, 100)] = 3
+
+
+class SiteConfig(Strict):
+    site: SiteInfo
+    store: StoreConfig = SqliteStoreConfig()
+    mqtt: MqttConfig | None = None
+    metrics: MetricsConfig = MetricsConfig()
+    poll: Duration = 2.0
+    engine: EngineConfig = EngineConfig()
+    profiles: list[DeviceProfile] = []
+    assets: list[AssetConfig]
+    rules: list[RuleSpec] = []
+    roster: RosterConfig | None = None
+    sla: dict[Literal["P1", "P2", "P3", "P4"], Sla] = {}
+    api: ApiConfig = ApiConfig()
+    notify: NotifyConfig = NotifyConfig()
+    maintenance: list[MaintenanceWindow] = []
+    tickets: TicketsConfig = TicketsConfig()
+    source: str = Field("", exclude=True)
+
+    def profile(self, name: str) -> DeviceProfile:
+        return next(p for p in self.profiles if p.profile == name)
+
+    def poll_of(self, asset: AssetConfig) -> float:
+        return asset.poll if asset.poll is not None else self.poll
+
+    def asset(self, asset_id: str) -> AssetConfig:
+        return next(a for a in self.assets if a.id == asset_id)
+
+    def sla_of(self, priority: str) -> Sla:
+        return next((v for k, v in self.sla.items() if k == priority), DEFAULT_SLA[priority])
+
+
+def load_config(path: str | Path) -> SiteConfig:
+    """Load, validate and cross-check; raise ``ConfigError`` listing every problem."""
+    path = Path(path)
+    raw = load_yaml(path, search=(CONFIG_DIR, PACKS_DIR.parent.parent))
+    if not isinstance(raw, dict):
+        raise ConfigError([problem(raw, (), "the file must hold a mapping (site:, assets:, ...)")])
+    if unset := expand_env(raw):
+        raise ConfigError(unset)
+    try:
+        config = SiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([_message(raw, e) for e in exc.errors()]) from None
+    problems = cross_check(config, raw)
+    if problems:
+        raise ConfigError(problems)
+    return config.model_copy(update={"source": str(path)})
+
+
+def _message(raw: Any, err: Any) -> str:
+    loc, kind, value = tuple(err["loc"]), err["type"], err.get("input")
+    if kind == "missing":
+        text = "required key is missing"
+    elif kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        near = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        text = "unknown key" + (f" (did you mean {near[0]!r}?)" if near else "")
+        if allowed:
+            text += f"; expected one of: {', '.join(allowed)}"
+    elif kind == "literal_error":
+        text = f"must be one of {err['ctx']['expected']}, got {value!r}"
+    elif kind in ("int_parsing", "int_type", "int_from_float"):
+        text = f"must be a whole number, got {value!r}"
+    elif kind in ("float_parsing", "float_type"):
+        text = f"must be a number, got {value!r}"
+    elif kind == "string_pattern_mismatch":
+        text = f"{value!r} has characters that are not allowed (pattern {err['ctx']['pattern']})"
+    elif kind in ("range", "duration", "connection", "scale"):
+        text = err["msg"]
+    else:
+        msg = err["msg"]
+        text = msg[0].lower() + msg[1:]
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            text += f", got {value!r}"
+    # pydantic puts union member names in the path (e.g. 'str', 'int'); people never wrote them
+    loc = tuple(k for k in loc if not (isinstance(k, str) and k in _TYPE_TAGS))
+    return problem(raw, loc, text)
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "function-after[check(), int]", "sqlite", "influxdb"}
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys a model at ``loc`` accepts, for 'did you mean' hints."""
+    tp: Any = SiteConfig
+    for key in loc:
+        tp = _unwrap(tp)
+        if isinstance(key, int):
+            args = typing.get_args(tp)
+            tp = args[-1] if args else None
+        elif isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = next((f for n, f in tp.model_fields.items() if (f.alias or n) == key), None)
+            tp = field.annotation if field else None
+        else:
+            args = typing.get_args(tp)
+            tp = args[-1] if args and typing.get_origin(tp) is dict else None
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return sorted(f.alias or n for n, f in tp.model_fields.items() if not f.exclude)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X | None`` → ``X``; annotated types → their base."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def cross_check(config: SiteConfig, raw: Any) -> list[str]:
+    """References between parts of the config; each broken one is a problem."""
+    out: list[str] = []
+    profiles: dict[str, DeviceProfile] = {}
+    points_by_type: dict[str, set[str]] = {}
+    for i, p in enumerate(config.profiles):
+        if p.profile in profiles:
+            out.append(problem(raw, ("profiles", i, "profile"), f"duplicate profile {p.profile!r}"))
+        profiles[p.profile] = p
+        points_by_type.setdefault(p.asset_type, set()).update(p.points)
+    seen: set[str] = set()
+    ids = {a.id for a in config.assets}
+    unresolved: set[str] = set()  # types with an asset whose profile is unknown
+    for i, a in enumerate(config.assets):
+        where = ("assets", i)
+        if a.id in seen:
+            out.append(problem(raw, (*where, "id"), f"duplicate asset id {a.id!r}"))
+        seen.add(a.id)
+        prof = profiles.get(a.profile)
+        if prof is None:
+            near = difflib.get_close_matches(a.profile, list(profiles), n=1)
+            hint = (
+                f" (did you mean {near[0]!r}?)"
+                if near
+                else f"; known: {', '.join(sorted(profiles)) or 'none'}"
+            )
+            out.append(problem(raw, (*where, "profile"), f"unknown profile {a.profile!r}{hint}"))
+            unresolved.add(a.type)
+        else:
+            if prof.asset_type != a.type:
+                out.append(
+                    problem(
+                        raw,
+                        (*where, "type"),
+                        f"asset type {a.type!r} does not match profile {prof.profile!r} ({prof.asset_type})",
+                    )
+                )
+            if a.connection.modbus and not prof.modbus_encodings():
+                out.append(
+                    problem(
+                        raw,
+                        (*where, "connection", "modbus"),
+                        f"profile {prof.profile!r} has no Modbus register map",
+                    )
+                )
+            if a.connection.mqtt and prof.mqtt is None:
+                out.append(
+                    problem(
+                        raw, (*where, "connection", "mqtt"), f"profile {prof.profile!r} has no mqtt section"
+                    )
+                )
+        if a.connection.mqtt and config.mqtt is None:
+            out.append(
+                problem(raw, (*where, "connection", "mqtt"), "an MQTT asset needs a top-level mqtt: broker")
+            )
+        for j, dep in enumerate(a.depends_on):
+            if dep not in ids:
+                out.append(problem(raw, (*where, "depends_on", j), f"unknown asset {dep!r}"))
+            elif dep == a.id:
+                out.append(problem(raw, (*where, "depends_on", j), "an asset cannot depend on itself"))
+    out += _check_rules(config, raw, points_by_type, profiles, unresolved)
+    if config.roster is not None:
+        served = {s for team in config.roster.teams.values() for s in team.skills}
+        for i, r in enumerate(config.rules):
+            if r.ticket is not None and r.ticket.skill not in served:
+                out.append(
+                    problem(
+                        raw,
+                        ("rules", i, "ticket", "skill"),
+                        f"no roster team serves skill {r.ticket.skill!r}",
+                    )
+                )
+    return out
+
+
+def _check_rules(
+    config: SiteConfig,
+    raw: Any,
+    points_by_type: dict[str, set[str]],
+    profiles: dict[str, DeviceProfile],
+    unresolved: set[str],
+) -> list[str]:
+    out: list[str] = []
+    rule_ids: set[str] = set()
+    for i, r in enumerate(config.rules):
+        if r.id in rule_ids:
+            out.append(problem(raw, ("rules", i, "id"), f"duplicate rule id {r.id!r}"))
+        rule_ids.add(r.id)
+        targets = [
+            a
+            for a in config.assets
+            if (r.applies_to.type in (None, a.type))
+            and all(t in a.tags for t in r.applies_to.tags)
+            and (not r.applies_to.ids or a.id in r.applies_to.ids)
+        ]
+        for j, aid in enumerate(r.applies_to.ids):
+            if aid not in {a.id for a in config.assets}:
+                out.append(problem(raw, ("rules", i, "applies_to", "ids", j), f"unknown asset {aid!r}"))
+        types_: list[str | None] = [*sorted({a.type for a in targets})]
+        for key in ("when", "clear"):
+            text = getattr(r, key)
+            if text is None:
+                continue
+            for asset_type in types_ or [None]:  # no matching asset: check syntax only
+                if asset_type in unresolved:
+                    continue
+                known = points_by_type.get(asset_type) if asset_type else None
+                try:
+                    compiled = compile_expression(text, known_points=known)
+                except ExpressionError as exc:
+                    on = f" (for {asset_type} assets)" if len(types_) > 1 else ""
+                    out.append(
+                        problem(raw, ("rules", i, key), f"{exc}{on} at column {exc.column} in {text!r}")
+                    )
+                    break
+                for name in sorted(compiled.params):
+                    for a in targets:
+                        prof = profiles.get(a.profile)
+                        if (
+                            a.type == asset_type
+                            and name not in r.params
+                            and name not in a.params
+                            and not (prof and name in prof.params)
+                        ):
+                            out.append(
+                                problem(
+                                    raw,
+                                    ("rules", i, key),
+                                    f"param.{name} has no default in the rule and asset {a.id!r} sets none",
+                                )
+                            )
+    return out
+
+
+def load_rules(path: str | Path, config: SiteConfig) -> list[RuleSpec]:
+    """A rule file (a list of rules, ``include:`` allowed), checked against a site's assets."""
+    path = Path(path)
+    raw_rules = load_yaml(path, search=(CONFIG_DIR, PACKS_DIR.parent.parent))
+    if not isinstance(raw_rules, list):
+        raise ConfigError([problem(raw_rules, (), "a rule file holds a list of rules")])
+    wrapper = LineDict(rules=raw_rules)
+    wrapper.mark = getattr(raw_rules, "mark", (str(path), 1))
+    wrapper.marks = {"rules": wrapper.mark}
+    try:
+        specs = TypeAdapter(list[RuleSpec]).validate_python(raw_rules)
+    except ValidationError as exc:
+        raise ConfigError(
+            [_message(wrapper, {**e, "loc": ("rules", *e["loc"])}) for e in exc.errors()]
+        ) from None
+    # The site itself was checked when it loaded: what is new here are the rules and their references.
+    problems = cross_check(config.model_copy(update={"rules": specs}), wrapper)
+    if problems:
+        raise ConfigError(problems)
+    return specs

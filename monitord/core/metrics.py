@@ -1,0 +1,133 @@
+"""Prometheus metrics about monitord itself, served on ``/metrics``.
+
+Names follow ``monitord_<subsystem>_<name>_<unit>``; label values are
+bounded (driver, asset type, quality, severity, priority), never sample values.
+Each app gets its own registry so several can run in one process (tests).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from monitord.core.model import Quality, SampleBatch
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.samples = Counter(
+            "monitord_bus_samples_total",
+            "Samples ingested, by asset type and quality",
+            ["asset_type", "quality"],
+            registry=r,
+        )
+        self.poll_latency = Histogram(
+            "monitord_driver_poll_duration_seconds",
+            "Time to read one device, by driver",
+            ["driver"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.driver_errors = Counter(
+            "monitord_driver_errors_total",
+            "Failed reads and bad messages, by driver and kind",
+            ["driver", "kind"],
+            registry=r,
+        )
+        self.devices_offline = Gauge(
+            "monitord_driver_devices_offline", "Devices currently offline, by driver", ["driver"], registry=r
+        )
+        self.rule_eval = Histogram(
+            "monitord_rules_evaluation_duration_seconds",
+            "Time to evaluate every rule once",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            registry=r,
+        )
+        self.alerts_firing = Gauge(
+            "monitord_alerts_firing", "Alerts firing now, by severity", ["severity"], registry=r
+        )
+        self.time_to_ack = Histogram(
+            "monitord_tickets_time_to_acknowledge_seconds",
+            "From a ticket opening to its acknowledgement (MTTA)",
+            ["priority"],
+            buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 14400, 86400),
+            registry=r,
+        )
+        self.time_to_resolve = Histogram(
+            "monitord_tickets_time_to_resolve_seconds",
+            "From a ticket opening to its resolution (MTTR)",
+            ["priority"],
+            buckets=(300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200),
+            registry=r,
+        )
+        self.sla_breaches = Counter(
+            "monitord_tickets_sla_breaches_total",
+            "SLA clocks missed, by priority and clock (ack, start, resolve)",
+            ["priority", "clock"],
+            registry=r,
+        )
+        self.alerts_muted = Counter(
+            "monitord_alerts_muted_total",
+            "Firing alerts kept from people, by reason (maintenance, silence)",
+            ["reason"],
+            registry=r,
+        )
+        self.alert_events = Counter(
+            "monitord_alerts_events_total", "Alert transitions, by state", ["state"], registry=r
+        )
+        self.tickets_open = Gauge(
+            "monitord_tickets_open", "Open tickets, by priority", ["priority"], registry=r
+        )
+        self.store_queue = Gauge("monitord_store_queued_samples", "Samples waiting to be written", registry=r)
+        self.notifications = Counter(
+            "monitord_notify_notifications_total",
+            "Notifications, by channel and outcome (sent, failed)",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.store_write_latency = Histogram(
+            "monitord_store_write_duration_seconds",
+            "Time to write one batch to the store",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.store_write_errors = Counter(
+            "monitord_store_write_errors_total", "Failed store writes, by kind", ["kind"], registry=r
+        )
+        self.spool_bytes = Gauge("monitord_store_spool_bytes", "Bytes waiting in the spool", registry=r)
+        self.spool_oldest_age = Gauge(
+            "monitord_store_spool_oldest_age_seconds", "Age of the oldest spooled batch", registry=r
+        )
+        self.points_dropped = Gauge(
+            "monitord_store_points_dropped",
+            "Lines dropped because the spool was full (should stay 0)",
+            registry=r,
+        )
+        self._type_of: dict[str, str] = {}
+
+    def set_asset_types(self, types: dict[str, str]) -> None:
+        self._type_of = types
+
+    def count_batch(self, batch: SampleBatch) -> None:
+        asset_type = self._type_of.get(batch.asset, "unknown")
+        q = batch.quality
+        bad = int((q != Quality.GOOD).sum())
+        if bad == 0:
+            self.samples.labels(asset_type, "good").inc(len(q))
+            return
+        for quality in Quality:
+            n = int((q == quality).sum())
+            if n:
+                self.samples.labels(asset_type, quality.label).inc(n)
+
+    def serve(self, host: str, port: int) -> int:
+        """Start the HTTP endpoint; return the port actually bound."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        return int(server.server_address[1])
+
+    def stop(self) -> None:
+        server = getattr(self, "_server", None)
+        if server is not None:
+            server.shutdown()
+            server.server_close()

@@ -1,0 +1,1 @@
+"""Daemon: the evaluation pipeline, the application wiring and the HTTP API."""

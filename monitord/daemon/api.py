@@ -1,0 +1,294 @@
+"""HTTP API for the duty desk and the technicians: tickets, alerts, assets.
+
+JSON over HTTP, served beside ``/metrics`` by a small threaded server. Reads
+are open; write calls need ``Authorization: Bearer <api.token>`` (the token is
+never logged). Handlers run in the server's threads but every read and change
+of the ticket desk happens on the daemon's event loop (``call``), so the API
+never races the pipeline. ``GET /openapi.json`` describes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import http.server
+import json
+import logging
+import re
+import threading
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from monitord.config.site import Matcher
+from monitord.core.units import parse_duration
+from monitord.tickets.desk import ACTIONS, Ticket, TicketActionError
+
+if TYPE_CHECKING:
+    from monitord.daemon.app import Monitord
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_ACTION = re.compile(r"^/tickets/([^/]+)/(" + "|".join(ACTIONS) + r")$")
+_SILENCE = re.compile(r"^/silences(?:/([^/]+)/expire)?$")
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "monitord", "version": "1"},
+    "components": {"securitySchemes": {"token": {"type": "http", "scheme": "bearer"}}},
+    "paths": {
+        "/healthz": {"get": {"summary": "liveness", "responses": {"200": {"description": "ok"}}}},
+        "/tickets": {
+            "get": {
+                "summary": "list tickets",
+                "parameters": [
+                    {"name": n, "in": "query", "schema": {"type": "string"}}
+                    for n in ("state", "priority", "asset")
+                ],
+                "responses": {"200": {"description": "tickets"}},
+            }
+        },
+        "/tickets/{id}": {
+            "get": {
+                "summary": "one ticket with its events",
+                "responses": {"200": {"description": "ticket"}, "404": {"description": "none"}},
+            }
+        },
+        **{
+            f"/tickets/{{id}}/{a}": {
+                "post": {
+                    "summary": f"{a} a ticket",
+                    "security": [{"token": []}],
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "actor": {"type": "string"},
+                                        "note": {"type": "string"},
+                                        "assignee": {"type": "string"},
+                                    },
+                                }
+                            }
+                        }
+                    },
+                    "responses": {
+                        "200": {"description": "the event"},
+                        "401": {"description": "no token"},
+                        "409": {"description": "not allowed in this state"},
+                    },
+                }
+            }
+            for a in ACTIONS
+        },
+        "/alerts": {"get": {"summary": "alerts firing now", "responses": {"200": {"description": "alerts"}}}},
+        "/assets": {
+            "get": {"summary": "assets with their state", "responses": {"200": {"description": "assets"}}}
+        },
+        "/silences": {
+            "get": {
+                "summary": "silences, active and expired",
+                "responses": {"200": {"description": "silences"}},
+            },
+            "post": {
+                "summary": "add a silence: matcher, author, reason, expires_in (required)",
+                "security": [{"token": []}],
+                "responses": {"201": {"description": "the silence"}, "400": {"description": "incomplete"}},
+            },
+        },
+        "/silences/{id}/expire": {
+            "post": {
+                "summary": "end a silence now",
+                "security": [{"token": []}],
+                "responses": {"200": {"description": "the silence"}},
+            }
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A non-JSON answer (the Prometheus exposition on /metrics)."""
+
+    data: bytes
+    content_type: str
+
+
+def ticket_json(t: Ticket, events: bool = False) -> dict[str, Any]:
+    out = {k: v for k, v in asdict(t).items() if k != "events"}
+    if events:
+        out["events"] = [asdict(e) for e in t.events]
+    return out
+
+
+class Api:
+    def __init__(
+        self, app: Monitord, loop: asyncio.AbstractEventLoop, host: str, port: int, token: str | None
+    ) -> None:
+        self.app, self.loop, self.token = app, loop, token
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass  # requests may carry the token; nothing of them is logged
+
+            def do_GET(self) -> None:
+                api.handle(self, "GET")
+
+            def do_POST(self) -> None:
+                api.handle(self, "POST")
+
+        self.server = http.server.ThreadingHTTPServer((host, port), Handler)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, name="api", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the daemon's event loop and wait for it."""
+
+        async def run() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=10)
+
+    def handle(self, h: http.server.BaseHTTPRequestHandler, method: str) -> None:
+        url = urllib.parse.urlparse(h.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        try:
+            status, body = self.route(h, method, url.path, query)
+        except Exception:  # a bug in one request must not take the API down
+            log.exception("API %s %s failed", method, url.path)
+            status, body = 500, {"error": "internal error"}
+        if isinstance(body, Raw):
+            data, content_type = body.data, body.content_type
+        else:
+            data, content_type = (
+                json.dumps(body, ensure_ascii=False, default=str).encode(),
+                "application/json; charset=utf-8",
+            )
+        h.send_response(status)
+        h.send_header("Content-Type", content_type)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    def route(
+        self, h: http.server.BaseHTTPRequestHandler, method: str, path: str, query: dict[str, str]
+    ) -> tuple[int, Any]:
+        desk = self.app.desk
+        if method == "GET":
+            if path == "/healthz":
+                return 200, {"status": "ok"}
+            if path == "/metrics":
+                return 200, Raw(generate_latest(self.app.metrics.registry), CONTENT_TYPE_LATEST)
+            if path == "/openapi.json":
+                return 200, OPENAPI
+            if path == "/tickets":
+
+                def listing() -> list[dict[str, Any]]:
+                    return [
+                        ticket_json(t)
+                        for t in sorted(desk.tickets.values(), key=lambda t: -t.opened_at)
+                        if all(
+                            getattr(t, k) == v
+                            for k, v in query.items()
+                            if k in ("state", "priority", "asset")
+                        )
+                    ]
+
+                return 200, self.call(listing)
+            if path.startswith("/tickets/"):
+                t = self.call(lambda: desk.tickets.get(path.split("/")[2]))
+                return (
+                    (200, self.call(lambda: ticket_json(t, events=True)))
+                    if t
+                    else (404, {"error": "no such ticket"})
+                )
+            if path == "/alerts":
+                return 200, self.call(self.app.firing_alerts)
+            if path == "/assets":
+                return 200, self.call(self.app.asset_states)
+            if path == "/silences":
+                return 200, self.call(self._silences)
+            return 404, {"error": "not found"}
+        m = _ACTION.match(path)
+        silence = _SILENCE.match(path)
+        if method != "POST" or (m is None and silence is None):
+            return 404, {"error": "not found"}
+        if not self._authorised(h):
+            return 401, {"error": "write calls need Authorization: Bearer <api.token>"}
+        try:
+            length = int(h.headers.get("Content-Length") or 0)
+            body = json.loads(h.rfile.read(length) or b"{}") if length else {}
+        except ValueError:
+            return 400, {"error": "body must be JSON"}
+        if silence is not None:
+            return self._silence_call(silence.group(1), body)
+        assert m is not None
+        ticket_id, action = m.group(1), m.group(2)
+        try:
+            ev = self.call(
+                lambda: self.app.act(
+                    ticket_id,
+                    action,
+                    actor=str(body.get("actor") or "api"),
+                    note=str(body.get("note") or ""),
+                    assignee=str(body.get("assignee") or ""),
+                )
+            )
+        except KeyError:
+            return 404, {"error": f"no ticket {ticket_id}"}
+        except TicketActionError as exc:
+            return 409, {"error": str(exc)}
+        return 200, asdict(ev)
+
+    def _silences(self) -> list[dict[str, Any]]:
+        mute = self.app.pipeline.mute
+        now = self.app.clock.now()
+        return [
+            {**asdict(s), "matcher": s.matcher.model_dump(), "active": s.active(now)}
+            for s in (mute.silences if mute else [])
+        ]
+
+    def _silence_call(self, silence_id: str | None, body: dict[str, Any]) -> tuple[int, Any]:
+        mute = self.app.pipeline.mute
+        if mute is None:
+            return 404, {"error": "no muting here"}
+        try:
+            if silence_id:
+                s = self.call(lambda: mute.expire(silence_id, self.app.clock.now()))
+                return 200, {**asdict(s), "matcher": s.matcher.model_dump()}
+            matcher = Matcher.model_validate(body.get("matcher") or {})
+            seconds = parse_duration(body.get("expires_in") or 0)
+            s = self.call(
+                lambda: mute.add_silence(
+                    matcher,
+                    str(body.get("author") or ""),
+                    str(body.get("reason") or ""),
+                    seconds,
+                    self.app.clock.now(),
+                )
+            )
+        except KeyError:
+            return 404, {"error": f"no silence {silence_id}"}
+        except (ValueError, ValidationError) as exc:
+            return 400, {"error": str(exc)}
+        return 201, {**asdict(s), "matcher": s.matcher.model_dump()}
+
+    def _authorised(self, h: http.server.BaseHTTPRequestHandler) -> bool:
+        if not self.token:
+            return False  # without a configured token the API is read-only
+        given = h.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode())

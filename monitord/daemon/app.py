@@ -1,0 +1,428 @@
+"""App wiring: builds every stage from a ``SiteConfig`` and runs them.
+
+``Monitord.build`` connects drivers → bus → state table / store / metrics,
+and the evaluation loop → pipeline (rules → alerts → tickets) → listeners.
+``run`` keeps them in one ``TaskGroup`` until ``stop`` is called, then
+flushes the store, so a Ctrl-C never loses what was already read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from monitord.alerting.mute import MuteStages
+from monitord.alerting.tracker import AlertTracker, fingerprint
+from monitord.config.site import AssetConfig, SiteConfig
+from monitord.core.clock import Clock, SystemClock
+from monitord.core.errors import StoreError
+from monitord.core.metrics import Metrics
+from monitord.daemon.api import Api
+from monitord.daemon.pipeline import Pipeline
+from monitord.drivers.modbus import (
+    GATEWAY_POINTS,
+    GatewayPoller,
+    ModbusDevice,
+    ModbusDriver,
+    gateway_asset_id,
+)
+from monitord.drivers.mqtt import MqttDriver, TopicRoute
+from monitord.ingest.bus import SampleBus
+from monitord.ingest.profiles import DeviceProfile, PointSpec
+from monitord.ingest.state import AssetSlot, StateTable
+from monitord.people.dispatch import Dispatcher
+from monitord.people.notify import Outbox, channels
+from monitord.people.roster import Roster
+from monitord.rules.engine import AssetFacts, RuleEngine
+from monitord.store.base import Store
+from monitord.store.open import open_store
+from monitord.tickets.desk import TicketDesk, TicketEvent
+
+log = logging.getLogger(__name__)
+
+
+def asset_points(config: SiteConfig, asset: AssetConfig) -> tuple[str, ...]:
+    return tuple(config.profile(asset.profile).points)
+
+
+def points_by_type(config: SiteConfig) -> dict[str, tuple[str, ...]]:
+    """Every point the config's profiles define, per asset type."""
+    out: dict[str, dict[str, None]] = {}
+    for p in config.profiles:
+        out.setdefault(p.asset_type, {}).update(dict.fromkeys(p.points))
+    return {t: tuple(points) for t, points in out.items()}
+
+
+def mqtt_routes(config: SiteConfig) -> dict[str, TopicRoute]:
+    """Topic → route for every MQTT asset, from its profile's topic pattern."""
+    routes: dict[str, TopicRoute] = {}
+    for a in config.assets:
+        if a.connection.mqtt is None or a.type == "gateway":
+            continue
+        prof = config.profile(a.profile)
+        assert prof.mqtt is not None  # cross_check guarantees it
+        pattern = a.connection.mqtt.topic or prof.mqtt.topic
+        ts_field = tuple(prof.mqtt.ts_field.split(".")) if prof.mqtt.ts_field else ()
+        if prof.mqtt.format == "json":
+            fields = prof.json_fields()
+            topic = pattern.format(site=config.site.id, asset=a.id)
+            routes[topic] = TopicRoute(
+                a.id, tuple(fields), tuple(tuple(f.split(".")) for f in fields.values()), ts_field
+            )
+        else:
+            for point in prof.points:
+                topic = pattern.format(site=config.site.id, asset=a.id, point=point)
+                routes[topic] = TopicRoute(a.id, (point,), ())
+    return routes
+
+
+def ancestors(config: SiteConfig) -> dict[str, tuple[str, ...]]:
+    """Every asset an asset depends on, directly or through others (``depends_on``)."""
+    direct = {a.id: a.depends_on for a in config.assets}
+    out: dict[str, tuple[str, ...]] = {}
+    for asset in direct:
+        seen: list[str] = []
+        todo = list(direct[asset])
+        while todo:
+            up = todo.pop()
+            if up not in seen and up != asset:
+                seen.append(up)
+                todo += direct.get(up, [])
+        out[asset] = tuple(seen)
+    return out
+
+
+def with_gateways(config: SiteConfig) -> SiteConfig:
+    """The site plus one ``gateway`` asset per Modbus endpoint with several devices behind it.
+
+    The devices depend on their gateway, so a gateway-down alert (a ``root_cause`` rule) explains
+    their offline alerts: one ticket for the gateway, not one per device.
+    """
+    behind: dict[tuple[str, int], list[AssetConfig]] = {}
+    for a in config.assets:
+        if a.connection.modbus:
+            behind.setdefault((a.connection.modbus.host, a.connection.modbus.port), []).append(a)
+    gateways = {k: v for k, v in behind.items() if len(v) > 1}
+    if not gateways:
+        return config
+    profile = DeviceProfile(
+        profile="monitord-gateway", asset_type="gateway", points={p: PointSpec() for p in GATEWAY_POINTS}
+    )
+    assets = []
+    for a in config.assets:
+        m = a.connection.modbus
+        if m and (m.host, m.port) in gateways:
+            a = a.model_copy(update={"depends_on": [*a.depends_on, gateway_asset_id(m.host, m.port)]})
+        assets.append(a)
+    for (host, port), devices in gateways.items():
+        # What feeds every device behind the gateway feeds the gateway too (same panel, same room).
+        common = set(devices[0].depends_on).intersection(*(d.depends_on for d in devices[1:]))
+        assets.append(
+            AssetConfig(
+                id=gateway_asset_id(host, port),
+                name=f"Modbus gateway {host}:{port}",
+                type="gateway",
+                profile="monitord-gateway",
+                connection={"mqtt": {}},  # never polled: the driver reports it
+                location=devices[0].location,
+                depends_on=sorted(common),
+            )
+        )
+    return config.model_copy(update={"assets": assets, "profiles": [*config.profiles, profile]})
+
+
+def asset_facts(config: SiteConfig) -> list[AssetFacts]:
+    return [
+        AssetFacts(a.id, a.type, tuple(a.tags), {**config.profile(a.profile).params, **a.params})
+        for a in config.assets
+    ]
+
+
+@dataclass
+class Monitord:
+    config: SiteConfig
+    clock: Clock = field(default_factory=SystemClock)
+    store: Store | None = None
+    metrics_port: int | None = None
+    with_drivers: bool = True  # replay and tools run the pipeline without talking to devices
+
+    def __post_init__(self) -> None:
+        if self.with_drivers:
+            self.config = with_gateways(self.config)
+        c = self.config
+        self.assets = {a.id: a for a in c.assets}
+        self.metrics = Metrics()
+        self.metrics.set_asset_types({a.id: a.type for a in c.assets})
+        stale = c.engine.offline_after_polls
+        self.state = StateTable(
+            [AssetSlot(a.id, a.type, asset_points(c, a), stale * c.poll_of(a)) for a in c.assets],
+            started=self.clock.now(),
+            columns=points_by_type(c),
+        )
+        if self.store is None:
+            self.store = open_store(c, self.metrics)
+        store = self.store
+        self.bus = SampleBus()
+        self.bus.subscribe(self.state.apply)
+        self.bus.subscribe(lambda b: store.write_samples((b,)))
+        self.bus.subscribe(self.metrics.count_batch)
+        self.engine = RuleEngine(c.rules, self.state, asset_facts(c))
+        self.tracker = AlertTracker()
+        self.desk = TicketDesk()
+        self.desk.reopen_window = c.tickets.reopen_window
+        states = {
+            a.id: {n: p.states for n, p in c.profile(a.profile).points.items() if p.states} for a in c.assets
+        }
+        self.pipeline = Pipeline(
+            self.state,
+            self.engine,
+            self.tracker,
+            self.desk,
+            store,
+            self.assets,
+            self.metrics,
+            self.clock,
+            states,
+            ancestors(c),
+            MuteStages(
+                c.maintenance,
+                Path(c.notify.log) if self.with_drivers else None,
+                c.roster.timezone if c.roster else "UTC",
+            ),
+            {a: 1.5 * max(c.poll_of(c.asset(u)) for u in ups) for a, ups in ancestors(c).items() if ups},
+        )
+        self.pipeline.ticket_listeners.append(self._kpis)
+        self.outbox: Outbox | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.api: Api | None = None
+        self.modbus = self._modbus_driver() if self.with_drivers else None
+        self.mqtt = self._mqtt_driver() if self.with_drivers else None
+        self._stop = asyncio.Event()
+        self.started = asyncio.Event()
+        self.metrics_url = ""
+
+    def _modbus_driver(self) -> ModbusDriver | None:
+        c = self.config
+        gateways: dict[tuple[str, int], list[ModbusDevice]] = {}
+        timeouts: dict[tuple[str, int], float] = {}
+        for a in c.assets:
+            m = a.connection.modbus
+            if m is None:
+                continue
+            dev = ModbusDevice.from_profile(a.id, m.unit, c.poll_of(a), c.profile(a.profile))
+            gateways.setdefault((m.host, m.port), []).append(dev)
+            timeouts[(m.host, m.port)] = max(timeouts.get((m.host, m.port), 0.0), m.timeout)
+        if not gateways:
+            return None
+        return ModbusDriver(
+            [
+                GatewayPoller(h, p, devs, self.bus, self.clock, self.metrics, timeout=timeouts[(h, p)])
+                for (h, p), devs in gateways.items()
+            ]
+        )
+
+    def _mqtt_driver(self) -> MqttDriver | None:
+        c = self.config
+        routes = mqtt_routes(c)
+        if not routes or c.mqtt is None:
+            return None
+        host, port = c.mqtt.host_port
+        return MqttDriver(
+            host,
+            port,
+            routes,
+            self.bus,
+            self.clock,
+            self.metrics,
+            client_id=c.mqtt.client_id,
+            qos=c.mqtt.qos,
+            username=c.mqtt.username,
+            password=c.mqtt.password,
+        )
+
+    def restore(self, events: list[TicketEvent] | None = None) -> None:
+        """Rebuild tickets from the store's events; alerts with an open ticket count as firing."""
+        assert self.store is not None
+        self.desk.restore(self.store.ticket_events() if events is None else events)
+        for t in self.desk.tickets.values():
+            if t.state != "open":
+                continue
+            for rule in self.engine.rules:
+                if rule.spec.id == t.rule and t.asset in rule.assets:
+                    self.tracker.restore(rule.key, len(rule.assets), rule.assets.index(t.asset), t.since)
+        if self.desk.tickets:
+            log.info(
+                "restored %d tickets (%d open) from the store",
+                len(self.desk.tickets),
+                sum(self.desk.open_counts().values()),
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _restore_when_possible(self) -> None:
+        """Rebuild tickets from the store; while it does not answer, keep polling and hold tickets."""
+        told = False
+        while True:
+            try:
+                assert self.store is not None
+                events = await asyncio.to_thread(self.store.ticket_events)  # only the I/O off the loop
+                self.restore(events)
+                break
+            except StoreError as exc:
+                if not told:
+                    log.warning("cannot read tickets from the store yet (%s); ticket decisions wait", exc)
+                    told = True
+                await asyncio.sleep(2.0)
+        if told:
+            log.info("tickets restored from the store; held alerts decided")
+        self.pipeline.tickets_ready = True
+        for ev in self.pipeline.decide_tickets():
+            for listen in self.pipeline.ticket_listeners:
+                listen(ev)
+
+    def _people(self, api_port: int | None) -> None:
+        """Roster, notification outbox, dispatcher and HTTP API: what talks to people."""
+        c = self.config
+        self.api = Api(
+            self,
+            asyncio.get_running_loop(),
+            c.api.host,
+            c.api.port if api_port is None else api_port,
+            c.api.token,
+        )
+        self.api.start()
+        self.api_url = c.api.public_url or f"http://{c.api.host}:{self.api.port}"
+        log.info("API at %s", self.api_url)
+        if c.roster is None:
+            return
+        broker = c.mqtt.host_port if c.mqtt else None
+        self.outbox = Outbox(
+            Path(c.notify.log), channels(c.notify.smtp, broker), self.metrics, c.notify.attempts
+        )
+        self.dispatcher = Dispatcher(c, Roster(c.roster), self.desk, self.outbox, self.assets, self.api_url)
+        self.pipeline.ticket_listeners.append(self.dispatcher.on_ticket)
+
+    def act(
+        self, ticket_id: str, action: str, *, actor: str, note: str = "", assignee: str = ""
+    ) -> TicketEvent:
+        """A person's action (API, CLI): recorded, stored and told like any ticket event."""
+        assert self.store is not None
+        ev = self.desk.act(ticket_id, action, actor=actor, now=self.clock.now(), note=note, assignee=assignee)
+        self.store.write_tickets([ev])
+        self.pipeline._update_gauges()
+        for listen in self.pipeline.ticket_listeners:
+            listen(ev)
+        return ev
+
+    def _kpis(self, ev: TicketEvent) -> None:
+        t = self.desk.tickets.get(ev.ticket)
+        if t is None:
+            return
+        if ev.event == "acknowledged":
+            self.metrics.time_to_ack.labels(t.priority).observe(ev.ts - t.opened_at)
+        elif ev.event == "resolved":
+            self.metrics.time_to_resolve.labels(t.priority).observe(ev.ts - t.opened_at)
+
+    def firing_alerts(self) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        for rule in self.engine.rules:
+            for i in np.flatnonzero(self.tracker.firing(rule.key)):
+                asset = rule.assets[int(i)]
+                t = self.desk.open_ticket_for(fingerprint(rule.spec.id, asset))
+                out.append(
+                    {
+                        "rule": rule.spec.id,
+                        "asset": asset,
+                        "severity": rule.spec.severity,
+                        "ticket": t.id if t else None,
+                    }
+                )
+        return out
+
+    def asset_states(self) -> list[dict[str, object]]:
+        firing = {(a["asset"]) for a in self.firing_alerts()}
+        out: list[dict[str, object]] = []
+        now = self.clock.now()
+        for table in self.state.tables.values():
+            offline = table.offline(now)
+            for row, asset in enumerate(table.assets):
+                state = "offline" if offline[row] else "alerting" if asset in firing else "ok"
+                a = self.assets[asset]
+                out.append(
+                    {
+                        "id": asset,
+                        "name": a.label,
+                        "type": a.type,
+                        "location": a.where,
+                        "state": state,
+                        "last_good": float(table.last_good[row]),
+                    }
+                )
+        return out
+
+    async def run(self, api_port: int | None = None) -> None:
+        assert self.store is not None
+        self.pipeline.tickets_ready = False
+        port = self.config.metrics.port if self.metrics_port is None else self.metrics_port
+        bound = self.metrics.serve(self.config.metrics.host, port)
+        self.metrics_url = f"http://{self.config.metrics.host}:{bound}/metrics"
+        log.info("metrics at %s", self.metrics_url)
+        self._people(api_port)
+        self.started.set()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(self._restore_when_possible(), name="restore"),
+                    tg.create_task(self._evaluate_forever(), name="evaluate"),
+                ]
+                if self.modbus:
+                    tasks.append(tg.create_task(self.modbus.run(), name="modbus"))
+                if self.mqtt:
+                    tasks.append(tg.create_task(self.mqtt.run(), name="mqtt"))
+                await self._stop.wait()
+                for t in tasks:
+                    t.cancel()
+        finally:
+            self.metrics.stop()
+            if self.api:
+                self.api.stop()
+            if self.outbox:
+                self.outbox.close()
+            if self.mqtt:
+                self.mqtt.close()
+            self.store.flush()
+            self.store.close()
+            log.info("stopped; store flushed")
+
+    async def _evaluate_forever(self) -> None:
+        engine = self.config.engine
+        wake = self.bus.wake
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(engine.max_interval):
+                    await wake.wait()
+            wake.clear()
+            self.pipeline.tick()
+            if self.pipeline.tickets_ready:
+                now = self.clock.now()
+                changes = self.desk.check_clocks(now, self.config.sla_of, self.config.tickets.follow_up)
+                if self.dispatcher is not None:
+                    changes += self.dispatcher.check(now)
+                if changes:
+                    assert self.store is not None
+                    self.store.write_tickets(changes)
+                    for ev in changes:
+                        if ev.event == "breached":
+                            self.metrics.sla_breaches.labels(ev.priority, ev.note).inc()
+                    self.pipeline._update_gauges()
+            assert self.store is not None
+            queued = getattr(self.store, "queued", None)
+            if queued is not None:
+                self.metrics.store_queue.set(queued)
+            await asyncio.sleep(engine.min_interval)

@@ -1,0 +1,234 @@
+"""One evaluation step: rules → alert lifecycle → tickets → people and store.
+
+``Pipeline.tick(now)`` is the same code live (called by the app's evaluation
+loop when new data arrives, at least every ``max_interval``), in tests with a
+manual clock, and in replay. It is synchronous and does no I/O of its own:
+events go to the store's queue and to the registered listeners.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from monitord.alerting.mute import MuteStages
+from monitord.alerting.tracker import FIRING, PENDING, AlertEvent, AlertTracker, Transition, fingerprint
+from monitord.config.site import AssetConfig
+from monitord.core.clock import Clock
+from monitord.core.metrics import Metrics
+from monitord.ingest.state import StateTable
+from monitord.rules.engine import CompiledRule, RuleEngine
+from monitord.store.base import Store
+from monitord.tickets.desk import Ticket, TicketDesk, TicketEvent, TicketPolicyView
+
+log = logging.getLogger(__name__)
+AlertListener = Callable[[AlertEvent], None]
+INHIBIT_WAIT = 30.0  # seconds a dependant's alert waits for a pending root cause upstream
+TicketListener = Callable[[TicketEvent], None]
+
+
+class _Values(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+class PointValue(float):
+    """A point's value in a template; ``{code:name}`` shows the profile's name for a coded value."""
+
+    states: Mapping[int, str] = {}
+
+    def __format__(self, spec: str) -> str:
+        if spec == "name":
+            if self != self:  # NaN: no value
+                return "?"
+            return self.states.get(int(self), f"code {int(self)} (0x{int(self):04X})")
+        return float.__format__(self, spec)
+
+
+def render(
+    template: str,
+    asset: AssetConfig,
+    values: Mapping[str, float],
+    states: Mapping[str, Mapping[int, str]] | None = None,
+) -> str:
+    """Fill a rule's summary template with asset fields and current point values."""
+    fields = _Values()
+    for name, value in values.items():
+        v = PointValue(value)
+        if states and name in states:
+            v.states = states[name]
+        fields[name] = v
+    fields["asset"] = SimpleNamespace(
+        id=asset.id, name=asset.label, type=asset.type, location=asset.where, **asset.location
+    )
+    try:
+        return string.Formatter().vformat(template, (), fields)
+    except (ValueError, AttributeError, IndexError, KeyError) as exc:
+        log.warning("summary template %r: %s", template, exc)
+        return template
+
+
+def alert_transitions(
+    engine: RuleEngine, tracker: AlertTracker, now: float
+) -> list[tuple[CompiledRule, Transition]]:
+    """Evaluate every rule once and apply the alert lifecycle: what changed, and by which rule."""
+    out = []
+    for res in engine.evaluate(now):
+        spec = res.rule.spec
+        for tr in tracker.update(
+            res.rule.key,
+            res.fire,
+            res.clear,
+            hold_for=spec.for_,
+            clear_for=spec.clear_for,
+            now=now,
+            flap_window=spec.flapping.window,
+            flap_transitions=spec.flapping.transitions,
+        ):
+            out.append((res.rule, tr))
+    return out
+
+
+@dataclass
+class Pipeline:
+    state: StateTable
+    engine: RuleEngine
+    tracker: AlertTracker
+    desk: TicketDesk
+    store: Store
+    assets: dict[str, AssetConfig]
+    metrics: Metrics
+    clock: Clock
+    #: asset → point → names of coded values (from the profile), for ``{code:name}`` in summaries
+    point_states: Mapping[str, Mapping[str, Mapping[int, str]]] = field(default_factory=dict)
+    #: asset → every asset it depends on, directly or not (topology for inhibition)
+    ancestors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    mute: MuteStages | None = None
+    #: asset → seconds its alerts wait for an upstream root cause to show (slowest upstream poll × 1.5)
+    settle: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.alert_listeners: list[AlertListener] = []
+        self.ticket_listeners: list[TicketListener] = []
+        self._specs = {r.spec.id: r.spec for r in self.engine.rules}
+        # Ticket decisions wait until the desk knows the tickets already in the store (restore);
+        # alerts meanwhile are held, in order, so none is lost and none opens a second ticket.
+        self.tickets_ready = True
+        self._held: list[AlertEvent] = []
+        self._root_rules = [r for r in self.engine.rules if r.spec.root_cause]
+
+    def decide_tickets(self, now: float | None = None) -> list[TicketEvent]:
+        """Turn held alert events into ticket events (written to the store); returns them.
+
+        Topology inhibition: a firing alert of an asset whose supply (``depends_on``, transitively)
+        has an active root-cause ticket is noted on that ticket ("explained"), not ticketed or
+        notified on its own; while such a root-cause alert is still pending, the dependant's alert
+        waits here (at most ``INHIBIT_WAIT`` seconds), so one outage is one ticket, not twenty.
+        """
+        now = self.clock.now() if now is None else now
+        tickets: list[TicketEvent] = []
+        held, self._held = self._held, []
+        for ev in held:
+            policy = self._specs[ev.rule].ticket
+            if policy is None:
+                continue
+            if ev.state == "firing" and self.ancestors.get(ev.asset):
+                root, pending = self._root_cause(ev.asset)
+                if root is not None:
+                    tickets.append(self.desk.explain(root, ev))
+                    continue
+                # Upstream devices may be polled less often than this one: until each has reported
+                # since this condition began, it cannot have shown a root cause yet (bounded by settle).
+                waited = now - ev.ts
+                unseen = waited < self.settle.get(ev.asset, 0.0) and self._upstream_unseen(ev.asset, ev.since)
+                if (pending and waited < INHIBIT_WAIT) or unseen:
+                    self._held.append(ev)
+                    continue
+            if ev.state == "firing" and self.desk.open_ticket_for(ev.fingerprint) is None:
+                reason = self.mute.mutes(ev.rule, self.assets[ev.asset], ev.ts) if self.mute else None
+                if reason is not None:
+                    log.info("alert %s on %s recorded but muted: %s", ev.rule, ev.asset, reason)
+                    self.metrics.alerts_muted.labels(reason.split()[0]).inc()
+                    continue
+                work = self.desk.in_progress_on(ev.asset, policy.skill)
+                if work is not None:  # a technician is on it: add to their ticket, tell nobody
+                    tickets.append(self.desk.explain(work, ev))
+                    continue
+            view = TicketPolicyView(policy.priority, policy.skill, policy.auto_resolve)
+            tickets += self.desk.on_alert(ev, view, self.assets[ev.asset].where)
+        if tickets:
+            self.store.write_tickets(tickets)
+            self._update_gauges()
+        return tickets
+
+    def _upstream_unseen(self, asset: str, since: float) -> bool:
+        for upstream in self.ancestors.get(asset, ()):
+            located = self.state.where.get(upstream)
+            if located is not None and not located[0].last_good[located[1]] >= since:
+                return True
+        return False
+
+    def _root_cause(self, asset: str) -> tuple[Ticket | None, bool]:
+        """An active root-cause ticket upstream of ``asset``, else whether one is pending."""
+        pending = False
+        for upstream in self.ancestors.get(asset, ()):
+            for rule in self._root_rules:
+                if upstream not in rule.assets:
+                    continue
+                ticket = self.desk.open_ticket_for(fingerprint(rule.spec.id, upstream))
+                if ticket is not None:
+                    return ticket, False
+                pending |= self.tracker.state_of(rule.key, rule.assets.index(upstream)) in (PENDING, FIRING)
+        return None, pending
+
+    def tick(self, now: float | None = None) -> tuple[list[AlertEvent], list[TicketEvent]]:
+        now = self.clock.now() if now is None else now
+        with self.metrics.rule_eval.time():
+            changes = alert_transitions(self.engine, self.tracker, now)
+        alerts = [
+            AlertEvent(
+                ts=now,
+                rule=rule.spec.id,
+                asset=rule.assets[tr.index],
+                state=tr.state,
+                severity=rule.spec.severity,
+                since=tr.since,
+                summary=self._summary(rule, rule.assets[tr.index]),
+            )
+            for rule, tr in changes
+        ]
+        for ev in alerts:
+            self.metrics.alert_events.labels(ev.state).inc()
+        self._held += alerts
+        tickets = self.decide_tickets(now) if self.tickets_ready else []
+        if alerts:
+            self.store.write_alerts(alerts)
+            self._update_gauges()
+        for ev in alerts:
+            for listen in self.alert_listeners:
+                listen(ev)
+        for tev in tickets:
+            for tlisten in self.ticket_listeners:
+                tlisten(tev)
+        return alerts, tickets
+
+    def _summary(self, rule: CompiledRule, asset_id: str) -> str:
+        asset = self.assets[asset_id]
+        template = rule.spec.summary or f"{rule.spec.id} on {{asset.name}}"
+        values = {k: v for k, (v, _ts, _q) in self.state.latest(asset_id).items()}
+        return render(template, asset, values, self.point_states.get(asset_id))
+
+    def _update_gauges(self) -> None:
+        by_severity: dict[str, int] = {}
+        for rule in self.engine.rules:
+            n = int(self.tracker.firing(rule.key).sum())
+            by_severity[rule.spec.severity] = by_severity.get(rule.spec.severity, 0) + n
+        for severity, n in by_severity.items():
+            self.metrics.alerts_firing.labels(severity).set(n)
+        counts = self.desk.open_counts()
+        for priority in ("P1", "P2", "P3", "P4"):
+            self.metrics.tickets_open.labels(priority).set(counts.get(priority, 0))

@@ -1,0 +1,1 @@
+"""Ingest: the sample bus, the state table, the Modbus register codec and device profiles."""

@@ -1,0 +1,110 @@
+"""Device profiles: what points a kind of device has and how to read them.
+
+A profile is YAML in ``config/profiles/``. The Modbus driver plans its reads
+from it, the MQTT driver maps topics and JSON fields with it, and the
+simulators serve the very same map, so a profile is tested from both ends.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from monitord.core.units import Duration
+from monitord.ingest.registers import ByteOrder, DataType, PointEncoding, RegisterKind
+
+AssetType = Literal["elevator", "pump", "ahu", "chiller", "power_meter", "sensor", "gateway"]
+ASSET_TYPES: tuple[str, ...] = AssetType.__args__  # type: ignore[attr-defined]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def in_range(lo: int, hi: int) -> AfterValidator:
+    """Bounds whose error reads ``must be 1..65535, got 70000``."""
+
+    def check(v: int) -> int:
+        if not lo <= v <= hi:
+            raise PydanticCustomError("range", "must be {lo}..{hi}, got {v}", {"lo": lo, "hi": hi, "v": v})
+        return v
+
+    return AfterValidator(check)
+
+
+class PointSpec(Strict):
+    unit: str = ""
+    description: str = ""
+    kind: RegisterKind | None = None
+    address: Annotated[int, in_range(0, 65535)] | None = None
+    type: DataType | None = None
+    order: ByteOrder | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+    bit: Annotated[int, in_range(0, 15)] = 0
+    min: float | None = None
+    max: float | None = None
+    field: str | None = Field(None, description="JSON field path of the point in an MQTT payload")
+    states: dict[int, str] | None = Field(None, description="names of coded values, for people")
+
+    @model_validator(mode="after")
+    def _scale_not_zero(self) -> PointSpec:
+        if self.scale == 0:
+            raise PydanticCustomError("scale", "scale must not be 0")
+        return self
+
+
+class ModbusDefaults(Strict):
+    kind: RegisterKind = "holding"
+    type: DataType = "uint16"
+    order: ByteOrder = "ABCD"
+
+
+class ModbusSettings(Strict):
+    max_registers: Annotated[int, in_range(1, 125)] = 125
+    max_bits: Annotated[int, in_range(1, 2000)] = 2000
+    max_gap: Annotated[int, in_range(0, 124)] = 8
+    even_count: bool = False
+    pause: Duration = 0.0
+    defaults: ModbusDefaults = ModbusDefaults()
+
+
+class MqttSettings(Strict):
+    topic: str = Field(description="pattern with {site}, {asset} and, for plain payloads, {point}")
+    format: Literal["json", "plain"] = "json"
+    ts_field: str | None = None
+
+
+class DeviceProfile(Strict):
+    profile: str
+    asset_type: AssetType
+    source: str = ""
+    description: str = ""
+    modbus: ModbusSettings | None = None
+    mqtt: MqttSettings | None = None
+    points: dict[str, PointSpec]
+    params: dict[str, float] = {}
+
+    def modbus_encodings(self) -> list[PointEncoding]:
+        """Every point that has a register address, with defaults applied."""
+        d = (self.modbus or ModbusSettings()).defaults
+        return [
+            PointEncoding(
+                name=name,
+                kind=p.kind or d.kind,
+                address=p.address,
+                dtype=p.type or d.type,
+                order=p.order or d.order,
+                scale=p.scale,
+                offset=p.offset,
+                bit=p.bit,
+            )
+            for name, p in self.points.items()
+            if p.address is not None
+        ]
+
+    def json_fields(self) -> dict[str, str]:
+        """Point name → JSON field path for MQTT JSON payloads."""
+        return {name: p.field or name for name, p in self.points.items() if p.field or self.mqtt}

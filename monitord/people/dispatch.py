@@ -1,0 +1,111 @@
+"""From tickets to people: who is told, and when nobody answers, who next.
+
+Listens to ticket events: an opened (or reopened) ticket goes to the on-call
+person for its skill. ``check`` runs with every evaluation: a ticket nobody
+acknowledged within its priority's ack SLA escalates one level (team lead,
+then duty manager), again after each further SLA period, and stops at
+acknowledgement, resolution or cancellation. Each escalation is a ticket
+event; each message goes through the ``Outbox``, keyed so it is sent once.
+"""
+
+from __future__ import annotations
+
+import time
+
+from monitord.config.site import AssetConfig, Contact, SiteConfig
+from monitord.people.notify import Notification, Outbox
+from monitord.people.roster import Roster
+from monitord.tickets.desk import Ticket, TicketDesk, TicketEvent
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        config: SiteConfig,
+        roster: Roster,
+        desk: TicketDesk,
+        outbox: Outbox,
+        assets: dict[str, AssetConfig],
+        api_url: str,
+    ) -> None:
+        self.config, self.roster, self.desk, self.outbox = config, roster, desk, outbox
+        self.assets, self.api_url = assets, api_url.rstrip("/")
+
+    def on_ticket(self, ev: TicketEvent) -> None:
+        if ev.event in ("opened", "reopened"):
+            t = self.desk.tickets[ev.ticket]
+            self._tell(t, 0, ev.ts, ev.event)
+
+    def check(self, now: float) -> list[TicketEvent]:
+        """Escalate tickets whose acknowledgement is overdue; the escalation events."""
+        out = []
+        for t in list(self.desk.live.values()):
+            if t.active and not t.assignee:  # the skill picked the team, the rotation picks the person
+                person = self.roster.oncall(t.category, t.opened_at)
+                if person is not None:
+                    out.append(
+                        self.desk.act(
+                            t.id,
+                            "assign",
+                            actor="monitord (roster)",
+                            now=now,
+                            assignee=person.name,
+                            note="on call",
+                        )
+                    )
+            if t.state != "open":
+                continue  # acknowledged, in progress, or finished: nobody needs chasing
+            chain = self.roster.chain(t.category, t.opened_at)
+            if t.level + 1 >= len(chain):
+                continue
+            ack = self.config.sla_of(t.priority).ack
+            if now >= t.opened_at + ack * (t.level + 1):
+                nxt = chain[t.level + 1]
+                ev = self.desk.escalate(
+                    t, t.level + 1, now, f"not acknowledged within {ack:.0f}s: escalated to {nxt.name}"
+                )
+                out.append(ev)
+                self._tell(t, t.level, now, "escalated")
+        return out
+
+    def _tell(self, t: Ticket, level: int, now: float, event: str) -> None:
+        chain = self.roster.chain(t.category, t.opened_at)
+        if level >= len(chain):
+            return
+        person = chain[level]
+        for channel, address in self._channels(person):
+            self.outbox.submit(self._message(t, person, channel, address, level, event))
+
+    @staticmethod
+    def _channels(person: Contact) -> list[tuple[str, str]]:
+        return person.channels()
+
+    def _message(
+        self, t: Ticket, person: Contact, channel: str, address: str, level: int, event: str
+    ) -> Notification:
+        asset = self.assets.get(t.asset)
+        name = asset.label if asset else t.asset
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.since))
+        ack_url = f"{self.api_url}/tickets/{t.id}/ack"
+        escalated = f" (escalated, level {level}: nobody acknowledged yet)" if level else ""
+        text = (
+            f"[{t.priority}] {t.id} {name} ({t.asset}) @ {t.location or 'unknown location'}: {t.summary} — "
+            f"since {since}{escalated}. Acknowledge: POST {ack_url} or `monitord tickets ack {t.id}`."
+        )
+        return Notification(
+            key=f"{t.id}:{level}:{person.name}:{channel}",
+            channel=channel,
+            address=address,
+            recipient=person.name,
+            ticket=t.id,
+            event=event,
+            priority=t.priority,
+            asset=t.asset,
+            asset_name=name,
+            location=t.location,
+            summary=t.summary,
+            since=t.since,
+            level=level,
+            ack_url=ack_url,
+            text=text,
+        )

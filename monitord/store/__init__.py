@@ -1,0 +1,1 @@
+"""Store: the store protocol, SQLite and InfluxDB backends, the on-disk spool, CSV samples."""

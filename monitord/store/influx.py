@@ -1,0 +1,357 @@
+"""InfluxDB backend: line protocol through influxdb-client, InfluxQL for reads.
+
+Writes go through influxdb-client's async client to ``/api/v2/write`` (which
+InfluxDB 1.8+, 2.x and 3.x accept), gzip on, in batches of at most 5,000
+lines, at least once per ``flush_interval``. The writer runs in its own thread
+with its own event loop, so a slow or dead store never blocks polling or
+alerting. What cannot be written waits in an on-disk ``Spool`` and is sent,
+oldest first, before anything newer once the store answers again; a batch the
+store rejects as malformed (HTTP 400) is logged with the reason and not
+retried. Reads use InfluxQL on ``/query``.
+
+Schema (DESIGN.md): one measurement per asset type with tags ``site,
+building, asset`` and one float field per good point (``bad_points`` counts the
+rest); ``alert`` and ``ticket`` measurements for events, keyed so that the
+same event written twice lands once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gzip
+import hashlib
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitord.alerting.tracker import AlertEvent
+from monitord.core.errors import StoreError
+from monitord.core.metrics import Metrics
+from monitord.core.model import Frame, Quality, SampleBatch
+from monitord.store.spool import Spool
+from monitord.tickets.desk import TicketEvent
+
+log = logging.getLogger(__name__)
+BATCH_LINES = 5000
+
+
+def _tag(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").replace("=", "\\=")
+
+
+def _text(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+@dataclass(frozen=True)
+class InfluxTarget:
+    url: str
+    bucket: str
+    org: str = ""
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+
+class InfluxStore:
+    def __init__(
+        self,
+        target: InfluxTarget,
+        site: str,
+        assets: Mapping[str, tuple[str, str]],
+        spool_dir: Path,
+        *,
+        spool_max_bytes: int = 512 * 2**20,
+        flush_interval: float = 1.0,
+        metrics: Metrics | None = None,
+        writer: bool = True,
+    ) -> None:
+        """``assets``: id → (asset type, building) for measurement and tags."""
+        self.target, self.site = target, site
+        self._series = {
+            a: f"{_tag(t)},site={_tag(site)}" + (f",building={_tag(b)}" if b else "") + f",asset={_tag(a)}"
+            for a, (t, b) in assets.items()
+        }
+        self._types = sorted({t for t, _b in assets.values()})
+        self.spool = Spool(spool_dir, spool_max_bytes)
+        self.flush_interval = flush_interval
+        self.metrics = metrics
+        self._lock = threading.Condition()
+        self._samples: list[SampleBatch] = []
+        self._events: list[str] = []
+        self._busy = False
+        self._closing = False
+        self._down_since: float | None = None
+        self.rejected_lines = 0
+        self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
+        if writer:
+            self._thread.start()
+
+    # -- writes (any thread) -------------------------------------------------
+    def write_samples(self, batches: Sequence[SampleBatch]) -> None:
+        with self._lock:
+            self._samples.extend(batches)
+
+    def write_alerts(self, events: Sequence[AlertEvent]) -> None:
+        lines = [
+            f"alert,site={_tag(self.site)},asset={_tag(a.asset)},rule={_tag(a.rule)},"
+            f"severity={_tag(a.severity)} "
+            f"state={_text(a.state)},since={a.since!r},fingerprint={_text(a.fingerprint)},"
+            f"summary={_text(a.summary)} {round(a.ts * 1000)}"
+            for a in events
+        ]
+        with self._lock:
+            self._events.extend(lines)
+            self._lock.notify()
+
+    def write_tickets(self, events: Sequence[TicketEvent]) -> None:
+        lines = []
+        for t in events:
+            body = json.dumps(dataclasses.asdict(t), sort_keys=True)
+            # eid: distinct events of one ticket in one millisecond stay distinct; the same event
+            # written twice has the same eid and lands once.
+            eid = hashlib.sha1(body.encode()).hexdigest()[:12]
+            lines.append(
+                f"ticket,site={_tag(self.site)},asset={_tag(t.asset)},ticket={_tag(t.ticket)},"
+                f"priority={_tag(t.priority)},category={_tag(t.category)},event={_tag(t.event)},eid={eid} "
+                f"state={_text(t.state)},summary={_text(t.summary)},body={_text(body)} {round(t.ts * 1000)}"
+            )
+        with self._lock:
+            self._events.extend(lines)
+            self._lock.notify()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued was written or spooled."""
+        with self._lock:
+            self._lock.notify()
+            done = self._lock.wait_for(lambda: not (self._samples or self._events or self._busy), timeout)
+        if not done:
+            raise StoreError(f"influxdb store {self.target.url}: flush did not finish in {timeout}s")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._lock.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout=60)
+
+    @property
+    def queued(self) -> int:
+        with self._lock:
+            return sum(len(b) for b in self._samples)
+
+    # -- line protocol -------------------------------------------------------
+    def sample_lines(self, batches: Sequence[SampleBatch]) -> list[str]:
+        by_plan: dict[tuple[str, ...], list[SampleBatch]] = {}
+        for b in batches:
+            if b.asset in self._series:
+                by_plan.setdefault(b.points, []).append(b)
+        lines = []
+        for group in by_plan.values():
+            frame = Frame.of(group)
+            good = frame.quality == Quality.GOOD
+            keys = [f"{p}=" for p in frame.points]
+            for i, asset in enumerate(frame.assets.tolist()):
+                row_good = good[i]
+                fields = [
+                    k + repr(v)
+                    for k, v, ok in zip(keys, frame.values[i].tolist(), row_good.tolist(), strict=True)
+                    if ok
+                ]
+                bad = len(keys) - len(fields)
+                if bad:
+                    fields.append(f"bad_points={bad}i")
+                lines.append(f"{self._series[asset]} {','.join(fields)} {round(float(frame.ts[i]) * 1000)}")
+        return lines
+
+    # -- the writer thread ---------------------------------------------------
+    def _run(self) -> None:
+        asyncio.run(self._writer())
+
+    async def _writer(self) -> None:
+        from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+        t = self.target
+        token = t.token or (f"{t.username}:{t.password}" if t.username else "")
+        async with InfluxDBClientAsync(
+            url=t.url, token=token, org=t.org or "-", enable_gzip=True, timeout=10_000
+        ) as client:
+            api = client.write_api()
+            next_flush = time.monotonic()
+            while True:
+                with self._lock:
+                    wait = max(0.0, next_flush - time.monotonic())
+                    self._lock.wait_for(lambda: self._closing or bool(self._events), min(wait, 0.2))
+                    due = time.monotonic() >= next_flush or bool(self._events) or self._closing
+                    if not due:
+                        samples, events = [], []
+                    else:
+                        samples, events = self._samples, self._events
+                        self._samples, self._events = [], []
+                        self._busy = True
+                    closing = self._closing
+                if due:
+                    next_flush = time.monotonic() + self.flush_interval
+                    try:
+                        await self._round(api, events + self.sample_lines(samples))
+                    finally:
+                        with self._lock:
+                            self._busy = False
+                            self._lock.notify_all()
+                elif len(self.spool):
+                    await self._drain(api)
+                    await asyncio.sleep(0.2)
+                if closing:
+                    return
+
+    async def _round(self, api: Any, lines: list[str]) -> None:
+        await self._drain(api)
+        for i in range(0, len(lines), BATCH_LINES):
+            chunk = "\n".join(lines[i : i + BATCH_LINES])
+            n = min(BATCH_LINES, len(lines) - i)
+            if len(self.spool) or not await self._post(api, chunk, n):
+                self.spool.append(gzip.compress(chunk.encode()), n)  # keeps order behind older batches
+        self._report()
+
+    async def _drain(self, api: Any) -> None:
+        while (head := self.spool.peek()) is not None:
+            path, payload = head
+            lines = int(path.name.split("-")[1].split(".")[0])
+            if not await self._post(api, gzip.decompress(payload).decode(), lines):
+                return
+            self.spool.pop(path)
+        self._report()
+
+    async def _post(self, api: Any, body: str, lines: int) -> bool:
+        """True when the store took the batch (or rejected it for good)."""
+        from influxdb_client.rest import ApiException
+
+        started = time.perf_counter()
+        try:
+            await api.write(
+                bucket=self.target.bucket, org=self.target.org or "-", record=body, write_precision="ms"
+            )
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            if status in (400, 413, 422):
+                self.rejected_lines += lines
+                self._count_error("rejected")
+                log.error(
+                    "influxdb rejected a batch of %d lines (HTTP %d): %s",
+                    lines,
+                    status,
+                    (exc.body or exc.reason or "")[:500],
+                )
+                return True
+            return self._down(f"HTTP {status}")
+        except (TimeoutError, OSError) as exc:
+            return self._down(type(exc).__name__)
+        except Exception as exc:  # aiohttp's client errors are not OSErrors
+            return self._down(type(exc).__name__)
+        if self.metrics:
+            self.metrics.store_write_latency.observe(time.perf_counter() - started)
+        if self._down_since is not None:
+            log.info(
+                "influxdb %s answers again after %.0fs; sending the spool",
+                self.target.url,
+                time.monotonic() - self._down_since,
+            )
+            self._down_since = None
+        return True
+
+    def _down(self, reason: str) -> bool:
+        self._count_error(reason.split()[0].lower())
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning(
+                "influxdb %s not taking writes (%s); spooling to %s",
+                self.target.url,
+                reason,
+                self.spool.folder,
+            )
+        return False
+
+    def _count_error(self, kind: str) -> None:
+        if self.metrics:
+            self.metrics.store_write_errors.labels(kind).inc()
+
+    def _report(self) -> None:
+        if self.metrics:
+            self.metrics.spool_bytes.set(self.spool.size)
+            self.metrics.spool_oldest_age.set(self.spool.oldest_age())
+            self.metrics.points_dropped.set(self.spool.dropped_lines)
+
+    # -- reads ---------------------------------------------------------------
+    def query(self, q: str) -> list[dict[str, Any]]:
+        """Run InfluxQL; the rows of every series, as dicts."""
+        t = self.target
+        params = {"db": t.bucket, "q": q, "epoch": "ms"}
+        if t.username:
+            params.update(u=t.username, p=t.password or "")
+        request = urllib.request.Request(t.url.rstrip("/") + "/query?" + urllib.parse.urlencode(params))
+        if t.token:
+            request.add_header("Authorization", f"Token {t.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                body = json.loads(response.read())
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"influxdb {t.url}: query failed: {exc}") from exc
+        rows: list[dict[str, Any]] = []
+        for result in body.get("results", []):
+            if "error" in result:
+                raise StoreError(f"influxdb {t.url}: {result['error']}")
+            for series in result.get("series", []):
+                tags = series.get("tags", {})
+                for values in series.get("values", []):
+                    rows.append({**tags, **dict(zip(series["columns"], values, strict=True))})
+        return sorted(rows, key=lambda r: r.get("time", 0))
+
+    def _where_site(self) -> str:
+        return '"site" = \'' + self.site.replace("'", "\\'") + "'"
+
+    def ticket_events(self) -> list[TicketEvent]:
+        rows = self.query(f'SELECT "body" FROM "ticket" WHERE {self._where_site()}')
+        return [TicketEvent(**json.loads(r["body"])) for r in rows]
+
+    def alert_events(self) -> list[AlertEvent]:
+        rows = self.query(f'SELECT * FROM "alert" WHERE {self._where_site()}')
+        return [
+            AlertEvent(
+                r["time"] / 1000, r["rule"], r["asset"], r["state"], r["severity"], r["since"], r["summary"]
+            )
+            for r in rows
+        ]
+
+    def samples(
+        self, asset: str | None = None, since: float | None = None, until: float | None = None
+    ) -> Iterator[SampleBatch]:
+        conditions = [self._where_site()]
+        if asset:
+            conditions.append('"asset" = \'' + asset.replace("'", "\\'") + "'")
+        if since is not None:
+            conditions.append(f"time >= {round(since * 1000)}ms")
+        if until is not None:
+            conditions.append(f"time < {round(until * 1000)}ms")
+        skip = {"time", "site", "building", "asset", "bad_points"}
+        batches = []
+        for measurement in self._types:
+            for r in self.query(f'SELECT * FROM "{measurement}" WHERE {" AND ".join(conditions)} GROUP BY *'):
+                points = tuple(k for k, v in r.items() if k not in skip and v is not None)
+                values = np.array([float(r[p]) for p in points])
+                batches.append(
+                    SampleBatch(
+                        r["time"] / 1000, r["asset"], points, values, np.zeros(len(points), dtype=np.int8)
+                    )
+                )
+        yield from sorted(batches, key=lambda b: b.ts)

@@ -1,0 +1,1 @@
+"""Tickets: the event-sourced ticket desk, one ticket per incident, with its SLA clocks."""

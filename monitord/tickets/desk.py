@@ -1,0 +1,356 @@
+"""Maintenance tickets, event-sourced: one ticket per incident.
+
+Fifth stage. ``TicketDesk.on_alert`` turns alert events into ticket events:
+a firing alert opens a ticket, or appends to the one already active for the
+same alert; a resolved alert resolves its ticket when the rule's policy says
+so. People move tickets along ``open → acknowledged → in_progress → resolved
+→ closed`` (or ``cancelled``) with ``TicketDesk.act``. Every change is a
+``TicketEvent`` with who, when and a note, written to the store; the current
+state is the fold of those events (``TicketDesk.apply``), so a restart
+rebuilds it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from monitord.alerting.tracker import AlertEvent
+from monitord.config.site import Sla
+
+EventKind = Literal[
+    "opened",
+    "appended",
+    "flapping",
+    "explained",
+    "acknowledged",
+    "started",
+    "commented",
+    "assigned",
+    "escalated",
+    "resolved",
+    "closed",
+    "cancelled",
+    "reopened",
+    "breached",
+]
+TicketState = Literal["open", "acknowledged", "in_progress", "resolved", "closed", "cancelled"]
+ACTIVE: frozenset[str] = frozenset({"open", "acknowledged", "in_progress"})
+#: What a person may do, and in which states: action → (event, new state, allowed from).
+ACTIONS: dict[str, tuple[EventKind, TicketState | None, frozenset[str]]] = {
+    "ack": ("acknowledged", "acknowledged", frozenset({"open"})),
+    "start": ("started", "in_progress", frozenset({"open", "acknowledged"})),
+    "comment": ("commented", None, ACTIVE | {"resolved"}),
+    "assign": ("assigned", None, ACTIVE),
+    "resolve": ("resolved", "resolved", ACTIVE),
+    "close": ("closed", "closed", frozenset({"resolved"})),
+    "cancel": ("cancelled", "cancelled", ACTIVE),
+}
+_ID = re.compile(r"^WO-(\d{8})-(\d{4,})$")
+
+
+@dataclass(frozen=True, slots=True)
+class TicketEvent:
+    ts: float
+    ticket: str
+    key: str  # idempotency key: alert fingerprint + incident start
+    event: EventKind
+    state: TicketState
+    asset: str
+    rule: str
+    priority: str
+    category: str
+    summary: str
+    location: str = ""
+    since: float = 0.0
+    actor: str = "monitord"
+    note: str = ""
+    assignee: str = ""
+    level: int = 0  # escalation level this event concerns (0: the on-call person)
+
+
+class TicketActionError(ValueError):
+    """A person asked for a transition the ticket's state does not allow."""
+
+
+@dataclass
+class Ticket:
+    id: str
+    key: str
+    asset: str
+    rule: str
+    priority: str
+    category: str
+    summary: str
+    location: str
+    since: float
+    opened_at: float
+    state: TicketState = "open"
+    updated_at: float = 0.0
+    alert_count: int = 1
+    assignee: str = ""
+    level: int = 0
+    acknowledged_at: float | None = None
+    explained: list[str] = field(default_factory=list)  # dependants' alerts this incident explains
+    breached: list[str] = field(default_factory=list)  # SLA clocks missed: ack, start, resolve
+    repeats: int = 0  # times the same alert came back within the reopen window
+    started_at: float | None = None
+    resolved_at: float | None = None
+    closed_at: float | None = None
+    events: list[TicketEvent] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+
+@dataclass(frozen=True)
+class TicketPolicyView:
+    """The part of a rule's ticket policy the desk needs."""
+
+    priority: str
+    category: str
+    auto_resolve: bool
+
+
+class TicketDesk:
+    def __init__(self) -> None:
+        self.tickets: dict[str, Ticket] = {}
+        self._open_by_alert: dict[str, str] = {}  # alert fingerprint → ticket id
+        self._last_by_alert: dict[str, str] = {}  # alert fingerprint → its latest ticket, any state
+        # Tickets not yet closed or cancelled: the only ones clocks and escalation look at, so the
+        # per-evaluation checks do not grow with the whole history.
+        self.live: dict[str, Ticket] = {}
+        self.reopen_window = 3600.0  # a re-fire this soon after resolution is the same incident
+        self._last_number: dict[str, int] = {}  # YYYYMMDD → highest number used
+
+    def restore(self, events: Iterable[TicketEvent]) -> None:
+        for ev in sorted(events, key=lambda e: e.ts):
+            self.apply(ev)
+
+    def apply(self, ev: TicketEvent) -> None:
+        """Fold one event into the current state (live and on restore alike)."""
+        fp = ev.key.split("@", 1)[0]
+        t = self.tickets.get(ev.ticket)
+        if t is None:
+            t = Ticket(
+                id=ev.ticket,
+                key=ev.key,
+                asset=ev.asset,
+                rule=ev.rule,
+                priority=ev.priority,
+                category=ev.category,
+                summary=ev.summary,
+                location=ev.location,
+                since=ev.since,
+                opened_at=ev.ts,
+                alert_count=0,
+            )
+            self.tickets[ev.ticket] = t
+            if m := _ID.match(ev.ticket):
+                day, number = m.group(1), int(m.group(2))
+                self._last_number[day] = max(self._last_number.get(day, 0), number)
+        if ev in t.events:
+            return  # the very same event twice (retry, second instance): lands once
+        t.events.append(ev)
+        t.state, t.updated_at = ev.state, ev.ts
+        if ev.event in ("opened", "appended", "reopened"):
+            t.alert_count += 1
+            t.summary = ev.summary
+        if ev.event == "reopened":
+            t.repeats += 1
+            t.resolved_at = None
+        elif ev.event == "acknowledged":
+            t.acknowledged_at = ev.ts
+        elif ev.event == "started":
+            t.started_at = ev.ts
+        elif ev.event == "resolved":
+            t.resolved_at = ev.ts
+        elif ev.event == "closed":
+            t.closed_at = ev.ts
+        elif ev.event == "breached":
+            t.breached.append(ev.note)
+        elif ev.event == "explained":
+            t.explained.append(ev.note)
+        elif ev.event == "escalated":
+            t.level = max(t.level, ev.level)
+        if ev.assignee:
+            t.assignee = ev.assignee
+        self._last_by_alert[fp] = t.id
+        if t.state in ("closed", "cancelled"):
+            self.live.pop(t.id, None)
+        else:
+            self.live[t.id] = t
+        if t.active:
+            self._open_by_alert[fp] = t.id
+        elif self._open_by_alert.get(fp) == t.id:
+            del self._open_by_alert[fp]
+
+    def _new_id(self, ts: float) -> str:
+        day = time.strftime("%Y%m%d", time.localtime(ts))
+        number = self._last_number.get(day, 0) + 1
+        self._last_number[day] = number
+        return f"WO-{day}-{number:04d}"
+
+    def open_ticket_for(self, alert_fingerprint: str) -> Ticket | None:
+        tid = self._open_by_alert.get(alert_fingerprint)
+        return self.tickets[tid] if tid else None
+
+    def on_alert(self, alert: AlertEvent, policy: TicketPolicyView, location: str) -> list[TicketEvent]:
+        """Ticket events caused by one alert event (already applied)."""
+        current = self.open_ticket_for(alert.fingerprint)
+        if alert.state == "flapping":
+            if current is None:
+                return []
+            ev = self._event(alert, current.id, current.key, "flapping", current.state, policy, location)
+        elif alert.state == "firing":
+            if current is not None:
+                ev = self._event(alert, current.id, current.key, "appended", current.state, policy, location)
+            elif (last := self._recently_resolved(alert.fingerprint, alert.ts)) is not None:
+                ev = self._event(alert, last.id, last.key, "reopened", "open", policy, location)
+            else:
+                key = f"{alert.fingerprint}@{alert.since:.3f}"
+                ev = self._event(alert, self._new_id(alert.ts), key, "opened", "open", policy, location)
+        elif current is not None and policy.auto_resolve:
+            ev = self._event(alert, current.id, current.key, "resolved", "resolved", policy, location)
+        else:
+            return []
+        self.apply(ev)
+        return [ev]
+
+    @staticmethod
+    def _event(
+        alert: AlertEvent,
+        ticket: str,
+        key: str,
+        kind: EventKind,
+        state: TicketState,
+        policy: TicketPolicyView,
+        location: str,
+    ) -> TicketEvent:
+        return TicketEvent(
+            ts=alert.ts,
+            ticket=ticket,
+            key=key,
+            event=kind,
+            state=state,
+            asset=alert.asset,
+            rule=alert.rule,
+            priority=policy.priority,
+            category=policy.category,
+            summary=alert.summary,
+            location=location,
+            since=alert.since,
+        )
+
+    def act(
+        self, ticket_id: str, action: str, *, actor: str, now: float, note: str = "", assignee: str = ""
+    ) -> TicketEvent:
+        """A person's action on a ticket; raises ``TicketActionError`` when the state forbids it."""
+        t = self.tickets.get(ticket_id)
+        if t is None:
+            raise KeyError(ticket_id)
+        if action not in ACTIONS:
+            raise TicketActionError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+        kind, new_state, allowed = ACTIONS[action]
+        if t.state not in allowed:
+            raise TicketActionError(f"{ticket_id} is {t.state}: cannot {action}")
+        if action == "assign" and not assignee:
+            raise TicketActionError("assign needs an assignee")
+        return self._record(t, kind, new_state or t.state, now, actor=actor, note=note, assignee=assignee)
+
+    def _recently_resolved(self, fingerprint: str, now: float) -> Ticket | None:
+        tid = self._last_by_alert.get(fingerprint)
+        t = self.tickets.get(tid) if tid else None
+        if t is None or t.state != "resolved" or t.resolved_at is None:
+            return None
+        return t if now - t.resolved_at <= self.reopen_window else None
+
+    def check_clocks(self, now: float, sla_of: Callable[[str], Sla], follow_up: float) -> list[TicketEvent]:
+        """SLA breaches (each clock once) and the automatic follow-up close (回访) of resolved tickets."""
+        out = []
+        for t in list(self.live.values()):
+            if t.active:
+                sla = sla_of(t.priority)
+                for clock, due, met in (
+                    ("ack", sla.ack, t.acknowledged_at),
+                    ("start", sla.start, t.started_at),
+                    ("resolve", sla.resolve, t.resolved_at),
+                ):
+                    if clock not in t.breached and met is None and now > t.opened_at + due:
+                        out.append(self._record(t, "breached", t.state, now, note=clock))
+            elif t.state == "resolved" and t.resolved_at is not None and now - t.resolved_at >= follow_up:
+                hours = follow_up / 3600
+                out.append(
+                    self._record(
+                        t,
+                        "closed",
+                        "closed",
+                        now,
+                        actor="monitord (follow-up)",
+                        note=f"ran normally for {hours:g} h after the fix",
+                    )
+                )
+        return out
+
+    def in_progress_on(self, asset: str, category: str) -> Ticket | None:
+        """A ticket someone is working on for this asset and category (ticket-driven suppression)."""
+        return next(
+            (
+                t
+                for t in self.tickets.values()
+                if t.asset == asset and t.category == category and t.state == "in_progress"
+            ),
+            None,
+        )
+
+    def explain(self, root: Ticket, alert: AlertEvent) -> TicketEvent:
+        """A dependant's alert explained by a root-cause incident: noted on the root's ticket."""
+        note = f"{alert.asset}: {alert.summary} ({alert.rule})"
+        return self._record(root, "explained", root.state, alert.ts, note=note)
+
+    def escalate(self, t: Ticket, level: int, now: float, note: str) -> TicketEvent:
+        return self._record(t, "escalated", t.state, now, note=note, level=level)
+
+    def _record(
+        self,
+        t: Ticket,
+        kind: EventKind,
+        state: TicketState,
+        now: float,
+        *,
+        actor: str = "monitord",
+        note: str = "",
+        assignee: str = "",
+        level: int = 0,
+    ) -> TicketEvent:
+        ev = TicketEvent(
+            ts=now,
+            ticket=t.id,
+            key=t.key,
+            event=kind,
+            state=state,
+            asset=t.asset,
+            rule=t.rule,
+            priority=t.priority,
+            category=t.category,
+            summary=t.summary,
+            location=t.location,
+            since=t.since,
+            actor=actor,
+            note=note,
+            assignee=assignee,
+            level=level,
+        )
+        self.apply(ev)
+        return ev
+
+    def open_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t in self.tickets.values():
+            if t.active:
+                counts[t.priority] = counts.get(t.priority, 0) + 1
+        return counts

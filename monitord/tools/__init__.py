@@ -1,0 +1,1 @@
+"""Tools: the command line, demo, replay, rule explanation, rule tests and reports."""

@@ -1,0 +1,112 @@
+"""``monitord rules explain``: why a rule fires, or does not, for one asset.
+
+Replays the store's recent samples (long enough to fill the rule's windows)
+through the rule, then prints the value of every term of ``when`` and
+``clear`` for the asset, the quality and age of each point the rule reads,
+and the alert's state. Terms are the expression's own sub-expressions,
+compiled with the same compiler, so what is shown is what the engine computes.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitord.alerting.tracker import FIRING, PENDING
+from monitord.config.site import SiteConfig
+from monitord.core.model import Frame, Quality
+from monitord.daemon.app import Monitord
+from monitord.rules.engine import CompiledRule
+from monitord.rules.expr import CompiledExpr, compile_expression, truthy
+from monitord.tools.replay import replay
+
+
+@dataclass
+class Term:
+    text: str
+    expr: CompiledExpr
+
+
+def terms_of(text: str) -> list[Term]:
+    """The expression and its interesting sub-expressions, outermost first, no duplicates."""
+    tree = ast.parse(text, mode="eval")
+    seen: dict[str, Term] = {}
+    for node in ast.walk(tree.body):
+        if isinstance(node, ast.BoolOp | ast.Compare | ast.Call | ast.BinOp | ast.UnaryOp):
+            segment = ast.get_source_segment(text, node)
+            if segment and segment not in seen:
+                seen[segment] = Term(segment, compile_expression(segment))
+    return list(seen.values())
+
+
+def _show(value: float | bool) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    return "no value" if math.isnan(value) else f"{value:.6g}"
+
+
+def explain(config: SiteConfig, rule_id: str, asset: str, source: Iterable[Frame]) -> list[str]:
+    spec = next((r for r in config.rules if r.id == rule_id), None)
+    if spec is None:
+        raise KeyError(f"no rule {rule_id!r} in {config.source or 'the config'}")
+    texts = [("when", spec.when), *((("clear", spec.clear),) if spec.clear else ())]
+    terms = {key: terms_of(text) for key, text in texts}
+
+    def rule_of(app: Monitord) -> CompiledRule:
+        found = next((r for r in app.engine.rules if r.spec.id == rule_id and asset in r.assets), None)
+        if found is None:
+            raise KeyError(f"rule {rule_id!r} does not apply to asset {asset!r}")
+        # Bind each term like the rule itself, so windowed terms keep their own history.
+        return found
+
+    values: dict[str, float | bool] = {}
+
+    def on_tick(app: Monitord, now: float) -> None:
+        rule = rule_of(app)
+        ctx = app.engine.context(rule, now)
+        i = rule.assets.index(asset)
+        for group in terms.values():
+            for term in group:
+                out = np.broadcast_to(np.asarray(term.expr.fn(ctx)), (len(rule.assets),))[i]
+                values[term.text] = bool(out) if out.dtype == np.bool_ else float(out)
+
+    result = replay(config.model_copy(update={"rules": [spec]}), source, on_tick=on_tick)
+    app = result.app
+    if app is None or not values:
+        return [f"no samples for {asset} in the store"]
+    rule = rule_of(app)
+    i = rule.assets.index(asset)
+    now = app.clock.now()
+    lines = [f"{rule_id} on {asset} at the last sample ({result.batches:,} batches replayed)"]
+    for key, _text in texts:
+        lines.append(f"  {key}:")
+        for term in terms[key]:
+            value = values.get(term.text, math.nan)
+            if not isinstance(value, bool) and term.expr.fn is not None and _is_condition(term.text):
+                value = bool(truthy(np.array([value]))[0])
+            lines.append(f"    {term.text:60} = {_show(value)}")
+    t = rule.table
+    row = t.row[asset]
+    lines.append("  points:")
+    for p in sorted(rule.when.points | (rule.clear.points if rule.clear else set())):
+        j = t.col[p]
+        age = now - t.ts[row, j]
+        fresh = age <= t.stale_after[row]
+        lines.append(
+            f"    {p:30} {_show(float(t.value[row, j])):>12}  {Quality(int(t.quality[row, j])).label:12}"
+            f" age {_show(age)} s{'' if fresh else ' (stale)'}"
+        )
+    state = app.tracker.state_of(rule.key, i)
+    lines.append(f"  alert: {'firing' if state == FIRING else 'pending' if state == PENDING else 'inactive'}")
+    return lines
+
+
+def _is_condition(text: str) -> bool:
+    node = ast.parse(text, mode="eval").body
+    return isinstance(node, ast.BoolOp | ast.Compare) or (
+        isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)
+    )

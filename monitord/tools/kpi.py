@@ -1,0 +1,103 @@
+"""KPIs the property-management texts name, from the store's ticket and alert events.
+
+``monitord report`` prints them: MTTA and MTTR, SLA compliance per priority
+and category, repeat failures per asset, follow-up completion (回访率), and
+the ISA-18.2 / EEMUA 191 alarm-rate figures about monitord's own output
+(alarms per 10 minutes, flood periods, chattering alerts, stale alarms).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from monitord.alerting.tracker import AlertEvent
+from monitord.config.site import Sla
+from monitord.tickets.desk import Ticket
+
+WINDOW = 600.0  # ISA-18.2 counts alarms per 10 minutes
+FLOOD = 10  # more than this in one window is a flood
+
+
+@dataclass
+class Report:
+    tickets: int = 0
+    mtta: float | None = None  # median seconds from open to acknowledge
+    mttr: float | None = None  # median seconds from open to resolve
+    sla: dict[tuple[str, str], tuple[int, int, int]] = field(
+        default_factory=dict
+    )  # (prio, cat) → n, ack ok, fix ok
+    repeats: dict[str, int] = field(default_factory=dict)
+    follow_up: float | None = None  # closed ÷ resolved-or-closed
+    alarms_per_10min: float = 0.0
+    max_per_10min: int = 0
+    flood_share: float = 0.0
+    chattering: int = 0
+    stale: int = 0
+
+
+def report(
+    tickets: Sequence[Ticket], alerts: Sequence[AlertEvent], sla_of: Callable[[str], Sla], now: float
+) -> Report:
+    r = Report(tickets=len(tickets))
+    acks = [t.acknowledged_at - t.opened_at for t in tickets if t.acknowledged_at is not None]
+    fixes = [t.resolved_at - t.opened_at for t in tickets if t.resolved_at is not None]
+    r.mtta = statistics.median(acks) if acks else None
+    r.mttr = statistics.median(fixes) if fixes else None
+    for t in tickets:
+        s = sla_of(t.priority)
+        n, ack_ok, fix_ok = r.sla.get((t.priority, t.category), (0, 0, 0))
+        ack_in = t.acknowledged_at is not None and t.acknowledged_at - t.opened_at <= s.ack
+        fix_in = t.resolved_at is not None and t.resolved_at - t.opened_at <= s.resolve
+        r.sla[(t.priority, t.category)] = (n + 1, ack_ok + ack_in, fix_ok + fix_in)
+        if t.repeats:
+            r.repeats[t.asset] = r.repeats.get(t.asset, 0) + t.repeats
+    done = [t for t in tickets if t.state in ("resolved", "closed")]
+    r.follow_up = sum(t.state == "closed" for t in done) / len(done) if done else None
+    fired = [a.ts for a in alerts if a.state == "firing"]
+    if fired:
+        start = min(fired)
+        windows = max(1, math.ceil((now - start) / WINDOW))
+        per = Counter(int((ts - start) // WINDOW) for ts in fired)
+        r.alarms_per_10min = len(fired) / windows
+        r.max_per_10min = max(per.values())
+        r.flood_share = sum(1 for n in per.values() if n > FLOOD) / windows
+    r.chattering = len({(a.rule, a.asset) for a in alerts if a.state == "flapping"})
+    open_since: dict[tuple[str, str], float] = {}
+    for a in sorted(alerts, key=lambda a: a.ts):
+        if a.state == "firing":
+            open_since[(a.rule, a.asset)] = a.ts
+        elif a.state == "resolved":
+            open_since.pop((a.rule, a.asset), None)
+    r.stale = sum(1 for ts in open_since.values() if now - ts > 86400)
+    return r
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def render(r: Report) -> list[str]:
+    lines = [
+        f"tickets: {r.tickets}   MTTA (median): {_duration(r.mtta)}   MTTR (median): {_duration(r.mttr)}"
+    ]
+    lines.append("SLA compliance (acknowledged in time / resolved in time):")
+    for (priority, category), (n, ack_ok, fix_ok) in sorted(r.sla.items()):
+        lines.append(
+            f"  {priority} {category:12} {n:4} tickets   ack {ack_ok / n:6.1%}   resolve {fix_ok / n:6.1%}"
+        )
+    if r.repeats:
+        lines.append("repeat failures: " + ", ".join(f"{a} ×{n}" for a, n in sorted(r.repeats.items())))
+    follow = "-" if r.follow_up is None else f"{r.follow_up:.0%}"
+    lines.append(f"follow-up completion (回访率): {follow}")
+    lines.append(
+        f"alarms per 10 min: {r.alarms_per_10min:.2f} average (target ~1, at most 2), "
+        f"{r.max_per_10min} at most; flood time {r.flood_share:.1%} (target < 1 %); "
+        f"chattering {r.chattering} (target 0); stale {r.stale}"
+    )
+    return lines
