@@ -31,6 +31,7 @@ system-deps:
 test: $(STAMP) system-deps
 	$(BIN)/ruff check monitord drivers rules simulators tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -28,6 +28,7 @@ import numpy as np
 
 from monitord.config.site import CONFIG_DIR
 from monitord.config.yamlio import load_yaml
+from monitord.core.assets import Asset
 from monitord.core.clock import ManualClock, SystemClock
 from monitord.core.metrics import Metrics
 from monitord.core.model import Quality, SampleBatch
@@ -36,7 +37,7 @@ from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import DeviceProfile
 from monitord.ingest.state import AssetSlot, StateTable
 from monitord.rules import PACKS_DIR
-from monitord.rules.engine import AssetFacts, RuleEngine
+from monitord.rules.engine import RuleEngine
 from monitord.rules.spec import RuleSpec
 from monitord.simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
 from monitord.simulators.models import PowerMeter
@@ -111,7 +112,7 @@ def in_process(meters: int = 2000, seconds_simulated: int = 10) -> tuple[float, 
         [AssetSlot(a, "power_meter", tuple(profile.points), 10.0) for a in ids], clock.now(), columns
     )
     engine = RuleEngine(
-        specs, state, [AssetFacts(a, "power_meter", params=dict(profile.params)) for a in ids]
+        specs, state, [Asset(a, "power_meter", params=dict(profile.params)) for a in ids]
     )
     points = 0
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,11 +20,12 @@ import numpy as np
 
 from monitord.config.site import CONFIG_DIR
 from monitord.config.yamlio import load_yaml
+from monitord.core.assets import Asset
 from monitord.core.model import SampleBatch
 from monitord.ingest.profiles import DeviceProfile
 from monitord.ingest.state import AssetSlot, StateTable
 from monitord.rules import PACKS_DIR
-from monitord.rules.engine import AssetFacts, RuleEngine
+from monitord.rules.engine import RuleEngine
 from monitord.rules.spec import RuleSpec
 from monitord.simulators.models import MODELS
 
@@ -58,7 +59,7 @@ def main() -> None:
         base[p] = np.array([float(model.values.get(x, 0.0)) for x in points])
         for i in range(n):
             slots.append(AssetSlot(f"{p}-{i}", p, points, 30.0))
-            facts.append(AssetFacts(f"{p}-{i}", t, params=dict(profs[p].params)))
+            facts.append(Asset(f"{p}-{i}", t, params=dict(profs[p].params)))
     slots = [
         AssetSlot(s.id, next(t for t, p, _ in MIX if p == s.type), s.points, s.stale_after) for s in slots
     ]

@@ -10,28 +10,19 @@ process alert; device health (``offline``) is always known and needs no gate.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 import numpy as np
 import numpy.typing as npt
 
+from monitord.core.assets import Asset
 from monitord.ingest.state import StateTable, TypeTable
 
 from .expr import Array, CompiledExpr, EvalContext, compile_expression, truthy
 from .spec import RuleSpec
 
 Bools = npt.NDArray[np.bool_]
-
-
-@dataclass(frozen=True)
-class AssetFacts:
-    """What rules may know about an asset beyond its points."""
-
-    id: str
-    type: str
-    tags: tuple[str, ...] = ()
-    params: dict[str, float] = field(default_factory=dict)
 
 
 class RuleError(ValueError):
@@ -127,7 +118,7 @@ class _Context:
         return moment.hour + moment.minute / 60 + moment.second / 3600
 
 
-def matches(spec: RuleSpec, asset: AssetFacts) -> bool:
+def matches(spec: RuleSpec, asset: Asset) -> bool:
     a = spec.applies_to
     return (
         (a.type is None or a.type == asset.type)
@@ -136,16 +127,16 @@ def matches(spec: RuleSpec, asset: AssetFacts) -> bool:
     )
 
 
-def compile_rule(spec: RuleSpec, state: StateTable, assets: Sequence[AssetFacts]) -> list[CompiledRule]:
+def compile_rule(spec: RuleSpec, state: StateTable, assets: Sequence[Asset]) -> list[CompiledRule]:
     """Bind a rule to its assets' rows: one compiled rule per asset type it matches."""
-    by_table: dict[str, list[AssetFacts]] = {}
+    by_table: dict[str, list[Asset]] = {}
     for a in assets:
         if matches(spec, a) and a.id in state.where:
             by_table.setdefault(state.where[a.id][0].asset_type, []).append(a)
     return [_bind(spec, state.tables[t], chosen) for t, chosen in by_table.items()]
 
 
-def _bind(spec: RuleSpec, table: TypeTable, chosen: list[AssetFacts]) -> CompiledRule:
+def _bind(spec: RuleSpec, table: TypeTable, chosen: list[Asset]) -> CompiledRule:
     known = set(table.columns)
     when = compile_expression(spec.when, known_points=known)
     clear = compile_expression(spec.clear, known_points=known) if spec.clear else None
@@ -176,7 +167,7 @@ class RuleEngine:
         self,
         specs: Sequence[RuleSpec],
         state: StateTable,
-        assets: Sequence[AssetFacts],
+        assets: Sequence[Asset],
         tz: tzinfo | None = None,
     ) -> None:
         self.state = state

@@ -17,9 +17,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from paho.mqtt.enums import CallbackAPIVersion
 
-from monitord.config.site import SmtpConfig
 from monitord.core.metrics import Metrics
-from monitord.people.notify import Notification, Outbox, channels
+from monitord.people.notify import Notification, Outbox, SmtpConfig, channels
 from monitord.tools.demo import free_port
 from tests.webhook_support import WebhookReceiver
 

@@ -40,7 +40,7 @@ async def running(config: SiteConfig, metrics_port: int = 0) -> AsyncIterator[tu
 
 
 def good(app: Monitord, asset: str, point: str) -> bool:
-    return app.state.latest(asset)[point][2] == Quality.GOOD
+    return app.core.state.latest(asset)[point][2] == Quality.GOOD
 
 
 def test_dry_run_opens_one_ticket_that_resolves_and_samples_land_good(tmp_path: Path, mosquitto: int) -> None:
@@ -50,7 +50,7 @@ def test_dry_run_opens_one_ticket_that_resolves_and_samples_land_good(tmp_path: 
         async with running(config) as (site, app):
             await eventually(lambda: good(app, "A-P1", "suction_pressure") and good(app, "A-E1", "floor"), 15)
             site.inject("A-P1", "dry_run")
-            tickets = await eventually(lambda: list(app.desk.tickets.values()), 20)
+            tickets = await eventually(lambda: list(app.core.desk.tickets.values()), 20)
             site.clear("A-P1", "dry_run")
             await eventually(lambda: tickets[0].state == "resolved", 40)
             await asyncio.sleep(1.5)  # one more evaluation round: nothing new may open
@@ -99,10 +99,10 @@ def test_silent_device_goes_comm_error_one_offline_alert_then_recovers(
             await eventually(lambda: good(app, "A-P2", "discharge_pressure"), 15)
             site.inject("A-P2", "silent")
             await eventually(
-                lambda: app.state.latest("A-P2")["discharge_pressure"][2] == Quality.COMM_ERROR, 10
+                lambda: app.core.state.latest("A-P2")["discharge_pressure"][2] == Quality.COMM_ERROR, 10
             )
             offline = await eventually(
-                lambda: [t for t in app.desk.tickets.values() if t.rule == "comms.device_offline"], 15
+                lambda: [t for t in app.core.desk.tickets.values() if t.rule == "comms.device_offline"], 15
             )
             await asyncio.sleep(3)  # a while longer offline: still one alert, no process alert
             assert good(app, "A-P1", "discharge_pressure"), (
@@ -152,8 +152,8 @@ def test_malformed_mqtt_payloads_are_counted_and_survived(tmp_path: Path, mosqui
             client.disconnect()
             errors = app.metrics.driver_errors.labels("mqtt", "malformed")
             await eventually(lambda: errors._value.get() >= 5, 10)
-            before = app.state.latest("A-E1")["floor"][1]
-            await eventually(lambda: app.state.latest("A-E1")["floor"][1] > before, 10)
+            before = app.core.state.latest("A-E1")["floor"][1]
+            await eventually(lambda: app.core.state.latest("A-E1")["floor"][1] > before, 10)
             assert good(app, "A-E1", "floor")
 
     run(scenario())
@@ -191,10 +191,10 @@ def test_four_faults_through_modbus_and_mqtt_open_one_ticket_each(tmp_path: Path
             )
             for asset, fault in faults:
                 site.inject(asset, fault)
-            await eventually(lambda: len(app.desk.tickets) >= 4, 60)
+            await eventually(lambda: len(app.core.desk.tickets) >= 4, 60)
             await asyncio.sleep(3)  # nothing more may open
-            got = {(t.asset, t.rule, t.priority) for t in app.desk.tickets.values()}
+            got = {(t.asset, t.rule, t.priority) for t in app.core.desk.tickets.values()}
             assert got == expected
-            assert all(t.alert_count == 1 for t in app.desk.tickets.values())
+            assert all(t.alert_count == 1 for t in app.core.desk.tickets.values())
 
     run(scenario())

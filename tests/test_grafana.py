@@ -132,7 +132,7 @@ def test_every_panel_query_returns_data(
             await eventually(lambda: good(app, "A-P1", "flow") and good(app, "A-E1", "floor"), 15)
             site.inject("A-P1", "dry_run")
             site.inject("A-P2", "silent")  # driver errors and an offline device for the health panels
-            await eventually(lambda: len(app.desk.tickets) >= 2, 30)
+            await eventually(lambda: len(app.core.desk.tickets) >= 2, 30)
             site.clear("A-P2", "silent")
             await asyncio.sleep(8)
             assert app.store is not None

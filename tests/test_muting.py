@@ -11,23 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from monitord.alerting.mute import MuteStages, in_window
-from monitord.config.site import AssetConfig, MaintenanceWindow, Matcher
+from monitord.alerting.mute import MaintenanceWindow, Matcher, MuteStages, in_window
+from monitord.core.assets import Asset
 from tests.conftest import demo_site, eventually, run
 from tests.test_end_to_end import good, running
 from tests.test_people import TOKEN, post, with_people
 from tests.webhook_support import WebhookReceiver
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
-PUMP = AssetConfig.model_validate(
-    {
-        "id": "A-P1",
-        "type": "pump",
-        "profile": "pump-set",
-        "tags": ["booster"],
-        "connection": {"modbus": {"host": "h"}},
-    }
-)
+PUMP = Asset("A-P1", "pump", tags=("booster",))
 
 
 def test_weekly_and_one_off_windows() -> None:
@@ -84,7 +76,7 @@ def test_silence_and_maintenance_window_keep_alerts_from_people(
             command = [
                 sys.executable,
                 "-m",
-                "monitord.cli",
+                "monitord",
                 "silence",
                 "add",
                 "--asset",
@@ -114,7 +106,7 @@ def test_silence_and_maintenance_window_keep_alerts_from_people(
                 30,
             )
             await asyncio.sleep(2)
-            assert app.desk.tickets == {}, "recorded, but no ticket"
+            assert app.core.desk.tickets == {}, "recorded, but no ticket"
             listed = await asyncio.to_thread(
                 subprocess.run,
                 [sys.executable, "-m", "monitord", "silence", "list"],
@@ -137,7 +129,7 @@ def test_new_alerts_join_the_ticket_a_technician_is_working_on(
         async with running(config) as (site, app):
             await eventually(lambda: good(app, "A-P1", "flow"), 15)
             site.inject("A-P1", "dry_run")
-            [ticket] = await eventually(lambda: list(app.desk.tickets.values()), 30)
+            [ticket] = await eventually(lambda: list(app.core.desk.tickets.values()), 30)
             status, _ = await asyncio.to_thread(
                 post,
                 f"{app.api_url}/tickets/{ticket.id}/start",
@@ -146,7 +138,7 @@ def test_new_alerts_join_the_ticket_a_technician_is_working_on(
             assert status == 200
             site.inject("A-P1", "sump_high")  # same asset, same category (plumbing)
             await eventually(lambda: any("pump.sump_high_level" in n for n in ticket.explained), 20)
-            assert list(app.desk.tickets) == [ticket.id]
+            assert list(app.core.desk.tickets) == [ticket.id]
 
     run(scenario(), timeout=120)
     assert len(webhooks.to("plumbing-tech")) == 1

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 from monitord.alerting.tracker import AlertEvent
-from monitord.config.site import Contact, Override, RosterConfig, SiteConfig, Sla, TeamConfig
-from monitord.people.roster import Roster
+from monitord.config.site import SiteConfig
+from monitord.people.roster import Contact, Override, Roster, RosterConfig, TeamConfig
 from monitord.tickets.desk import TicketActionError, TicketDesk, TicketPolicyView
+from monitord.tickets.sla import Sla
 from tests.conftest import demo_site, eventually, run
 from tests.test_end_to_end import good, running
 from tests.webhook_support import WebhookReceiver
@@ -140,7 +141,7 @@ def test_entrapment_notifies_escalates_and_stops_at_acknowledgement(
         async with running(config) as (site, app):
             await eventually(lambda: good(app, "A-E2", "speed"), 15)
             site.inject("A-E2", "entrapment")
-            [ticket] = await eventually(lambda: list(app.desk.tickets.values()), 60)
+            [ticket] = await eventually(lambda: list(app.core.desk.tickets.values()), 60)
             assert ticket.rule == "elevator.entrapment_between_floors" and ticket.priority == "P1"
             await eventually(lambda: webhooks.to("elevator-tech"), 5)
             arrived = webhooks.received[0][0]
@@ -193,7 +194,7 @@ def test_feeder_outage_is_one_ticket_and_explains_its_dependants(
         async with running(config) as (site, app):
             await eventually(lambda: good(app, "A-PM-MAIN", "voltage_l1") and good(app, "A-P1", "flow"), 15)
             site.inject("A-PM-MAIN", "outage")  # the lifts go to battery, the pumps fall silent
-            [ticket] = await eventually(lambda: list(app.desk.tickets.values()), 20)
+            [ticket] = await eventually(lambda: list(app.core.desk.tickets.values()), 20)
             assert (ticket.asset, ticket.rule, ticket.priority) == ("A-PM-MAIN", "power.outage", "P1")
             dependants = {"A-E1", "A-E2", "A-P1", "A-P2"}
             try:
@@ -201,11 +202,11 @@ def test_feeder_outage_is_one_ticket_and_explains_its_dependants(
             except AssertionError:
                 fired = [(a.asset, a.rule) for a in app.store.alert_events()] if app.store else []
                 raise AssertionError(
-                    f"explained {ticket.explained}; held {app.pipeline._held}; "
-                    f"tickets {list(app.desk.tickets)}; alerts {fired}"
+                    f"explained {ticket.explained}; held {app.core.pipeline._held}; "
+                    f"tickets {list(app.core.desk.tickets)}; alerts {fired}"
                 ) from None
             await asyncio.sleep(3)
-            assert len(app.desk.tickets) == 1, "one ticket, not twenty"
+            assert len(app.core.desk.tickets) == 1, "one ticket, not twenty"
 
     run(scenario(), timeout=120)
     paths = {p for _t, p, _b in webhooks.received}
@@ -221,7 +222,7 @@ def test_restart_mid_incident_keeps_the_ticket_and_sends_nothing_twice(
         async with running(config) as (site, app):
             await eventually(lambda: good(app, "A-P1", "flow"), 15)
             site.inject("A-P1", "dry_run")
-            [ticket] = await eventually(lambda: list(app.desk.tickets.values()), 30)
+            [ticket] = await eventually(lambda: list(app.core.desk.tickets.values()), 30)
             await eventually(lambda: webhooks.to("plumbing-tech"), 5)
             return ticket.id
 
@@ -230,10 +231,10 @@ def test_restart_mid_incident_keeps_the_ticket_and_sends_nothing_twice(
     async def second() -> None:
         async with running(config) as (site, app):
             site.inject("A-P1", "dry_run")  # the fault is still there after the restart
-            await eventually(lambda: tid in app.desk.tickets and app.pipeline.tickets_ready, 15)
+            await eventually(lambda: tid in app.core.desk.tickets and app.core.pipeline.tickets_ready, 15)
             await asyncio.sleep(12)  # long enough for the alert to fire again
-            assert list(app.desk.tickets) == [tid]
-            assert app.desk.tickets[tid].state == "open"
+            assert list(app.core.desk.tickets) == [tid]
+            assert app.core.desk.tickets[tid].state == "open"
 
     run(second(), timeout=90)
     assert len(webhooks.to("plumbing-tech")) == 1
@@ -249,10 +250,10 @@ def test_gateway_down_is_one_ticket_for_the_devices_behind_it(
             await eventually(lambda: good(app, "A-P1", "flow") and good(app, "A-P2", "flow"), 15)
             site.inject("A-P1", "offline")  # the RS-485 line behind the pumps' gateway is dead:
             site.inject("A-P2", "offline")  # the gateway answers 0x0B for both
-            [ticket] = await eventually(lambda: list(app.desk.tickets.values()), 20)
+            [ticket] = await eventually(lambda: list(app.core.desk.tickets.values()), 20)
             assert ticket.rule == "comms.gateway_down" and ticket.asset.startswith("GW-127.0.0.1-")
             await eventually(lambda: {n.split(":")[0] for n in ticket.explained} >= {"A-P1", "A-P2"}, 20)
-            assert len(app.desk.tickets) == 1
+            assert len(app.core.desk.tickets) == 1
 
     run(scenario(), timeout=120)
     assert {p for _t, p, _b in webhooks.received} == {"/it-tech"}

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from monitord.alerting.tracker import AlertTracker
+from monitord.core.assets import Asset
 from monitord.core.clock import ManualClock
 from monitord.core.model import Quality, SampleBatch
 from monitord.ingest.state import AssetSlot, StateTable
-from monitord.rules.engine import AssetFacts, RuleEngine
+from monitord.rules.engine import RuleEngine
 from monitord.rules.expr import ExpressionError, compile_expression
 from monitord.rules.spec import RuleSpec
 
@@ -20,7 +21,7 @@ def rig(spec: dict[str, object], n: int = 3) -> tuple[StateTable, RuleEngine, Al
     clock = ManualClock()
     state = StateTable([AssetSlot(f"P{i}", "pump", POINTS, 3.0) for i in range(n)], started=clock.now())
     rule = RuleSpec.model_validate({"applies_to": {"type": "pump"}, **spec})
-    facts = [AssetFacts(f"P{i}", "pump", params={"suction_min": 0.05 + 0.01 * (i == 2)}) for i in range(n)]
+    facts = [Asset(f"P{i}", "pump", params={"suction_min": 0.05 + 0.01 * (i == 2)}) for i in range(n)]
     return state, RuleEngine([rule], state, facts), AlertTracker(), clock
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from monitord.alerting.tracker import AlertEvent
-from monitord.config.site import DEFAULT_SLA, Sla
 from monitord.tickets.desk import TicketDesk, TicketPolicyView
+from monitord.tickets.sla import DEFAULT_SLA, Sla
 from monitord.tools.kpi import render, report
 
 POLICY = TicketPolicyView("P1", "plumbing", auto_resolve=True)

@@ -10,6 +10,7 @@ restart; expired ones stay listed as expired.
 
 from __future__ import annotations
 
+import datetime
 import datetime as dt
 import fnmatch
 import sqlite3
@@ -17,14 +18,51 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
-from monitord.config.site import AssetConfig, MaintenanceWindow, Matcher
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from monitord.core.assets import Asset
+from monitord.core.schema import Strict
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def matches(m: Matcher, rule: str, asset: AssetConfig) -> bool:
+class Matcher(Strict):
+    """Which alerts: every given part must match (rules as glob patterns, e.g. ``pump.*``)."""
+
+    assets: list[str] = []
+    types: list[str] = []
+    tags: list[str] = []
+    rules: list[str] = []
+
+
+class WeeklySlot(Strict):
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
+    start: str = Field(pattern=r"^\d{2}:\d{2}$")
+    end: str = Field(pattern=r"^\d{2}:\d{2}$")
+
+
+class MaintenanceWindow(Strict):
+    """定期保养: alerts are recorded but open no tickets and notify no one."""
+
+    id: str
+    match: Matcher
+    reason: str = ""
+    weekly: list[WeeklySlot] = []
+    start: datetime.datetime | None = None
+    end: datetime.datetime | None = None
+
+    @model_validator(mode="after")
+    def _when(self) -> MaintenanceWindow:
+        if not self.weekly and (self.start is None or self.end is None):
+            raise PydanticCustomError("window", "give weekly slots, or start and end")
+        return self
+
+
+def matches(m: Matcher, rule: str, asset: Asset) -> bool:
     return (
         (not m.assets or asset.id in m.assets)
         and (not m.types or asset.type in m.types)
@@ -86,7 +124,7 @@ class MuteStages:
                 Silence(i, Matcher.model_validate_json(m), a, r, c, e) for i, m, a, r, c, e in rows
             ]
 
-    def mutes(self, rule: str, asset: AssetConfig, at: float) -> str | None:
+    def mutes(self, rule: str, asset: Asset, at: float) -> str | None:
         """Why this alert must not reach people now, or None."""
         for w in self.windows:
             if matches(w.match, rule, asset) and in_window(w, at, self.tz):

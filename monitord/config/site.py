@@ -8,7 +8,6 @@ assets[2].connection.modbus.port: must be 1..65535, got 70000``).
 
 from __future__ import annotations
 
-import datetime
 import difflib
 import os
 import re
@@ -20,13 +19,19 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from monitord.alerting.mute import MaintenanceWindow
 from monitord.config.yamlio import LineDict, expand_env, load_yaml, problem
+from monitord.core.assets import Asset
 from monitord.core.errors import ConfigError
+from monitord.core.schema import Strict, in_range
 from monitord.core.units import Duration
-from monitord.ingest.profiles import AssetType, DeviceProfile, Strict, in_range
+from monitord.ingest.profiles import AssetType, DeviceProfile
+from monitord.people.notify import SmtpConfig
+from monitord.people.roster import RosterConfig
 from monitord.rules import PACKS_DIR
 from monitord.rules.expr import ExpressionError, compile_expression
 from monitord.rules.spec import RuleSpec
+from monitord.tickets.sla import DEFAULT_SLA, Sla
 
 # The built-in profiles, sites and scenarios: the checkout's config/, shipped as monitord/builtin.
 CONFIG_DIR = Path(os.environ.get("MONITORD_CONFIG_DIR", Path(__file__).resolve().parents[1] / "builtin"))
@@ -113,103 +118,6 @@ class AssetConfig(Strict):
     tags: list[str] = []
     params: dict[str, float] = {}
 
-    @property
-    def label(self) -> str:
-        return self.name or self.id
-
-    @property
-    def where(self) -> str:
-        return ", ".join(f"{k} {v}" for k, v in self.location.items())
-
-
-class SignedRobot(Strict):
-    url: str = Field(pattern=r"^https?://")
-    secret: str | None = Field(None, description="signing secret (DingTalk, Feishu)")
-
-
-class SmtpConfig(Strict):
-    host: str = "127.0.0.1"
-    port: Annotated[int, in_range(1, 65535)] = 25
-    sender: str = "monitord@localhost"
-    username: str | None = None
-    password: str | None = None
-    starttls: bool = False
-
-
-URL = r"^https?://"
-
-
-class Contact(Strict):
-    """A person and the channels they carry; every channel given is used."""
-
-    name: str
-    webhook: str | None = Field(None, pattern=URL, description="JSON POST, schema in docs/notifications.md")
-    wecom: str | None = Field(None, pattern=URL, description="企业微信 group robot URL")
-    dingtalk: SignedRobot | None = Field(None, description="钉钉 robot, signed when a secret is given")
-    feishu: SignedRobot | None = Field(None, description="飞书 robot, signed when a secret is given")
-    slack: str | None = Field(None, pattern=URL, description="Slack incoming webhook URL")
-    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
-    mqtt: str | None = Field(None, description="topic on the site's broker, e.g. for a duty-room panel")
-    console: bool = Field(False, description="print to the daemon's terminal (demo, duty desk)")
-
-    def channels(self) -> list[tuple[str, str]]:
-        """(channel, address) for every channel this person carries."""
-        out = []
-        for kind in ("webhook", "wecom", "slack", "email", "mqtt"):
-            value = getattr(self, kind)
-            if value:
-                out.append((kind, value))
-        for kind in ("dingtalk", "feishu"):
-            robot = getattr(self, kind)
-            if robot:
-                out.append((kind, robot.url + ("#" + robot.secret if robot.secret else "")))
-        if self.console:
-            out.append(("console", ""))
-        return out
-
-
-class Rotation(Strict):
-    every: Duration = 86400.0
-    handover: str = Field("08:00", pattern=r"^\d{2}:\d{2}$")
-    start: datetime.date = datetime.date(2026, 1, 1)
-
-
-class TeamConfig(Strict):
-    skills: list[str] = Field(min_length=1)
-    members: list[Contact] = Field(min_length=1)
-    lead: Contact | None = None
-    rotation: Rotation = Rotation()
-
-
-class Override(Strict):
-    """Leave or a swap: ``instead`` is on call for ``team`` between ``start`` and ``end``."""
-
-    team: str
-    start: datetime.datetime
-    end: datetime.datetime
-    instead: Contact
-    reason: str = ""
-
-
-class RosterConfig(Strict):
-    timezone: str = "UTC"
-    teams: dict[str, TeamConfig]
-    duty_manager: Contact | None = None
-    overrides: list[Override] = []
-
-
-class Sla(Strict):
-    ack: Duration
-    start: Duration
-    resolve: Duration
-
-
-DEFAULT_SLA = {
-    "P1": Sla(ack=300, start=900, resolve=7200),
-    "P2": Sla(ack=900, start=3600, resolve=28800),
-    "P3": Sla(ack=14400, start=86400, resolve=259200),
-    "P4": Sla(ack=86400, start=604800, resolve=2592000),
-}
 
 
 class ApiConfig(Strict):
@@ -232,38 +140,6 @@ class TicketsConfig(Strict):
     follow_up: Duration = Field(
         86400.0, description="回访: close a resolved ticket after this long running normally"
     )
-
-
-class Matcher(Strict):
-    """Which alerts: every given part must match (rules as glob patterns, e.g. ``pump.*``)."""
-
-    assets: list[str] = []
-    types: list[str] = []
-    tags: list[str] = []
-    rules: list[str] = []
-
-
-class WeeklySlot(Strict):
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
-    start: str = Field(pattern=r"^\d{2}:\d{2}$")
-    end: str = Field(pattern=r"^\d{2}:\d{2}$")
-
-
-class MaintenanceWindow(Strict):
-    """定期保养: alerts are recorded but open no tickets and notify no one."""
-
-    id: str
-    match: Matcher
-    reason: str = ""
-    weekly: list[WeeklySlot] = []
-    start: datetime.datetime | None = None
-    end: datetime.datetime | None = None
-
-    @model_validator(mode="after")
-    def _when(self) -> MaintenanceWindow:
-        if not self.weekly and (self.start is None or self.end is None):
-            raise PydanticCustomError("window", "give weekly slots, or start and end")
-        return self
 
 
 class EngineConfig(Strict):
@@ -301,6 +177,21 @@ class SiteConfig(Strict):
 
     def sla_of(self, priority: str) -> Sla:
         return next((v for k, v in self.sla.items() if k == priority), DEFAULT_SLA[priority])
+
+    def domain_assets(self) -> dict[str, Asset]:
+        """Every asset as the stages see it; params merge the profile's device facts and the asset's own."""
+        return {
+            a.id: Asset(
+                id=a.id,
+                type=a.type,
+                name=a.name,
+                location=dict(a.location),
+                depends_on=tuple(a.depends_on),
+                tags=tuple(a.tags),
+                params={**self.profile(a.profile).params, **a.params},
+            )
+            for a in self.assets
+        }
 
 
 def load_config(path: str | Path) -> SiteConfig:

@@ -19,17 +19,15 @@ import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from monitord.config.site import Matcher
+from monitord.alerting.mute import Matcher
 from monitord.core.units import parse_duration
-from monitord.tickets.desk import ACTIONS, Ticket, TicketActionError
-
-if TYPE_CHECKING:
-    from monitord.daemon.app import Monitord
+from monitord.daemon.core import Core
+from monitord.tickets.desk import ACTIONS, Ticket, TicketActionError, TicketEvent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,9 +125,23 @@ def ticket_json(t: Ticket, events: bool = False) -> dict[str, Any]:
     return out
 
 
+class Daemon(Protocol):
+    """What the API needs of the daemon: its core, two views and the one way to act on a ticket."""
+
+    core: Core
+
+    def firing_alerts(self) -> list[dict[str, object]]: ...
+
+    def asset_states(self) -> list[dict[str, object]]: ...
+
+    def act(
+        self, ticket_id: str, action: str, *, actor: str, note: str = "", assignee: str = ""
+    ) -> TicketEvent: ...
+
+
 class Api:
     def __init__(
-        self, app: Monitord, loop: asyncio.AbstractEventLoop, host: str, port: int, token: str | None
+        self, app: Daemon, loop: asyncio.AbstractEventLoop, host: str, port: int, token: str | None
     ) -> None:
         self.app, self.loop, self.token = app, loop, token
         api = self
@@ -187,12 +199,12 @@ class Api:
     def route(
         self, h: http.server.BaseHTTPRequestHandler, method: str, path: str, query: dict[str, str]
     ) -> tuple[int, Any]:
-        desk = self.app.desk
+        desk = self.app.core.desk
         if method == "GET":
             if path == "/healthz":
                 return 200, {"status": "ok"}
             if path == "/metrics":
-                return 200, Raw(generate_latest(self.app.metrics.registry), CONTENT_TYPE_LATEST)
+                return 200, Raw(generate_latest(self.app.core.metrics.registry), CONTENT_TYPE_LATEST)
             if path == "/openapi.json":
                 return 200, OPENAPI
             if path == "/tickets":
@@ -255,20 +267,20 @@ class Api:
         return 200, asdict(ev)
 
     def _silences(self) -> list[dict[str, Any]]:
-        mute = self.app.pipeline.mute
-        now = self.app.clock.now()
+        mute = self.app.core.pipeline.mute
+        now = self.app.core.clock.now()
         return [
             {**asdict(s), "matcher": s.matcher.model_dump(), "active": s.active(now)}
             for s in (mute.silences if mute else [])
         ]
 
     def _silence_call(self, silence_id: str | None, body: dict[str, Any]) -> tuple[int, Any]:
-        mute = self.app.pipeline.mute
+        mute = self.app.core.pipeline.mute
         if mute is None:
             return 404, {"error": "no muting here"}
         try:
             if silence_id:
-                s = self.call(lambda: mute.expire(silence_id, self.app.clock.now()))
+                s = self.call(lambda: mute.expire(silence_id, self.app.core.clock.now()))
                 return 200, {**asdict(s), "matcher": s.matcher.model_dump()}
             matcher = Matcher.model_validate(body.get("matcher") or {})
             seconds = parse_duration(body.get("expires_in") or 0)
@@ -278,7 +290,7 @@ class Api:
                     str(body.get("author") or ""),
                     str(body.get("reason") or ""),
                     seconds,
-                    self.app.clock.now(),
+                    self.app.core.clock.now(),
                 )
             )
         except KeyError:

@@ -1,7 +1,8 @@
-"""App wiring: builds every stage from a ``SiteConfig`` and runs them.
+"""The daemon: the evaluation core plus drivers, people and the HTTP API, run until stopped.
 
-``Monitord.build`` connects drivers → bus → state table / store / metrics,
-and the evaluation loop → pipeline (rules → alerts → tickets) → listeners.
+``Monitord`` builds the core (``build_core``: state table, rules, alerts,
+tickets, event road), connects drivers → bus → state table / store / metrics,
+and adds the people stages (roster, dispatcher, outbox) and the API on top.
 ``run`` keeps them in one ``TaskGroup`` until ``stop`` is called, then
 flushes the store, so a Ctrl-C never loses what was already read.
 """
@@ -16,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from monitord.alerting.mute import MuteStages
-from monitord.alerting.tracker import AlertTracker, fingerprint
+from monitord.alerting.tracker import fingerprint
 from monitord.config.site import AssetConfig, SiteConfig
 from monitord.core.clock import Clock, SystemClock
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
 from monitord.daemon.api import Api
-from monitord.daemon.pipeline import Pipeline
+from monitord.daemon.core import Core, build_core
 from monitord.drivers.modbus import (
     GATEWAY_POINTS,
     GatewayPoller,
@@ -34,28 +34,14 @@ from monitord.drivers.modbus import (
 from monitord.drivers.mqtt import MqttDriver, TopicRoute
 from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import DeviceProfile, PointSpec
-from monitord.ingest.state import AssetSlot, StateTable
 from monitord.people.dispatch import Dispatcher
 from monitord.people.notify import Outbox, channels
 from monitord.people.roster import Roster
-from monitord.rules.engine import AssetFacts, RuleEngine
 from monitord.store.base import Store
 from monitord.store.open import open_store
-from monitord.tickets.desk import TicketDesk, TicketEvent
+from monitord.tickets.desk import TicketEvent
 
 log = logging.getLogger(__name__)
-
-
-def asset_points(config: SiteConfig, asset: AssetConfig) -> tuple[str, ...]:
-    return tuple(config.profile(asset.profile).points)
-
-
-def points_by_type(config: SiteConfig) -> dict[str, tuple[str, ...]]:
-    """Every point the config's profiles define, per asset type."""
-    out: dict[str, dict[str, None]] = {}
-    for p in config.profiles:
-        out.setdefault(p.asset_type, {}).update(dict.fromkeys(p.points))
-    return {t: tuple(points) for t, points in out.items()}
 
 
 def mqtt_routes(config: SiteConfig) -> dict[str, TopicRoute]:
@@ -79,22 +65,6 @@ def mqtt_routes(config: SiteConfig) -> dict[str, TopicRoute]:
                 topic = pattern.format(site=config.site.id, asset=a.id, point=point)
                 routes[topic] = TopicRoute(a.id, (point,), ())
     return routes
-
-
-def ancestors(config: SiteConfig) -> dict[str, tuple[str, ...]]:
-    """Every asset an asset depends on, directly or through others (``depends_on``)."""
-    direct = {a.id: a.depends_on for a in config.assets}
-    out: dict[str, tuple[str, ...]] = {}
-    for asset in direct:
-        seen: list[str] = []
-        todo = list(direct[asset])
-        while todo:
-            up = todo.pop()
-            if up not in seen and up != asset:
-                seen.append(up)
-                todo += direct.get(up, [])
-        out[asset] = tuple(seen)
-    return out
 
 
 def with_gateways(config: SiteConfig) -> SiteConfig:
@@ -136,72 +106,28 @@ def with_gateways(config: SiteConfig) -> SiteConfig:
     return config.model_copy(update={"assets": assets, "profiles": [*config.profiles, profile]})
 
 
-def asset_facts(config: SiteConfig) -> list[AssetFacts]:
-    return [
-        AssetFacts(a.id, a.type, tuple(a.tags), {**config.profile(a.profile).params, **a.params})
-        for a in config.assets
-    ]
-
-
 @dataclass
 class Monitord:
     config: SiteConfig
     clock: Clock = field(default_factory=SystemClock)
     store: Store | None = None
     metrics_port: int | None = None
-    with_drivers: bool = True  # replay and tools run the pipeline without talking to devices
 
     def __post_init__(self) -> None:
-        if self.with_drivers:
-            self.config = with_gateways(self.config)
-        c = self.config
-        self.assets = {a.id: a for a in c.assets}
-        self.metrics = Metrics()
-        self.metrics.set_asset_types({a.id: a.type for a in c.assets})
-        stale = c.engine.offline_after_polls
-        self.state = StateTable(
-            [AssetSlot(a.id, a.type, asset_points(c, a), stale * c.poll_of(a)) for a in c.assets],
-            started=self.clock.now(),
-            columns=points_by_type(c),
-        )
+        self.config = c = with_gateways(self.config)
         if self.store is None:
-            self.store = open_store(c, self.metrics)
-        store = self.store
+            self.store = open_store(c)
+        self.core: Core = build_core(c, self.clock, self.store, silences=Path(c.notify.log))
+        core, store = self.core, self.store
         self.bus = SampleBus()
-        self.bus.subscribe(self.state.apply)
+        self.bus.subscribe(core.state.apply)
         self.bus.subscribe(lambda b: store.write_samples((b,)))
-        self.bus.subscribe(self.metrics.count_batch)
-        self.engine = RuleEngine(c.rules, self.state, asset_facts(c))
-        self.tracker = AlertTracker()
-        self.desk = TicketDesk()
-        self.desk.reopen_window = c.tickets.reopen_window
-        states = {
-            a.id: {n: p.states for n, p in c.profile(a.profile).points.items() if p.states} for a in c.assets
-        }
-        self.pipeline = Pipeline(
-            self.state,
-            self.engine,
-            self.tracker,
-            self.desk,
-            store,
-            self.assets,
-            self.metrics,
-            self.clock,
-            states,
-            ancestors(c),
-            MuteStages(
-                c.maintenance,
-                Path(c.notify.log) if self.with_drivers else None,
-                c.roster.timezone if c.roster else "UTC",
-            ),
-            {a: 1.5 * max(c.poll_of(c.asset(u)) for u in ups) for a, ups in ancestors(c).items() if ups},
-        )
-        self.pipeline.ticket_listeners.append(self._kpis)
+        self.bus.subscribe(core.metrics.count_batch)
         self.outbox: Outbox | None = None
         self.dispatcher: Dispatcher | None = None
         self.api: Api | None = None
-        self.modbus = self._modbus_driver() if self.with_drivers else None
-        self.mqtt = self._mqtt_driver() if self.with_drivers else None
+        self.modbus = self._modbus_driver()
+        self.mqtt = self._mqtt_driver()
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
         self.metrics_url = ""
@@ -245,50 +171,38 @@ class Monitord:
             password=c.mqtt.password,
         )
 
-    def restore(self, events: list[TicketEvent] | None = None) -> None:
-        """Rebuild tickets from the store's events; alerts with an open ticket count as firing."""
-        assert self.store is not None
-        self.desk.restore(self.store.ticket_events() if events is None else events)
-        for t in self.desk.tickets.values():
-            if t.state != "open":
-                continue
-            for rule in self.engine.rules:
-                if rule.spec.id == t.rule and t.asset in rule.assets:
-                    self.tracker.restore(rule.key, len(rule.assets), rule.assets.index(t.asset), t.since)
-        if self.desk.tickets:
-            log.info(
-                "restored %d tickets (%d open) from the store",
-                len(self.desk.tickets),
-                sum(self.desk.open_counts().values()),
-            )
+    @property
+    def metrics(self) -> Metrics:
+        return self.core.metrics
 
     def stop(self) -> None:
         self._stop.set()
 
     async def _restore_when_possible(self) -> None:
         """Rebuild tickets from the store; while it does not answer, keep polling and hold tickets."""
+        assert self.store is not None
         told = False
         while True:
             try:
-                assert self.store is not None
                 events = await asyncio.to_thread(self.store.ticket_events)  # only the I/O off the loop
-                self.restore(events)
                 break
             except StoreError as exc:
                 if not told:
                     log.warning("cannot read tickets from the store yet (%s); ticket decisions wait", exc)
                     told = True
                 await asyncio.sleep(2.0)
+        desk = self.core.desk
+        self.core.restore(events)
+        if desk.tickets:
+            n_open = sum(desk.open_counts().values())
+            log.info("restored %d tickets (%d open) from the store", len(desk.tickets), n_open)
         if told:
             log.info("tickets restored from the store; held alerts decided")
-        self.pipeline.tickets_ready = True
-        for ev in self.pipeline.decide_tickets():
-            for listen in self.pipeline.ticket_listeners:
-                listen(ev)
+        self.core.pipeline.decide_held()
 
     def _people(self, api_port: int | None) -> None:
         """Roster, notification outbox, dispatcher and HTTP API: what talks to people."""
-        c = self.config
+        c, core = self.config, self.core
         self.api = Api(
             self,
             asyncio.get_running_loop(),
@@ -303,38 +217,31 @@ class Monitord:
             return
         broker = c.mqtt.host_port if c.mqtt else None
         self.outbox = Outbox(
-            Path(c.notify.log), channels(c.notify.smtp, broker), self.metrics, c.notify.attempts
+            Path(c.notify.log), channels(c.notify.smtp, broker), core.metrics, c.notify.attempts
         )
-        self.dispatcher = Dispatcher(c, Roster(c.roster), self.desk, self.outbox, self.assets, self.api_url)
-        self.pipeline.ticket_listeners.append(self.dispatcher.on_ticket)
+        self.dispatcher = Dispatcher(
+            Roster(c.roster), core.desk, self.outbox, core.assets, self.api_url, c.sla_of
+        )
+        core.road.ticket_listeners.append(self.dispatcher.on_ticket)
+        core.pipeline.clock_steps.append(self.dispatcher.check)
 
     def act(
         self, ticket_id: str, action: str, *, actor: str, note: str = "", assignee: str = ""
     ) -> TicketEvent:
         """A person's action (API, CLI): recorded, stored and told like any ticket event."""
-        assert self.store is not None
-        ev = self.desk.act(ticket_id, action, actor=actor, now=self.clock.now(), note=note, assignee=assignee)
-        self.store.write_tickets([ev])
-        self.pipeline._update_gauges()
-        for listen in self.pipeline.ticket_listeners:
-            listen(ev)
+        ev = self.core.desk.act(
+            ticket_id, action, actor=actor, now=self.clock.now(), note=note, assignee=assignee
+        )
+        self.core.road.emit(tickets=[ev])
         return ev
-
-    def _kpis(self, ev: TicketEvent) -> None:
-        t = self.desk.tickets.get(ev.ticket)
-        if t is None:
-            return
-        if ev.event == "acknowledged":
-            self.metrics.time_to_ack.labels(t.priority).observe(ev.ts - t.opened_at)
-        elif ev.event == "resolved":
-            self.metrics.time_to_resolve.labels(t.priority).observe(ev.ts - t.opened_at)
 
     def firing_alerts(self) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
-        for rule in self.engine.rules:
-            for i in np.flatnonzero(self.tracker.firing(rule.key)):
+        core = self.core
+        for rule in core.engine.rules:
+            for i in np.flatnonzero(core.tracker.firing(rule.key)):
                 asset = rule.assets[int(i)]
-                t = self.desk.open_ticket_for(fingerprint(rule.spec.id, asset))
+                t = core.desk.open_ticket_for(fingerprint(rule.spec.id, asset))
                 out.append(
                     {
                         "rule": rule.spec.id,
@@ -349,11 +256,11 @@ class Monitord:
         firing = {(a["asset"]) for a in self.firing_alerts()}
         out: list[dict[str, object]] = []
         now = self.clock.now()
-        for table in self.state.tables.values():
+        for table in self.core.state.tables.values():
             offline = table.offline(now)
             for row, asset in enumerate(table.assets):
                 state = "offline" if offline[row] else "alerting" if asset in firing else "ok"
-                a = self.assets[asset]
+                a = self.core.assets[asset]
                 out.append(
                     {
                         "id": asset,
@@ -368,7 +275,7 @@ class Monitord:
 
     async def run(self, api_port: int | None = None) -> None:
         assert self.store is not None
-        self.pipeline.tickets_ready = False
+        self.core.pipeline.tickets_ready = False
         port = self.config.metrics.port if self.metrics_port is None else self.metrics_port
         bound = self.metrics.serve(self.config.metrics.host, port)
         self.metrics_url = f"http://{self.config.metrics.host}:{bound}/metrics"
@@ -401,28 +308,15 @@ class Monitord:
             log.info("stopped; store flushed")
 
     async def _evaluate_forever(self) -> None:
-        engine = self.config.engine
+        engine, pipeline = self.config.engine, self.core.pipeline
         wake = self.bus.wake
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(engine.max_interval):
                     await wake.wait()
             wake.clear()
-            self.pipeline.tick()
-            if self.pipeline.tickets_ready:
-                now = self.clock.now()
-                changes = self.desk.check_clocks(now, self.config.sla_of, self.config.tickets.follow_up)
-                if self.dispatcher is not None:
-                    changes += self.dispatcher.check(now)
-                if changes:
-                    assert self.store is not None
-                    self.store.write_tickets(changes)
-                    for ev in changes:
-                        if ev.event == "breached":
-                            self.metrics.sla_breaches.labels(ev.priority, ev.note).inc()
-                    self.pipeline._update_gauges()
-            assert self.store is not None
-            queued = getattr(self.store, "queued", None)
+            pipeline.tick()
+            queued = getattr(self.store, "queued", None)  # a backend that queues says how much
             if queued is not None:
                 self.metrics.store_queue.set(queued)
             await asyncio.sleep(engine.min_interval)

@@ -1,34 +1,37 @@
-"""One evaluation step: rules → alert lifecycle → tickets → people and store.
+"""One evaluation step: rules → alert lifecycle → tickets → clocks, out by the event road.
 
-``Pipeline.tick(now)`` is the same code live (called by the app's evaluation
-loop when new data arrives, at least every ``max_interval``), in tests with a
-manual clock, and in replay. It is synchronous and does no I/O of its own:
-events go to the store's queue and to the registered listeners.
+``Pipeline.tick(now)`` is the same code live (called by the daemon's
+evaluation loop when new data arrives, at least every ``max_interval``), in
+tests with a manual clock, and in replay. It is synchronous and does no I/O of
+its own: every event it makes leaves through the ``EventRoad`` (store queue,
+metrics, listeners). After the ticket decisions it runs the clock steps —
+SLA breaches and follow-up closes, and in the daemon escalation and roster
+assignment — so those events take the same road.
 """
 
 from __future__ import annotations
 
 import logging
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 from monitord.alerting.mute import MuteStages
 from monitord.alerting.tracker import FIRING, PENDING, AlertEvent, AlertTracker, Transition, fingerprint
-from monitord.config.site import AssetConfig
+from monitord.core.assets import Asset
 from monitord.core.clock import Clock
 from monitord.core.metrics import Metrics
+from monitord.daemon.events import EventRoad
 from monitord.ingest.state import StateTable
 from monitord.rules.engine import CompiledRule, RuleEngine
-from monitord.store.base import Store
 from monitord.tickets.desk import Ticket, TicketDesk, TicketEvent, TicketPolicyView
 
 log = logging.getLogger(__name__)
-AlertListener = Callable[[AlertEvent], None]
 INHIBIT_WAIT = 30.0  # seconds a dependant's alert waits for a pending root cause upstream
-TicketListener = Callable[[TicketEvent], None]
+#: A step run after every evaluation once tickets are known: ticket events caused by time passing.
+ClockStep = Callable[[float], Sequence[TicketEvent]]
 
 
 class _Values(dict[str, Any]):
@@ -51,7 +54,7 @@ class PointValue(float):
 
 def render(
     template: str,
-    asset: AssetConfig,
+    asset: Asset,
     values: Mapping[str, float],
     states: Mapping[str, Mapping[int, str]] | None = None,
 ) -> str:
@@ -99,8 +102,8 @@ class Pipeline:
     engine: RuleEngine
     tracker: AlertTracker
     desk: TicketDesk
-    store: Store
-    assets: dict[str, AssetConfig]
+    road: EventRoad
+    assets: Mapping[str, Asset]
     metrics: Metrics
     clock: Clock
     #: asset → point → names of coded values (from the profile), for ``{code:name}`` in summaries
@@ -110,10 +113,10 @@ class Pipeline:
     mute: MuteStages | None = None
     #: asset → seconds its alerts wait for an upstream root cause to show (slowest upstream poll × 1.5)
     settle: Mapping[str, float] = field(default_factory=dict)
+    #: run after every evaluation once tickets are known (SLA clocks, follow-up, escalation)
+    clock_steps: list[ClockStep] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.alert_listeners: list[AlertListener] = []
-        self.ticket_listeners: list[TicketListener] = []
         self._specs = {r.spec.id: r.spec for r in self.engine.rules}
         # Ticket decisions wait until the desk knows the tickets already in the store (restore);
         # alerts meanwhile are held, in order, so none is lost and none opens a second ticket.
@@ -121,15 +124,21 @@ class Pipeline:
         self._held: list[AlertEvent] = []
         self._root_rules = [r for r in self.engine.rules if r.spec.root_cause]
 
-    def decide_tickets(self, now: float | None = None) -> list[TicketEvent]:
-        """Turn held alert events into ticket events (written to the store); returns them.
+    def decide_held(self) -> list[TicketEvent]:
+        """Decide the alerts held while tickets were not ready, and send the events on their road."""
+        self.tickets_ready = True
+        tickets = self.decide_tickets(self.clock.now())
+        self.road.emit(tickets=tickets)
+        return tickets
+
+    def decide_tickets(self, now: float) -> list[TicketEvent]:
+        """Turn held alert events into ticket events; returns them (the caller sends them on).
 
         Topology inhibition: a firing alert of an asset whose supply (``depends_on``, transitively)
         has an active root-cause ticket is noted on that ticket ("explained"), not ticketed or
         notified on its own; while such a root-cause alert is still pending, the dependant's alert
         waits here (at most ``INHIBIT_WAIT`` seconds), so one outage is one ticket, not twenty.
         """
-        now = self.clock.now() if now is None else now
         tickets: list[TicketEvent] = []
         held, self._held = self._held, []
         for ev in held:
@@ -160,9 +169,6 @@ class Pipeline:
                     continue
             view = TicketPolicyView(policy.priority, policy.skill, policy.auto_resolve)
             tickets += self.desk.on_alert(ev, view, self.assets[ev.asset].where)
-        if tickets:
-            self.store.write_tickets(tickets)
-            self._update_gauges()
         return tickets
 
     def _upstream_unseen(self, asset: str, since: float) -> bool:
@@ -201,19 +207,13 @@ class Pipeline:
             )
             for rule, tr in changes
         ]
-        for ev in alerts:
-            self.metrics.alert_events.labels(ev.state).inc()
         self._held += alerts
-        tickets = self.decide_tickets(now) if self.tickets_ready else []
-        if alerts:
-            self.store.write_alerts(alerts)
-            self._update_gauges()
-        for ev in alerts:
-            for listen in self.alert_listeners:
-                listen(ev)
-        for tev in tickets:
-            for tlisten in self.ticket_listeners:
-                tlisten(tev)
+        tickets: list[TicketEvent] = []
+        if self.tickets_ready:
+            tickets = self.decide_tickets(now)
+            for step in self.clock_steps:
+                tickets += step(now)
+        self.road.emit(alerts, tickets)
         return alerts, tickets
 
     def _summary(self, rule: CompiledRule, asset_id: str) -> str:
@@ -221,14 +221,3 @@ class Pipeline:
         template = rule.spec.summary or f"{rule.spec.id} on {{asset.name}}"
         values = {k: v for k, (v, _ts, _q) in self.state.latest(asset_id).items()}
         return render(template, asset, values, self.point_states.get(asset_id))
-
-    def _update_gauges(self) -> None:
-        by_severity: dict[str, int] = {}
-        for rule in self.engine.rules:
-            n = int(self.tracker.firing(rule.key).sum())
-            by_severity[rule.spec.severity] = by_severity.get(rule.spec.severity, 0) + n
-        for severity, n in by_severity.items():
-            self.metrics.alerts_firing.labels(severity).set(n)
-        counts = self.desk.open_counts()
-        for priority in ("P1", "P2", "P3", "P4"):
-            self.metrics.tickets_open.labels(priority).set(counts.get(priority, 0))

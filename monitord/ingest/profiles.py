@@ -9,29 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from monitord.core.schema import Strict, in_range
 from monitord.core.units import Duration
 from monitord.ingest.registers import ByteOrder, DataType, PointEncoding, RegisterKind
 
 AssetType = Literal["elevator", "pump", "ahu", "chiller", "power_meter", "sensor", "gateway"]
 ASSET_TYPES: tuple[str, ...] = AssetType.__args__  # type: ignore[attr-defined]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def in_range(lo: int, hi: int) -> AfterValidator:
-    """Bounds whose error reads ``must be 1..65535, got 70000``."""
-
-    def check(v: int) -> int:
-        if not lo <= v <= hi:
-            raise PydanticCustomError("range", "must be {lo}..{hi}, got {v}", {"lo": lo, "hi": hi, "v": v})
-        return v
-
-    return AfterValidator(check)
 
 
 class PointSpec(Strict):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from typing import TextIO
 
 from monitord.alerting.tracker import AlertEvent
-from monitord.config.site import AssetConfig
+from monitord.core.assets import Asset
 from monitord.core.units import format_duration
 from monitord.tickets.desk import TicketEvent
 
@@ -25,7 +26,7 @@ _COLORS = {
 
 
 class ConsoleReporter:
-    def __init__(self, assets: dict[str, AssetConfig], out: TextIO = sys.stdout) -> None:
+    def __init__(self, assets: Mapping[str, Asset], out: TextIO = sys.stdout) -> None:
         self.assets = assets
         self.out = out
         self.color = out.isatty()

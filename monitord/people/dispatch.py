@@ -11,24 +11,26 @@ event; each message goes through the ``Outbox``, keyed so it is sent once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 
-from monitord.config.site import AssetConfig, Contact, SiteConfig
+from monitord.core.assets import Asset
 from monitord.people.notify import Notification, Outbox
-from monitord.people.roster import Roster
+from monitord.people.roster import Contact, Roster
 from monitord.tickets.desk import Ticket, TicketDesk, TicketEvent
+from monitord.tickets.sla import Sla
 
 
 class Dispatcher:
     def __init__(
         self,
-        config: SiteConfig,
         roster: Roster,
         desk: TicketDesk,
         outbox: Outbox,
-        assets: dict[str, AssetConfig],
+        assets: Mapping[str, Asset],
         api_url: str,
+        sla_of: Callable[[str], Sla],
     ) -> None:
-        self.config, self.roster, self.desk, self.outbox = config, roster, desk, outbox
+        self.roster, self.desk, self.outbox, self.sla_of = roster, desk, outbox, sla_of
         self.assets, self.api_url = assets, api_url.rstrip("/")
 
     def on_ticket(self, ev: TicketEvent) -> None:
@@ -58,7 +60,7 @@ class Dispatcher:
             chain = self.roster.chain(t.category, t.opened_at)
             if t.level + 1 >= len(chain):
                 continue
-            ack = self.config.sla_of(t.priority).ack
+            ack = self.sla_of(t.priority).ack
             if now >= t.opened_at + ack * (t.level + 1):
                 nxt = chain[t.level + 1]
                 ev = self.desk.escalate(

@@ -28,13 +28,22 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from monitord.config.site import SmtpConfig
 from monitord.core.errors import NotifyError
 from monitord.core.metrics import Metrics
+from monitord.core.schema import Strict, in_range
 
 log = logging.getLogger(__name__)
+
+
+class SmtpConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, in_range(1, 65535)] = 25
+    sender: str = "monitord@localhost"
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,81 @@ person; escalation goes on-call person → team lead → duty manager.
 
 from __future__ import annotations
 
+import datetime
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from monitord.config.site import Contact, RosterConfig, TeamConfig
+from pydantic import Field
+
+from monitord.core.schema import Strict
+from monitord.core.units import Duration
+
+
+class SignedRobot(Strict):
+    url: str = Field(pattern=r"^https?://")
+    secret: str | None = Field(None, description="signing secret (DingTalk, Feishu)")
+
+
+URL = r"^https?://"
+
+
+class Contact(Strict):
+    """A person and the channels they carry; every channel given is used."""
+
+    name: str
+    webhook: str | None = Field(None, pattern=URL, description="JSON POST, schema in docs/notifications.md")
+    wecom: str | None = Field(None, pattern=URL, description="企业微信 group robot URL")
+    dingtalk: SignedRobot | None = Field(None, description="钉钉 robot, signed when a secret is given")
+    feishu: SignedRobot | None = Field(None, description="飞书 robot, signed when a secret is given")
+    slack: str | None = Field(None, pattern=URL, description="Slack incoming webhook URL")
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
+    mqtt: str | None = Field(None, description="topic on the site's broker, e.g. for a duty-room panel")
+    console: bool = Field(False, description="print to the daemon's terminal (demo, duty desk)")
+
+    def channels(self) -> list[tuple[str, str]]:
+        """(channel, address) for every channel this person carries."""
+        out = []
+        for kind in ("webhook", "wecom", "slack", "email", "mqtt"):
+            value = getattr(self, kind)
+            if value:
+                out.append((kind, value))
+        for kind in ("dingtalk", "feishu"):
+            robot = getattr(self, kind)
+            if robot:
+                out.append((kind, robot.url + ("#" + robot.secret if robot.secret else "")))
+        if self.console:
+            out.append(("console", ""))
+        return out
+
+
+class Rotation(Strict):
+    every: Duration = 86400.0
+    handover: str = Field("08:00", pattern=r"^\d{2}:\d{2}$")
+    start: datetime.date = datetime.date(2026, 1, 1)
+
+
+class TeamConfig(Strict):
+    skills: list[str] = Field(min_length=1)
+    members: list[Contact] = Field(min_length=1)
+    lead: Contact | None = None
+    rotation: Rotation = Rotation()
+
+
+class Override(Strict):
+    """Leave or a swap: ``instead`` is on call for ``team`` between ``start`` and ``end``."""
+
+    team: str
+    start: datetime.datetime
+    end: datetime.datetime
+    instead: Contact
+    reason: str = ""
+
+
+class RosterConfig(Strict):
+    timezone: str = "UTC"
+    teams: dict[str, TeamConfig]
+    duty_manager: Contact | None = None
+    overrides: list[Override] = []
 
 
 class Roster:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from monitord.alerting.tracker import AlertEvent
-from monitord.config.site import Sla
+from monitord.tickets.sla import Sla
 
 EventKind = Literal[
     "opened",
@@ -128,7 +128,9 @@ class TicketDesk:
         self._last_number: dict[str, int] = {}  # YYYYMMDD → highest number used
 
     def restore(self, events: Iterable[TicketEvent]) -> None:
-        for ev in sorted(events, key=lambda e: e.ts):
+        # Events of one evaluation share a timestamp, and a store may return ties in any order:
+        # a ticket's opening comes first, whatever else happened to it in the same instant.
+        for ev in sorted(events, key=lambda e: (e.ts, e.event != "opened")):
             self.apply(ev)
 
     def apply(self, ev: TicketEvent) -> None:

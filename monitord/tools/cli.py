@@ -65,9 +65,9 @@ async def run_daemon(config: SiteConfig, stop: asyncio.Event, *, metrics_port: i
     from monitord.people.console import ConsoleReporter
 
     app = Monitord(config, metrics_port=metrics_port)
-    console = ConsoleReporter(app.assets)
-    app.pipeline.alert_listeners.append(console.alert)
-    app.pipeline.ticket_listeners.append(console.ticket)
+    console = ConsoleReporter(app.core.assets)
+    app.core.road.alert_listeners.append(console.alert)
+    app.core.road.ticket_listeners.append(console.ticket)
     daemon = asyncio.create_task(app.run(), name="monitord")
     stopper = asyncio.create_task(stop.wait())
     started = asyncio.create_task(app.started.wait())
@@ -215,7 +215,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         alerts = store.alert_events()
     finally:
         store.close()
-    from monitord.config.site import DEFAULT_SLA, Sla
+    from monitord.tickets.sla import DEFAULT_SLA, Sla
 
     def default_sla(priority: str) -> Sla:
         return DEFAULT_SLA[priority]

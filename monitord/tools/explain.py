@@ -19,7 +19,7 @@ import numpy as np
 from monitord.alerting.tracker import FIRING, PENDING
 from monitord.config.site import SiteConfig
 from monitord.core.model import Frame, Quality
-from monitord.daemon.app import Monitord
+from monitord.daemon.core import Core
 from monitord.rules.engine import CompiledRule
 from monitord.rules.expr import CompiledExpr, compile_expression, truthy
 from monitord.tools.replay import replay
@@ -56,8 +56,8 @@ def explain(config: SiteConfig, rule_id: str, asset: str, source: Iterable[Frame
     texts = [("when", spec.when), *((("clear", spec.clear),) if spec.clear else ())]
     terms = {key: terms_of(text) for key, text in texts}
 
-    def rule_of(app: Monitord) -> CompiledRule:
-        found = next((r for r in app.engine.rules if r.spec.id == rule_id and asset in r.assets), None)
+    def rule_of(core: Core) -> CompiledRule:
+        found = next((r for r in core.engine.rules if r.spec.id == rule_id and asset in r.assets), None)
         if found is None:
             raise KeyError(f"rule {rule_id!r} does not apply to asset {asset!r}")
         # Bind each term like the rule itself, so windowed terms keep their own history.
@@ -65,9 +65,9 @@ def explain(config: SiteConfig, rule_id: str, asset: str, source: Iterable[Frame
 
     values: dict[str, float | bool] = {}
 
-    def on_tick(app: Monitord, now: float) -> None:
-        rule = rule_of(app)
-        ctx = app.engine.context(rule, now)
+    def on_tick(core: Core, now: float) -> None:
+        rule = rule_of(core)
+        ctx = core.engine.context(rule, now)
         i = rule.assets.index(asset)
         for group in terms.values():
             for term in group:
@@ -75,12 +75,12 @@ def explain(config: SiteConfig, rule_id: str, asset: str, source: Iterable[Frame
                 values[term.text] = bool(out) if out.dtype == np.bool_ else float(out)
 
     result = replay(config.model_copy(update={"rules": [spec]}), source, on_tick=on_tick)
-    app = result.app
-    if app is None or not values:
+    replayed = result.core
+    if replayed is None or not values:
         return [f"no samples for {asset} in the store"]
-    rule = rule_of(app)
+    rule = rule_of(replayed)
     i = rule.assets.index(asset)
-    now = app.clock.now()
+    now = replayed.clock.now()
     lines = [f"{rule_id} on {asset} at the last sample ({result.batches:,} batches replayed)"]
     for key, _text in texts:
         lines.append(f"  {key}:")
@@ -100,7 +100,7 @@ def explain(config: SiteConfig, rule_id: str, asset: str, source: Iterable[Frame
             f"    {p:30} {_show(float(t.value[row, j])):>12}  {Quality(int(t.quality[row, j])).label:12}"
             f" age {_show(age)} s{'' if fresh else ' (stale)'}"
         )
-    state = app.tracker.state_of(rule.key, i)
+    state = replayed.tracker.state_of(rule.key, i)
     lines.append(f"  alert: {'firing' if state == FIRING else 'pending' if state == PENDING else 'inactive'}")
     return lines
 

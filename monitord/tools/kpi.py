@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from monitord.alerting.tracker import AlertEvent
-from monitord.config.site import Sla
 from monitord.tickets.desk import Ticket
+from monitord.tickets.sla import Sla
 
 WINDOW = 600.0  # ISA-18.2 counts alarms per 10 minutes
 FLOOD = 10  # more than this in one window is a flood

@@ -1,7 +1,7 @@
 """Replay: recorded samples through the full pipeline, faster than real time.
 
 ``replay`` feeds stored batches (SQLite store or CSV) in time order into the
-same ``Monitord`` wiring the daemon uses — state table, rules, alert
+same evaluation core the daemon uses (``build_core``) — state table, rules, alert
 lifecycle, ticket decisions — on a ``ManualClock``, with no drivers and no
 notifications. Samples are applied in groups of one read plan per step and the
 pipeline ticks once per step (default 1 s), so a day of a thousand assets
@@ -22,11 +22,11 @@ from monitord.alerting.tracker import AlertEvent
 from monitord.config.site import SiteConfig
 from monitord.core.clock import ManualClock
 from monitord.core.model import Frame, SampleBatch
-from monitord.daemon.app import Monitord
+from monitord.daemon.core import Core, build_core
 from monitord.rules.spec import RuleSpec
 from monitord.tickets.desk import TicketEvent
 
-TickHook = Callable[[Monitord, float], None]
+TickHook = Callable[[Core, float], None]
 
 
 class EventLog:
@@ -71,7 +71,7 @@ class ReplayResult:
     batches: int = 0
     seconds: float = 0.0
     span: tuple[float, float] = (0.0, 0.0)
-    app: Monitord | None = field(default=None, repr=False)
+    core: Core | None = field(default=None, repr=False)
 
 
 class Progress:
@@ -110,7 +110,7 @@ def replay(
     site = config if rules is None else config.model_copy(update={"rules": rules})
     clock = ManualClock(0.0)
     log = EventLog()
-    app = Monitord(site, clock=clock, store=log, with_drivers=False)
+    core = build_core(site, clock, log)
     started = time.perf_counter()
     pending: list[Frame] = []
     next_tick: float | None = None
@@ -123,20 +123,20 @@ def replay(
         for frame in pending:
             head, tail = frame.split(now)
             if head is not None:
-                app.state.apply_frame(head)
+                core.state.apply_frame(head)
             if tail is not None:
                 keep.append(tail)
         pending[:] = keep
         clock.set(now)
-        app.pipeline.tick(now)
+        core.pipeline.tick(now)
         if on_tick:
-            on_tick(app, now)
+            on_tick(core, now)
 
     for frame in source:  # in order of each frame's first row
         if next_tick is None:
             first = float(frame.ts[0])
             next_tick = (first // step + 1) * step
-            for table in app.state.tables.values():  # nothing is offline before the data starts
+            for table in core.state.tables.values():  # nothing is offline before the data starts
                 table.last_good[:] = first
         while frame.ts[0] >= next_tick:
             flush(next_tick)
@@ -153,7 +153,7 @@ def replay(
     if progress:
         progress.update(progress.total)
     return ReplayResult(
-        log.alerts, log.tickets, n_samples, n_batches, time.perf_counter() - started, (first, last), app
+        log.alerts, log.tickets, n_samples, n_batches, time.perf_counter() - started, (first, last), core
     )
 
 

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitord.alerting.tracker import AlertTracker
 from monitord.config.yamlio import load_yaml, problem
+from monitord.core.assets import Asset
 from monitord.core.clock import ManualClock
 from monitord.core.errors import ConfigError
 from monitord.core.model import Quality, SampleBatch
@@ -44,7 +45,7 @@ from monitord.core.units import Duration
 from monitord.daemon.pipeline import alert_transitions
 from monitord.ingest.profiles import AssetType
 from monitord.ingest.state import AssetSlot, StateTable
-from monitord.rules.engine import AssetFacts, RuleEngine
+from monitord.rules.engine import RuleEngine
 from monitord.rules.expr import compile_expression
 from monitord.rules.spec import RuleSpec
 
@@ -134,7 +135,7 @@ def run_test(test: RuleTest, specs: list[RuleSpec], tz: tzinfo = UTC) -> Outcome
         for a in test.assets
     ]
     state = StateTable(slots, started=start)
-    facts = [AssetFacts(a.id, a.type, tuple(a.tags), a.params) for a in test.assets]
+    facts = [Asset(a.id, a.type, tags=tuple(a.tags), params=a.params) for a in test.assets]
     engine = RuleEngine(specs, state, facts, tz=tz)
     tracker = AlertTracker()
     steps = max((len(v) for pts in series.values() for v in pts.values()), default=0)

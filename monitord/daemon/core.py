@@ -1,0 +1,124 @@
+"""The evaluation core every runner shares: state table, rules, alerts, tickets, one event road.
+
+``build_core(config, clock, store)`` wires what turns samples into alerts and
+tickets, and nothing that talks to devices or people: the daemon adds drivers,
+the API and people on top of it; replay, ``rules explain`` and the tests use
+it as it is. SLA clocks and follow-up closes are steps of its tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from monitord.alerting.mute import MuteStages
+from monitord.alerting.tracker import AlertTracker
+from monitord.config.site import AssetConfig, SiteConfig
+from monitord.core.assets import Asset
+from monitord.core.clock import Clock
+from monitord.core.metrics import Metrics
+from monitord.daemon.events import EventRoad
+from monitord.daemon.pipeline import Pipeline
+from monitord.ingest.state import AssetSlot, StateTable
+from monitord.rules.engine import RuleEngine
+from monitord.store.base import Store
+from monitord.tickets.desk import TicketDesk, TicketEvent
+
+
+def asset_points(config: SiteConfig, asset: AssetConfig) -> tuple[str, ...]:
+    return tuple(config.profile(asset.profile).points)
+
+
+def points_by_type(config: SiteConfig) -> dict[str, tuple[str, ...]]:
+    """Every point the config's profiles define, per asset type."""
+    out: dict[str, dict[str, None]] = {}
+    for p in config.profiles:
+        out.setdefault(p.asset_type, {}).update(dict.fromkeys(p.points))
+    return {t: tuple(points) for t, points in out.items()}
+
+
+def ancestors(config: SiteConfig) -> dict[str, tuple[str, ...]]:
+    """Every asset an asset depends on, directly or through others (``depends_on``)."""
+    direct = {a.id: a.depends_on for a in config.assets}
+    out: dict[str, tuple[str, ...]] = {}
+    for asset in direct:
+        seen: list[str] = []
+        todo = list(direct[asset])
+        while todo:
+            up = todo.pop()
+            if up not in seen and up != asset:
+                seen.append(up)
+                todo += direct.get(up, [])
+        out[asset] = tuple(seen)
+    return out
+
+
+@dataclass
+class Core:
+    config: SiteConfig
+    clock: Clock
+    store: Store
+    metrics: Metrics
+    assets: dict[str, Asset]
+    state: StateTable
+    engine: RuleEngine
+    tracker: AlertTracker
+    desk: TicketDesk
+    road: EventRoad
+    pipeline: Pipeline
+
+    def restore(self, events: list[TicketEvent]) -> None:
+        """Rebuild tickets from stored events; alerts with an open ticket count as firing."""
+        self.desk.restore(events)
+        for t in self.desk.tickets.values():
+            if t.state != "open":
+                continue
+            for rule in self.engine.rules:
+                if rule.spec.id == t.rule and t.asset in rule.assets:
+                    self.tracker.restore(rule.key, len(rule.assets), rule.assets.index(t.asset), t.since)
+
+
+def build_core(
+    config: SiteConfig,
+    clock: Clock,
+    store: Store,
+    *,
+    metrics: Metrics | None = None,
+    silences: Path | None = None,
+) -> Core:
+    """The evaluation core for a site. ``silences``: where silences are kept (the daemon); None: none."""
+    c = config
+    metrics = metrics or Metrics()
+    assets = c.domain_assets()
+    metrics.set_asset_types({a.id: a.type for a in assets.values()})
+    stale = c.engine.offline_after_polls
+    state = StateTable(
+        [AssetSlot(a.id, a.type, asset_points(c, a), stale * c.poll_of(a)) for a in c.assets],
+        started=clock.now(),
+        columns=points_by_type(c),
+    )
+    engine = RuleEngine(c.rules, state, list(assets.values()))
+    tracker = AlertTracker()
+    desk = TicketDesk()
+    desk.reopen_window = c.tickets.reopen_window
+    road = EventRoad(store, metrics, desk, engine, tracker)
+    tops = ancestors(c)
+    pipeline = Pipeline(
+        state,
+        engine,
+        tracker,
+        desk,
+        road,
+        assets,
+        metrics,
+        clock,
+        point_states={
+            a.id: {n: p.states for n, p in c.profile(a.profile).points.items() if p.states} for a in c.assets
+        },
+        ancestors=tops,
+        mute=MuteStages(c.maintenance, silences, c.roster.timezone if c.roster else "UTC"),
+        # An alert waits for its upstream devices to report since it began: 1.5 of their slowest poll.
+        settle={a: 1.5 * max(c.poll_of(c.asset(u)) for u in ups) for a, ups in tops.items() if ups},
+        clock_steps=[lambda now: desk.check_clocks(now, c.sla_of, c.tickets.follow_up)],
+    )
+    return Core(c, clock, store, metrics, assets, state, engine, tracker, desk, road, pipeline)
