@@ -84,7 +84,7 @@ class TypeTable:
         return valid
 
     def offline(self, now: float) -> npt.NDArray[np.bool_]:
-        """Per asset: no good sample for ``stale_after`` (FAULTS.md: 3 poll intervals).
+        """Per asset: no good sample for ``stale_after`` (docs/faults.md#comms: 3 poll intervals).
 
         A driver's verdict on one failed poll does not count: one lost reply is not an incident.
         """

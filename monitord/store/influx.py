@@ -9,7 +9,7 @@ oldest first, before anything newer once the store answers again; a batch the
 store rejects as malformed (HTTP 400) is logged with the reason and not
 retried. Reads use InfluxQL on ``/query``.
 
-Schema (DESIGN.md): one measurement per asset type with tags ``site,
+Schema (docs/storage.md#influxdb): one measurement per asset type with tags ``site,
 building, asset`` and one float field per good point (``bad_points`` counts the
 rest); ``alert`` and ``ticket`` measurements for events, keyed so that the
 same event written twice lands once.
