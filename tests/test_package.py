@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SITE = """\
 site: {id: tiny}
 poll: 1s
-profiles:
+profiles:  # the power pack reads the residual-current and cable-temperature points too
   - include: profiles/eastron-sdm630.yaml
+  - include: profiles/fire-monitor.yaml
 assets:
   - id: M1
     type: power_meter
@@ -55,7 +56,7 @@ def test_the_installed_package_checks_a_site_that_uses_built_in_profiles_and_pac
 ) -> None:
     (tmp_path / "site.yaml").write_text(SITE)
     done = sh(installed / "monitord", "check", "site.yaml", cwd=tmp_path)
-    assert "site.yaml: ok — 1 assets, 1 profiles" in done.stdout
+    assert "site.yaml: ok — 1 assets, 2 profiles" in done.stdout
     imported = sh(installed / "python", "-c", "import monitord.rules, sys; print(monitord.rules.__file__)", cwd=tmp_path)
     assert str(ROOT) not in imported.stdout, "the wheel's copy is imported, not the checkout"
 
