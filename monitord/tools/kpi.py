@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from monitord.alerting.tracker import AlertEvent
-from monitord.config.site import Sla
+from monitord.config.site import DEFAULT_SLA, SiteConfig, Sla
 from monitord.tickets.desk import Ticket
 
 WINDOW = 600.0  # ISA-18.2 counts alarms per 10 minutes
@@ -80,6 +80,17 @@ def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def sla_lookup(config: SiteConfig | None) -> Callable[[str], Sla]:
+    """The SLA per priority: the config's, or without a config the defaults."""
+    if config is not None:
+        return config.sla_of
+
+    def default_sla(priority: str) -> Sla:
+        return DEFAULT_SLA[priority]
+
+    return default_sla
 
 
 def render(r: Report) -> list[str]:
