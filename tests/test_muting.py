@@ -84,7 +84,7 @@ def test_silence_and_maintenance_window_keep_alerts_from_people(
             command = [
                 sys.executable,
                 "-m",
-                "monitord.cli",
+                "monitord",
                 "silence",
                 "add",
                 "--asset",
