@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import threading
@@ -13,6 +14,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from monitord.simulators.broker import MqttBroker, topic_matches
 from tests.conftest import run
+
+STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+"  # format_time: date, time and zone
 
 
 def test_topic_wildcards() -> None:
@@ -77,3 +80,13 @@ def test_demo_runs_and_exits_zero(tmp_path: Path) -> None:
     )
     assert "pump.dry_run" not in listing.stdout  # the list shows summaries, not rule ids
     assert "A-P1" in listing.stdout and "P1 plumbing" in listing.stdout
+    ticket = next(line.split()[0] for line in listing.stdout.splitlines() if "A-P1" in line)
+    assert re.search(rf"{ticket}  \w+ +P1 plumbing +A-P1 +{STAMP}  ", listing.stdout), listing.stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "monitord", "tickets", "--store", str(tmp_path / "demo.db"), "show", ticket],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(rf"  since: +{STAMP}\n", shown.stdout) and "pump.dry_run" in shown.stdout

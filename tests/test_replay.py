@@ -119,6 +119,8 @@ def test_compare_names_the_alerts_a_rule_change_adds(recorded: Path, tmp_path: P
     )
     assert out.returncode == 0, out.stderr
     assert "alerts only in" in out.stdout and "pump.high_discharge_pressure" in out.stdout
+    # times in the roster's zone
+    assert "  2026-11-18 19:0" in out.stdout and " CST  pump.high_discharge_pressure" in out.stdout
 
 
 def test_a_bad_rule_file_is_a_config_error_with_its_line(tmp_path: Path) -> None:
@@ -144,3 +146,24 @@ def test_explain_shows_every_term(recorded: Path) -> None:
     assert "filter_dp > param.filter_dp_max" in text and "= true" in text
     assert "alert: firing" in text
     assert "filter_dp" in text and "good" in text
+
+
+def test_explain_command_reads_the_store_it_is_given(recorded: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "monitord", "rules", "explain", "hvac.filter_dp_high"]
+    out = subprocess.run(
+        [*command, "--asset", "A-AHU1", "--config", str(SITE), "--store", str(recorded)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "hvac.filter_dp_high on A-AHU1" in out.stdout and "alert: firing" in out.stdout
+    missing = subprocess.run(
+        [*command, "--asset", "A-AHU1", "--config", str(SITE), "--store", str(tmp_path / "none.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"monitord: no store at {tmp_path / 'none.db'}"
+    assert not (tmp_path / "none.db").exists()

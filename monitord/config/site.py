@@ -8,6 +8,7 @@ assets[2].connection.modbus.port: must be 1..65535, got 70000``).
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import os
 import re
@@ -15,6 +16,7 @@ import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -192,6 +194,16 @@ class SiteConfig(Strict):
             )
             for a in self.assets
         }
+
+
+def site_zone(config: SiteConfig | None) -> datetime.tzinfo | None:
+    """The zone times are shown in to people: the roster's, else (``None``) this machine's local zone."""
+    if config is None or config.roster is None:
+        return None
+    try:
+        return ZoneInfo(config.roster.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError([f"roster.timezone: unknown time zone {config.roster.timezone!r}"]) from None
 
 
 def load_config(path: str | Path) -> SiteConfig:

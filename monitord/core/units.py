@@ -1,8 +1,10 @@
-"""Durations as people write them in YAML (``500ms``, ``5s``, ``2m``, ``1h``, ``1d``)."""
+"""Durations as people write them in YAML (``500ms``, ``5s``, ``2m``, ``1h``, ``1d``), and times as
+people read and type them on a terminal."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, tzinfo
 from typing import Annotated
 
 from pydantic import BeforeValidator
@@ -43,3 +45,27 @@ def format_duration(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def format_time(ts: float, tz: tzinfo | None = None) -> str:
+    """Epoch seconds as people read them: ``2026-12-01 21:09:05 CST``: date, time and zone.
+
+    ``tz`` is the site's zone where there is one; ``None`` means this machine's local zone.
+    """
+    return datetime.fromtimestamp(ts, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def parse_time(text: str, tz: tzinfo | None = None) -> float:
+    """Epoch seconds from epoch seconds or ISO 8601 text; a time without a zone is in ``tz``
+    (``None``: this machine's local zone)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"a time as epoch seconds or ISO 8601 (2026-12-01T21:09), got {text!r}") from None
+    if moment.tzinfo is None and tz is not None:
+        moment = moment.replace(tzinfo=tz)
+    return moment.timestamp()

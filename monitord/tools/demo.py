@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 from pathlib import Path
 
 from monitord.config.site import SiteConfig, load_config
+from monitord.daemon.runner import run_daemon, until_stopped
+from monitord.simulators.broker import MqttBroker
+from monitord.simulators.scenario import load_scenario
+from monitord.simulators.site import SimulatedSite
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -54,26 +57,15 @@ def on_local_ports(config: SiteConfig, mqtt_port: int, store_path: Path) -> Site
 
 
 def run_demo(config_path: Path, scenario_path: Path, duration: float | None, data: Path) -> int:
-    from monitord.simulators.broker import MqttBroker
-    from monitord.simulators.scenario import load_scenario
-    from monitord.simulators.site import SimulatedSite
-    from monitord.tools.cli import run_daemon
-
-    logging.getLogger("simulators").setLevel(logging.WARNING)  # the demo prints fault changes itself
+    # The demo prints fault changes itself.
+    logging.getLogger("monitord.simulators").setLevel(logging.WARNING)
     base = load_config(config_path)
     scenario = load_scenario(scenario_path, base)
     store_path = data / "demo.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{store_path}{suffix}").unlink(missing_ok=True)  # each demo starts with an empty store
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        if duration is not None:
-            loop.call_later(duration, stop.set)
+    async def main(stop: asyncio.Event) -> None:
         broker = MqttBroker()
         port = await broker.start()
         config = on_local_ports(base, port, store_path)
@@ -101,5 +93,5 @@ def run_demo(config_path: Path, scenario_path: Path, duration: float | None, dat
             await broker.stop()
         print(f"demo finished; tickets: monitord tickets --store {store_path} list", flush=True)
 
-    asyncio.run(main())
+    asyncio.run(until_stopped(main, duration))
     return 0

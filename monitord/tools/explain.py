@@ -18,10 +18,14 @@ import numpy as np
 
 from monitord.alerting.tracker import FIRING, PENDING
 from monitord.config.site import SiteConfig
+from monitord.core.errors import MonitordError
 from monitord.core.model import Frame, Quality
 from monitord.daemon.core import Core
 from monitord.rules.engine import CompiledRule
 from monitord.rules.expr import CompiledExpr, compile_expression, truthy
+from monitord.rules.spec import RuleSpec
+from monitord.rules.windows import Window
+from monitord.store.sqlite import SqliteStore
 from monitord.tools.replay import replay
 
 
@@ -110,3 +114,26 @@ def _is_condition(text: str) -> bool:
     return isinstance(node, ast.BoolOp | ast.Compare) or (
         isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)
     )
+
+
+def rule_windows(spec: RuleSpec) -> list[Window]:
+    """The time windows ``when`` and ``clear`` read (``avg(x, 5m)``: five minutes of history)."""
+    return [w for text in (spec.when, spec.clear) if text for w in compile_expression(text).windows]
+
+
+def horizon(config: SiteConfig, rule_id: str) -> float:
+    """Seconds of history to replay so every window of the rule is full: the longest window,
+    at least ten polls, plus a minute."""
+    windows = [w.seconds for r in config.rules if r.id == rule_id for w in rule_windows(r)]
+    return max([*windows, 10 * config.poll]) + 60
+
+
+def explain_store(config: SiteConfig, rule_id: str, asset: str, store: SqliteStore) -> list[str]:
+    """``explain`` over the store's most recent samples, just enough to fill the rule's windows."""
+    last = store.last_sample_time()
+    if last is None:
+        raise MonitordError(f"no samples for {asset} in {store.path}")
+    try:
+        return explain(config, rule_id, asset, store.frames(since=last - horizon(config, rule_id)))
+    except KeyError as exc:
+        raise MonitordError(str(exc.args[0])) from None

@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from monitord.alerting.tracker import AlertEvent
+from monitord.config.site import SiteConfig
 from monitord.tickets.desk import Ticket
-from monitord.tickets.sla import Sla
+from monitord.tickets.sla import DEFAULT_SLA, Sla
 
 WINDOW = 600.0  # ISA-18.2 counts alarms per 10 minutes
 FLOOD = 10  # more than this in one window is a flood
@@ -80,6 +81,17 @@ def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def sla_lookup(config: SiteConfig | None) -> Callable[[str], Sla]:
+    """The SLA per priority: the config's, or without a config the defaults."""
+    if config is not None:
+        return config.sla_of
+
+    def default_sla(priority: str) -> Sla:
+        return DEFAULT_SLA[priority]
+
+    return default_sla
 
 
 def render(r: Report) -> list[str]:

@@ -1,0 +1,47 @@
+"""Running the daemon in the foreground: until Ctrl-C, SIGTERM or a duration; then a clean shutdown.
+
+``monitord run`` and ``monitord demo`` both run the daemon this way, with a console
+reporter that prints alerts and tickets as they happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+
+from monitord.config.site import SiteConfig
+from monitord.daemon.app import Monitord
+from monitord.people.console import ConsoleReporter
+
+
+async def until_stopped(main: Callable[[asyncio.Event], Awaitable[None]], duration: float | None) -> None:
+    """Run ``main(stop)``; ``stop`` is set on Ctrl-C, SIGTERM or after ``duration`` seconds."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if duration is not None:
+        loop.call_later(duration, stop.set)
+    await main(stop)
+
+
+async def run_daemon(config: SiteConfig, stop: asyncio.Event, *, metrics_port: int | None = None) -> None:
+    """The daemon with a console reporter, until ``stop`` is set; then a clean shutdown."""
+    app = Monitord(config, metrics_port=metrics_port)
+    console = ConsoleReporter(app.core.assets)
+    app.core.road.alert_listeners.append(console.alert)
+    app.core.road.ticket_listeners.append(console.ticket)
+    daemon = asyncio.create_task(app.run(), name="monitord")
+    stopper = asyncio.create_task(stop.wait())
+    started = asyncio.create_task(app.started.wait())
+    await asyncio.wait([daemon, started], return_when=asyncio.FIRST_COMPLETED)
+    if app.started.is_set():
+        print(f"metrics: {app.metrics_url}", flush=True)
+    await asyncio.wait([daemon, stopper], return_when=asyncio.FIRST_COMPLETED)
+    app.stop()
+    stopper.cancel()
+    started.cancel()
+    await daemon

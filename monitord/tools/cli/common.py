@@ -1,0 +1,45 @@
+"""What several command groups share: the store and API options, and reading times typed in."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import tzinfo
+from pathlib import Path
+
+from monitord.config.site import SiteConfig, load_config
+from monitord.core.errors import MonitordError
+from monitord.core.units import parse_time
+from monitord.tools.apiclient import ApiClient
+
+DEFAULT_STORE = "./monitord-data/monitord.db"
+
+
+def store_args(p: argparse.ArgumentParser) -> None:
+    """Where commands that read the store find it (see ``config_and_store``)."""
+    p.add_argument("--config", help="site config (its store, and its SLAs for reports)")
+    p.add_argument("--store", default=DEFAULT_STORE, help="SQLite store file")
+
+
+def config_and_store(args: argparse.Namespace) -> tuple[SiteConfig | None, Path]:
+    """``--config`` (loaded) if given, and the ``--store`` path used without one."""
+    return (load_config(args.config) if args.config else None), Path(args.store)
+
+
+def api_args(p: argparse.ArgumentParser) -> None:
+    """How commands that act through the daemon reach it (see ``api_client``)."""
+    p.add_argument("--api", help="daemon API (default $MONITORD_API or http://127.0.0.1:9109)")
+    p.add_argument("--token", help="API token (default $MONITORD_TOKEN)")
+
+
+def api_client(args: argparse.Namespace) -> ApiClient:
+    return ApiClient(args.api, args.token)
+
+
+def time_arg(text: str | None, tz: tzinfo | None) -> float | None:
+    """An optional time option (epoch seconds or ISO 8601, naive ones in ``tz``)."""
+    if text is None:
+        return None
+    try:
+        return parse_time(text, tz)
+    except ValueError as exc:
+        raise MonitordError(str(exc)) from None

@@ -1,0 +1,169 @@
+"""The duty desk: ``tickets`` (list, show, and the actions), ``silence``, ``oncall`` and ``report``.
+
+Reading commands restore the desk from the store; acting commands go through the daemon's
+API so the daemon records and tells them. Times are shown in the site's zone when a config
+is given (its roster's), else in this machine's local zone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import tzinfo
+from typing import Any
+
+from monitord.config.site import load_config, site_zone
+from monitord.core.units import format_duration, format_time
+from monitord.people.roster import Roster
+from monitord.tickets.desk import ACTIONS, Ticket
+from monitord.tools.cli.common import api_args, api_client, config_and_store, store_args, time_arg
+from monitord.tools.kpi import render, report, sla_lookup
+from monitord.tools.storage import open_reader, read_desk, read_history
+
+
+def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
+    t = sub.add_parser("tickets", help="read tickets from the store")
+    store_args(t)
+    tsub = t.add_subparsers(dest="action", required=True)
+    tl = tsub.add_parser("list")
+    tl.add_argument("--open", action="store_true", help="open tickets only")
+    ts = tsub.add_parser("show")
+    ts.add_argument("id")
+    for action in ACTIONS:
+        ta = tsub.add_parser(action, help=f"{action} a ticket through the daemon's API")
+        ta.add_argument("id")
+        ta.add_argument("--note", help="what you did or saw")
+        ta.add_argument("--actor", help="who (default: $USER)")
+        api_args(ta)
+        if action == "assign":
+            ta.add_argument("assignee")
+    t.set_defaults(fn=tickets)
+
+    si = sub.add_parser("silence", help="silences: mute matching alerts for a while, with a reason")
+    api_args(si)
+    sisub = si.add_subparsers(dest="action", required=True)
+    sa = sisub.add_parser("add")
+    sa.add_argument("--asset", action="append", help="asset id (repeatable)")
+    sa.add_argument("--rule", action="append", help="rule id or glob such as 'pump.*' (repeatable)")
+    sa.add_argument("--type", action="append", help="asset type (repeatable)")
+    sa.add_argument(
+        "--for", dest="duration", required=True, help="how long, e.g. 2h: no silence without expiry"
+    )
+    sa.add_argument("--reason", required=True)
+    sa.add_argument("--author", help="who (default: $USER)")
+    sisub.add_parser("list")
+    se = sisub.add_parser("expire")
+    se.add_argument("id")
+    si.set_defaults(fn=silence)
+
+    rep = sub.add_parser("report", help="KPIs: MTTA, MTTR, SLA compliance, repeats, follow-up, alarm rates")
+    store_args(rep)
+    rep.set_defaults(fn=kpi_report)
+
+    oc = sub.add_parser("oncall", help="who is on call for each team")
+    oc.add_argument("config")
+    oc.add_argument("--at", help="epoch seconds or ISO time (default: now; the roster's zone)")
+    oc.set_defaults(fn=oncall)
+
+
+def _user() -> str:
+    return os.environ.get("USER", "cli")
+
+
+def tickets(args: argparse.Namespace) -> int:
+    if args.action not in ("list", "show"):
+        return ticket_action(args)
+    config, path = config_and_store(args)
+    tz = site_zone(config)
+    desk = read_desk(open_reader(config, path))
+    if args.action == "list":
+        rows = sorted(desk.tickets.values(), key=lambda t: t.opened_at, reverse=True)
+        if args.open:
+            rows = [t for t in rows if t.state == "open"]
+        if not rows:
+            print("no tickets")
+        for t in rows:
+            opened = format_time(t.opened_at, tz)
+            print(f"{t.id}  {t.state:8} {t.priority} {t.category:10} {t.asset:12} {opened}  {t.summary}")
+        return 0
+    found = desk.tickets.get(args.id)
+    if found is None:
+        print(f"no ticket {args.id}", file=sys.stderr)
+        return 1
+    _show_ticket(found, tz)
+    return 0
+
+
+def _show_ticket(t: Ticket, tz: tzinfo | None) -> None:
+    print(f"{t.id}  [{t.state}]  {t.priority}  {t.category}")
+    print(f"  asset:    {t.asset}" + (f"  ({t.location})" if t.location else ""))
+    print(f"  rule:     {t.rule}")
+    print(f"  summary:  {t.summary}")
+    print(f"  since:    {format_time(t.since, tz)}")
+    print(f"  alerts:   {t.alert_count}")
+    print("  events:")
+    for ev in t.events:
+        after = format_duration(ev.ts - t.opened_at)
+        print(f"    {format_time(ev.ts, tz)} (+{after})  {ev.event:9} by {ev.actor}: {ev.summary}")
+
+
+def ticket_action(args: argparse.Namespace) -> int:
+    """The duty desk's actions go through the daemon's API, so the daemon sees and tells them."""
+    body: dict[str, object] = {"actor": args.actor or _user(), "note": args.note or ""}
+    if getattr(args, "assignee", None):
+        body["assignee"] = args.assignee
+    ev = api_client(args).post(f"/tickets/{args.id}/{args.action}", body)
+    print(f"{ev['ticket']}: {ev['event']} by {ev['actor']} — now {ev['state']}")
+    return 0
+
+
+def silence(args: argparse.Namespace) -> int:
+    api = api_client(args)
+    if args.action == "add":
+        matcher = {"assets": args.asset or [], "rules": args.rule or [], "types": args.type or []}
+        body: dict[str, object] = {
+            "matcher": matcher,
+            "author": args.author or _user(),
+            "reason": args.reason,
+            "expires_in": args.duration,
+        }
+        s = api.post("/silences", body)
+        print(f"silence {s['id']} until {format_time(s['expires'])}")
+        return 0
+    if args.action == "expire":
+        api.post(f"/silences/{args.id}/expire", {})
+        print(f"silence {args.id} expired")
+        return 0
+    for s in api.get_list("/silences"):
+        state = "active " if s["active"] else "expired"
+        until = format_time(s["expires"])
+        print(f"{s['id']}  {state} until {until}  {s['author']}: {s['reason']}  {s['matcher']}")
+    return 0
+
+
+def kpi_report(args: argparse.Namespace) -> int:
+    config, path = config_and_store(args)
+    desk, alerts = read_history(open_reader(config, path))
+    for line in render(report(list(desk.tickets.values()), alerts, sla_lookup(config), time.time())):
+        print(line)
+    return 0
+
+
+def oncall(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if config.roster is None:
+        print("no roster in this config", file=sys.stderr)
+        return 1
+    at = time_arg(args.at, site_zone(config))
+    if at is None:
+        at = time.time()
+    roster = Roster(config.roster)
+    for name, team in config.roster.teams.items():
+        chain = roster.chain(team.skills[0], at)
+        print(
+            f"{name:14} {', '.join(team.skills):28} on call: {chain[0].name if chain else '-'}"
+            + (f"  then {', '.join(c.name for c in chain[1:])}" if len(chain) > 1 else "")
+        )
+    return 0

@@ -1,0 +1,92 @@
+"""The tools' way into a store: open it by config or by path, read the ticket desk and alerts
+back, and move samples between a SQLite store and CSV.
+
+``monitord tickets``, ``report``, ``rules explain`` and ``samples`` all start here, so each
+question (which store? is it there? what does its desk hold?) has one answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from monitord.alerting.tracker import AlertEvent
+from monitord.config.site import SiteConfig, SqliteStoreConfig
+from monitord.core.errors import MonitordError
+from monitord.store.base import Store
+from monitord.store.open import open_store
+from monitord.store.samples_csv import read_csv, write_csv
+from monitord.store.sqlite import SqliteStore
+from monitord.tickets.desk import TicketDesk
+
+
+def open_sqlite(path: Path, *, writer: bool = False) -> SqliteStore:
+    """A SQLite store file that must already exist (a reader never creates an empty one)."""
+    if not path.exists():
+        raise MonitordError(f"no store at {path}")
+    return SqliteStore(path, writer=writer)
+
+
+def open_reader(config: SiteConfig | None, path: Path) -> Store:
+    """The store ``config`` names (any backend), or without a config the SQLite file at ``path``."""
+    if config is not None:
+        return open_store(config, writer=False)
+    return open_sqlite(path)
+
+
+def sqlite_reader(config: SiteConfig, path: Path | None) -> SqliteStore:
+    """A SQLite store to read samples from: ``path`` if given, else the config's own store."""
+    if path is not None:
+        return open_sqlite(path)
+    if not isinstance(config.store, SqliteStoreConfig):
+        raise MonitordError(
+            "rules explain reads a SQLite store: give --store (export InfluxDB data with replay CSV)"
+        )
+    return open_sqlite(Path(config.store.path))
+
+
+def restore_desk(store: Store) -> TicketDesk:
+    """The ticket desk as the store's ticket events leave it."""
+    desk = TicketDesk()
+    desk.restore(store.ticket_events())
+    return desk
+
+
+def read_history(store: Store) -> tuple[TicketDesk, list[AlertEvent]]:
+    """The restored ticket desk and every alert event; closes ``store``."""
+    try:
+        return restore_desk(store), store.alert_events()
+    finally:
+        store.close()
+
+
+def read_desk(store: Store) -> TicketDesk:
+    """The restored ticket desk; closes ``store``."""
+    try:
+        return restore_desk(store)
+    finally:
+        store.close()
+
+
+def export_samples(
+    store_path: Path, csv_path: Path, asset: str | None, since: float | None, until: float | None
+) -> int:
+    """Samples of a SQLite store (one asset, a time range, or all) to CSV; returns the rows written."""
+    reader = open_sqlite(store_path)
+    try:
+        return write_csv(reader.samples(asset, since, until), csv_path)
+    finally:
+        reader.close()
+
+
+def import_samples(csv_path: Path, store_path: Path) -> int:
+    """A CSV export into a SQLite store (created if missing); returns the batches imported."""
+    store = SqliteStore(store_path)
+    count = 0
+    try:
+        for frame in read_csv(csv_path):
+            store.write_samples(list(frame.batches()))
+            count += len(frame)
+        store.flush(timeout=600)
+    finally:
+        store.close()
+    return count
