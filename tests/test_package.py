@@ -57,7 +57,8 @@ def test_the_installed_package_checks_a_site_that_uses_built_in_profiles_and_pac
     (tmp_path / "site.yaml").write_text(SITE)
     done = sh(installed / "monitord", "check", "site.yaml", cwd=tmp_path)
     assert "site.yaml: ok — 1 assets, 2 profiles" in done.stdout
-    imported = sh(installed / "python", "-c", "import monitord.rules; print(monitord.rules.__file__)", cwd=tmp_path)
+    where = "import monitord.rules; print(monitord.rules.__file__)"
+    imported = sh(installed / "python", "-c", where, cwd=tmp_path)
     assert str(ROOT) not in imported.stdout, "the wheel's copy is imported, not the checkout"
 
 
