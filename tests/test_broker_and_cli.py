@@ -12,7 +12,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from monitord.simulators.broker import MqttBroker, topic_matches
-from tests.conftest import run
+from tests.support import run
 
 
 def test_topic_wildcards() -> None:

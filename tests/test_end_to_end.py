@@ -3,44 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from monitord.config.site import SiteConfig
 from monitord.core.model import Quality
-from monitord.daemon.app import Monitord
-from monitord.simulators.site import SimulatedSite
 from monitord.store.sqlite import SqliteStore
-from tests.conftest import demo_site, eventually, run
-
-
-@contextlib.asynccontextmanager
-async def running(config: SiteConfig, metrics_port: int = 0) -> AsyncIterator[tuple[SimulatedSite, Monitord]]:
-    site = SimulatedSite(config)
-    sim = asyncio.create_task(site.run())
-    await site.ready.wait()
-    app = Monitord(config, metrics_port=metrics_port)
-    daemon = asyncio.create_task(app.run())
-    await app.started.wait()
-    try:
-        yield site, app
-    finally:
-        app.stop()
-        async with asyncio.timeout(30):
-            await daemon
-        sim.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            async with asyncio.timeout(30):
-                await sim
-
-
-def good(app: Monitord, asset: str, point: str) -> bool:
-    return app.state.latest(asset)[point][2] == Quality.GOOD
+from tests.support import demo_site, eventually, good, run, running
 
 
 def test_dry_run_opens_one_ticket_that_resolves_and_samples_land_good(tmp_path: Path, mosquitto: int) -> None:

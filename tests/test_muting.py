@@ -13,10 +13,17 @@ import pytest
 
 from monitord.alerting.mute import MuteStages, in_window
 from monitord.config.site import AssetConfig, MaintenanceWindow, Matcher
-from tests.conftest import demo_site, eventually, run
-from tests.test_end_to_end import good, running
-from tests.test_people import TOKEN, post, with_people
-from tests.webhook_support import WebhookReceiver
+from tests.support import (
+    TOKEN,
+    WebhookReceiver,
+    demo_site,
+    eventually,
+    good,
+    post,
+    run,
+    running,
+    with_people,
+)
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 PUMP = AssetConfig.model_validate(

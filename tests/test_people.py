@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,61 +17,21 @@ from typing import Any
 import pytest
 
 from monitord.alerting.tracker import AlertEvent
-from monitord.config.site import Contact, Override, RosterConfig, SiteConfig, Sla, TeamConfig
+from monitord.config.site import Contact, Override, RosterConfig, TeamConfig
 from monitord.people.roster import Roster
 from monitord.tickets.desk import TicketActionError, TicketDesk, TicketPolicyView
-from tests.conftest import demo_site, eventually, run
-from tests.test_end_to_end import good, running
-from tests.webhook_support import WebhookReceiver
-
-SKILLS = ("elevator", "plumbing", "hvac", "electrical", "it", "energy")
-TOKEN = "s3cret-token"
-
-
-def with_people(config: SiteConfig, hooks: WebhookReceiver, tmp_path: Path, ack: float = 6.0) -> SiteConfig:
-    """A roster with one on-call person per skill, a lead and a duty manager, all on webhooks."""
-    teams = {
-        s: TeamConfig(
-            skills=[s],
-            members=[Contact(name=f"{s}-tech", webhook=hooks.url(f"{s}-tech"))],
-            lead=Contact(name=f"{s}-lead", webhook=hooks.url(f"{s}-lead")),
-        )
-        for s in SKILLS
-    }
-    roster = RosterConfig(teams=teams, duty_manager=Contact(name="duty-manager", webhook=hooks.url("duty")))
-    fast = Sla(ack=ack, start=60, resolve=600)
-    return config.model_copy(
-        update={
-            "roster": roster,
-            "sla": {"P1": fast, "P2": fast},
-            "api": config.api.model_copy(update={"token": TOKEN, "port": 0}),
-            "notify": config.notify.model_copy(update={"log": str(tmp_path / "notifications.db")}),
-        }
-    )
-
-
-def post(url: str, body: dict[str, Any], token: str | None = TOKEN) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
-    )
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def text_of(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return str(r.read().decode())
-
-
-def get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return json.loads(r.read())
-
+from tests.support import (
+    TOKEN,
+    WebhookReceiver,
+    demo_site,
+    eventually,
+    get,
+    good,
+    post,
+    run,
+    running,
+    with_people,
+)
 
 # -- pure logic ------------------------------------------------------------------------------
 
