@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from monitord.core.model import Quality
 from monitord.store.sqlite import SqliteStore
-from tests.support import demo_site, eventually, good, run, running
+from tests.support import demo_site, evaluated_past, eventually, good, run, running
 
 
 def test_dry_run_opens_one_ticket_that_resolves_and_samples_land_good(tmp_path: Path, mosquitto: int) -> None:
@@ -24,7 +23,9 @@ def test_dry_run_opens_one_ticket_that_resolves_and_samples_land_good(tmp_path: 
             tickets = await eventually(lambda: list(app.desk.tickets.values()), 20)
             site.clear("A-P1", "dry_run")
             await eventually(lambda: tickets[0].state == "resolved", 40)
-            await asyncio.sleep(1.5)  # one more evaluation round: nothing new may open
+            # nothing new may open: the daemon has evaluated a fresh reading of the pump 1.5 s on
+            await evaluated_past(app, app.clock.now() + 1.5, fresh=[("A-P1", "suction_pressure")])
+            assert len(app.desk.tickets) == 1
 
     run(scenario())
     store = SqliteStore(tmp_path / "store.db")
@@ -75,7 +76,13 @@ def test_silent_device_goes_comm_error_one_offline_alert_then_recovers(
             offline = await eventually(
                 lambda: [t for t in app.desk.tickets.values() if t.rule == "comms.device_offline"], 15
             )
-            await asyncio.sleep(3)  # a while longer offline: still one alert, no process alert
+            # a while longer offline (3 s, with fresh readings of the other pump evaluated):
+            # still one alert, no process alert
+            await evaluated_past(app, app.clock.now() + 3, fresh=[("A-P1", "discharge_pressure")])
+            assert {(a["rule"], a["asset"]) for a in app.firing_alerts()} == {
+                ("comms.device_offline", "A-P2")
+            }
+            assert len(app.desk.tickets) == 1
             assert good(app, "A-P1", "discharge_pressure"), (
                 "the other unit behind the gateway keeps answering"
             )
@@ -163,7 +170,17 @@ def test_four_faults_through_modbus_and_mqtt_open_one_ticket_each(tmp_path: Path
             for asset, fault in faults:
                 site.inject(asset, fault)
             await eventually(lambda: len(app.desk.tickets) >= 4, 60)
-            await asyncio.sleep(3)  # nothing more may open
+            # nothing more may open: evaluated 3 s on, with fresh readings of every faulty asset
+            await evaluated_past(
+                app,
+                app.clock.now() + 3,
+                fresh=[
+                    ("A-E2", "speed"),
+                    ("A-P1", "flow"),
+                    ("A-PM-MAIN", "voltage_l1"),
+                    ("A-AHU1", "filter_dp"),
+                ],
+            )
             got = {(t.asset, t.rule, t.priority) for t in app.desk.tickets.values()}
             assert got == expected
             assert all(t.alert_count == 1 for t in app.desk.tickets.values())

@@ -17,7 +17,7 @@ from monitord.simulators.site import SimulatedSite
 from monitord.store.influx import InfluxStore
 from monitord.store.open import open_store
 from monitord.tickets.desk import TicketDesk
-from tests.support import InfluxServer, V2WriteProxy, eventually, good, run, running, site_yaml
+from tests.support import InfluxServer, V2WriteProxy, eventually, good, run, running, sample_time, site_yaml
 
 
 def stamps(server: InfluxServer, measurement: str, asset: str) -> list[int]:
@@ -84,7 +84,8 @@ def test_an_influxdb_outage_loses_nothing(
             store = app.store
             assert isinstance(store, InfluxStore)
             await eventually(lambda: store.spool.size > 0, 10)
-            await asyncio.sleep(3)
+            down = app.clock.now()
+            await eventually(lambda: sample_time(app, "A-P2", "flow") > down + 3, 15)
             assert good(app, "A-P2", "flow"), "polling and alerting go on while the store is down"
             server.start()
             await eventually(lambda: len(store.spool) == 0, 60)

@@ -17,6 +17,7 @@ from tests.support import (
     TOKEN,
     WebhookReceiver,
     demo_site,
+    evaluated_past,
     eventually,
     good,
     post,
@@ -91,7 +92,7 @@ def test_silence_and_maintenance_window_keep_alerts_from_people(
             command = [
                 sys.executable,
                 "-m",
-                "monitord.cli",
+                "monitord",
                 "silence",
                 "add",
                 "--asset",
@@ -120,7 +121,8 @@ def test_silence_and_maintenance_window_keep_alerts_from_people(
                 ),
                 30,
             )
-            await asyncio.sleep(2)
+            # the daemon has decided on those alerts (none held back) in an evaluation after them
+            await evaluated_past(app, max(a.ts for a in store.alert_events()))
             assert app.desk.tickets == {}, "recorded, but no ticket"
             listed = await asyncio.to_thread(
                 subprocess.run,

@@ -18,12 +18,14 @@ import pytest
 
 from monitord.alerting.tracker import AlertEvent
 from monitord.config.site import Contact, Override, RosterConfig, TeamConfig
+from monitord.core.model import Quality
 from monitord.people.roster import Roster
 from monitord.tickets.desk import TicketActionError, TicketDesk, TicketPolicyView
 from tests.support import (
     TOKEN,
     WebhookReceiver,
     demo_site,
+    evaluated_past,
     eventually,
     get,
     good,
@@ -124,7 +126,10 @@ def test_entrapment_notifies_escalates_and_stops_at_acknowledgement(
             status, ev = await acknowledge({"actor": "wang", "note": "on my way"})
             assert status == 200 and ev["event"] == "acknowledged"
             assert (await acknowledge({"actor": "wang"}))[0] == 409
-            await asyncio.sleep(8)  # past the next escalation point: nobody more is chased
+            # past the next escalation point (the daemon evaluated after it): nobody more is chased
+            ack_sla = app.config.sla_of(ticket.priority).ack
+            await evaluated_past(app, ticket.opened_at + ack_sla * (ticket.level + 1))
+            assert ticket.level == 1
             assert not webhooks.to("duty")
             shown = await asyncio.to_thread(get, f"{api}/tickets/{ticket.id}")
             assert shown["state"] == "acknowledged" and shown["assignee"] == "elevator-tech"
@@ -163,7 +168,8 @@ def test_feeder_outage_is_one_ticket_and_explains_its_dependants(
                     f"explained {ticket.explained}; held {app.pipeline._held}; "
                     f"tickets {list(app.desk.tickets)}; alerts {fired}"
                 ) from None
-            await asyncio.sleep(3)
+            # 3 s on, with a fresh reading of the feeder evaluated and no alert held back
+            await evaluated_past(app, app.clock.now() + 3, fresh=[("A-PM-MAIN", "voltage_l1")])
             assert len(app.desk.tickets) == 1, "one ticket, not twenty"
 
     run(scenario(), timeout=120)
@@ -190,8 +196,23 @@ def test_restart_mid_incident_keeps_the_ticket_and_sends_nothing_twice(
         async with running(config) as (site, app):
             site.inject("A-P1", "dry_run")  # the fault is still there after the restart
             await eventually(lambda: tid in app.desk.tickets and app.pipeline.tickets_ready, 15)
-            await asyncio.sleep(12)  # long enough for the alert to fire again
+            # The dry run shows on fresh readings for longer than the rule's `for`, and the daemon has
+            # evaluated them: had it not restored the alert as firing, it would have fired again.
+            hold = next(r.for_ for r in app.config.rules if r.id == "pump.dry_run")
+
+            def dry_since() -> float:
+                value, ts, quality = app.state.latest("A-P1")["suction_pressure"]
+                return float(ts) if quality == Quality.GOOD and value < 0.05 else 0.0
+
+            first = await eventually(dry_since, 30)
+            await eventually(lambda: dry_since() > first + hold + 1, 30)
+            await evaluated_past(app, dry_since())
             assert list(app.desk.tickets) == [tid]
+            store = app.store
+            assert store is not None
+            await asyncio.to_thread(store.flush)
+            dry = [a.state for a in store.alert_events() if (a.rule, a.asset) == ("pump.dry_run", "A-P1")]
+            assert dry == ["firing"], "the alert of the first run, and no second firing"
             assert app.desk.tickets[tid].state == "open"
 
     run(second(), timeout=90)
