@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,7 +272,7 @@ def _show(events: Iterable[Seen]) -> str:
     return ", ".join(f"{s.t:g}s {s.kind} {s.what} {'/'.join(s.key())}" for s in events) or "nothing"
 
 
-def _same(where: str, got: list[Seen], want: dict[str, Sequence[tuple[str, ...]]]) -> None:
+def _same(where: str, got: list[Seen], want: Mapping[str, Sequence[tuple[str, ...]]]) -> None:
     expected = Counter((what, tuple(key)) for what, keys in want.items() for key in keys)
     actual = Counter((s.what, s.key()) for s in got)
     assert actual == expected, f"{where}: expected {_describe(expected)}, got {_show(got)}"
