@@ -102,7 +102,7 @@ def test_compare_names_the_alerts_a_rule_change_adds(recorded: Path, tmp_path: P
         [
             sys.executable,
             "-m",
-            "monitord.cli",
+            "monitord",
             "replay",
             "--config",
             str(SITE),
