@@ -23,7 +23,7 @@ from monitord.config.site import CONFIG_DIR, load_config
 from monitord.core.model import SampleBatch
 from monitord.store.influx import InfluxStore, InfluxTarget
 from monitord.store.sqlite import SqliteStore
-from tests.influx_support import InfluxServer, V2WriteProxy
+from tests.support.influx import InfluxServer, V2WriteProxy
 
 SECONDS_OF_DATA = 200
 ASSETS_PER_TYPE = 100

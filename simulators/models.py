@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 
 
 class Equipment:
@@ -21,7 +22,9 @@ class Equipment:
         self.asset = asset
         self.values: dict[str, float] = {}
         self.faults: set[str] = set()
-        self.rng = random.Random(seed if seed is not None else hash(asset) & 0xFFFF)
+        # crc32, not hash(): str hashes change per process (PYTHONHASHSEED), and a fault run must
+        # produce the same noise in every process to be reproducible.
+        self.rng = random.Random(seed if seed is not None else zlib.crc32(asset.encode()))
 
     def step(self, t: float, dt: float) -> None:
         raise NotImplementedError

@@ -1,71 +1,20 @@
-"""Fixtures that start real parts on free ports: Mosquitto, simulators, daemon."""
+"""Fixtures: real parts on free ports (Mosquitto, InfluxDB, a webhook receiver) and timelines.
+
+The helpers they use, and every helper tests share, live in tests/support.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from monitord.config.site import CONFIG_DIR, SiteConfig, load_config
-from monitord.drivers.modbus import GatewayPoller, ModbusDevice
-from monitord.simulators.modbus_server import ModbusSimServer
-from monitord.tools.demo import free_port, on_local_ports
-from tests.influx_support import InfluxServer, V2WriteProxy
-from tests.webhook_support import WebhookReceiver
-
-T = TypeVar("T")
-
-
-def run(coro: Awaitable[T], timeout: float = 120) -> T:
-    """Run a test scenario; past ``timeout`` say where every task is and cancel them all."""
-
-    async def bounded() -> T:
-        loop = asyncio.get_running_loop()
-        watchdog = loop.call_later(timeout, _dump_and_cancel)
-        try:
-            return await coro
-        finally:
-            watchdog.cancel()
-
-    return asyncio.run(bounded())
-
-
-def _dump_and_cancel() -> None:
-    print("\n--- test scenario timed out; asyncio tasks: ---", file=sys.stderr)
-    for task in asyncio.all_tasks():
-        task.print_stack(file=sys.stderr)
-        task.cancel()
-
-
-async def eventually(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {check}")
-        await asyncio.sleep(interval)
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on port {port}")
+from tests.support import InfluxServer, Timeline, V2WriteProxy, WebhookReceiver, free_port, wait_port
 
 
 def _mosquitto_binary() -> str | None:
@@ -122,22 +71,16 @@ def webhooks() -> Iterator[WebhookReceiver]:
     receiver.close()
 
 
-def demo_site(tmp_path: Path, mqtt_port: int, **overrides: Any) -> SiteConfig:
-    """The demo building on free local ports, with its store in ``tmp_path``."""
-    base = load_config(CONFIG_DIR / "sites" / "demo.yaml")
-    config = on_local_ports(base, mqtt_port, tmp_path / "store.db")
-    return config.model_copy(update=overrides) if overrides else config
+@pytest.fixture
+def timeline(tmp_path: Path) -> Iterator[Callable[..., Timeline]]:
+    """Build ``Timeline(config_or_yaml, tmp_path, ...)``s; their stores are closed afterwards."""
+    made: list[Timeline] = []
 
+    def make(config: Any, **kw: Any) -> Timeline:
+        tl = Timeline(config, tmp_path, name=f"timeline{len(made)}", **kw)
+        made.append(tl)
+        return tl
 
-def poll_once(server: ModbusSimServer, poller: GatewayPoller, device: ModbusDevice) -> None:
-    """Serve the simulated devices, read one device once over real Modbus TCP, stop."""
-
-    async def scenario() -> None:
-        ready = asyncio.Event()
-        task = asyncio.create_task(server.run(ready.set))
-        await ready.wait()
-        await poller.poll(device)
-        poller._close()
-        task.cancel()
-
-    run(scenario(), timeout=30)
+    yield make
+    for tl in made:
+        tl.close()

@@ -13,7 +13,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from monitord.simulators.broker import MqttBroker, topic_matches
-from tests.conftest import run
+from tests.support import run
 
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+"  # format_time: date, time and zone
 

@@ -19,8 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from monitord.core.metrics import Metrics
 from monitord.people.notify import Notification, Outbox, SmtpConfig, channels
-from monitord.tools.demo import free_port
-from tests.webhook_support import WebhookReceiver
+from tests.support import WebhookReceiver, free_port
 
 
 def note(channel: str, address: str, key: str = "WO-1:0:wang") -> Notification:

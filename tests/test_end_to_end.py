@@ -2,45 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from monitord.config.site import SiteConfig
 from monitord.core.model import Quality
-from monitord.daemon.app import Monitord
-from monitord.simulators.site import SimulatedSite
 from monitord.store.sqlite import SqliteStore
-from tests.conftest import demo_site, eventually, run
-
-
-@contextlib.asynccontextmanager
-async def running(config: SiteConfig, metrics_port: int = 0) -> AsyncIterator[tuple[SimulatedSite, Monitord]]:
-    site = SimulatedSite(config)
-    sim = asyncio.create_task(site.run())
-    await site.ready.wait()
-    app = Monitord(config, metrics_port=metrics_port)
-    daemon = asyncio.create_task(app.run())
-    await app.started.wait()
-    try:
-        yield site, app
-    finally:
-        app.stop()
-        async with asyncio.timeout(30):
-            await daemon
-        sim.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            async with asyncio.timeout(30):
-                await sim
-
-
-def good(app: Monitord, asset: str, point: str) -> bool:
-    return app.core.state.latest(asset)[point][2] == Quality.GOOD
+from tests.support import demo_site, evaluated_past, eventually, good, run, running
 
 
 def test_dry_run_opens_one_ticket_that_resolves_and_samples_land_good(tmp_path: Path, mosquitto: int) -> None:
@@ -53,7 +23,9 @@ def test_dry_run_opens_one_ticket_that_resolves_and_samples_land_good(tmp_path: 
             tickets = await eventually(lambda: list(app.core.desk.tickets.values()), 20)
             site.clear("A-P1", "dry_run")
             await eventually(lambda: tickets[0].state == "resolved", 40)
-            await asyncio.sleep(1.5)  # one more evaluation round: nothing new may open
+            # nothing new may open: the daemon has evaluated a fresh reading of the pump 1.5 s on
+            await evaluated_past(app, app.clock.now() + 1.5, fresh=[("A-P1", "suction_pressure")])
+            assert len(app.core.desk.tickets) == 1
 
     run(scenario())
     store = SqliteStore(tmp_path / "store.db")
@@ -104,7 +76,13 @@ def test_silent_device_goes_comm_error_one_offline_alert_then_recovers(
             offline = await eventually(
                 lambda: [t for t in app.core.desk.tickets.values() if t.rule == "comms.device_offline"], 15
             )
-            await asyncio.sleep(3)  # a while longer offline: still one alert, no process alert
+            # a while longer offline (3 s, with fresh readings of the other pump evaluated):
+            # still one alert, no process alert
+            await evaluated_past(app, app.clock.now() + 3, fresh=[("A-P1", "discharge_pressure")])
+            assert {(a["rule"], a["asset"]) for a in app.core.firing_alerts()} == {
+                ("comms.device_offline", "A-P2")
+            }
+            assert len(app.core.desk.tickets) == 1
             assert good(app, "A-P1", "discharge_pressure"), (
                 "the other unit behind the gateway keeps answering"
             )
@@ -192,7 +170,17 @@ def test_four_faults_through_modbus_and_mqtt_open_one_ticket_each(tmp_path: Path
             for asset, fault in faults:
                 site.inject(asset, fault)
             await eventually(lambda: len(app.core.desk.tickets) >= 4, 60)
-            await asyncio.sleep(3)  # nothing more may open
+            # nothing more may open: evaluated 3 s on, with fresh readings of every faulty asset
+            await evaluated_past(
+                app,
+                app.clock.now() + 3,
+                fresh=[
+                    ("A-E2", "speed"),
+                    ("A-P1", "flow"),
+                    ("A-PM-MAIN", "voltage_l1"),
+                    ("A-AHU1", "filter_dp"),
+                ],
+            )
             got = {(t.asset, t.rule, t.priority) for t in app.core.desk.tickets.values()}
             assert got == expected
             assert all(t.alert_count == 1 for t in app.core.desk.tickets.values())

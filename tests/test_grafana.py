@@ -25,11 +25,17 @@ from typing import Any
 import pytest
 
 from monitord.config.site import CONFIG_DIR, load_config
-from monitord.tools.demo import free_port
-from tests.conftest import eventually, run, wait_port
-from tests.influx_support import InfluxServer, V2WriteProxy
-from tests.test_end_to_end import good, running
-from tests.test_influx import site_yaml
+from tests.support import (
+    InfluxServer,
+    V2WriteProxy,
+    eventually,
+    free_port,
+    good,
+    run,
+    running,
+    site_yaml,
+    wait_port,
+)
 
 DASHBOARDS = sorted((CONFIG_DIR / "grafana" / "dashboards").glob("*.json"))
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from monitord.config.site import CONFIG_DIR, load_config
+from monitord.config.site import load_config
 from monitord.core.clock import SystemClock
 from monitord.core.model import SampleBatch
 from monitord.daemon.core import build_core
@@ -18,27 +18,7 @@ from monitord.simulators.site import SimulatedSite
 from monitord.store.influx import InfluxStore
 from monitord.store.open import open_store
 from monitord.tickets.desk import TicketDesk
-from monitord.tools.demo import free_port
-from tests.conftest import eventually, run
-from tests.influx_support import InfluxServer, V2WriteProxy
-from tests.test_end_to_end import good, running
-
-
-def site_yaml(tmp_path: Path, mqtt_port: int, influx_url: str) -> Path:
-    """The demo site as a file, on free ports, storing to InfluxDB with its spool in tmp_path."""
-    text = (CONFIG_DIR / "sites" / "demo.yaml").read_text()
-    text = text.replace("../profiles/", f"{CONFIG_DIR}/profiles/")
-    for port in ("15020", "15021", "15022"):
-        text = text.replace(f"port: {port}", f"port: {free_port()}")
-    text = text.replace("mqtt://127.0.0.1:1883", f"mqtt://127.0.0.1:{mqtt_port}")
-    text = text.replace("port: 9108}", "port: 0}").replace("port: 9109,", "port: 0,")
-    text = text.replace(
-        "store: {kind: sqlite, path: ./monitord-data/demo.db}",
-        f"store: {{kind: influxdb, url: '{influx_url}', bucket: monitord, spool: '{tmp_path}/spool'}}",
-    )
-    path = tmp_path / "site.yaml"
-    path.write_text(text)
-    return path
+from tests.support import InfluxServer, V2WriteProxy, eventually, good, run, running, sample_time, site_yaml
 
 
 def stamps(server: InfluxServer, measurement: str, asset: str) -> list[int]:
@@ -106,7 +86,8 @@ def test_an_influxdb_outage_loses_nothing(
             store = app.store
             assert isinstance(store, InfluxStore)
             await eventually(lambda: store.spool.size > 0, 10)
-            await asyncio.sleep(3)
+            down = app.clock.now()
+            await eventually(lambda: sample_time(app, "A-P2", "flow") > down + 3, 15)
             assert good(app, "A-P2", "flow"), "polling and alerting go on while the store is down"
             server.start()
             await eventually(lambda: len(store.spool) == 0, 60)

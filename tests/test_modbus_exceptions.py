@@ -14,8 +14,8 @@ from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import DeviceProfile, ModbusSettings
 from monitord.simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
 from monitord.simulators.models import PowerMeter
-from monitord.tools.demo import free_port
-from tests.conftest import poll_once as serve_and_poll
+from tests.support import free_port
+from tests.support import poll_once as serve_and_poll
 
 
 def sdm630() -> DeviceProfile:

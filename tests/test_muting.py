@@ -13,10 +13,18 @@ import pytest
 
 from monitord.alerting.mute import MaintenanceWindow, Matcher, MuteStages, in_window
 from monitord.core.assets import Asset
-from tests.conftest import demo_site, eventually, run
-from tests.test_end_to_end import good, running
-from tests.test_people import TOKEN, post, with_people
-from tests.webhook_support import WebhookReceiver
+from tests.support import (
+    TOKEN,
+    WebhookReceiver,
+    demo_site,
+    evaluated_past,
+    eventually,
+    good,
+    post,
+    run,
+    running,
+    with_people,
+)
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 PUMP = Asset("A-P1", "pump", tags=("booster",))
@@ -105,7 +113,8 @@ def test_silence_and_maintenance_window_keep_alerts_from_people(
                 ),
                 30,
             )
-            await asyncio.sleep(2)
+            # the daemon has decided on those alerts (none held back) in an evaluation after them
+            await evaluated_past(app, max(a.ts for a in store.alert_events()))
             assert app.core.desk.tickets == {}, "recorded, but no ticket"
             listed = await asyncio.to_thread(
                 subprocess.run,

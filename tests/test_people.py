@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,62 +17,22 @@ from typing import Any
 import pytest
 
 from monitord.alerting.tracker import AlertEvent
-from monitord.config.site import SiteConfig
+from monitord.core.model import Quality
 from monitord.people.roster import Contact, Override, Roster, RosterConfig, TeamConfig
 from monitord.tickets.desk import TicketActionError, TicketDesk, TicketPolicyView
-from monitord.tickets.sla import Sla
-from tests.conftest import demo_site, eventually, run
-from tests.test_end_to_end import good, running
-from tests.webhook_support import WebhookReceiver
-
-SKILLS = ("elevator", "plumbing", "hvac", "electrical", "it", "energy")
-TOKEN = "s3cret-token"
-
-
-def with_people(config: SiteConfig, hooks: WebhookReceiver, tmp_path: Path, ack: float = 6.0) -> SiteConfig:
-    """A roster with one on-call person per skill, a lead and a duty manager, all on webhooks."""
-    teams = {
-        s: TeamConfig(
-            skills=[s],
-            members=[Contact(name=f"{s}-tech", webhook=hooks.url(f"{s}-tech"))],
-            lead=Contact(name=f"{s}-lead", webhook=hooks.url(f"{s}-lead")),
-        )
-        for s in SKILLS
-    }
-    roster = RosterConfig(teams=teams, duty_manager=Contact(name="duty-manager", webhook=hooks.url("duty")))
-    fast = Sla(ack=ack, start=60, resolve=600)
-    return config.model_copy(
-        update={
-            "roster": roster,
-            "sla": {"P1": fast, "P2": fast},
-            "api": config.api.model_copy(update={"token": TOKEN, "port": 0}),
-            "notify": config.notify.model_copy(update={"log": str(tmp_path / "notifications.db")}),
-        }
-    )
-
-
-def post(url: str, body: dict[str, Any], token: str | None = TOKEN) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
-    )
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def text_of(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return str(r.read().decode())
-
-
-def get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return json.loads(r.read())
-
+from tests.support import (
+    TOKEN,
+    WebhookReceiver,
+    demo_site,
+    evaluated_past,
+    eventually,
+    get,
+    good,
+    post,
+    run,
+    running,
+    with_people,
+)
 
 # -- pure logic ------------------------------------------------------------------------------
 
@@ -166,7 +125,10 @@ def test_entrapment_notifies_escalates_and_stops_at_acknowledgement(
             status, ev = await acknowledge({"actor": "wang", "note": "on my way"})
             assert status == 200 and ev["event"] == "acknowledged"
             assert (await acknowledge({"actor": "wang"}))[0] == 409
-            await asyncio.sleep(8)  # past the next escalation point: nobody more is chased
+            # past the next escalation point (the daemon evaluated after it): nobody more is chased
+            ack_sla = app.config.sla_of(ticket.priority).ack
+            await evaluated_past(app, ticket.opened_at + ack_sla * (ticket.level + 1))
+            assert ticket.level == 1
             assert not webhooks.to("duty")
             shown = await asyncio.to_thread(get, f"{api}/tickets/{ticket.id}")
             assert shown["state"] == "acknowledged" and shown["assignee"] == "elevator-tech"
@@ -205,7 +167,8 @@ def test_feeder_outage_is_one_ticket_and_explains_its_dependants(
                     f"explained {ticket.explained}; held {app.core.pipeline._held}; "
                     f"tickets {list(app.core.desk.tickets)}; alerts {fired}"
                 ) from None
-            await asyncio.sleep(3)
+            # 3 s on, with a fresh reading of the feeder evaluated and no alert held back
+            await evaluated_past(app, app.clock.now() + 3, fresh=[("A-PM-MAIN", "voltage_l1")])
             assert len(app.core.desk.tickets) == 1, "one ticket, not twenty"
 
     run(scenario(), timeout=120)
@@ -232,8 +195,23 @@ def test_restart_mid_incident_keeps_the_ticket_and_sends_nothing_twice(
         async with running(config) as (site, app):
             site.inject("A-P1", "dry_run")  # the fault is still there after the restart
             await eventually(lambda: tid in app.core.desk.tickets and app.core.pipeline.tickets_ready, 15)
-            await asyncio.sleep(12)  # long enough for the alert to fire again
+            # The dry run shows on fresh readings for longer than the rule's `for`, and the daemon has
+            # evaluated them: had it not restored the alert as firing, it would have fired again.
+            hold = next(r.for_ for r in app.config.rules if r.id == "pump.dry_run")
+
+            def dry_since() -> float:
+                value, ts, quality = app.core.state.latest("A-P1")["suction_pressure"]
+                return float(ts) if quality == Quality.GOOD and value < 0.05 else 0.0
+
+            first = await eventually(dry_since, 30)
+            await eventually(lambda: dry_since() > first + hold + 1, 30)
+            await evaluated_past(app, dry_since())
             assert list(app.core.desk.tickets) == [tid]
+            store = app.store
+            assert store is not None
+            await asyncio.to_thread(store.flush)
+            dry = [a.state for a in store.alert_events() if (a.rule, a.asset) == ("pump.dry_run", "A-P1")]
+            assert dry == ["firing"], "the alert of the first run, and no second firing"
             assert app.core.desk.tickets[tid].state == "open"
 
     run(second(), timeout=90)

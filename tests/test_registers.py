@@ -18,8 +18,7 @@ from monitord.ingest.profiles import DeviceProfile, ModbusSettings
 from monitord.ingest.registers import PointEncoding, RegisterCodec
 from monitord.simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
 from monitord.simulators.models import Equipment
-from monitord.tools.demo import free_port
-from tests.conftest import poll_once
+from tests.support import free_port, poll_once
 
 ORDERS = ["ABCD", "CDAB", "BADC", "DCBA"]
 INT_RANGES = {

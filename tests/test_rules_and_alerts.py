@@ -1,108 +1,112 @@
-"""Rule expressions, quality gating and the alert lifecycle, on a manual clock."""
+"""Rule expressions, quality gating and the alert lifecycle: timelines on the manual clock."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from monitord.alerting.tracker import AlertTracker
-from monitord.core.assets import Asset
-from monitord.core.clock import ManualClock
-from monitord.core.model import Quality, SampleBatch
-from monitord.ingest.state import AssetSlot, StateTable
-from monitord.rules.engine import RuleEngine
+from monitord.core.model import Quality
 from monitord.rules.expr import ExpressionError, compile_expression
-from monitord.rules.spec import RuleSpec
+from tests.support import Timeline
 
 POINTS = ("running", "suction_pressure")
 
-
-def rig(spec: dict[str, object], n: int = 3) -> tuple[StateTable, RuleEngine, AlertTracker, ManualClock]:
-    clock = ManualClock()
-    state = StateTable([AssetSlot(f"P{i}", "pump", POINTS, 3.0) for i in range(n)], started=clock.now())
-    rule = RuleSpec.model_validate({"applies_to": {"type": "pump"}, **spec})
-    facts = [Asset(f"P{i}", "pump", params={"suction_min": 0.05 + 0.01 * (i == 2)}) for i in range(n)]
-    return state, RuleEngine([rule], state, facts), AlertTracker(), clock
-
-
-def feed(
-    state: StateTable,
-    clock: ManualClock,
-    values: dict[str, tuple[float, float]],
-    quality: Quality = Quality.GOOD,
-) -> None:
-    for asset, row in values.items():
-        state.apply(
-            SampleBatch(clock.now(), asset, POINTS, np.array(row), np.full(2, int(quality), dtype=np.int8))
-        )
+DRY = """
+  - id: pump.dry
+    applies_to: {type: pump}
+    when: "running == 1 and suction_pressure < param.suction_min"
+    for: %(for)s
+    clear: "suction_pressure > param.suction_min * 1.2"
+    clear_for: %(clear_for)s
+"""
+OFFLINE = """
+  - id: comms.offline
+    applies_to: {type: pump}
+    when: offline
+"""
 
 
-def step(engine: RuleEngine, tracker: AlertTracker, clock: ManualClock) -> list[tuple[str, str]]:
-    out = []
-    for res in engine.evaluate(clock.now()):
-        s = res.rule.spec
-        for tr in tracker.update(
-            res.rule.key, res.fire, res.clear, hold_for=s.for_, clear_for=s.clear_for, now=clock.now()
-        ):
-            out.append((res.rule.assets[tr.index], tr.state))
-    return out
+def site(rules: str, n: int = 3) -> str:
+    """Pumps P0..P{n-1} reading only running and suction_pressure, polled every second (stale after
+    3 s); P2 trips at its own suction_min (0.06), the others at 0.05."""
+    assets = "".join(
+        f"  - {{id: P{i}, type: pump, profile: two-points, connection: {{mqtt: {{}}}},"
+        f" params: {{suction_min: {0.06 if i == 2 else 0.05}}}}}\n"
+        for i in range(n)
+    )
+    return (
+        "site: {id: timeline}\n"
+        "mqtt: {url: 'mqtt://127.0.0.1:1'}\n"
+        "poll: 1s\n"
+        "profiles:\n"
+        "  - profile: two-points\n"
+        "    asset_type: pump\n"
+        "    mqtt: {topic: '{site}/{asset}'}\n"
+        "    points: {running: {}, suction_pressure: {}}\n"
+        f"assets:\n{assets}rules:{rules}"
+    )
 
 
-DRY = {
-    "id": "pump.dry",
-    "when": "running == 1 and suction_pressure < param.suction_min",
-    "for": "5s",
-    "clear": "suction_pressure > param.suction_min * 1.2",
-    "clear_for": "10s",
-}
-
-
-def test_for_clear_and_clear_for_with_per_asset_params() -> None:
-    state, engine, tracker, clock = rig(DRY)
-    events = []
+def test_for_clear_and_clear_for_with_per_asset_params(timeline: Callable[..., Timeline]) -> None:
+    tl = timeline(site(DRY % {"for": "5s", "clear_for": "10s"}))
     for t in range(40):
         low = 5 <= t < 20
-        feed(state, clock, {"P0": (1, 0.02 if low else 0.15), "P1": (1, 0.15), "P2": (1, 0.055)})
-        events += [(t, *e) for e in step(engine, tracker, clock)]
-        clock.advance(1)
-    # P0 pending at 5, firing at 10; clear holds from 20, resolved at 30. P2 trips on its own param (0.06).
-    assert events == [(5, "P2", "firing"), (10, "P0", "firing"), (30, "P0", "resolved")]
+        tl.at(t).push("P0", running=1, suction_pressure=0.02 if low else 0.15)
+        tl.at(t).push("P1", running=1, suction_pressure=0.15)
+        tl.at(t).push("P2", running=1, suction_pressure=0.055)
+    # P2 trips on its own param (0.06) at once: it is below it from the start and `for` is 5 s.
+    tl.expect_nothing(until=4)
+    tl.expect_alerts(between=(4.5, 5), firing=[("pump.dry", "P2")])
+    # P0 pending at 5, firing at 10; clear holds from 20, resolved at 30.
+    tl.expect_nothing(until=9)
+    tl.expect_alerts(between=(9.5, 10), firing=[("pump.dry", "P0")])
+    tl.expect_nothing(until=29)
+    tl.expect_alerts(between=(29.5, 30), resolved=[("pump.dry", "P0")])
+    tl.expect_nothing(until=39)
+    assert [(s.t, s.asset, s.what) for s in tl.alerts()] == [
+        (5, "P2", "firing"),
+        (10, "P0", "firing"),
+        (30, "P0", "resolved"),
+    ]
+    assert tl.firing() == {("pump.dry", "P2")}
 
 
-def test_hovering_around_the_threshold_opens_one_alert_not_many() -> None:
-    state, engine, tracker, clock = rig({**DRY, "for": "2s", "clear_for": "5s"}, n=1)
-    events = []
+def test_hovering_around_the_threshold_opens_one_alert_not_many(timeline: Callable[..., Timeline]) -> None:
+    tl = timeline(site(DRY % {"for": "2s", "clear_for": "5s"}, n=1))
     for t in range(60):
         suction = 0.045 if t % 2 else 0.055  # hovers across 0.05 but never above 0.06 (clear level)
         if t < 5:
             suction = 0.04
-        feed(state, clock, {"P0": (1, suction)})
-        events += step(engine, tracker, clock)
-        clock.advance(1)
-    assert events == [("P0", "firing")]
+        tl.at(t).push("P0", running=1, suction_pressure=suction)
+    tl.expect_nothing(until=1)
+    tl.expect_alerts(between=(1.5, 2), firing=[("pump.dry", "P0")])
+    tl.expect_nothing(until=59)
+    assert [(s.asset, s.what) for s in tl.alerts()] == [("P0", "firing")]
 
 
-def test_bad_or_stale_data_neither_raises_nor_clears() -> None:
-    state, engine, tracker, clock = rig({**DRY, "for": "0s", "clear_for": "0s"}, n=1)
-    feed(state, clock, {"P0": (1, 0.02)}, quality=Quality.COMM_ERROR)
-    assert step(engine, tracker, clock) == []  # a failed read never fires a process rule
-    feed(state, clock, {"P0": (1, 0.02)})
-    assert step(engine, tracker, clock) == [("P0", "firing")]
-    clock.advance(10)  # nothing new for longer than stale_after: the old value must not clear it either
-    assert step(engine, tracker, clock) == []
-    feed(state, clock, {"P0": (1, 0.2)})
-    assert step(engine, tracker, clock) == [("P0", "resolved")]
+def test_bad_or_stale_data_neither_raises_nor_clears(timeline: Callable[..., Timeline]) -> None:
+    tl = timeline(site(DRY % {"for": "0s", "clear_for": "0s"}, n=1))
+    tl.at(0).push("P0", Quality.COMM_ERROR, running=1, suction_pressure=0.02)
+    tl.at(1).push("P0", running=1, suction_pressure=0.02)
+    tl.at(12).push("P0", running=1, suction_pressure=0.2)
+    tl.expect_nothing(until=0.5)  # a failed read never fires a process rule
+    tl.expect_alerts(between=(0.5, 1), firing=[("pump.dry", "P0")])
+    # nothing new for longer than stale_after (3 s), evaluated all along: the old value must not clear it
+    tl.expect_nothing(until=11.9)
+    assert tl.firing() == {("pump.dry", "P0")}
+    tl.expect_alerts(between=(11.9, 12), resolved=[("pump.dry", "P0")])
 
 
-def test_offline_comes_from_silence_not_from_one_lost_reply() -> None:
-    state, engine, tracker, clock = rig({"id": "comms.offline", "when": "offline"}, n=2)
-    feed(state, clock, {"P0": (1, 0.1), "P1": (1, 0.1)})
-    assert step(engine, tracker, clock) == []
-    clock.advance(2)
-    feed(state, clock, {"P0": (1, 0.1)})
-    assert step(engine, tracker, clock) == []
-    clock.advance(2)  # P1 silent for 4 s > 3 s
-    assert step(engine, tracker, clock) == [("P1", "firing")]
+def test_offline_comes_from_silence_not_from_one_lost_reply(timeline: Callable[..., Timeline]) -> None:
+    tl = timeline(site(OFFLINE, n=2))
+    tl.at(0).push("P0", running=1, suction_pressure=0.1).push("P1", running=1, suction_pressure=0.1)
+    tl.at(2).push("P0", running=1, suction_pressure=0.1)
+    tl.expect_nothing(until=3)  # P1 silent for 3 s: not yet more than stale_after (3 s)
+    [offline] = tl.expect_alerts(between=(3, 4), firing=[("comms.offline", "P1")])
+    assert offline.t > 3, "offline only once silent for longer than 3 s"
+    tl.expect_nothing(until=4.4)  # P0 went quiet at 2 s: not yet offline either
 
 
 @pytest.mark.parametrize(

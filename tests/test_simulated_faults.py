@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from monitord.config.site import CONFIG_DIR, load_config
@@ -47,3 +51,20 @@ def test_simulator_fault_raises_its_p1_rule(rule: str) -> None:
     assert (rule, asset) in fired
     tickets = {(t.rule, t.asset, t.priority) for t in result.tickets if t.event == "opened"}
     assert (rule, asset, "P1") in tickets
+
+
+def test_simulator_noise_is_the_same_in_every_process() -> None:
+    """Noise is seeded from the asset id, not ``hash()``: a fault run reproduces in any process."""
+    code = (
+        "from monitord.simulators.models import PumpSet\n"
+        "pump = PumpSet('A-P1')\n"
+        "print([repr(pump.noise(1.0)) for _ in range(5)])\n"
+    )
+    outputs = set()
+    for hash_seed in ("1", "2", "random"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        command = [sys.executable, "-c", code]
+        out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        outputs.add(out.stdout)
+    assert len(outputs) == 1, f"noise differs between processes: {outputs}"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from monitord.alerting.tracker import AlertEvent
 from monitord.tickets.desk import TicketDesk, TicketPolicyView
 from monitord.tickets.sla import DEFAULT_SLA, Sla
 from monitord.tools.kpi import render, report
+from tests.support import Timeline
 
 POLICY = TicketPolicyView("P1", "plumbing", auto_resolve=True)
 T0 = 1_795_000_000.0
@@ -19,17 +22,52 @@ def alert(ts: float, state: str, asset: str = "A-P1") -> AlertEvent:
     return AlertEvent(ts, "pump.dry_run", asset, state, "critical", ts - 5, "dry")  # type: ignore[arg-type]
 
 
-def test_each_sla_clock_breaches_once() -> None:
-    desk = TicketDesk()
-    [opened] = desk.on_alert(alert(T0, "firing"), POLICY, "B2")
-    assert desk.check_clocks(T0 + 299, sla, 86400) == []
-    assert [e.note for e in desk.check_clocks(T0 + 301, sla, 86400)] == ["ack"]
-    assert desk.check_clocks(T0 + 400, sla, 86400) == []  # reported once
-    desk.act(opened.ticket, "ack", actor="zhang", now=T0 + 500)
-    assert [e.note for e in desk.check_clocks(T0 + 901, sla, 86400)] == ["start"]
-    desk.act(opened.ticket, "start", actor="zhang", now=T0 + 950)
-    assert [e.note for e in desk.check_clocks(T0 + 7201, sla, 86400)] == ["resolve"]
-    assert desk.tickets[opened.ticket].breached == ["ack", "start", "resolve"]
+SITE = """
+site: {id: timeline}
+mqtt: {url: 'mqtt://127.0.0.1:1'}
+poll: 1s
+profiles:
+  - profile: two-points
+    asset_type: pump
+    mqtt: {topic: '{site}/{asset}'}
+    points: {running: {}, suction_pressure: {}}
+assets:
+  - {id: A-P1, type: pump, profile: two-points, connection: {mqtt: {}}}
+rules:
+  - id: pump.dry_run
+    applies_to: {type: pump}
+    when: "running == 1 and suction_pressure < 0.05"
+    clear: "suction_pressure > 0.06"
+    severity: critical
+    ticket: {priority: P1, skill: plumbing}
+"""
+DRY = ("pump.dry_run", "A-P1")
+
+
+def test_each_sla_clock_breaches_once(timeline: Callable[..., Timeline]) -> None:
+    """P1: ack 5 min, start 15 min, resolve 2 h, checked by every evaluation of the daemon's loop."""
+    tl = timeline(SITE)
+    tl.at(0).push("A-P1", running=1, suction_pressure=0.02)  # then silence: stale data keeps it firing
+    [opened] = tl.expect_tickets(between=(0, 0), opened=[DRY])
+    tl.expect_nothing(until=300)
+    tl.expect_tickets(between=(300.01, 301), breached=[(*DRY, "ack")])
+    tl.expect_nothing(until=500)  # reported once
+    tl.act(500, opened.ticket, "ack", actor="zhang")
+    tl.expect_nothing(until=900)
+    tl.expect_tickets(between=(900.01, 901), breached=[(*DRY, "start")])
+    tl.act(950, opened.ticket, "start", actor="zhang")
+    tl.expect_nothing(until=7200)
+    tl.expect_tickets(between=(7200.01, 7201), breached=[(*DRY, "resolve")])
+    tl.expect_nothing(until=7300)
+    assert tl.core.desk.tickets[opened.ticket].breached == ["ack", "start", "resolve"]
+    _alerts, stored = tl.stored()
+    assert [(e.event, e.note) for e in stored if e.event in ("breached", "acknowledged", "started")] == [
+        ("breached", "ack"),
+        ("acknowledged", ""),
+        ("breached", "start"),
+        ("started", ""),
+        ("breached", "resolve"),
+    ]
 
 
 def test_reopen_window_and_follow_up_close() -> None:

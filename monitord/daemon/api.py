@@ -19,7 +19,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from monitord.alerting.mute import Matcher
 from monitord.core.units import parse_duration
 from monitord.daemon.core import Core
-from monitord.tickets.desk import ACTIONS, Ticket, TicketActionError, TicketEvent
+from monitord.tickets.desk import ACTIONS, Ticket, TicketActionError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -125,25 +125,11 @@ def ticket_json(t: Ticket, events: bool = False) -> dict[str, Any]:
     return out
 
 
-class Daemon(Protocol):
-    """What the API needs of the daemon: its core, two views and the one way to act on a ticket."""
-
-    core: Core
-
-    def firing_alerts(self) -> list[dict[str, object]]: ...
-
-    def asset_states(self) -> list[dict[str, object]]: ...
-
-    def act(
-        self, ticket_id: str, action: str, *, actor: str, note: str = "", assignee: str = ""
-    ) -> TicketEvent: ...
-
-
 class Api:
     def __init__(
-        self, app: Daemon, loop: asyncio.AbstractEventLoop, host: str, port: int, token: str | None
+        self, core: Core, loop: asyncio.AbstractEventLoop, host: str, port: int, token: str | None
     ) -> None:
-        self.app, self.loop, self.token = app, loop, token
+        self.core, self.loop, self.token = core, loop, token
         api = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -199,12 +185,12 @@ class Api:
     def route(
         self, h: http.server.BaseHTTPRequestHandler, method: str, path: str, query: dict[str, str]
     ) -> tuple[int, Any]:
-        desk = self.app.core.desk
+        desk = self.core.desk
         if method == "GET":
             if path == "/healthz":
                 return 200, {"status": "ok"}
             if path == "/metrics":
-                return 200, Raw(generate_latest(self.app.core.metrics.registry), CONTENT_TYPE_LATEST)
+                return 200, Raw(generate_latest(self.core.metrics.registry), CONTENT_TYPE_LATEST)
             if path == "/openapi.json":
                 return 200, OPENAPI
             if path == "/tickets":
@@ -229,9 +215,9 @@ class Api:
                     else (404, {"error": "no such ticket"})
                 )
             if path == "/alerts":
-                return 200, self.call(self.app.firing_alerts)
+                return 200, self.call(self.core.firing_alerts)
             if path == "/assets":
-                return 200, self.call(self.app.asset_states)
+                return 200, self.call(self.core.asset_states)
             if path == "/silences":
                 return 200, self.call(self._silences)
             return 404, {"error": "not found"}
@@ -252,7 +238,7 @@ class Api:
         ticket_id, action = m.group(1), m.group(2)
         try:
             ev = self.call(
-                lambda: self.app.act(
+                lambda: self.core.act(
                     ticket_id,
                     action,
                     actor=str(body.get("actor") or "api"),
@@ -267,20 +253,20 @@ class Api:
         return 200, asdict(ev)
 
     def _silences(self) -> list[dict[str, Any]]:
-        mute = self.app.core.pipeline.mute
-        now = self.app.core.clock.now()
+        mute = self.core.pipeline.mute
+        now = self.core.clock.now()
         return [
             {**asdict(s), "matcher": s.matcher.model_dump(), "active": s.active(now)}
             for s in (mute.silences if mute else [])
         ]
 
     def _silence_call(self, silence_id: str | None, body: dict[str, Any]) -> tuple[int, Any]:
-        mute = self.app.core.pipeline.mute
+        mute = self.core.pipeline.mute
         if mute is None:
             return 404, {"error": "no muting here"}
         try:
             if silence_id:
-                s = self.call(lambda: mute.expire(silence_id, self.app.core.clock.now()))
+                s = self.call(lambda: mute.expire(silence_id, self.core.clock.now()))
                 return 200, {**asdict(s), "matcher": s.matcher.model_dump()}
             matcher = Matcher.model_validate(body.get("matcher") or {})
             seconds = parse_duration(body.get("expires_in") or 0)
@@ -290,7 +276,7 @@ class Api:
                     str(body.get("author") or ""),
                     str(body.get("reason") or ""),
                     seconds,
-                    self.app.core.clock.now(),
+                    self.core.clock.now(),
                 )
             )
         except KeyError:

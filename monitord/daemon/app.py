@@ -15,9 +15,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from monitord.alerting.tracker import fingerprint
 from monitord.config.site import AssetConfig, SiteConfig
 from monitord.core.clock import Clock, SystemClock
 from monitord.core.errors import StoreError
@@ -32,14 +29,12 @@ from monitord.drivers.modbus import (
     gateway_asset_id,
 )
 from monitord.drivers.mqtt import MqttDriver, TopicRoute
-from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import DeviceProfile, PointSpec
 from monitord.people.dispatch import Dispatcher
 from monitord.people.notify import Outbox, channels
 from monitord.people.roster import Roster
 from monitord.store.base import Store
 from monitord.store.open import open_store
-from monitord.tickets.desk import TicketEvent
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +113,7 @@ class Monitord:
         if self.store is None:
             self.store = open_store(c)
         self.core: Core = build_core(c, self.clock, self.store, silences=Path(c.notify.log))
-        core, store = self.core, self.store
-        self.bus = SampleBus()
-        self.bus.subscribe(core.state.apply)
-        self.bus.subscribe(lambda b: store.write_samples((b,)))
-        self.bus.subscribe(core.metrics.count_batch)
+        self.bus = self.core.bus
         self.outbox: Outbox | None = None
         self.dispatcher: Dispatcher | None = None
         self.api: Api | None = None
@@ -204,7 +195,7 @@ class Monitord:
         """Roster, notification outbox, dispatcher and HTTP API: what talks to people."""
         c, core = self.config, self.core
         self.api = Api(
-            self,
+            core,
             asyncio.get_running_loop(),
             c.api.host,
             c.api.port if api_port is None else api_port,
@@ -224,54 +215,6 @@ class Monitord:
         )
         core.road.ticket_listeners.append(self.dispatcher.on_ticket)
         core.pipeline.clock_steps.append(self.dispatcher.check)
-
-    def act(
-        self, ticket_id: str, action: str, *, actor: str, note: str = "", assignee: str = ""
-    ) -> TicketEvent:
-        """A person's action (API, CLI): recorded, stored and told like any ticket event."""
-        ev = self.core.desk.act(
-            ticket_id, action, actor=actor, now=self.clock.now(), note=note, assignee=assignee
-        )
-        self.core.road.emit(tickets=[ev])
-        return ev
-
-    def firing_alerts(self) -> list[dict[str, object]]:
-        out: list[dict[str, object]] = []
-        core = self.core
-        for rule in core.engine.rules:
-            for i in np.flatnonzero(core.tracker.firing(rule.key)):
-                asset = rule.assets[int(i)]
-                t = core.desk.open_ticket_for(fingerprint(rule.spec.id, asset))
-                out.append(
-                    {
-                        "rule": rule.spec.id,
-                        "asset": asset,
-                        "severity": rule.spec.severity,
-                        "ticket": t.id if t else None,
-                    }
-                )
-        return out
-
-    def asset_states(self) -> list[dict[str, object]]:
-        firing = {(a["asset"]) for a in self.firing_alerts()}
-        out: list[dict[str, object]] = []
-        now = self.clock.now()
-        for table in self.core.state.tables.values():
-            offline = table.offline(now)
-            for row, asset in enumerate(table.assets):
-                state = "offline" if offline[row] else "alerting" if asset in firing else "ok"
-                a = self.core.assets[asset]
-                out.append(
-                    {
-                        "id": asset,
-                        "name": a.label,
-                        "type": a.type,
-                        "location": a.where,
-                        "state": state,
-                        "last_good": float(table.last_good[row]),
-                    }
-                )
-        return out
 
     async def run(self, api_port: int | None = None) -> None:
         assert self.store is not None

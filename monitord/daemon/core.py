@@ -1,9 +1,10 @@
-"""The evaluation core every runner shares: state table, rules, alerts, tickets, one event road.
+"""The evaluation core every runner shares: bus, state table, rules, alerts, tickets, one event road.
 
 ``build_core(config, clock, store)`` wires what turns samples into alerts and
 tickets, and nothing that talks to devices or people: the daemon adds drivers,
 the API and people on top of it; replay, ``rules explain`` and the tests use
-it as it is. SLA clocks and follow-up closes are steps of its tick.
+it as it is. SLA clocks and follow-up closes are steps of its tick; a person's
+action (``act``) takes the same road as the tick's events.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from monitord.alerting.mute import MuteStages
-from monitord.alerting.tracker import AlertTracker
+from monitord.alerting.tracker import AlertTracker, fingerprint
 from monitord.config.site import AssetConfig, SiteConfig
 from monitord.core.assets import Asset
 from monitord.core.clock import Clock
 from monitord.core.metrics import Metrics
 from monitord.daemon.events import EventRoad
 from monitord.daemon.pipeline import Pipeline
+from monitord.ingest.bus import SampleBus
 from monitord.ingest.state import AssetSlot, StateTable
 from monitord.rules.engine import RuleEngine
 from monitord.store.base import Store
@@ -66,6 +70,7 @@ class Core:
     desk: TicketDesk
     road: EventRoad
     pipeline: Pipeline
+    bus: SampleBus
 
     def restore(self, events: list[TicketEvent]) -> None:
         """Rebuild tickets from stored events; alerts with an open ticket count as firing."""
@@ -76,6 +81,52 @@ class Core:
             for rule in self.engine.rules:
                 if rule.spec.id == t.rule and t.asset in rule.assets:
                     self.tracker.restore(rule.key, len(rule.assets), rule.assets.index(t.asset), t.since)
+
+    def act(
+        self, ticket_id: str, action: str, *, actor: str, note: str = "", assignee: str = ""
+    ) -> TicketEvent:
+        """A person's action (API, CLI): recorded, stored and told like any ticket event."""
+        ev = self.desk.act(ticket_id, action, actor=actor, now=self.clock.now(), note=note, assignee=assignee)
+        self.road.emit(tickets=[ev])
+        return ev
+
+    def firing_alerts(self) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        core = self
+        for rule in core.engine.rules:
+            for i in np.flatnonzero(core.tracker.firing(rule.key)):
+                asset = rule.assets[int(i)]
+                t = core.desk.open_ticket_for(fingerprint(rule.spec.id, asset))
+                out.append(
+                    {
+                        "rule": rule.spec.id,
+                        "asset": asset,
+                        "severity": rule.spec.severity,
+                        "ticket": t.id if t else None,
+                    }
+                )
+        return out
+
+    def asset_states(self) -> list[dict[str, object]]:
+        firing = {(a["asset"]) for a in self.firing_alerts()}
+        out: list[dict[str, object]] = []
+        now = self.clock.now()
+        for table in self.state.tables.values():
+            offline = table.offline(now)
+            for row, asset in enumerate(table.assets):
+                state = "offline" if offline[row] else "alerting" if asset in firing else "ok"
+                a = self.assets[asset]
+                out.append(
+                    {
+                        "id": asset,
+                        "name": a.label,
+                        "type": a.type,
+                        "location": a.where,
+                        "state": state,
+                        "last_good": float(table.last_good[row]),
+                    }
+                )
+        return out
 
 
 def build_core(
@@ -121,4 +172,9 @@ def build_core(
         settle={a: 1.5 * max(c.poll_of(c.asset(u)) for u in ups) for a, ups in tops.items() if ups},
         clock_steps=[lambda now: desk.check_clocks(now, c.sla_of, c.tickets.follow_up)],
     )
-    return Core(c, clock, store, metrics, assets, state, engine, tracker, desk, road, pipeline)
+    # Drivers hand batches to the bus: the state table, the store and the metrics each take them.
+    bus = SampleBus()
+    bus.subscribe(state.apply)
+    bus.subscribe(lambda b: store.write_samples((b,)))
+    bus.subscribe(metrics.count_batch)
+    return Core(c, clock, store, metrics, assets, state, engine, tracker, desk, road, pipeline, bus)

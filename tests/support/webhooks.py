@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from monitord.tools.demo import free_port
+from tests.support.net import free_port
 
 
 class WebhookReceiver:

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from monitord.tools.demo import free_port
+from tests.support.net import free_port
 
 
 class InfluxServer:

@@ -1,0 +1,60 @@
+"""Every helper the tests share. Test modules import from here (or its modules), never from each
+other or from conftest; conftest holds the fixtures and builds them from this package.
+
+- ``net``: free_port, wait_port, run (a bounded scenario), eventually (poll until true)
+- ``webhooks``: WebhookReceiver, a real HTTP server recording what it receives
+- ``influx``: InfluxServer (Debian's influxd on free ports) and V2WriteProxy (/api/v2/write)
+- ``daemon``: the demo site on free ports, the daemon running against simulators, the people's
+  roster, API calls, and ``evaluated_past`` (proof the daemon evaluated after an instant)
+- ``timeline``: the pipeline on a manual clock, with pushes and expectations over intervals
+- ``packs``: which rule tests show a pack rule firing and honestly quiet
+"""
+
+from tests.support.daemon import (
+    SKILLS,
+    TOKEN,
+    demo_site,
+    evaluated_past,
+    evaluations,
+    get,
+    good,
+    poll_once,
+    post,
+    running,
+    sample_time,
+    site_yaml,
+    text_of,
+    with_people,
+)
+from tests.support.influx import InfluxServer, V2WriteProxy
+from tests.support.net import eventually, free_port, run, wait_port
+from tests.support.timeline import T0, Seen, Timeline, restored_core
+from tests.support.webhooks import WebhookReceiver
+
+__all__ = [
+    "SKILLS",
+    "T0",
+    "TOKEN",
+    "InfluxServer",
+    "Seen",
+    "Timeline",
+    "V2WriteProxy",
+    "WebhookReceiver",
+    "demo_site",
+    "evaluated_past",
+    "evaluations",
+    "eventually",
+    "free_port",
+    "get",
+    "good",
+    "poll_once",
+    "post",
+    "restored_core",
+    "run",
+    "running",
+    "sample_time",
+    "site_yaml",
+    "text_of",
+    "wait_port",
+    "with_people",
+]

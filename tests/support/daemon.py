@@ -1,0 +1,176 @@
+"""The demo site on free ports, the daemon running against simulators, and proofs of progress.
+
+Negative checks ("nothing more opened") must not rest on a wall-clock sleep: a slow daemon would
+pass them without having looked. ``evaluated_past`` waits until the daemon has provably run an
+evaluation after a given instant (and, if asked, with samples newer than it), so the absence
+asserted afterwards was decided; a daemon that does not get there fails the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+from monitord.config.site import CONFIG_DIR, SiteConfig, load_config
+from monitord.core.model import Quality
+from monitord.daemon.app import Monitord
+from monitord.drivers.modbus import GatewayPoller, ModbusDevice
+from monitord.people.roster import Contact, RosterConfig, TeamConfig
+from monitord.simulators.modbus_server import ModbusSimServer
+from monitord.simulators.site import SimulatedSite
+from monitord.tickets.sla import Sla
+from monitord.tools.demo import on_local_ports
+from tests.support.net import eventually, free_port, run
+from tests.support.webhooks import WebhookReceiver
+
+SKILLS = ("elevator", "plumbing", "hvac", "electrical", "it", "energy")
+TOKEN = "s3cret-token"
+
+
+def demo_site(tmp_path: Path, mqtt_port: int, **overrides: Any) -> SiteConfig:
+    """The demo building on free local ports, with its store in ``tmp_path``."""
+    base = load_config(CONFIG_DIR / "sites" / "demo.yaml")
+    config = on_local_ports(base, mqtt_port, tmp_path / "store.db")
+    return config.model_copy(update=overrides) if overrides else config
+
+
+def site_yaml(tmp_path: Path, mqtt_port: int, influx_url: str) -> Path:
+    """The demo site as a file, on free ports, storing to InfluxDB with its spool in tmp_path."""
+    text = (CONFIG_DIR / "sites" / "demo.yaml").read_text()
+    text = text.replace("../profiles/", f"{CONFIG_DIR}/profiles/")
+    for port in ("15020", "15021", "15022"):
+        text = text.replace(f"port: {port}", f"port: {free_port()}")
+    text = text.replace("mqtt://127.0.0.1:1883", f"mqtt://127.0.0.1:{mqtt_port}")
+    text = text.replace("port: 9108}", "port: 0}").replace("port: 9109,", "port: 0,")
+    text = text.replace(
+        "store: {kind: sqlite, path: ./monitord-data/demo.db}",
+        f"store: {{kind: influxdb, url: '{influx_url}', bucket: monitord, spool: '{tmp_path}/spool'}}",
+    )
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    return path
+
+
+def with_people(config: SiteConfig, hooks: WebhookReceiver, tmp_path: Path, ack: float = 6.0) -> SiteConfig:
+    """A roster with one on-call person per skill, a lead and a duty manager, all on webhooks."""
+    teams = {
+        s: TeamConfig(
+            skills=[s],
+            members=[Contact(name=f"{s}-tech", webhook=hooks.url(f"{s}-tech"))],
+            lead=Contact(name=f"{s}-lead", webhook=hooks.url(f"{s}-lead")),
+        )
+        for s in SKILLS
+    }
+    roster = RosterConfig(teams=teams, duty_manager=Contact(name="duty-manager", webhook=hooks.url("duty")))
+    fast = Sla(ack=ack, start=60, resolve=600)
+    return config.model_copy(
+        update={
+            "roster": roster,
+            "sla": {"P1": fast, "P2": fast},
+            "api": config.api.model_copy(update={"token": TOKEN, "port": 0}),
+            "notify": config.notify.model_copy(update={"log": str(tmp_path / "notifications.db")}),
+        }
+    )
+
+
+def post(url: str, body: dict[str, Any], token: str | None = TOKEN) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def text_of(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return str(r.read().decode())
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+@contextlib.asynccontextmanager
+async def running(config: SiteConfig, metrics_port: int = 0) -> AsyncIterator[tuple[SimulatedSite, Monitord]]:
+    """The simulated site and the daemon against it, both on this event loop."""
+    site = SimulatedSite(config)
+    sim = asyncio.create_task(site.run())
+    await site.ready.wait()
+    app = Monitord(config, metrics_port=metrics_port)
+    daemon = asyncio.create_task(app.run())
+    await app.started.wait()
+    try:
+        yield site, app
+    finally:
+        app.stop()
+        async with asyncio.timeout(30):
+            await daemon
+        sim.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            async with asyncio.timeout(30):
+                await sim
+
+
+def good(app: Monitord, asset: str, point: str) -> bool:
+    return app.core.state.latest(asset)[point][2] == Quality.GOOD
+
+
+def sample_time(app: Monitord, asset: str, point: str) -> float:
+    """When the daemon last took a sample of ``asset``'s ``point`` (good or not)."""
+    return float(app.core.state.latest(asset)[point][1])
+
+
+def evaluations(app: Monitord) -> int:
+    """How many evaluations the daemon has run: its own counter, as /metrics shows it."""
+    count = app.metrics.registry.get_sample_value("monitord_rules_evaluation_duration_seconds_count")
+    return int(count or 0)
+
+
+async def evaluated_past(
+    app: Monitord,
+    instant: float,
+    fresh: Iterable[tuple[str, str]] = (),
+    timeout: float = 30.0,
+) -> None:
+    """Return once the daemon has run a whole evaluation (rules, alerts, tickets, SLA clocks and
+    escalation) that began after ``instant`` on its clock, with a sample newer than ``instant`` of
+    every (asset, point) in ``fresh``, and holds no alert back for a later ticket decision.
+
+    This waits on the daemon's own clock and on its evaluation counter, never on a fixed sleep: if
+    the daemon is slow or stuck it does not return and the test fails here, instead of asserting an
+    absence the daemon never had the chance to contradict.
+    """
+    wanted = list(fresh)
+    await eventually(
+        lambda: app.clock.now() > instant and all(sample_time(app, a, p) > instant for a, p in wanted),
+        timeout,
+    )
+    # The daemon's tick is synchronous on this loop: no evaluation is half done while we read.
+    seen = evaluations(app)
+    await eventually(lambda: evaluations(app) > seen and not app.core.pipeline._held, timeout, interval=0.02)
+
+
+def poll_once(server: ModbusSimServer, poller: GatewayPoller, device: ModbusDevice) -> None:
+    """Serve the simulated devices, read one device once over real Modbus TCP, stop."""
+
+    async def scenario() -> None:
+        ready = asyncio.Event()
+        task = asyncio.create_task(server.run(ready.set))
+        await ready.wait()
+        await poller.poll(device)
+        poller._close()
+        task.cancel()
+
+    run(scenario(), timeout=30)
