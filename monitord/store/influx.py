@@ -39,7 +39,7 @@ from monitord.alerting.tracker import AlertEvent
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
 from monitord.core.model import Frame, Quality, SampleBatch
-from monitord.store.spool import Spool
+from monitord.store.spool import Spool, SpoolName
 from monitord.tickets.desk import TicketEvent
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ class InfluxStore:
     async def _drain(self, api: Any) -> None:
         while (head := self.spool.peek()) is not None:
             path, payload = head
-            lines = int(path.name.split("-")[1].split(".")[0])
+            lines = SpoolName.parse(path.name).lines
             if not await self._post(api, gzip.decompress(payload).decode(), lines):
                 return
             self.spool.pop(path)
