@@ -3,11 +3,11 @@
 Writes go through influxdb-client's async client to ``/api/v2/write`` (which
 InfluxDB 1.8+, 2.x and 3.x accept), gzip on, in batches of at most 5,000
 lines, at least once per ``flush_interval``. The writer runs in its own thread
-with its own event loop, so a slow or dead store never blocks polling or
-alerting. What cannot be written waits in an on-disk ``Spool`` and is sent,
-oldest first, before anything newer once the store answers again; a batch the
-store rejects as malformed (HTTP 400) is logged with the reason and not
-retried. Reads use InfluxQL on ``/query``.
+(``writer.QueuedWriter``) with its own event loop, so a slow or dead store
+never blocks polling or alerting. What cannot be written waits in an on-disk
+``Spool`` and is sent, oldest first, before anything newer once the store
+answers again; a batch the store rejects as malformed (HTTP 400) is logged with
+the reason and not retried. Reads use InfluxQL on ``/query``.
 
 Schema (docs/storage.md#influxdb): one measurement per asset type with tags ``site,
 building, asset`` and one float field per good point (``bad_points`` counts the
@@ -23,7 +23,6 @@ import gzip
 import hashlib
 import json
 import logging
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -39,7 +38,8 @@ from monitord.alerting.tracker import AlertEvent
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
 from monitord.core.model import Frame, Quality, SampleBatch
-from monitord.store.spool import Spool
+from monitord.store.spool import Spool, SpoolName
+from monitord.store.writer import QueuedWriter
 from monitord.tickets.desk import TicketEvent
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,10 @@ class InfluxTarget:
     password: str | None = None
 
 
-class InfluxStore:
+class InfluxStore(QueuedWriter):
+    idle_every = 0.2  # between rounds, keep sending the spool once the store answers again
+    close_timeout = 60.0
+
     def __init__(
         self,
         target: InfluxTarget,
@@ -85,71 +88,10 @@ class InfluxStore:
         }
         self._types = sorted({t for t, _b in assets.values()})
         self.spool = Spool(spool_dir, spool_max_bytes)
-        self.flush_interval = flush_interval
         self.metrics = metrics
-        self._lock = threading.Condition()
-        self._samples: list[SampleBatch] = []
-        self._events: list[str] = []
-        self._busy = False
-        self._closing = False
         self._down_since: float | None = None
         self.rejected_lines = 0
-        self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
-        if writer:
-            self._thread.start()
-
-    # -- writes (any thread) -------------------------------------------------
-    def write_samples(self, batches: Sequence[SampleBatch]) -> None:
-        with self._lock:
-            self._samples.extend(batches)
-
-    def write_alerts(self, events: Sequence[AlertEvent]) -> None:
-        lines = [
-            f"alert,site={_tag(self.site)},asset={_tag(a.asset)},rule={_tag(a.rule)},"
-            f"severity={_tag(a.severity)} "
-            f"state={_text(a.state)},since={a.since!r},fingerprint={_text(a.fingerprint)},"
-            f"summary={_text(a.summary)} {round(a.ts * 1000)}"
-            for a in events
-        ]
-        with self._lock:
-            self._events.extend(lines)
-            self._lock.notify()
-
-    def write_tickets(self, events: Sequence[TicketEvent]) -> None:
-        lines = []
-        for t in events:
-            body = json.dumps(dataclasses.asdict(t), sort_keys=True)
-            # eid: distinct events of one ticket in one millisecond stay distinct; the same event
-            # written twice has the same eid and lands once.
-            eid = hashlib.sha1(body.encode()).hexdigest()[:12]
-            lines.append(
-                f"ticket,site={_tag(self.site)},asset={_tag(t.asset)},ticket={_tag(t.ticket)},"
-                f"priority={_tag(t.priority)},category={_tag(t.category)},event={_tag(t.event)},eid={eid} "
-                f"state={_text(t.state)},summary={_text(t.summary)},body={_text(body)} {round(t.ts * 1000)}"
-            )
-        with self._lock:
-            self._events.extend(lines)
-            self._lock.notify()
-
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait until everything queued was written or spooled."""
-        with self._lock:
-            self._lock.notify()
-            done = self._lock.wait_for(lambda: not (self._samples or self._events or self._busy), timeout)
-        if not done:
-            raise StoreError(f"influxdb store {self.target.url}: flush did not finish in {timeout}s")
-
-    def close(self) -> None:
-        with self._lock:
-            self._closing = True
-            self._lock.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout=60)
-
-    @property
-    def queued(self) -> int:
-        with self._lock:
-            return sum(len(b) for b in self._samples)
+        super().__init__(f"influxdb store {target.url}", "influx-writer", flush_interval, start=writer)
 
     # -- line protocol -------------------------------------------------------
     def sample_lines(self, batches: Sequence[SampleBatch]) -> list[str]:
@@ -175,45 +117,65 @@ class InfluxStore:
                 lines.append(f"{self._series[asset]} {','.join(fields)} {round(float(frame.ts[i]) * 1000)}")
         return lines
 
-    # -- the writer thread ---------------------------------------------------
-    def _run(self) -> None:
-        asyncio.run(self._writer())
+    def alert_lines(self, events: Sequence[AlertEvent]) -> list[str]:
+        return [
+            f"alert,site={_tag(self.site)},asset={_tag(a.asset)},rule={_tag(a.rule)},"
+            f"severity={_tag(a.severity)} "
+            f"state={_text(a.state)},since={a.since!r},fingerprint={_text(a.fingerprint)},"
+            f"summary={_text(a.summary)} {round(a.ts * 1000)}"
+            for a in events
+        ]
 
-    async def _writer(self) -> None:
+    def ticket_lines(self, events: Sequence[TicketEvent]) -> list[str]:
+        lines = []
+        for t in events:
+            body = json.dumps(dataclasses.asdict(t), sort_keys=True)
+            # eid: distinct events of one ticket in one millisecond stay distinct; the same event
+            # written twice has the same eid and lands once.
+            eid = hashlib.sha1(body.encode()).hexdigest()[:12]
+            lines.append(
+                f"ticket,site={_tag(self.site)},asset={_tag(t.asset)},ticket={_tag(t.ticket)},"
+                f"priority={_tag(t.priority)},category={_tag(t.category)},event={_tag(t.event)},eid={eid} "
+                f"state={_text(t.state)},summary={_text(t.summary)},body={_text(body)} {round(t.ts * 1000)}"
+            )
+        return lines
+
+    # -- the writer thread (queue and rounds: QueuedWriter) ------------------
+    # influxdb-client is async: the writer thread keeps one event loop for the client's lifetime.
+    def _open(self) -> None:
+        self._loop = asyncio.Runner()
+        try:
+            self._client, self._api = self._loop.run(self._connect())
+        except BaseException:
+            self._loop.close()
+            raise
+
+    async def _connect(self) -> tuple[Any, Any]:
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
         t = self.target
         token = t.token or (f"{t.username}:{t.password}" if t.username else "")
-        async with InfluxDBClientAsync(
+        client = InfluxDBClientAsync(
             url=t.url, token=token, org=t.org or "-", enable_gzip=True, timeout=10_000
-        ) as client:
-            api = client.write_api()
-            next_flush = time.monotonic()
-            while True:
-                with self._lock:
-                    wait = max(0.0, next_flush - time.monotonic())
-                    self._lock.wait_for(lambda: self._closing or bool(self._events), min(wait, 0.2))
-                    due = time.monotonic() >= next_flush or bool(self._events) or self._closing
-                    if not due:
-                        samples, events = [], []
-                    else:
-                        samples, events = self._samples, self._events
-                        self._samples, self._events = [], []
-                        self._busy = True
-                    closing = self._closing
-                if due:
-                    next_flush = time.monotonic() + self.flush_interval
-                    try:
-                        await self._round(api, events + self.sample_lines(samples))
-                    finally:
-                        with self._lock:
-                            self._busy = False
-                            self._lock.notify_all()
-                elif len(self.spool):
-                    await self._drain(api)
-                    await asyncio.sleep(0.2)
-                if closing:
-                    return
+        )
+        return client, client.write_api()
+
+    def _shut(self) -> None:
+        try:
+            self._loop.run(self._client.close())
+        finally:
+            self._loop.close()
+
+    def _write_round(
+        self, samples: list[SampleBatch], alerts: list[AlertEvent], tickets: list[TicketEvent]
+    ) -> None:
+        lines = self.alert_lines(alerts) + self.ticket_lines(tickets) + self.sample_lines(samples)
+        self._loop.run(self._round(self._api, lines))
+
+    def _idle(self) -> None:
+        if len(self.spool):
+            self._loop.run(self._drain(self._api))
+            self._loop.run(asyncio.sleep(0.2))
 
     async def _round(self, api: Any, lines: list[str]) -> None:
         await self._drain(api)
@@ -227,7 +189,7 @@ class InfluxStore:
     async def _drain(self, api: Any) -> None:
         while (head := self.spool.peek()) is not None:
             path, payload = head
-            lines = int(path.name.split("-")[1].split(".")[0])
+            lines = SpoolName.parse(path.name).lines
             if not await self._post(api, gzip.decompress(payload).decode(), lines):
                 return
             self.spool.pop(path)

@@ -14,7 +14,26 @@ import contextlib
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SpoolName:
+    """A spooled batch's file name, ``<seq>-<lines>.batch``: its place in line and how many lines it holds."""
+
+    seq: int
+    lines: int
+
+    SUFFIX = ".batch"
+
+    def format(self) -> str:
+        return f"{self.seq:012d}-{self.lines}{self.SUFFIX}"
+
+    @classmethod
+    def parse(cls, name: str) -> SpoolName:
+        seq, rest = name.split("-", 1)
+        return cls(int(seq), int(rest.split(".")[0]))
 
 
 class Spool:
@@ -25,9 +44,9 @@ class Spool:
         for leftover in folder.glob("*.tmp"):  # a batch cut short by a crash never landed here
             leftover.unlink()
         self._lock = threading.Lock()
-        self._files = sorted(folder.glob("*.batch"))
+        self._files = sorted(folder.glob("*" + SpoolName.SUFFIX))
         self._bytes = sum(f.stat().st_size for f in self._files)
-        self._seq = int(self._files[-1].name.split("-")[0]) + 1 if self._files else 0
+        self._seq = SpoolName.parse(self._files[-1].name).seq + 1 if self._files else 0
         self.dropped_lines = 0
 
     def __len__(self) -> int:
@@ -52,7 +71,7 @@ class Spool:
 
     def append(self, payload: bytes, lines: int) -> None:
         with self._lock:
-            name = f"{self._seq:012d}-{lines}.batch"
+            name = SpoolName(self._seq, lines).format()
             self._seq += 1
             tmp = self.folder / (name + ".tmp")
             with tmp.open("wb") as f:
@@ -67,7 +86,7 @@ class Spool:
             while self._bytes > self.max_bytes and len(self._files) > 1:
                 oldest = self._files.pop(0)
                 self._bytes -= oldest.stat().st_size
-                self.dropped_lines += int(oldest.name.split("-")[1].split(".")[0])
+                self.dropped_lines += SpoolName.parse(oldest.name).lines
                 oldest.unlink()
 
     def peek(self) -> tuple[Path, bytes] | None:

@@ -1,7 +1,8 @@
 """Embedded store: one SQLite file in WAL mode, written by one thread.
 
 Writers only append to an in-memory queue; a background thread commits the
-queue every ``flush_interval`` (events at once, since people wait on them).
+queue every ``flush_interval`` (events at once, since people wait on them):
+``writer.QueuedWriter``, with a failed commit retried on the next round.
 Samples are stored as frames: per flush, all batches of one read plan become
 one row holding asset names and ts/values/qualities matrices as blobs. That
 keeps both the write path and replay free of per-sample work; ``samples()``
@@ -14,9 +15,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import json
-import logging
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,8 @@ import numpy as np
 from monitord.alerting.tracker import AlertEvent
 from monitord.core.errors import StoreError
 from monitord.core.model import Frame, SampleBatch
+from monitord.store.writer import QueuedWriter
 from monitord.tickets.desk import TicketEvent
-
-log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS point_sets (id INTEGER PRIMARY KEY, points TEXT NOT NULL UNIQUE);
@@ -46,24 +44,17 @@ CREATE TABLE IF NOT EXISTS ticket_events (
 """
 
 
-class SqliteStore:
+class SqliteStore(QueuedWriter):
+    retry_on = (sqlite3.Error,)
+
     def __init__(self, path: Path, *, flush_interval: float = 1.0, writer: bool = True) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._flush_interval = flush_interval
-        self._lock = threading.Condition()
-        self._samples: list[SampleBatch] = []
-        self._alerts: list[AlertEvent] = []
-        self._tickets: list[TicketEvent] = []
-        self._pending = 0  # items handed to the writer and not yet committed
-        self._closing = False
-        self._error: Exception | None = None
         with self._connect() as db:
             db.executescript(_SCHEMA)
         self._point_sets: dict[tuple[str, ...], int] = {}
-        self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
-        if writer:  # readers (CLI, replay) need no writer thread
-            self._thread.start()
+        # readers (CLI, replay) need no writer thread
+        super().__init__(f"sqlite store {path}", "sqlite-writer", flush_interval, start=writer)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
@@ -71,74 +62,12 @@ class SqliteStore:
         db.execute("PRAGMA synchronous=NORMAL")
         return db
 
-    # -- writes (any thread) -------------------------------------------------
-    def write_samples(self, batches: Sequence[SampleBatch]) -> None:
-        with self._lock:
-            self._samples.extend(batches)
+    # -- the writer thread (queue, rounds and retries: QueuedWriter) ---------
+    def _open(self) -> None:
+        self._db = self._connect()
 
-    def write_alerts(self, events: Sequence[AlertEvent]) -> None:
-        with self._lock:
-            self._alerts.extend(events)
-            self._lock.notify()
-
-    def write_tickets(self, events: Sequence[TicketEvent]) -> None:
-        with self._lock:
-            self._tickets.extend(events)
-            self._lock.notify()
-
-    def flush(self, timeout: float = 10.0) -> None:
-        with self._lock:
-            self._lock.notify()
-            done = self._lock.wait_for(
-                lambda: not (self._samples or self._alerts or self._tickets or self._pending),
-                timeout,
-            )
-        if not done:
-            raise StoreError(f"sqlite store {self.path}: flush did not finish in {timeout}s")
-
-    def close(self) -> None:
-        with self._lock:
-            self._closing = True
-            self._lock.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
-
-    @property
-    def queued(self) -> int:
-        with self._lock:
-            return sum(len(b) for b in self._samples)
-
-    # -- the writer thread ---------------------------------------------------
-    def _run(self) -> None:
-        db = self._connect()
-        try:
-            while True:
-                with self._lock:
-                    self._lock.wait_for(
-                        lambda: self._closing or bool(self._alerts or self._tickets),
-                        self._flush_interval,
-                    )
-                    samples, alerts, tickets = self._samples, self._alerts, self._tickets
-                    self._samples, self._alerts, self._tickets = [], [], []
-                    self._pending = len(samples) + len(alerts) + len(tickets)
-                    closing = self._closing
-                try:
-                    self._commit(db, samples, alerts, tickets)
-                except sqlite3.Error as exc:
-                    # Put everything back in order and retry on the next round.
-                    log.error("sqlite store %s: write failed: %s", self.path, exc)
-                    with self._lock:
-                        self._samples[:0], self._alerts[:0], self._tickets[:0] = samples, alerts, tickets
-                    if closing:
-                        return
-                finally:
-                    with self._lock:
-                        self._pending = 0
-                        self._lock.notify_all()
-                if closing:
-                    return
-        finally:
-            db.close()
+    def _shut(self) -> None:
+        self._db.close()
 
     def _point_set(self, db: sqlite3.Connection, points: tuple[str, ...]) -> int:
         pid = self._point_sets.get(points)
@@ -149,15 +78,12 @@ class SqliteStore:
             pid = self._point_sets[points] = int(row[0])
         return pid
 
-    def _commit(
-        self,
-        db: sqlite3.Connection,
-        samples: list[SampleBatch],
-        alerts: list[AlertEvent],
-        tickets: list[TicketEvent],
+    def _write_round(
+        self, samples: list[SampleBatch], alerts: list[AlertEvent], tickets: list[TicketEvent]
     ) -> None:
         if not (samples or alerts or tickets):
             return
+        db = self._db
         with db:
             if samples:
                 by_plan: dict[tuple[str, ...], list[SampleBatch]] = {}

@@ -220,11 +220,10 @@ class TicketDesk:
             ev = self._event(alert, current.id, current.key, "resolved", "resolved", policy, location)
         else:
             return []
-        self.apply(ev)
         return [ev]
 
-    @staticmethod
     def _event(
+        self,
         alert: AlertEvent,
         ticket: str,
         key: str,
@@ -233,12 +232,10 @@ class TicketDesk:
         policy: TicketPolicyView,
         location: str,
     ) -> TicketEvent:
-        return TicketEvent(
-            ts=alert.ts,
-            ticket=ticket,
+        # The ticket as this alert describes it: what the event is about, for the one builder.
+        about = Ticket(
+            id=ticket,
             key=key,
-            event=kind,
-            state=state,
             asset=alert.asset,
             rule=alert.rule,
             priority=policy.priority,
@@ -246,7 +243,9 @@ class TicketDesk:
             summary=alert.summary,
             location=location,
             since=alert.since,
+            opened_at=alert.ts,
         )
+        return self._record(about, kind, state, alert.ts)
 
     def act(
         self, ticket_id: str, action: str, *, actor: str, now: float, note: str = "", assignee: str = ""
@@ -329,6 +328,7 @@ class TicketDesk:
         assignee: str = "",
         level: int = 0,
     ) -> TicketEvent:
+        """The one place a ``TicketEvent`` is built (and applied): about ``t``, its ticket."""
         ev = TicketEvent(
             ts=now,
             ticket=t.id,
