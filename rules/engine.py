@@ -196,6 +196,7 @@ class RuleEngine:
             self.errors[t] = _bind(RULE_ERROR, state.tables[t], chosen)
         self.rules += self.errors.values()
         self.broken: dict[str, str] = {}  # key of a disabled rule → what it raised
+        self.log_failures = True  # `monitord check` reports failures itself
 
     def context(self, rule: CompiledRule, now: float) -> EvalContext:
         """The evaluation context of one rule at ``now``: for tools that look inside a rule."""
@@ -208,7 +209,7 @@ class RuleEngine:
         out = []
         for rule in self.rules:
             t = rule.table
-            if rule.spec is RULE_ERROR or rule.key in self.broken:
+            if rule.spec.id == RULE_ERROR.id or rule.key in self.broken:  # the error series is set below
                 continue
             if t.asset_type not in valid:
                 valid[t.asset_type] = t.valid(now)
@@ -228,7 +229,8 @@ class RuleEngine:
     def _disable(self, rule: CompiledRule, exc: Exception) -> None:
         what = f"{type(exc).__name__}: {exc}"
         kind = rule.table.asset_type
-        log.error("rule %s on %s assets raised %s; disabled until restart", rule.spec.id, kind, what)
+        if self.log_failures:
+            log.error("rule %s on %s assets raised %s; disabled until restart", rule.spec.id, kind, what)
         self.broken[rule.key] = what
         err = self.errors[rule.table.asset_type]
         failed = [r for r in self.rules if r.key in self.broken and r.table is rule.table]
