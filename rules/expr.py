@@ -255,19 +255,11 @@ class _Compiler:
             raise self.fail(node, "only plain calls of known functions are allowed")
         name = node.func.id
         if name == "age":
-            if len(node.args) != 1 or not isinstance(node.args[0], ast.Name):
-                raise self.fail(node, "age() takes one point name")
-            point = node.args[0].id
-            if self.known is not None and point not in self.known:
-                raise self.fail(node.args[0], f"unknown point {point!r}")
+            point = self._point_arg(node, name)
             self.out.aged_points.add(point)
             return lambda ctx: ctx.age(point)
         if name == "has":
-            if len(node.args) != 1 or not isinstance(node.args[0], ast.Name):
-                raise self.fail(node, "has() takes one point name")
-            point = node.args[0].id
-            if self.known is not None and point not in self.known:
-                raise self.fail(node.args[0], f"unknown point {point!r}")
+            point = self._point_arg(node, name)
             self.out.provided.add(point)
             return lambda ctx: ctx.has(point)
         if name in _WINDOWED or name in _EVENTS:
@@ -290,6 +282,15 @@ class _Compiler:
             raise self.fail(node, f"{name}() takes {arity} argument(s), got {len(node.args)}")
         args = [self.visit(a) for a in node.args]
         return lambda ctx: impl(*(a(ctx) for a in args))
+
+    def _point_arg(self, node: ast.Call, name: str) -> str:
+        """The one point name that ``age()`` and ``has()`` take (not gated on its quality)."""
+        if len(node.args) != 1 or not isinstance(node.args[0], ast.Name):
+            raise self.fail(node, f"{name}() takes one point name")
+        point = node.args[0].id
+        if self.known is not None and point not in self.known:
+            raise self.fail(node.args[0], f"unknown point {point!r}")
+        return point
 
     def _windowed(self, node: ast.Call, name: str) -> Fn:
         if len(node.args) != 2:

@@ -166,10 +166,7 @@ def pump_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             running = 0 if any(s - 60 <= t < s for s in starts) else 1
             values = np.array([running, counts[asset], 20.0 * running, 0.15, 0.6, 380.0])
             batch.append(SampleBatch(start + t, asset, names, values, good))
-        if len(batch) >= 2000:
-            store.write_samples(batch)
-            batch = []
-    store.write_samples(batch)
+    store.write_samples(batch)  # 36,000 batches: one write, the store frames them per flush
     store.flush(timeout=60)
     store.close()
     return config_path, folder / "day.db"
