@@ -9,6 +9,7 @@ process alert; device health (``offline``) is always known and needs no gate.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -20,9 +21,19 @@ from monitord.core.assets import Asset
 from monitord.ingest.state import StateTable, TypeTable
 
 from .expr import Array, CompiledExpr, EvalContext, compile_expression, truthy
-from .spec import RuleSpec
+from .spec import AppliesTo, RuleSpec, TicketPolicy
 
 Bools = npt.NDArray[np.bool_]
+log = logging.getLogger(__name__)
+#: The alert a rule raises when it fails at run time (it is then disabled; the daemon keeps running).
+RULE_ERROR = RuleSpec(
+    id="monitord.rule_error",
+    applies_to=AppliesTo(),
+    when="False",
+    severity="major",
+    ticket=TicketPolicy(priority="P2", skill="it"),
+    summary="a rule failed and is disabled",
+)
 
 
 class RuleError(ValueError):
@@ -113,6 +124,11 @@ class _Context:
         ok: Bools = np.asarray(self._valid[self.rule.select][:, cols].all(axis=1), dtype=bool)
         return ok
 
+    def has(self, point: str) -> Bools:
+        t = self.rule.table
+        provided: Bools = t.has[self.rule.select, t.col[point]]
+        return provided
+
     def local_hours(self) -> float:
         moment = datetime.fromtimestamp(self.now, self._tz)
         return moment.hour + moment.minute / 60 + moment.second / 3600
@@ -173,6 +189,14 @@ class RuleEngine:
         self.state = state
         self.tz = tz  # site time zone for time_of_day() / in_hours(); None: the machine's
         self.rules = [r for s in specs for r in compile_rule(s, state, assets)]
+        # One rule_error series per type table: it fires on the first asset of each rule that raised.
+        self.errors: dict[str, CompiledRule] = {}
+        for t in dict.fromkeys(r.table.asset_type for r in self.rules):
+            chosen = [a for a in assets if a.id in state.where and state.where[a.id][0].asset_type == t]
+            self.errors[t] = _bind(RULE_ERROR, state.tables[t], chosen)
+        self.rules += self.errors.values()
+        self.broken: dict[str, str] = {}  # key of a disabled rule → what it raised
+        self.log_failures = True  # `monitord check` reports failures itself
 
     def context(self, rule: CompiledRule, now: float) -> EvalContext:
         """The evaluation context of one rule at ``now``: for tools that look inside a rule."""
@@ -185,13 +209,39 @@ class RuleEngine:
         out = []
         for rule in self.rules:
             t = rule.table
+            if rule.spec.id == RULE_ERROR.id or rule.key in self.broken:  # the error series is set below
+                continue
             if t.asset_type not in valid:
                 valid[t.asset_type] = t.valid(now)
                 offline[t.asset_type] = t.offline(now)
             ok = valid[t.asset_type][rule.select][:, rule.gate].all(axis=1)
             ctx = _Context(rule, now, valid[t.asset_type], offline[t.asset_type], self.tz)
-            when = truthy(rule.when.fn(ctx))
-            fire = when & ok  # also broadcasts a constant to every asset
-            clear = truthy(rule.clear.fn(ctx)) & ok if rule.clear is not None else ~when & ok
+            try:
+                when = truthy(rule.when.fn(ctx))
+                fire = when & ok  # also broadcasts a constant to every asset
+                clear = truthy(rule.clear.fn(ctx)) & ok if rule.clear is not None else ~when & ok
+            except Exception as exc:  # one bad rule must not stop the others, nor the daemon
+                self._disable(rule, exc)
+                continue
             out.append(RuleResult(rule, fire, clear))
-        return out
+        return out + [self._error_result(e) for e in self.errors.values()]
+
+    def _disable(self, rule: CompiledRule, exc: Exception) -> None:
+        what = f"{type(exc).__name__}: {exc}"
+        kind = rule.table.asset_type
+        if self.log_failures:
+            log.error("rule %s on %s assets raised %s; disabled until restart", rule.spec.id, kind, what)
+        self.broken[rule.key] = what
+        err = self.errors[rule.table.asset_type]
+        failed = [r for r in self.rules if r.key in self.broken and r.table is rule.table]
+        # The summary names every rule of this type that failed (people read it on the ticket).
+        text = "; ".join(f"{r.spec.id} ({self.broken[r.key]}, {len(r.assets)} assets)" for r in failed)
+        err.spec = RULE_ERROR.model_copy(update={"summary": f"rule disabled after it failed: {text}"})
+
+    def _error_result(self, err: CompiledRule) -> RuleResult:
+        """Fire on the first asset of each disabled rule of the table: one alert per failure."""
+        fire = np.zeros(len(err.assets), dtype=bool)
+        for r in self.rules:
+            if r.key in self.broken and r.table is err.table:
+                fire[err.assets.index(r.assets[0])] = True
+        return RuleResult(err, fire, ~fire)

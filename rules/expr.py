@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from .windows import Window
+from .windows import EventWindow, Window
 
 Array = npt.NDArray[np.float64] | npt.NDArray[np.bool_]
 Fn = Callable[["EvalContext"], Array]
@@ -49,6 +49,10 @@ class EvalContext(Protocol):
         """Hours since local midnight at the site (0 ≤ h < 24)."""
         ...
 
+    def has(self, point: str) -> npt.NDArray[np.bool_]:
+        """Per row, whether the asset's own profile provides ``point``."""
+        ...
+
 
 class ExpressionError(ValueError):
     def __init__(self, message: str, column: int) -> None:
@@ -63,7 +67,8 @@ class CompiledExpr:
     points: set[str] = field(default_factory=set)  # points whose quality gates the result
     aged_points: set[str] = field(default_factory=set)  # points used only through age()
     params: set[str] = field(default_factory=set)
-    windows: list[Window] = field(default_factory=list)  # history this expression keeps
+    windows: list[Window | EventWindow] = field(default_factory=list)  # history this expression keeps
+    provided: set[str] = field(default_factory=set)  # points asked about only through has()
 
     @property
     def history_bytes(self) -> int:
@@ -115,10 +120,11 @@ _WINDOWED = {
     "stddev_over": "stddev",
     "delta": "delta",
     "rate": "rate",
-    "changes": "changes",
     "count_true": "sum",
     "zscore": "zscore",
 }
+#: Exact event counts (rules/windows.EventWindow): name → what counts as one event.
+_EVENTS = {"rises": "rises", "increase": "increase", "changes": "changes"}
 _HOURS = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 
 
@@ -249,14 +255,14 @@ class _Compiler:
             raise self.fail(node, "only plain calls of known functions are allowed")
         name = node.func.id
         if name == "age":
-            if len(node.args) != 1 or not isinstance(node.args[0], ast.Name):
-                raise self.fail(node, "age() takes one point name")
-            point = node.args[0].id
-            if self.known is not None and point not in self.known:
-                raise self.fail(node.args[0], f"unknown point {point!r}")
+            point = self._point_arg(node, name)
             self.out.aged_points.add(point)
             return lambda ctx: ctx.age(point)
-        if name in _WINDOWED:
+        if name == "has":
+            point = self._point_arg(node, name)
+            self.out.provided.add(point)
+            return lambda ctx: ctx.has(point)
+        if name in _WINDOWED or name in _EVENTS:
             return self._windowed(node, name)
         if name == "imbalance":
             if len(node.args) < 2:
@@ -277,6 +283,15 @@ class _Compiler:
         args = [self.visit(a) for a in node.args]
         return lambda ctx: impl(*(a(ctx) for a in args))
 
+    def _point_arg(self, node: ast.Call, name: str) -> str:
+        """The one point name that ``age()`` and ``has()`` take (not gated on its quality)."""
+        if len(node.args) != 1 or not isinstance(node.args[0], ast.Name):
+            raise self.fail(node, f"{name}() takes one point name")
+        point = node.args[0].id
+        if self.known is not None and point not in self.known:
+            raise self.fail(node.args[0], f"unknown point {point!r}")
+        return point
+
     def _windowed(self, node: ast.Call, name: str) -> Fn:
         if len(node.args) != 2:
             raise self.fail(node, f"{name}() takes a series and a window, e.g. {name}(x, 5m)")
@@ -287,11 +302,14 @@ class _Compiler:
         source = _Compiler(inner, self.known).visit(node.args[0])
         self.out.points |= inner.points
         self.out.aged_points |= inner.aged_points
+        self.out.provided |= inner.provided
         self.out.params |= inner.params
         self.out.windows += inner.windows
+        points = frozenset(inner.points)
+        if name in _EVENTS:
+            return self._events(source, points, EventWindow(float(span.value), _EVENTS[name]))
         window = Window(float(span.value))
         self.out.windows.append(window)
-        points = frozenset(inner.points)
         kind = _WINDOWED[name]
 
         def run(ctx: EvalContext) -> Array:
@@ -306,6 +324,19 @@ class _Compiler:
                     )
                 return z
             return window.aggregate(kind, ctx.now)
+
+        return run
+
+    def _events(self, source: Fn, points: frozenset[str], window: EventWindow) -> Fn:
+        self.out.windows.append(window)
+
+        def run(ctx: EvalContext) -> Array:
+            raw = source(ctx)
+            values = np.asarray(truthy(raw) if window.kind == "rises" else raw, dtype=np.float64)
+            newest = ctx.newest(points)
+            current = np.broadcast_to(values, newest.shape).astype(np.float64)
+            window.add(current, newest, ctx.valid(points))
+            return window.total(ctx.now)
 
         return run
 

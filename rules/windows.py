@@ -2,10 +2,15 @@
 
 A ``Window`` keeps, for every asset a rule covers, the samples of one series
 over one time window, folded into ``BUCKETS`` time buckets (count, sum, sum
-of squares, min, max, first, last, value changes). Memory is fixed: rows ×
-(BUCKETS + 1) × 11 floats, whatever the poll rate. Edges are as precise as one
+of squares, min, max, first, last). Memory is fixed: rows ×
+(BUCKETS + 1) × 10 floats, whatever the poll rate. Edges are as precise as one
 bucket (window / 30). A series is fed only the samples that are new since the
 last evaluation and of good quality, so a stale value is never counted twice.
+
+``EventWindow`` is for counting rules that must be exact at their limit (starts
+per hour): it keeps the time and size of each event itself, up to ``EVENTS`` per
+asset, and counts those in the half-open window (now − w, now], so a pump that
+starts exactly N times an hour counts N at every moment, never N ± 1.
 """
 
 from __future__ import annotations
@@ -42,8 +47,6 @@ class Window:
         self.first_ts = np.full(shape, math.inf)
         self.last = np.full(shape, math.nan)
         self.last_ts = np.full(shape, -math.inf)
-        self.changes = np.zeros(shape)
-        self.prev = np.full(n, math.nan)
         self.seen_ts = np.full(n, -math.inf)
 
     @property
@@ -60,9 +63,8 @@ class Window:
             self.first_ts,
             self.last,
             self.last_ts,
-            self.changes,
         )
-        return sum(a.nbytes for a in arrays) + self.prev.nbytes + self.seen_ts.nbytes
+        return sum(a.nbytes for a in arrays) + self.seen_ts.nbytes
 
     def add(self, now: float, values: F, ts: F, good: B) -> None:
         """Fold in the rows whose sample is newer than the last one folded in."""
@@ -77,7 +79,6 @@ class Window:
                 (self.count, 0.0),
                 (self.sum, 0.0),
                 (self.sumsq, 0.0),
-                (self.changes, 0.0),
                 (self.min, math.inf),
                 (self.max, -math.inf),
                 (self.first, math.nan),
@@ -100,9 +101,6 @@ class Window:
         self.max[new, k] = np.maximum(self.max[new, k], v)
         self.last[new, k] = v
         self.last_ts[new, k] = t
-        prev = self.prev[new]
-        self.changes[new, k] += (np.isfinite(prev) & (prev != v)).astype(np.float64)
-        self.prev[new] = v
         self.seen_ts[new] = t
 
     def _live(self, now: float) -> B:
@@ -114,6 +112,9 @@ class Window:
         live = self._live(now)
         if kind == "count":
             out: F = self.count[:, live].sum(axis=1)
+            return out
+        if kind == "sum":  # count_true: the series is 0/1, so its sum counts the samples where it held
+            out = self.sum[:, live].sum(axis=1)
             return out
         n = self.count[:, live].sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -127,8 +128,6 @@ class Window:
                 mean = self.sum[:, live].sum(axis=1) / n
                 var = self.sumsq[:, live].sum(axis=1) / n - mean * mean
                 out = np.where(n > 1, np.sqrt(np.maximum(var, 0.0)), math.nan)
-            elif kind == "changes":
-                out = np.where(n > 0, self.changes[:, live].sum(axis=1), math.nan)
             elif kind in ("delta", "rate"):
                 first_ts = self.first_ts[:, live]
                 last_ts = self.last_ts[:, live]
@@ -145,4 +144,65 @@ class Window:
                     out = np.where(span > 0, delta / span, math.nan)
             else:
                 raise ValueError(kind)
+        return out
+
+
+#: Events an ``EventWindow`` keeps per asset; beyond that the oldest are forgotten (the count then
+#: stays at least this high, far above any starts-per-hour limit).
+EVENTS = 128
+
+
+class EventWindow:
+    """Exact event counts over a sliding window: ``rises`` (false → true), ``changes``, ``increase``."""
+
+    def __init__(self, seconds: float, kind: str) -> None:
+        if seconds <= 0:
+            raise ValueError("a window must be longer than 0 s")
+        if kind not in ("rises", "increase", "changes"):
+            raise ValueError(kind)
+        self.seconds, self.kind = seconds, kind
+        self.n = -1
+
+    def _alloc(self, n: int) -> None:
+        self.n = n
+        self.ts = np.full((n, EVENTS), -math.inf)
+        self.size = np.zeros((n, EVENTS))
+        self.next = np.zeros(n, dtype=np.intp)
+        self.prev = np.full(n, math.nan)
+        self.seen_ts = np.full(n, -math.inf)
+
+    @property
+    def nbytes(self) -> int:
+        if self.n < 0:
+            return 0
+        return self.ts.nbytes + self.size.nbytes + self.next.nbytes + self.prev.nbytes + self.seen_ts.nbytes
+
+    def add(self, values: F, ts: F, good: B) -> None:
+        """Record an event for each row whose new good sample rises (or whose counter went up)."""
+        if self.n != len(values):
+            self._alloc(len(values))
+        new = good & (ts > self.seen_ts) & np.isfinite(values)
+        if not new.any():
+            return
+        prev = self.prev[new]
+        v = values[new]
+        if self.kind == "rises":
+            size = ((np.nan_to_num(prev) == 0) & np.isfinite(prev) & (v != 0)).astype(np.float64)
+        elif self.kind == "changes":
+            size = (np.isfinite(prev) & (prev != v)).astype(np.float64)
+        else:  # a counter: only increases count; a reset (value went down) starts from the new value
+            size = np.where(np.isfinite(prev) & (v > prev), v - prev, 0.0)
+        rows = np.flatnonzero(new)[size > 0]
+        if len(rows):
+            slot = self.next[rows]
+            self.ts[rows, slot] = ts[rows]
+            self.size[rows, slot] = size[size > 0]
+            self.next[rows] = (slot + 1) % EVENTS
+        self.prev[new] = v
+        self.seen_ts[new] = ts[new]
+
+    def total(self, now: float) -> F:
+        """Per row, the events in (now − window, now]; NaN before the first sample."""
+        inside = (self.ts > now - self.seconds) & (self.ts <= now)
+        out: F = np.where(np.isfinite(self.prev), (self.size * inside).sum(axis=1), math.nan)
         return out

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import math
 import os
 import re
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -25,12 +28,15 @@ from monitord.alerting.mute import MaintenanceWindow
 from monitord.config.yamlio import LineDict, expand_env, load_yaml, problem
 from monitord.core.assets import Asset
 from monitord.core.errors import ConfigError
+from monitord.core.model import Quality, SampleBatch
 from monitord.core.schema import Strict, in_range
 from monitord.core.units import Duration
 from monitord.ingest.profiles import AssetType, DeviceProfile
+from monitord.ingest.state import AssetSlot, StateTable
 from monitord.people.notify import SmtpConfig
 from monitord.people.roster import RosterConfig
 from monitord.rules import PACKS_DIR
+from monitord.rules.engine import RuleEngine, RuleError, matches
 from monitord.rules.expr import ExpressionError, compile_expression
 from monitord.rules.spec import RuleSpec
 from monitord.tickets.sla import DEFAULT_SLA, Sla
@@ -353,6 +359,8 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
             elif dep == a.id:
                 out.append(problem(raw, (*where, "depends_on", j), "an asset cannot depend on itself"))
     out += _check_rules(config, raw, points_by_type, profiles, unresolved)
+    if not out:  # only a config that is otherwise sound can be built into tables and tried
+        out += trial_run(config, raw)
     if config.roster is not None:
         served = {s for team in config.roster.teams.values() for s in team.skills}
         for i, r in enumerate(config.rules):
@@ -424,6 +432,74 @@ def _check_rules(
                                 )
                             )
     return out
+
+
+def _table(config: SiteConfig, start: float) -> StateTable:
+    """A state table for the config's assets, with every profile's columns for each type."""
+    columns: dict[str, set[str]] = {}
+    for p in config.profiles:
+        columns.setdefault(p.asset_type, set()).update(p.points)
+    slots = [
+        AssetSlot(a.id, a.type, tuple(config.profile(a.profile).points), math.inf) for a in config.assets
+    ]
+    return StateTable(slots, started=start, columns={t: tuple(sorted(c)) for t, c in columns.items()})
+
+
+def trial_run(config: SiteConfig, raw: Any) -> list[str]:
+    """Evaluate every rule on a synthetic table of the types it applies to: one that would raise at run
+    time is an error now, naming the rule's file:line. Every point of every asset gets a good value,
+    twice (1 then 2, one second apart), so windowed functions see history and a change."""
+    start = 1_700_000_000.0
+    state = _table(config, start)
+    assets = list(config.domain_assets().values())
+    out: list[str] = []
+    for i, spec in enumerate(config.rules):
+        try:
+            engine = RuleEngine([spec], state, assets)
+            engine.log_failures = False
+        except (RuleError, ExpressionError) as exc:
+            out.append(problem(raw, ("rules", i, "when"), f"cannot bind rule {spec.id!r}: {exc}"))
+            continue
+        for step, value in enumerate((1.0, 2.0)):
+            now = start + 2 * i + step  # one shared table: each rule's samples are newer than the last's
+            for a in config.assets:
+                names = tuple(config.profile(a.profile).points)
+                good = np.full(len(names), int(Quality.GOOD), np.int8)
+                state.apply(SampleBatch(now, a.id, names, np.full(len(names), value), good))
+            engine.evaluate(now)
+        for key, what in engine.broken.items():
+            on = key.split("#")[1]
+            out.append(problem(raw, ("rules", i, "when"), f"fails when evaluated on {on} assets: {what}"))
+    return out
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A rule that applies to an asset but cannot be evaluated for it: its profile lacks points."""
+
+    asset: str
+    rule: str
+    missing: tuple[str, ...]
+
+
+def coverage(config: SiteConfig) -> list[Gap]:
+    """Per asset, the rules that apply to it and read points its own profile does not provide."""
+    gaps: list[Gap] = []
+    reads: dict[str, set[str]] = {}
+    for spec in config.rules:
+        needed: set[str] = set()
+        for text in (spec.when, spec.clear):
+            if text:
+                compiled = compile_expression(text)
+                needed |= compiled.points | compiled.aged_points
+        reads[spec.id] = needed
+    for asset in config.domain_assets().values():
+        provided = set(config.profile(config.asset(asset.id).profile).points)
+        for spec in config.rules:
+            missing = reads[spec.id] - provided
+            if missing and matches(spec, asset):
+                gaps.append(Gap(asset.id, spec.id, tuple(sorted(missing))))
+    return gaps
 
 
 def load_rules(path: str | Path, config: SiteConfig) -> list[RuleSpec]:

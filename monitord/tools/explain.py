@@ -24,7 +24,7 @@ from monitord.daemon.core import Core
 from monitord.rules.engine import CompiledRule
 from monitord.rules.expr import CompiledExpr, compile_expression, truthy
 from monitord.rules.spec import RuleSpec
-from monitord.rules.windows import Window
+from monitord.rules.windows import EventWindow, Window
 from monitord.store.sqlite import SqliteStore
 from monitord.tools.replay import replay
 
@@ -116,7 +116,7 @@ def _is_condition(text: str) -> bool:
     )
 
 
-def rule_windows(spec: RuleSpec) -> list[Window]:
+def rule_windows(spec: RuleSpec) -> list[Window | EventWindow]:
     """The time windows ``when`` and ``clear`` read (``avg(x, 5m)``: five minutes of history)."""
     return [w for text in (spec.when, spec.clear) if text for w in compile_expression(text).windows]
 

@@ -16,6 +16,9 @@ compact notation and the alerts expected to be firing at given times::
           - {at: 10s, firing: [pump.dry_run/P1]}
           - {at: 39s, firing: []}
 
+An asset may list ``points:``, the points its profile provides (``has()``,
+coverage); by default it provides every point the rules read.
+
 Series notation, one token per step or ``xN`` for N steps: ``0.5`` a value,
 ``0.5x10`` ten times, ``1+0.5x4`` 1, 1.5, 2, 2.5, ``_`` no sample, ``err`` a
 failed read (``comm_error``). Each test runs the real rule engine and alert
@@ -64,6 +67,8 @@ class TestAsset(_Model):
     type: AssetType
     params: dict[str, float] = {}
     tags: list[str] = []
+    #: the points the asset's profile provides (for ``has()``); default: every point the rules read
+    points: list[str] | None = None
 
 
 class Expectation(_Model):
@@ -123,18 +128,26 @@ def run_test(test: RuleTest, specs: list[RuleSpec], tz: tzinfo = UTC) -> Outcome
                 for a in test.assets:
                     if spec.applies_to.type in (None, a.type):
                         needed.setdefault(a.id, set()).update(compiled.points | compiled.aged_points)
+
+    def provided(a: TestAsset) -> set[str]:
+        return set(a.points) if a.points is not None else needed.get(a.id, set()) | set(series.get(a.id, {}))
+
+    # Every point read stays a column of the type's table, as every profile of a type adds its columns.
+    columns: dict[str, set[str]] = {}
+    for a in test.assets:
+        columns.setdefault(a.type, set()).update(needed.get(a.id, set()) | set(series.get(a.id, {})))
     clock = ManualClock(test.start.replace(tzinfo=tz).timestamp())
     start = clock.now()
     slots = [
         AssetSlot(
             a.id,
             a.type,
-            tuple(sorted(needed.get(a.id, set()) | set(series.get(a.id, {})))),
+            tuple(sorted(provided(a))),
             3 * test.interval,
         )
         for a in test.assets
     ]
-    state = StateTable(slots, started=start)
+    state = StateTable(slots, started=start, columns={t: tuple(sorted(c)) for t, c in columns.items()})
     facts = [Asset(a.id, a.type, tags=tuple(a.tags), params=a.params) for a in test.assets]
     engine = RuleEngine(specs, state, facts, tz=tz)
     tracker = AlertTracker()

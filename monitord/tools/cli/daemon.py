@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from monitord.config.site import CONFIG_DIR, load_config
+from monitord.config.site import CONFIG_DIR, coverage, load_config
 from monitord.core.errors import MonitordError
 from monitord.core.units import parse_duration
 from monitord.daemon.runner import run_daemon, until_stopped
@@ -46,6 +46,9 @@ def check(args: argparse.Namespace) -> int:
         f"{args.config}: ok — {len(config.assets)} assets, {len(config.profiles)} profiles, "
         f"{len(config.rules)} rules"
     )
+    # Not errors: a pack serves profiles with and without some points; but say what is not watched.
+    for gap in coverage(config):
+        print(f"warning: {gap.asset}: {gap.rule} cannot be evaluated, profile lacks {', '.join(gap.missing)}")
     return 0
 
 

@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from monitord.config.site import load_config, load_rules, site_zone
+from monitord.config.site import coverage, load_config, load_rules, site_zone
 from monitord.core.errors import MonitordError
 from monitord.core.units import format_time, parse_duration
+from monitord.rules.engine import matches
 from monitord.rules.spec import RuleSpec
 from monitord.tools.cli.common import time_arg
 from monitord.tools.explain import explain_store
@@ -30,6 +31,9 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     re_.add_argument("--config", required=True)
     re_.add_argument("--store", help="SQLite store (default: the config's)")
     re_.set_defaults(fn=rules_explain)
+    rc = rsub.add_parser("coverage", help="per asset, the rules its profile cannot feed")
+    rc.add_argument("config")
+    rc.set_defaults(fn=rules_coverage)
 
     rp = sub.add_parser("replay", help="run recorded samples through the rules, alerts and tickets")
     rp.add_argument("--config", required=True, help="the site the samples come from")
@@ -68,6 +72,22 @@ def rules_test(args: argparse.Namespace) -> int:
                     print(f"        {line}")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
+
+
+def rules_coverage(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    gaps = coverage(config)
+    by_asset: dict[str, list[str]] = {}
+    for gap in gaps:
+        by_asset.setdefault(gap.asset, []).append(f"{gap.rule} (lacks {', '.join(gap.missing)})")
+    assets = config.domain_assets()
+    for a in config.assets:
+        applies = sum(1 for r in config.rules if matches(r, assets[a.id]))
+        missing = by_asset.get(a.id, [])
+        print(f"{a.id}: {applies - len(missing)} of {applies} rules evaluated")
+        for line in missing:
+            print(f"  not evaluated: {line}")
+    return 0
 
 
 def rules_explain(args: argparse.Namespace) -> int:
