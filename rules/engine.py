@@ -20,7 +20,7 @@ import numpy.typing as npt
 from monitord.core.assets import Asset
 from monitord.ingest.state import StateTable, TypeTable
 
-from .expr import Array, CompiledExpr, EvalContext, compile_expression, truthy
+from .expr import Array, CompiledExpr, EvalContext, Fn, compile_expression, truthy
 from .spec import AppliesTo, RuleSpec, TicketPolicy
 
 Bools = npt.NDArray[np.bool_]
@@ -49,7 +49,8 @@ class CompiledRule:
     rows: npt.NDArray[np.intp]
     assets: list[str]
     params: dict[str, npt.NDArray[np.float64]]
-    gate: npt.NDArray[np.intp]  # columns that must be valid for the rule to act
+    when_alts: list[Alternative]
+    clear_alts: list[Alternative] | None
 
     @property
     def select(self) -> slice | npt.NDArray[np.intp]:
@@ -60,6 +61,12 @@ class CompiledRule:
         n = len(self.table.assets)
         whole = len(self.rows) == n and bool((self.rows == np.arange(n)).all())
         self._select: slice | npt.NDArray[np.intp] = slice(None) if whole else self.rows
+        # Rows whose profile feeds some alternative of `clear`; elsewhere the alert clears on `not when`.
+        self.clear_fed: Bools = (
+            np.logical_or.reduce([a.fed for a in self.clear_alts])
+            if self.clear_alts
+            else np.zeros(len(self.rows), dtype=bool)
+        )
 
     @property
     def history_bytes(self) -> int:
@@ -165,17 +172,54 @@ def _bind(spec: RuleSpec, table: TypeTable, chosen: list[Asset]) -> CompiledRule
                 raise RuleError(f"rule {spec.id}: asset {a.id} has no value for param.{name}")
             values.append(v)
         params[name] = np.array(values, dtype=np.float64)
-    gated = when.points | (clear.points if clear else set())
+    rows = np.array([table.row[a.id] for a in chosen], dtype=np.intp)
     return CompiledRule(
         spec=spec,
         when=when,
         clear=clear,
         table=table,
-        rows=np.array([table.row[a.id] for a in chosen], dtype=np.intp),
+        rows=rows,
         assets=[a.id for a in chosen],
         params=params,
-        gate=np.array(sorted(table.col[p] for p in gated), dtype=np.intp),
+        when_alts=alternatives(when, table, rows),
+        clear_alts=alternatives(clear, table, rows) if clear else None,
     )
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One alternative of a rule's top-level ``a or b or …`` (the whole expression if it has none)."""
+
+    fn: Fn
+    cols: npt.NDArray[np.intp]  # the columns of the points it reads (quality-gated)
+    fed: Bools  # per row of the rule: whether the asset's profile provides all of them
+
+
+def alternatives(expr: CompiledExpr, table: TypeTable, rows: npt.NDArray[np.intp]) -> list[Alternative]:
+    has = table.has[rows]
+    out = []
+    for fn, points in expr.branches or [(expr.fn, frozenset(expr.points))]:
+        cols = table.columns_of(tuple(sorted(points)))
+        out.append(Alternative(fn, cols, np.asarray(has[:, cols].all(axis=1), dtype=bool)))
+    return out
+
+
+def judge(alts: list[Alternative], valid: Bools, ctx: EvalContext) -> tuple[Bools, Bools]:
+    """Per row: whether the expression holds, and whether that is known.
+
+    An alternative counts where the asset's profile feeds it and its points are good and fresh.
+    The expression holds where a counted alternative holds; it is known where it holds, or where
+    every alternative the profile feeds could be judged (a bad read leaves it unknown: no verdict).
+    """
+    holds = np.zeros(len(valid), dtype=bool)
+    judged = np.ones(len(valid), dtype=bool)
+    fed_any = np.zeros(len(valid), dtype=bool)
+    for alt in alts:
+        counted = valid[:, alt.cols].all(axis=1) & alt.fed
+        holds |= truthy(alt.fn(ctx)) & counted  # also broadcasts a constant to every row
+        judged &= counted | ~alt.fed
+        fed_any |= alt.fed
+    return holds, (holds | judged) & fed_any
 
 
 class RuleEngine:
@@ -214,12 +258,14 @@ class RuleEngine:
             if t.asset_type not in valid:
                 valid[t.asset_type] = t.valid(now)
                 offline[t.asset_type] = t.offline(now)
-            ok = valid[t.asset_type][rule.select][:, rule.gate].all(axis=1)
+            rows_valid = valid[t.asset_type][rule.select]
             ctx = _Context(rule, now, valid[t.asset_type], offline[t.asset_type], self.tz)
             try:
-                when = truthy(rule.when.fn(ctx))
-                fire = when & ok  # also broadcasts a constant to every asset
-                clear = truthy(rule.clear.fn(ctx)) & ok if rule.clear is not None else ~when & ok
+                fire, known = judge(rule.when_alts, rows_valid, ctx)
+                clear = ~fire & known
+                if rule.clear_alts is not None:  # an explicit clear must hold and be known, too
+                    holds, clear_known = judge(rule.clear_alts, rows_valid, ctx)
+                    clear = np.where(rule.clear_fed, holds & clear_known & known, clear)
             except Exception as exc:  # one bad rule must not stop the others, nor the daemon
                 self._disable(rule, exc)
                 continue

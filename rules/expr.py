@@ -69,6 +69,10 @@ class CompiledExpr:
     params: set[str] = field(default_factory=set)
     windows: list[Window | EventWindow] = field(default_factory=list)  # history this expression keeps
     provided: set[str] = field(default_factory=set)  # points asked about only through has()
+    #: A top-level ``a or b or …``: each alternative and the points it reads. The engine drops, per
+    #: asset, an alternative that reads a point the asset's profile does not provide, so a device
+    #: that reports its own verdict (a fault code) is judged on it even without the other signals.
+    branches: list[tuple[Fn, frozenset[str]]] = field(default_factory=list)
 
     @property
     def history_bytes(self) -> int:
@@ -149,13 +153,29 @@ def compile_expression(text: str, *, known_points: set[str] | None = None) -> Co
     try:
         tree = ast.parse(source, mode="eval")
         out = CompiledExpr(text=text, fn=lambda ctx: np.zeros(0))
-        out.fn = _Compiler(out, known_points).visit(tree.body)
+        compiler = _Compiler(out, known_points)
+        body = tree.body
+        if isinstance(body, ast.BoolOp) and isinstance(body.op, ast.Or):
+            out.branches = [compiler.part(v) for v in body.values]
+            out.fn = _any([fn for fn, _points in out.branches])
+        else:
+            out.fn = compiler.visit(body)
     except SyntaxError as exc:
         raise ExpressionError(f"syntax error: {exc.msg}", _original(exc.offset or 1, shifts)) from None
     except ExpressionError as exc:
         exc.column = _original(exc.column, shifts)
         raise
     return out
+
+
+def _any(parts: list[Fn]) -> Fn:
+    def run(ctx: EvalContext) -> Array:
+        acc = truthy(parts[0](ctx))
+        for p in parts[1:]:
+            acc = np.logical_or(acc, truthy(p(ctx)))
+        return acc
+
+    return run
 
 
 def _original(column: int, shifts: list[tuple[int, int]]) -> int:
@@ -222,15 +242,27 @@ class _Compiler:
 
     def visit_BoolOp(self, node: ast.BoolOp) -> Fn:
         parts = [self.visit(v) for v in node.values]
-        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        if isinstance(node.op, ast.Or):
+            return _any(parts)
 
         def run(ctx: EvalContext) -> Array:
             acc = truthy(parts[0](ctx))
             for p in parts[1:]:
-                acc = combine(acc, truthy(p(ctx)))
+                acc = np.logical_and(acc, truthy(p(ctx)))
             return acc
 
         return run
+
+    def part(self, node: ast.expr) -> tuple[Fn, frozenset[str]]:
+        """Compile a sub-expression on its own: its function and the points it reads (gated ones)."""
+        inner = CompiledExpr(text="", fn=lambda ctx: np.zeros(0))
+        fn = _Compiler(inner, self.known).visit(node)
+        self.out.points |= inner.points
+        self.out.aged_points |= inner.aged_points
+        self.out.provided |= inner.provided
+        self.out.params |= inner.params
+        self.out.windows += inner.windows
+        return fn, frozenset(inner.points)
 
     def visit_Compare(self, node: ast.Compare) -> Fn:
         operands = [self.visit(node.left), *(self.visit(c) for c in node.comparators)]
@@ -298,14 +330,7 @@ class _Compiler:
         span = node.args[1]
         if not (isinstance(span, ast.Constant) and isinstance(span.value, int | float) and span.value > 0):
             raise self.fail(span, f"the window of {name}() must be a duration such as 5m")
-        inner = CompiledExpr(text="", fn=lambda ctx: np.zeros(0))
-        source = _Compiler(inner, self.known).visit(node.args[0])
-        self.out.points |= inner.points
-        self.out.aged_points |= inner.aged_points
-        self.out.provided |= inner.provided
-        self.out.params |= inner.params
-        self.out.windows += inner.windows
-        points = frozenset(inner.points)
+        source, points = self.part(node.args[0])
         if name in _EVENTS:
             return self._events(source, points, EventWindow(float(span.value), _EVENTS[name]))
         window = Window(float(span.value))

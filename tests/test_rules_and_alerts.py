@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from monitord.config.site import coverage
 from monitord.core.model import Quality
 from monitord.rules.expr import ExpressionError, compile_expression
 from tests.support import Timeline
@@ -142,3 +143,50 @@ def test_durations_and_functions_compile_to_numpy() -> None:
     result = expr.fn(Ctx())  # type: ignore[arg-type]
     assert result.tolist() == [False, True, False]
     assert expr.points == {"x", "y", "z"}
+
+
+CODES_SITE = """\
+site: {id: lifts}
+mqtt: {url: 'mqtt://127.0.0.1:1'}
+poll: 1s
+profiles:
+  - include: profiles/elevator-gbt24476.yaml
+  - profile: box-codes-only          # an IoT box that reports its verdicts, not the car's signals
+    asset_type: elevator
+    mqtt: {topic: '{site}/{asset}'}
+    points: {run_status: {}, door: {}, fault_code: {}, speed: {}}
+assets:
+  - {id: FULL, type: elevator, profile: elevator-gbt24476, connection: {mqtt: {}}}
+  - {id: BOX, type: elevator, profile: box-codes-only, connection: {mqtt: {}}}
+rules:
+  - include: rules/packs/elevator.yaml
+"""
+FULL_NORMAL = dict(
+    run_status=0, direction=0, leveling=0, door=0, occupancy=0, power_source=0, inspection=0,
+    safety_circuit=1, floor=3, speed=0.0, fault_code=0, heartbeat=0, upper_limit=0, lower_limit=0,
+    door_lock_circuit=1, door_command=0, landing_button_held=0,
+)  # fmt: skip
+
+
+def test_a_box_that_reports_only_fault_codes_is_judged_on_its_codes(
+    timeline: Callable[..., Timeline],
+) -> None:
+    """GB/T 24476 code 8 from a box without occupancy or levelling signals raises the entrapment
+    rule itself (the signal alternative is dropped for that asset, not the whole rule); a box that
+    reports both raises it once, whichever way it knows; neither is raised by the other's data."""
+    tl = timeline(CODES_SITE)
+    for t in range(80):
+        trapped = 10 <= t < 60
+        code = 8 if trapped else 0
+        tl.at(t).push("BOX", run_status=1 if trapped else 0, door=0, fault_code=code, speed=0.0)
+        full = {**FULL_NORMAL, "heartbeat": t, "fault_code": code, "run_status": 3 if trapped else 0}
+        full |= {"occupancy": 1, "leveling": 1} if trapped else {}
+        tl.at(t).push("FULL", **full)
+    tl.expect_nothing(until=39.5)  # `for: 30s` still holding
+    entrapment = "elevator.entrapment_between_floors"
+    tl.expect_alerts(between=(39.5, 41), firing=[(entrapment, "BOX"), (entrapment, "FULL")])
+    tl.expect_alerts(between=(41, 75), resolved=[(entrapment, "BOX"), (entrapment, "FULL")])
+    assert tl.firing() == set()
+    # Every code rule is fed by the box's fault code; only the heartbeat check is not.
+    gaps = [(g.asset, g.rule, g.missing) for g in coverage(tl.config)]
+    assert gaps == [("BOX", "elevator.heartbeat_missing", ("heartbeat",))]

@@ -483,22 +483,25 @@ class Gap:
 
 
 def coverage(config: SiteConfig) -> list[Gap]:
-    """Per asset, the rules that apply to it and read points its own profile does not provide."""
+    """Per asset, the rules that apply to it but that its own profile cannot feed.
+
+    A rule is fed when the profile provides every point its ``when`` reads — or, for a top-level
+    ``a or b``, every point of one alternative (the engine drops the others for that asset).
+    """
     gaps: list[Gap] = []
-    reads: dict[str, set[str]] = {}
+    needs: dict[str, list[frozenset[str]]] = {}  # rule → point sets, any one of which feeds it
     for spec in config.rules:
-        needed: set[str] = set()
-        for text in (spec.when, spec.clear):
-            if text:
-                compiled = compile_expression(text)
-                needed |= compiled.points | compiled.aged_points
-        reads[spec.id] = needed
+        when = compile_expression(spec.when)
+        aged = frozenset(when.aged_points)
+        alternatives = [points for _fn, points in when.branches] or [frozenset(when.points)]
+        needs[spec.id] = [points | aged for points in alternatives]
     for asset in config.domain_assets().values():
         provided = set(config.profile(config.asset(asset.id).profile).points)
         for spec in config.rules:
-            missing = reads[spec.id] - provided
-            if missing and matches(spec, asset):
-                gaps.append(Gap(asset.id, spec.id, tuple(sorted(missing))))
+            if not matches(spec, asset) or any(points <= provided for points in needs[spec.id]):
+                continue
+            missing = set().union(*needs[spec.id]) - provided
+            gaps.append(Gap(asset.id, spec.id, tuple(sorted(missing))))
     return gaps
 
 
