@@ -7,6 +7,11 @@ loop, not one per message. Topics map to assets through the profile's pattern
 (``{site}/{asset}/...``) or the asset's own topic. Plain numeric payloads map
 one topic to one point; JSON payloads map field paths to points. A malformed
 payload is counted and logged once per topic, never raised.
+
+A payload's own timestamp (the profile's ``ts_field``) is used only when it is
+within ``max_clock_skew`` of receive time; otherwise the sample is stamped with
+receive time, counted (``monitord_clock_skew_total{asset}``) and logged once
+per device. The state table judges offline by receive time in any case.
 """
 
 from __future__ import annotations
@@ -91,8 +96,11 @@ class MqttDriver:
         qos: int = 0,
         username: str | None = None,
         password: str | None = None,
+        max_clock_skew: float = 60.0,
     ) -> None:
         self.host, self.port, self.routes = host, port, routes
+        self.max_clock_skew = max_clock_skew
+        self._skewed: set[str] = set()  # devices whose clock was reported off (once each)
         self.bus, self.clock, self.metrics, self.qos = bus, clock, metrics, qos
         self._queue: collections.deque[tuple[float, str, bytes]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -163,8 +171,25 @@ class MqttDriver:
             except Exception as exc:  # untrusted input (huge ints, deep nesting, ...) never stops the driver
                 self._malformed(topic, exc)
                 continue
-            self.bus.publish(SampleBatch(sent_ts or ts, route.asset, route.points, values, quality))
+            stamp = ts if sent_ts is None else self._bounded(route.asset, sent_ts, ts)
+            self.bus.publish(SampleBatch(stamp, route.asset, route.points, values, quality))
         return n
+
+    def _bounded(self, asset: str, sent: float, received: float) -> float:
+        """The device's time if its clock is within ``max_clock_skew`` of ours, else receive time."""
+        if abs(sent - received) <= self.max_clock_skew:
+            return sent
+        self.metrics.clock_skew.labels(asset).inc()
+        if asset not in self._skewed:
+            self._skewed.add(asset)
+            log.warning(
+                "mqtt: %s sends time %+.0f s off receive time (max_clock_skew %.0f s): "
+                "its samples are stamped on receipt; further ones counted in monitord_clock_skew_total",
+                asset,
+                sent - received,
+                self.max_clock_skew,
+            )
+        return received
 
     def _malformed(self, topic: str, exc: Exception) -> None:
         self.metrics.driver_errors.labels("mqtt", "malformed").inc()

@@ -49,3 +49,8 @@ class RuleSpec(_Strict):
     ticket: TicketPolicy | None = TicketPolicy()
     flapping: Flapping = Flapping()
     root_cause: bool = Field(False, description="explains alerts of assets that depend on this one")
+    life_safety: bool = Field(
+        False,
+        description="a person may be in danger: always its own ticket and page, never inhibited, muted "
+        "by a maintenance window or joined to another ticket; silenced only by a silence naming it",
+    )

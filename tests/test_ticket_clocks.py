@@ -76,8 +76,13 @@ def test_reopen_window_and_follow_up_close() -> None:
     [opened] = desk.on_alert(alert(T0, "firing"), POLICY, "B2")
     desk.on_alert(alert(T0 + 600, "resolved"), POLICY, "B2")
     [again] = desk.on_alert(alert(T0 + 1200, "firing"), POLICY, "B2")  # back within the hour
-    assert (again.event, again.ticket) == ("reopened", opened.ticket)
-    assert desk.tickets[opened.ticket].repeats == 1
+    # monitord resolved it: the same incident going in and out, a quiet recurrence (no new page)
+    assert (again.event, again.ticket) == ("recurred", opened.ticket)
+    assert desk.tickets[opened.ticket].repeats == 1 and desk.tickets[opened.ticket].flapping
+    desk.act(opened.ticket, "resolve", actor="zhang", now=T0 + 1300, note="replaced the valve")
+    [back] = desk.on_alert(alert(T0 + 1400, "firing"), POLICY, "B2")  # a person's fix did not hold: news
+    assert (back.event, back.ticket) == ("reopened", opened.ticket)
+    assert desk.tickets[opened.ticket].repeats == 2
     desk.on_alert(alert(T0 + 1800, "resolved"), POLICY, "B2")
     [later] = desk.on_alert(alert(T0 + 1800 + 7200, "firing"), POLICY, "B2")  # long after: a new incident
     assert later.event == "opened" and later.ticket != opened.ticket

@@ -6,6 +6,12 @@ an author, a reason and an expiry — never without one) covers is still
 recorded in the store, but opens no ticket and notifies no one; ``mutes``
 says why. Silences live in the notification-log database, so they survive a
 restart; expired ones stay listed as expired.
+
+Life-safety rules (``life_safety: true``: entrapment, fire, residual current)
+are never muted by a maintenance window, and a silence mutes one only when it
+names that rule itself (no glob, no "every rule of the asset"); each time it
+does, an audit row (``silence_audit``: silence, author, reason, rule, asset,
+time) is written beside the silences and a warning is logged.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import datetime
 import datetime as dt
 import fnmatch
+import logging
 import sqlite3
 import time
 import uuid
@@ -27,6 +34,7 @@ from pydantic_core import PydanticCustomError
 from monitord.core.assets import Asset
 from monitord.core.schema import Strict
 
+log = logging.getLogger(__name__)
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -117,6 +125,10 @@ class MuteStages:
                     "CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, matcher TEXT, "
                     "author TEXT, reason TEXT, created REAL, expires REAL)"
                 )
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS silence_audit (silence TEXT, author TEXT, reason TEXT, "
+                    "rule TEXT, asset TEXT, at REAL, PRIMARY KEY (silence, rule, asset, at))"
+                )
                 rows = db.execute(
                     "SELECT id, matcher, author, reason, created, expires FROM silences"
                 ).fetchall()
@@ -124,15 +136,45 @@ class MuteStages:
                 Silence(i, Matcher.model_validate_json(m), a, r, c, e) for i, m, a, r, c, e in rows
             ]
 
-    def mutes(self, rule: str, asset: Asset, at: float) -> str | None:
-        """Why this alert must not reach people now, or None."""
-        for w in self.windows:
-            if matches(w.match, rule, asset) and in_window(w, at, self.tz):
-                return f"maintenance window {w.id}" + (f" ({w.reason})" if w.reason else "")
+    def mutes(self, rule: str, asset: Asset, at: float, *, life_safety: bool = False) -> str | None:
+        """Why this alert must not reach people now, or None.
+
+        A life-safety alert: no maintenance window, and only a silence that names ``rule`` exactly
+        (an audited decision by a person, not a side effect of a broad matcher)."""
+        if not life_safety:
+            for w in self.windows:
+                if matches(w.match, rule, asset) and in_window(w, at, self.tz):
+                    return f"maintenance window {w.id}" + (f" ({w.reason})" if w.reason else "")
         for s in self.silences:
-            if s.active(at) and matches(s.matcher, rule, asset):
-                return f"silence {s.id} by {s.author}: {s.reason}"
+            if not (s.active(at) and matches(s.matcher, rule, asset)):
+                continue
+            if life_safety and rule not in s.matcher.rules:
+                continue
+            if life_safety:
+                self._audit(s, rule, asset.id, at)
+            return f"silence {s.id} by {s.author}: {s.reason}"
         return None
+
+    def _audit(self, s: Silence, rule: str, asset: str, at: float) -> None:
+        log.warning(
+            "life-safety alert %s on %s silenced by %s (%s: %s)", rule, asset, s.id, s.author, s.reason
+        )
+        if self.db_path is not None:
+            with sqlite3.connect(self.db_path) as db:
+                db.execute(
+                    "INSERT OR IGNORE INTO silence_audit VALUES (?, ?, ?, ?, ?, ?)",
+                    (s.id, s.author, s.reason, rule, asset, at),
+                )
+
+    def audit(self) -> list[tuple[str, str, str, str, str, float]]:
+        """Life-safety alerts silences muted: (silence, author, reason, rule, asset, at), oldest first."""
+        if self.db_path is None:
+            return []
+        with sqlite3.connect(self.db_path) as db:
+            rows = db.execute(
+                "SELECT silence, author, reason, rule, asset, at FROM silence_audit ORDER BY at"
+            ).fetchall()
+        return [(str(a), str(b), str(c), str(d), str(e), float(f)) for a, b, c, d, e, f in rows]
 
     def add_silence(
         self, matcher: Matcher, author: str, reason: str, seconds: float, now: float | None = None

@@ -128,6 +128,11 @@ class AlertTracker:
         st = self._rules.get(rule)
         return INACTIVE if st is None else int(st.state[index])
 
+    def since_of(self, rule: str, index: int) -> float:
+        """When the current episode of an alert began (NaN when it is inactive)."""
+        st = self._rules.get(rule)
+        return float("nan") if st is None else float(st.since[index])
+
     def restore(self, rule: str, n: int, index: int, since: float) -> None:
         """Mark an alert as firing after a restart, so it is not opened twice."""
         st = self._rules.get(rule)

@@ -79,6 +79,9 @@ class MqttConfig(Strict):
     username: str | None = None
     password: str | None = None
     qos: Annotated[int, in_range(0, 1)] = 0
+    max_clock_skew: Duration = Field(
+        60.0, description="a device timestamp further than this from receive time is replaced by it"
+    )
 
     @property
     def host_port(self) -> tuple[str, int]:

@@ -103,6 +103,13 @@ class Metrics:
             "Lines dropped because the spool was full (should stay 0)",
             registry=r,
         )
+        self.clock_skew = Counter(
+            "monitord_clock_skew",
+            "Samples whose device timestamp was further than max_clock_skew from receive time "
+            "(stamped with receive time instead)",
+            ["asset"],
+            registry=r,
+        )
         self._type_of: dict[str, str] = {}
 
     def set_asset_types(self, types: dict[str, str]) -> None:

@@ -158,6 +158,7 @@ class Monitord:
             self.metrics,
             client_id=c.mqtt.client_id,
             qos=c.mqtt.qos,
+            max_clock_skew=c.mqtt.max_clock_skew,
             username=c.mqtt.username,
             password=c.mqtt.password,
         )

@@ -57,6 +57,20 @@ def ancestors(config: SiteConfig) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def shared_paths(config: SiteConfig) -> tuple[dict[str, str], dict[str, str]]:
+    """Asset → the shared path it reports through, and path → its label (docs/incidents.md).
+
+    Every MQTT device shares the daemon's one broker connection. Modbus gateways are assets of
+    their own (``daemon.app.with_gateways``), watched by ``comms.gateway_down``."""
+    if config.mqtt is None:
+        return {}, {}
+    host, port = config.mqtt.host_port
+    path = f"MQTT-{host}-{port}"
+    # Synthetic gateway assets carry an empty mqtt connection but are reported by the poller.
+    behind = {a.id: path for a in config.assets if a.connection.mqtt and a.type != "gateway"}
+    return behind, ({path: f"MQTT broker {host}:{port}"} if behind else {})
+
+
 @dataclass
 class Core:
     config: SiteConfig
@@ -147,6 +161,7 @@ def build_core(
         [AssetSlot(a.id, a.type, asset_points(c, a), stale * c.poll_of(a)) for a in c.assets],
         started=clock.now(),
         columns=points_by_type(c),
+        clock=clock.now,
     )
     engine = RuleEngine(c.rules, state, list(assets.values()))
     tracker = AlertTracker()
@@ -154,6 +169,7 @@ def build_core(
     desk.reopen_window = c.tickets.reopen_window
     road = EventRoad(store, metrics, desk, engine, tracker)
     tops = ancestors(c)
+    paths, path_names = shared_paths(c)
     pipeline = Pipeline(
         state,
         engine,
@@ -168,8 +184,11 @@ def build_core(
         },
         ancestors=tops,
         mute=MuteStages(c.maintenance, silences, c.roster.timezone if c.roster else "UTC"),
+        paths=paths,
+        path_names=path_names,
         # An alert waits for its upstream devices to report since it began: 1.5 of their slowest poll.
-        settle={a: 1.5 * max(c.poll_of(c.asset(u)) for u in ups) for a, ups in tops.items() if ups},
+        settle={a: 1.5 * max(c.poll_of(c.asset(u)) for u in ups) for a, ups in tops.items() if ups}
+        | {a: 1.5 * c.poll_of(c.asset(a)) for a, ups in tops.items() if not ups},
         clock_steps=[lambda now: desk.check_clocks(now, c.sla_of, c.tickets.follow_up)],
     )
     # Drivers hand batches to the bus: the state table, the store and the metrics each take them.

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+from monitord.alerting.inference import Topology, Verdict
 from monitord.alerting.mute import MuteStages
 from monitord.alerting.tracker import FIRING, PENDING, AlertEvent, AlertTracker, Transition, fingerprint
 from monitord.core.assets import Asset
@@ -26,10 +27,22 @@ from monitord.core.metrics import Metrics
 from monitord.daemon.events import EventRoad
 from monitord.ingest.state import StateTable
 from monitord.rules.engine import CompiledRule, RuleEngine
+from monitord.rules.spec import RuleSpec, TicketPolicy
 from monitord.tickets.desk import Ticket, TicketDesk, TicketEvent, TicketPolicyView
 
 log = logging.getLogger(__name__)
 INHIBIT_WAIT = 30.0  # seconds a dependant's alert waits for a pending root cause upstream
+#: Rule ids of the tickets inference opens (no rule file defines them; docs/incidents.md does).
+SUPPLY_DARK = "topology.supply_dark"
+PATH_SILENT = "topology.path_silent"
+_PLAIN = RuleSpec(id="plain", applies_to={}, when="false")
+
+
+def _is_silence(spec: RuleSpec) -> bool:
+    """A rule that fires on a device's silence (``when: offline``): what a silent path explains."""
+    return spec.when.strip() == "offline"
+
+
 #: A step run after every evaluation once tickets are known: ticket events caused by time passing.
 ClockStep = Callable[[float], Sequence[TicketEvent]]
 
@@ -111,6 +124,9 @@ class Pipeline:
     #: asset → every asset it depends on, directly or not (topology for inhibition)
     ancestors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     mute: MuteStages | None = None
+    #: asset → the shared path it reports through (one per MQTT broker connection), and path → label
+    paths: Mapping[str, str] = field(default_factory=dict)
+    path_names: Mapping[str, str] = field(default_factory=dict)
     #: asset → seconds its alerts wait for an upstream root cause to show (slowest upstream poll × 1.5)
     settle: Mapping[str, float] = field(default_factory=dict)
     #: run after every evaluation once tickets are known (SLA clocks, follow-up, escalation)
@@ -118,6 +134,12 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self._specs = {r.spec.id: r.spec for r in self.engine.rules}
+        watched: dict[str, list[tuple[str, int]]] = {}
+        for r in self.engine.rules:
+            for i, a in enumerate(r.assets):
+                watched.setdefault(a, []).append((r.key, i))
+        self.topology = Topology(self.state, self.tracker, self.ancestors, self.paths, watched)
+        # A life-safety ticket's page must not wait for its peers: it is never explained away.
         # Ticket decisions wait until the desk knows the tickets already in the store (restore);
         # alerts meanwhile are held, in order, so none is lost and none opens a second ticket.
         self.tickets_ready = True
@@ -134,49 +156,187 @@ class Pipeline:
     def decide_tickets(self, now: float) -> list[TicketEvent]:
         """Turn held alert events into ticket events; returns them (the caller sends them on).
 
-        Topology inhibition: a firing alert of an asset whose supply (``depends_on``, transitively)
-        has an active root-cause ticket is noted on that ticket ("explained"), not ticketed or
-        notified on its own; while such a root-cause alert is still pending, the dependant's alert
-        waits here (at most ``INHIBIT_WAIT`` seconds), so one outage is one ticket, not twenty.
+        The rules of inference (docs/incidents.md), in order, for a firing alert:
+
+        1. **life safety** (``life_safety: true``): always its own ticket and page, at once; never
+           explained, joined, suppressed or muted by a maintenance window (only by a silence naming
+           the rule); if an upstream cause has a ticket, the two are linked both ways;
+        2. **root cause upstream**: an asset whose supply (``depends_on``, transitively) has an
+           active root-cause ticket — a ``root_cause`` rule's, or an inferred dark supply's — or
+           whose shared path is silent is noted on that ticket ("explained"), not ticketed;
+           while a peer may still show such a cause, the alert waits (``Topology.undecided``);
+        3. **dark supply / silent path**: a supply that is dark itself with most of its
+           dependants, or an MQTT connection most of whose devices fell silent together, gets one
+           ticket ("supply lost or supply meter dark" / "shared path silent") explaining them;
+        4. muting (maintenance windows, silences), then ticket-driven suppression (someone is
+           working on the asset in the same trade);
+        5. **same asset**: while the asset has an active ticket of a graver priority from another
+           rule, the alert is a symptom on it.
         """
         tickets: list[TicketEvent] = []
-        held, self._held = self._held, []
-        for ev in held:
-            policy = self._specs[ev.rule].ticket
-            if policy is None:
-                continue
-            if ev.state == "firing" and self.ancestors.get(ev.asset):
-                root, pending = self._root_cause(ev.asset)
-                if root is not None:
-                    tickets.append(self.desk.explain(root, ev))
+        # A root cause may be decided after the alerts that wait for it (they came first): one more
+        # pass over those still waiting explains them in this evaluation, not the next.
+        for _ in range(2):
+            held, self._held = self._held, []
+            opened = len(tickets)
+            for ev in held:
+                spec = self._specs[ev.rule]
+                if spec.ticket is None:
                     continue
-                # Upstream devices may be polled less often than this one: until each has reported
-                # since this condition began, it cannot have shown a root cause yet (bounded by settle).
-                waited = now - ev.ts
-                unseen = waited < self.settle.get(ev.asset, 0.0) and self._upstream_unseen(ev.asset, ev.since)
-                if (pending and waited < INHIBIT_WAIT) or unseen:
-                    self._held.append(ev)
-                    continue
-            if ev.state == "firing" and self.desk.open_ticket_for(ev.fingerprint) is None:
-                reason = self.mute.mutes(ev.rule, self.assets[ev.asset], ev.ts) if self.mute else None
-                if reason is not None:
-                    log.info("alert %s on %s recorded but muted: %s", ev.rule, ev.asset, reason)
-                    self.metrics.alerts_muted.labels(reason.split()[0]).inc()
-                    continue
-                work = self.desk.in_progress_on(ev.asset, policy.skill)
-                if work is not None:  # a technician is on it: add to their ticket, tell nobody
-                    tickets.append(self.desk.explain(work, ev))
-                    continue
-            view = TicketPolicyView(policy.priority, policy.skill, policy.auto_resolve)
-            tickets += self.desk.on_alert(ev, view, self.assets[ev.asset].where)
+                if ev.state == "firing":
+                    decided = self._decide_firing(ev, spec, now)
+                    if decided is None:
+                        self._held.append(ev)
+                        continue
+                    tickets += decided
+                else:
+                    tickets += self._on_alert(ev, spec.ticket)
+            if not self._held or len(tickets) == opened:
+                break
+        tickets += self._inferred_back(now)
         return tickets
 
-    def _upstream_unseen(self, asset: str, since: float) -> bool:
-        for upstream in self.ancestors.get(asset, ()):
-            located = self.state.where.get(upstream)
-            if located is not None and not located[0].last_good[located[1]] >= since:
-                return True
-        return False
+    def _on_alert(self, ev: AlertEvent, policy: TicketPolicy) -> list[TicketEvent]:
+        view = TicketPolicyView(policy.priority, policy.skill, policy.auto_resolve)
+        asset = self.assets.get(ev.asset)
+        return self.desk.on_alert(ev, view, asset.where if asset else self.path_names.get(ev.asset, ""))
+
+    def _decide_firing(self, ev: AlertEvent, spec: RuleSpec, now: float) -> list[TicketEvent] | None:
+        """Ticket events for one firing alert, or None: wait for its peers to show their state."""
+        policy = spec.ticket
+        assert policy is not None
+        if self.desk.open_ticket_for(ev.fingerprint) is not None:
+            return self._on_alert(ev, policy)
+        out: list[TicketEvent] = []
+        cause = self._known_cause(ev.asset)
+        if spec.life_safety:
+            cause = cause or self._inferred_cause(ev, spec, now, out)
+            asset = self.assets[ev.asset]
+            reason = self.mute.mutes(ev.rule, asset, ev.ts, life_safety=True) if self.mute else None
+            if reason is not None:
+                log.warning("life-safety alert %s on %s muted: %s", ev.rule, ev.asset, reason)
+                self.metrics.alerts_muted.labels(reason.split()[0]).inc()
+                return out
+            out += self._on_alert(ev, policy)
+            if cause is not None:
+                out += self._link(self.desk.tickets[out[-1].ticket], cause, now)
+            return out
+        if cause is None:
+            if self._waits(ev, spec, now):
+                return None
+            cause = self._inferred_cause(ev, spec, now, out)
+        if cause is not None:
+            return [*out, self.desk.explain(cause, ev, now)]
+        reason = self.mute.mutes(ev.rule, self.assets[ev.asset], ev.ts) if self.mute else None
+        if reason is not None:
+            log.info("alert %s on %s recorded but muted: %s", ev.rule, ev.asset, reason)
+            self.metrics.alerts_muted.labels(reason.split()[0]).inc()
+            return []
+        work = self.desk.in_progress_on(ev.asset, policy.skill)
+        if work is not None:  # a technician is on it: add to their ticket, tell nobody
+            return [self.desk.explain(work, ev, now)]
+        graver = self._graver_incident(ev.asset, ev.rule, policy.priority)
+        if graver is not None:
+            return [self.desk.symptom(graver, ev, now)]
+        return self._on_alert(ev, policy)
+
+    def _known_cause(self, asset: str) -> Ticket | None:
+        """The active ticket of a cause upstream of ``asset``: a root-cause rule's, or an inferred one."""
+        root, _pending = self._root_cause(asset)
+        if root is not None:
+            return root
+        for subject in [asset, *self.ancestors.get(asset, ()), self.paths.get(asset, "")]:
+            for rule in (SUPPLY_DARK, PATH_SILENT):
+                if subject and (t := self.desk.open_ticket_for(fingerprint(rule, subject))) is not None:
+                    return t
+        return None
+
+    def _inferred_cause(
+        self, ev: AlertEvent, spec: RuleSpec, now: float, out: list[TicketEvent]
+    ) -> Ticket | None:
+        """Open the ticket of a dark supply (first) or a silent path that explains ``ev``, if due."""
+        verdict = self.topology.dark_supply(ev.asset, now)
+        if verdict is not None:
+            policy_of = self._supply_policy(verdict.subject, spec)
+            return self._open_inferred(SUPPLY_DARK, verdict, policy_of, now, out)
+        if _is_silence(spec) and (verdict := self.topology.silent_path(ev.asset, now)) is not None:
+            return self._open_inferred(PATH_SILENT, verdict, spec, now, out)
+        return None
+
+    def _waits(self, ev: AlertEvent, spec: RuleSpec, now: float) -> bool:
+        """Whether ``ev`` must wait: a root cause pending upstream, or a peer not yet heard from."""
+        _root, pending = self._root_cause(ev.asset)
+        if pending and now - ev.ts < INHIBIT_WAIT:
+            return True
+        settle = self.settle.get(ev.asset, 0.0)
+        return now - ev.ts < INHIBIT_WAIT and self.topology.undecided(
+            ev.asset, ev.since, now, settle, _is_silence(spec)
+        )
+
+    def _supply_policy(self, supply: str, spec: RuleSpec) -> RuleSpec:
+        """Whose trade a dark supply is: the gravest root-cause rule watching it, else the alert's."""
+        watching = [r.spec for r in self._root_rules if supply in r.assets and r.spec.ticket is not None]
+        return min(watching, key=lambda s: s.ticket.priority if s.ticket else "P9", default=spec)
+
+    def _open_inferred(
+        self, rule: str, verdict: Verdict, like: RuleSpec, now: float, out: list[TicketEvent]
+    ) -> Ticket:
+        """Open the ticket of an inferred cause (with the trade and priority of ``like``'s policy)."""
+        assert like.ticket is not None
+        if rule == SUPPLY_DARK:
+            name = self.assets[verdict.subject].label
+            summary = f"{name}: supply lost or supply meter dark"
+        else:
+            name = self.path_names.get(verdict.subject, verdict.subject)
+            summary = f"{name}: every device behind it fell silent (broker or connection lost)"
+        summary += f" — {len(verdict.down)} of {verdict.total} silent or faulted with it"
+        if verdict.normal:
+            summary += f", {len(verdict.normal)} still normal"
+        alert = AlertEvent(now, rule, verdict.subject, "firing", like.severity, verdict.since, summary)
+        opened = self._on_alert(alert, like.ticket)
+        out += opened
+        ticket = self.desk.tickets[opened[-1].ticket]
+        out += self._link_life_safety(ticket, now)
+        return ticket
+
+    def _inferred_back(self, now: float) -> list[TicketEvent]:
+        """Resolve inferred tickets whose supply answers again, or whose path's devices mostly do."""
+        out: list[TicketEvent] = []
+        for t in list(self.desk.live.values()):
+            if not t.active or t.rule not in (SUPPLY_DARK, PATH_SILENT):
+                continue
+            if t.rule == SUPPLY_DARK:
+                back = not self.topology.offline(t.asset, now) if t.asset in self.assets else True
+            else:
+                devices = self.topology.behind.get(t.asset, ())
+                back = 2 * sum(self.topology.offline(d, now) for d in devices) <= len(devices)
+            if back:
+                alert = AlertEvent(now, t.rule, t.asset, "resolved", "major", t.since, t.summary)
+                view = TicketPolicyView(t.priority, t.category, True)
+                out += self.desk.on_alert(alert, view, t.location)
+        return out
+
+    def _link(self, safety: Ticket, cause: Ticket, now: float) -> list[TicketEvent]:
+        return self.desk.link(safety, cause, now, "life-safety incident during an upstream incident")
+
+    def _link_life_safety(self, cause: Ticket, now: float) -> list[TicketEvent]:
+        """Link a newly opened cause to the active life-safety tickets of what it explains."""
+        topo = self.topology
+        below = set(topo.dependants.get(cause.asset, ())) | set(topo.behind.get(cause.asset, ()))
+        out: list[TicketEvent] = []
+        for t in list(self.desk.live.values()):
+            if t.active and t.asset in below and self._specs.get(t.rule, _PLAIN).life_safety:
+                out += self._link(t, cause, now)
+        return out
+
+    def _graver_incident(self, asset: str, rule: str, priority: str) -> Ticket | None:
+        """An active ticket on ``asset`` from another rule with a graver priority (P1 < P2 < ...)."""
+        graver = [
+            t
+            for t in self.desk.live.values()
+            if t.asset == asset and t.active and t.rule != rule and t.priority < priority
+        ]
+        return min(graver, key=lambda t: (t.priority, t.opened_at), default=None)
 
     def _root_cause(self, asset: str) -> tuple[Ticket | None, bool]:
         """An active root-cause ticket upstream of ``asset``, else whether one is pending."""

@@ -5,11 +5,18 @@ to ``StateTable.apply``; the rule engine reads whole columns. One
 ``TypeTable`` per asset type: rows are assets, columns the union of the points
 their profiles define. A failed read updates quality only, so the last good
 value and its time stay for ``age()`` and for people, never as a fresh value.
+
+Times here are receive times when the table has a clock (the daemon's): a
+device's own clock may be wrong (the MQTT driver bounds it by
+``max_clock_skew`` for what is stored), but whether a device is offline, and
+whether a value is fresh, is judged by when monitord heard it. Replay applies
+recorded frames, whose times were receive times or bounded device times.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,19 +70,21 @@ class TypeTable:
             self._cols[points] = cols
         return cols
 
-    def apply(self, row: int, batch: SampleBatch) -> None:
+    def apply(self, row: int, batch: SampleBatch, received: float | None = None) -> None:
+        """One batch into the row; ``received`` (the daemon's clock) stands for the batch's time."""
+        ts = batch.ts if received is None else received
         cols = self.columns_of(batch.points)
         self.quality[row, cols] = batch.quality
         good = batch.quality == Quality.GOOD
         if good.all():
             self.value[row, cols] = batch.values
-            self.ts[row, cols] = batch.ts
-            self.last_good[row] = batch.ts
+            self.ts[row, cols] = ts
+            self.last_good[row] = ts
         elif good.any():
             gcols = cols[good]
             self.value[row, gcols] = batch.values[good]
-            self.ts[row, gcols] = batch.ts
-            self.last_good[row] = batch.ts
+            self.ts[row, gcols] = ts
+            self.last_good[row] = ts
 
     def valid(self, now: float) -> npt.NDArray[np.bool_]:
         """Good and fresh, per cell: what a process rule may act on."""
@@ -97,7 +106,10 @@ class StateTable:
         slots: list[AssetSlot],
         started: float = math.nan,
         columns: dict[str, tuple[str, ...]] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """``clock``: receive time for live batches (offline and freshness by it); None: batch times."""
+        self.clock = clock
         by_type: dict[str, list[AssetSlot]] = {}
         for s in slots:
             by_type.setdefault(s.type, []).append(s)
@@ -110,7 +122,7 @@ class StateTable:
         if located is None:
             return
         table, row = located
-        table.apply(row, batch)
+        table.apply(row, batch, None if self.clock is None else self.clock())
 
     def apply_frame(self, frame: Frame) -> None:
         """Many batches of one read plan as one numpy update: replay's path."""

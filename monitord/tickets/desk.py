@@ -8,6 +8,15 @@ so. People move tickets along ``open → acknowledged → in_progress → resolv
 ``TicketEvent`` with who, when and a note, written to the store; the current
 state is the fold of those events (``TicketDesk.apply``), so a restart
 rebuilds it.
+
+Beyond one alert, one ticket (rules of inference in docs/incidents.md): an
+alert may be ``explained`` on an upstream root cause's ticket, noted as a
+``symptom`` on the open ticket of a graver incident of the same asset, and two
+tickets may be ``linked`` (a life-safety ticket and the outage behind it, both
+ways). A re-fire within the reopen window after an automatic resolve
+``recurred``: the same ticket, open again, its repeat count up and marked
+flapping, but no new page; only a re-fire after a person resolved it
+(``reopened``) or after the window (a new ticket) is news.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from monitord.alerting.tracker import AlertEvent
+from monitord.alerting.tracker import AlertEvent, fingerprint
 from monitord.tickets.sla import Sla
 
 EventKind = Literal[
@@ -35,6 +44,9 @@ EventKind = Literal[
     "closed",
     "cancelled",
     "reopened",
+    "recurred",
+    "symptom",
+    "linked",
     "breached",
 ]
 TicketState = Literal["open", "acknowledged", "in_progress", "resolved", "closed", "cancelled"]
@@ -97,6 +109,9 @@ class Ticket:
     explained: list[str] = field(default_factory=list)  # dependants' alerts this incident explains
     breached: list[str] = field(default_factory=list)  # SLA clocks missed: ack, start, resolve
     repeats: int = 0  # times the same alert came back within the reopen window
+    flapping: bool = False  # it went in and out: the tracker said so, or it recurred after a resolve
+    symptoms: list[str] = field(default_factory=list)  # lesser alerts of this asset during the incident
+    links: list[str] = field(default_factory=list)  # "<ticket id>: why" of tickets linked to this one
     started_at: float | None = None
     resolved_at: float | None = None
     closed_at: float | None = None
@@ -159,12 +174,19 @@ class TicketDesk:
             return  # the very same event twice (retry, second instance): lands once
         t.events.append(ev)
         t.state, t.updated_at = ev.state, ev.ts
-        if ev.event in ("opened", "appended", "reopened"):
+        if ev.event in ("opened", "appended", "reopened", "recurred"):
             t.alert_count += 1
             t.summary = ev.summary
-        if ev.event == "reopened":
+        if ev.event in ("reopened", "recurred"):
             t.repeats += 1
             t.resolved_at = None
+            t.flapping |= ev.event == "recurred"
+        elif ev.event == "flapping":
+            t.flapping = True
+        elif ev.event == "symptom":
+            t.symptoms.append(ev.note)
+        elif ev.event == "linked":
+            t.links.append(ev.note)
         elif ev.event == "acknowledged":
             t.acknowledged_at = ev.ts
         elif ev.event == "started":
@@ -201,6 +223,10 @@ class TicketDesk:
         tid = self._open_by_alert.get(alert_fingerprint)
         return self.tickets[tid] if tid else None
 
+    def open_ticket_for_rule(self, rule: str, asset: str) -> Ticket | None:
+        """The active ticket of one rule on one asset (by its alert fingerprint)."""
+        return self.open_ticket_for(fingerprint(rule, asset))
+
     def on_alert(self, alert: AlertEvent, policy: TicketPolicyView, location: str) -> list[TicketEvent]:
         """Ticket events caused by one alert event (already applied)."""
         current = self.open_ticket_for(alert.fingerprint)
@@ -212,7 +238,10 @@ class TicketDesk:
             if current is not None:
                 ev = self._event(alert, current.id, current.key, "appended", current.state, policy, location)
             elif (last := self._recently_resolved(alert.fingerprint, alert.ts)) is not None:
-                ev = self._event(alert, last.id, last.key, "reopened", "open", policy, location)
+                # Back after monitord resolved it: the same incident going in and out, already told.
+                # Back after a person resolved it: the fix did not hold, which is news.
+                kind: EventKind = "recurred" if self._resolved_by_monitord(last) else "reopened"
+                ev = self._event(alert, last.id, last.key, kind, "open", policy, location)
             else:
                 key = f"{alert.fingerprint}@{alert.since:.3f}"
                 ev = self._event(alert, self._new_id(alert.ts), key, "opened", "open", policy, location)
@@ -270,6 +299,11 @@ class TicketDesk:
             return None
         return t if now - t.resolved_at <= self.reopen_window else None
 
+    @staticmethod
+    def _resolved_by_monitord(t: Ticket) -> bool:
+        last = next((e for e in reversed(t.events) if e.event == "resolved"), None)
+        return last is not None and last.actor == "monitord"
+
     def check_clocks(self, now: float, sla_of: Callable[[str], Sla], follow_up: float) -> list[TicketEvent]:
         """SLA breaches (each clock once) and the automatic follow-up close (回访) of resolved tickets."""
         out = []
@@ -308,10 +342,27 @@ class TicketDesk:
             None,
         )
 
-    def explain(self, root: Ticket, alert: AlertEvent) -> TicketEvent:
-        """A dependant's alert explained by a root-cause incident: noted on the root's ticket."""
+    def explain(self, root: Ticket, alert: AlertEvent, now: float | None = None) -> TicketEvent:
+        """A dependant's alert explained by a root-cause incident: noted on the root's ticket.
+
+        ``now``: when it was decided (an alert held for its peers is noted when the cause is known)."""
         note = f"{alert.asset}: {alert.summary} ({alert.rule})"
-        return self._record(root, "explained", root.state, alert.ts, note=note)
+        return self._record(root, "explained", root.state, max(alert.ts, now or 0.0), note=note)
+
+    def symptom(self, incident: Ticket, alert: AlertEvent, now: float | None = None) -> TicketEvent:
+        """A lesser alert of the same asset during an open incident: noted on its ticket (``now``:
+        when decided)."""
+        began = time.strftime("%H:%M:%S", time.localtime(alert.since))
+        note = f"{alert.asset}: {alert.summary} ({alert.rule}, since {began})"
+        return self._record(incident, "symptom", incident.state, max(alert.ts, now or 0.0), note=note)
+
+    def link(self, a: Ticket, b: Ticket, now: float, why: str) -> list[TicketEvent]:
+        """Link two tickets both ways (each event names the other ticket); once per pair."""
+        out = []
+        for this, other in ((a, b), (b, a)):
+            if not any(n.split(":", 1)[0] == other.id for n in this.links):
+                out.append(self._record(this, "linked", this.state, now, note=f"{other.id}: {why}"))
+        return out
 
     def escalate(self, t: Ticket, level: int, now: float, note: str) -> TicketEvent:
         return self._record(t, "escalated", t.state, now, note=note, level=level)
