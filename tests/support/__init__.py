@@ -2,7 +2,8 @@
 other or from conftest; conftest holds the fixtures and builds them from this package.
 
 - ``net``: free_port, wait_port, run (a bounded scenario), eventually (poll until true)
-- ``webhooks``: WebhookReceiver, a real HTTP server recording what it receives
+- ``webhooks``: WebhookReceiver, a real HTTP server recording what it receives (and down for a
+  while if asked); BlackHole, a port that accepts and never answers
 - ``influx``: InfluxServer (Debian's influxd on free ports) and V2WriteProxy (/api/v2/write)
 - ``daemon``: the demo site on free ports, the daemon running against simulators, the people's
   roster, API calls, and ``evaluated_past`` (proof the daemon evaluated after an instant)
@@ -29,12 +30,13 @@ from tests.support.daemon import (
 from tests.support.influx import InfluxServer, V2WriteProxy
 from tests.support.net import eventually, free_port, run, wait_port
 from tests.support.timeline import T0, Seen, Timeline, restored_core
-from tests.support.webhooks import WebhookReceiver
+from tests.support.webhooks import BlackHole, WebhookReceiver
 
 __all__ = [
     "SKILLS",
     "T0",
     "TOKEN",
+    "BlackHole",
     "InfluxServer",
     "Seen",
     "Timeline",
