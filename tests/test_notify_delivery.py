@@ -8,32 +8,29 @@ down for a while, one that accepts and never answers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sqlite3
 import subprocess
 import sys
-import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-from monitord.config.site import CONFIG_DIR, SiteConfig, load_config
+from monitord.config.site import load_config
 from monitord.people.dispatch import notification_key
 from monitord.people.roster import Contact
-from monitord.simulators.site import SimulatedSite
 from monitord.tickets.desk import Ticket
 from tests.support import (
-    SKILLS,
     BlackHole,
     WebhookReceiver,
+    daemon_yaml,
     demo_site,
     evaluated_past,
     eventually,
-    free_port,
     get,
     good,
+    metric,
     run,
     running,
+    simulated,
     with_people,
 )
 
@@ -124,53 +121,6 @@ def test_an_endpoint_down_for_38_s_gets_its_page_once_it_recovers(
 
 
 # -- kill -9 ---------------------------------------------------------------------------------------
-
-
-def daemon_yaml(tmp_path: Path, mosquitto: int, hooks: WebhookReceiver) -> tuple[Path, int, int]:
-    """The demo site as a file for ``monitord run``: free ports, store and log in tmp_path, people on
-    webhooks. The path, the metrics port and the API port."""
-    text = (CONFIG_DIR / "sites" / "demo.yaml").read_text()
-    text = text.replace("../profiles/", f"{CONFIG_DIR}/profiles/")
-    for port in ("15020", "15021", "15022"):
-        text = text.replace(f"port: {port}", f"port: {free_port()}")
-    metrics, api = free_port(), free_port()
-    text = text.replace("mqtt://127.0.0.1:1883", f"mqtt://127.0.0.1:{mosquitto}")
-    text = text.replace("port: 9108}", f"port: {metrics}}}").replace("port: 9109,", f"port: {api},")
-    text = text.replace("./monitord-data/demo.db", str(tmp_path / "store.db"))
-    text = text.replace("./monitord-data/notifications.db", str(tmp_path / "notifications.db"))
-    head, _, rest = text.partition("roster:\n")
-    _, _, tail = rest.partition("api:")
-    teams = "".join(
-        f"    {s}: {{skills: [{s}], members: [{{name: {s}-tech, webhook: '{hooks.url(s + '-tech')}'}}],"
-        f" lead: {{name: {s}-lead, webhook: '{hooks.url(s + '-lead')}'}}}}\n"
-        for s in SKILLS
-    )
-    text = f"{head}roster:\n  teams:\n{teams}sla: {{P1: {{ack: 5m, start: 15m, resolve: 2h}}}}\napi:{tail}"
-    path = tmp_path / "site.yaml"
-    path.write_text(text)
-    return path, metrics, api
-
-
-def metric(port: int, name: str) -> float | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            lines = r.read().decode().splitlines()
-    except OSError:
-        return None
-    return next((float(line.split()[-1]) for line in lines if line.startswith(name + " ")), 0.0)
-
-
-@contextlib.asynccontextmanager
-async def simulated(config: SiteConfig) -> AsyncIterator[SimulatedSite]:
-    site = SimulatedSite(config)
-    task = asyncio.create_task(site.run())
-    await site.ready.wait()
-    try:
-        yield site
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def test_kill_9_during_retries_loses_no_page_and_sends_nothing_twice(

@@ -5,7 +5,8 @@ other or from conftest; conftest holds the fixtures and builds them from this pa
 - ``webhooks``: WebhookReceiver, a real HTTP server recording what it receives (and down for a
   while if asked); BlackHole, a port that accepts and never answers
 - ``influx``: InfluxServer (Debian's influxd on free ports) and V2WriteProxy (/api/v2/write)
-- ``daemon``: the demo site on free ports, the daemon running against simulators, the people's
+- ``daemon``: the demo site on free ports (as a config, or a file for ``monitord run``), the daemon
+  running against simulators, its /metrics, the people's
   roster, API calls, and ``evaluated_past`` (proof the daemon evaluated after an instant)
 - ``timeline``: the pipeline on a manual clock, with pushes and expectations over intervals
 - ``packs``: which rule tests show a pack rule firing and honestly quiet
@@ -14,15 +15,18 @@ other or from conftest; conftest holds the fixtures and builds them from this pa
 from tests.support.daemon import (
     SKILLS,
     TOKEN,
+    daemon_yaml,
     demo_site,
     evaluated_past,
     evaluations,
     get,
     good,
+    metric,
     poll_once,
     post,
     running,
     sample_time,
+    simulated,
     site_yaml,
     text_of,
     with_people,
@@ -42,6 +46,7 @@ __all__ = [
     "Timeline",
     "V2WriteProxy",
     "WebhookReceiver",
+    "daemon_yaml",
     "demo_site",
     "evaluated_past",
     "evaluations",
@@ -49,12 +54,14 @@ __all__ = [
     "free_port",
     "get",
     "good",
+    "metric",
     "poll_once",
     "post",
     "restored_core",
     "run",
     "running",
     "sample_time",
+    "simulated",
     "site_yaml",
     "text_of",
     "wait_port",
