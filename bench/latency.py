@@ -4,10 +4,13 @@ The daemon runs as its own process (``monitord run``) against the demo building'
 (in this process, over real Modbus TCP and a real Mosquitto), with people on a real HTTP
 receiver. Each trial injects a fault, waits for the page of the ticket it opens, clears the
 fault and waits for the ticket to be resolved (``tickets.reopen_window: 0s``, so the next trial
-opens a new ticket and pages again). Two devices run their trials side by side:
+opens a new ticket and pages again). Two kinds of device run their trials side by side, each
+on a fresh copy of the device every two trials (a third fault on one device within ten minutes
+would be, rightly, a flapping alert that stays open):
 
-- Modbus: pump A-P1 polled every 1 s, fault ``sump_high`` → ``pump.sump_high_level`` (for 2 s);
-- MQTT: lift A-E1 publishing every 1 s, fault ``door_lock`` → ``elevator.door_lock_circuit_open``
+- Modbus: pumps polled every 1 s behind one gateway, fault ``sump_high`` →
+  ``pump.sump_high_level`` (for 2 s);
+- MQTT: lifts publishing every 1 s, fault ``door_lock`` → ``elevator.door_lock_circuit_open``
   (for 2 s).
 
 Target: p99 ≤ poll interval + 100 ms + the rule's ``for``. Prints p50, p99 and max per device.
@@ -45,10 +48,14 @@ from tests.support import (
 POLL = 1.0
 
 
+TRIALS_PER_ASSET = 2
+
+
 @dataclass(frozen=True)
 class Case:
     label: str
-    asset: str
+    prefix: str  # copies are <prefix>1, <prefix>2, ...
+    template: str  # YAML of one copy; {i} its number
     fault: str
     rule: str
     hold: float  # the rule's `for`
@@ -56,11 +63,35 @@ class Case:
 
 
 CASES = (
-    Case("Modbus pump, 1 s poll", "A-P1", "sump_high", "pump.sump_high_level", 2.0, "plumbing-tech"),
     Case(
-        "MQTT lift, 1 s publish", "A-E1", "door_lock", "elevator.door_lock_circuit_open", 2.0, "elevator-tech"
+        "Modbus pump, 1 s poll",
+        "B-P",
+        "  - {{id: B-P{i}, type: pump, profile: pump-set, location: {{building: B}},\n"
+        "     connection: {{modbus: {{host: 127.0.0.1, port: {port}, unit: {i}}}}}}}\n",
+        "sump_high",
+        "pump.sump_high_level",
+        2.0,
+        "plumbing-tech",
+    ),
+    Case(
+        "MQTT lift, 1 s publish",
+        "B-E",
+        "  - {{id: B-E{i}, type: elevator, profile: elevator-gbt24476, location: {{building: B}},\n"
+        "     connection: {{mqtt: {{}}}}}}\n",
+        "door_lock",
+        "elevator.door_lock_circuit_open",
+        2.0,
+        "elevator-tech",
     ),
 )
+
+
+def with_copies(path: Path, copies: int) -> None:
+    """Add ``copies`` of each case's device to the site file (the pumps on a gateway of their own)."""
+    port = free_port()
+    assets = "".join(c.template.format(i=i, port=port) for c in CASES for i in range(1, copies + 1))
+    text = path.read_text()
+    path.write_text(text.replace("rules:\n", assets + "rules:\n", 1))
 
 
 def paged(hooks: WebhookReceiver, receiver: str, seen: int) -> bool:
@@ -73,18 +104,19 @@ def resolved(api: int, ticket: str) -> bool:
 
 async def trials(case: Case, site: SimulatedSite, hooks: WebhookReceiver, api: int, n: int) -> list[float]:
     """Fault → ticket → page, ``n`` times; the seconds from each injection to its page."""
-    rng = random.Random(case.asset)  # trials start at varied phases of the poll cycle, reproducibly
+    rng = random.Random(case.prefix)  # trials start at varied phases of the poll cycle, reproducibly
     out: list[float] = []
-    for _ in range(n):
+    for trial in range(n):
+        asset = f"{case.prefix}{trial // TRIALS_PER_ASSET + 1}"
         await asyncio.sleep(rng.uniform(0.0, POLL))
         seen = len(hooks.to(case.receiver))
         start = time.time()
-        site.inject(case.asset, case.fault)
+        site.inject(asset, case.fault)
         await eventually(partial(paged, hooks, case.receiver, seen), 30, interval=0.005)
         arrival, body = next((t, b) for t, p, b in reversed(hooks.received) if p == f"/{case.receiver}")
-        assert (body["asset"], body["event"]) == (case.asset, "opened"), body
+        assert (body["asset"], body["event"]) == (asset, "opened"), body
         out.append(arrival - start)
-        site.clear(case.asset, case.fault)
+        site.clear(asset, case.fault)
         # The API is asked off this loop: the simulators serve on it and must not be held up.
         while not await asyncio.to_thread(resolved, api, body["ticket"]):
             await asyncio.sleep(0.2)
@@ -108,6 +140,7 @@ async def main(n: int) -> None:
         try:
             wait_port(broker_port)
             path, metrics, api = daemon_yaml(folder, broker_port, hooks, "tickets: {reopen_window: 0s}\n")
+            with_copies(path, -(-n // TRIALS_PER_ASSET))
             config = load_config(path)
             async with simulated(config) as site:
                 with (folder / "daemon.log").open("ab") as log:
