@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rule_engine.py
 	$(BIN)/python bench/replay.py
 	PYTHONPATH=. $(BIN)/python bench/store.py
+	PYTHONPATH=. $(BIN)/python bench/latency.py
 
 clean:
 	rm -rf $(VENV) monitord-data .pytest_cache .mypy_cache .ruff_cache

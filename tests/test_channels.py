@@ -1,4 +1,5 @@
-"""Every notification channel against a real receiver: HTTP robots, SMTP, MQTT; the once-only outbox."""
+"""Every notification channel against a real receiver: HTTP robots, SMTP, MQTT; the outbox: once only,
+one lane per receiver, P1 first, persisted across restarts, and giving up into ``undelivered``."""
 
 from __future__ import annotations
 
@@ -17,20 +18,23 @@ import pytest
 from aiosmtpd.controller import Controller
 from paho.mqtt.enums import CallbackAPIVersion
 
+from monitord.core.errors import NotifyError
 from monitord.core.metrics import Metrics
-from monitord.people.notify import Notification, Outbox, SmtpConfig, channels
-from tests.support import WebhookReceiver, free_port
+from monitord.people.notify import Channel, Notification, Outbox, SmtpConfig, channels
+from tests.support import BlackHole, WebhookReceiver, free_port
 
 
-def note(channel: str, address: str, key: str = "WO-1:0:wang") -> Notification:
+def note(
+    channel: str, address: str, key: str = "WO-1:0:wang", priority: str = "P1", recipient: str = "wang"
+) -> Notification:
     return Notification(
         key=f"{key}:{channel}",
         channel=channel,
         address=address,
-        recipient="wang",
+        recipient=recipient,
         ticket="WO-20261122-0001",
         event="opened",
-        priority="P1",
+        priority=priority,
         asset="A-E2",
         asset_name="Passenger lift 2",
         location="building A, shaft 2",
@@ -155,3 +159,128 @@ def test_mqtt_notification_reaches_a_duty_room_panel(tmp_path: Path, mosquitto: 
         panel.loop_stop()
         panel.disconnect()
     assert received[0]["ticket"] == "WO-20261122-0001" and received[0]["priority"] == "P1"
+
+
+def test_a_hung_receiver_does_not_hold_up_another_persons_page(
+    tmp_path: Path, hooks: WebhookReceiver
+) -> None:
+    hole = BlackHole()  # accepts and never answers: each attempt there takes the 10 s timeout
+    outbox = Outbox(tmp_path / "log.db", channels(SmtpConfig(), None), Metrics())
+    try:
+        dead = note("webhook", hole.url("wang"), key="WO-1:0:wang")
+        outbox.submit(dead)
+        wait_for(lambda: hole.connections)  # wang's first attempt is in flight
+        sent = time.time()
+        outbox.submit(note("webhook", hooks.url("li"), key="WO-2:0:li", recipient="li"))
+        wait_for(lambda: hooks.delivered("li"), timeout=5)
+        assert hooks.delivered("li")[0] - sent < 2.0, "li's P1 does not wait behind wang's dead endpoint"
+        assert outbox.status(dead.key) == "pending"
+    finally:
+        outbox.close(timeout=0.1)
+        hole.close()
+
+
+class Gate:
+    """A channel that holds its first send until released, and records the order of sends."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def send(self, n: Notification) -> None:
+        self.entered.set()
+        self.release.wait(10)
+        self.order.append(n.key)
+
+
+def test_p1_leaves_a_receivers_queue_before_p3s_that_came_first(tmp_path: Path) -> None:
+    gate = Gate()
+    outbox = Outbox(tmp_path / "log.db", {"webhook": gate})
+    outbox.submit(note("webhook", "x", key="WO-1:0:wang", priority="P3"))
+    assert gate.entered.wait(5)  # the first P3 is being sent; the rest queue behind it
+    outbox.submit(note("webhook", "x", key="WO-2:0:wang", priority="P3"))
+    outbox.submit(note("webhook", "x", key="WO-3:0:wang", priority="P4"))
+    outbox.submit(note("webhook", "x", key="WO-4:0:wang", priority="P1"))
+    gate.release.set()
+    wait_for(lambda: len(outbox.delivered) == 4)
+    outbox.close()
+    assert gate.order == [
+        "WO-1:0:wang:webhook",
+        "WO-4:0:wang:webhook",
+        "WO-2:0:wang:webhook",
+        "WO-3:0:wang:webhook",
+    ]
+
+
+def test_retries_are_bounded_by_max_wait_and_a_given_up_page_survives_a_restart(
+    tmp_path: Path, hooks: WebhookReceiver
+) -> None:
+    hooks.outages["/wang"] = (503, 3600.0)
+    metrics = Metrics()
+    outbox = Outbox(tmp_path / "log.db", channels(SmtpConfig(), None), metrics, backoff=0.2, max_wait=1.0)
+    n = note("webhook", hooks.url("wang"))
+    start = time.time()
+    outbox.submit(n)
+    wait_for(outbox.undelivered)
+    [given_up] = outbox.undelivered()
+    assert given_up.notification == n and given_up.error == "HTTP 503"
+    # tries at 0, 0.2, 0.6 s; the next (1.4 s) would pass max_wait
+    assert given_up.attempts == len(hooks.to("wang")) == 3 and time.time() - start < 1.4
+    assert metrics.registry.get_sample_value("monitord_notify_retries_total", {"channel": "webhook"}) == 2
+    assert metrics.notifications.labels("webhook", "failed")._value.get() == 1
+    outbox.close()
+    again = Outbox(tmp_path / "log.db", channels(SmtpConfig(), None))
+    assert [u.notification for u in again.undelivered()] == [n], "still owed to the ticket after a restart"
+    assert not again.submit(n) and again.status(n.key) == "failed"
+    again.settle(n.key)
+    again.close()
+    third = Outbox(tmp_path / "log.db", channels(SmtpConfig(), None))
+    assert third.undelivered() == [] and third.status(n.key) == "reported"
+    third.close()
+    assert len(hooks.to("wang")) == 3, "no restart tried it again"
+
+
+def test_a_pending_page_resumes_after_a_restart_and_is_delivered_once(
+    tmp_path: Path, hooks: WebhookReceiver
+) -> None:
+    hooks.outages["/wang"] = (503, 1.5)
+    first = Outbox(tmp_path / "log.db", channels(SmtpConfig(), None), backoff=0.2)
+    n = note("webhook", hooks.url("wang"))
+    first.submit(n)
+    wait_for(lambda: hooks.to("wang"))
+    assert first.status(n.key) == "pending"
+    first.close()  # stopped while the receiver is still down: the page stays in the log
+    assert not hooks.delivered("wang")
+    metrics = Metrics()
+    second = Outbox(tmp_path / "log.db", channels(SmtpConfig(), None), metrics, backoff=0.2)
+    wait_for(lambda: second.delivered)
+    assert not second.submit(n)
+    second.close()
+    assert len(hooks.delivered("wang")) == 1
+    assert (
+        metrics.registry.get_sample_value(
+            "monitord_notify_delivery_latency_seconds_count", {"channel": "webhook", "priority": "P1"}
+        )
+        == 1
+    )
+
+
+def test_a_broken_channel_is_given_up_not_fatal(tmp_path: Path) -> None:
+    class Broken:
+        def send(self, n: Notification) -> None:
+            raise KeyError("bug")
+
+    class Refuses:
+        def send(self, n: Notification) -> None:
+            raise NotifyError("HTTP 400", recoverable=False)
+
+    chans: dict[str, Channel] = {"webhook": Broken(), "slack": Refuses()}
+    outbox = Outbox(tmp_path / "log.db", chans)
+    outbox.submit(note("webhook", "a"))
+    outbox.submit(note("slack", "b"))
+    outbox.submit(note("email", "c"))  # no such channel configured
+    wait_for(lambda: len(outbox.undelivered()) == 3)
+    errors = sorted(u.error for u in outbox.undelivered())
+    outbox.close()
+    assert errors == ["HTTP 400", "KeyError('bug')", "no email channel configured"]

@@ -139,8 +139,14 @@ class ApiConfig(Strict):
 
 
 class NotifyConfig(Strict):
-    log: str = "./monitord-data/notifications.db"
-    attempts: Annotated[int, in_range(1, 20)] = 6
+    log: str = Field(
+        "./monitord-data/notifications.db", description="SQLite: the outbox, the sent log and silences"
+    )
+    attempts: Annotated[int, in_range(1, 20)] = Field(10, description="tries per page before giving up")
+    backoff: Duration = Field(1.0, description="pause after the first failed try; doubles, at most 15 s")
+    max_wait: Duration = Field(
+        60.0, description="a page not delivered this long after it was queued goes to the next person"
+    )
     smtp: SmtpConfig = SmtpConfig()
 
 

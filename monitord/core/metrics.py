@@ -81,8 +81,27 @@ class Metrics:
         self.store_queue = Gauge("monitord_store_queued_samples", "Samples waiting to be written", registry=r)
         self.notifications = Counter(
             "monitord_notify_notifications_total",
-            "Notifications, by channel and outcome (sent, failed)",
+            "Notifications, by channel and outcome (sent, failed: given up after retries)",
             ["channel", "outcome"],
+            registry=r,
+        )
+        self.notify_latency = Histogram(
+            "monitord_notify_delivery_latency_seconds",
+            "From a notification's submission to its delivery, retries included, by channel and priority",
+            ["channel", "priority"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.notify_retries = Counter(
+            "monitord_notify_retries_total",
+            "Failed delivery attempts that will be retried, by channel",
+            ["channel"],
+            registry=r,
+        )
+        self.notify_pending = Gauge(
+            "monitord_notify_pending",
+            "Notifications waiting in the outbox, by channel",
+            ["channel"],
             registry=r,
         )
         self.store_write_latency = Histogram(

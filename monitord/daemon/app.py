@@ -208,8 +208,10 @@ class Monitord:
         if c.roster is None:
             return
         broker = c.mqtt.host_port if c.mqtt else None
+        n = c.notify
+        # The outbox resumes what a previous run left pending (even after kill -9) as it opens.
         self.outbox = Outbox(
-            Path(c.notify.log), channels(c.notify.smtp, broker), core.metrics, c.notify.attempts
+            Path(n.log), channels(n.smtp, broker), core.metrics, n.attempts, n.backoff, n.max_wait
         )
         self.dispatcher = Dispatcher(
             Roster(c.roster), core.desk, self.outbox, core.assets, self.api_url, c.sla_of

@@ -1,15 +1,19 @@
-"""From tickets to people: who is told, and when nobody answers, who next.
+"""From tickets to people: who is told, and when nobody answers or a page fails, who next.
 
 Listens to ticket events: an opened (or reopened) ticket goes to the on-call
 person for its skill. ``check`` runs with every evaluation: a ticket nobody
 acknowledged within its priority's ack SLA escalates one level (team lead,
 then duty manager), again after each further SLA period, and stops at
-acknowledgement, resolution or cancellation. Each escalation is a ticket
-event; each message goes through the ``Outbox``, keyed so it is sent once.
+acknowledgement, resolution or cancellation. A page the ``Outbox`` gave up on
+becomes an ``undelivered`` ticket event, and when the person was reached on
+no channel at all the ticket escalates to the next person at once. Each
+escalation is a ticket event; each message goes through the outbox, keyed
+so it is sent once.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 
@@ -18,6 +22,13 @@ from monitord.people.notify import Notification, Outbox
 from monitord.people.roster import Contact, Roster
 from monitord.tickets.desk import Ticket, TicketDesk, TicketEvent
 from monitord.tickets.sla import Sla
+
+log = logging.getLogger(__name__)
+
+
+def notification_key(ticket: str, level: int, person: str, channel: str) -> str:
+    """The idempotency key of one message: sent once per ticket, level, person and channel."""
+    return f"{ticket}:{level}:{person}:{channel}"
 
 
 class Dispatcher:
@@ -39,8 +50,8 @@ class Dispatcher:
             self._tell(t, 0, ev.ts, ev.event)
 
     def check(self, now: float) -> list[TicketEvent]:
-        """Escalate tickets whose acknowledgement is overdue; the escalation events."""
-        out = []
+        """Pages given up, then tickets whose acknowledgement is overdue: their ticket events."""
+        out = self._undelivered(now)
         for t in list(self.desk.live.values()):
             if t.active and not t.assignee:  # the skill picked the team, the rotation picks the person
                 person = self.roster.oncall(t.category, t.opened_at)
@@ -70,6 +81,42 @@ class Dispatcher:
                 self._tell(t, t.level, now, "escalated")
         return out
 
+    def _undelivered(self, now: float) -> list[TicketEvent]:
+        """Show each page the outbox gave up on; page the next person if this one heard nothing."""
+        out: list[TicketEvent] = []
+        for u in self.outbox.undelivered():
+            n = u.notification
+            t = self.desk.tickets.get(n.ticket)
+            if t is None:  # the store lost the ticket (tickets are restored before this runs)
+                log.warning("undelivered notification %s: no ticket %s", n.key, n.ticket)
+                self.outbox.settle(n.key)
+                continue
+            note = (
+                f"{n.channel} to {n.recipient} undelivered after {u.attempts} attempt(s)"
+                f" in {u.waited:.0f}s: {u.error}"
+            )
+            out.append(self.desk.undelivered(t, now, note, n.level))
+            self.outbox.settle(n.key)
+            # Escalate only while the ticket waits on this very person and no other channel got through.
+            if t.state != "open" or n.level < t.level or self._reached(t, n.level):
+                continue
+            chain = self.roster.chain(t.category, t.opened_at)
+            if n.level + 1 < len(chain):
+                nxt = chain[n.level + 1]
+                note = f"{n.recipient} could not be reached on any channel: escalated to {nxt.name}"
+                out.append(self.desk.escalate(t, n.level + 1, now, note))
+                self._tell(t, t.level, now, "escalated")
+        return out
+
+    def _reached(self, t: Ticket, level: int) -> bool:
+        """Whether the person at ``level`` got, or may still get, this ticket's page on some channel."""
+        chain = self.roster.chain(t.category, t.opened_at)
+        if level >= len(chain):
+            return False
+        person = chain[level]
+        keys = (notification_key(t.id, level, person.name, channel) for channel, _ in person.channels())
+        return any(self.outbox.status(k) in ("sent", "pending") for k in keys)
+
     def _tell(self, t: Ticket, level: int, now: float, event: str) -> None:
         chain = self.roster.chain(t.category, t.opened_at)
         if level >= len(chain):
@@ -95,7 +142,7 @@ class Dispatcher:
             f"since {since}{escalated}. Acknowledge: POST {ack_url} or `monitord tickets ack {t.id}`."
         )
         return Notification(
-            key=f"{t.id}:{level}:{person.name}:{channel}",
+            key=notification_key(t.id, level, person.name, channel),
             channel=channel,
             address=address,
             recipient=person.name,

@@ -1,11 +1,15 @@
-"""Notifications: the message, the channels, and an outbox that delivers once.
+"""Notifications: the message, the channels, and a persisted outbox that delivers once.
 
 Sixth stage, after the ticket desk. ``Outbox.submit`` takes a ``Notification``
-with an idempotency key (ticket, escalation level, recipient); a worker thread
-delivers it through its channel, retrying recoverable failures with backoff
-and logging an unrecoverable one once. Delivered keys are kept in a small
-SQLite notification log, so neither a retry nor a restart of the daemon sends
-the same notification twice.
+with an idempotency key (ticket, escalation level, recipient, channel) and
+writes it to the ``outbox`` table of the SQLite notification log before it
+returns. Each receiver (channel + address) has its own lane: a queue ordered
+P1 first, and a worker whose retries are scheduled with backoff, so a dead
+endpoint delays only its own pages. A page that exhausts its attempts or
+would wait past ``max_wait`` is given up and handed to the dispatcher
+(``undelivered``), which shows it on the ticket and pages the next person.
+Delivered keys move to the ``sent`` table, so neither a retry nor a restart
+sends the same notification twice; a restart resumes whatever was pending.
 
 Adding a channel is one class with ``send`` plus one line in ``channels()``.
 """
@@ -17,7 +21,6 @@ import hashlib
 import hmac
 import json
 import logging
-import queue
 import smtplib
 import sqlite3
 import threading
@@ -25,7 +28,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Annotated, Any, Protocol
@@ -220,88 +224,267 @@ def channels(smtp: SmtpConfig, mqtt: tuple[str, int] | None) -> dict[str, Channe
     return out
 
 
+#: Lower leaves a receiver's queue first: a P1 goes before a P3 that came earlier.
+RANK = {"P1": 0, "P2": 1, "P3": 2, "P4": 3}
+#: The longest pause between two attempts, so a receiver that recovers is not left unused for long.
+BACKOFF_CAP = 15.0
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """A notification the outbox gave up on: the dispatcher shows it on the ticket and acts on it."""
+
+    notification: Notification
+    attempts: int
+    waited: float  # seconds from submission to giving up
+    error: str
+
+
+@dataclass(order=True)
+class _Entry:
+    rank: int
+    created: float  # wall time of submission: the start of the page's wait bound
+    notification: Notification = field(compare=False)
+    attempts: int = field(default=0, compare=False)
+    next_at: float = field(default=0.0, compare=False)
+
+
+class _Lane:
+    """One receiver's queue and worker: its retries wait here, never in front of another receiver."""
+
+    def __init__(self, name: str, deliver: Callable[[_Entry], float | None]) -> None:
+        self.items: list[_Entry] = []
+        self.cond = threading.Condition()
+        self.closed = False
+        self._deliver = deliver
+        self.thread = threading.Thread(target=self._run, name=f"notify {name}", daemon=True)
+        self.thread.start()
+
+    def put(self, entry: _Entry) -> None:
+        with self.cond:
+            self.items.append(entry)
+            self.cond.notify()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+
+    def _next(self) -> _Entry | None:
+        """The most urgent entry that is due, waiting (not sleeping blind) until one is."""
+        with self.cond:
+            while not self.closed:
+                now = time.time()
+                ready = [e for e in self.items if e.next_at <= now]
+                if ready:
+                    entry = min(ready)  # by priority, then the oldest
+                    self.items.remove(entry)
+                    return entry
+                wake = min((e.next_at for e in self.items), default=None)
+                self.cond.wait(None if wake is None else wake - now)
+        return None
+
+    def _run(self) -> None:
+        while (entry := self._next()) is not None:
+            retry_at = self._deliver(entry)
+            if retry_at is not None:
+                entry.next_at = retry_at
+                self.put(entry)
+
+
 class Outbox:
+    """Persisted outbox: one lane per receiver, scheduled retries, a log that keeps delivery once.
+
+    A submitted notification is a row in the ``outbox`` table before ``submit`` returns, so a
+    restart (even ``kill -9``) resumes it; a delivery moves its key to ``sent`` in one
+    transaction. A notification that exhausts ``attempts`` or would wait past ``max_wait`` is
+    given up: ``undelivered()`` holds it (persisted too) until the dispatcher ``settle``\\ s it.
+    """
+
     def __init__(
         self,
         log_path: Path,
         channels: dict[str, Channel],
         metrics: Metrics | None = None,
-        attempts: int = 6,
-        backoff: float = 0.5,
+        attempts: int = 10,
+        backoff: float = 1.0,
+        max_wait: float = 60.0,
     ) -> None:
-        self.channels = channels
+        self.channels, self.metrics = channels, metrics
+        self.attempts, self.backoff, self.max_wait = attempts, backoff, max_wait
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db_path = log_path
-        with sqlite3.connect(log_path) as db:
-            db.execute(
+        # One connection, used under a lock by the lanes and the dispatcher (the event loop).
+        self._db = sqlite3.connect(log_path, check_same_thread=False, timeout=30)
+        self._db_lock = threading.Lock()
+        self._closed = False
+        self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._failed: dict[str, Undelivered] = {}  # given up, not yet settled; under _failed_lock
+        self._failed_lock = threading.Lock()
+        self.delivered: list[Notification] = []
+        with self._db_lock, self._db:
+            # WAL: a commit survives the process being killed without an fsync per page.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
                 "CREATE TABLE IF NOT EXISTS sent (key TEXT PRIMARY KEY, ts REAL, channel TEXT, "
                 "recipient TEXT, ticket TEXT)"
             )
-        self.metrics, self.attempts, self.backoff = metrics, attempts, backoff
-        self._queue: queue.Queue[Notification | None] = queue.Queue()
-        self._pending: set[str] = set()
-        self._lock = threading.Lock()
-        self.delivered: list[Notification] = []
-        self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
-        self._thread.start()
-
-    def already_sent(self, key: str) -> bool:
-        with sqlite3.connect(self._db_path) as db:
-            return db.execute("SELECT 1 FROM sent WHERE key = ?", (key,)).fetchone() is not None
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS outbox (key TEXT PRIMARY KEY, state TEXT, body TEXT, "
+                "created REAL, attempts INTEGER, next_at REAL, error TEXT)"
+            )
+            rows = self._db.execute(
+                "SELECT state, body, created, attempts, next_at, error FROM outbox "
+                "WHERE state IN ('pending', 'failed') ORDER BY created"
+            ).fetchall()
+        for state, body, created, tried, next_at, error in rows:
+            n = Notification(**json.loads(body))
+            if state == "failed":
+                self._failed[n.key] = Undelivered(n, tried, 0.0, error or "")
+            else:
+                self._enqueue(_Entry(RANK.get(n.priority, len(RANK)), created, n, tried, next_at))
+        if rows:
+            log.info(
+                "notification outbox: %d pending, %d undelivered from before",
+                len(rows) - len(self._failed),
+                len(self._failed),
+            )
 
     def submit(self, n: Notification) -> bool:
-        """Queue unless already sent or queued; True when queued."""
-        with self._lock:
-            if n.key in self._pending or self.already_sent(n.key):
+        """Persist and queue unless already sent or queued; True when queued."""
+        now = time.time()
+        body = json.dumps(asdict(n), ensure_ascii=False)
+        with self._db_lock, self._db:
+            if self._db.execute("SELECT 1 FROM sent WHERE key = ?", (n.key,)).fetchone():
                 return False
-            self._pending.add(n.key)
-        self._queue.put(n)
+            added = self._db.execute(
+                "INSERT OR IGNORE INTO outbox VALUES (?, 'pending', ?, ?, 0, ?, '')", (n.key, body, now, now)
+            ).rowcount
+        if not added:
+            return False
+        self._enqueue(_Entry(RANK.get(n.priority, len(RANK)), now, n, 0, now))
         return True
 
+    def status(self, key: str) -> str | None:
+        """``sent``, ``pending``, ``failed`` (given up, not yet on the ticket), ``reported``, or None."""
+        with self._db_lock:
+            if self._db.execute("SELECT 1 FROM sent WHERE key = ?", (key,)).fetchone():
+                return "sent"
+            row = self._db.execute("SELECT state FROM outbox WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def undelivered(self) -> list[Undelivered]:
+        """Notifications given up and not yet settled, oldest first."""
+        with self._failed_lock:
+            return list(self._failed.values())
+
+    def settle(self, key: str) -> None:
+        """The dispatcher has recorded this undelivered notification: it is done with."""
+        with self._failed_lock:
+            self._failed.pop(key, None)
+        with self._db_lock, self._db:
+            self._db.execute("UPDATE outbox SET state = 'reported' WHERE key = ?", (key,))
+
     def close(self, timeout: float = 10.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
+        """Stop the lanes; what is still pending stays in the log for the next start."""
+        for lane in self._lanes.values():
+            lane.close()
+        deadline = time.monotonic() + timeout
+        for lane in self._lanes.values():
+            lane.thread.join(max(0.0, deadline - time.monotonic()))
+        with self._db_lock:
+            self._closed = True
+            self._db.close()
 
-    def _run(self) -> None:
-        db = sqlite3.connect(self._db_path)
-        try:
-            while (n := self._queue.get()) is not None:
-                self._deliver(db, n)
-        finally:
-            db.close()
-
-    def _deliver(self, db: sqlite3.Connection, n: Notification) -> None:
-        channel = self.channels.get(n.channel)
-        if channel is None:
-            log.error("notification %s: no %s channel configured", n.key, n.channel)
-            self._count(n.channel, "failed")
-            with self._lock:
-                self._pending.discard(n.key)
-            return
-        for attempt in range(1, self.attempts + 1):
-            try:
-                channel.send(n)
-            except NotifyError as exc:
-                if not exc.recoverable or attempt == self.attempts:
-                    log.error(
-                        "notification %s to %s via %s failed for good: %s", n.key, n.recipient, n.channel, exc
-                    )
-                    self._count(n.channel, "failed")
-                    break
-                time.sleep(min(self.backoff * 2 ** (attempt - 1), 30.0))
-                continue
-            with db:
-                db.execute(
-                    "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?)",
-                    (n.key, time.time(), n.channel, n.recipient, n.ticket),
-                )
-            self._count(n.channel, "sent")
-            self.delivered.append(n)
-            log.info("notified %s (%s) about %s via %s", n.recipient, f"level {n.level}", n.ticket, n.channel)
-            break
-        with self._lock:
-            self._pending.discard(n.key)
-
-    def _count(self, channel: str, outcome: str) -> None:
+    def _enqueue(self, entry: _Entry) -> None:
+        n = entry.notification
+        lane = self._lanes.get((n.channel, n.address))
+        if lane is None:
+            lane = self._lanes[(n.channel, n.address)] = _Lane(f"{n.channel} {n.recipient}", self._deliver)
         if self.metrics:
-            self.metrics.notifications.labels(channel, outcome).inc()
+            self.metrics.notify_pending.labels(n.channel).inc()
+        lane.put(entry)
+
+    def _deliver(self, entry: _Entry) -> float | None:
+        """One attempt, on the lane's thread; the time of the next attempt, or None when done."""
+        n = entry.notification
+        entry.attempts += 1
+        try:
+            channel = self.channels.get(n.channel)
+            if channel is None:
+                raise NotifyError(f"no {n.channel} channel configured", recoverable=False)
+            channel.send(n)
+        except NotifyError as exc:
+            return self._failed_attempt(entry, exc)
+        except Exception as exc:  # a channel's bug must not kill the lane: give up loudly instead
+            log.exception("notification %s via %s: unexpected error", n.key, n.channel)
+            return self._failed_attempt(entry, NotifyError(repr(exc), recoverable=False))
+        now = time.time()
+        self._write(
+            (
+                "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?)",
+                (n.key, now, n.channel, n.recipient, n.ticket),
+            ),
+            ("DELETE FROM outbox WHERE key = ?", (n.key,)),
+        )
+        self.delivered.append(n)
+        if self.metrics:
+            self.metrics.notify_pending.labels(n.channel).dec()
+            self.metrics.notifications.labels(n.channel, "sent").inc()
+            self.metrics.notify_latency.labels(n.channel, n.priority).observe(now - entry.created)
+        log.info("notified %s (level %d) about %s via %s", n.recipient, n.level, n.ticket, n.channel)
+        return None
+
+    def _failed_attempt(self, entry: _Entry, exc: NotifyError) -> float | None:
+        n, now = entry.notification, time.time()
+        retry_at = now + min(self.backoff * 2.0 ** (entry.attempts - 1), BACKOFF_CAP)
+        if exc.recoverable and entry.attempts < self.attempts and retry_at <= entry.created + self.max_wait:
+            self._write(
+                (
+                    "UPDATE outbox SET attempts = ?, next_at = ?, error = ? WHERE key = ?",
+                    (entry.attempts, retry_at, str(exc), n.key),
+                ),
+            )
+            if self.metrics:
+                self.metrics.notify_retries.labels(n.channel).inc()
+            log.warning(
+                "notification %s to %s via %s: %s; attempt %d in %.1fs",
+                n.key,
+                n.recipient,
+                n.channel,
+                exc,
+                entry.attempts + 1,
+                retry_at - now,
+            )
+            return retry_at
+        waited = now - entry.created
+        log.error(
+            "notification %s to %s via %s undelivered after %d attempt(s) in %.1fs: %s",
+            n.key,
+            n.recipient,
+            n.channel,
+            entry.attempts,
+            waited,
+            exc,
+        )
+        self._write(
+            (
+                "UPDATE outbox SET state = 'failed', attempts = ?, error = ? WHERE key = ?",
+                (entry.attempts, str(exc), n.key),
+            ),
+        )
+        with self._failed_lock:
+            self._failed[n.key] = Undelivered(n, entry.attempts, waited, str(exc))
+        if self.metrics:
+            self.metrics.notify_pending.labels(n.channel).dec()
+            self.metrics.notifications.labels(n.channel, "failed").inc()
+        return None
+
+    def _write(self, *statements: tuple[str, tuple[object, ...]]) -> bool:
+        """Run statements in one transaction; False once closed (the row stays as it was)."""
+        with self._db_lock:
+            if self._closed:
+                return False
+            with self._db:
+                for sql, args in statements:
+                    self._db.execute(sql, args)
+        return True

@@ -48,6 +48,7 @@ EventKind = Literal[
     "symptom",
     "linked",
     "breached",
+    "undelivered",
 ]
 TicketState = Literal["open", "acknowledged", "in_progress", "resolved", "closed", "cancelled"]
 ACTIVE: frozenset[str] = frozenset({"open", "acknowledged", "in_progress"})
@@ -366,6 +367,10 @@ class TicketDesk:
 
     def escalate(self, t: Ticket, level: int, now: float, note: str) -> TicketEvent:
         return self._record(t, "escalated", t.state, now, note=note, level=level)
+
+    def undelivered(self, t: Ticket, now: float, note: str, level: int) -> TicketEvent:
+        """A page the outbox gave up on, shown on its ticket: who, which channel, why."""
+        return self._record(t, "undelivered", t.state, now, actor="monitord (notify)", note=note, level=level)
 
     def _record(
         self,

@@ -2,9 +2,11 @@
 other or from conftest; conftest holds the fixtures and builds them from this package.
 
 - ``net``: free_port, wait_port, run (a bounded scenario), eventually (poll until true)
-- ``webhooks``: WebhookReceiver, a real HTTP server recording what it receives
+- ``webhooks``: WebhookReceiver, a real HTTP server recording what it receives (and down for a
+  while if asked); BlackHole, a port that accepts and never answers
 - ``influx``: InfluxServer (Debian's influxd on free ports) and V2WriteProxy (/api/v2/write)
-- ``daemon``: the demo site on free ports, the daemon running against simulators, the people's
+- ``daemon``: the demo site on free ports (as a config, or a file for ``monitord run``), the daemon
+  running against simulators, its /metrics, the people's
   roster, API calls, and ``evaluated_past`` (proof the daemon evaluated after an instant)
 - ``timeline``: the pipeline on a manual clock, with pushes and expectations over intervals
 - ``packs``: which rule tests show a pack rule firing and honestly quiet
@@ -13,15 +15,18 @@ other or from conftest; conftest holds the fixtures and builds them from this pa
 from tests.support.daemon import (
     SKILLS,
     TOKEN,
+    daemon_yaml,
     demo_site,
     evaluated_past,
     evaluations,
     get,
     good,
+    metric,
     poll_once,
     post,
     running,
     sample_time,
+    simulated,
     site_yaml,
     text_of,
     with_people,
@@ -29,17 +34,19 @@ from tests.support.daemon import (
 from tests.support.influx import InfluxServer, V2WriteProxy
 from tests.support.net import eventually, free_port, run, wait_port
 from tests.support.timeline import T0, Seen, Timeline, restored_core
-from tests.support.webhooks import WebhookReceiver
+from tests.support.webhooks import BlackHole, WebhookReceiver
 
 __all__ = [
     "SKILLS",
     "T0",
     "TOKEN",
+    "BlackHole",
     "InfluxServer",
     "Seen",
     "Timeline",
     "V2WriteProxy",
     "WebhookReceiver",
+    "daemon_yaml",
     "demo_site",
     "evaluated_past",
     "evaluations",
@@ -47,12 +54,14 @@ __all__ = [
     "free_port",
     "get",
     "good",
+    "metric",
     "poll_once",
     "post",
     "restored_core",
     "run",
     "running",
     "sample_time",
+    "simulated",
     "site_yaml",
     "text_of",
     "wait_port",

@@ -79,6 +79,44 @@ def with_people(config: SiteConfig, hooks: WebhookReceiver, tmp_path: Path, ack:
     )
 
 
+def daemon_yaml(
+    tmp_path: Path, mosquitto: int, hooks: WebhookReceiver, extra: str = ""
+) -> tuple[Path, int, int]:
+    """The demo site as a file for ``monitord run``: free ports, store and log in tmp_path, people on
+    webhooks, then ``extra`` YAML. The path, the metrics port and the API port."""
+    text = (CONFIG_DIR / "sites" / "demo.yaml").read_text()
+    text = text.replace("../profiles/", f"{CONFIG_DIR}/profiles/")
+    for port in ("15020", "15021", "15022"):
+        text = text.replace(f"port: {port}", f"port: {free_port()}")
+    metrics, api = free_port(), free_port()
+    text = text.replace("mqtt://127.0.0.1:1883", f"mqtt://127.0.0.1:{mosquitto}")
+    text = text.replace("port: 9108}", f"port: {metrics}}}").replace("port: 9109,", f"port: {api},")
+    text = text.replace("./monitord-data/demo.db", str(tmp_path / "store.db"))
+    text = text.replace("./monitord-data/notifications.db", str(tmp_path / "notifications.db"))
+    head, _, rest = text.partition("roster:\n")
+    _, _, tail = rest.partition("api:")
+    teams = "".join(
+        f"    {s}: {{skills: [{s}], members: [{{name: {s}-tech, webhook: '{hooks.url(s + '-tech')}'}}],"
+        f" lead: {{name: {s}-lead, webhook: '{hooks.url(s + '-lead')}'}}}}\n"
+        for s in SKILLS
+    )
+    sla = "sla: {P1: {ack: 5m, start: 15m, resolve: 2h}}\n"
+    text = f"{head}roster:\n  teams:\n{teams}{sla}api:{tail}{extra}"
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    return path, metrics, api
+
+
+def metric(port: int, name: str) -> float | None:
+    """A sample without labels from a daemon's /metrics (0 when absent), None while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            lines = r.read().decode().splitlines()
+    except OSError:
+        return None
+    return next((float(line.split()[-1]) for line in lines if line.startswith(name + " ")), 0.0)
+
+
 def post(url: str, body: dict[str, Any], token: str | None = TOKEN) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
@@ -100,6 +138,20 @@ def text_of(url: str) -> str:
 def get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as r:
         return json.loads(r.read())
+
+
+@contextlib.asynccontextmanager
+async def simulated(config: SiteConfig) -> AsyncIterator[SimulatedSite]:
+    """The simulated site alone, on this event loop (the daemon runs elsewhere)."""
+    site = SimulatedSite(config)
+    task = asyncio.create_task(site.run())
+    await site.ready.wait()
+    try:
+        yield site
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @contextlib.asynccontextmanager

@@ -1,9 +1,11 @@
-"""A real HTTP server on a free port that records the webhook requests it gets."""
+"""Real HTTP receivers on free ports: one that records the webhooks it gets (and can be down for a
+while), and a black hole that accepts connections and never answers."""
 
 from __future__ import annotations
 
 import http.server
 import json
+import socket
 import threading
 import time
 from typing import Any
@@ -16,6 +18,10 @@ class WebhookReceiver:
         self.port = free_port()
         self.received: list[tuple[float, str, dict[str, Any]]] = []  # (arrival, path, body)
         self.scripted: dict[str, list[tuple[int, bytes]]] = {}  # path → replies to give first
+        # path → (status, seconds): answer ``status`` for this long from the first request on
+        self.outages: dict[str, tuple[int, float]] = {}
+        self.answered: list[tuple[float, str, int]] = []  # (arrival, path, status answered)
+        self._outage_start: dict[str, float] = {}
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -24,9 +30,16 @@ class WebhookReceiver:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                receiver.received.append((time.time(), self.path, body))
-                script = receiver.scripted.get(self.path.split("?")[0], [])
+                now = time.time()
+                receiver.received.append((now, self.path, body))
+                path = self.path.split("?")[0]
+                script = receiver.scripted.get(path, [])
                 status, reply = script.pop(0) if script else (200, b'{"errcode": 0}')
+                if path in receiver.outages:
+                    down, seconds = receiver.outages[path]
+                    if now < receiver._outage_start.setdefault(path, now) + seconds:
+                        status, reply = down, b"down"
+                receiver.answered.append((now, path, status))
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
@@ -48,3 +61,36 @@ class WebhookReceiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def delivered(self, path: str) -> list[float]:
+        """When ``path`` got a request it answered 2xx: each a delivery."""
+        return [t for t, p, status in self.answered if p == f"/{path}" and 200 <= status < 300]
+
+
+class BlackHole:
+    """A TCP port that accepts connections and never answers: a hung robot endpoint."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = int(self.sock.getsockname()[1])
+        self.connections: list[socket.socket] = []  # held open until close
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _addr = self.sock.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.connections:
+            conn.close()

@@ -1,0 +1,178 @@
+"""Benchmark: detection latency, from a fault in a simulator to the page at a webhook receiver.
+
+The daemon runs as its own process (``monitord run``) against the demo building's simulators
+(in this process, over real Modbus TCP and a real Mosquitto), with people on a real HTTP
+receiver. Each trial injects a fault, waits for the page of the ticket it opens, clears the
+fault and waits for the ticket to be resolved (``tickets.reopen_window: 0s``, so the next trial
+opens a new ticket and pages again). Two kinds of device run their trials side by side, each
+on a fresh copy of the device every two trials (a third fault on one device within ten minutes
+would be, rightly, a flapping alert that stays open):
+
+- Modbus: pumps polled every 1 s behind one gateway, fault ``sump_high`` →
+  ``pump.sump_high_level`` (for 2 s);
+- MQTT: lifts publishing every 1 s, fault ``door_lock`` → ``elevator.door_lock_circuit_open``
+  (for 2 s).
+
+Target: p99 ≤ poll interval + 100 ms + the rule's ``for``. Prints p50, p99 and max per device.
+Needs ``mosquitto`` (Debian package). Never part of the test pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from monitord.config.site import load_config
+from monitord.simulators.site import SimulatedSite
+from tests.support import (
+    WebhookReceiver,
+    daemon_yaml,
+    eventually,
+    free_port,
+    get,
+    metric,
+    simulated,
+    wait_port,
+)
+
+POLL = 1.0
+
+
+TRIALS_PER_ASSET = 2
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str
+    prefix: str  # copies are <prefix>1, <prefix>2, ...
+    template: str  # YAML of one copy; {i} its number
+    fault: str
+    rule: str
+    hold: float  # the rule's `for`
+    receiver: str  # the on-call person's webhook path
+
+
+CASES = (
+    Case(
+        "Modbus pump, 1 s poll",
+        "B-P",
+        "  - {{id: B-P{i}, type: pump, profile: pump-set, location: {{building: B}},\n"
+        "     connection: {{modbus: {{host: 127.0.0.1, port: {port}, unit: {i}}}}}}}\n",
+        "sump_high",
+        "pump.sump_high_level",
+        2.0,
+        "plumbing-tech",
+    ),
+    Case(
+        "MQTT lift, 1 s publish",
+        "B-E",
+        "  - {{id: B-E{i}, type: elevator, profile: elevator-gbt24476, location: {{building: B}},\n"
+        "     connection: {{mqtt: {{}}}}}}\n",
+        "door_lock",
+        "elevator.door_lock_circuit_open",
+        2.0,
+        "elevator-tech",
+    ),
+)
+
+
+def with_copies(path: Path, copies: int) -> None:
+    """Add ``copies`` of each case's device to the site file (the pumps on a gateway of their own)."""
+    port = free_port()
+    assets = "".join(c.template.format(i=i, port=port) for c in CASES for i in range(1, copies + 1))
+    text = path.read_text()
+    path.write_text(text.replace("rules:\n", assets + "rules:\n", 1))
+
+
+def paged(hooks: WebhookReceiver, receiver: str, seen: int) -> bool:
+    return len(hooks.to(receiver)) > seen
+
+
+def resolved(api: int, ticket: str) -> bool:
+    return any(t["id"] == ticket for t in get(f"http://127.0.0.1:{api}/tickets?state=resolved"))
+
+
+async def trials(case: Case, site: SimulatedSite, hooks: WebhookReceiver, api: int, n: int) -> list[float]:
+    """Fault → ticket → page, ``n`` times; the seconds from each injection to its page."""
+    rng = random.Random(case.prefix)  # trials start at varied phases of the poll cycle, reproducibly
+    out: list[float] = []
+    for trial in range(n):
+        asset = f"{case.prefix}{trial // TRIALS_PER_ASSET + 1}"
+        await asyncio.sleep(rng.uniform(0.0, POLL))
+        seen = len(hooks.to(case.receiver))
+        start = time.time()
+        site.inject(asset, case.fault)
+        await eventually(partial(paged, hooks, case.receiver, seen), 30, interval=0.005)
+        arrival, body = next((t, b) for t, p, b in reversed(hooks.received) if p == f"/{case.receiver}")
+        assert (body["asset"], body["event"]) == (asset, "opened"), body
+        out.append(arrival - start)
+        site.clear(asset, case.fault)
+        # The API is asked off this loop: the simulators serve on it and must not be held up.
+        while not await asyncio.to_thread(resolved, api, body["ticket"]):
+            await asyncio.sleep(0.2)
+    return out
+
+
+def percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+async def main(n: int) -> None:
+    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        broker_port = free_port()
+        conf = folder / "mosquitto.conf"
+        conf.write_text(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        broker = subprocess.Popen([mosquitto, "-c", str(conf)], stderr=subprocess.DEVNULL)
+        hooks = WebhookReceiver()
+        daemon: subprocess.Popen[bytes] | None = None
+        try:
+            wait_port(broker_port)
+            path, metrics, api = daemon_yaml(folder, broker_port, hooks, "tickets: {reopen_window: 0s}\n")
+            with_copies(path, -(-n // TRIALS_PER_ASSET))
+            config = load_config(path)
+            async with simulated(config) as site:
+                with (folder / "daemon.log").open("ab") as log:
+                    daemon = subprocess.Popen(
+                        [sys.executable, "-m", "monitord", "run", str(path)],
+                        cwd=folder,
+                        stdout=log,
+                        stderr=log,
+                    )
+                await eventually(
+                    lambda: (metric(metrics, "monitord_rules_evaluation_duration_seconds_count") or 0) > 5, 60
+                )
+                results = await asyncio.gather(*(trials(c, site, hooks, api, n) for c in CASES))
+        finally:
+            if daemon is not None:
+                daemon.terminate()
+                daemon.wait(30)
+            hooks.close()
+            broker.terminate()
+            broker.wait(10)
+    print(f"fault in the simulator → ticket → page at a webhook receiver; {n} trials per device")
+    print(f"{'device':26} {'rule':34} {'p50':>7} {'p99':>7} {'max':>7} {'target':>7}")
+    for case, lat in zip(CASES, results, strict=True):
+        target = POLL + 0.1 + case.hold
+        verdict = "ok" if percentile(lat, 99) <= target else "MISSED"
+        print(
+            f"{case.label:26} {case.rule:34} {percentile(lat, 50):6.2f}s {percentile(lat, 99):6.2f}s "
+            f"{max(lat):6.2f}s {target:6.2f}s {verdict}"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--trials", type=int, default=50, help="per device (default 50)")
+    asyncio.run(main(parser.parse_args().trials))
