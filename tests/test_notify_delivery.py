@@ -67,7 +67,7 @@ def test_a_dead_endpoint_delays_no_other_page_and_its_page_goes_to_the_next_pers
             [arrived, *_] = await eventually(lambda: webhooks.delivered("plumbing-tech"), 5)
             assert arrived - pump.opened_at < 2.0, "the plumber's P1 does not wait behind the dead robot"
             assert app.outbox is not None
-            key = notification_key(lift.id, 0, "elevator-tech", "webhook")
+            key = notification_key(lift, 0, "elevator-tech", "webhook")
             assert app.outbox.status(key) == "pending", "the lift's page was still being retried"
             # max_wait 15 s (+ one 10 s try in flight): given up, shown on the ticket, the lead paged
             [lead, *_] = await eventually(lambda: webhooks.delivered("elevator-lead"), 40)

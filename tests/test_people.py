@@ -18,6 +18,7 @@ import pytest
 
 from monitord.alerting.tracker import AlertEvent
 from monitord.core.model import Quality
+from monitord.people.dispatch import notification_key
 from monitord.people.roster import Contact, Override, Roster, RosterConfig, TeamConfig
 from monitord.tickets.desk import TicketActionError, TicketDesk, TicketPolicyView
 from tests.support import (
@@ -58,6 +59,28 @@ def test_lifecycle_allows_only_what_the_state_allows() -> None:
     rebuilt = TicketDesk()
     rebuilt.restore(desk.tickets[tid].events)
     assert rebuilt.tickets[tid].state == "closed" and rebuilt.tickets[tid].acknowledged_at == 1003
+
+
+def test_a_ticket_reopened_after_a_fix_pages_again_and_a_quiet_recurrence_does_not() -> None:
+    """The notification key names the ticket's episode: a fix that did not hold (reopened after a
+    person resolved it) is a new page; an auto-resolved re-fire (recurred) keeps the first key."""
+    desk = TicketDesk()
+    policy = TicketPolicyView("P1", "plumbing", True)
+    firing = AlertEvent(1000.0, "pump.dry_run", "P1", "firing", "critical", 995.0, "dry")
+    [opened] = desk.on_alert(firing, policy, "B2")
+    t = desk.tickets[opened.ticket]
+    first = notification_key(t, 0, "wang", "webhook")
+    assert first == f"{t.id}:0:wang:webhook", "keys written before episodes existed stay valid"
+    desk.on_alert(AlertEvent(1100.0, "pump.dry_run", "P1", "resolved", "critical", 995.0, "ok"), policy, "B2")
+    desk.on_alert(AlertEvent(1200.0, "pump.dry_run", "P1", "firing", "critical", 1195.0, "dry"), policy, "B2")
+    assert [e.event for e in t.events][-1] == "recurred"
+    assert notification_key(t, 0, "wang", "webhook") == first, "a quiet re-fire pages nobody again"
+    desk.act(t.id, "resolve", actor="wang", now=1300.0, note="new seal")
+    [again] = desk.on_alert(
+        AlertEvent(1400.0, "pump.dry_run", "P1", "firing", "critical", 1395.0, "dry"), policy, "B2"
+    )
+    assert again.event == "reopened"
+    assert notification_key(t, 0, "wang", "webhook") == f"{first}#1", "the fix did not hold: page again"
 
 
 def test_rotation_picks_the_person_on_shift() -> None:

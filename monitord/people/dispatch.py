@@ -26,9 +26,14 @@ from monitord.tickets.sla import Sla
 log = logging.getLogger(__name__)
 
 
-def notification_key(ticket: str, level: int, person: str, channel: str) -> str:
-    """The idempotency key of one message: sent once per ticket, level, person and channel."""
-    return f"{ticket}:{level}:{person}:{channel}"
+def notification_key(t: Ticket, level: int, person: str, channel: str) -> str:
+    """The idempotency key of one message: sent once per ticket episode, level, person and channel.
+
+    A ticket a person resolved that comes back (``reopened``: the fix did not hold) is a new episode
+    and pages again; the first episode keeps the plain key, so logs written before stay valid.
+    """
+    episode = sum(ev.event == "reopened" for ev in t.events)
+    return f"{t.id}:{level}:{person}:{channel}" + (f"#{episode}" if episode else "")
 
 
 class Dispatcher:
@@ -114,7 +119,7 @@ class Dispatcher:
         if level >= len(chain):
             return False
         person = chain[level]
-        keys = (notification_key(t.id, level, person.name, channel) for channel, _ in person.channels())
+        keys = (notification_key(t, level, person.name, channel) for channel, _ in person.channels())
         return any(self.outbox.status(k) in ("sent", "pending") for k in keys)
 
     def _tell(self, t: Ticket, level: int, now: float, event: str) -> None:
@@ -142,7 +147,7 @@ class Dispatcher:
             f"since {since}{escalated}. Acknowledge: POST {ack_url} or `monitord tickets ack {t.id}`."
         )
         return Notification(
-            key=notification_key(t.id, level, person.name, channel),
+            key=notification_key(t, level, person.name, channel),
             channel=channel,
             address=address,
             recipient=person.name,
