@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 Bools = npt.NDArray[np.bool_]
 INACTIVE, PENDING, FIRING = 0, 1, 2
+TIMER_MARGIN = 0.001  # seconds
 
 
 def fingerprint(rule: str, asset: str) -> str:
@@ -49,6 +50,7 @@ class _RuleAlerts:
         # Times of the last transitions per asset (a ring), to tell a flapping alert.
         self.transitions = np.full((n, max(flap_transitions, 1)), -math.inf)
         self.flapping = np.zeros(n, dtype=bool)
+        self.due = math.inf  # the next instant a timer of this rule (`for`, `clear_for`) runs out
 
     def record(self, mask: Bools, now: float) -> None:
         if mask.any():
@@ -90,6 +92,7 @@ class AlertTracker:
         if st is None:
             st = self._rules[rule] = _RuleAlerts(len(fire), flap_transitions)
         if not fire.any() and not st.state.any():
+            st.due = math.inf
             return []
 
         start = (st.state == INACTIVE) & fire
@@ -114,11 +117,25 @@ class AlertTracker:
         st.clear_since[resolve] = math.nan
         st.flapping[resolve] = False
         st.record(promote | resolve, now)
+        timers = np.concatenate(
+            (st.since[st.state == PENDING] + hold_for, (st.clear_since + calm_for)[st.state == FIRING])
+        )
+        # A millisecond past the instant, so that an evaluation then sees the timer run out even
+        # where floating point puts `now - since` a hair under `for`.
+        st.due = float(np.nanmin(timers)) + TIMER_MARGIN if np.isfinite(timers).any() else math.inf
 
         out = [Transition(int(i), "firing", float(st.since[i])) for i in np.flatnonzero(promote)]
         out += [Transition(int(i), "flapping", float(st.since[i])) for i in np.flatnonzero(start_flapping)]
         out += [Transition(int(i), "resolved", float(st.since[i])) for i in np.flatnonzero(resolve)]
         return out
+
+    def next_due(self) -> float:
+        """When the earliest running `for` or `clear_for` timer runs out (inf: none runs).
+
+        The daemon evaluates then, whether or not new data came: a fault is confirmed the moment
+        its `for` has passed, not at the next poll after it.
+        """
+        return min((st.due for st in self._rules.values()), default=math.inf)
 
     def firing(self, rule: str) -> Bools:
         st = self._rules.get(rule)

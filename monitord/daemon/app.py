@@ -257,12 +257,18 @@ class Monitord:
         engine, pipeline = self.config.engine, self.core.pipeline
         wake = self.bus.wake
         while True:
+            # New data wakes the loop; so does a `for` or `clear_for` timer running out.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(engine.max_interval):
+                async with asyncio.timeout(max(0.0, min(engine.max_interval, self._until_due()))):
                     await wake.wait()
             wake.clear()
             pipeline.tick()
             queued = getattr(self.store, "queued", None)  # a backend that queues says how much
             if queued is not None:
                 self.metrics.store_queue.set(queued)
-            await asyncio.sleep(engine.min_interval)
+            # min_interval bounds how often a flood of data is evaluated; a timer is not held by it.
+            await asyncio.sleep(max(0.0, min(engine.min_interval, self._until_due())))
+
+    def _until_due(self) -> float:
+        """Seconds until the earliest `for`/`clear_for` timer runs out (inf: none runs)."""
+        return self.core.tracker.next_due() - self.clock.now()

@@ -12,13 +12,13 @@ must not) come out in which interval::
     tl.expect_tickets(between=(5.5, 7), opened=[("pump.dry_run", "P1")])
 
 Times are seconds from the timeline's start. Pushes are scheduled; ``run_until`` (which every
-expectation calls) moves the MANUAL clock forward, hands each batch to the app's sample bus when
+expectation calls) moves the MANUAL clock forward, hands each batch to the core's sample bus when
 its time comes, and evaluates when the daemon's loop would: as soon as data arrived, but no sooner
-than ``engine.min_interval`` after the last evaluation, and at least every ``min_interval +
-max_interval``. Each evaluation is one ``Pipeline.tick``, the same round the daemon's loop runs:
-rules, alerts, tickets, then the clock steps (SLA clocks, follow-up close). ``expect_nothing`` is a
-negative check over manual time: it evaluates through the whole interval and fails on any alert or
-ticket event in it.
+than ``engine.min_interval`` after the last evaluation; the moment a ``for`` / ``clear_for`` timer
+runs out; and at least every ``min_interval + max_interval``. Each evaluation is one ``Pipeline.tick``, the
+same round the daemon's loop runs: rules, alerts, tickets, then the clock steps (SLA clocks,
+follow-up close). ``expect_nothing`` is a negative check over manual time: it evaluates through the
+whole interval and fails on any alert or ticket event in it.
 """
 
 from __future__ import annotations
@@ -141,10 +141,12 @@ class Timeline:
             return self.now
         earliest = round(self._last_eval + self.min_interval, 6)  # it sleeps min_interval after each
         latest = round(earliest + self.max_interval, 6)  # then waits for data, at most max_interval
+        # a `for`/`clear_for` timer running out is not held back by min_interval (as in the daemon)
+        timer = max(self._last_eval, round(self._rel(self.core.tracker.next_due()), 6))
         if self._arrived:
-            return earliest
+            return min(earliest, timer)
         arrival = self._pending[0].t if self._pending else math.inf
-        return min(latest, max(earliest, arrival))
+        return min(latest, max(earliest, arrival), timer)
 
     def run_until(self, t: float) -> None:
         """Move the manual clock to ``t``, delivering data and evaluating as the daemon would."""
