@@ -6,6 +6,12 @@ of squares, min, max, first, last, value changes). Memory is fixed: rows ×
 (BUCKETS + 1) × 11 floats, whatever the poll rate. Edges are as precise as one
 bucket (window / 30). A series is fed only the samples that are new since the
 last evaluation and of good quality, so a stale value is never counted twice.
+
+Estimates (``avg``, ``stddev``, ``rate``, and ``zscore`` built on them) are NaN
+— no verdict — for a row until its series has been watched for the whole
+window: a start-up, or a return after a gap longer than the window, would
+otherwise be judged on a few transient samples. Counts (``count``,
+``changes``, ``delta``, ``min``, ``max``) report what the window holds so far.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import numpy.typing as npt
 F = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
 BUCKETS = 30
+#: Aggregates that estimate a level or spread of the whole window: no value until it is covered.
+ESTIMATES = frozenset({"avg", "stddev", "rate"})
 
 
 class Window:
@@ -45,6 +53,9 @@ class Window:
         self.changes = np.zeros(shape)
         self.prev = np.full(n, math.nan)
         self.seen_ts = np.full(n, -math.inf)
+        # start of the series' current unbroken run of good samples (a gap longer than the window
+        # leaves nothing of the old run in the buckets, so the run starts again)
+        self.since = np.full(n, math.inf)
 
     @property
     def nbytes(self) -> int:
@@ -62,7 +73,7 @@ class Window:
             self.last_ts,
             self.changes,
         )
-        return sum(a.nbytes for a in arrays) + self.prev.nbytes + self.seen_ts.nbytes
+        return sum(a.nbytes for a in arrays) + self.prev.nbytes + self.seen_ts.nbytes + self.since.nbytes
 
     def add(self, now: float, values: F, ts: F, good: B) -> None:
         """Fold in the rows whose sample is newer than the last one folded in."""
@@ -103,6 +114,8 @@ class Window:
         prev = self.prev[new]
         self.changes[new, k] += (np.isfinite(prev) & (prev != v)).astype(np.float64)
         self.prev[new] = v
+        restart = t - self.seen_ts[new] > self.seconds
+        self.since[rows[restart]] = t[restart]
         self.seen_ts[new] = t
 
     def _live(self, now: float) -> B:
@@ -110,7 +123,20 @@ class Window:
         live: B = (self.ids > cur - self.slots) & (self.ids <= cur)
         return live
 
+    def covered(self, now: float) -> B:
+        """Rows whose series has been watched for the whole window (to within one bucket)."""
+        if self.n < 0:
+            return np.zeros(0, dtype=np.bool_)
+        watched: B = now - self.since >= self.seconds - self.width
+        return watched
+
     def aggregate(self, kind: str, now: float) -> F:
+        out = self._aggregate(kind, now)
+        if kind in ESTIMATES:
+            out = np.where(self.covered(now), out, math.nan)
+        return out
+
+    def _aggregate(self, kind: str, now: float) -> F:
         live = self._live(now)
         if kind == "count":
             out: F = self.count[:, live].sum(axis=1)
@@ -119,6 +145,8 @@ class Window:
         with np.errstate(invalid="ignore", divide="ignore"):
             if kind == "avg":
                 out = np.where(n > 0, self.sum[:, live].sum(axis=1) / n, math.nan)
+            elif kind == "sum":
+                out = np.where(n > 0, self.sum[:, live].sum(axis=1), math.nan)
             elif kind == "min":
                 out = np.where(n > 0, self.min[:, live].min(axis=1, initial=math.inf), math.nan)
             elif kind == "max":
