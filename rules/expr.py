@@ -130,8 +130,9 @@ def truthy(a: Array) -> npt.NDArray[np.bool_]:
     return np.asarray(np.nan_to_num(arr, nan=0.0) != 0, dtype=np.bool_)
 
 
-def compile_expression(text: str, *, known_points: set[str] | None = None) -> CompiledExpr:
-    """Compile ``text``; ``known_points`` (when given) rejects unknown names."""
+def in_seconds(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """``text`` with every duration written as seconds (Python syntax), and the shifts that
+    map a column of the result back to ``text`` (see ``original_column``)."""
     shifts: list[tuple[int, int]] = []  # (position in rewritten text, length change)
 
     def seconds(m: re.Match[str]) -> str:
@@ -139,20 +140,25 @@ def compile_expression(text: str, *, known_points: set[str] | None = None) -> Co
         shifts.append((m.start() + sum(d for _, d in shifts), len(value) - len(m.group(0))))
         return value
 
-    source = _DURATION.sub(seconds, text)
+    return _DURATION.sub(seconds, text), shifts
+
+
+def compile_expression(text: str, *, known_points: set[str] | None = None) -> CompiledExpr:
+    """Compile ``text``; ``known_points`` (when given) rejects unknown names."""
+    source, shifts = in_seconds(text)
     try:
         tree = ast.parse(source, mode="eval")
         out = CompiledExpr(text=text, fn=lambda ctx: np.zeros(0))
         out.fn = _Compiler(out, known_points).visit(tree.body)
     except SyntaxError as exc:
-        raise ExpressionError(f"syntax error: {exc.msg}", _original(exc.offset or 1, shifts)) from None
+        raise ExpressionError(f"syntax error: {exc.msg}", original_column(exc.offset or 1, shifts)) from None
     except ExpressionError as exc:
-        exc.column = _original(exc.column, shifts)
+        exc.column = original_column(exc.column, shifts)
         raise
     return out
 
 
-def _original(column: int, shifts: list[tuple[int, int]]) -> int:
+def original_column(column: int, shifts: list[tuple[int, int]]) -> int:
     """Map a column of the rewritten text back to the text the user wrote."""
     return column - sum(d for pos, d in shifts if pos < column - 1)
 
