@@ -70,6 +70,34 @@ class TicketEvent:
     note: str = ""
     assignee: str = ""
     level: int = 0  # escalation level this event concerns (0: the on-call person)
+    # "explained": the dependant's alert this incident explains (its asset, rule, since when)
+    alert_asset: str = ""
+    alert_rule: str = ""
+    alert_since: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    """A dependant's alert noted on a root-cause ticket instead of a ticket of its own."""
+
+    asset: str
+    rule: str
+    since: float
+    summary: str
+
+
+_NOTE = re.compile(r"^(?P<asset>[^:]+): (?P<summary>.*) \((?P<rule>[^()]+)\)$")
+
+
+def explained_of(ev: TicketEvent) -> Explained:
+    """What an "explained" event absorbed; events stored before the fields existed keep it in the note."""
+    if ev.alert_asset:
+        summary = ev.note.removeprefix(f"{ev.alert_asset}: ").removesuffix(f" ({ev.alert_rule})")
+        return Explained(ev.alert_asset, ev.alert_rule, ev.alert_since, summary)
+    m = _NOTE.match(ev.note)
+    if m is None:
+        return Explained("", "", ev.ts, ev.note)
+    return Explained(m["asset"], m["rule"], ev.ts, m["summary"])
 
 
 class TicketActionError(ValueError):
@@ -95,6 +123,7 @@ class Ticket:
     level: int = 0
     acknowledged_at: float | None = None
     explained: list[str] = field(default_factory=list)  # dependants' alerts this incident explains
+    explains: list[Explained] = field(default_factory=list)  # the same, as asset, rule, since
     breached: list[str] = field(default_factory=list)  # SLA clocks missed: ack, start, resolve
     repeats: int = 0  # times the same alert came back within the reopen window
     started_at: float | None = None
@@ -177,6 +206,7 @@ class TicketDesk:
             t.breached.append(ev.note)
         elif ev.event == "explained":
             t.explained.append(ev.note)
+            t.explains.append(explained_of(ev))
         elif ev.event == "escalated":
             t.level = max(t.level, ev.level)
         if ev.assignee:
@@ -311,7 +341,9 @@ class TicketDesk:
     def explain(self, root: Ticket, alert: AlertEvent) -> TicketEvent:
         """A dependant's alert explained by a root-cause incident: noted on the root's ticket."""
         note = f"{alert.asset}: {alert.summary} ({alert.rule})"
-        return self._record(root, "explained", root.state, alert.ts, note=note)
+        # never before the root's ticket opened: a held alert is decided once the root is known
+        at = max(alert.ts, root.opened_at)
+        return self._record(root, "explained", root.state, at, note=note, about=alert)
 
     def escalate(self, t: Ticket, level: int, now: float, note: str) -> TicketEvent:
         return self._record(t, "escalated", t.state, now, note=note, level=level)
@@ -327,6 +359,7 @@ class TicketDesk:
         note: str = "",
         assignee: str = "",
         level: int = 0,
+        about: AlertEvent | None = None,
     ) -> TicketEvent:
         """The one place a ``TicketEvent`` is built (and applied): about ``t``, its ticket."""
         ev = TicketEvent(
@@ -346,6 +379,9 @@ class TicketDesk:
             note=note,
             assignee=assignee,
             level=level,
+            alert_asset=about.asset if about else "",
+            alert_rule=about.rule if about else "",
+            alert_since=about.since if about else 0.0,
         )
         self.apply(ev)
         return ev
