@@ -55,6 +55,12 @@ def format_time(ts: float, tz: tzinfo | None = None) -> str:
     return datetime.fromtimestamp(ts, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
+def format_clock(ts: float, tz: tzinfo | None = None) -> str:
+    """Only the time of day, ``21:09:05``, in ``tz`` (``None``: this machine's local zone): for lines
+    printed as things happen, where the date and zone are those of the whole session."""
+    return datetime.fromtimestamp(ts, UTC).astimezone(tz).strftime("%H:%M:%S")
+
+
 def parse_time(text: str, tz: tzinfo | None = None) -> float:
     """Epoch seconds from epoch seconds or ISO 8601 text; a time without a zone is in ``tz``
     (``None``: this machine's local zone)."""

@@ -222,7 +222,7 @@ class Monitord:
         port = self.config.metrics.port if self.metrics_port is None else self.metrics_port
         bound = self.metrics.serve(self.config.metrics.host, port)
         self.metrics_url = f"http://{self.config.metrics.host}:{bound}/metrics"
-        log.info("metrics at %s", self.metrics_url)
+        log.debug("metrics at %s", self.metrics_url)  # `monitord run` prints it once, on stdout
         self._people(api_port)
         self.started.set()
         try:
