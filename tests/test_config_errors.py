@@ -198,3 +198,18 @@ def test_environment_variables_fill_secrets_and_unset_ones_are_errors(
     assert problems(tmp_path, text) == ["site.yaml:2 mqtt.url: environment variable BROKER_URL is not set"]
     with_default = GOOD.replace('url: "mqtt://127.0.0.1:1883"', 'url: "${BROKER_URL:-mqtt://127.0.0.1:1999}"')
     assert load_config(write(tmp_path, with_default)).mqtt.url == "mqtt://127.0.0.1:1999"  # type: ignore[union-attr]
+
+
+def test_the_notification_log_lies_beside_the_store_unless_given(tmp_path: Path) -> None:
+    """It went to ./monitord-data/notifications.db under whatever folder the daemon started in."""
+    base = "site: {id: s}\nassets: []\n"
+    sqlite = tmp_path / "a.yaml"
+    sqlite.write_text(base + f"store: {{kind: sqlite, path: {tmp_path}/data/site.db}}\n")
+    assert load_config(sqlite).notify_log == tmp_path / "data" / "notifications.db"
+    influx = tmp_path / "b.yaml"
+    store = f"store: {{kind: influxdb, url: 'http://h:8086', bucket: b, spool: {tmp_path}/sp}}\n"
+    influx.write_text(base + store)
+    assert load_config(influx).notify_log == tmp_path / "notifications.db"
+    given = tmp_path / "c.yaml"
+    given.write_text(base + f"notify: {{log: {tmp_path}/n/log.db}}\n")
+    assert load_config(given).notify_log == tmp_path / "n" / "log.db"

@@ -130,7 +130,9 @@ class ApiConfig(Strict):
 
 
 class NotifyConfig(Strict):
-    log: str = "./monitord-data/notifications.db"
+    log: str | None = Field(
+        None, description="notification log and silences (default: notifications.db beside the store)"
+    )
     attempts: Annotated[int, in_range(1, 20)] = 6
     smtp: SmtpConfig = SmtpConfig()
 
@@ -176,6 +178,15 @@ class SiteConfig(Strict):
 
     def asset(self, asset_id: str) -> AssetConfig:
         return next(a for a in self.assets if a.id == asset_id)
+
+    @property
+    def notify_log(self) -> Path:
+        """Where the notification log (and the silences) live: ``notify.log`` if given, else
+        ``notifications.db`` beside the SQLite store, or beside the InfluxDB spool folder."""
+        if self.notify.log is not None:
+            return Path(self.notify.log)
+        beside = self.store.path if isinstance(self.store, SqliteStoreConfig) else self.store.spool
+        return Path(beside).parent / "notifications.db"
 
     def sla_of(self, priority: str) -> Sla:
         return next((v for k, v in self.sla.items() if k == priority), DEFAULT_SLA[priority])

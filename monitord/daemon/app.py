@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from monitord.config.site import AssetConfig, SiteConfig
 from monitord.core.clock import Clock, SystemClock
@@ -112,7 +111,7 @@ class Monitord:
         self.config = c = with_gateways(self.config)
         if self.store is None:
             self.store = open_store(c)
-        self.core: Core = build_core(c, self.clock, self.store, silences=Path(c.notify.log))
+        self.core: Core = build_core(c, self.clock, self.store, silences=c.notify_log)
         self.bus = self.core.bus
         self.outbox: Outbox | None = None
         self.dispatcher: Dispatcher | None = None
@@ -208,7 +207,7 @@ class Monitord:
             return
         broker = c.mqtt.host_port if c.mqtt else None
         self.outbox = Outbox(
-            Path(c.notify.log), channels(c.notify.smtp, broker), core.metrics, c.notify.attempts
+            c.notify_log, channels(c.notify.smtp, broker), core.metrics, c.notify.attempts
         )
         self.dispatcher = Dispatcher(
             Roster(c.roster), core.desk, self.outbox, core.assets, self.api_url, c.sla_of
