@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from monitord.alerting.tracker import AlertEvent
+from monitord.store.sqlite import SqliteStore
 from monitord.tickets.desk import TicketDesk, TicketPolicyView
 from monitord.tickets.sla import DEFAULT_SLA, Sla
-from monitord.tools.kpi import render, report
+from monitord.tools.kpi import Clock, render, report
 from tests.support import Timeline
 
 POLICY = TicketPolicyView("P1", "plumbing", auto_resolve=True)
@@ -99,8 +103,41 @@ def test_kpi_report_figures() -> None:
     alerts += [AlertEvent(T0, "r", "A", "flapping", "minor", T0, "")]
     r = report(list(desk.tickets.values()), alerts, sla, now=T0 + 1200)
     assert (r.tickets, r.mtta, r.mttr) == (2, 360.0, 1800.0)
-    assert r.sla[("P1", "plumbing")] == (2, 1, 1)
+    # b's ack ran out late; b's resolve clock (2 h) still runs: neither met nor missed
+    assert r.sla[("P1", "plumbing")] == (2, Clock(met=1, missed=1), Clock(met=1, running=1))
     assert r.max_per_10min == 12 and r.flood_share == 0.5 and r.chattering == 1
     assert r.follow_up == 0.0
     text = "\n".join(render(r))
     assert "MTTA (median): 6.0 min" in text and "flood time 50.0%" in text
+    assert "ack  50.0%   resolve 100.0% (1 within SLA)" in text
+
+
+def test_an_open_ticket_within_its_sla_is_not_counted_as_missed() -> None:
+    """An open P3 still within its SLA showed "resolve 0.0 %"."""
+    desk = TicketDesk()
+    desk.on_alert(alert(T0, "firing"), TicketPolicyView("P3", "plumbing", auto_resolve=True), "B2")
+    r = report(list(desk.tickets.values()), [], sla, now=T0 + 3600)
+    [line] = [x for x in render(r) if x.startswith("  P3")]
+    assert " ".join(line.split("tickets")[1].split()) == "ack - (1 within SLA) resolve - (1 within SLA)"
+    late = report(list(desk.tickets.values()), [], sla, now=T0 + 4 * 86400)  # P3: ack 4 h, resolve 3 d
+    assert late.sla[("P3", "plumbing")][1:] == (Clock(missed=1), Clock(missed=1))
+
+
+def test_report_without_arguments_finds_the_demo_store(tmp_path: Path) -> None:
+    """`monitord report` looked only for monitord-data/monitord.db; the demo writes demo.db."""
+    command = [sys.executable, "-m", "monitord", "report"]
+    none = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert none.returncode == 1
+    assert none.stderr.strip() == (
+        "monitord: no store at ./monitord-data/monitord.db or ./monitord-data/demo.db:"
+        " give --store FILE or --config SITE.yaml"
+    )
+    assert not (tmp_path / "monitord-data").exists(), "a reader creates no store"
+    (tmp_path / "monitord-data").mkdir()
+    store = SqliteStore(tmp_path / "monitord-data" / "demo.db", flush_interval=0.05)
+    store.write_tickets(TicketDesk().on_alert(alert(T0, "firing"), POLICY, "B2"))
+    store.flush()
+    store.close()
+    found = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.startswith("tickets: 1 ")
