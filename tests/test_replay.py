@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitord.config.site import CONFIG_DIR, load_config, load_rules
+from monitord.core.units import counted
 from monitord.rules.engine import matches
 from monitord.simulators.record import record
 from monitord.simulators.scenario import Scenario, Step
@@ -64,6 +66,33 @@ def test_replay_from_the_store_opens_and_resolves_the_recorded_incidents(recorde
         ("hvac.filter_dp_high", "A-AHU1"),
     }
     assert not [a for a in result.alerts if a.rule == "comms.device_offline"], "recorded data has no gaps"
+
+
+def test_replay_in_coarse_steps_takes_the_end_of_data_for_the_end_not_for_silence(recorded: Path) -> None:
+    """`replay --step 5s` fired device_offline for every asset after the recording ended, and said
+    "0.00 days" and "1 alerts"."""
+    args = ["replay", "--config", str(SITE), "--from", str(recorded), "--step", "5s"]
+    out = subprocess.run(
+        [sys.executable, "-m", "monitord", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    head, *alerts = out.stdout.splitlines()
+    assert "comms.device_offline" not in out.stdout, out.stdout
+    span = r"\(4,800 batches, 9m59s of data from \d{4}-\d\d-\d\d \d\d:\d\d:\d\d CST\)"
+    assert re.search(span, head), head
+    fired = [line.split()[4] for line in alerts]  # date, time, zone, severity, rule
+    # the dry run (2:00-4:00) swings the discharge pressure inside the 5 min window it then fills
+    assert sorted(fired) == ["hvac.filter_dp_high", "pump.dry_run", "pump.pressure_instability"], out.stdout
+    assert re.search(r"— 3 alerts fired, \d+ tickets? opened$", head), head
+    assert counted(1, "alert") == "1 alert" and counted(0, "ticket") == "0 tickets"
+    # a recording that ends 4 s before the next 5 s step (every asset polled at 1 s: offline after 3 s)
+    cut = [head for f in SqliteStore(recorded, writer=False).frames() if (head := f.split(START + 596.5)[0])]
+    result = replay(load_config(SITE), cut, step=5.0)
+    assert result.span[1] == START + 596
+    assert not [a for a in result.alerts if a.rule == "comms.device_offline"], "the end is not silence"
 
 
 def test_csv_export_import_round_trips(recorded: Path, tmp_path: Path) -> None:
