@@ -43,6 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
 
     si = sub.add_parser("silence", help="silences: mute matching alerts for a while, with a reason")
     api_args(si)
+    si.add_argument("--config", help="site config: times shown in its zone")
     sisub = si.add_subparsers(dest="action", required=True)
     sa = sisub.add_parser("add")
     sa.add_argument("--asset", action="append", help="asset id (repeatable)")
@@ -158,6 +159,7 @@ def ticket_action(args: argparse.Namespace) -> int:
 
 def silence(args: argparse.Namespace) -> int:
     api = api_client(args)
+    tz = site_zone(load_config(args.config) if args.config else None)
     if args.action == "add":
         matcher = {"assets": args.asset or [], "rules": args.rule or [], "types": args.type or []}
         body: dict[str, object] = {
@@ -167,17 +169,26 @@ def silence(args: argparse.Namespace) -> int:
             "expires_in": args.duration,
         }
         s = api.post("/silences", body)
-        print(f"silence {s['id']} until {format_time(s['expires'])}")
+        print(f"silence {s['id']} until {format_time(s['expires'], tz)}")
         return 0
     if args.action == "expire":
         api.post(f"/silences/{args.id}/expire", {})
         print(f"silence {args.id} expired")
         return 0
-    for s in api.get_list("/silences"):
+    silences = api.get_list("/silences")
+    if not silences:
+        print("no silences")
+    for s in silences:
         state = "active " if s["active"] else "expired"
-        until = format_time(s["expires"])
-        print(f"{s['id']}  {state} until {until}  {s['author']}: {s['reason']}  {s['matcher']}")
+        until = format_time(s["expires"], tz)
+        print(f"{s['id']}  {state} until {until}  {_matcher(s['matcher'])}  {s['author']}: {s['reason']}")
     return 0
+
+
+def _matcher(m: dict[str, list[str]]) -> str:
+    """What a silence mutes, as people write it: ``assets A-P1, A-P2; rules pump.*``."""
+    parts = [f"{key} {', '.join(m[key])}" for key in ("assets", "types", "tags", "rules") if m.get(key)]
+    return "; ".join(parts) or "everything"
 
 
 def kpi_report(args: argparse.Namespace) -> int:
