@@ -11,6 +11,7 @@ Durations such as ``5m`` are written as numbers of seconds before parsing.
 from __future__ import annotations
 
 import ast
+import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,6 +164,12 @@ def original_column(column: int, shifts: list[tuple[int, int]]) -> int:
     return column - sum(d for pos, d in shifts if pos < column - 1)
 
 
+def _near(name: str, known: set[str]) -> str:
+    """`` (did you mean 'suction_pressure'?)`` for a misspelt point, else nothing."""
+    near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
 class _Compiler:
     def __init__(self, out: CompiledExpr, known: set[str] | None) -> None:
         self.out = out
@@ -192,7 +199,7 @@ class _Compiler:
         if name in RESERVED:
             return lambda ctx: ctx.health(name)
         if self.known is not None and name not in self.known:
-            raise self.fail(node, f"unknown point {name!r}")
+            raise self.fail(node, f"unknown point {name!r}{_near(name, self.known)}")
         self.out.points.add(name)
         return lambda ctx: ctx.column(name)
 
@@ -259,7 +266,7 @@ class _Compiler:
                 raise self.fail(node, "age() takes one point name")
             point = node.args[0].id
             if self.known is not None and point not in self.known:
-                raise self.fail(node.args[0], f"unknown point {point!r}")
+                raise self.fail(node.args[0], f"unknown point {point!r}{_near(point, self.known)}")
             self.out.aged_points.add(point)
             return lambda ctx: ctx.age(point)
         if name in _WINDOWED:

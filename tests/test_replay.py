@@ -163,7 +163,8 @@ def test_a_bad_rule_file_is_a_config_error_with_its_line(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as err:
         load_rules(bad, load_config(SITE))
     assert err.value.problems == [
-        f"{bad}:3 rules[0].when: unknown point 'suction' at column 1 in 'suction < 1'"
+        f"{bad}:3 rules[0].when: unknown point 'suction' (did you mean 'suction_pressure'?)"
+        " at column 1 in 'suction < 1'"
     ]
 
 

@@ -117,7 +117,7 @@ def test_offline_comes_from_silence_not_from_one_lost_reply(timeline: Callable[.
         ("__import__('os')", "unknown function '__import__'", 1),
         ("running.__class__", "only param.<name> attributes are allowed", 1),
         ("[1, 2]", "List is not allowed in a rule expression", 1),
-        ("running == 1 and suction < 5m", "unknown point 'suction'", 18),
+        ("running == 1 and suction < 5m", "unknown point 'suction' (did you mean 'suction_pressure'?)", 18),
         ("lambda: 1", "Lambda is not allowed in a rule expression", 1),
     ],
 )
