@@ -72,7 +72,9 @@ def test_the_console_tells_each_incident_and_its_recovery(demo: tuple[Path, str]
     assert stdout.count("metrics: http://127.0.0.1:") == 1
     assert "SIMULATOR injects dry_run on A-P1" in stdout
     assert re.search(r"ALERT  FIRING   critical pump.dry_run .* \(since \d\d:\d\d:\d\d\)", stdout)
-    assert "NOTIFY → Zhang (plumber): [P1]" in stdout  # the on-call plumber is told
+    # the on-call plumber is told, with the time in the site's zone (the roster's Asia/Shanghai)
+    told = r"NOTIFY → Zhang \(plumber\): \[P1\] .* — since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d CST\. Acknowledge"
+    assert re.search(told, stdout), stdout
     assert "NOTIFY → Wang (elevator contractor): [P1]" in stdout
     resolved = [line for line in stdout.splitlines() if "ALERT  RESOLVED" in line]
     assert len(resolved) == 2 and all(" — recovered; now " in line for line in resolved), resolved
