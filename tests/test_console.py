@@ -12,26 +12,17 @@ from monitord.alerting.tracker import AlertEvent
 from monitord.core.assets import Asset
 from monitord.people.console import ConsoleReporter
 from monitord.tickets.desk import TicketDesk, TicketPolicyView
-from tests.support import T0, Timeline
+from tests.support import T0, Timeline, pump_site
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-SITE = """
-site: {id: console}
-mqtt: {url: 'mqtt://127.0.0.1:1'}
-poll: 1s
-profiles:
-  - profile: two-points
-    asset_type: pump
-    mqtt: {topic: '{site}/{asset}'}
-    points: {running: {}, suction_pressure: {}}
-assets:
-  - {id: P1, name: Booster 1, type: pump, profile: two-points, connection: {mqtt: {}}}
-rules:
-  - id: pump.dry
-    applies_to: {type: pump}
-    when: "running == 1 and suction_pressure < 0.05"
-    summary: "pump running dry (suction {suction_pressure:.3f} MPa)"
-"""
+SITE = pump_site(
+    "  - {id: P1, name: Booster 1, type: pump, profile: two-points, connection: {mqtt: {}}}\n",
+    "  - id: pump.dry\n"
+    "    applies_to: {type: pump}\n"
+    '    when: "running == 1 and suction_pressure < 0.05"\n'
+    '    summary: "pump running dry (suction {suction_pressure:.3f} MPa)"\n',
+    site="console",
+)
 
 
 def shanghai(ts: float) -> str:
