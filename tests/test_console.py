@@ -69,3 +69,30 @@ def test_explained_lines_name_the_asset_and_rule_they_absorbed() -> None:
         f" comms.device_offline — no reply (since {shanghai(T0 - 1)})"
         for a in ("P1", "P2")
     ]
+
+
+def test_a_held_alert_is_explained_in_time_order_never_before_its_ticket_opened(
+    timeline: Callable[..., Timeline],
+) -> None:
+    """The dependant fires first and waits for the pending root cause: its "explained" event was
+    stamped with its own firing time, 4 s before the ticket it joined had opened; now it is stamped
+    when it is decided."""
+    tl = timeline(
+        pump_site(
+            "  - {id: F, type: pump, profile: two-points, connection: {mqtt: {}}}\n"
+            "  - {id: P1, type: pump, profile: two-points, connection: {mqtt: {}}, depends_on: [F]}\n",
+            "  - {id: feed.down, applies_to: {ids: [F]}, when: 'running == 0', for: 5s, root_cause: true}\n"
+            "  - {id: pump.dry, applies_to: {ids: [P1]}, when: 'suction_pressure < 0.05'}\n",
+        )
+    )
+    for t in range(10):
+        tl.at(t).push("F", running=0, suction_pressure=0.15)
+        tl.at(t).push("P1", running=1, suction_pressure=0.02 if t >= 1 else 0.15)
+    tl.expect_alerts(between=(0, 1), firing=[("pump.dry", "P1")])
+    [opened] = tl.expect_tickets(between=(1.01, 5), opened=[("feed.down", "F")])
+    # decided in the next evaluation (the root's ticket did not exist yet when P1's turn came)
+    [explained] = tl.expect_tickets(between=(5.01, 6), explained=[("feed.down", "F")])
+    assert (opened.t, explained.t) == (5, 6)
+    assert [s.what for s in tl.tickets()] == ["opened", "explained"], "in time order"
+    [x] = tl.core.desk.tickets[opened.ticket].explains
+    assert (x.asset, x.rule, x.since) == ("P1", "pump.dry", T0 + 1)

@@ -148,7 +148,7 @@ class Pipeline:
             if ev.state == "firing" and self.ancestors.get(ev.asset):
                 root, pending = self._root_cause(ev.asset)
                 if root is not None:
-                    tickets.append(self.desk.explain(root, ev))
+                    tickets.append(self.desk.explain(root, ev, now))
                     continue
                 # Upstream devices may be polled less often than this one: until each has reported
                 # since this condition began, it cannot have shown a root cause yet (bounded by settle).
@@ -165,7 +165,7 @@ class Pipeline:
                     continue
                 work = self.desk.in_progress_on(ev.asset, policy.skill)
                 if work is not None:  # a technician is on it: add to their ticket, tell nobody
-                    tickets.append(self.desk.explain(work, ev))
+                    tickets.append(self.desk.explain(work, ev, now))
                     continue
             view = TicketPolicyView(policy.priority, policy.skill, policy.auto_resolve)
             tickets += self.desk.on_alert(ev, view, self.assets[ev.asset].where)

@@ -338,11 +338,12 @@ class TicketDesk:
             None,
         )
 
-    def explain(self, root: Ticket, alert: AlertEvent) -> TicketEvent:
-        """A dependant's alert explained by a root-cause incident: noted on the root's ticket."""
+    def explain(self, root: Ticket, alert: AlertEvent, now: float | None = None) -> TicketEvent:
+        """A dependant's alert explained by a root-cause incident: noted on the root's ticket, at the
+        time of the decision ``now`` (a held alert is decided later than it fired), never before the
+        root's ticket opened; the alert's own start is in ``alert_since``."""
         note = f"{alert.asset}: {alert.summary} ({alert.rule})"
-        # never before the root's ticket opened: a held alert is decided once the root is known
-        at = max(alert.ts, root.opened_at)
+        at = max(alert.ts if now is None else now, root.opened_at)
         return self._record(root, "explained", root.state, at, note=note, about=alert)
 
     def escalate(self, t: Ticket, level: int, now: float, note: str) -> TicketEvent:
