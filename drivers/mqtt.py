@@ -115,6 +115,8 @@ class MqttDriver:
             self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
+        self._reachable = True  # False from the first failed connect until the next connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
 
@@ -127,6 +129,7 @@ class MqttDriver:
         if self.routes:
             client.subscribe([(t, self.qos) for t in self.routes])
         log.info("mqtt %s:%d: connected, %d topics", self.host, self.port, len(self.routes))
+        self._reachable = True
         self._connected.set()
         self._was_connected = True
 
@@ -134,6 +137,14 @@ class MqttDriver:
         self._connected.clear()
         if self._was_connected and not self._closing:
             log.warning("mqtt %s:%d: disconnected (%s); reconnecting", self.host, self.port, reason)
+
+    def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        # Said once per outage, as Modbus does: without it a missing broker only showed as lifts
+        # going offline three polls later.
+        self.metrics.driver_errors.labels("mqtt", "connect").inc()
+        if self._reachable:
+            self._reachable = False
+            log.warning("mqtt %s:%d: cannot connect to the broker; retrying", self.host, self.port)
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         self._queue.append((self.clock.now(), msg.topic, bytes(msg.payload)))

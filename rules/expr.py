@@ -11,6 +11,7 @@ Durations such as ``5m`` are written as numbers of seconds before parsing.
 from __future__ import annotations
 
 import ast
+import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -140,8 +141,9 @@ def truthy(a: Array) -> npt.NDArray[np.bool_]:
     return np.asarray(np.nan_to_num(arr, nan=0.0) != 0, dtype=np.bool_)
 
 
-def compile_expression(text: str, *, known_points: set[str] | None = None) -> CompiledExpr:
-    """Compile ``text``; ``known_points`` (when given) rejects unknown names."""
+def in_seconds(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """``text`` with every duration written as seconds (Python syntax), and the shifts that
+    map a column of the result back to ``text`` (see ``original_column``)."""
     shifts: list[tuple[int, int]] = []  # (position in rewritten text, length change)
 
     def seconds(m: re.Match[str]) -> str:
@@ -149,7 +151,12 @@ def compile_expression(text: str, *, known_points: set[str] | None = None) -> Co
         shifts.append((m.start() + sum(d for _, d in shifts), len(value) - len(m.group(0))))
         return value
 
-    source = _DURATION.sub(seconds, text)
+    return _DURATION.sub(seconds, text), shifts
+
+
+def compile_expression(text: str, *, known_points: set[str] | None = None) -> CompiledExpr:
+    """Compile ``text``; ``known_points`` (when given) rejects unknown names."""
+    source, shifts = in_seconds(text)
     try:
         tree = ast.parse(source, mode="eval")
         out = CompiledExpr(text=text, fn=lambda ctx: np.zeros(0))
@@ -161,9 +168,9 @@ def compile_expression(text: str, *, known_points: set[str] | None = None) -> Co
         else:
             out.fn = compiler.visit(body)
     except SyntaxError as exc:
-        raise ExpressionError(f"syntax error: {exc.msg}", _original(exc.offset or 1, shifts)) from None
+        raise ExpressionError(f"syntax error: {exc.msg}", original_column(exc.offset or 1, shifts)) from None
     except ExpressionError as exc:
-        exc.column = _original(exc.column, shifts)
+        exc.column = original_column(exc.column, shifts)
         raise
     return out
 
@@ -178,9 +185,15 @@ def _any(parts: list[Fn]) -> Fn:
     return run
 
 
-def _original(column: int, shifts: list[tuple[int, int]]) -> int:
+def original_column(column: int, shifts: list[tuple[int, int]]) -> int:
     """Map a column of the rewritten text back to the text the user wrote."""
     return column - sum(d for pos, d in shifts if pos < column - 1)
+
+
+def _near(name: str, known: set[str]) -> str:
+    """`` (did you mean 'suction_pressure'?)`` for a misspelt point, else nothing."""
+    near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 class _Compiler:
@@ -212,7 +225,7 @@ class _Compiler:
         if name in RESERVED:
             return lambda ctx: ctx.health(name)
         if self.known is not None and name not in self.known:
-            raise self.fail(node, f"unknown point {name!r}")
+            raise self.fail(node, f"unknown point {name!r}{_near(name, self.known)}")
         self.out.points.add(name)
         return lambda ctx: ctx.column(name)
 
@@ -321,7 +334,7 @@ class _Compiler:
             raise self.fail(node, f"{name}() takes one point name")
         point = node.args[0].id
         if self.known is not None and point not in self.known:
-            raise self.fail(node.args[0], f"unknown point {point!r}")
+            raise self.fail(node.args[0], f"unknown point {point!r}{_near(point, self.known)}")
         return point
 
     def _windowed(self, node: ast.Call, name: str) -> Fn:

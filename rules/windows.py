@@ -11,6 +11,12 @@ last evaluation and of good quality, so a stale value is never counted twice.
 per hour): it keeps the time and size of each event itself, up to ``EVENTS`` per
 asset, and counts those in the half-open window (now − w, now], so a pump that
 starts exactly N times an hour counts N at every moment, never N ± 1.
+
+Estimates (``avg``, ``stddev``, ``rate``, and ``zscore`` built on them) are NaN
+— no verdict — for a row until its series has been watched for the whole
+window: a start-up, or a return after a gap longer than the window, would
+otherwise be judged on a few transient samples. Counts (``count``,
+``delta``, ``min``, ``max``) report what the window holds so far.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import numpy.typing as npt
 F = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
 BUCKETS = 30
+#: Aggregates that estimate a level or spread of the whole window: no value until it is covered.
+ESTIMATES = frozenset({"avg", "stddev", "rate"})
 
 
 class Window:
@@ -48,6 +56,9 @@ class Window:
         self.last = np.full(shape, math.nan)
         self.last_ts = np.full(shape, -math.inf)
         self.seen_ts = np.full(n, -math.inf)
+        # start of the series' current unbroken run of good samples (a gap longer than the window
+        # leaves nothing of the old run in the buckets, so the run starts again)
+        self.since = np.full(n, math.inf)
 
     @property
     def nbytes(self) -> int:
@@ -64,7 +75,7 @@ class Window:
             self.last,
             self.last_ts,
         )
-        return sum(a.nbytes for a in arrays) + self.seen_ts.nbytes
+        return sum(a.nbytes for a in arrays) + self.seen_ts.nbytes + self.since.nbytes
 
     def add(self, now: float, values: F, ts: F, good: B) -> None:
         """Fold in the rows whose sample is newer than the last one folded in."""
@@ -101,6 +112,8 @@ class Window:
         self.max[new, k] = np.maximum(self.max[new, k], v)
         self.last[new, k] = v
         self.last_ts[new, k] = t
+        restart = t - self.seen_ts[new] > self.seconds
+        self.since[rows[restart]] = t[restart]
         self.seen_ts[new] = t
 
     def _live(self, now: float) -> B:
@@ -108,7 +121,20 @@ class Window:
         live: B = (self.ids > cur - self.slots) & (self.ids <= cur)
         return live
 
+    def covered(self, now: float) -> B:
+        """Rows whose series has been watched for the whole window (to within one bucket)."""
+        if self.n < 0:
+            return np.zeros(0, dtype=np.bool_)
+        watched: B = now - self.since >= self.seconds - self.width
+        return watched
+
     def aggregate(self, kind: str, now: float) -> F:
+        out = self._aggregate(kind, now)
+        if kind in ESTIMATES:
+            out = np.where(self.covered(now), out, math.nan)
+        return out
+
+    def _aggregate(self, kind: str, now: float) -> F:
         live = self._live(now)
         if kind == "count":
             out: F = self.count[:, live].sum(axis=1)

@@ -108,8 +108,14 @@ class Elevator(Equipment):
         if self._abnormal(v):
             return
         if "entrapment" in self.faults or "entrapment_landing" in self.faults:
-            if "entrapment" in self.faults and self.position % self.FLOOR_HEIGHT < 0.5:
-                self.position += 1.2  # stop between two landings
+            if "entrapment" in self.faults:
+                if self.position % self.FLOOR_HEIGHT < 0.5:
+                    self.position += 1.2  # stop between two landings
+                # Out of the door zone the controller drops any open command and, once the car is
+                # freed, starts over from idle: which door phase the fault happened to interrupt
+                # must not decide whether a door fault follows (it did, at random, in the demo).
+                v["door_command"] = 0
+                self.phase, self.phase_left = "idle", 2.0
             elif "entrapment_landing" in self.faults:
                 self.position = round(self.position / self.FLOOR_HEIGHT) * self.FLOOR_HEIGHT
             v.update(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -19,6 +20,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from monitord.ingest.profiles import DeviceProfile
 
 from .models import Equipment
+
+log = logging.getLogger(__name__)
 
 
 def document(profile: DeviceProfile, values: dict[str, float], ts: float) -> dict[str, Any]:
@@ -45,7 +48,14 @@ class MqttPublisher:
     ) -> None:
         self.host, self.port, self.devices, self.interval = host, port, devices, interval
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.on_connect_fail = self._on_connect_fail
         self.published = 0
+        self.connect_failures = 0  # `monitord sim` reports a broker it never reached
+
+    def _on_connect_fail(self, _c: object, _u: object) -> None:
+        self.connect_failures += 1
+        if self.connect_failures == 1:
+            log.warning("mqtt %s:%d: cannot connect to the broker; retrying", self.host, self.port)
 
     async def run(self) -> None:
         self.client.connect_async(self.host, self.port, keepalive=30)

@@ -16,6 +16,22 @@ import pytest
 
 from tests.support import InfluxServer, Timeline, V2WriteProxy, WebhookReceiver, free_port, wait_port
 
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def _data_in_checkout() -> dict[str, tuple[int, int]]:
+    folder = CHECKOUT / "monitord-data"
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_untouched() -> Iterator[None]:
+    """No test writes into the checkout's monitord-data (the demo's and the daemon's default folder):
+    `make test` once wrote notification rows into the copy the demo uses."""
+    before = _data_in_checkout()
+    yield
+    assert _data_in_checkout() == before, "a test wrote into the checkout's monitord-data/"
+
 
 def _mosquitto_binary() -> str | None:
     return shutil.which("mosquitto") or next(

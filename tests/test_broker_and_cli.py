@@ -1,21 +1,25 @@
-"""The embedded broker speaks MQTT to paho; the demo command runs and exits cleanly."""
+"""The embedded broker speaks MQTT to paho (the demo itself: tests/test_demo.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import re
+import contextlib
+import logging
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import paho.mqtt.client as paho
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from monitord.core.clock import SystemClock
+from monitord.core.metrics import Metrics
+from monitord.drivers.mqtt import MqttDriver
+from monitord.ingest.bus import SampleBus
 from monitord.simulators.broker import MqttBroker, topic_matches
-from tests.support import run
-
-STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+"  # format_time: date, time and zone
+from tests.support import eventually, free_port, run, site_yaml
 
 
 def test_topic_wildcards() -> None:
@@ -57,36 +61,39 @@ def test_embedded_broker_routes_live_and_retained_messages() -> None:
     assert received == [("site/a/status", b"online", True), ("site/a/floor", b"7", False)]
 
 
-def test_demo_runs_and_exits_zero(tmp_path: Path) -> None:
+def test_a_missing_broker_is_reported_once_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    """`monitord run` said "cannot connect" for Modbus but nothing for MQTT: the lifts just went offline."""
+    port = free_port()
+    metrics = Metrics()
+    driver = MqttDriver("127.0.0.1", port, {}, SampleBus(), SystemClock(), metrics, client_id="t")
+    failures = metrics.driver_errors.labels("mqtt", "connect")
+
+    async def scenario() -> None:
+        task = asyncio.create_task(driver.run())
+        await eventually(lambda: failures._value.get() >= 2, 20)  # paho retries after 1 s, then 2 s
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    with caplog.at_level(logging.WARNING, logger="monitord.drivers.mqtt"):
+        run(scenario(), timeout=30)
+    said = [r.getMessage() for r in caplog.records if r.name == "monitord.drivers.mqtt"]
+    assert said == [f"mqtt 127.0.0.1:{port}: cannot connect to the broker; retrying"], "once per outage"
+
+
+def test_sim_without_a_broker_fails_and_says_why(tmp_path: Path) -> None:
+    port = free_port()
+    site = site_yaml(tmp_path, port, "http://127.0.0.1:1")
     out = subprocess.run(
-        [sys.executable, "-m", "monitord", "demo", "--duration", "20s", "--data", str(tmp_path)],
+        [sys.executable, "-m", "monitord", "sim", str(site), "--duration", "3s"],
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=60,
         cwd=tmp_path,
     )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "metrics: http://127.0.0.1:" in out.stdout
-    assert "SIMULATOR injects dry_run on A-P1" in out.stdout
-    assert "ALERT  FIRING   critical pump.dry_run" in out.stdout  # fires ~5 s after the fault at 6 s
-    assert "TICKET OPENED" in out.stdout
-    assert "NOTIFY → Zhang (plumber): [P1]" in out.stdout  # the on-call plumber is told
-    assert "Traceback" not in out.stderr
-    listing = subprocess.run(
-        [sys.executable, "-m", "monitord", "tickets", "--store", str(tmp_path / "demo.db"), "list"],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert f"mqtt 127.0.0.1:{port}: cannot connect to the broker; retrying" in out.stderr
+    assert out.stderr.strip().endswith(
+        f"monitord: no MQTT broker at 127.0.0.1:{port}: the 2 MQTT assets published nothing"
     )
-    assert "pump.dry_run" not in listing.stdout  # the list shows summaries, not rule ids
-    assert "A-P1" in listing.stdout and "P1 plumbing" in listing.stdout
-    ticket = next(line.split()[0] for line in listing.stdout.splitlines() if "A-P1" in line)
-    assert re.search(rf"{ticket}  \w+ +P1 plumbing +A-P1 +{STAMP}  ", listing.stdout), listing.stdout
-    shown = subprocess.run(
-        [sys.executable, "-m", "monitord", "tickets", "--store", str(tmp_path / "demo.db"), "show", ticket],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert shown.returncode == 0, shown.stderr
-    assert re.search(rf"  since: +{STAMP}\n", shown.stdout) and "pump.dry_run" in shown.stdout
+    assert f"mqtt 127.0.0.1:{port}" in out.stdout  # the start-up line names where it publishes

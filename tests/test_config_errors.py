@@ -102,7 +102,8 @@ CASES = [
         "unknown point in a rule",
         ("suction_pressure < param", "suction_presure < param"),
         [
-            "site.yaml:18 rules[0].when: unknown point 'suction_presure' at column 18 in "
+            "site.yaml:18 rules[0].when: unknown point 'suction_presure' (did you mean 'suction_pressure'?)"
+            " at column 18 in "
             "'running == 1 and suction_presure < param.suction_min'"
         ],
     ),
@@ -198,3 +199,45 @@ def test_environment_variables_fill_secrets_and_unset_ones_are_errors(
     assert problems(tmp_path, text) == ["site.yaml:2 mqtt.url: environment variable BROKER_URL is not set"]
     with_default = GOOD.replace('url: "mqtt://127.0.0.1:1883"', 'url: "${BROKER_URL:-mqtt://127.0.0.1:1999}"')
     assert load_config(write(tmp_path, with_default)).mqtt.url == "mqtt://127.0.0.1:1999"  # type: ignore[union-attr]
+
+
+def test_the_notification_log_lies_beside_the_store_unless_given(tmp_path: Path) -> None:
+    """It went to ./monitord-data/notifications.db under whatever folder the daemon started in."""
+    base = "site: {id: s}\nassets: []\n"
+    sqlite = tmp_path / "a.yaml"
+    sqlite.write_text(base + f"store: {{kind: sqlite, path: {tmp_path}/data/site.db}}\n")
+    assert load_config(sqlite).notify_log == tmp_path / "data" / "notifications.db"
+    influx = tmp_path / "b.yaml"
+    store = f"store: {{kind: influxdb, url: 'http://h:8086', bucket: b, spool: {tmp_path}/sp}}\n"
+    influx.write_text(base + store)
+    assert load_config(influx).notify_log == tmp_path / "notifications.db"
+    given = tmp_path / "c.yaml"
+    given.write_text(base + f"notify: {{log: {tmp_path}/n/log.db}}\n")
+    assert load_config(given).notify_log == tmp_path / "n" / "log.db"
+
+
+def test_every_problem_of_a_file_in_one_run(tmp_path: Path) -> None:
+    """A bad port used to hide the unknown profile and the bad depends_on until it was fixed."""
+    text = (
+        GOOD.replace("port: 1502", "port: 70000")
+        .replace("profile: elevator-gbt24476", "profile: elevator-gbt")
+        .replace("connection: {mqtt: {}}", "connection: {mqtt: {}}\n    depends_on: [PM-9]")
+    )
+    assert problems(tmp_path, text) == [
+        "site.yaml:10 assets[0].connection.modbus.port: must be 1..65535, got 70000",
+        "site.yaml:13 assets[1].profile: unknown profile 'elevator-gbt' (did you mean 'elevator-gbt24476'?)",
+        "site.yaml:15 assets[1].depends_on[0]: unknown asset 'PM-9'",
+    ]
+
+
+def test_a_default_the_user_never_wrote_is_named_as_the_default(tmp_path: Path) -> None:
+    team = "{skills: [plumbing], members: [{name: Zhang, console: true}]}"
+    roster = f"roster:\n  teams:\n    plumbing: {team}\n"
+    assert problems(tmp_path, GOOD + roster) == [
+        "site.yaml:16 rules[0]: the rule gives no ticket.skill, so the default 'general' holds:"
+        " no roster team serves skill 'general'; known: plumbing"
+    ]
+    written = GOOD.replace("for: 5s", "for: 5s\n    ticket: {skill: plumbin}") + roster
+    assert problems(tmp_path, written) == [
+        "site.yaml:20 rules[0].ticket.skill: no roster team serves skill 'plumbin'; known: plumbing"
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,9 @@ def test_silence_and_maintenance_window_keep_alerts_from_people(
         async with running(config) as (site, app):
             await eventually(lambda: good(app, "A-P1", "flow") and good(app, "A-P2", "flow"), 15)
             env = {**os.environ, "MONITORD_API": app.api_url, "MONITORD_TOKEN": TOKEN}
+            listing = [sys.executable, "-m", "monitord", "silence", "list"]
+            empty = await asyncio.to_thread(subprocess.run, listing, capture_output=True, text=True, env=env)
+            assert empty.stdout == "no silences\n", (empty.stdout, empty.stderr)
             command = [
                 sys.executable,
                 "-m",
@@ -116,14 +120,10 @@ def test_silence_and_maintenance_window_keep_alerts_from_people(
             # the daemon has decided on those alerts (none held back) in an evaluation after them
             await evaluated_past(app, max(a.ts for a in store.alert_events()))
             assert app.core.desk.tickets == {}, "recorded, but no ticket"
-            listed = await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "monitord", "silence", "list"],
-                capture_output=True,
-                text=True,
-                env=env,
-            )
-            assert "active" in listed.stdout and "wang: pump swap" in listed.stdout
+            listed = await asyncio.to_thread(subprocess.run, listing, capture_output=True, text=True, env=env)
+            [line] = listed.stdout.splitlines()
+            shown = r"\S+  active  until \S+ \S+ \S+  assets A-P1; rules pump\.\*  wang: pump swap"
+            assert re.fullmatch(shown, line), line
 
     run(scenario(), timeout=120)
     assert webhooks.received == []

@@ -143,8 +143,10 @@ def test_entrapment_notifies_escalates_and_stops_at_acknowledgement(
             ) -> tuple[int, dict[str, Any]]:
                 return await asyncio.to_thread(post, ack, body, token)  # the API waits on this loop
 
-            assert (await acknowledge({"actor": "wang"}, token=None))[0] == 401
-            assert (await acknowledge({"actor": "wang"}, token="wrong"))[0] == 401
+            missing = "write calls need Authorization: Bearer <api.token>"
+            assert await acknowledge({"actor": "wang"}, token=None) == (401, {"error": missing})
+            wrong = "wrong token: it does not match the daemon's api.token"
+            assert await acknowledge({"actor": "wang"}, token="wrong") == (401, {"error": wrong})
             status, ev = await acknowledge({"actor": "wang", "note": "on my way"})
             assert status == 200 and ev["event"] == "acknowledged"
             assert (await acknowledge({"actor": "wang"}))[0] == 409

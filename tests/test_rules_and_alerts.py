@@ -10,7 +10,7 @@ import pytest
 from monitord.config.site import coverage
 from monitord.core.model import Quality
 from monitord.rules.expr import ExpressionError, compile_expression
-from tests.support import Timeline
+from tests.support import Timeline, pump_site
 
 POINTS = ("running", "suction_pressure")
 
@@ -37,17 +37,7 @@ def site(rules: str, n: int = 3) -> str:
         f" params: {{suction_min: {0.06 if i == 2 else 0.05}}}}}\n"
         for i in range(n)
     )
-    return (
-        "site: {id: timeline}\n"
-        "mqtt: {url: 'mqtt://127.0.0.1:1'}\n"
-        "poll: 1s\n"
-        "profiles:\n"
-        "  - profile: two-points\n"
-        "    asset_type: pump\n"
-        "    mqtt: {topic: '{site}/{asset}'}\n"
-        "    points: {running: {}, suction_pressure: {}}\n"
-        f"assets:\n{assets}rules:{rules}"
-    )
+    return pump_site(assets, rules)
 
 
 def test_for_clear_and_clear_for_with_per_asset_params(timeline: Callable[..., Timeline]) -> None:
@@ -118,7 +108,7 @@ def test_offline_comes_from_silence_not_from_one_lost_reply(timeline: Callable[.
         ("__import__('os')", "unknown function '__import__'", 1),
         ("running.__class__", "only param.<name> attributes are allowed", 1),
         ("[1, 2]", "List is not allowed in a rule expression", 1),
-        ("running == 1 and suction < 5m", "unknown point 'suction'", 18),
+        ("running == 1 and suction < 5m", "unknown point 'suction' (did you mean 'suction_pressure'?)", 18),
         ("lambda: 1", "Lambda is not allowed in a rule expression", 1),
     ],
 )

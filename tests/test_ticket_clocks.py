@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from monitord.alerting.tracker import AlertEvent
+from monitord.store.sqlite import SqliteStore
 from monitord.tickets.desk import TicketDesk, TicketPolicyView
 from monitord.tickets.sla import DEFAULT_SLA, Sla
-from monitord.tools.kpi import render, report
-from tests.support import Timeline
+from monitord.tools.kpi import Clock, render, report
+from tests.support import Timeline, pump_site
 
 POLICY = TicketPolicyView("P1", "plumbing", auto_resolve=True)
 T0 = 1_795_000_000.0
@@ -22,25 +26,15 @@ def alert(ts: float, state: str, asset: str = "A-P1") -> AlertEvent:
     return AlertEvent(ts, "pump.dry_run", asset, state, "critical", ts - 5, "dry")  # type: ignore[arg-type]
 
 
-SITE = """
-site: {id: timeline}
-mqtt: {url: 'mqtt://127.0.0.1:1'}
-poll: 1s
-profiles:
-  - profile: two-points
-    asset_type: pump
-    mqtt: {topic: '{site}/{asset}'}
-    points: {running: {}, suction_pressure: {}}
-assets:
-  - {id: A-P1, type: pump, profile: two-points, connection: {mqtt: {}}}
-rules:
-  - id: pump.dry_run
-    applies_to: {type: pump}
-    when: "running == 1 and suction_pressure < 0.05"
-    clear: "suction_pressure > 0.06"
-    severity: critical
-    ticket: {priority: P1, skill: plumbing}
-"""
+SITE = pump_site(
+    "  - {id: A-P1, type: pump, profile: two-points, connection: {mqtt: {}}}\n",
+    "  - id: pump.dry_run\n"
+    "    applies_to: {type: pump}\n"
+    '    when: "running == 1 and suction_pressure < 0.05"\n'
+    '    clear: "suction_pressure > 0.06"\n'
+    "    severity: critical\n"
+    "    ticket: {priority: P1, skill: plumbing}\n",
+)
 DRY = ("pump.dry_run", "A-P1")
 
 
@@ -104,8 +98,41 @@ def test_kpi_report_figures() -> None:
     alerts += [AlertEvent(T0, "r", "A", "flapping", "minor", T0, "")]
     r = report(list(desk.tickets.values()), alerts, sla, now=T0 + 1200)
     assert (r.tickets, r.mtta, r.mttr) == (2, 360.0, 1800.0)
-    assert r.sla[("P1", "plumbing")] == (2, 1, 1)
+    # b's ack ran out late; b's resolve clock (2 h) still runs: neither met nor missed
+    assert r.sla[("P1", "plumbing")] == (2, Clock(met=1, missed=1), Clock(met=1, running=1))
     assert r.max_per_10min == 12 and r.flood_share == 0.5 and r.chattering == 1
     assert r.follow_up == 0.0
     text = "\n".join(render(r))
     assert "MTTA (median): 6.0 min" in text and "flood time 50.0%" in text
+    assert "ack  50.0%   resolve 100.0% (1 within SLA)" in text
+
+
+def test_an_open_ticket_within_its_sla_is_not_counted_as_missed() -> None:
+    """An open P3 still within its SLA showed "resolve 0.0 %"."""
+    desk = TicketDesk()
+    desk.on_alert(alert(T0, "firing"), TicketPolicyView("P3", "plumbing", auto_resolve=True), "B2")
+    r = report(list(desk.tickets.values()), [], sla, now=T0 + 3600)
+    [line] = [x for x in render(r) if x.startswith("  P3")]
+    assert " ".join(line.split("tickets")[1].split()) == "ack - (1 within SLA) resolve - (1 within SLA)"
+    late = report(list(desk.tickets.values()), [], sla, now=T0 + 4 * 86400)  # P3: ack 4 h, resolve 3 d
+    assert late.sla[("P3", "plumbing")][1:] == (Clock(missed=1), Clock(missed=1))
+
+
+def test_report_without_arguments_finds_the_demo_store(tmp_path: Path) -> None:
+    """`monitord report` looked only for monitord-data/monitord.db; the demo writes demo.db."""
+    command = [sys.executable, "-m", "monitord", "report"]
+    none = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert none.returncode == 1
+    assert none.stderr.strip() == (
+        "monitord: no store at ./monitord-data/monitord.db or ./monitord-data/demo.db:"
+        " give --store FILE or --config SITE.yaml"
+    )
+    assert not (tmp_path / "monitord-data").exists(), "a reader creates no store"
+    (tmp_path / "monitord-data").mkdir()
+    store = SqliteStore(tmp_path / "monitord-data" / "demo.db", flush_interval=0.05)
+    store.write_tickets(TicketDesk().on_alert(alert(T0, "firing"), POLICY, "B2"))
+    store.flush()
+    store.close()
+    found = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.startswith("tickets: 1 ")

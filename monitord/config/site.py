@@ -139,8 +139,9 @@ class ApiConfig(Strict):
 
 
 class NotifyConfig(Strict):
-    log: str = Field(
-        "./monitord-data/notifications.db", description="SQLite: the outbox, the sent log and silences"
+    log: str | None = Field(
+        None,
+        description="SQLite: outbox, sent log and silences (default: notifications.db beside the store)",
     )
     attempts: Annotated[int, in_range(1, 20)] = Field(10, description="tries per page before giving up")
     backoff: Duration = Field(1.0, description="pause after the first failed try; doubles, at most 15 s")
@@ -192,6 +193,15 @@ class SiteConfig(Strict):
     def asset(self, asset_id: str) -> AssetConfig:
         return next(a for a in self.assets if a.id == asset_id)
 
+    @property
+    def notify_log(self) -> Path:
+        """Where the notification log (and the silences) live: ``notify.log`` if given, else
+        ``notifications.db`` beside the SQLite store, or beside the InfluxDB spool folder."""
+        if self.notify.log is not None:
+            return Path(self.notify.log)
+        beside = self.store.path if isinstance(self.store, SqliteStoreConfig) else self.store.spool
+        return Path(beside).parent / "notifications.db"
+
     def sla_of(self, priority: str) -> Sla:
         return next((v for k, v in self.sla.items() if k == priority), DEFAULT_SLA[priority])
 
@@ -232,11 +242,50 @@ def load_config(path: str | Path) -> SiteConfig:
     try:
         config = SiteConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError([_message(raw, e) for e in exc.errors()]) from None
+        # Every problem of the file in one run: set the bad values aside and cross-check the rest.
+        problems = [_message(raw, e) for e in exc.errors()]
+        rest = _without_bad_values(raw, exc)
+        if rest is not None:
+            problems += cross_check(rest, raw)
+        raise ConfigError(problems) from None
     problems = cross_check(config, raw)
     if problems:
         raise ConfigError(problems)
     return config.model_copy(update={"source": str(path)})
+
+
+def _without_bad_values(raw: Any, exc: ValidationError) -> SiteConfig | None:
+    """The config with each value pydantic refused left out (so its default applies), if that validates;
+    ``None`` when a refusal cannot be left out (a required key, a list item: indices would move)."""
+    for _ in range(3):  # leaving one value out may reveal a refusal it masked
+        raw = _plain(raw)
+        for err in exc.errors():
+            loc = [k for k in err["loc"] if not (isinstance(k, str) and k in _TYPE_TAGS)]
+            if err["type"] == "missing" or not loc or isinstance(loc[-1], int):
+                return None
+            node: Any = raw
+            for key in loc[:-1]:
+                if isinstance(node, dict):
+                    node = node.get(key)
+                else:
+                    node = node[key] if isinstance(node, list) and isinstance(key, int) else None
+            if not isinstance(node, dict):
+                return None
+            node.pop(loc[-1], None)
+        try:
+            return SiteConfig.model_validate(raw)
+        except ValidationError as again:
+            exc = again
+    return None
+
+
+def _plain(node: Any) -> Any:
+    """A copy of loaded YAML as plain dicts and lists (the original keeps its line marks)."""
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
 
 
 def _message(raw: Any, err: Any) -> str:
@@ -374,14 +423,24 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
         served = {s for team in config.roster.teams.values() for s in team.skills}
         for i, r in enumerate(config.rules):
             if r.ticket is not None and r.ticket.skill not in served:
-                out.append(
-                    problem(
-                        raw,
-                        ("rules", i, "ticket", "skill"),
-                        f"no roster team serves skill {r.ticket.skill!r}",
-                    )
-                )
+                written = _written(raw, ("rules", i, "ticket", "skill"))
+                text = f"no roster team serves skill {r.ticket.skill!r}"
+                if not written:  # say which default applied, at the rule, not at a key nobody wrote
+                    text = f"the rule gives no ticket.skill, so the default {r.ticket.skill!r} holds: {text}"
+                at = ("rules", i, "ticket", "skill") if written else ("rules", i)
+                out.append(problem(raw, at, f"{text}; known: {', '.join(sorted(served))}"))
     return out
+
+
+def _written(raw: Any, loc: tuple[Any, ...]) -> bool:
+    """Whether the YAML itself holds ``loc`` (not a default of the schema)."""
+    node = raw
+    for key in loc:
+        inside = key in node if isinstance(node, dict) else isinstance(key, int) and key < len(node)
+        if not isinstance(node, dict | list) or not inside:
+            return False
+        node = node[key]
+    return True
 
 
 def _check_rules(

@@ -44,7 +44,14 @@ def format_duration(seconds: float) -> str:
         return f"{s}s"
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 alert``, ``4 alerts`` (English nouns that take an s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def format_time(ts: float, tz: tzinfo | None = None) -> str:
@@ -53,6 +60,12 @@ def format_time(ts: float, tz: tzinfo | None = None) -> str:
     ``tz`` is the site's zone where there is one; ``None`` means this machine's local zone.
     """
     return datetime.fromtimestamp(ts, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def format_clock(ts: float, tz: tzinfo | None = None) -> str:
+    """Only the time of day, ``21:09:05``, in ``tz`` (``None``: this machine's local zone): for lines
+    printed as things happen, where the date and zone are those of the whole session."""
+    return datetime.fromtimestamp(ts, UTC).astimezone(tz).strftime("%H:%M:%S")
 
 
 def parse_time(text: str, tz: tzinfo | None = None) -> float:

@@ -225,8 +225,8 @@ class Api:
         silence = _SILENCE.match(path)
         if method != "POST" or (m is None and silence is None):
             return 404, {"error": "not found"}
-        if not self._authorised(h):
-            return 401, {"error": "write calls need Authorization: Bearer <api.token>"}
+        if refused := self._refusal(h):
+            return 401, {"error": refused}
         try:
             length = int(h.headers.get("Content-Length") or 0)
             body = json.loads(h.rfile.read(length) or b"{}") if length else {}
@@ -285,8 +285,13 @@ class Api:
             return 400, {"error": str(exc)}
         return 201, {**asdict(s), "matcher": s.matcher.model_dump()}
 
-    def _authorised(self, h: http.server.BaseHTTPRequestHandler) -> bool:
+    def _refusal(self, h: http.server.BaseHTTPRequestHandler) -> str | None:
+        """Why a write call is refused (None: it is not): no token configured, none given, or a wrong one."""
         if not self.token:
-            return False  # without a configured token the API is read-only
+            return "this API is read-only: the daemon's config sets no api.token"
         given = h.headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode())
+        if given.removeprefix("Bearer").strip() == "":
+            return "write calls need Authorization: Bearer <api.token>"
+        if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            return "wrong token: it does not match the daemon's api.token"
+        return None

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from monitord.config.site import AssetConfig, SiteConfig
 from monitord.core.clock import Clock, SystemClock
@@ -112,7 +111,7 @@ class Monitord:
         self.config = c = with_gateways(self.config)
         if self.store is None:
             self.store = open_store(c)
-        self.core: Core = build_core(c, self.clock, self.store, silences=Path(c.notify.log))
+        self.core: Core = build_core(c, self.clock, self.store, silences=c.notify_log)
         self.bus = self.core.bus
         self.outbox: Outbox | None = None
         self.dispatcher: Dispatcher | None = None
@@ -211,7 +210,7 @@ class Monitord:
         n = c.notify
         # The outbox resumes what a previous run left pending (even after kill -9) as it opens.
         self.outbox = Outbox(
-            Path(n.log), channels(n.smtp, broker), core.metrics, n.attempts, n.backoff, n.max_wait
+            c.notify_log, channels(n.smtp, broker), core.metrics, n.attempts, n.backoff, n.max_wait
         )
         self.dispatcher = Dispatcher(
             Roster(c.roster), core.desk, self.outbox, core.assets, self.api_url, c.sla_of
@@ -225,7 +224,7 @@ class Monitord:
         port = self.config.metrics.port if self.metrics_port is None else self.metrics_port
         bound = self.metrics.serve(self.config.metrics.host, port)
         self.metrics_url = f"http://{self.config.metrics.host}:{bound}/metrics"
-        log.info("metrics at %s", self.metrics_url)
+        log.debug("metrics at %s", self.metrics_url)  # `monitord run` prints it once, on stdout
         self._people(api_port)
         self.started.set()
         try:

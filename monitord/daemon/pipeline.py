@@ -363,7 +363,7 @@ class Pipeline:
                 state=tr.state,
                 severity=rule.spec.severity,
                 since=tr.since,
-                summary=self._summary(rule, rule.assets[tr.index]),
+                summary=self._summary(rule, rule.assets[tr.index], recovered=tr.state == "resolved"),
             )
             for rule, tr in changes
         ]
@@ -376,8 +376,12 @@ class Pipeline:
         self.road.emit(alerts, tickets)
         return alerts, tickets
 
-    def _summary(self, rule: CompiledRule, asset_id: str) -> str:
+    def _summary(self, rule: CompiledRule, asset_id: str, *, recovered: bool = False) -> str:
         asset = self.assets[asset_id]
         template = rule.spec.summary or f"{rule.spec.id} on {{asset.name}}"
         values = {k: v for k, (v, _ts, _q) in self.state.latest(asset_id).items()}
+        if recovered:  # the firing text would describe a fault that is over: say so, with the readings now
+            read = sorted(rule.when.points | (rule.clear.points if rule.clear else set()))
+            now = ", ".join(f"{p} {{{p}:.4g}}" for p in read)
+            template = f"recovered; now {now}" if read else "recovered"
         return render(template, asset, values, self.point_states.get(asset_id))

@@ -11,7 +11,7 @@ import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 
-from monitord.config.site import SiteConfig
+from monitord.config.site import SiteConfig, site_zone
 from monitord.daemon.app import Monitord
 from monitord.people.console import ConsoleReporter
 
@@ -31,7 +31,7 @@ async def until_stopped(main: Callable[[asyncio.Event], Awaitable[None]], durati
 async def run_daemon(config: SiteConfig, stop: asyncio.Event, *, metrics_port: int | None = None) -> None:
     """The daemon with a console reporter, until ``stop`` is set; then a clean shutdown."""
     app = Monitord(config, metrics_port=metrics_port)
-    console = ConsoleReporter(app.core.assets)
+    console = ConsoleReporter(app.core.assets, tz=site_zone(config))
     app.core.road.alert_listeners.append(console.alert)
     app.core.road.ticket_listeners.append(console.ticket)
     daemon = asyncio.create_task(app.run(), name="monitord")

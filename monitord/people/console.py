@@ -1,20 +1,22 @@
 """What the person at the terminal sees: alerts and tickets, one line each.
 
-A listener on the pipeline, used by ``monitord run`` and ``monitord demo``;
-it says which asset, where, what is wrong and since when.
+A listener on the event road, used by ``monitord run`` and ``monitord demo``;
+it says which asset, where, what is wrong and since when, in the site's zone.
+A resolved alert's line says it recovered, with the readings now; an
+"explained" ticket line names the dependant's asset and rule it absorbed.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Mapping
+from datetime import tzinfo
 from typing import TextIO
 
 from monitord.alerting.tracker import AlertEvent
 from monitord.core.assets import Asset
-from monitord.core.units import format_duration
-from monitord.tickets.desk import TicketEvent
+from monitord.core.units import format_clock, format_duration
+from monitord.tickets.desk import TicketEvent, explained_of
 
 _COLORS = {
     "firing": "\033[31m",
@@ -26,9 +28,12 @@ _COLORS = {
 
 
 class ConsoleReporter:
-    def __init__(self, assets: Mapping[str, Asset], out: TextIO = sys.stdout) -> None:
+    def __init__(
+        self, assets: Mapping[str, Asset], out: TextIO = sys.stdout, tz: tzinfo | None = None
+    ) -> None:
         self.assets = assets
         self.out = out
+        self.tz = tz  # the site's zone (its roster's); None: this machine's
         self.color = out.isatty()
 
     def _paint(self, key: str, text: str) -> str:
@@ -41,26 +46,28 @@ class ConsoleReporter:
         where = f" @ {a.where}" if a.where else ""
         return f"{a.id} {a.label}{where}" if a.name else f"{a.id}{where}"
 
+    def _print(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
     def alert(self, ev: AlertEvent) -> None:
-        clock = time.strftime("%H:%M:%S", time.localtime(ev.ts))
         if ev.state == "firing":
-            detail = f"since {time.strftime('%H:%M:%S', time.localtime(ev.since))}"
+            detail = f"since {format_clock(ev.since, self.tz)}"
         else:
             detail = f"lasted {format_duration(ev.ts - ev.since)}"
         state = self._paint(ev.state, f"{ev.state.upper():8}")
-        print(
-            f"{clock}  ALERT  {state} {ev.severity:8} {ev.rule:24} {self._asset(ev.asset)}"
-            f" — {ev.summary} ({detail})",
-            file=self.out,
-            flush=True,
+        self._print(
+            f"{format_clock(ev.ts, self.tz)}  ALERT  {state} {ev.severity:8} {ev.rule:24}"
+            f" {self._asset(ev.asset)} — {ev.summary} ({detail})"
         )
 
     def ticket(self, ev: TicketEvent) -> None:
-        clock = time.strftime("%H:%M:%S", time.localtime(ev.ts))
         state = self._paint(ev.event, f"{ev.event.upper():8}")
-        print(
-            f"{clock}  TICKET {state} {ev.ticket} {ev.priority} {ev.category:10} "
-            f"{self._asset(ev.asset)} — {ev.summary}",
-            file=self.out,
-            flush=True,
-        )
+        head = f"{format_clock(ev.ts, self.tz)}  TICKET {state} {ev.ticket} {ev.priority} {ev.category:10}"
+        if ev.event == "explained":  # which dependant's alert the incident absorbed, not its own text again
+            x = explained_of(ev)
+            self._print(
+                f"{head} {ev.asset} explains {self._asset(x.asset)} {x.rule}"
+                f" — {x.summary} (since {format_clock(x.since, self.tz)})"
+            )
+            return
+        self._print(f"{head} {self._asset(ev.asset)} — {ev.summary}")

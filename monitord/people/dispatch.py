@@ -14,10 +14,10 @@ so it is sent once.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 
 from monitord.core.assets import Asset
+from monitord.core.units import format_time
 from monitord.people.notify import Notification, Outbox
 from monitord.people.roster import Contact, Roster
 from monitord.tickets.desk import Ticket, TicketDesk, TicketEvent
@@ -139,7 +139,7 @@ class Dispatcher:
     ) -> Notification:
         asset = self.assets.get(t.asset)
         name = asset.label if asset else t.asset
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.since))
+        since = format_time(t.since, self.roster.tz)  # the site's zone, as on every screen
         ack_url = f"{self.api_url}/tickets/{t.id}/ack"
         escalated = f" (escalated, level {level}: nobody acknowledged yet)" if level else ""
         text = (

@@ -83,6 +83,34 @@ class TicketEvent:
     note: str = ""
     assignee: str = ""
     level: int = 0  # escalation level this event concerns (0: the on-call person)
+    # "explained": the dependant's alert this incident explains (its asset, rule, since when)
+    alert_asset: str = ""
+    alert_rule: str = ""
+    alert_since: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    """A dependant's alert noted on a root-cause ticket instead of a ticket of its own."""
+
+    asset: str
+    rule: str
+    since: float
+    summary: str
+
+
+_NOTE = re.compile(r"^(?P<asset>[^:]+): (?P<summary>.*) \((?P<rule>[^()]+)\)$")
+
+
+def explained_of(ev: TicketEvent) -> Explained:
+    """What an "explained" event absorbed; events stored before the fields existed keep it in the note."""
+    if ev.alert_asset:
+        summary = ev.note.removeprefix(f"{ev.alert_asset}: ").removesuffix(f" ({ev.alert_rule})")
+        return Explained(ev.alert_asset, ev.alert_rule, ev.alert_since, summary)
+    m = _NOTE.match(ev.note)
+    if m is None:
+        return Explained("", "", ev.ts, ev.note)
+    return Explained(m["asset"], m["rule"], ev.ts, m["summary"])
 
 
 class TicketActionError(ValueError):
@@ -108,6 +136,7 @@ class Ticket:
     level: int = 0
     acknowledged_at: float | None = None
     explained: list[str] = field(default_factory=list)  # dependants' alerts this incident explains
+    explains: list[Explained] = field(default_factory=list)  # the same, as asset, rule, since
     breached: list[str] = field(default_factory=list)  # SLA clocks missed: ack, start, resolve
     repeats: int = 0  # times the same alert came back within the reopen window
     flapping: bool = False  # it went in and out: the tracker said so, or it recurred after a resolve
@@ -200,6 +229,7 @@ class TicketDesk:
             t.breached.append(ev.note)
         elif ev.event == "explained":
             t.explained.append(ev.note)
+            t.explains.append(explained_of(ev))
         elif ev.event == "escalated":
             t.level = max(t.level, ev.level)
         if ev.assignee:
@@ -344,11 +374,12 @@ class TicketDesk:
         )
 
     def explain(self, root: Ticket, alert: AlertEvent, now: float | None = None) -> TicketEvent:
-        """A dependant's alert explained by a root-cause incident: noted on the root's ticket.
-
-        ``now``: when it was decided (an alert held for its peers is noted when the cause is known)."""
+        """A dependant's alert explained by a root-cause incident: noted on the root's ticket, at the
+        time of the decision ``now`` (a held alert is decided later than it fired), never before the
+        root's ticket opened; the alert's own start is in ``alert_since``."""
         note = f"{alert.asset}: {alert.summary} ({alert.rule})"
-        return self._record(root, "explained", root.state, max(alert.ts, now or 0.0), note=note)
+        at = max(alert.ts if now is None else now, root.opened_at)
+        return self._record(root, "explained", root.state, at, note=note, about=alert)
 
     def symptom(self, incident: Ticket, alert: AlertEvent, now: float | None = None) -> TicketEvent:
         """A lesser alert of the same asset during an open incident: noted on its ticket (``now``:
@@ -383,6 +414,7 @@ class TicketDesk:
         note: str = "",
         assignee: str = "",
         level: int = 0,
+        about: AlertEvent | None = None,
     ) -> TicketEvent:
         """The one place a ``TicketEvent`` is built (and applied): about ``t``, its ticket."""
         ev = TicketEvent(
@@ -402,6 +434,9 @@ class TicketDesk:
             note=note,
             assignee=assignee,
             level=level,
+            alert_asset=about.asset if about else "",
+            alert_rule=about.rule if about else "",
+            alert_since=about.since if about else 0.0,
         )
         self.apply(ev)
         return ev

@@ -44,14 +44,12 @@ def on_local_ports(config: SiteConfig, mqtt_port: int, store_path: Path) -> Site
     store = config.store.model_copy(update={"path": str(store_path)})
     metrics = config.metrics.model_copy(update={"port": 0})
     api = config.api.model_copy(update={"port": 0})
-    notify = config.notify.model_copy(update={"log": str(store_path.parent / "notifications.db")})
     changes = {
         "assets": assets,
         "mqtt": mqtt,
         "store": store,
         "metrics": metrics,
         "api": api,
-        "notify": notify,
     }
     return config.model_copy(update=changes)
 
@@ -91,7 +89,8 @@ def run_demo(config_path: Path, scenario_path: Path, duration: float | None, dat
             with contextlib.suppress(asyncio.CancelledError):
                 await sim
             await broker.stop()
-        print(f"demo finished; tickets: monitord tickets --store {store_path} list", flush=True)
+        tickets = f"monitord tickets --config {config_path} --store {store_path}"
+        print(f"demo finished; tickets: {tickets} list", flush=True)
 
     asyncio.run(until_stopped(main, duration))
     return 0

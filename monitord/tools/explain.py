@@ -22,11 +22,13 @@ from monitord.core.errors import MonitordError
 from monitord.core.model import Frame, Quality
 from monitord.daemon.core import Core
 from monitord.rules.engine import CompiledRule
-from monitord.rules.expr import CompiledExpr, compile_expression, truthy
+from monitord.rules.expr import CompiledExpr, compile_expression, in_seconds, original_column, truthy
 from monitord.rules.spec import RuleSpec
 from monitord.rules.windows import EventWindow, Window
 from monitord.store.sqlite import SqliteStore
 from monitord.tools.replay import replay
+
+_OPERATIONS = (ast.BoolOp, ast.Compare, ast.Call, ast.BinOp, ast.UnaryOp)
 
 
 @dataclass
@@ -36,12 +38,18 @@ class Term:
 
 
 def terms_of(text: str) -> list[Term]:
-    """The expression and its interesting sub-expressions, outermost first, no duplicates."""
-    tree = ast.parse(text, mode="eval")
+    """The expression and its interesting sub-expressions, outermost first, no duplicates.
+
+    Parsed as the compiler parses it (durations such as ``5m`` as seconds), shown as written."""
+    source, shifts = in_seconds(text)
+    tree = ast.parse(source, mode="eval")
     seen: dict[str, Term] = {}
     for node in ast.walk(tree.body):
-        if isinstance(node, ast.BoolOp | ast.Compare | ast.Call | ast.BinOp | ast.UnaryOp):
-            segment = ast.get_source_segment(text, node)
+        # the whole expression always (``offline`` alone is a rule), then its operations
+        if node is tree.body or isinstance(node, _OPERATIONS):
+            start = original_column(node.col_offset + 1, shifts) - 1
+            end = original_column((node.end_col_offset or len(source)) + 1, shifts) - 1
+            segment = text[start:end]
             if segment and segment not in seen:
                 seen[segment] = Term(segment, compile_expression(segment))
     return list(seen.values())
@@ -81,7 +89,7 @@ def explain(config: SiteConfig, rule_id: str, asset: str, source: Iterable[Frame
     result = replay(config.model_copy(update={"rules": [spec]}), source, on_tick=on_tick)
     replayed = result.core
     if replayed is None or not values:
-        return [f"no samples for {asset} in the store"]
+        return [f"no samples for {asset} in the store"]  # replay() met no batch at all
     rule = rule_of(replayed)
     i = rule.assets.index(asset)
     now = replayed.clock.now()
@@ -110,7 +118,7 @@ def explain(config: SiteConfig, rule_id: str, asset: str, source: Iterable[Frame
 
 
 def _is_condition(text: str) -> bool:
-    node = ast.parse(text, mode="eval").body
+    node = ast.parse(in_seconds(text)[0], mode="eval").body
     return isinstance(node, ast.BoolOp | ast.Compare) or (
         isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)
     )

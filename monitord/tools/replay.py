@@ -11,12 +11,15 @@ says which alerts and tickets differ.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
+
+import numpy as np
 
 from monitord.alerting.tracker import AlertEvent
 from monitord.config.site import SiteConfig
@@ -148,7 +151,9 @@ def replay(
         if progress:
             progress.update(n_batches)
     while pending and next_tick is not None:
-        flush(next_tick)
+        # The last tick is just after the newest sample: the end of the recording is not silence
+        # (ticking on to the next step made every asset "offline" for want of data not yet recorded).
+        flush(min(next_tick, float(np.nextafter(last, math.inf))))
         next_tick += step
     if progress:
         progress.update(progress.total)

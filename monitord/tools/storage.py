@@ -26,11 +26,24 @@ def open_sqlite(path: Path, *, writer: bool = False) -> SqliteStore:
     return SqliteStore(path, writer=writer)
 
 
-def open_reader(config: SiteConfig | None, path: Path) -> Store:
-    """The store ``config`` names (any backend), or without a config the SQLite file at ``path``."""
+#: Where a reader looks with neither a store nor a config: the daemon's usual file, then the demo's.
+DEFAULT_STORES = (Path("monitord-data/monitord.db"), Path("monitord-data/demo.db"))
+
+
+def open_reader(config: SiteConfig | None, path: Path | None) -> Store:
+    """The SQLite file at ``path`` if given, else the store ``config`` names (any backend), else the
+    first of ``DEFAULT_STORES`` that exists."""
+    if path is not None:
+        return open_sqlite(path)
     if config is not None:
+        if isinstance(config.store, SqliteStoreConfig):
+            return open_sqlite(Path(config.store.path))
         return open_store(config, writer=False)
-    return open_sqlite(path)
+    found = next((p for p in DEFAULT_STORES if p.exists()), None)
+    if found is None:
+        tried = " or ".join(f"./{p}" for p in DEFAULT_STORES)
+        raise MonitordError(f"no store at {tried}: give --store FILE or --config SITE.yaml")
+    return open_sqlite(found)
 
 
 def sqlite_reader(config: SiteConfig, path: Path | None) -> SqliteStore:

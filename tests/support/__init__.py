@@ -33,7 +33,7 @@ from tests.support.daemon import (
 )
 from tests.support.influx import InfluxServer, V2WriteProxy
 from tests.support.net import eventually, free_port, run, wait_port
-from tests.support.timeline import T0, Seen, Timeline, restored_core
+from tests.support.timeline import T0, Seen, Timeline, pump_site, restored_core
 from tests.support.webhooks import BlackHole, WebhookReceiver
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "metric",
     "poll_once",
     "post",
+    "pump_site",
     "restored_core",
     "run",
     "running",

@@ -42,6 +42,22 @@ from monitord.tickets.desk import TicketEvent
 T0 = 1_795_000_000.0  # 2026-11-18 (UTC): a fixed start, so ticket numbers and days are fixed too
 
 
+def pump_site(assets: str, rules: str, site: str = "timeline") -> str:
+    """A site of pumps that read only ``running`` and ``suction_pressure`` (over MQTT, polled every
+    second), with the given ``assets:`` and ``rules:`` list items (YAML, indented two spaces)."""
+    return (
+        f"site: {{id: {site}}}\n"
+        "mqtt: {url: 'mqtt://127.0.0.1:1'}\n"
+        "poll: 1s\n"
+        "profiles:\n"
+        "  - profile: two-points\n"
+        "    asset_type: pump\n"
+        "    mqtt: {topic: '{site}/{asset}'}\n"
+        "    points: {running: {}, suction_pressure: {}}\n"
+        f"assets:\n{assets}rules:\n{rules}"
+    )
+
+
 def restored_core(config: SiteConfig, clock: ManualClock, store: SqliteStore) -> Core:
     """The daemon's evaluation core (no drivers, no people), with its tickets restored from the store."""
     core = build_core(config, clock, store)

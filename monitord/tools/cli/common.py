@@ -11,18 +11,20 @@ from monitord.core.errors import MonitordError
 from monitord.core.units import parse_time
 from monitord.tools.apiclient import ApiClient
 
-DEFAULT_STORE = "./monitord-data/monitord.db"
-
 
 def store_args(p: argparse.ArgumentParser) -> None:
-    """Where commands that read the store find it (see ``config_and_store``)."""
-    p.add_argument("--config", help="site config (its store, and its SLAs for reports)")
-    p.add_argument("--store", default=DEFAULT_STORE, help="SQLite store file")
+    """Where commands that read the store find it (see ``storage.open_reader``)."""
+    p.add_argument("--config", help="site config: its store, its SLAs, and its time zone for times shown")
+    p.add_argument(
+        "--store",
+        help="SQLite store file (default: the config's store, else ./monitord-data/monitord.db"
+        " or the demo's ./monitord-data/demo.db)",
+    )
 
 
-def config_and_store(args: argparse.Namespace) -> tuple[SiteConfig | None, Path]:
-    """``--config`` (loaded) if given, and the ``--store`` path used without one."""
-    return (load_config(args.config) if args.config else None), Path(args.store)
+def config_and_store(args: argparse.Namespace) -> tuple[SiteConfig | None, Path | None]:
+    """``--config`` (loaded) if given, and ``--store`` if given (it wins over the config's store)."""
+    return (load_config(args.config) if args.config else None), (Path(args.store) if args.store else None)
 
 
 def api_args(p: argparse.ArgumentParser) -> None:

@@ -66,20 +66,32 @@ def sim(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     scenario = load_scenario(Path(args.scenario), config) if args.scenario else None
 
+    sites: list[SimulatedSite] = []
+
     async def main(stop: asyncio.Event) -> None:
         site = SimulatedSite(config, scenario)
+        sites.append(site)
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(site.run())
             await site.ready.wait()
+            pub = site.publisher
             print(
                 f"simulating {len(site.models)} assets of {config.site.id}: "
-                + ", ".join(f"modbus {s.host}:{s.port}" for s in site.servers),
+                + ", ".join(
+                    [f"modbus {s.host}:{s.port}" for s in site.servers]
+                    + ([f"mqtt {pub.host}:{pub.port}"] if pub else [])
+                ),
                 flush=True,
             )
             await stop.wait()
             task.cancel()
 
     asyncio.run(until_stopped(main, _duration(args.duration)))
+    pub = sites[0].publisher if sites else None
+    if pub is not None and pub.published == 0:  # the run "worked" for nothing: say so, and fail
+        raise MonitordError(
+            f"no MQTT broker at {pub.host}:{pub.port}: the {len(pub.devices)} MQTT assets published nothing"
+        )
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from monitord.config.site import load_config, site_zone
 from monitord.core.units import format_duration, format_time
 from monitord.people.roster import Roster
-from monitord.tickets.desk import ACTIONS, Ticket
+from monitord.tickets.desk import ACTIONS, Ticket, TicketEvent, explained_of
 from monitord.tools.cli.common import api_args, api_client, config_and_store, store_args, time_arg
 from monitord.tools.kpi import render, report, sla_lookup
 from monitord.tools.storage import open_reader, read_desk, read_history
@@ -43,6 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
 
     si = sub.add_parser("silence", help="silences: mute matching alerts for a while, with a reason")
     api_args(si)
+    si.add_argument("--config", help="site config: times shown in its zone")
     sisub = si.add_subparsers(dest="action", required=True)
     sa = sisub.add_parser("add")
     sa.add_argument("--asset", action="append", help="asset id (repeatable)")
@@ -84,9 +85,15 @@ def tickets(args: argparse.Namespace) -> int:
             rows = [t for t in rows if t.state == "open"]
         if not rows:
             print("no tickets")
+        else:
+            print(f"{'ticket':16}  {'state':12} pr {'category':10} {'asset':12} {'opened':23}", end="")
+            print(f"  {'assignee':24}  summary")
         for t in rows:
             opened = format_time(t.opened_at, tz)
-            print(f"{t.id}  {t.state:8} {t.priority} {t.category:10} {t.asset:12} {opened}  {t.summary}")
+            print(
+                f"{t.id}  {t.state:12} {t.priority} {t.category:10} {t.asset:12} {opened:23}"
+                f"  {t.assignee or '-':24}  {t.summary}"
+            )
         return 0
     found = desk.tickets.get(args.id)
     if found is None:
@@ -97,16 +104,47 @@ def tickets(args: argparse.Namespace) -> int:
 
 
 def _show_ticket(t: Ticket, tz: tzinfo | None) -> None:
+    """A readable timeline: the ticket once, then who did what when, with their note."""
     print(f"{t.id}  [{t.state}]  {t.priority}  {t.category}")
-    print(f"  asset:    {t.asset}" + (f"  ({t.location})" if t.location else ""))
-    print(f"  rule:     {t.rule}")
-    print(f"  summary:  {t.summary}")
-    print(f"  since:    {format_time(t.since, tz)}")
-    print(f"  alerts:   {t.alert_count}")
-    print("  events:")
+    print(f"  asset:     {t.asset}" + (f"  ({t.location})" if t.location else ""))
+    print(f"  rule:      {t.rule}")
+    print(f"  summary:   {t.summary}")
+    print(f"  since:     {format_time(t.since, tz)}")
+    print(f"  assignee:  {t.assignee or '-'}")
+    print(f"  alerts:    {t.alert_count}")
+    if t.explains:
+        print(f"  explains:  {len(t.explains)} alert(s) of assets this incident takes down")
+        for x in t.explains:
+            print(f"    {x.asset:12} {x.rule:36} since {format_time(x.since, tz)}  {x.summary}")
+    print("  timeline:")
+    shown = ""
     for ev in t.events:
-        after = format_duration(ev.ts - t.opened_at)
-        print(f"    {format_time(ev.ts, tz)} (+{after})  {ev.event:9} by {ev.actor}: {ev.summary}")
+        after = format_duration(max(0.0, ev.ts - t.opened_at))
+        when = f"{format_time(ev.ts, tz)} {'+' + after:>7}"
+        print(f"    {when}  {ev.event:12} {ev.actor}{_what(ev, shown, tz)}")
+        if ev.event in SUMMARY_EVENTS:
+            shown = ev.summary
+
+
+#: Events whose summary says something new about the incident (the alert's text at that moment).
+SUMMARY_EVENTS = frozenset({"opened", "appended", "reopened", "resolved"})
+
+
+def _what(ev: TicketEvent, shown: str, tz: tzinfo | None) -> str:
+    """What an event adds to the timeline: assignee, escalation level, what it absorbed, note."""
+    parts = []
+    if ev.event in SUMMARY_EVENTS and ev.summary != shown:
+        parts.append(ev.summary)
+    if ev.event == "explained":
+        x = explained_of(ev)
+        parts.append(f"{x.asset} {x.rule} since {format_time(x.since, tz)}: {x.summary}")
+    elif ev.note:
+        parts.append(f"note: {ev.note}")
+    if ev.assignee:
+        parts.insert(0, f"to {ev.assignee}")
+    if ev.event == "escalated":
+        parts.insert(0, f"level {ev.level}")
+    return f" — {'; '.join(parts)}" if parts else ""
 
 
 def ticket_action(args: argparse.Namespace) -> int:
@@ -121,6 +159,7 @@ def ticket_action(args: argparse.Namespace) -> int:
 
 def silence(args: argparse.Namespace) -> int:
     api = api_client(args)
+    tz = site_zone(load_config(args.config) if args.config else None)
     if args.action == "add":
         matcher = {"assets": args.asset or [], "rules": args.rule or [], "types": args.type or []}
         body: dict[str, object] = {
@@ -130,17 +169,26 @@ def silence(args: argparse.Namespace) -> int:
             "expires_in": args.duration,
         }
         s = api.post("/silences", body)
-        print(f"silence {s['id']} until {format_time(s['expires'])}")
+        print(f"silence {s['id']} until {format_time(s['expires'], tz)}")
         return 0
     if args.action == "expire":
         api.post(f"/silences/{args.id}/expire", {})
         print(f"silence {args.id} expired")
         return 0
-    for s in api.get_list("/silences"):
+    silences = api.get_list("/silences")
+    if not silences:
+        print("no silences")
+    for s in silences:
         state = "active " if s["active"] else "expired"
-        until = format_time(s["expires"])
-        print(f"{s['id']}  {state} until {until}  {s['author']}: {s['reason']}  {s['matcher']}")
+        until = format_time(s["expires"], tz)
+        print(f"{s['id']}  {state} until {until}  {_matcher(s['matcher'])}  {s['author']}: {s['reason']}")
     return 0
+
+
+def _matcher(m: dict[str, list[str]]) -> str:
+    """What a silence mutes, as people write it: ``assets A-P1, A-P2; rules pump.*``."""
+    parts = [f"{key} {', '.join(m[key])}" for key in ("assets", "types", "tags", "rules") if m.get(key)]
+    return "; ".join(parts) or "everything"
 
 
 def kpi_report(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 from monitord.config.site import coverage, load_config, load_rules, site_zone
 from monitord.core.errors import MonitordError
-from monitord.core.units import format_time, parse_duration
+from monitord.core.units import counted, format_duration, format_time, parse_duration
 from monitord.rules.engine import matches
 from monitord.rules.spec import RuleSpec
 from monitord.tools.cli.common import time_arg
@@ -119,12 +119,13 @@ def replay_cmd(args: argparse.Namespace) -> int:
         source, total = source_of(Path(args.source))
         result = replay(config, source, rules=rules, step=step, progress=Progress(total))
         results.append(result)
-        days = (result.span[1] - result.span[0]) / 86400
+        span = format_duration(result.span[1] - result.span[0])
         fired = sum(1 for a in result.alerts if a.state == "firing")
         opened = sum(1 for t in result.tickets if t.event == "opened")
         print(
-            f"{name}: {result.samples:,} samples ({result.batches:,} batches, {days:.2f} days) in "
-            f"{result.seconds:.1f}s — {fired} alerts fired, {opened} tickets opened"
+            f"{name}: {result.samples:,} samples ({result.batches:,} batches, {span} of data from"
+            f" {format_time(result.span[0], tz)}) in {result.seconds:.1f}s"
+            f" — {counted(fired, 'alert')} fired, {counted(opened, 'ticket')} opened"
         )
         if not args.compare:
             for a in result.alerts:
