@@ -163,6 +163,12 @@ class MqttDriver:
             except Exception as exc:  # untrusted input (huge ints, deep nesting, ...) never stops the driver
                 self._malformed(topic, exc)
                 continue
+            if sent_ts is not None and not math.isfinite(sent_ts):
+                # A NaN time would poison every frame it lands in: one bad sample costs one sample.
+                self._malformed(topic, ValueError(f"timestamp {sent_ts} is not a number"))
+                values[:] = math.nan
+                quality[:] = int(Quality.DECODE_ERROR)
+                sent_ts = None
             self.bus.publish(SampleBatch(sent_ts or ts, route.asset, route.points, values, quality))
         return n
 

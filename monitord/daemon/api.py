@@ -39,7 +39,15 @@ OPENAPI: dict[str, Any] = {
     "info": {"title": "monitord", "version": "1"},
     "components": {"securitySchemes": {"token": {"type": "http", "scheme": "bearer"}}},
     "paths": {
-        "/healthz": {"get": {"summary": "liveness", "responses": {"200": {"description": "ok"}}}},
+        "/healthz": {
+            "get": {
+                "summary": "liveness, and whether data is being stored",
+                "responses": {
+                    "200": {"description": "ok"},
+                    "503": {"description": "unhealthy: the problems (store writes failing, disk full)"},
+                },
+            }
+        },
         "/tickets": {
             "get": {
                 "summary": "list tickets",
@@ -188,7 +196,13 @@ class Api:
         desk = self.core.desk
         if method == "GET":
             if path == "/healthz":
-                return 200, {"status": "ok"}
+                health = getattr(self.core.store, "health", None)  # a queueing backend knows its state
+                problems: list[str] = health() if health is not None else []
+                return (
+                    (503, {"status": "unhealthy", "problems": problems})
+                    if problems
+                    else (200, {"status": "ok"})
+                )
             if path == "/metrics":
                 return 200, Raw(generate_latest(self.core.metrics.registry), CONTENT_TYPE_LATEST)
             if path == "/openapi.json":
