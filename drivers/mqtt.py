@@ -7,6 +7,12 @@ loop, not one per message. Topics map to assets through the profile's pattern
 (``{site}/{asset}/...``) or the asset's own topic. Plain numeric payloads map
 one topic to one point; JSON payloads map field paths to points. A malformed
 payload is counted and logged once per topic, never raised.
+
+When the broker goes away the driver reconnects with a short capped backoff
+(``RECONNECT_MIN`` doubling to ``RECONNECT_MAX`` seconds, each wait drawn from
+its upper half so that many daemons do not knock at once), and every MQTT
+asset's data is marked ``stale`` at once: rules act on no value that is not
+coming any more, and the first message after the reconnect is good again.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import collections
 import json
 import logging
 import math
+import random
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +37,8 @@ from monitord.core.model import Quality, SampleBatch
 from monitord.ingest.bus import SampleBus
 
 log = logging.getLogger(__name__)
+RECONNECT_MIN = 0.5  # seconds before the first reconnect attempt
+RECONNECT_MAX = 4.0  # the backoff's cap: a broker back from an outage is used within this
 
 
 @dataclass(frozen=True)
@@ -102,13 +111,16 @@ class MqttDriver:
         self._connected = threading.Event()
         self._was_connected = False
         self._closing = False
+        self._attempts = 0  # failed connection attempts since the last good one
+        self._jitter = random.Random()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         if username:
             self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect_fail = self._on_connect_fail
+        self._next_delay()
 
     # -- paho thread ---------------------------------------------------------
     def _on_connect(self, client: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -119,13 +131,33 @@ class MqttDriver:
         if self.routes:
             client.subscribe([(t, self.qos) for t in self.routes])
         log.info("mqtt %s:%d: connected, %d topics", self.host, self.port, len(self.routes))
+        self._attempts = 0
+        self._next_delay()
         self._connected.set()
         self._was_connected = True
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
-        if self._was_connected and not self._closing:
+        if self._closing:
+            return
+        self._next_delay()
+        if was_connected:
             log.warning("mqtt %s:%d: disconnected (%s); reconnecting", self.host, self.port, reason)
+            self.metrics.driver_errors.labels("mqtt", "disconnect").inc()
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._mark_stale, self.clock.now())
+
+    def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        self._next_delay()
+
+    def _next_delay(self) -> None:
+        """Set paho's wait before its next attempt: capped doubling, drawn from the upper half."""
+        cap = min(RECONNECT_MAX, RECONNECT_MIN * 2**self._attempts)
+        self._attempts += 1
+        delay = self._jitter.uniform(cap / 2, cap)
+        # paho annotates the delays as int but waits in float seconds; a whole second would be too coarse
+        self.client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         self._queue.append((self.clock.now(), msg.topic, bytes(msg.payload)))
@@ -171,6 +203,11 @@ class MqttDriver:
                 sent_ts = None
             self.bus.publish(SampleBatch(sent_ts or ts, route.asset, route.points, values, quality))
         return n
+
+    def _mark_stale(self, ts: float) -> None:
+        """The broker is gone: every MQTT asset's last values are stale from now on (event loop)."""
+        for route in self.routes.values():
+            self.bus.publish(SampleBatch.failed(ts, route.asset, route.points, Quality.STALE))
 
     def _malformed(self, topic: str, exc: Exception) -> None:
         self.metrics.driver_errors.labels("mqtt", "malformed").inc()
