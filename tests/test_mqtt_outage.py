@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 
 import numpy as np
@@ -64,3 +65,29 @@ def test_a_broker_outage_marks_data_stale_and_reconnects_within_the_cap(own_brok
 
     took = run(scenario(), timeout=90)
     assert took <= RECONNECT_MAX + 0.5, f"reconnected {took:.1f}s after the broker was back"
+
+
+def test_the_brokers_own_drop_count_is_visible(own_broker: Mosquitto) -> None:
+    own_broker.conf.write_text(own_broker.conf.read_text() + "sys_interval 1\n")
+    own_broker.start()
+    metrics = Metrics()
+
+    async def scenario() -> None:
+        driver = MqttDriver(
+            "127.0.0.1", own_broker.port, ROUTES, SampleBus(), SystemClock(), metrics, client_id="sys"
+        )
+        task = asyncio.create_task(driver.run())
+        try:
+            # Mosquitto publishes $SYS/broker/publish/messages/dropped every sys_interval; the gauge is
+            # NaN (unknown) until that message arrives, then the broker's figure (0 here).
+            assert math.isnan(
+                metrics.registry.get_sample_value("monitord_mqtt_broker_dropped_messages") or 0.0
+            )
+            await eventually(
+                lambda: metrics.registry.get_sample_value("monitord_mqtt_broker_dropped_messages") == 0, 10
+            )
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    run(scenario(), timeout=30)

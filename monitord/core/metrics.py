@@ -119,6 +119,12 @@ class Metrics:
         )
         for reason in DROP_REASONS:  # every reason shows, at 0, from the start
             self.points_dropped.labels(reason)
+        self.broker_dropped = Gauge(
+            "monitord_mqtt_broker_dropped_messages",
+            "Messages the MQTT broker says it dropped since it started ($SYS, where the broker offers it)",
+            registry=r,
+        )
+        self.broker_dropped.set(float("nan"))  # unknown until the broker says
         self.store_collisions = Counter(
             "monitord_store_sample_collisions_total",
             "Samples of one asset with the same stored timestamp (the later overwrites the earlier)",
