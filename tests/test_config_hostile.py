@@ -4,14 +4,13 @@ traceback or an unbounded load, and no message shows a secret (issue 10, items 5
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.test_config_errors import GOOD, problems, write
+from tests.support.configs import GOOD, check, problems, write
 
 ALIAS_BOMB = (
     "a: &a [x, x, x, x, x, x, x, x, x]\n"
@@ -84,9 +83,7 @@ sys.exit(code)
 def test_check_exits_2_on_every_hostile_file(tmp_path: Path) -> None:
     for case, edit, _want in HOSTILE:
         path = write(tmp_path, GOOD.replace(*edit, 1), name=case.replace(" ", "_") + ".yaml")
-        done = subprocess.run(
-            [sys.executable, "-m", "monitord", "check", str(path)], capture_output=True, text=True, timeout=60
-        )
+        done = check(path)
         assert done.returncode == 2, (case, done.stderr)
         assert "Traceback" not in done.stderr and done.stderr.startswith(f"{path}:"), case
 
@@ -101,14 +98,7 @@ def test_check_never_prints_a_secret(tmp_path: Path) -> None:
         'api: {token: 42, public_url: "${DESK}"}',
     ).replace("port: 1502", 'port: "${ROBOT}"')
     path = write(tmp_path, text)
-    env = {**os.environ, "ROBOT": SECRET, "DESK": f"ftp://x?key={SECRET}"}
-    done = subprocess.run(
-        [sys.executable, "-m", "monitord", "check", str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    done = check(path, env={"ROBOT": SECRET, "DESK": f"ftp://x?key={SECRET}"})
     assert done.returncode == 2
     assert SECRET not in done.stderr
     assert f"{path}:2 mqtt.qos: must be a whole number, got '${{ROBOT}}'" in done.stderr.splitlines()

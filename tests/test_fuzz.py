@@ -29,20 +29,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitord.config.site import load_config
-from monitord.core.clock import ManualClock, SystemClock
+from monitord.core.clock import ManualClock
 from monitord.core.errors import ConfigError
 from monitord.core.metrics import Metrics
 from monitord.core.model import Quality, SampleBatch
 from monitord.daemon.api import Api
 from monitord.daemon.core import build_core
-from monitord.drivers.modbus import GatewayPoller, ModbusDevice
 from monitord.drivers.mqtt import MqttDriver, TopicRoute
 from monitord.ingest.bus import SampleBus
 from monitord.store.sqlite import SqliteStore
 from tests.support import TOKEN
-from tests.support.modbus_raw import RawModbusServer, adu, registers
-from tests.test_config_errors import GOOD
-from tests.test_modbus_replies import pump_profile
+from tests.support.configs import GOOD
+from tests.support.modbus_raw import adu, poll_raw, registers
 
 EXAMPLES = int(os.environ.get("MONITORD_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -157,21 +155,7 @@ replies = st.lists(
 
 
 def _poll(reply: Any) -> SampleBatch:
-    bus = SampleBus()
-    out: list[SampleBatch] = []
-    bus.subscribe(out.append)
-
-    async def scenario() -> None:
-        async with RawModbusServer(reply) as server:
-            device = ModbusDevice.from_profile("P1", 1, 1.0, pump_profile())
-            poller = GatewayPoller(
-                "127.0.0.1", server.port, [device], bus, SystemClock(), Metrics(), timeout=0.05
-            )
-            await poller.poll(device)
-            poller._close()
-
-    asyncio.run(scenario())
-    [batch] = out
+    [batch], _metrics = poll_raw(reply, timeout=0.05)
     return batch
 
 

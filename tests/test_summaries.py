@@ -11,6 +11,7 @@ import pytest
 from monitord.core.assets import Asset
 from monitord.daemon.pipeline import render
 from tests.support import Timeline
+from tests.support.configs import ONE_PUMP
 
 TOKEN = "tok-1f9c2b7e-secret"
 REACHES = [
@@ -22,26 +23,13 @@ REACHES = [
     "{MONITORD_TOKEN}",
 ]
 
-SITE = """
-site: {id: summaries}
-mqtt: {url: 'mqtt://127.0.0.1:1'}
-poll: 1s
-profiles:
-  - profile: two-points
-    asset_type: pump
-    mqtt: {topic: '{site}/{asset}'}
-    points: {running: {}, suction_pressure: {}}
-assets:
-  - {id: A-P1, name: Booster 1, type: pump, profile: two-points, connection: {mqtt: {}}, location: {room: B2}}
-rules:
-  - id: pump.dry_run
-    applies_to: {type: pump}
-    when: "running == 1 and suction_pressure < param.suction_min"
-    params: {suction_min: 0.05}
-    severity: critical
-    summary: "SUMMARY"
-    ticket: {priority: P1, skill: plumbing}
-"""
+SITE = ONE_PUMP.replace(
+    "{id: A-P1, type: pump", "{id: A-P1, name: Booster 1, location: {room: B2}, type: pump"
+).replace(
+    'when: "running == 1 and suction_pressure < 0.05"',
+    'when: "running == 1 and suction_pressure < param.suction_min"\n'
+    '    params: {suction_min: 0.05}\n    summary: "SUMMARY"',
+)
 
 
 @pytest.mark.parametrize("reach", REACHES)

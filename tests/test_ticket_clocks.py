@@ -9,6 +9,7 @@ from monitord.tickets.desk import TicketDesk, TicketPolicyView
 from monitord.tickets.sla import DEFAULT_SLA, Sla
 from monitord.tools.kpi import render, report
 from tests.support import Timeline
+from tests.support.configs import ONE_PUMP
 
 POLICY = TicketPolicyView("P1", "plumbing", auto_resolve=True)
 T0 = 1_795_000_000.0
@@ -22,25 +23,7 @@ def alert(ts: float, state: str, asset: str = "A-P1") -> AlertEvent:
     return AlertEvent(ts, "pump.dry_run", asset, state, "critical", ts - 5, "dry")  # type: ignore[arg-type]
 
 
-SITE = """
-site: {id: timeline}
-mqtt: {url: 'mqtt://127.0.0.1:1'}
-poll: 1s
-profiles:
-  - profile: two-points
-    asset_type: pump
-    mqtt: {topic: '{site}/{asset}'}
-    points: {running: {}, suction_pressure: {}}
-assets:
-  - {id: A-P1, type: pump, profile: two-points, connection: {mqtt: {}}}
-rules:
-  - id: pump.dry_run
-    applies_to: {type: pump}
-    when: "running == 1 and suction_pressure < 0.05"
-    clear: "suction_pressure > 0.06"
-    severity: critical
-    ticket: {priority: P1, skill: plumbing}
-"""
+SITE = ONE_PUMP
 DRY = ("pump.dry_run", "A-P1")
 
 

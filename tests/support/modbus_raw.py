@@ -12,7 +12,15 @@ import contextlib
 import struct
 from collections.abc import Callable
 
-from tests.support.net import free_port
+from monitord.config.site import CONFIG_DIR
+from monitord.config.yamlio import load_yaml
+from monitord.core.clock import SystemClock
+from monitord.core.metrics import Metrics
+from monitord.core.model import SampleBatch
+from monitord.drivers.modbus import GatewayPoller, ModbusDevice
+from monitord.ingest.bus import SampleBus
+from monitord.ingest.profiles import DeviceProfile
+from tests.support.net import free_port, run
 
 Reply = Callable[[bytes], bytes]
 
@@ -62,3 +70,27 @@ class RawModbusServer:
             pass
         finally:
             writer.close()
+
+
+def pump_profile() -> DeviceProfile:
+    return DeviceProfile.model_validate(load_yaml(CONFIG_DIR / "profiles" / "pump-set.yaml"))
+
+
+def poll_raw(reply: Reply, polls: int = 1, timeout: float = 0.5) -> tuple[list[SampleBatch], Metrics]:
+    """Poll one pump ``polls`` times against a raw server answering with ``reply``."""
+    bus, metrics = SampleBus(), Metrics()
+    batches: list[SampleBatch] = []
+    bus.subscribe(batches.append)
+
+    async def scenario() -> None:
+        async with RawModbusServer(reply) as server:
+            device = ModbusDevice.from_profile("P1", 1, 1.0, pump_profile())
+            poller = GatewayPoller(
+                "127.0.0.1", server.port, [device], bus, SystemClock(), metrics, timeout=timeout
+            )
+            for _ in range(polls):
+                await poller.poll(device)
+            poller._close()
+
+    run(scenario(), timeout=60)
+    return batches, metrics
