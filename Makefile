@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean system-deps
+.PHONY: demo test fuzz lint bench clean system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test: $(STAMP) system-deps
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+# The fuzz targets (tests/test_fuzz.py: MQTT payloads, Modbus replies, config files, API bodies) run
+# 100 inputs each inside `make test`; here FUZZ_EXAMPLES each (minutes), with how many each ran.
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(STAMP) system-deps
+	MONITORD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py

@@ -32,6 +32,8 @@ from monitord.ingest.registers import BIT_KINDS, PointEncoding, RegisterCodec
 log = logging.getLogger(__name__)
 # Exception codes that mean "the device behind the gateway did not answer".
 _UNREACHABLE = {0x0A, 0x0B}
+# The function code each kind of read is asked, and must be answered, with.
+_FUNCTION = {"coil": 0x01, "discrete": 0x02, "holding": 0x03, "input": 0x04}
 
 
 GATEWAY_POINTS = ("devices_online", "devices_total")
@@ -299,6 +301,25 @@ class GatewayPoller:
                 req.count,
             )
             return False, f"exception 0x{code:02x}"
+        answered_with = int(getattr(rr, "function_code", 0)) & 0x7F
+        if answered_with != _FUNCTION[req.kind]:
+            # An FC04 answer to an FC03 request carries other registers: never take it as ours.
+            self.metrics.driver_errors.labels("modbus", "protocol").inc()
+            self._close()  # the stream cannot be trusted to be in step any more
+            log.debug(
+                "modbus %s unit %d: reply with function 0x%02x to a 0x%02x read of %s %d+%d",
+                self.name,
+                unit,
+                answered_with,
+                _FUNCTION[req.kind],
+                req.kind,
+                req.start,
+                req.count,
+            )
+            return (
+                False,
+                f"protocol error: function 0x{answered_with:02x} answered 0x{_FUNCTION[req.kind]:02x}",
+            )
         data = list(rr.bits[: req.count] if req.kind in BIT_KINDS else rr.registers)
         if len(data) < req.count:
             self.metrics.driver_errors.labels("modbus", "short_reply").inc()

@@ -3,7 +3,9 @@
 Sits before the ``SampleBus``. paho runs its network loop in its own thread;
 ``on_message`` only parses and appends to a queue, and the asyncio side drains
 the queue in bursts, so a flood of messages costs one wake-up of the event
-loop, not one per message. Topics map to assets through the profile's pattern
+loop, not one per message; a burst is taken ``DRAIN_CHUNK`` messages at a
+time with a yield to the loop between chunks, so a flood never starves the
+Modbus pollers or the evaluation sharing that loop. Topics map to assets through the profile's pattern
 (``{site}/{asset}/...``) or the asset's own topic. Plain numeric payloads map
 one topic to one point; JSON payloads map field paths to points. A malformed
 payload is counted and logged once per topic, never raised.
@@ -12,15 +14,26 @@ A payload's own timestamp (the profile's ``ts_field``) is used only when it is
 within ``max_clock_skew`` of receive time; otherwise the sample is stamped with
 receive time, counted (``monitord_clock_skew_total{asset}``) and logged once
 per device. The state table judges offline by receive time in any case.
+
+When the broker goes away the driver reconnects with a short capped backoff
+(``RECONNECT_MIN`` doubling to ``RECONNECT_MAX`` seconds, each wait drawn from
+its upper half so that many daemons do not knock at once), and every MQTT
+asset's data is marked ``stale`` at once: rules act on no value that is not
+coming any more, and the first message after the reconnect is good again.
+Where the broker offers it (Mosquitto's ``$SYS``), the count of messages the
+broker itself dropped is followed, so a broker that sheds load shows in
+``monitord_mqtt_broker_dropped_messages``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import math
+import random
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +48,10 @@ from monitord.core.model import Quality, SampleBatch
 from monitord.ingest.bus import SampleBus
 
 log = logging.getLogger(__name__)
+BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"  # Mosquitto's own count
+DRAIN_CHUNK = 500  # messages parsed per turn of the event loop (~10 ms of work)
+RECONNECT_MIN = 0.5  # seconds before the first reconnect attempt
+RECONNECT_MAX = 4.0  # the backoff's cap: a broker back from an outage is used within this
 
 
 @dataclass(frozen=True)
@@ -110,6 +127,8 @@ class MqttDriver:
         self._connected = threading.Event()
         self._was_connected = False
         self._closing = False
+        self._attempts = 0  # failed connection attempts since the last good one
+        self._jitter = random.Random()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         if username:
             self.client.username_pw_set(username, password)
@@ -118,7 +137,7 @@ class MqttDriver:
         self.client.on_connect_fail = self._on_connect_fail
         self._reachable = True  # False from the first failed connect until the next connect
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._next_delay()
 
     # -- paho thread ---------------------------------------------------------
     def _on_connect(self, client: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -127,18 +146,36 @@ class MqttDriver:
             return
         # Subscriptions do not survive a clean session: subscribe on every connect.
         if self.routes:
-            client.subscribe([(t, self.qos) for t in self.routes])
+            client.subscribe([(t, self.qos) for t in self.routes] + [(BROKER_DROPPED, 0)])
         log.info("mqtt %s:%d: connected, %d topics", self.host, self.port, len(self.routes))
         self._reachable = True
+        self._attempts = 0
+        self._next_delay()
         self._connected.set()
         self._was_connected = True
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
-        if self._was_connected and not self._closing:
+        if self._closing:
+            return
+        self._next_delay()
+        if was_connected:
             log.warning("mqtt %s:%d: disconnected (%s); reconnecting", self.host, self.port, reason)
+            self.metrics.driver_errors.labels("mqtt", "disconnect").inc()
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._mark_stale, self.clock.now())
+
+    def _next_delay(self) -> None:
+        """Set paho's wait before its next attempt: capped doubling, drawn from the upper half."""
+        cap = min(RECONNECT_MAX, RECONNECT_MIN * 2**self._attempts)
+        self._attempts += 1
+        delay = self._jitter.uniform(cap / 2, cap)
+        # paho annotates the delays as int but waits in float seconds; a whole second would be too coarse
+        self.client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
 
     def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        self._next_delay()
         # Said once per outage, as Modbus does: without it a missing broker only showed as lifts
         # going offline three polls later.
         self.metrics.driver_errors.labels("mqtt", "connect").inc()
@@ -147,6 +184,10 @@ class MqttDriver:
             log.warning("mqtt %s:%d: cannot connect to the broker; retrying", self.host, self.port)
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+        if msg.topic == BROKER_DROPPED:
+            with contextlib.suppress(ValueError):  # a broker of another make may say something else
+                self.metrics.broker_dropped.set(int(msg.payload))
+            return
         self._queue.append((self.clock.now(), msg.topic, bytes(msg.payload)))
         # One wake-up per burst: the asyncio side clears the flag before it drains, so a
         # message that arrives after the drain started always schedules the next one.
@@ -164,14 +205,15 @@ class MqttDriver:
                 await self._wake.wait()
                 self._wake.clear()
                 self._wake_scheduled = False
-                self.drain()
+                while self.drain(DRAIN_CHUNK) == DRAIN_CHUNK:
+                    await asyncio.sleep(0)  # pollers and the evaluation run between chunks
         finally:
             self.close()
 
-    def drain(self) -> int:
-        """Turn everything queued into batches; returns the number of messages."""
+    def drain(self, limit: int | None = None) -> int:
+        """Turn what is queued (at most ``limit`` messages) into batches; returns how many."""
         n = 0
-        while self._queue:
+        while self._queue and (limit is None or n < limit):
             ts, topic, payload = self._queue.popleft()
             n += 1
             route = self.routes.get(topic)
@@ -182,6 +224,12 @@ class MqttDriver:
             except Exception as exc:  # untrusted input (huge ints, deep nesting, ...) never stops the driver
                 self._malformed(topic, exc)
                 continue
+            if sent_ts is not None and not math.isfinite(sent_ts):
+                # A NaN time would poison every frame it lands in: one bad sample costs one sample.
+                self._malformed(topic, ValueError(f"timestamp {sent_ts} is not a number"))
+                values[:] = math.nan
+                quality[:] = int(Quality.DECODE_ERROR)
+                sent_ts = None
             stamp = ts if sent_ts is None else self._bounded(route.asset, sent_ts, ts)
             self.bus.publish(SampleBatch(stamp, route.asset, route.points, values, quality))
         return n
@@ -201,6 +249,11 @@ class MqttDriver:
                 self.max_clock_skew,
             )
         return received
+
+    def _mark_stale(self, ts: float) -> None:
+        """The broker is gone: every MQTT asset's last values are stale from now on (event loop)."""
+        for route in self.routes.values():
+            self.bus.publish(SampleBatch.failed(ts, route.asset, route.points, Quality.STALE))
 
     def _malformed(self, topic: str, exc: Exception) -> None:
         self.metrics.driver_errors.labels("mqtt", "malformed").inc()

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import InfluxServer, Timeline, V2WriteProxy, WebhookReceiver, free_port, wait_port
+from tests.support import InfluxServer, Timeline, V2WriteProxy, WebhookReceiver
+from tests.support.mosquitto import Mosquitto, mosquitto_binary
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -33,30 +33,34 @@ def checkout_untouched() -> Iterator[None]:
     assert _data_in_checkout() == before, "a test wrote into the checkout's monitord-data/"
 
 
-def _mosquitto_binary() -> str | None:
-    return shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/bin/mosquitto") if os.access(p, os.X_OK)), None
-    )
+def _mosquitto_or_skip() -> str:
+    binary = mosquitto_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("mosquitto is not installed; `make test` installs it as root")
+        pytest.skip("mosquitto is not installed (Debian package 'mosquitto')")
+    return binary
 
 
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A real Mosquitto broker on a free port; its port."""
-    binary = _mosquitto_binary()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("mosquitto is not installed; `make test` installs it as root")
-        pytest.skip("mosquitto is not installed (Debian package 'mosquitto')")
-    port = free_port()
-    conf = tmp_path_factory.mktemp("mosquitto") / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = Mosquitto(_mosquitto_or_skip(), tmp_path_factory.mktemp("mosquitto"))
+    broker.start()
     try:
-        wait_port(port)
-        yield port
+        yield broker.port
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        broker.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto of this test's own, to stop and start (not started yet)."""
+    broker = Mosquitto(_mosquitto_or_skip(), tmp_path)
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 @pytest.fixture

@@ -2,52 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from monitord.config.site import CONFIG_DIR, load_config
-from monitord.core.errors import ConfigError
-
-PROFILES = CONFIG_DIR / "profiles"
-GOOD = f"""\
-site: {{id: t1, name: Test}}
-mqtt: {{url: "mqtt://127.0.0.1:1883"}}
-profiles:
-  - include: {PROFILES}/pump-set.yaml
-  - include: {PROFILES}/elevator-gbt24476.yaml
-assets:
-  - id: P1
-    type: pump
-    profile: pump-set
-    connection: {{modbus: {{host: 127.0.0.1, port: 1502, unit: 1}}}}
-  - id: E1
-    type: elevator
-    profile: elevator-gbt24476
-    connection: {{mqtt: {{}}}}
-rules:
-  - id: pump.dry
-    applies_to: {{type: pump}}
-    when: "running == 1 and suction_pressure < param.suction_min"
-    for: 5s
-    params: {{suction_min: 0.05}}
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "site.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def problems(tmp_path: Path, text: str) -> list[str]:
-    path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as err:
-        load_config(path)
-    prefix = f"{path}:"
-    return [p.replace(prefix, "site.yaml:") for p in err.value.problems]
+from tests.support.configs import GOOD, PROFILES, check, problems, write
 
 
 def test_the_good_config_loads(tmp_path: Path) -> None:
@@ -170,21 +130,10 @@ def test_error_in_an_included_file_names_that_file(tmp_path: Path) -> None:
 
 def test_check_command_exits_2_and_prints_each_problem(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("port: 1502", "port: 70000"))
-    out = subprocess.run(
-        [sys.executable, "-m", "monitord", "check", str(path)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    out = check(path, cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip() == "site.yaml:10 assets[0].connection.modbus.port: must be 1..65535, got 70000"
-    ok = subprocess.run(
-        [sys.executable, "-m", "monitord", "check", str(CONFIG_DIR / "sites" / "demo.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    ok = check(CONFIG_DIR / "sites" / "demo.yaml")
     assert ok.returncode == 0, ok.stderr
     assert "8 assets" in ok.stdout
 

@@ -95,7 +95,7 @@ def test_an_influxdb_outage_loses_nothing(
 
     run(scenario(), timeout=180)
     for asset, measurement in (("A-P1", "pump"), ("A-E1", "elevator"), ("A-PM-MAIN", "power_meter")):
-        want = sorted(round(b.ts * 1000) for b in produced if b.asset == asset)
+        want = sorted(round(b.ts * 1e6) for b in produced if b.asset == asset)
         assert stamps(server, measurement, asset) == want, asset
     events = server.query("SELECT * FROM ticket")
     # Opened and assigned in one evaluation: one instant, so the store keeps no order between them.

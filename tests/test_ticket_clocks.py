@@ -12,7 +12,8 @@ from monitord.store.sqlite import SqliteStore
 from monitord.tickets.desk import TicketDesk, TicketPolicyView
 from monitord.tickets.sla import DEFAULT_SLA, Sla
 from monitord.tools.kpi import Clock, render, report
-from tests.support import Timeline, pump_site
+from tests.support import Timeline
+from tests.support.configs import ONE_PUMP
 
 POLICY = TicketPolicyView("P1", "plumbing", auto_resolve=True)
 T0 = 1_795_000_000.0
@@ -26,15 +27,7 @@ def alert(ts: float, state: str, asset: str = "A-P1") -> AlertEvent:
     return AlertEvent(ts, "pump.dry_run", asset, state, "critical", ts - 5, "dry")  # type: ignore[arg-type]
 
 
-SITE = pump_site(
-    "  - {id: A-P1, type: pump, profile: two-points, connection: {mqtt: {}}}\n",
-    "  - id: pump.dry_run\n"
-    "    applies_to: {type: pump}\n"
-    '    when: "running == 1 and suction_pressure < 0.05"\n'
-    '    clear: "suction_pressure > 0.06"\n'
-    "    severity: critical\n"
-    "    ticket: {priority: P1, skill: plumbing}\n",
-)
+SITE = ONE_PUMP
 DRY = ("pump.dry_run", "A-P1")
 
 

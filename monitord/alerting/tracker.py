@@ -5,13 +5,24 @@ Fourth stage: the rule engine hands over, per rule, which assets meet the
 on good, fresh data). The tracker applies ``for`` and ``clear_for`` with numpy
 state arrays, and emits an ``AlertEvent`` only on a transition. It never talks
 to people; the ticket desk and notifiers act on its events.
+
+Pending ``for`` timers survive a restart: ``PendingFile`` keeps the start of
+every pending alert in a small JSON file, and ``resume_pending`` hands them
+back; a resumed timer continues from its old start once the condition is seen
+again (within ``RESUME_WITHIN`` of the restart), so a kill -9 does not delay a
+P1 by the time it had already waited.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -20,6 +31,9 @@ import numpy.typing as npt
 Bools = npt.NDArray[np.bool_]
 INACTIVE, PENDING, FIRING = 0, 1, 2
 TIMER_MARGIN = 0.001  # seconds
+log = logging.getLogger(__name__)
+#: seconds after a restart in which a saved pending timer may resume (the condition must show by then)
+RESUME_WITHIN = 60.0
 
 
 def fingerprint(rule: str, asset: str) -> str:
@@ -51,6 +65,9 @@ class _RuleAlerts:
         self.transitions = np.full((n, max(flap_transitions, 1)), -math.inf)
         self.flapping = np.zeros(n, dtype=bool)
         self.due = math.inf  # the next instant a timer of this rule (`for`, `clear_for`) runs out
+        # Pending timers from before a restart: index → start, resumed when the condition shows.
+        self.resume: dict[int, float] = {}
+        self.resume_until = -math.inf
 
     def record(self, mask: Bools, now: float) -> None:
         if mask.any():
@@ -91,6 +108,8 @@ class AlertTracker:
         st = self._rules.get(rule)
         if st is None:
             st = self._rules[rule] = _RuleAlerts(len(fire), flap_transitions)
+        if st.resume:
+            self._resume(st, fire, now)
         if not fire.any() and not st.state.any():
             st.due = math.inf
             return []
@@ -150,6 +169,35 @@ class AlertTracker:
         st = self._rules.get(rule)
         return float("nan") if st is None else float(st.since[index])
 
+    def _resume(self, st: _RuleAlerts, fire: Bools, now: float) -> None:
+        """Saved pending timers continue from their start when the condition is seen again."""
+        if now > st.resume_until:
+            st.resume.clear()
+            return
+        for i, since in list(st.resume.items()):
+            if i < len(fire) and fire[i] and st.state[i] == INACTIVE:
+                st.state[i] = PENDING
+                st.since[i] = since
+                del st.resume[i]
+
+    def pending(self) -> dict[str, dict[int, float]]:
+        """Start of every pending alert (and of every saved one not yet resumed), by rule and index."""
+        out: dict[str, dict[int, float]] = {}
+        for rule, st in self._rules.items():
+            timers = {int(i): float(st.since[i]) for i in np.flatnonzero(st.state == PENDING)}
+            timers.update({i: t for i, t in st.resume.items() if i not in timers})
+            if timers:
+                out[rule] = timers
+        return out
+
+    def resume_pending(self, rule: str, n: int, index: int, since: float, until: float) -> None:
+        """A pending timer saved before a restart: it resumes if the condition holds before ``until``."""
+        st = self._rules.get(rule)
+        if st is None:
+            st = self._rules[rule] = _RuleAlerts(n, 6)
+        st.resume[index] = since
+        st.resume_until = until
+
     def restore(self, rule: str, n: int, index: int, since: float) -> None:
         """Mark an alert as firing after a restart, so it is not opened twice."""
         st = self._rules.get(rule)
@@ -157,3 +205,65 @@ class AlertTracker:
             st = self._rules[rule] = _RuleAlerts(n, 6)
         st.state[index] = FIRING
         st.since[index] = since
+
+
+class PendingFile:
+    """Pending alerts' start times in a small JSON file, written when they change (and every
+    ``refresh`` seconds while any is pending, so its age tells how long the daemon was away).
+
+    Keyed by rule series and asset id, not by position, so a changed asset list cannot shift them.
+    """
+
+    def __init__(self, path: Path, refresh: float = 5.0, max_gap: float = RESUME_WITHIN) -> None:
+        self.path, self.refresh, self.max_gap = path, refresh, max_gap
+        self._last: tuple[float, dict[str, dict[int, float]]] = (-math.inf, {})
+
+    def save(self, tracker: AlertTracker, assets: Mapping[str, Sequence[str]], now: float) -> None:
+        timers = tracker.pending()
+        last_at, last = self._last
+        if timers == last and (not timers or now - last_at < self.refresh):
+            return
+        entries = [
+            {"rule": rule, "asset": assets[rule][i], "since": since}
+            for rule, by_index in sorted(timers.items())
+            if rule in assets
+            for i, since in sorted(by_index.items())
+            if i < len(assets[rule])
+        ]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"saved_at": now, "pending": entries}))
+            tmp.replace(self.path)  # whole or not at all, even on a kill -9
+        except OSError as exc:
+            log.warning("cannot save pending alert timers to %s: %s", self.path, exc)
+            return
+        self._last = (now, timers)
+
+    def restore(self, tracker: AlertTracker, assets: Mapping[str, Sequence[str]], now: float) -> int:
+        """Hand saved timers back to ``tracker``; how many. Too old a file (daemon away longer than
+        ``max_gap``) or an unreadable one restores nothing: the timers start over, as before."""
+        try:
+            saved = json.loads(self.path.read_text())
+            saved_at, entries = float(saved["saved_at"]), list(saved["pending"])
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring pending alert timers in %s: %s", self.path, exc)
+            return 0
+        if not 0 <= now - saved_at <= self.max_gap:
+            log.info("pending alert timers in %s are %.0fs old; not resumed", self.path, now - saved_at)
+            return 0
+        n = 0
+        for e in entries:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                ids = assets[e["rule"]]
+                since = float(e["since"])
+                if e["asset"] in ids and math.isfinite(since):
+                    tracker.resume_pending(
+                        e["rule"], len(ids), list(ids).index(e["asset"]), since, now + self.max_gap
+                    )
+                    n += 1
+        if n:
+            log.info("resuming %d pending alert timers saved %.0fs ago", n, now - saved_at)
+        return n

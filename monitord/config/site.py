@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_valid
 from pydantic_core import PydanticCustomError
 
 from monitord.alerting.mute import MaintenanceWindow
-from monitord.config.yamlio import LineDict, expand_env, load_yaml, problem
+from monitord.config.yamlio import LineDict, expand_env, is_secret_key, load_yaml, mask, problem
 from monitord.core.assets import Asset
 from monitord.core.errors import ConfigError
 from monitord.core.model import Quality, SampleBatch
@@ -130,7 +130,6 @@ class AssetConfig(Strict):
     params: dict[str, float] = {}
 
 
-
 class ApiConfig(Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, in_range(0, 65535)] = 9109
@@ -232,12 +231,25 @@ def site_zone(config: SiteConfig | None) -> datetime.tzinfo | None:
 
 
 def load_config(path: str | Path) -> SiteConfig:
-    """Load, validate and cross-check; raise ``ConfigError`` listing every problem."""
+    """Load, validate and cross-check; raise ``ConfigError`` listing every problem.
+
+    No message shows a secret: values from ``${ENV}`` read as ``${NAME}`` (``yamlio.mask``).
+    """
     path = Path(path)
+    secrets: dict[str, str] = {}
+    try:
+        return _load_config(path, secrets)
+    except ConfigError as exc:
+        raise ConfigError(mask(exc.problems, secrets)) from None
+    except RecursionError:  # deep nesting the loader let through (a rule expression)
+        raise ConfigError([f"{path}:1 nested too deeply to check"]) from None
+
+
+def _load_config(path: Path, secrets: dict[str, str]) -> SiteConfig:
     raw = load_yaml(path, search=(CONFIG_DIR, PACKS_DIR.parent.parent))
     if not isinstance(raw, dict):
         raise ConfigError([problem(raw, (), "the file must hold a mapping (site:, assets:, ...)")])
-    if unset := expand_env(raw):
+    if unset := expand_env(raw, secrets=secrets):
         raise ConfigError(unset)
     try:
         config = SiteConfig.model_validate(raw)
@@ -290,6 +302,8 @@ def _plain(node: Any) -> Any:
 
 def _message(raw: Any, err: Any) -> str:
     loc, kind, value = tuple(err["loc"]), err["type"], err.get("input")
+    if is_secret_key(loc):
+        value = "***"  # a secret by its name is never echoed, whatever went wrong with it
     if kind == "missing":
         text = "required key is missing"
     elif kind == "extra_forbidden":
@@ -482,6 +496,9 @@ def _check_rules(
                     out.append(
                         problem(raw, ("rules", i, key), f"{exc}{on} at column {exc.column} in {text!r}")
                     )
+                    break
+                except RecursionError:
+                    out.append(problem(raw, ("rules", i, key), "expression nested too deeply"))
                     break
                 for name in sorted(compiled.params):
                     for a in targets:

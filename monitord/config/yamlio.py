@@ -4,6 +4,11 @@ The config loader validates plain dicts, then asks ``locate`` for the file
 and line of a key path, so every error names file, line and key.
 An ``{include: path}`` mapping is replaced by the file it names (a list
 included into a list is spliced in); the included nodes keep their own file.
+Whatever the file holds — a bad date, ``!!float "abc"``, a NUL byte, nesting
+or aliases that would expand without bound — is a ``file:line key: message``
+error, never a traceback: aliases may expand to at most ``MAX_NODES`` nodes.
+Values that came from ``${ENV}`` and values of keys named like secrets are
+masked in every message (``mask``), so ``monitord check`` never prints a token.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import yaml
 from monitord.core.errors import ConfigError
 
 Mark = tuple[str, int]  # file, 1-based line
+#: how many nodes a file may expand to through aliases; the largest real site has ~100 k
+MAX_NODES = 1_000_000
 
 
 class LineDict(dict[Any, Any]):
@@ -42,21 +49,40 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     result.mark = (node.start_mark.name, node.start_mark.line + 1)
     result.marks = {}
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in result:
-            raise ConfigError(
-                [f"{_short(key_node.start_mark.name)}:{key_node.start_mark.line + 1} {key}: duplicate key"]
-            )
-        result[key] = loader.construct_object(value_node, deep=True)
+        where = f"{_short(key_node.start_mark.name)}:{key_node.start_mark.line + 1}"
+        key = _construct(loader, key_node, where, "(key)")
+        try:
+            if key in result:
+                raise ConfigError([f"{where} {key}: duplicate key"])
+        except TypeError:  # a list or mapping as a key
+            raise ConfigError([f"{where} {_text(key)}: a key must be a plain value"]) from None
+        result[key] = _construct(loader, value_node, where, key)
         result.marks[key] = (key_node.start_mark.name, key_node.start_mark.line + 1)
     return result
 
 
 def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
-    result = LineList(loader.construct_object(child, deep=True) for child in node.value)
+    result = LineList(
+        _construct(loader, child, f"{_short(child.start_mark.name)}:{child.start_mark.line + 1}", f"[{i}]")
+        for i, child in enumerate(node.value)
+    )
     result.mark = (node.start_mark.name, node.start_mark.line + 1)
     result.marks = {i: (c.start_mark.name, c.start_mark.line + 1) for i, c in enumerate(node.value)}
     return result
+
+
+def _construct(loader: _Loader, node: yaml.Node, where: str, key: Any) -> Any:
+    """One value; a scalar its tag cannot hold (``!!float "abc"``, 2024-13-45) is a config error."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ConfigError(
+            [f"{where} {_text(key)}: cannot read {node.tag.rsplit(':', 1)[-1]}: {exc}"]
+        ) from None
+
+
+def _text(key: Any) -> str:
+    return repr(key)[:60] if not isinstance(key, str) else key[:60]
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -122,17 +148,58 @@ def load_yaml_raw(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{_short(str(path))}: cannot read: {exc.strerror}"]) from None
-    loader = _Loader(text)
-    loader.name = str(path)
+    where = _short(str(path))
     try:
+        loader = _Loader(text)
+        loader.name = str(path)
         try:
-            return loader.get_single_data()
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _bounded(node, where)
+            return loader.construct_document(node)
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark else 0
-        raise ConfigError([f"{_short(str(path))}:{line} YAML syntax: {exc.problem}"]) from None
+        raise ConfigError([f"{where}:{line} YAML syntax: {exc.problem}"]) from None
+    except yaml.reader.ReaderError as exc:  # a NUL or other control character
+        line = text[: exc.position].count("\n") + 1
+        raise ConfigError(
+            [f"{where}:{line} YAML syntax: character U+{exc.character:04X} is not allowed"]
+        ) from None
+    except RecursionError:
+        raise ConfigError([f"{where}:1 YAML syntax: nested too deeply"]) from None
+
+
+def _bounded(root: yaml.Node, where: str) -> None:
+    """Refuse a document whose aliases expand to more than ``MAX_NODES`` nodes (an alias bomb)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a recursive alias counts once
+        n = 1
+        if isinstance(node, yaml.MappingNode):
+            n += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            n += sum(size(c) for c in node.value)
+        sizes[id(node)] = n
+        return n
+
+    total = size(root)
+    if total <= MAX_NODES:
+        return
+    line, key = root.start_mark.line + 1, ""
+    if isinstance(root, yaml.MappingNode):  # name the top-level key that grows the most
+        k, _v = max(root.value, key=lambda kv: size(kv[1]))
+        line, key = k.start_mark.line + 1, f" {getattr(k, 'value', '')}"
+    raise ConfigError(
+        [f"{where}:{line}{key}: aliases expand to {total:,} nodes (at most {MAX_NODES:,}); not loaded"]
+    )
 
 
 def locate(root: Any, loc: tuple[Any, ...]) -> Mark | None:
@@ -172,10 +239,13 @@ def problem(root: Any, loc: tuple[Any, ...], message: str) -> str:
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def expand_env(node: Any, loc: tuple[Any, ...] = (), root: Any = None) -> list[str]:
+def expand_env(
+    node: Any, loc: tuple[Any, ...] = (), root: Any = None, secrets: dict[str, str] | None = None
+) -> list[str]:
     """Replace ``${NAME}`` / ``${NAME:-default}`` in every string, in place; problems for unset names.
 
-    Secrets (tokens, robot URLs) stay out of the YAML this way.
+    Secrets (tokens, robot URLs) stay out of the YAML this way. ``secrets`` collects each expanded
+    value and the text it came from, so that messages can show ``${NAME}`` instead (``mask``).
     """
     root = node if root is None else root
     problems: list[str] = []
@@ -188,9 +258,35 @@ def expand_env(node: Any, loc: tuple[Any, ...] = (), root: Any = None) -> list[s
                 if m.group(1) not in os.environ and m.group(2) is None
             ]
             node[key] = _ENV.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
+            if secrets is not None:
+                for m in _ENV.finditer(value):
+                    secrets[os.environ.get(m.group(1), m.group(2) or "")] = m.group(0)
+                secrets[node[key]] = value
             problems += [
                 problem(root, (*loc, key), f"environment variable {name} is not set") for name in missing
             ]
         elif isinstance(value, dict | list):
-            problems += expand_env(value, (*loc, key), root)
+            problems += expand_env(value, (*loc, key), root, secrets)
     return problems
+
+
+#: keys whose values are secrets wherever they appear (``token``, ``password``, ``robot_key``, ...)
+SECRET_KEY = re.compile(r"(?i)(token|passw|secret|api_?key|robot|sign|webhook|credential|private)")
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:key|token|access_token|secret|sign|password)=)[^&\s'\"]+")
+_MIN_SECRET = 4  # shorter expanded values ("1", "on") are not worth hiding and would garble messages
+
+
+def is_secret_key(loc: tuple[Any, ...]) -> bool:
+    """Whether the value at this key path is a secret by its name."""
+    return any(isinstance(k, str) and SECRET_KEY.search(k) for k in loc[-1:])
+
+
+def mask(lines: list[str], secrets: dict[str, str]) -> list[str]:
+    """Messages with every expanded ``${ENV}`` value shown as its ``${NAME}`` and URL keys as ***."""
+    out = []
+    for line in lines:
+        for value, source in sorted(secrets.items(), key=lambda kv: -len(kv[0])):
+            if len(value) >= _MIN_SECRET and value != source:
+                line = line.replace(value, source)
+        out.append(_SECRET_QUERY.sub(r"\1***", line))
+    return out

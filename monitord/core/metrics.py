@@ -11,6 +11,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from monitord.core.model import Quality, SampleBatch
 
+#: why the store gave points up (monitord/store/losses.py); docs/storage.md#spool explains each
+DROP_REASONS = (
+    "bad_time",
+    "queue_full",
+    "unwritable",
+    "shutdown",
+    "spool_full",
+    "disk_full",
+    "rejected",
+    "unreadable",
+    "crash_leftover",
+)
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -117,9 +130,23 @@ class Metrics:
         self.spool_oldest_age = Gauge(
             "monitord_store_spool_oldest_age_seconds", "Age of the oldest spooled batch", registry=r
         )
-        self.points_dropped = Gauge(
+        self.points_dropped = Counter(
             "monitord_store_points_dropped",
-            "Lines dropped because the spool was full (should stay 0)",
+            "Samples (InfluxDB: lines) the store gave up, by reason (should stay 0)",
+            ["reason"],
+            registry=r,
+        )
+        for reason in DROP_REASONS:  # every reason shows, at 0, from the start
+            self.points_dropped.labels(reason)
+        self.broker_dropped = Gauge(
+            "monitord_mqtt_broker_dropped_messages",
+            "Messages the MQTT broker says it dropped since it started ($SYS, where the broker offers it)",
+            registry=r,
+        )
+        self.broker_dropped.set(float("nan"))  # unknown until the broker says
+        self.store_collisions = Counter(
+            "monitord_store_sample_collisions_total",
+            "Samples of one asset with the same stored timestamp (the later overwrites the earlier)",
             registry=r,
         )
         self.clock_skew = Counter(

@@ -5,11 +5,17 @@ are open; write calls need ``Authorization: Bearer <api.token>`` (the token is
 never logged). Handlers run in the server's threads but every read and change
 of the ticket desk happens on the daemon's event loop (``call``), so the API
 never races the pipeline. ``GET /openapi.json`` describes it.
+
+What a client may cost is bounded: a body over ``MAX_BODY`` bytes is refused
+(413) unread, a connection idle for ``SOCKET_TIMEOUT`` seconds is closed, at
+most ``MAX_CONNECTIONS`` are served at once (more get 503 and are closed), and
+a body that is not a JSON object is a 400, never a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import http.server
 import json
@@ -31,6 +37,9 @@ from monitord.tickets.desk import ACTIONS, Ticket, TicketActionError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_BODY = 64 * 1024  # bytes: a note or a silence is a few hundred
+SOCKET_TIMEOUT = 10.0  # seconds a connection may sit idle (or trickle) before it is closed
+MAX_CONNECTIONS = 64  # served at once; each is a thread
 _ACTION = re.compile(r"^/tickets/([^/]+)/(" + "|".join(ACTIONS) + r")$")
 _SILENCE = re.compile(r"^/silences(?:/([^/]+)/expire)?$")
 
@@ -39,7 +48,15 @@ OPENAPI: dict[str, Any] = {
     "info": {"title": "monitord", "version": "1"},
     "components": {"securitySchemes": {"token": {"type": "http", "scheme": "bearer"}}},
     "paths": {
-        "/healthz": {"get": {"summary": "liveness", "responses": {"200": {"description": "ok"}}}},
+        "/healthz": {
+            "get": {
+                "summary": "liveness, and whether data is being stored",
+                "responses": {
+                    "200": {"description": "ok"},
+                    "503": {"description": "unhealthy: the problems (store writes failing, disk full)"},
+                },
+            }
+        },
         "/tickets": {
             "get": {
                 "summary": "list tickets",
@@ -110,6 +127,74 @@ OPENAPI: dict[str, Any] = {
 }
 
 
+class _BoundedServer(http.server.ThreadingHTTPServer):
+    """A threaded server that serves at most ``max_connections`` at once and turns the rest away."""
+
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler], limit: int
+    ):
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
+                    b"Connection: close\r\n\r\n"
+                )
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class BadRequest(Exception):
+    """A request the API will not take: its status and what to tell the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def read_body(h: http.server.BaseHTTPRequestHandler, limit: int = MAX_BODY) -> dict[str, Any]:
+    """The request's JSON object (``{}`` when there is no body); ``BadRequest`` for anything else."""
+    try:
+        length = int(h.headers.get("Content-Length") or 0)
+    except ValueError:
+        raise BadRequest(400, "Content-Length must be a number") from None
+    if length < 0:
+        raise BadRequest(400, "Content-Length must be a number")
+    if length > limit:
+        h.close_connection = True  # the body is never read: the connection cannot be reused
+        raise BadRequest(413, f"body over {limit} bytes")
+    if not length:
+        return {}
+    try:
+        data = h.rfile.read(length)
+    except (TimeoutError, OSError):
+        h.close_connection = True
+        raise BadRequest(408, "body not received in time") from None
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, or nested too deep
+        raise BadRequest(400, "body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadRequest(400, "body must be a JSON object")
+    return body
+
+
 @dataclass(frozen=True)
 class Raw:
     """A non-JSON answer (the Prometheus exposition on /metrics)."""
@@ -126,6 +211,9 @@ def ticket_json(t: Ticket, events: bool = False) -> dict[str, Any]:
 
 
 class Api:
+    socket_timeout = SOCKET_TIMEOUT
+    max_connections = MAX_CONNECTIONS
+
     def __init__(
         self, core: Core, loop: asyncio.AbstractEventLoop, host: str, port: int, token: str | None
     ) -> None:
@@ -133,6 +221,8 @@ class Api:
         api = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            timeout = api.socket_timeout  # socket timeout: idle or trickling clients are let go
+
             def log_message(self, *_args: Any) -> None:
                 pass  # requests may carry the token; nothing of them is logged
 
@@ -142,7 +232,7 @@ class Api:
             def do_POST(self) -> None:
                 api.handle(self, "POST")
 
-        self.server = http.server.ThreadingHTTPServer((host, port), Handler)
+        self.server = _BoundedServer((host, port), Handler, self.max_connections)
         self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, name="api", daemon=True)
 
@@ -166,6 +256,11 @@ class Api:
         query = dict(urllib.parse.parse_qsl(url.query))
         try:
             status, body = self.route(h, method, url.path, query)
+        except BadRequest as exc:
+            status, body = exc.status, {"error": str(exc)}
+        except (TimeoutError, ConnectionError):
+            h.close_connection = True  # the client went quiet or away: nobody to answer
+            return
         except Exception:  # a bug in one request must not take the API down
             log.exception("API %s %s failed", method, url.path)
             status, body = 500, {"error": "internal error"}
@@ -188,7 +283,13 @@ class Api:
         desk = self.core.desk
         if method == "GET":
             if path == "/healthz":
-                return 200, {"status": "ok"}
+                health = getattr(self.core.store, "health", None)  # a queueing backend knows its state
+                problems: list[str] = health() if health is not None else []
+                return (
+                    (503, {"status": "unhealthy", "problems": problems})
+                    if problems
+                    else (200, {"status": "ok"})
+                )
             if path == "/metrics":
                 return 200, Raw(generate_latest(self.core.metrics.registry), CONTENT_TYPE_LATEST)
             if path == "/openapi.json":
@@ -227,11 +328,7 @@ class Api:
             return 404, {"error": "not found"}
         if refused := self._refusal(h):
             return 401, {"error": refused}
-        try:
-            length = int(h.headers.get("Content-Length") or 0)
-            body = json.loads(h.rfile.read(length) or b"{}") if length else {}
-        except ValueError:
-            return 400, {"error": "body must be JSON"}
+        body = read_body(h)
         if silence is not None:
             return self._silence_call(silence.group(1), body)
         assert m is not None
@@ -281,7 +378,7 @@ class Api:
             )
         except KeyError:
             return 404, {"error": f"no silence {silence_id}"}
-        except (ValueError, ValidationError) as exc:
+        except (ValueError, TypeError, ValidationError) as exc:
             return 400, {"error": str(exc)}
         return 201, {**asdict(s), "matcher": s.matcher.model_dump()}
 

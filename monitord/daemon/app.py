@@ -14,6 +14,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from monitord.alerting.tracker import PendingFile
 from monitord.config.site import AssetConfig, SiteConfig
 from monitord.core.clock import Clock, SystemClock
 from monitord.core.errors import StoreError
@@ -121,6 +122,9 @@ class Monitord:
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
         self.metrics_url = ""
+        # Pending `for` timers survive a kill -9: saved beside the notification log, resumed at start.
+        self.pending_timers = PendingFile(c.notify_log.with_name("pending-alerts.json"))
+        self._rule_assets = {r.key: r.assets for r in self.core.engine.rules}
 
     def _modbus_driver(self) -> ModbusDriver | None:
         c = self.config
@@ -221,6 +225,7 @@ class Monitord:
     async def run(self, api_port: int | None = None) -> None:
         assert self.store is not None
         self.core.pipeline.tickets_ready = False
+        self.pending_timers.restore(self.core.tracker, self._rule_assets, self.clock.now())
         port = self.config.metrics.port if self.metrics_port is None else self.metrics_port
         bound = self.metrics.serve(self.config.metrics.host, port)
         self.metrics_url = f"http://{self.config.metrics.host}:{bound}/metrics"
@@ -262,6 +267,7 @@ class Monitord:
                     await wake.wait()
             wake.clear()
             pipeline.tick()
+            self.pending_timers.save(self.core.tracker, self._rule_assets, self.clock.now())
             queued = getattr(self.store, "queued", None)  # a backend that queues says how much
             if queued is not None:
                 self.metrics.store_queue.set(queued)

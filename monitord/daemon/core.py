@@ -196,4 +196,7 @@ def build_core(
     bus.subscribe(state.apply)
     bus.subscribe(lambda b: store.write_samples((b,)))
     bus.subscribe(metrics.count_batch)
+    attach = getattr(store, "attach_metrics", None)  # a queueing backend counts its losses here
+    if attach is not None:
+        attach(metrics)
     return Core(c, clock, store, metrics, assets, state, engine, tracker, desk, road, pipeline, bus)

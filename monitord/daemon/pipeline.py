@@ -15,7 +15,6 @@ import logging
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 from monitord.alerting.inference import Topology, Verdict
@@ -65,26 +64,63 @@ class PointValue(float):
         return float.__format__(self, spec)
 
 
+class _Fields(dict[str, Any]):
+    """What a summary may name after a dot (``asset.name``, ``param.suction_min``): plain values only."""
+
+
+class _SummaryFormatter(string.Formatter):
+    """``str.format`` without the reach: a field is a point, ``asset.FIELD`` or ``param.NAME``.
+
+    Plain ``vformat`` follows any attribute or index (``{speed.__class__...}``), which walks from a
+    value to module globals and the environment; here nothing but the names above resolves.
+    """
+
+    def get_field(self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[Any, str]:
+        first, *rest = field_name.split(".")
+        if "[" in field_name or not first or first.isdigit() or first.startswith("_"):
+            raise KeyError(field_name)
+        obj = self.get_value(first, args, kwargs)
+        for name in rest:
+            if not (isinstance(obj, _Fields) and name in obj):
+                raise KeyError(field_name)
+            obj = obj[name]
+        return obj, first
+
+
+_FORMATTER = _SummaryFormatter()
+
+
 def render(
     template: str,
     asset: Asset,
     values: Mapping[str, float],
     states: Mapping[str, Mapping[int, str]] | None = None,
+    params: Mapping[str, float] | None = None,
 ) -> str:
-    """Fill a rule's summary template with asset fields and current point values."""
+    """Fill a rule's summary with the asset's point values, its fields and the rule's params.
+
+    A summary sees nothing else: ``{point}``, ``{point:name}``, ``{asset.id|name|type|location|<location
+    key>}`` and ``{param.NAME}``. Anything else (another attribute, an index, a positional field) leaves
+    the template as written and logs why.
+    """
     fields = _Values()
     for name, value in values.items():
         v = PointValue(value)
         if states and name in states:
             v.states = states[name]
         fields[name] = v
-    fields["asset"] = SimpleNamespace(
-        id=asset.id, name=asset.label, type=asset.type, location=asset.where, **asset.location
+    fields["asset"] = _Fields(
+        {str(k): v if isinstance(v, int | float) else str(v) for k, v in asset.location.items()},
+        id=asset.id,
+        name=asset.label,
+        type=asset.type,
+        location=asset.where,
     )
+    fields["param"] = _Fields({k: float(v) for k, v in (params or {}).items()})
     try:
-        return string.Formatter().vformat(template, (), fields)
-    except (ValueError, AttributeError, IndexError, KeyError) as exc:
-        log.warning("summary template %r: %s", template, exc)
+        return _FORMATTER.vformat(template, (), fields)
+    except (ValueError, AttributeError, IndexError, KeyError, TypeError) as exc:
+        log.warning("summary template %r: cannot fill %s", template, exc)
         return template
 
 
@@ -384,4 +420,5 @@ class Pipeline:
             read = sorted(rule.when.points | (rule.clear.points if rule.clear else set()))
             now = ", ".join(f"{p} {{{p}:.4g}}" for p in read)
             template = f"recovered; now {now}" if read else "recovered"
-        return render(template, asset, values, self.point_states.get(asset_id))
+        params = {**rule.spec.params, **asset.params}  # the rule's defaults, the asset's overrides
+        return render(template, asset, values, self.point_states.get(asset_id), params)

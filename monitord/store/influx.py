@@ -7,7 +7,14 @@ lines, at least once per ``flush_interval``. The writer runs in its own thread
 never blocks polling or alerting. What cannot be written waits in an on-disk
 ``Spool`` and is sent, oldest first, before anything newer once the store
 answers again; a batch the store rejects as malformed (HTTP 400) is logged with
-the reason and not retried. Reads use InfluxQL on ``/query``.
+the reason, counted as lost and not retried. When the disk refuses the spool
+(full, read-only) a batch goes straight to the store if it answers; if neither
+takes it, the oldest spooled batch makes room, and past that batches wait in
+memory up to ``held_max_bytes`` (oldest dropped): every loss is counted in
+``losses`` and ``health`` reports the store unhealthy. Timestamps are in
+microseconds, so two samples of one asset within a millisecond are two points;
+two in one microsecond are counted as a collision. Reads use InfluxQL on
+``/query``.
 
 Schema (docs/storage.md#influxdb): one measurement per asset type with tags ``site,
 building, asset`` and one float field per good point (``bad_points`` counts the
@@ -18,6 +25,7 @@ same event written twice lands once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import gzip
 import hashlib
@@ -44,6 +52,12 @@ from monitord.tickets.desk import TicketEvent
 
 log = logging.getLogger(__name__)
 BATCH_LINES = 5000
+PRECISION = "us"  # of every line written; spool files name their own (older ones hold "ms")
+_SCALE = {"ms": 1e3, "us": 1e6}
+
+
+def _stamp(ts: float) -> int:
+    return round(ts * _SCALE[PRECISION])
 
 
 def _tag(value: str) -> str:
@@ -67,6 +81,10 @@ class InfluxTarget:
 class InfluxStore(QueuedWriter):
     idle_every = 0.2  # between rounds, keep sending the spool once the store answers again
     close_timeout = 60.0
+    #: gzip bytes held in memory when neither the store nor the disk takes them
+    held_max_bytes = 64 * 2**20
+    #: spooled batches dropped at most to make room for one newer batch on a full disk
+    make_room_tries = 3
 
     def __init__(
         self,
@@ -87,11 +105,19 @@ class InfluxStore(QueuedWriter):
             for a, (t, b) in assets.items()
         }
         self._types = sorted({t for t, _b in assets.values()})
-        self.spool = Spool(spool_dir, spool_max_bytes)
-        self.metrics = metrics
+        label = f"influxdb store {target.url}"
+        super().__init__(label, "influx-writer", flush_interval, start=False, metrics=metrics)
+        self.spool = Spool(spool_dir, spool_max_bytes, self.losses)
         self._down_since: float | None = None
         self.rejected_lines = 0
-        super().__init__(f"influxdb store {target.url}", "influx-writer", flush_interval, start=writer)
+        self._last_stamp: dict[str, int] = {}  # asset → its last stored time, to count collisions
+        self.collisions = 0
+        # batches neither the store nor the disk would take, oldest first: (gzip body, lines)
+        self._held: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._held_bytes = 0
+        self._disk_full: str | None = None  # why the spool last refused a batch, until it takes one again
+        if writer:
+            self._thread.start()
 
     # -- line protocol -------------------------------------------------------
     def sample_lines(self, batches: Sequence[SampleBatch]) -> list[str]:
@@ -114,15 +140,25 @@ class InfluxStore(QueuedWriter):
                 bad = len(keys) - len(fields)
                 if bad:
                     fields.append(f"bad_points={bad}i")
-                lines.append(f"{self._series[asset]} {','.join(fields)} {round(float(frame.ts[i]) * 1000)}")
+                stamp = _stamp(float(frame.ts[i]))
+                if self._last_stamp.get(asset) == stamp:
+                    self._collide(asset)
+                self._last_stamp[asset] = stamp
+                lines.append(f"{self._series[asset]} {','.join(fields)} {stamp}")
         return lines
+
+    def _collide(self, asset: str) -> None:
+        self.collisions += 1
+        if self.metrics:
+            self.metrics.store_collisions.inc()
+        log.debug("influxdb: two samples of %s in one microsecond; the later overwrites the earlier", asset)
 
     def alert_lines(self, events: Sequence[AlertEvent]) -> list[str]:
         return [
             f"alert,site={_tag(self.site)},asset={_tag(a.asset)},rule={_tag(a.rule)},"
             f"severity={_tag(a.severity)} "
             f"state={_text(a.state)},since={a.since!r},fingerprint={_text(a.fingerprint)},"
-            f"summary={_text(a.summary)} {round(a.ts * 1000)}"
+            f"summary={_text(a.summary)} {_stamp(a.ts)}"
             for a in events
         ]
 
@@ -136,7 +172,7 @@ class InfluxStore(QueuedWriter):
             lines.append(
                 f"ticket,site={_tag(self.site)},asset={_tag(t.asset)},ticket={_tag(t.ticket)},"
                 f"priority={_tag(t.priority)},category={_tag(t.category)},event={_tag(t.event)},eid={eid} "
-                f"state={_text(t.state)},summary={_text(t.summary)},body={_text(body)} {round(t.ts * 1000)}"
+                f"state={_text(t.state)},summary={_text(t.summary)},body={_text(body)} {_stamp(t.ts)}"
             )
         return lines
 
@@ -160,12 +196,6 @@ class InfluxStore(QueuedWriter):
         )
         return client, client.write_api()
 
-    def _shut(self) -> None:
-        try:
-            self._loop.run(self._client.close())
-        finally:
-            self._loop.close()
-
     def _write_round(
         self, samples: list[SampleBatch], alerts: list[AlertEvent], tickets: list[TicketEvent]
     ) -> None:
@@ -173,41 +203,94 @@ class InfluxStore(QueuedWriter):
         self._loop.run(self._round(self._api, lines))
 
     def _idle(self) -> None:
-        if len(self.spool):
+        if len(self.spool) or self._held:
             self._loop.run(self._drain(self._api))
             self._loop.run(asyncio.sleep(0.2))
+
+    def _shut(self) -> None:
+        self.losses.count("shutdown", sum(n for _b, n in self._held), "held in memory (disk full) at exit")
+        try:
+            self._loop.run(self._client.close())
+        finally:
+            self._loop.close()
+
+    def health(self) -> list[str]:
+        problems = super().health()
+        if self._disk_full is not None:
+            problems.append(f"{self._label}: cannot spool: {self._disk_full}")
+        if self._held:
+            problems.append(f"{self._label}: {len(self._held)} batches held in memory (disk full)")
+        return problems
 
     async def _round(self, api: Any, lines: list[str]) -> None:
         await self._drain(api)
         for i in range(0, len(lines), BATCH_LINES):
             chunk = "\n".join(lines[i : i + BATCH_LINES])
             n = min(BATCH_LINES, len(lines) - i)
-            if len(self.spool) or not await self._post(api, chunk, n):
-                self.spool.append(gzip.compress(chunk.encode()), n)  # keeps order behind older batches
+            waiting = len(self.spool) or self._held  # then this goes behind them, to keep order
+            if not waiting and await self._post(api, chunk, n, PRECISION):
+                continue
+            await self._keep(api, chunk, n, posted=not waiting)
         self._report()
+
+    async def _keep(self, api: Any, chunk: str, n: int, *, posted: bool) -> None:
+        """Spool a batch the store did not take; on a full disk, send it, make room, or hold it."""
+        payload = gzip.compress(chunk.encode())
+        if self.spool.append(payload, n, PRECISION):
+            self._disk_full = None
+            return
+        self._disk_full = self.spool.failing
+        if not posted and await self._post(api, chunk, n, PRECISION):
+            return  # the disk is full but the store answers: keep writing to it
+        for _ in range(self.make_room_tries):
+            detail = f"disk full ({self.spool.failing}) and store down: oldest spooled batch dropped"
+            if not self.spool.make_room("disk_full", detail):
+                break
+            if self.spool.append(payload, n, PRECISION):
+                return
+        self._held.append((payload, n))
+        self._held_bytes += len(payload)
+        while self._held_bytes > self.held_max_bytes and len(self._held) > 1:
+            old, lines = self._held.popleft()
+            self._held_bytes -= len(old)
+            self.losses.count("disk_full", lines, "disk full, store down and memory bound reached")
 
     async def _drain(self, api: Any) -> None:
         while (head := self.spool.peek()) is not None:
             path, payload = head
-            lines = SpoolName.parse(path.name).lines
-            if not await self._post(api, gzip.decompress(payload).decode(), lines):
+            name = SpoolName.parse(path.name)
+            try:
+                body = gzip.decompress(payload).decode()
+            except (OSError, EOFError, UnicodeDecodeError) as exc:
+                self.spool.discard(path, f"corrupt spool file {path.name}: {exc}")
+                continue
+            if not await self._post(api, body, name.lines, name.precision):
                 return
             self.spool.pop(path)
+        while self._held:
+            payload, lines = self._held[0]
+            if not await self._post(api, gzip.decompress(payload).decode(), lines, PRECISION):
+                return
+            self._held.popleft()
+            self._held_bytes -= len(payload)
+        if self._down_since is None:
+            self._disk_full = None  # the store takes writes and nothing waits: the disk is not needed
         self._report()
 
-    async def _post(self, api: Any, body: str, lines: int) -> bool:
+    async def _post(self, api: Any, body: str, lines: int, precision: str) -> bool:
         """True when the store took the batch (or rejected it for good)."""
         from influxdb_client.rest import ApiException
 
         started = time.perf_counter()
         try:
             await api.write(
-                bucket=self.target.bucket, org=self.target.org or "-", record=body, write_precision="ms"
+                bucket=self.target.bucket, org=self.target.org or "-", record=body, write_precision=precision
             )
         except ApiException as exc:
             status = int(exc.status or 0)
             if status in (400, 413, 422):
                 self.rejected_lines += lines
+                self.losses.count("rejected", lines, f"influxdb rejected a batch (HTTP {status})")
                 self._count_error("rejected")
                 log.error(
                     "influxdb rejected a batch of %d lines (HTTP %d): %s",
@@ -252,13 +335,12 @@ class InfluxStore(QueuedWriter):
         if self.metrics:
             self.metrics.spool_bytes.set(self.spool.size)
             self.metrics.spool_oldest_age.set(self.spool.oldest_age())
-            self.metrics.points_dropped.set(self.spool.dropped_lines)
 
     # -- reads ---------------------------------------------------------------
     def query(self, q: str) -> list[dict[str, Any]]:
         """Run InfluxQL; the rows of every series, as dicts."""
         t = self.target
-        params = {"db": t.bucket, "q": q, "epoch": "ms"}
+        params = {"db": t.bucket, "q": q, "epoch": "u"}
         if t.username:
             params.update(u=t.username, p=t.password or "")
         request = urllib.request.Request(t.url.rstrip("/") + "/query?" + urllib.parse.urlencode(params))
@@ -290,7 +372,7 @@ class InfluxStore(QueuedWriter):
         rows = self.query(f'SELECT * FROM "alert" WHERE {self._where_site()}')
         return [
             AlertEvent(
-                r["time"] / 1000, r["rule"], r["asset"], r["state"], r["severity"], r["since"], r["summary"]
+                r["time"] / 1e6, r["rule"], r["asset"], r["state"], r["severity"], r["since"], r["summary"]
             )
             for r in rows
         ]
@@ -313,7 +395,7 @@ class InfluxStore(QueuedWriter):
                 values = np.array([float(r[p]) for p in points])
                 batches.append(
                     SampleBatch(
-                        r["time"] / 1000, r["asset"], points, values, np.zeros(len(points), dtype=np.int8)
+                        r["time"] / 1e6, r["asset"], points, values, np.zeros(len(points), dtype=np.int8)
                     )
                 )
         yield from sorted(batches, key=lambda b: b.ts)

@@ -2,7 +2,9 @@
 
 Writers only append to an in-memory queue; a background thread commits the
 queue every ``flush_interval`` (events at once, since people wait on them):
-``writer.QueuedWriter``, with a failed commit retried on the next round.
+``writer.QueuedWriter``: a commit that fails because the file cannot be
+written now (locked, disk full, I/O error) is retried on the next round; any
+other failure is isolated there, so one bad row never stops the writer.
 Samples are stored as frames: per flush, all batches of one read plan become
 one row holding asset names and ts/values/qualities matrices as blobs. That
 keeps both the write path and replay free of per-sample work; ``samples()``
@@ -45,7 +47,7 @@ CREATE TABLE IF NOT EXISTS ticket_events (
 
 
 class SqliteStore(QueuedWriter):
-    retry_on = (sqlite3.Error,)
+    retry_on = (sqlite3.OperationalError,)  # locked, disk full, I/O error: the data is fine, the file is not
 
     def __init__(self, path: Path, *, flush_interval: float = 1.0, writer: bool = True) -> None:
         self.path = path

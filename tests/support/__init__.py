@@ -10,6 +10,10 @@ other or from conftest; conftest holds the fixtures and builds them from this pa
   roster, API calls, and ``evaluated_past`` (proof the daemon evaluated after an instant)
 - ``timeline``: the pipeline on a manual clock, with pushes and expectations over intervals
 - ``packs``: which rule tests show a pack rule firing and honestly quiet
+- ``configs``: a good small site file and its variants, ``problems`` (what load_config says) and
+  ``check`` (``monitord check`` as a process); ``ONE_PUMP``, the smallest timeline site
+- ``modbus_raw``: a raw Modbus TCP server whose replies a test writes byte by byte, ``poll_raw``
+- ``mosquitto``: a Mosquitto a test can stop and start (a broker outage)
 """
 
 from tests.support.daemon import (

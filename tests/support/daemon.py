@@ -40,17 +40,22 @@ def demo_site(tmp_path: Path, mqtt_port: int, **overrides: Any) -> SiteConfig:
     return config.model_copy(update=overrides) if overrides else config
 
 
-def site_yaml(tmp_path: Path, mqtt_port: int, influx_url: str) -> Path:
-    """The demo site as a file, on free ports, storing to InfluxDB with its spool in tmp_path."""
+def site_yaml(tmp_path: Path, mqtt_port: int, influx_url: str | None) -> Path:
+    """The demo site as a file, on free ports, storing to InfluxDB with its spool in tmp_path (or, with
+    no ``influx_url``, to SQLite under ./monitord-data: run the daemon in tmp_path)."""
     text = (CONFIG_DIR / "sites" / "demo.yaml").read_text()
     text = text.replace("../profiles/", f"{CONFIG_DIR}/profiles/")
     for port in ("15020", "15021", "15022"):
         text = text.replace(f"port: {port}", f"port: {free_port()}")
     text = text.replace("mqtt://127.0.0.1:1883", f"mqtt://127.0.0.1:{mqtt_port}")
     text = text.replace("port: 9108}", "port: 0}").replace("port: 9109,", "port: 0,")
-    text = text.replace(
-        "store: {kind: sqlite, path: ./monitord-data/demo.db}",
-        f"store: {{kind: influxdb, url: '{influx_url}', bucket: monitord, spool: '{tmp_path}/spool'}}",
+    text = (
+        text
+        if influx_url is None
+        else text.replace(
+            "store: {kind: sqlite, path: ./monitord-data/demo.db}",
+            f"store: {{kind: influxdb, url: '{influx_url}', bucket: monitord, spool: '{tmp_path}/spool'}}",
+        )
     )
     path = tmp_path / "site.yaml"
     path.write_text(text)

@@ -1,7 +1,7 @@
 """Test support for the InfluxDB tests: Debian's influxd, and a /api/v2/write proxy in front of it.
 
 Debian ships InfluxDB 1.6.7, which predates ``/api/v2/write``. The proxy
-translates ``/api/v2/write?bucket=B&precision=P`` to ``/write?db=B&precision=P``
+translates ``/api/v2/write?bucket=B&precision=P`` to ``/write?db=B&precision=P`` (``us`` → ``u``)
 with the body (and its gzip encoding) passed through — exactly what InfluxDB
 1.8 does natively — and forwards everything else, so monitord's real client
 code path runs against a real storage engine.
@@ -70,8 +70,9 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             self.proc.wait(timeout=30)
             self.proc = None
 
-    def query(self, q: str, db: str = "monitord") -> list[dict[str, Any]]:
-        url = self.url + "/query?" + urllib.parse.urlencode({"db": db, "q": q, "epoch": "ms"})
+    def query(self, q: str, db: str = "monitord", epoch: str = "u") -> list[dict[str, Any]]:
+        """Rows of every series; times in microseconds (monitord writes microseconds) unless ``epoch``."""
+        url = self.url + "/query?" + urllib.parse.urlencode({"db": db, "q": q, "epoch": epoch})
         data = urllib.parse.urlencode({"q": q}).encode() if q.upper().startswith("CREATE") else None
         with urllib.request.urlopen(url if data is None else self.url + "/query", data=data, timeout=30) as r:
             body = json.loads(r.read())
@@ -117,7 +118,11 @@ class V2WriteProxy:
         path = parsed.path
         if path == "/api/v2/write":
             path = "/write"
-            query = {"db": query.get("bucket", ""), "precision": query.get("precision", "ns")}
+            precision = query.get("precision", "ns")
+            query = {
+                "db": query.get("bucket", ""),
+                "precision": {"us": "u", "ns": "n"}.get(precision, precision),
+            }
         body = h.rfile.read(int(h.headers.get("Content-Length", 0) or 0)) if method == "POST" else None
         request = urllib.request.Request(
             self.upstream + path + "?" + urllib.parse.urlencode(query), data=body, method=method
