@@ -129,6 +129,10 @@ def test_a_full_disk_is_survived_counted_and_reported(
     path = site_yaml(tmp_path, mosquitto, proxy.url)
     path.write_text(path.read_text().replace(f"spool: '{tmp_path}/spool'", f"spool: '{full_disk}/spool'"))
     config = load_config(path)
+    # Only the spool's disk is full: the notification log (by default beside the spool) lives elsewhere.
+    config = config.model_copy(
+        update={"notify": config.notify.model_copy(update={"log": str(tmp_path / "notifications.db")})}
+    )
 
     async def scenario() -> None:
         async with running(config) as (_site, app):
