@@ -15,6 +15,12 @@ within ``max_clock_skew`` of receive time; otherwise the sample is stamped with
 receive time, counted (``monitord_clock_skew_total{asset}``) and logged once
 per device. The state table judges offline by receive time in any case.
 
+Where a profile names a ``seq_field``, each payload's sequence number is
+followed per asset: numbers skipped between consecutive messages are counted
+in ``monitord_mqtt_sequence_gaps_total{asset}`` (and logged once per asset),
+so messages lost anywhere between device and daemon show even when the broker
+says nothing. A lower number is the device's counter starting over, not a gap.
+
 When the broker goes away the driver reconnects with a short capped backoff
 (``RECONNECT_MIN`` doubling to ``RECONNECT_MAX`` seconds, each wait drawn from
 its upper half so that many daemons do not knock at once), and every MQTT
@@ -35,8 +41,9 @@ import logging
 import math
 import random
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import paho.mqtt.client as paho
@@ -62,6 +69,14 @@ class TopicRoute:
     points: tuple[str, ...]
     fields: tuple[tuple[str, ...], ...]  # JSON path per point; empty for plain payloads
     ts_field: tuple[str, ...] = ()
+    seq_field: tuple[str, ...] = ()
+
+
+class Parsed(NamedTuple):
+    values: np.ndarray
+    quality: np.ndarray
+    ts: float | None  # the payload's own time, if it says
+    seq: int | None  # the payload's sequence number, if it carries a whole one
 
 
 def _lookup(doc: Any, path: tuple[str, ...]) -> Any:
@@ -72,8 +87,8 @@ def _lookup(doc: Any, path: tuple[str, ...]) -> Any:
     return doc
 
 
-def parse_payload(route: TopicRoute, payload: bytes) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """Values, qualities and (if the payload says) the sample time; raises ValueError."""
+def parse_payload(route: TopicRoute, payload: bytes) -> Parsed:
+    """Values, qualities and (if the payload says) the sample time and sequence; raises ValueError."""
     n = len(route.points)
     values = np.full(n, math.nan)
     quality = np.full(n, int(Quality.DECODE_ERROR), dtype=np.int8)
@@ -82,7 +97,7 @@ def parse_payload(route: TopicRoute, payload: bytes) -> tuple[np.ndarray, np.nda
         values[0] = float(text)  # ValueError on garbage
         if math.isfinite(values[0]):
             quality[0] = int(Quality.GOOD)
-        return values, quality, None
+        return Parsed(values, quality, None, None)
     doc = json.loads(payload)
     if not isinstance(doc, dict):
         raise ValueError("JSON payload is not an object")
@@ -96,7 +111,29 @@ def parse_payload(route: TopicRoute, payload: bytes) -> tuple[np.ndarray, np.nda
         raw = _lookup(doc, route.ts_field)
         if isinstance(raw, int | float) and not isinstance(raw, bool):
             ts = float(raw) / 1000.0 if raw > 1e11 else float(raw)  # milliseconds or seconds
-    return values, quality, ts
+    seq = None
+    if route.seq_field:
+        raw = _lookup(doc, route.seq_field)
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            seq = raw
+        elif isinstance(raw, float) and raw.is_integer():
+            seq = int(raw)
+    return Parsed(values, quality, ts, seq)
+
+
+class SequenceGaps:
+    """Per asset, how many sequence numbers were skipped since the previous message (pure logic)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def observe(self, asset: str, seq: int) -> int:
+        """Messages missing before ``seq``: 0 for the first, a repeat, or a counter that started over."""
+        last = self._last.get(asset)
+        self._last[asset] = seq
+        if last is None or seq <= last:
+            return 0
+        return seq - last - 1
 
 
 class MqttDriver:
@@ -118,6 +155,8 @@ class MqttDriver:
         self.host, self.port, self.routes = host, port, routes
         self.max_clock_skew = max_clock_skew
         self._skewed: set[str] = set()  # devices whose clock was reported off (once each)
+        self._sequences = SequenceGaps()
+        self._gapped: set[str] = set()  # assets whose sequence gaps were logged (once each)
         self.bus, self.clock, self.metrics, self.qos = bus, clock, metrics, qos
         self._queue: collections.deque[tuple[float, str, bytes]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -205,8 +244,13 @@ class MqttDriver:
                 await self._wake.wait()
                 self._wake.clear()
                 self._wake_scheduled = False
-                while self.drain(DRAIN_CHUNK) == DRAIN_CHUNK:
-                    await asyncio.sleep(0)  # pollers and the evaluation run between chunks
+                while True:
+                    began = time.perf_counter()
+                    if self.drain(DRAIN_CHUNK) < DRAIN_CHUNK:
+                        break
+                    # Pollers and the evaluation run between chunks, and for as long as the chunk
+                    # took: under a flood MQTT has at most half the loop, never all of it.
+                    await asyncio.sleep(time.perf_counter() - began)
         finally:
             self.close()
 
@@ -220,7 +264,7 @@ class MqttDriver:
             if route is None:
                 continue
             try:
-                values, quality, sent_ts = parse_payload(route, payload)
+                values, quality, sent_ts, seq = parse_payload(route, payload)
             except Exception as exc:  # untrusted input (huge ints, deep nesting, ...) never stops the driver
                 self._malformed(topic, exc)
                 continue
@@ -230,6 +274,8 @@ class MqttDriver:
                 values[:] = math.nan
                 quality[:] = int(Quality.DECODE_ERROR)
                 sent_ts = None
+            if seq is not None:
+                self._count_gaps(route.asset, seq)
             stamp = ts if sent_ts is None else self._bounded(route.asset, sent_ts, ts)
             self.bus.publish(SampleBatch(stamp, route.asset, route.points, values, quality))
         return n
@@ -249,6 +295,21 @@ class MqttDriver:
                 self.max_clock_skew,
             )
         return received
+
+    def _count_gaps(self, asset: str, seq: int) -> None:
+        missing = self._sequences.observe(asset, seq)
+        if not missing:
+            return
+        self.metrics.sequence_gaps.labels(asset).inc(missing)
+        if asset not in self._gapped:
+            self._gapped.add(asset)
+            log.warning(
+                "mqtt: %s skipped %d sequence number(s) before %d: messages were lost on the way; "
+                "further gaps counted in monitord_mqtt_sequence_gaps_total",
+                asset,
+                missing,
+                seq,
+            )
 
     def _mark_stale(self, ts: float) -> None:
         """The broker is gone: every MQTT asset's last values are stale from now on (event loop)."""

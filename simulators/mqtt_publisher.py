@@ -1,9 +1,10 @@
 """Publish simulated MQTT devices' values as their profiles describe.
 
 JSON profiles get one document per asset per interval, nested by the
-profile's field paths (``values.floor`` → ``{"values": {"floor": ...}}``);
-plain profiles get one topic per point. A device with fault ``offline`` or
-``silent`` publishes nothing (the daemon must notice the silence).
+profile's field paths (``values.floor`` → ``{"values": {"floor": ...}}``),
+with the profile's ``ts_field`` and ``seq_field`` (a count per device from
+1); plain profiles get one topic per point. A device with fault ``offline``
+or ``silent`` publishes nothing (the daemon must notice the silence).
 """
 
 from __future__ import annotations
@@ -24,17 +25,23 @@ from .models import Equipment
 log = logging.getLogger(__name__)
 
 
-def document(profile: DeviceProfile, values: dict[str, float], ts: float) -> dict[str, Any]:
+def document(profile: DeviceProfile, values: dict[str, float], ts: float, seq: int = 0) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     if profile.mqtt and profile.mqtt.ts_field:
-        doc[profile.mqtt.ts_field] = round(ts, 3)
+        _put(doc, profile.mqtt.ts_field, round(ts, 3))
+    if profile.mqtt and profile.mqtt.seq_field:
+        _put(doc, profile.mqtt.seq_field, seq)
     for point, path in profile.json_fields().items():
-        node = doc
-        *parents, leaf = path.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = values.get(point)
+        _put(doc, path, values.get(point))
     return doc
+
+
+def _put(doc: dict[str, Any], path: str, value: Any) -> None:
+    node = doc
+    *parents, leaf = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
 
 
 class MqttPublisher:
@@ -50,6 +57,7 @@ class MqttPublisher:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.on_connect_fail = self._on_connect_fail
         self.published = 0
+        self.sequence: dict[str, int] = {}  # topic → last sequence number sent
         self.connect_failures = 0  # `monitord sim` reports a broker it never reached
 
     def _on_connect_fail(self, _c: object, _u: object) -> None:
@@ -76,7 +84,8 @@ class MqttPublisher:
                 continue
             assert profile.mqtt is not None
             if profile.mqtt.format == "json":
-                self.client.publish(topic, json.dumps(document(profile, model.values, now)))
+                seq = self.sequence[topic] = self.sequence.get(topic, 0) + 1
+                self.client.publish(topic, json.dumps(document(profile, model.values, now, seq)))
             else:
                 for point in profile.points:
                     self.client.publish(topic.format(point=point), f"{model.values.get(point, 0.0):.6g}")

@@ -144,6 +144,13 @@ class Metrics:
             registry=r,
         )
         self.broker_dropped.set(float("nan"))  # unknown until the broker says
+        self.sequence_gaps = Counter(
+            "monitord_mqtt_sequence_gaps",
+            "MQTT messages missing between consecutive sequence numbers of one asset's payloads "
+            "(where its profile names a seq_field)",
+            ["asset"],
+            registry=r,
+        )
         self.store_collisions = Counter(
             "monitord_store_sample_collisions_total",
             "Samples of one asset with the same stored timestamp (the later overwrites the earlier)",

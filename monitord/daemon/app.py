@@ -49,11 +49,12 @@ def mqtt_routes(config: SiteConfig) -> dict[str, TopicRoute]:
         assert prof.mqtt is not None  # cross_check guarantees it
         pattern = a.connection.mqtt.topic or prof.mqtt.topic
         ts_field = tuple(prof.mqtt.ts_field.split(".")) if prof.mqtt.ts_field else ()
+        seq_field = tuple(prof.mqtt.seq_field.split(".")) if prof.mqtt.seq_field else ()
         if prof.mqtt.format == "json":
             fields = prof.json_fields()
             topic = pattern.format(site=config.site.id, asset=a.id)
             routes[topic] = TopicRoute(
-                a.id, tuple(fields), tuple(tuple(f.split(".")) for f in fields.values()), ts_field
+                a.id, tuple(fields), tuple(tuple(f.split(".")) for f in fields.values()), ts_field, seq_field
             )
         else:
             for point in prof.points:

@@ -61,6 +61,15 @@ class MqttSettings(Strict):
     topic: str = Field(description="pattern with {site}, {asset} and, for plain payloads, {point}")
     format: Literal["json", "plain"] = "json"
     ts_field: str | None = None
+    seq_field: str | None = Field(
+        None, description="JSON field path of a message sequence number; skipped numbers are counted"
+    )
+
+    @model_validator(mode="after")
+    def _seq_needs_json(self) -> MqttSettings:
+        if self.seq_field and self.format != "json":
+            raise PydanticCustomError("seq_field", "seq_field needs format: json")
+        return self
 
 
 class DeviceProfile(Strict):
