@@ -22,7 +22,8 @@ from tests.support import demo_site, evaluated_past, eventually, good, run, runn
 
 FLOOD_SECONDS = 10.0
 FLOODED = "A-E2"
-MIN_RATE = 4_000  # messages/s the daemon must take for the load to count (5,804 measured here)
+MIN_RATE = 2_000  # messages/s the daemon must take for the load to count (about 5,800 measured here;
+# the margin is for a slower machine: below it the test says the load was not real, not that it passed)
 
 
 def test_an_mqtt_flood_does_not_stall_modbus_polling(tmp_path: Path, mosquitto: int) -> None:
