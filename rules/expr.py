@@ -164,7 +164,7 @@ def compile_expression(text: str, *, known_points: set[str] | None = None) -> Co
         body = tree.body
         if isinstance(body, ast.BoolOp) and isinstance(body.op, ast.Or):
             out.branches = [compiler.part(v) for v in body.values]
-            out.fn = _any([fn for fn, _points in out.branches])
+            out.fn = _fold([fn for fn, _points in out.branches], np.logical_or)
         else:
             out.fn = compiler.visit(body)
     except SyntaxError as exc:
@@ -175,11 +175,13 @@ def compile_expression(text: str, *, known_points: set[str] | None = None) -> Co
     return out
 
 
-def _any(parts: list[Fn]) -> Fn:
+def _fold(parts: list[Fn], combine: Callable[[Array, Array], Array]) -> Fn:
+    """``a and b and …`` (``np.logical_and``) or ``a or b or …`` (``np.logical_or``), as truth values."""
+
     def run(ctx: EvalContext) -> Array:
-        acc = truthy(parts[0](ctx))
+        acc: Array = truthy(parts[0](ctx))
         for p in parts[1:]:
-            acc = np.logical_or(acc, truthy(p(ctx)))
+            acc = combine(acc, truthy(p(ctx)))
         return acc
 
     return run
@@ -255,16 +257,7 @@ class _Compiler:
 
     def visit_BoolOp(self, node: ast.BoolOp) -> Fn:
         parts = [self.visit(v) for v in node.values]
-        if isinstance(node.op, ast.Or):
-            return _any(parts)
-
-        def run(ctx: EvalContext) -> Array:
-            acc = truthy(parts[0](ctx))
-            for p in parts[1:]:
-                acc = np.logical_and(acc, truthy(p(ctx)))
-            return acc
-
-        return run
+        return _fold(parts, np.logical_or if isinstance(node.op, ast.Or) else np.logical_and)
 
     def part(self, node: ast.expr) -> tuple[Fn, frozenset[str]]:
         """Compile a sub-expression on its own: its function and the points it reads (gated ones)."""
