@@ -21,9 +21,12 @@ import numpy as np
 
 from monitord.config.site import CONFIG_DIR, load_config
 from monitord.core.model import SampleBatch
-from monitord.store.influx import InfluxStore, InfluxTarget
+from monitord.store.influx import PRECISION, InfluxStore, InfluxTarget
 from monitord.store.sqlite import SqliteStore
 from tests.support.influx import InfluxServer, V2WriteProxy
+
+#: InfluxDB 1.x spells the store's line precision its own way on /write
+V1_PRECISION = {"us": "u"}.get(PRECISION, PRECISION)
 
 SECONDS_OF_DATA = 200
 ASSETS_PER_TYPE = 100
@@ -94,7 +97,7 @@ def main() -> None:
                 for i in range(0, len(flat), 5000):
                     body = gzip.compress("\n".join(flat[i : i + 5000]).encode())
                     request = urllib.request.Request(
-                        server.url + "/write?db=bench&precision=ms",
+                        server.url + f"/write?db=bench&precision={V1_PRECISION}",
                         data=body,
                         headers={"Content-Encoding": "gzip"},
                     )
