@@ -154,9 +154,8 @@ class MqttDriver:
     ) -> None:
         self.host, self.port, self.routes = host, port, routes
         self.max_clock_skew = max_clock_skew
-        self._skewed: set[str] = set()  # devices whose clock was reported off (once each)
         self._sequences = SequenceGaps()
-        self._gapped: set[str] = set()  # assets whose sequence gaps were logged (once each)
+        self._warned: set[tuple[str, str]] = set()  # (kind, asset) already logged: clock skew, gaps
         self.bus, self.clock, self.metrics, self.qos = bus, clock, metrics, qos
         self._queue: collections.deque[tuple[float, str, bytes]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -285,15 +284,14 @@ class MqttDriver:
         if abs(sent - received) <= self.max_clock_skew:
             return sent
         self.metrics.clock_skew.labels(asset).inc()
-        if asset not in self._skewed:
-            self._skewed.add(asset)
-            log.warning(
-                "mqtt: %s sends time %+.0f s off receive time (max_clock_skew %.0f s): "
-                "its samples are stamped on receipt; further ones counted in monitord_clock_skew_total",
-                asset,
-                sent - received,
-                self.max_clock_skew,
-            )
+        self._warn_once(
+            "skew",
+            asset,
+            "mqtt: %s sends time %+.0f s off receive time (max_clock_skew %.0f s): "
+            "its samples are stamped on receipt; further ones counted in monitord_clock_skew_total",
+            sent - received,
+            self.max_clock_skew,
+        )
         return received
 
     def _count_gaps(self, asset: str, seq: int) -> None:
@@ -301,15 +299,20 @@ class MqttDriver:
         if not missing:
             return
         self.metrics.sequence_gaps.labels(asset).inc(missing)
-        if asset not in self._gapped:
-            self._gapped.add(asset)
-            log.warning(
-                "mqtt: %s skipped %d sequence number(s) before %d: messages were lost on the way; "
-                "further gaps counted in monitord_mqtt_sequence_gaps_total",
-                asset,
-                missing,
-                seq,
-            )
+        self._warn_once(
+            "gap",
+            asset,
+            "mqtt: %s skipped %d sequence number(s) before %d: messages were lost on the way; "
+            "further gaps counted in monitord_mqtt_sequence_gaps_total",
+            missing,
+            seq,
+        )
+
+    def _warn_once(self, kind: str, asset: str, message: str, *args: object) -> None:
+        """A device's trouble of one kind is logged once (its metric counts every occurrence)."""
+        if (kind, asset) not in self._warned:
+            self._warned.add((kind, asset))
+            log.warning(message, asset, *args)
 
     def _mark_stale(self, ts: float) -> None:
         """The broker is gone: every MQTT asset's last values are stale from now on (event loop)."""
