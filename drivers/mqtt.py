@@ -327,9 +327,6 @@ class MqttDriver:
         else:
             log.debug("mqtt: malformed payload on %s (%s)", topic, exc)
 
-    def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
-
     def close(self) -> None:
         self._closing = True
         self.client.disconnect()

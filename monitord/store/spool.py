@@ -74,10 +74,6 @@ class Spool:
         with self._lock:
             return self._bytes
 
-    @property
-    def dropped_lines(self) -> int:
-        return self.losses.total
-
     def oldest_age(self) -> float:
         """Seconds since the oldest waiting batch was spooled (0 when empty)."""
         with self._lock:
