@@ -15,13 +15,13 @@ same run on the same load:
    subscriber (``json.loads`` per message) subscribed side by side. Printed: each one's
    messages/s from the first publish to the last message received, and the ratio.
 
-One round each (the machine is shared; run it twice to see the spread). Never part of the test pass/fail. Needs ``mosquitto``.
+One round each (the machine is shared; run it twice to see the spread). Never part of the test
+pass/fail. Needs ``mosquitto``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
@@ -199,7 +199,7 @@ def modbus(devices: int, ports: int, poll: float, seconds: float) -> None:
     ours = (s1 - s0) / (t1 - t0)
     share = (c1 - c0) / (t1 - t0)
     offered = devices * points_per_poll / poll
-    print(f"Modbus TCP, {devices} SDM630 on {ports} ports, {poll:g} s poll (offered {offered:,.0f} points/s):")
+    print(f"Modbus TCP, {devices} SDM630 on {ports} ports, {poll:g} s poll (offered {offered:,.0f} pts/s):")
     print(
         f"  monitord run: {ours:,.0f} points/s at {share:.1%} of a core, peak RSS {rss:.0f} MB;"
         f" {share / max(ours, 1) * 1e5:.2f} CPU-s per 100k points"
@@ -210,7 +210,8 @@ def modbus(devices: int, ports: int, poll: float, seconds: float) -> None:
         " per 100k points"
     )
     print(f"  throughput ratio monitord/bare: {ours / max(base['points_per_s'], 1):.2f}")
-    print(f"  at 100k points/s the daemon would need {share / max(ours, 1) * 1e5:.0%} of a core (target ≤ 50 %)")
+    need = share / max(ours, 1) * 1e5
+    print(f"  at 100k points/s the daemon would need {need:.0%} of a core (target ≤ 50 %)")
 
 
 # ---------------------------------------------------------------- MQTT
@@ -308,7 +309,7 @@ def mqtt(messages: int, topics: int) -> None:
             broker.stop()
     base_rate = base["n"] / (base["last"] - t0)
     print(f"MQTT, {messages:,} elevator JSON messages ({points} points) at QoS 0 over {topics} topics:")
-    print(f"  monitord run: {ours_n:,.0f} received, {ours_rate:,.0f} msg/s, {cpu:.1f} CPU-s, peak RSS {rss:.0f} MB")
+    print(f"  monitord run: {ours_n:,.0f} received, {ours_rate:,.0f} msg/s, {cpu:.1f} CPU-s, RSS {rss:.0f}MB")
     print(f"  bare paho + json.loads: {base['n']:,} received, {base_rate:,.0f} msg/s")
     print(f"  ratio monitord/bare: {ours_rate / base_rate:.2f} (target ≥ 0.8)")
 
