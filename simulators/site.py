@@ -54,16 +54,25 @@ class SimulatedSite:
         if fault == "outage":
             for dependant in self._fed_by(asset):  # what the feeder supplies loses power too
                 self.models[dependant].faults.add(self._blackout(dependant))
+                self._show_now(dependant)
+        self._show_now(asset)
 
     def clear(self, asset: str, fault: str) -> None:
         self.models[asset].faults.discard(fault)
         if fault == "outage":
             for dependant in self._fed_by(asset):
                 self.models[dependant].faults.discard(self._blackout(dependant))
+                self._show_now(dependant)
         if fault == "silent":
             for s in self.servers:
                 s.resume()
         self._told(asset, fault, False)
+        self._show_now(asset)
+
+    def _show_now(self, asset: str) -> None:
+        """The device's registers show a fault the moment it happens, not at the next physics step
+        (latency is measured from the fault, and a real device shows it at once)."""
+        self.models[asset].step(time.time() + time.localtime().tm_gmtoff, 0.0)
 
     def _fed_by(self, feeder: str) -> list[str]:
         """Assets that depend on ``feeder``, directly or not."""
