@@ -345,6 +345,7 @@ class PowerMeter(Equipment):
         super().__init__(asset, seed)
         self.nominal, self.peak_kw = nominal, peak_kw
         self.energy = 100_000.0
+        self.reactive_energy = 30_000.0
         self.step(0.0, 0.0)
 
     def step(self, t: float, dt: float) -> None:
@@ -389,6 +390,10 @@ class PowerMeter(Equipment):
         v["current_avg"] = round(v["current_sum"] / 3, 3)
         v["apparent_power_total"] = round(sum(v[f"apparent_power_{p}"] for p in phases), 1)
         v["reactive_power_total"] = round(sum(v[f"reactive_power_{p}"] for p in phases), 1)
+        self.reactive_energy += v["reactive_power_total"] / 1000 * dt / 3600.0
+        # a building's incomer imports only: export registers read 0, as on a real consumer meter
+        v["export_energy_kwh"] = v["export_reactive_kvarh"] = 0.0
+        v["import_reactive_kvarh"] = v["total_reactive_kvarh"] = round(self.reactive_energy, 2)
         # electrical-fire monitoring channels (residual current, conductor temperatures)
         v["residual_current"] = (450.0 if "residual_leak" in self.faults else 120.0) + self.noise(5.0)
         for ph in phases:
@@ -432,3 +437,4 @@ class Chiller(Equipment):
 
 
 MODELS["chiller"] = Chiller
+
