@@ -438,3 +438,40 @@ class Chiller(Equipment):
 
 MODELS["chiller"] = Chiller
 
+
+class Drive(Equipment):
+    """A variable-speed drive (Danfoss FC 102 map) on a fan or pump following the building's load."""
+
+    FAULTS = frozenset({"overcurrent_trip", "heatsink_warning"})
+    OVERCURRENT = 0x20  # 16-90 alarm word bit 5
+    POWER_CARD_TEMP = 0x2  # 16-92 warning word bit 1
+
+    def __init__(self, asset: str, rated_current: float = 15.0, seed: int | None = None):
+        super().__init__(asset, seed)
+        self.rated = rated_current
+        self.step(0.0, 0.0)
+
+    def step(self, t: float, dt: float) -> None:
+        v = self.values
+        v["dc_link_voltage"] = round(540.0 + self.noise(2.0))  # 1.35 x 400 V mains, rectified
+        if "overcurrent_trip" in self.faults:
+            # A trip stops the motor: the output is off, the alarm stays until someone resets it.
+            v.update(running=0, tripped=1, drive_ready=0, output_frequency=0.0, motor_voltage=0.0)
+            v.update(motor_current=0.0, alarm_word=self.OVERCURRENT, heatsink_temp=30.0)
+        else:
+            freq = 30.0 + 20.0 * daily_load(t) / 0.75
+            load = min(1.0, freq / 50.0)
+            v.update(running=1, tripped=0, drive_ready=1, alarm_word=0)
+            v["output_frequency"] = round(min(50.0, freq + self.noise(0.05)), 1)
+            v["motor_voltage"] = round(400.0 * load, 1)  # V/f: voltage in proportion to frequency
+            v["motor_current"] = round(self.rated * (0.35 + 0.65 * load**2) + self.noise(0.05), 2)
+            v["heatsink_temp"] = round(35.0 + 20.0 * load**3)
+        hot = "heatsink_warning" in self.faults
+        if hot:
+            v["heatsink_temp"] = 92.0
+        v["warning"] = 1 if hot else 0
+        v["warning_word"] = self.POWER_CARD_TEMP if hot else 0
+        v["trip_lock"] = 0
+
+
+MODELS["drive"] = Drive

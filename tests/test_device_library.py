@@ -22,7 +22,7 @@ from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import DeviceProfile
 from monitord.ingest.registers import PointEncoding
 from monitord.simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
-from monitord.simulators.models import Equipment, PowerMeter
+from monitord.simulators.models import Drive, Equipment, PowerMeter
 from tests.support import free_port, poll_once
 
 NOON = 12 * 3600.0  # local seconds of day: the models follow the building's daily load
@@ -114,4 +114,29 @@ def test_wire_layout_is_the_vendors() -> None:
     assert float_at(dtsu, 0x202A) == pytest.approx(v["power_factor_total"] * 1000, rel=1e-6)
     assert float_at(dtsu, 0x2044) == pytest.approx(v["frequency"] * 100, rel=1e-6)
     assert float_at(dtsu, 0x401E) == pytest.approx(v["import_energy_kwh"], rel=1e-6)
+    # FC 102: 16-13 output frequency at 16129 in 0.1 Hz; 16-03 bit 11 "in operation"
+    drive = Drive("D1")
+    drive.step(NOON, 1.0)
+    fc = served(profile("danfoss-fc102"), drive, "holding")
+    assert fc[16129] == round(drive.values["output_frequency"] * 10)
+    assert fc[16029] & (1 << 11) and not fc[16029] & (1 << 3)
+
+
+def test_fc102_running_then_tripped_on_overcurrent() -> None:
+    drive = Drive("D1")
+    drive.step(NOON, 1.0)
+    prof = profile("danfoss-fc102")
+    running = assert_round_trip(prof, drive)
+    assert running["running"] == 1 and running["tripped"] == 0 and running["alarm_word"] == 0
+    assert 30 <= running["output_frequency"] <= 50 and running["motor_current"] > 5
+    _, device = read(prof, drive)
+    # one request per parameter, each at 10 x parameter number - 1
+    assert sorted((r.start, r.count) for r in device.requests) == [
+        (16029, 1), (16119, 1), (16129, 1), (16139, 2), (16299, 1), (16339, 1), (16899, 2), (16919, 2),
+    ]  # fmt: skip
+    drive.faults.add("overcurrent_trip")
+    drive.step(NOON + 1, 1.0)
+    tripped = assert_round_trip(prof, drive)
+    assert tripped["tripped"] == 1 and tripped["running"] == 0
+    assert prof.points["alarm_word"].states[int(tripped["alarm_word"])] == "overcurrent"  # type: ignore[index]
 
