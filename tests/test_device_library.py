@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import struct
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -22,10 +24,11 @@ from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import DeviceProfile
 from monitord.ingest.registers import PointEncoding
 from monitord.simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
-from monitord.simulators.models import Drive, Equipment, PowerMeter
-from tests.support import free_port, poll_once
+from monitord.simulators.models import Drive, Equipment, PowerMeter, WaterMeter
+from tests.support import Timeline, free_port, poll_once
 
 NOON = 12 * 3600.0  # local seconds of day: the models follow the building's daily load
+NIGHT = 3 * 3600.0
 
 
 def profile(name: str) -> DeviceProfile:
@@ -114,6 +117,12 @@ def test_wire_layout_is_the_vendors() -> None:
     assert float_at(dtsu, 0x202A) == pytest.approx(v["power_factor_total"] * 1000, rel=1e-6)
     assert float_at(dtsu, 0x2044) == pytest.approx(v["frequency"] * 100, rel=1e-6)
     assert float_at(dtsu, 0x401E) == pytest.approx(v["import_energy_kwh"], rel=1e-6)
+    # TUF-2000M: REG 0001 is address 0, 32-bit values low word first
+    water = WaterMeter("W1")
+    water.step(NOON, 3600.0)
+    tuf = served(profile("tuf-2000m"), water, "holding")
+    assert float_at(tuf, 0, low_word_first=True) == pytest.approx(water.values["flow_rate"], rel=1e-6)
+    assert tuf[8] + (tuf[9] << 16) == water.values["total_volume"]
     # FC 102: 16-13 output frequency at 16129 in 0.1 Hz; 16-03 bit 11 "in operation"
     drive = Drive("D1")
     drive.step(NOON, 1.0)
@@ -140,3 +149,62 @@ def test_fc102_running_then_tripped_on_overcurrent() -> None:
     assert tripped["tripped"] == 1 and tripped["running"] == 0
     assert prof.points["alarm_word"].states[int(tripped["alarm_word"])] == "overcurrent"  # type: ignore[index]
 
+
+def test_tuf2000m_flow_totaliser_and_error_bits() -> None:
+    meter = WaterMeter("W1")
+    meter.step(NOON, 3600.0)
+    prof = profile("tuf-2000m")
+    day = assert_round_trip(prof, meter)
+    assert day["flow_rate"] > 1 and day["total_volume"] >= 52_000 and day["no_signal"] == 0
+    meter.faults.add("leak")
+    meter.step(NIGHT, 1.0)
+    night = assert_round_trip(prof, meter)
+    assert night["flow_rate"] > 0.5  # the leak's 0.6 m3/h on top of ~0.02 m3/h night use
+    meter.faults.add("no_signal")
+    meter.step(NIGHT + 1, 1.0)
+    blind = assert_round_trip(prof, meter)
+    assert blind["no_signal"] == 1 and blind["flow_rate"] == 0
+
+
+# -- the models' faults, caught by the packs ------------------------------------------------------
+
+SITE = f"""
+site: {{id: library}}
+poll: 1m
+profiles:
+  - include: {CONFIG_DIR}/profiles/danfoss-fc102.yaml
+  - include: {CONFIG_DIR}/profiles/tuf-2000m.yaml
+assets:
+  - {{id: D1, type: drive, profile: danfoss-fc102, connection: {{modbus: {{host: 127.0.0.1, unit: 1}}}}}}
+  - {{id: W1, type: water_meter, profile: tuf-2000m, connection: {{modbus: {{host: 127.0.0.1, unit: 2}}}}}}
+  - {{id: W2, type: water_meter, profile: tuf-2000m, connection: {{modbus: {{host: 127.0.0.1, unit: 3}}}}}}
+rules:
+  - include: {CONFIG_DIR}/../rules/packs/drive.yaml
+  - include: {CONFIG_DIR}/../rules/packs/water.yaml
+roster:
+  teams: {{duty: {{skills: [electrical, plumbing], members: [{{name: duty, console: true}}]}}}}
+"""
+# The daemon's rule engine reads time of day in the machine's local zone (build_core passes no
+# zone), so the night starts at this machine's local midnight.
+MIDNIGHT = datetime(2026, 11, 22).timestamp()
+
+
+def test_the_models_faults_raise_the_packs_rules(tmp_path: Path) -> None:
+    # From local midnight, a minute a step: W1 leaks 0.6 m3/h all night, W2 is a healthy building,
+    # and the drive trips on overcurrent at 05:00.
+    models: dict[str, Equipment] = {"D1": Drive("D1"), "W1": WaterMeter("W1"), "W2": WaterMeter("W2")}
+    models["W1"].faults.add("leak")
+    tl = Timeline(SITE, tmp_path, start=MIDNIGHT)
+    for minute in range(0, 6 * 60 + 1):
+        t = minute * 60.0
+        if minute == 5 * 60:
+            models["D1"].faults.add("overcurrent_trip")
+        for asset, model in models.items():
+            model.step(t, 60.0)  # the models take local seconds of the day
+            tl.at(t).push(asset, **model.values)
+    tl.expect_nothing(until=2.5 * 3600 - 1)  # the night minimum has to hold from 01:00 for 90 min
+    tl.expect_alerts(between=(2.5 * 3600 - 1, 2.5 * 3600 + 60), firing=[("water.night_flow", "W1")])
+    tl.expect_nothing(until=5 * 3600)  # the leak holds (no resolve at 04:00); W2 never fires
+    tl.expect_alerts(between=(5 * 3600, 5 * 3600 + 180), firing=[("drive.tripped", "D1")])
+    assert tl.firing() == {("water.night_flow", "W1"), ("drive.tripped", "D1")}
+    tl.close()
