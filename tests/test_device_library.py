@@ -1,8 +1,12 @@
-"""The vendor profiles of the device library, read over real Modbus TCP from their simulator models.
+"""The vendor profiles of the device library, from the wire to an alert.
 
-Each case serves a model through ``SimulatedModbusDevice`` (which enforces the profile's request
-limits) on a free port, polls it once with monitord's Modbus driver, and checks that every point
-decodes to the model's value within the register's resolution.
+- Round trip: each model served through ``SimulatedModbusDevice`` (which enforces the profile's
+  request limits) on a free port, polled once by monitord's Modbus driver: every point decodes to
+  the model's value within the register's resolution.
+- Wire layout: the registers themselves against the vendor's table (scale, word order, address),
+  which a round trip through one shared profile cannot check.
+- Faults: the models' faults raise the packs' rules, over a night on the manual clock and in the
+  running daemon against the simulators over real sockets.
 """
 
 from __future__ import annotations
@@ -14,18 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from monitord.config.site import CONFIG_DIR
+from monitord.config.site import CONFIG_DIR, load_config
 from monitord.config.yamlio import load_yaml
 from monitord.core.clock import SystemClock
 from monitord.core.metrics import Metrics
 from monitord.core.model import Quality, SampleBatch
+from monitord.daemon.app import Monitord
 from monitord.drivers.modbus import GatewayPoller, ModbusDevice
 from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import DeviceProfile
 from monitord.ingest.registers import PointEncoding
 from monitord.simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
 from monitord.simulators.models import Drive, Equipment, PowerMeter, WaterMeter
-from tests.support import Timeline, free_port, poll_once
+from tests.support import Timeline, evaluated_past, eventually, free_port, good, poll_once, run, running
 
 NOON = 12 * 3600.0  # local seconds of day: the models follow the building's daily load
 NIGHT = 3 * 3600.0
@@ -168,22 +173,42 @@ def test_tuf2000m_flow_totaliser_and_error_bits() -> None:
 
 # -- the models' faults, caught by the packs ------------------------------------------------------
 
-SITE = f"""
-site: {{id: library}}
-poll: 1m
-profiles:
-  - include: {CONFIG_DIR}/profiles/danfoss-fc102.yaml
-  - include: {CONFIG_DIR}/profiles/tuf-2000m.yaml
-assets:
-  - {{id: D1, type: drive, profile: danfoss-fc102, connection: {{modbus: {{host: 127.0.0.1, unit: 1}}}}}}
-  - {{id: W1, type: water_meter, profile: tuf-2000m, connection: {{modbus: {{host: 127.0.0.1, unit: 2}}}}}}
-  - {{id: W2, type: water_meter, profile: tuf-2000m, connection: {{modbus: {{host: 127.0.0.1, unit: 3}}}}}}
-rules:
-  - include: {CONFIG_DIR}/../rules/packs/drive.yaml
-  - include: {CONFIG_DIR}/../rules/packs/water.yaml
-roster:
-  teams: {{duty: {{skills: [electrical, plumbing], members: [{{name: duty, console: true}}]}}}}
-"""
+PROFILE_OF = {"M": "eastron-sdm120", "N": "chint-dtsu666", "D": "danfoss-fc102", "W": "tuf-2000m"}
+TYPE_OF = {"M": "power_meter", "N": "power_meter", "D": "drive", "W": "water_meter"}
+
+
+def library_site(
+    tmp_path: Path, assets: dict[str, int], poll: str = "1s", packs: str = "drive water comms"
+) -> str:
+    """A site of the library's devices: asset id (its letter picks the profile) → Modbus TCP port."""
+    profiles = sorted({PROFILE_OF[a[0]] for a in assets})
+    lines = [
+        "site: {id: library}",
+        f"store: {{kind: sqlite, path: '{tmp_path}/store.db'}}",
+        "metrics: {host: 127.0.0.1, port: 0}",
+        "api: {host: 127.0.0.1, port: 0, token: t0ken}",
+        f"poll: {poll}",
+        "profiles:",
+        *(f"  - include: {CONFIG_DIR}/profiles/{p}.yaml" for p in profiles),
+        "assets:",
+    ]
+    for unit, (asset, port) in enumerate(assets.items(), start=1):
+        kind = asset[0]
+        where = f"{{modbus: {{host: 127.0.0.1, port: {port}, unit: {unit}}}}}"
+        lines.append(
+            f"  - {{id: {asset}, type: {TYPE_OF[kind]}, profile: {PROFILE_OF[kind]}, connection: {where}}}"
+        )
+    lines += [
+        "rules:",
+        *(f"  - include: {CONFIG_DIR}/../rules/packs/{p}.yaml" for p in packs.split()),
+    ]
+    lines += [
+        "roster:",
+        "  teams: {duty: {skills: [electrical, plumbing, it], members: [{name: duty, console: true}]}}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 # The daemon's rule engine reads time of day in the machine's local zone (build_core passes no
 # zone), so the night starts at this machine's local midnight.
 MIDNIGHT = datetime(2026, 11, 22).timestamp()
@@ -194,7 +219,9 @@ def test_the_models_faults_raise_the_packs_rules(tmp_path: Path) -> None:
     # and the drive trips on overcurrent at 05:00.
     models: dict[str, Equipment] = {"D1": Drive("D1"), "W1": WaterMeter("W1"), "W2": WaterMeter("W2")}
     models["W1"].faults.add("leak")
-    tl = Timeline(SITE, tmp_path, start=MIDNIGHT)
+    # polled each minute, and without the comms pack: the pushes are the only reads there are
+    site = library_site(tmp_path, dict.fromkeys(models, 502), poll="1m", packs="drive water")
+    tl = Timeline(site, tmp_path, start=MIDNIGHT)
     for minute in range(0, 6 * 60 + 1):
         t = minute * 60.0
         if minute == 5 * 60:
@@ -208,3 +235,31 @@ def test_the_models_faults_raise_the_packs_rules(tmp_path: Path) -> None:
     tl.expect_alerts(between=(5 * 3600, 5 * 3600 + 180), firing=[("drive.tripped", "D1")])
     assert tl.firing() == {("water.night_flow", "W1"), ("drive.tripped", "D1")}
     tl.close()
+
+
+# -- the daemon, over real sockets ----------------------------------------------------------------
+
+
+def test_the_daemon_reads_every_point_and_names_the_drives_trip(tmp_path: Path) -> None:
+    meters, plant = free_port(), free_port()  # two simulated gateways
+    path = tmp_path / "library.yaml"
+    path.write_text(library_site(tmp_path, {"M1": meters, "N1": meters, "D1": plant, "W1": plant}))
+    config = load_config(path)
+    profiles = {a.id: config.profile(a.profile) for a in config.assets}
+
+    def all_good(app: Monitord) -> bool:
+        return all(good(app, a, p.name) for a, prof in profiles.items() for p in prof.modbus_encodings())
+
+    async def scenario() -> None:
+        async with running(config) as (site, app):
+            await eventually(lambda: all_good(app), 20)
+            since = app.clock.now()
+            # nothing fires on healthy devices: decided by an evaluation of samples newer than `since`
+            await evaluated_past(app, since, fresh=[(a, next(iter(p.points))) for a, p in profiles.items()])
+            assert app.core.firing_alerts() == [], "healthy devices raise nothing"
+            site.inject("D1", "overcurrent_trip")
+            await eventually(lambda: [a["rule"] for a in app.core.firing_alerts()] == ["drive.tripped"], 20)
+            [ticket] = app.core.desk.tickets.values()
+            assert ticket.asset == "D1" and "drive tripped: overcurrent" in ticket.summary
+
+    run(scenario())
