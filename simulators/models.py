@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 import random
 import zlib
+from collections.abc import Iterable
+
+from monitord.core.assets import Asset
 
 
 class Equipment:
@@ -25,6 +28,11 @@ class Equipment:
         # crc32, not hash(): str hashes change per process (PYTHONHASHSEED), and a fault run must
         # produce the same noise in every process to be reproducible.
         self.rng = random.Random(seed if seed is not None else zlib.crc32(asset.encode()))
+
+    @classmethod
+    def for_asset(cls, asset: str, params: dict[str, float]) -> Equipment:
+        """The model of one asset, given its device facts (profile params, then the asset's)."""
+        return cls(asset)
 
     def step(self, t: float, dt: float) -> None:
         raise NotImplementedError
@@ -325,7 +333,7 @@ class AirHandler(Equipment):
 
 
 class PowerMeter(Equipment):
-    """A three-phase meter on a feeder following the building's daily load."""
+    """A meter on a feeder following the building's daily load: three-phase, or one phase (L1)."""
 
     FAULTS = frozenset(
         {
@@ -341,12 +349,25 @@ class PowerMeter(Equipment):
         }
     )
 
-    def __init__(self, asset: str, nominal: float = 220.0, peak_kw: float = 50.0, seed: int | None = None):
+    def __init__(
+        self,
+        asset: str,
+        nominal: float = 220.0,
+        peak_kw: float = 50.0,
+        seed: int | None = None,
+        phases: int = 3,
+    ):
         super().__init__(asset, seed)
-        self.nominal, self.peak_kw = nominal, peak_kw
+        self.nominal, self.peak_kw, self.phases = nominal, peak_kw, phases
         self.energy = 100_000.0
         self.reactive_energy = 30_000.0
         self.step(0.0, 0.0)
+
+    @classmethod
+    def for_asset(cls, asset: str, params: dict[str, float]) -> Equipment:
+        if params.get("phases") == 1:  # a single-phase meter (SDM120): a flat's or a plant room's circuit
+            return cls(asset, peak_kw=7.0, phases=1)
+        return cls(asset)
 
     def step(self, t: float, dt: float) -> None:
         v = self.values
@@ -358,10 +379,12 @@ class PowerMeter(Equipment):
         if "night_waste" in self.faults and not out:
             load_kw += 0.5 * self.peak_kw  # lights and pumps left running all night (跑冒滴漏)
         for i, ph in enumerate(("l1", "l2", "l3")):
-            u = 0.0 if out else self.nominal * (1 + self.noise(0.003))
+            u = 0.0 if out or (self.phases == 1 and ph != "l1") else self.nominal * (1 + self.noise(0.003))
             if ph == "l1" and "voltage_sag" in self.faults:
                 u *= 0.82
             share = (1.35 if ph == "l1" else 0.82) if "unbalance" in self.faults else 1.0
+            if self.phases == 1:
+                share = 3.0 if ph == "l1" else 0.0  # the whole load on the one phase
             p = load_kw * 1000 / 3 * share
             i_a = p / (u * pf) if u > 1 else 0.0
             v[f"voltage_{ph}"] = round(u, 2)
@@ -506,3 +529,8 @@ class WaterMeter(Equipment):
 
 MODELS["drive"] = Drive
 MODELS["water_meter"] = WaterMeter
+
+
+def site_models(assets: Iterable[Asset]) -> dict[str, Equipment]:
+    """One model per asset, shaped by its device facts (a single-phase meter, say)."""
+    return {a.id: MODELS[a.type].for_asset(a.id, dict(a.params)) for a in assets}

@@ -81,11 +81,16 @@ def assert_round_trip(prof: DeviceProfile, model: Equipment) -> dict[str, float]
 
 @pytest.mark.parametrize("name", ["eastron-sdm120", "chint-dtsu666"])
 def test_meter_profiles_decode_the_models_values(name: str) -> None:
-    meter = PowerMeter("M1")
+    prof = profile(name)
+    meter = PowerMeter.for_asset("M1", prof.params)  # the SDM120's `phases: 1` makes a one-phase model
     meter.step(NOON, 1.0)
-    decoded = assert_round_trip(profile(name), meter)
+    decoded = assert_round_trip(prof, meter)
     assert 200 < decoded["voltage_l1"] < 240 and 49.9 < decoded["frequency"] < 50.1
     assert decoded["active_power_total"] > 1000 and 0.9 < decoded["power_factor_total"] <= 1
+    if name == "eastron-sdm120":  # one phase carries the whole load: P = U I cos(phi)
+        ui = decoded["voltage_l1"] * decoded["current_l1"] * decoded["power_factor_total"]
+        assert ui == pytest.approx(decoded["active_power_total"], rel=0.01)
+        assert decoded["current_l1"] < prof.params["rated_current"]
 
 
 def test_sdm120_reads_keep_the_meters_limits() -> None:
