@@ -15,7 +15,7 @@ from collections.abc import Callable
 from monitord.config.site import SiteConfig
 
 from .modbus_server import ModbusSimServer, SimulatedModbusDevice
-from .models import MODELS, Equipment
+from .models import Equipment, site_models
 from .mqtt_publisher import MqttPublisher
 from .scenario import Scenario
 
@@ -26,7 +26,7 @@ FaultListener = Callable[[str, str, bool], None]
 class SimulatedSite:
     def __init__(self, config: SiteConfig, scenario: Scenario | None = None, *, step: float = 0.2) -> None:
         self.config, self.scenario, self.step = config, scenario, step
-        self.models: dict[str, Equipment] = {a.id: MODELS[a.type](a.id) for a in config.assets}
+        self.models: dict[str, Equipment] = site_models(config.domain_assets().values())
         gateways: dict[tuple[str, int], list[SimulatedModbusDevice]] = {}
         mqtt_devices = []
         for a in config.assets:
