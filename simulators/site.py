@@ -8,11 +8,12 @@ assets to the config's broker, steps the physics, and plays a scenario.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 from collections.abc import Callable
 
-from monitord.config.site import SiteConfig
+from monitord.config.site import SiteConfig, site_zone
 
 from .modbus_server import ModbusSimServer, SimulatedModbusDevice
 from .models import Equipment, site_models
@@ -26,6 +27,7 @@ FaultListener = Callable[[str, str, bool], None]
 class SimulatedSite:
     def __init__(self, config: SiteConfig, scenario: Scenario | None = None, *, step: float = 0.2) -> None:
         self.config, self.scenario, self.step = config, scenario, step
+        self._zone = site_zone(config)
         self.models: dict[str, Equipment] = site_models(config.domain_assets().values())
         gateways: dict[tuple[str, int], list[SimulatedModbusDevice]] = {}
         mqtt_devices = []
@@ -72,7 +74,8 @@ class SimulatedSite:
     def _show_now(self, asset: str) -> None:
         """The device's registers show a fault the moment it happens, not at the next physics step
         (latency is measured from the fault, and a real device shows it at once)."""
-        self.models[asset].step(time.time() + time.localtime().tm_gmtoff, 0.0)
+        now = time.time()
+        self.models[asset].step(now + self._utc_offset(now), 0.0)
 
     def _fed_by(self, feeder: str) -> list[str]:
         """Assets that depend on ``feeder``, directly or not."""
@@ -115,11 +118,17 @@ class SimulatedSite:
             if self.scenario:
                 tg.create_task(self._play(self.scenario))
 
+    def _utc_offset(self, now: float) -> float:
+        """Seconds to add to UTC for the site's wall clock: load curves follow the day where the
+        building is (the zone the rules' ``in_hours`` use), not where the simulator runs."""
+        offset = datetime.datetime.fromtimestamp(now, self._zone).astimezone(self._zone).utcoffset()
+        return offset.total_seconds() if offset is not None else 0.0
+
     async def _physics(self) -> None:
-        offset = time.localtime().tm_gmtoff  # load curves follow local time of day
         last = time.time()
         while True:
             now = time.time()
+            offset = self._utc_offset(now)
             for m in self.models.values():
                 m.step(now + offset, now - last)
             last = now
