@@ -20,7 +20,8 @@ from monitord.config.site import load_config
 from monitord.daemon.frontdesk import FormError, FrontDesk, form_of
 from monitord.people.console import ConsoleReporter
 from monitord.store.open import open_store
-from monitord.tickets.desk import TicketActionError, TicketDesk
+from monitord.store.sqlite import SqliteStore
+from monitord.tickets.desk import TicketActionError, TicketDesk, TicketEvent, TicketInputError
 from monitord.tickets.forms import ComplaintClose, ComplaintForm, FollowUpForm, RepairRequest, mask_phone
 from monitord.tickets.quality import weekly
 from monitord.tickets.worklists import complaints, follow_ups_due
@@ -188,6 +189,69 @@ def test_unfollowed_tickets_close_against_the_rate_and_complaints_are_counted(tm
     tl.close()
 
 
+def test_an_alerts_ticket_is_followed_up_with_whoever_was_called(tmp_path: Path) -> None:
+    tl = Timeline(SITE, tmp_path)
+    tl.at(0).push("P1", running=1, suction_pressure=0.15)
+    for t in range(1, 8):
+        tl.at(t).push("P1", running=1, suction_pressure=0.01)
+    [opened] = tl.expect_tickets(between=(0, 8), opened=[("pump.dry_run", "P1")])
+    tl.act(20, opened.ticket, "resolve", actor="Zhang", note="primed the pump")
+    desk = FrontDesk(tl.core)
+    with pytest.raises(
+        TicketInputError, match=r"^say whom you called \(contact\): this ticket has no reporter$"
+    ):
+        desk.follow_up(opened.ticket, form_of(FollowUpForm, {"satisfaction": 5}), "duty")
+    ev = desk.follow_up(
+        opened.ticket, form_of(FollowUpForm, {"satisfaction": 5, "contact": "Ma (B2 manager)"}), "duty"
+    )
+    assert (ev.contact, ev.source, tl.core.desk.tickets[opened.ticket].state) == (
+        "Ma (B2 manager)",
+        "alert",
+        "closed",
+    )
+    tl.close()
+
+
+def test_the_cli_lists_follow_ups_and_complaints_and_shows_a_request_from_the_store(tmp_path: Path) -> None:
+    desk = TicketDesk()
+    events: list[TicketEvent] = []
+    waiting, unhappy = (
+        desk.open_request(request(unit=u), actor="duty", now=T0).ticket for u in ("1203", "1204")
+    )
+    events += [desk.tickets[waiting].events[0], desk.tickets[unhappy].events[0]]
+    events += [desk.act(t, "resolve", actor="Zhang", now=T0 + 60) for t in (waiting, unhappy)]
+    events.append(
+        desk.follow_up(unhappy, actor="Wu", contact="", satisfaction=2, note="came twice", now=T0 + 90)
+    )
+    events.append(desk.complain(unhappy, actor="Wu", complainant="Li Na", text="came twice", now=T0 + 95))
+    store = SqliteStore(tmp_path / "s.db", flush_interval=0.05)
+    store.write_tickets(events)
+    store.flush()
+    store.close()
+    db = ["--store", str(tmp_path / "s.db")]
+
+    def cli(*args: str) -> str:
+        out = _cli(*args)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    [due] = cli("tickets", *db, "follow-ups").splitlines()
+    assert (
+        due.startswith(f"{waiting}  P2 plumbing") and "call Li Na 13812345678  @ Tower B / 12F / 1203" in due
+    )
+    [open_complaint] = cli("tickets", *db, "complaints", "--open").splitlines()
+    assert open_complaint.startswith(f"{unhappy} C1 ") and open_complaint.endswith(
+        "Li Na: came twice  [open]"
+    )
+    shown = cli("tickets", *db, "show", unhappy)
+    assert "  request:   Tower B / 12F / 1204, reported by Li Na 13812345678" in shown
+    assert "  follow-up: Wu called Li Na, satisfaction 2/5  [low satisfaction]: came twice" in shown
+    [listed] = [line for line in cli("tickets", *db, "list").splitlines() if line.startswith(unhappy)]
+    assert "request" in listed and listed.endswith("[low satisfaction]")
+    [total] = [line.split() for line in cli("report", *db).splitlines() if line.startswith("  all")]
+    assert total == ["all", "2", "1", "1", "100.0%", "2.00", "1", "1", "1", "0", "0.0%"]
+
+
 def test_the_console_masks_the_reporters_phone(tmp_path: Path) -> None:
     tl = Timeline(SITE, tmp_path)
     tl.run_until(1)
@@ -247,7 +311,9 @@ def test_a_request_over_the_cli_is_assigned_paged_followed_up_and_reported(
             # The roster assigns it and the on-call plumber is paged with the resident's phone.
             ticket = app.core.desk.tickets[tid]
             await eventually(lambda: ticket.assignee == "plumbing-tech", 10)
-            [page] = await eventually(lambda: webhooks.to("plumbing-tech"), 10)
+            [page] = await eventually(
+                lambda: [p for p in webhooks.to("plumbing-tech") if p["ticket"] == tid], 10
+            )
             assert (page["ticket"], page["source"], page["reporter"], page["phone"]) == (
                 tid,
                 "request",

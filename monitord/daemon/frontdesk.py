@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from monitord.config.site import site_zone
 from monitord.daemon.core import Core
-from monitord.tickets.desk import TicketActionError, TicketEvent
+from monitord.tickets.desk import TicketActionError, TicketEvent, TicketInputError
 from monitord.tickets.forms import ComplaintClose, ComplaintForm, FollowUpForm, RepairRequest
 from monitord.tickets.quality import weekly
 from monitord.tickets.worklists import complaints, follow_ups_due
@@ -92,7 +92,10 @@ class FrontDesk:
     def __init__(self, core: Core) -> None:
         self.core = core
 
-    def _emit(self, ev: TicketEvent) -> TicketEvent:
+    def _do(self, call: Callable[..., TicketEvent], by: str, *args: str, **fields: Any) -> TicketEvent:
+        """``call`` on the desk (a form's fields as its keywords) by ``by``, now; the event takes the
+        road."""
+        ev = call(*args, actor=by, now=self.core.clock.now(), **fields)
         self.core.road.emit(tickets=[ev])
         return ev
 
@@ -102,44 +105,16 @@ class FrontDesk:
             skills = sorted({s for team in roster.teams.values() for s in team.skills})
             if req.trade not in skills:
                 raise FormError(TEXT["trade"].format(trade=req.trade, skills=", ".join(skills)))
-        return self._emit(
-            self.core.desk.open_request(req, actor=req.actor or actor, now=self.core.clock.now())
-        )
+        return self._do(lambda **kw: self.core.desk.open_request(req, **kw), req.actor or actor)
 
     def follow_up(self, ticket: str, form: FollowUpForm, actor: str) -> TicketEvent:
-        return self._emit(
-            self.core.desk.follow_up(
-                ticket,
-                actor=form.actor or actor,
-                contact=form.contact,
-                satisfaction=form.satisfaction,
-                note=form.note,
-                now=self.core.clock.now(),
-            )
-        )
+        return self._do(self.core.desk.follow_up, form.actor or actor, ticket, **_fields(form))
 
     def complain(self, ticket: str, form: ComplaintForm, actor: str) -> TicketEvent:
-        return self._emit(
-            self.core.desk.complain(
-                ticket,
-                actor=form.actor or actor,
-                complainant=form.complainant,
-                text=form.text,
-                now=self.core.clock.now(),
-            )
-        )
+        return self._do(self.core.desk.complain, form.actor or actor, ticket, **_fields(form))
 
     def close_complaint(self, ticket: str, ref: str, form: ComplaintClose, actor: str) -> TicketEvent:
-        return self._emit(
-            self.core.desk.close_complaint(
-                ticket,
-                ref,
-                actor=form.actor or actor,
-                resolution=form.resolution,
-                valid=form.valid,
-                now=self.core.clock.now(),
-            )
-        )
+        return self._do(self.core.desk.close_complaint, form.actor or actor, ticket, ref, **_fields(form))
 
     def follow_ups(self) -> list[dict[str, Any]]:
         return follow_ups_due(self.core.desk, self.core.config.tickets.follow_up)
@@ -180,13 +155,18 @@ class FrontDesk:
         return None
 
 
+def _fields(form: BaseModel) -> dict[str, Any]:
+    """A form's fields but the actor: the desk call's keywords, by the same names."""
+    return form.model_dump(exclude={"actor"})
+
+
 def _answer(
     make: Callable[[dict[str, Any]], TicketEvent], status: int
 ) -> Callable[[dict[str, Any]], tuple[int, Any]]:
     def handle(body: dict[str, Any]) -> tuple[int, Any]:
         try:
             return status, asdict(make(body))
-        except FormError as exc:
+        except (FormError, TicketInputError) as exc:
             return 400, {"error": str(exc)}
         except KeyError as exc:
             ticket, _, ref = str(exc.args[0]).partition("/")

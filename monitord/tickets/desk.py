@@ -168,6 +168,10 @@ class TicketActionError(ValueError):
     """A person asked for a transition the ticket's state does not allow."""
 
 
+class TicketInputError(TicketActionError):
+    """A person's action the state allows, given with something missing or out of range."""
+
+
 @dataclass
 class Ticket:
     id: str
@@ -549,10 +553,10 @@ class TicketDesk:
         a request's reporter."""
         t = self._person_may(ticket_id, "follow up", frozenset({"resolved"}))
         if not 1 <= satisfaction <= 5:
-            raise TicketActionError(TEXT["satisfaction"])
+            raise TicketInputError(TEXT["satisfaction"])
         whom = contact or t.reporter
         if not whom:
-            raise TicketActionError(TEXT["contact"])
+            raise TicketInputError(TEXT["contact"])
         return self._record(
             t, "followed_up", "closed", now, actor=actor, note=note, contact=whom, satisfaction=satisfaction
         )

@@ -14,11 +14,30 @@ from typing import Any
 
 from monitord.config.site import site_zone
 from monitord.core.units import format_time
+from monitord.tickets.forms import LOW_SATISFACTION
 from monitord.tickets.worklists import complaints, follow_ups_due
 from monitord.tools.cli.common import api_args, api_client, config_and_store
 from monitord.tools.storage import open_reader, read_desk
 
 DEFAULT_FOLLOW_UP = 86400.0  # tickets.follow_up when no --config says otherwise
+#: What these commands print, in one place (for the message catalogs); fields of the API's answers.
+TEXT = {
+    "opened": "{ticket}: opened — {priority} {category} @ {location}: {summary}",
+    "followed_up": "{ticket}: followed up by {actor} with {contact},"
+    " satisfaction {satisfaction} — now {state}",
+    "low": "  (low satisfaction: flagged)",
+    "complained": "{ticket}: complaint {ref} from {contact} logged by {actor}",
+    "complaint_closed": "{ticket}: complaint {ref} closed by {actor}",
+    "complaint_dismissed": "{ticket}: complaint {ref} dismissed (not valid) by {actor}",
+    "no_follow_ups": "no follow-ups due",
+    "due": "{ticket}  {priority} {category:10} resolved {resolved}  closes unfollowed {closes}  call {whom}"
+    "  @ {where}: {summary}",
+    "no_complaints": "no complaints",
+    "open": "open",
+    "closed": "closed {at}: {resolution}",
+    "dismissed": "dismissed {at}: {resolution}",
+    "complaint": "{ticket} {id}  {logged}  {by}: {text}  [{state}]",
+}
 
 
 def add_parsers(tsub: argparse._SubParsersAction[Any]) -> None:
@@ -82,7 +101,7 @@ def open_request(args: argparse.Namespace) -> int:
     fields = ("building", "floor", "unit", "trade", "priority", "reporter", "phone", "description")
     body: dict[str, object] = {k: getattr(args, k) for k in fields} | {"actor": _actor(args)}
     ev = api_client(args).post("/tickets", body)
-    print(f"{ev['ticket']}: opened — {ev['priority']} {ev['category']} @ {ev['location']}: {ev['summary']}")
+    print(TEXT["opened"].format(**ev))
     return 0
 
 
@@ -94,18 +113,14 @@ def follow_up(args: argparse.Namespace) -> int:
         "actor": _actor(args),
     }
     ev = api_client(args).post(f"/tickets/{args.id}/follow-up", body)
-    low = "  (low satisfaction: flagged)" if ev["satisfaction"] <= 2 else ""
-    print(
-        f"{ev['ticket']}: followed up by {ev['actor']} with {ev['contact']},"
-        f" satisfaction {ev['satisfaction']} — now {ev['state']}{low}"
-    )
+    low = TEXT["low"] if ev["satisfaction"] <= LOW_SATISFACTION else ""
+    print(TEXT["followed_up"].format(**ev) + low)
     return 0
 
 
 def complain(args: argparse.Namespace) -> int:
     body: dict[str, object] = {"complainant": args.by, "text": args.text, "actor": _actor(args)}
-    ev = api_client(args).post(f"/tickets/{args.id}/complaints", body)
-    print(f"{ev['ticket']}: complaint {ev['ref']} from {ev['contact']} logged by {ev['actor']}")
+    print(TEXT["complained"].format(**api_client(args).post(f"/tickets/{args.id}/complaints", body)))
     return 0
 
 
@@ -116,8 +131,7 @@ def close_complaint(args: argparse.Namespace) -> int:
         "actor": _actor(args),
     }
     ev = api_client(args).post(f"/tickets/{args.id}/complaints/{args.complaint}/close", body)
-    how = "closed" if ev["event"] == "complaint_closed" else "dismissed (not valid)"
-    print(f"{ev['ticket']}: complaint {ev['ref']} {how} by {ev['actor']}")
+    print(TEXT[ev["event"]].format(**ev))
     return 0
 
 
@@ -127,14 +141,12 @@ def list_follow_ups(args: argparse.Namespace) -> int:
     window = config.tickets.follow_up if config else DEFAULT_FOLLOW_UP
     rows = follow_ups_due(read_desk(open_reader(config, path)), window)
     if not rows:
-        print("no follow-ups due")
+        print(TEXT["no_follow_ups"])
     for r in rows:
         whom = f"{r['reporter']} {r['phone']}" if r["reporter"] else "-"
-        print(
-            f"{r['ticket']}  {r['priority']} {r['category']:10} resolved {format_time(r['resolved_at'], tz)}"
-            f"  closes unfollowed {format_time(r['closes_at'], tz)}  call {whom}"
-            f"  @ {r['location'] or r['asset']}: {r['summary']}"
-        )
+        resolved, closes = format_time(r["resolved_at"], tz), format_time(r["closes_at"], tz)
+        where = r["location"] or r["asset"]
+        print(TEXT["due"].format(**r, resolved=resolved, closes=closes, whom=whom, where=where))
     return 0
 
 
@@ -143,13 +155,12 @@ def list_complaints(args: argparse.Namespace) -> int:
     tz = site_zone(config)
     rows = complaints(read_desk(open_reader(config, path)), args.open)
     if not rows:
-        print("no complaints")
+        print(TEXT["no_complaints"])
     for r in rows:
         if r["closed_at"] is None:
-            state = "open"
+            state = TEXT["open"]
         else:
-            state = (
-                "closed" if r["valid"] else "dismissed"
-            ) + f" {format_time(r['closed_at'], tz)}: {r['resolution']}"
-        print(f"{r['ticket']} {r['id']}  {format_time(r['at'], tz)}  {r['by']}: {r['text']}  [{state}]")
+            closed = TEXT["closed" if r["valid"] else "dismissed"]
+            state = closed.format(at=format_time(r["closed_at"], tz), resolution=r["resolution"])
+        print(TEXT["complaint"].format(**r, logged=format_time(r["at"], tz), state=state))
     return 0
