@@ -11,6 +11,7 @@ import asyncio
 import io
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from monitord.store.open import open_store
 from monitord.store.sqlite import SqliteStore
 from monitord.tickets.desk import TicketActionError, TicketDesk, TicketEvent, TicketInputError
 from monitord.tickets.forms import ComplaintClose, ComplaintForm, FollowUpForm, RepairRequest, mask_phone
-from monitord.tickets.quality import weekly
+from monitord.tickets.quality import week_of, weekly
 from monitord.tickets.worklists import complaints, follow_ups_due
 from tests.support import (
     TOKEN,
@@ -304,6 +305,10 @@ def test_a_request_over_the_cli_is_assigned_paged_followed_up_and_reported(
             assert app.api is not None
             api = ["--api", f"http://127.0.0.1:{app.api.port}", "--token", TOKEN]
             fields = [f"--{k}={v}" for k, v in LEAK.items()]
+            bad = await asyncio.to_thread(_cli, "tickets", "open", *fields, "--phone=110", *api)
+            assert (bad.returncode, bad.stdout) == (1, "")
+            assert bad.stderr.startswith("monitord: /tickets: phone: not a phone number: an 11-digit mobile")
+            assert not any(t.source == "request" for t in app.core.desk.tickets.values()), "nothing opened"
             opened = await asyncio.to_thread(_cli, "tickets", "open", *fields, "--actor", "Wu (duty)", *api)
             assert opened.returncode == 0, opened.stderr
             tid = opened.stdout.split(":")[0]
@@ -357,7 +362,8 @@ def test_a_request_over_the_cli_is_assigned_paged_followed_up_and_reported(
                 for line in report.stdout.splitlines()
                 if line.startswith("  20") or line.startswith("  all")
             ]
-            assert rows[-1] == ["all", "1", "1", "1", "100.0%", "4.00", "0", "1", "1", "1", "100.0%"]
+            this_week = ["1", "1", "1", "100.0%", "4.00", "0", "1", "1", "1", "100.0%"]
+            assert rows == [[week_of(time.time(), None), *this_week], ["all", *this_week]]
             assert api_weeks[-1]["follow_up_rate"] == 1.0 and api_weeks[-1]["mean_satisfaction"] == 4.0
 
     asyncio.run(asyncio.wait_for(scenario(), 120))
