@@ -17,14 +17,22 @@ from typing import Any
 
 import pytest
 
+from monitord.alerting.tracker import AlertEvent
 from monitord.config.site import load_config
 from monitord.daemon.frontdesk import FormError, FrontDesk, form_of
 from monitord.people.console import ConsoleReporter
 from monitord.store.open import open_store
 from monitord.store.sqlite import SqliteStore
-from monitord.tickets.desk import TicketActionError, TicketDesk, TicketEvent, TicketInputError
+from monitord.tickets.desk import (
+    TicketActionError,
+    TicketDesk,
+    TicketEvent,
+    TicketInputError,
+    TicketPolicyView,
+)
 from monitord.tickets.forms import ComplaintClose, ComplaintForm, FollowUpForm, RepairRequest, mask_phone
 from monitord.tickets.quality import week_of, weekly
+from monitord.tickets.sla import DEFAULT_SLA
 from monitord.tickets.worklists import complaints, follow_ups_due
 from tests.support import (
     TOKEN,
@@ -251,6 +259,25 @@ def test_the_cli_lists_follow_ups_and_complaints_and_shows_a_request_from_the_st
     assert "request" in listed and listed.endswith("[low satisfaction]")
     [total] = [line.split() for line in cli("report", *db).splitlines() if line.startswith("  all")]
     assert total == ["all", "2", "1", "1", "100.0%", "2.00", "1", "1", "1", "0", "0.0%"]
+
+
+def test_a_complaint_about_an_old_ticket_leaves_the_alerts_latest_ticket_alone() -> None:
+    """A re-fire soon after monitord resolved the alert's latest ticket recurs on that ticket, even when
+    a complaint about an older ticket of the same alert came in between."""
+    desk = TicketDesk()
+    policy = TicketPolicyView("P1", "plumbing", auto_resolve=True)
+
+    def alert(ts: float, state: str) -> AlertEvent:
+        return AlertEvent(ts, "pump.dry_run", "P1", state, "critical", ts, "running dry")  # type: ignore[arg-type]
+
+    [old] = desk.on_alert(alert(T0, "firing"), policy, "B2")
+    desk.on_alert(alert(T0 + 60, "resolved"), policy, "B2")
+    desk.check_clocks(T0 + 60 + 86400, lambda _p: DEFAULT_SLA["P1"], 86400)  # closed, nobody called
+    [new] = desk.on_alert(alert(T0 + 90000, "firing"), policy, "B2")
+    desk.on_alert(alert(T0 + 90060, "resolved"), policy, "B2")
+    desk.complain(old.ticket, actor="duty", complainant="Ma", text="it came back", now=T0 + 90100)
+    [again] = desk.on_alert(alert(T0 + 90200, "firing"), policy, "B2")
+    assert new.ticket != old.ticket and (again.event, again.ticket) == ("recurred", new.ticket)
 
 
 def test_the_console_masks_the_reporters_phone(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ ACTIONS: dict[str, tuple[EventKind, TicketState | None, frozenset[str]]] = {
     "cancel": ("cancelled", "cancelled", ACTIVE),
 }
 #: Every state: complaints may come at any time, after the close too.
-ACTIONS_ANY = ("open", "acknowledged", "in_progress", "resolved", "closed", "cancelled")
+ANY_STATE: frozenset[str] = ACTIVE | {"resolved", "closed", "cancelled"}
 _ID = re.compile(r"^WO-(\d{8})-(\d{4,})$")
 #: What the desk tells people, in one place (for the message catalogs).
 TEXT = {
@@ -216,10 +216,6 @@ class Ticket:
         """Flag for the dispatcher: the follow-up call found the resident unhappy (≤ 2 of 5)."""
         return self.follow_up is not None and self.follow_up.satisfaction <= LOW_SATISFACTION
 
-    @property
-    def open_complaints(self) -> list[Complaint]:
-        return [c for c in self.complaints if c.closed_at is None]
-
 
 @dataclass(frozen=True)
 class TicketPolicyView:
@@ -316,7 +312,9 @@ class TicketDesk:
             t.level = max(t.level, ev.level)
         if ev.assignee:
             t.assignee = ev.assignee
-        self._last_by_alert[fp] = t.id
+        if ev.event in ("opened", "reopened", "recurred"):
+            # The alert's latest ticket; a later note on an older one (a complaint) must not replace it.
+            self._last_by_alert[fp] = t.id
         if t.state in ("closed", "cancelled"):
             self.live.pop(t.id, None)
         else:
@@ -563,7 +561,7 @@ class TicketDesk:
 
     def complain(self, ticket_id: str, *, actor: str, complainant: str, text: str, now: float) -> TicketEvent:
         """A complaint (投诉) about a ticket, in whatever state it is; numbered C1, C2, ... per ticket."""
-        t = self._person_may(ticket_id, "log a complaint", frozenset(ACTIONS_ANY))
+        t = self._person_may(ticket_id, "log a complaint", ANY_STATE)
         ref = f"C{len(t.complaints) + 1}"
         return self._record(
             t, "complained", t.state, now, actor=actor, note=text, contact=complainant, ref=ref
@@ -573,7 +571,7 @@ class TicketDesk:
         self, ticket_id: str, ref: str, *, actor: str, resolution: str, valid: bool, now: float
     ) -> TicketEvent:
         """A complaint closed with its resolution (办结), or dismissed as not valid (``valid=False``)."""
-        t = self._person_may(ticket_id, "close a complaint", frozenset(ACTIONS_ANY))
+        t = self._person_may(ticket_id, "close a complaint", ANY_STATE)
         c = next((c for c in t.complaints if c.id == ref), None)
         if c is None:
             raise KeyError(f"{ticket_id}/{ref}")
