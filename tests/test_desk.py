@@ -24,6 +24,7 @@ from monitord.people.console import ConsoleReporter
 from monitord.store.open import open_store
 from monitord.store.sqlite import SqliteStore
 from monitord.tickets.desk import (
+    NoSuchTicket,
     TicketActionError,
     TicketDesk,
     TicketEvent,
@@ -183,7 +184,7 @@ def test_unfollowed_tickets_close_against_the_rate_and_complaints_are_counted(tm
     desk.close_complaint(b, "C1", form_of(ComplaintClose, {"resolution": "not ours", "valid": False}), "lead")
     with pytest.raises(TicketActionError, match=r"complaint C1 is already closed"):
         desk.close_complaint(a, "C1", form_of(ComplaintClose, {"resolution": "again"}), "lead")
-    with pytest.raises(KeyError):
+    with pytest.raises(NoSuchTicket):
         desk.close_complaint(a, "C9", form_of(ComplaintClose, {"resolution": "x"}), "lead")
     assert [r["ticket"] for r in complaints(tl.core.desk, open_only=True)] == [c]
     # The KPIs from what reached the store, as `monitord report` and GET /report/desk compute them.
@@ -380,6 +381,8 @@ def test_a_request_over_the_cli_is_assigned_paged_followed_up_and_reported(
             assert status == 201 and c["ref"] == "C1"
             closing = {"resolution": "apologised"}
             assert (await call("POST", f"/tickets/{tid}/complaints/C1/close", closing))[0] == 200
+            missing = await call("POST", f"/tickets/{tid}/complaints/C9/close", closing)
+            assert missing == (404, {"error": f"no complaint C9 on {tid}"})
             api_weeks = (await call("GET", "/report/desk"))["weeks"]
             await asyncio.to_thread(app.core.store.flush)
             report = await asyncio.to_thread(_cli, "report", "--store", str(tmp_path / "store.db"))

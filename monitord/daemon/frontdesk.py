@@ -3,8 +3,8 @@
 Daemon layer, beside ``core``: each call checks the dispatcher's form (``tickets.forms``), asks
 the ticket desk for the event and sends it down the one ``EventRoad`` (store, metrics, the
 dispatcher's roster assignment and pages), exactly as ``Core.act`` does for the other actions.
-``route`` maps the HTTP API's paths onto these calls, so ``api.py`` (and whatever serves HTTP
-next) only parses, authenticates and answers.
+``get`` and ``post`` map the HTTP API's paths onto these calls, so ``api.py`` (and whatever serves
+HTTP next) only parses, authenticates and answers.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from monitord.config.site import site_zone
 from monitord.daemon.core import Core
-from monitord.tickets.desk import TicketActionError, TicketEvent, TicketInputError
+from monitord.tickets.desk import NoSuchTicket, TicketActionError, TicketEvent, TicketInputError
 from monitord.tickets.forms import ComplaintClose, ComplaintForm, FollowUpForm, RepairRequest
 from monitord.tickets.quality import weekly
 from monitord.tickets.worklists import complaints, follow_ups_due
@@ -120,7 +120,8 @@ class FrontDesk:
         return follow_ups_due(self.core.desk, self.core.config.tickets.follow_up)
 
     def report(self) -> dict[str, Any]:
-        """The weekly service-quality KPIs from the store's events (docs/desk.md#kpis)."""
+        """The weekly service-quality KPIs from the desk's events: the store's, restored, and every one
+        since (docs/desk.md#kpis)."""
         events = [ev for t in self.core.desk.tickets.values() for ev in t.events]
         weeks = weekly(events, site_zone(self.core.config))
         return {"site": self.core.config.site.id, "weeks": [w.as_json() for w in weeks]}
@@ -168,7 +169,7 @@ def _answer(
             return status, asdict(make(body))
         except (FormError, TicketInputError) as exc:
             return 400, {"error": str(exc)}
-        except KeyError as exc:
+        except NoSuchTicket as exc:  # only the desk's own: any other KeyError is a bug, a 500
             ticket, _, ref = str(exc.args[0]).partition("/")
             error = (
                 TEXT["no_complaint"].format(ref=ref, ticket=ticket)

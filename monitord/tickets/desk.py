@@ -168,6 +168,10 @@ class TicketActionError(ValueError):
     """A person asked for a transition the ticket's state does not allow."""
 
 
+class NoSuchTicket(KeyError):
+    """A person named a ticket (or a complaint on it: ``ticket/C1``) the desk does not have."""
+
+
 class TicketInputError(TicketActionError):
     """A person's action the state allows, given with something missing or out of range."""
 
@@ -392,7 +396,7 @@ class TicketDesk:
     ) -> TicketEvent:
         """A person's action on a ticket; raises ``TicketActionError`` when the state forbids it."""
         if ticket_id not in self.tickets:
-            raise KeyError(ticket_id)
+            raise NoSuchTicket(ticket_id)
         if action not in ACTIONS:
             raise TicketActionError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
         kind, new_state, allowed = ACTIONS[action]
@@ -574,7 +578,7 @@ class TicketDesk:
         t = self._person_may(ticket_id, "close a complaint", ANY_STATE)
         c = next((c for c in t.complaints if c.id == ref), None)
         if c is None:
-            raise KeyError(f"{ticket_id}/{ref}")
+            raise NoSuchTicket(f"{ticket_id}/{ref}")
         if c.closed_at is not None:
             raise TicketActionError(TEXT["complaint_closed"].format(ticket=ticket_id, ref=ref))
         kind: EventKind = "complaint_closed" if valid else "complaint_dismissed"
@@ -585,7 +589,7 @@ class TicketDesk:
         state does not allow ``what``."""
         t = self.tickets.get(ticket_id)
         if t is None:
-            raise KeyError(ticket_id)
+            raise NoSuchTicket(ticket_id)
         if t.state not in allowed:
             raise TicketActionError(TEXT["state"].format(ticket=ticket_id, state=t.state, what=what))
         return t
