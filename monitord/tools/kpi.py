@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -137,19 +138,55 @@ def _share(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
 
 
+def _right(text: str, width: int) -> str:
+    """``text`` right-aligned in ``width`` terminal columns (a CJK character takes two)."""
+    columns = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return " " * max(0, width - columns) + text
+
+
+#: The weekly table's columns: heading and width.
+WEEK_COLUMNS = (
+    ("week", 8),
+    ("requests", 8),
+    ("closed", 6),
+    ("followed", 8),
+    ("回访率", 7),
+    ("satisf.", 7),
+    ("low", 3),
+    ("complaints", 10),
+    ("valid", 5),
+    ("closed", 6),
+    ("办结率", 7),
+)
+
+
 def render_weeks(site: str, weeks: list[Week]) -> list[str]:
     """The desk's service quality, one row per ISO week and a total (definitions: docs/desk.md)."""
     lines = [
         f"service quality, site {site} (回访率 = follow-ups / tickets closed; 有效投诉办结率 target "
-        f"{COMPLAINT_TARGET:.0%}):",
-        f"  {'week':8} {'requests':>8} {'closed':>6} {'followed':>8} {'回访率':>7} {'satisf.':>7} {'low':>3}"
-        f" {'complaints':>10} {'valid':>5} {'closed':>6} {'办结率':>7}",
+        f"{COMPLAINT_TARGET:.0%}):"
     ]
-    for w in weeks:
-        mean = "-" if w.mean_satisfaction is None else f"{w.mean_satisfaction:.2f}"
+    for w in [None, *weeks]:
+        if w is None:
+            cells = [heading for heading, _ in WEEK_COLUMNS]
+        else:
+            mean = "-" if w.mean_satisfaction is None else f"{w.mean_satisfaction:.2f}"
+            figures = [
+                w.requests,
+                w.closed,
+                w.followed_up,
+                _share(w.follow_up_rate),
+                mean,
+                w.low_satisfaction,
+                w.complaints,
+                w.valid_complaints,
+                w.complaints_closed,
+                _share(w.complaint_close_rate),
+            ]
+            cells = [w.week, *map(str, figures)]
+        week, *rest = cells
         lines.append(
-            f"  {w.week:8} {w.requests:8} {w.closed:6} {w.followed_up:8} {_share(w.follow_up_rate):>7}"
-            f" {mean:>7} {w.low_satisfaction:3} {w.complaints:10} {w.valid_complaints:5}"
-            f" {w.complaints_closed:6} {_share(w.complaint_close_rate):>7}"
+            f"  {week:8}"
+            + "".join(" " + _right(c, n) for c, (_, n) in zip(rest, WEEK_COLUMNS[1:], strict=True))
         )
     return lines
