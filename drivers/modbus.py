@@ -1,8 +1,11 @@
-"""Modbus TCP driver: plans merged reads per profile and polls devices.
+"""Modbus driver (TCP, RTU on a serial port, RTU over TCP): plans merged reads and polls devices.
 
-Sits before the ``SampleBus``. One ``GatewayPoller`` per TCP endpoint carries
-one request at a time (Modbus TCP devices and RTU gateways expect that) for
-every unit id behind it. Reads are planned once at start-up: a profile's
+Sits before the ``SampleBus``. One ``GatewayPoller`` per line (a TCP endpoint,
+a serial port, or a serial server reached over TCP; ``drivers.modbus_line``)
+is that line's only master: one task, one request at a time (Modbus TCP devices,
+RTU gateways and an RS-485 bus all expect that), with the silent gap an RTU
+line needs between frames, for every unit id on it. Lines are independent
+tasks, so a slow or dead device holds up only its own line. Reads are planned once at start-up: a profile's
 registers are merged over small gaps into as few requests as the device's
 limit allows. Each poll of a device becomes one ``SampleBatch``; a failed read
 becomes ``comm_error`` samples and, once per outage, an offline health change.
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from monitord.core.clock import Clock
@@ -28,6 +31,8 @@ from monitord.core.model import HealthChange, Quality, SampleBatch
 from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import DeviceProfile, ModbusSettings
 from monitord.ingest.registers import BIT_KINDS, PointEncoding, RegisterCodec
+
+from .modbus_line import Line
 
 log = logging.getLogger(__name__)
 # Exception codes that mean "the device behind the gateway did not answer".
@@ -41,7 +46,7 @@ GATEWAY_POINTS = ("devices_online", "devices_total")
 
 def gateway_asset_id(host: str, port: int) -> str:
     """The id under which a Modbus gateway with several devices behind it is watched."""
-    return f"GW-{host}-{port}"
+    return Line.tcp(host, port).asset_id()
 
 
 @dataclass(frozen=True)
@@ -123,8 +128,11 @@ class ModbusDevice:
         return dev
 
 
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+
+
 class GatewayPoller:
-    """Polls every device behind one host:port, one request at a time."""
+    """Polls every device on one line (by default the TCP endpoint host:port), one request at a time."""
 
     def __init__(
         self,
@@ -136,20 +144,28 @@ class GatewayPoller:
         metrics: Metrics,
         timeout: float = 1.0,
         backoff_max: float = 30.0,
+        line: Line | None = None,
+        utilisation_window: float = 5.0,
     ) -> None:
+        self.line = line or Line.tcp(host, port)
         self.host, self.port, self.devices = host, port, devices
         self.bus, self.clock, self.metrics = bus, clock, metrics
         self.timeout, self.backoff_max = timeout, backoff_max
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: Client | None = None
         # With several devices behind it, the gateway is an asset of its own (comms.gateway_down).
-        self.gateway_asset: str | None = gateway_asset_id(host, port) if len(devices) > 1 else None
+        self.gateway_asset: str | None = self.line.asset_id() if len(devices) > 1 else None
         self._backoff = 0.0
         self._next_connect = 0.0
         self._reachable = True
+        self._quiet_at = 0.0  # loop time before which the line must stay silent (RTU frame gap)
+        self._busy = 0.0  # seconds the line was held since the window began
+        self._window = utilisation_window
+        self._window_start: float | None = None
+        self._utilisation = metrics.modbus_line_utilisation.labels(self.line.name)
 
     @property
     def name(self) -> str:
-        return f"{self.host}:{self.port}"
+        return self.line.name
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -167,11 +183,20 @@ class GatewayPoller:
                         raise asyncio.CancelledError
                 if due and self.gateway_asset:
                     self._report_gateway()
+                self._report_utilisation(loop.time())
                 wait = min(d.next_due for d in self.devices) - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
         finally:
             self._close()
+
+    def _report_utilisation(self, now: float) -> None:
+        """Set the line's utilisation gauge: the share of the last window the line was held."""
+        if self._window_start is None:
+            self._window_start, self._busy = now, 0.0
+        elif now - self._window_start >= self._window:
+            self._utilisation.set(min(1.0, self._busy / (now - self._window_start)))
+            self._window_start, self._busy = now, 0.0
 
     def _report_gateway(self) -> None:
         assert self.gateway_asset is not None
@@ -183,20 +208,13 @@ class GatewayPoller:
             )
         )
 
-    async def _connected(self) -> AsyncModbusTcpClient | None:
+    async def _connected(self) -> Client | None:
         if self._client is not None and self._client.connected:
             return self._client
         if time.monotonic() < self._next_connect:
             return None
         self._close()
-        client = AsyncModbusTcpClient(
-            self.host,
-            port=self.port,
-            timeout=self.timeout,
-            retries=0,
-            reconnect_delay=0,
-            name=f"monitord-{self.name}",
-        )
+        client = self.line.client(self.timeout, f"monitord-{self.name}")
         try:
             ok = await client.connect()
         except (OSError, ModbusException):
@@ -268,9 +286,19 @@ class GatewayPoller:
             self.bus.publish_health(HealthChange(ts, dev.asset, answered, reason if not answered else "ok"))
             self.metrics.devices_offline.labels("modbus").inc(-1 if answered else 1)
 
-    async def _read(
-        self, client: AsyncModbusTcpClient, unit: int, req: ReadRequest
-    ) -> tuple[bool, list[int] | str]:
+    async def _read(self, client: Client, unit: int, req: ReadRequest) -> tuple[bool, list[int] | str]:
+        """One request; on an RTU line, after the silence that must precede it."""
+        loop = asyncio.get_running_loop()
+        if (wait := self._quiet_at - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        started = loop.time()
+        try:
+            return await self._request(client, unit, req)
+        finally:
+            self._quiet_at = loop.time() + self.line.gap
+            self._busy += self._quiet_at - started
+
+    async def _request(self, client: Client, unit: int, req: ReadRequest) -> tuple[bool, list[int] | str]:
         method = {
             "holding": client.read_holding_registers,
             "input": client.read_input_registers,

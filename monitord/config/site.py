@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from monitord.alerting.mute import MaintenanceWindow
@@ -31,7 +31,9 @@ from monitord.core.errors import ConfigError
 from monitord.core.model import Quality, SampleBatch
 from monitord.core.schema import Strict, in_range
 from monitord.core.units import Duration
-from monitord.ingest.profiles import AssetType, DeviceProfile
+from monitord.drivers.modbus import plan_reads
+from monitord.drivers.modbus_line import STANDARD_BAUDS, Budget, Demand, Line, budget
+from monitord.ingest.profiles import AssetType, DeviceProfile, ModbusSettings
 from monitord.ingest.state import AssetSlot, StateTable
 from monitord.people.notify import SmtpConfig
 from monitord.people.roster import RosterConfig
@@ -95,11 +97,80 @@ class MetricsConfig(Strict):
     port: Annotated[int, in_range(0, 65535)] = 9108
 
 
+def _standard_baud(v: int) -> int:
+    if v not in STANDARD_BAUDS:
+        rates = ", ".join(map(str, STANDARD_BAUDS))
+        raise PydanticCustomError(
+            "range", "must be a standard rate ({rates}), got {v}", {"rates": rates, "v": v}
+        )
+    return v
+
+
+_SERIAL_KEYS = ("baudrate", "parity", "stopbits", "bytesize")
+
+
 class ModbusConnection(Strict):
-    host: str
+    """Modbus TCP (``host``, ``port``), RTU on a serial port (``port: /dev/ttyUSB0``, line settings),
+    or RTU over TCP to a transparent serial server (``host``, ``port``, ``framer: rtu``)."""
+
+    host: str | None = None
     port: Port = 502
+    serial: str | None = Field(None, description="the serial device; written as port: /dev/ttyUSB0")
+    framer: Literal["tcp", "rtu"] | None = None
     unit: Annotated[int, in_range(0, 247)] = 1
     timeout: Duration = 1.0
+    baudrate: Annotated[int, AfterValidator(_standard_baud)] | None = None
+    parity: Literal["N", "E", "O"] | None = None
+    stopbits: Literal[1, 2] | None = None
+    bytesize: Literal[7, 8] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _serial_port(cls, data: Any) -> Any:
+        """``port: /dev/ttyUSB0`` (or ``COM3``) names a serial device, not a TCP port."""
+        port = data.get("port") if isinstance(data, dict) else None
+        if isinstance(port, str) and (port.startswith("/") or re.fullmatch(r"COM\d+", port)):
+            data = {k: v for k, v in data.items() if k != "port"} | {"serial": port}
+        return data
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> ModbusConnection:
+        given = [k for k in _SERIAL_KEYS if getattr(self, k) is not None]
+        if self.serial is not None:
+            if self.host is not None:
+                raise PydanticCustomError(
+                    "connection", "a serial line (port: {port}) has no host", {"port": self.serial}
+                )
+            if self.framer == "tcp":
+                raise PydanticCustomError("connection", "a serial line speaks framer: rtu, not tcp")
+        elif self.host is None:
+            raise PydanticCustomError(
+                "connection", "give host: (Modbus TCP, or framer: rtu for a serial server) or port: /dev/..."
+            )
+        elif given and self.framer != "rtu":
+            raise PydanticCustomError(
+                "connection",
+                "serial settings ({keys}) on a Modbus TCP connection: for a serial port give "
+                "port: /dev/ttyUSB0, for a serial server on TCP give framer: rtu",
+                {"keys": ", ".join(given)},
+            )
+        return self
+
+    @property
+    def line(self) -> Line:
+        """The line this asset is polled on; devices on one line share one master."""
+        if self.serial is None and self.framer != "rtu":
+            assert self.host is not None  # _one_transport guarantees it
+            return Line.tcp(self.host, self.port)
+        return Line(
+            "serial" if self.serial is not None else "rtu-tcp",
+            self.serial if self.serial is not None else self.port,
+            self.host or "",
+            baudrate=self.baudrate or 9600,
+            parity=self.parity or "N",
+            stopbits=self.stopbits or 1,
+            bytesize=self.bytesize or 8,
+        )
 
 
 class MqttConnection(Strict):
@@ -332,7 +403,16 @@ def _message(raw: Any, err: Any) -> str:
     return problem(raw, loc, text)
 
 
-_TYPE_TAGS = {"str", "int", "float", "bool", "function-after[check(), int]", "sqlite", "influxdb"}
+_TYPE_TAGS = {
+    "str",
+    "int",
+    "float",
+    "bool",
+    "function-after[check(), int]",
+    "function-after[_standard_baud(), int]",
+    "sqlite",
+    "influxdb",
+}
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
@@ -430,6 +510,7 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
                 out.append(problem(raw, (*where, "depends_on", j), f"unknown asset {dep!r}"))
             elif dep == a.id:
                 out.append(problem(raw, (*where, "depends_on", j), "an asset cannot depend on itself"))
+    out += _check_lines(config, raw)
     out += _check_rules(config, raw, points_by_type, profiles, unresolved)
     if not out:  # only a config that is otherwise sound can be built into tables and tried
         out += trial_run(config, raw)
@@ -444,6 +525,73 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
                 at = ("rules", i, "ticket", "skill") if written else ("rules", i)
                 out.append(problem(raw, at, f"{text}; known: {', '.join(sorted(served))}"))
     return out
+
+
+def modbus_lines(config: SiteConfig) -> dict[tuple[str, int | str], list[AssetConfig]]:
+    """The Modbus assets by line (endpoint or serial port), in config order: one master per line."""
+    lines: dict[tuple[str, int | str], list[AssetConfig]] = {}
+    for a in config.assets:
+        if a.connection.modbus is not None:
+            lines.setdefault(a.connection.modbus.line.key, []).append(a)
+    return lines
+
+
+def line_budgets(config: SiteConfig) -> list[Budget]:
+    """Per RTU line (serial port or serial server over TCP): the time its devices' read plans take on
+    the wire against their poll intervals (``monitord check`` warns when they need more than all)."""
+    out: list[Budget] = []
+    for assets in modbus_lines(config).values():
+        m = assets[0].connection.modbus
+        if m is None or not m.line.rtu:
+            continue
+        demands = []
+        for a in assets:
+            prof = config.profile(a.profile)
+            reads = plan_reads(prof.modbus_encodings(), prof.modbus or ModbusSettings())
+            demands.append(Demand(a.id, [(r.kind, r.count) for r in reads], config.poll_of(a)))
+        out.append(budget(m.line, demands))
+    return out
+
+
+def _check_lines(config: SiteConfig, raw: Any) -> list[str]:
+    """Assets sharing a line must agree on its framing and serial settings and not share a unit id."""
+    out: list[str] = []
+    index = {id(a): i for i, a in enumerate(config.assets)}
+    for assets in modbus_lines(config).values():
+        first = assets[0].connection.modbus
+        assert first is not None
+        units: dict[int, str] = {}
+        for a in assets:
+            m = a.connection.modbus
+            assert m is not None
+            at = ("assets", index[id(a)], "connection", "modbus")
+            line = m.line
+            if line.kind != first.line.kind or (line.rtu and line.settings != first.line.settings):
+                out.append(
+                    problem(
+                        raw,
+                        at,
+                        f"line {line.name} is set up as {_line_setup(first.line)} by asset "
+                        f"{assets[0].id!r}, here as {_line_setup(line)}; one line has one setting",
+                    )
+                )
+            if m.unit in units:
+                out.append(
+                    problem(
+                        raw,
+                        (*at, "unit"),
+                        f"unit {m.unit} on line {line.name} is already asset {units[m.unit]!r}",
+                    )
+                )
+            units.setdefault(m.unit, a.id)
+    return out
+
+
+def _line_setup(line: Line) -> str:
+    if not line.rtu:
+        return "Modbus TCP"
+    baud, parity, stop, size = line.settings
+    return f"RTU {baud} {size}{parity}{stop}"
 
 
 def _written(raw: Any, loc: tuple[Any, ...]) -> bool:

@@ -1,0 +1,153 @@
+"""Modbus RTU end to end: the simulator on one end of a socat pty pair, the daemon on the other;
+and RTU framing over TCP (a transparent serial server). A unit nobody answers for ends in
+comm_error, never in a value, and holds up no other line."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pymodbus.exceptions import ModbusException
+
+from monitord.config.site import CONFIG_DIR, SiteConfig, load_config
+from monitord.core.model import Quality
+from monitord.daemon.app import Monitord
+from monitord.drivers.modbus_line import Line
+from monitord.simulators.site import SimulatedSite
+from tests.support.daemon import evaluated_past, good
+from tests.support.net import eventually, free_port, run
+from tests.support.socat import PtyPair, socat_or_skip
+
+PROFILES = CONFIG_DIR / "profiles"
+
+
+@pytest.fixture
+def pty_pair(tmp_path: Path) -> Iterator[PtyPair]:
+    pair = PtyPair(socat_or_skip(), tmp_path)
+    try:
+        yield pair
+    finally:
+        pair.close()
+
+
+def rtu_site(tmp_path: Path, serial: str, rtu_port: int, baud: int = 19200) -> SiteConfig:
+    """Two pumps and a meter nobody simulates on a serial line; one pump behind an RTU-over-TCP server."""
+    text = f"""\
+site: {{id: rtu}}
+store: {{kind: sqlite, path: {tmp_path}/store.db}}
+metrics: {{port: 0}}
+api: {{port: 0}}
+poll: 0.3s
+profiles:
+  - include: {PROFILES}/pump-set.yaml
+assets:
+  - {{id: P1, type: pump, profile: pump-set,
+     connection: {{modbus: {{port: {serial}, baudrate: {baud}, stopbits: 2, unit: 1, timeout: 0.3s}}}}}}
+  - {{id: P2, type: pump, profile: pump-set,
+     connection: {{modbus: {{port: {serial}, baudrate: {baud}, stopbits: 2, unit: 2, timeout: 0.3s}}}}}}
+  - {{id: P9, type: pump, profile: pump-set,
+     connection: {{modbus: {{port: {serial}, baudrate: {baud}, stopbits: 2, unit: 9, timeout: 1s}}}}}}
+  - {{id: T1, type: pump, profile: pump-set,
+     connection: {{modbus: {{host: 127.0.0.1, port: {rtu_port}, framer: rtu, baudrate: 9600, unit: 4}}}}}}
+"""
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def unanswered(app: Monitord) -> float:
+    """Requests no device answered (pymodbus reports a serial timeout as an I/O error)."""
+    errors = app.metrics.registry.get_sample_value
+    io = errors("monitord_driver_errors_total", {"driver": "modbus", "kind": "io"}) or 0.0
+    return io + (errors("monitord_driver_errors_total", {"driver": "modbus", "kind": "timeout"}) or 0.0)
+
+
+def line_utilisation(app: Monitord, line: str) -> float:
+    return app.metrics.registry.get_sample_value("monitord_modbus_line_utilisation", {"line": line}) or 0.0
+
+
+def test_rtu_on_a_pty_and_over_tcp_land_good_samples_and_a_silent_unit_ends_in_comm_error(
+    tmp_path: Path, pty_pair: PtyPair
+) -> None:
+    config = rtu_site(tmp_path, pty_pair.a, free_port())
+    # P9 is on the line but no device answers for unit 9: the simulator serves everything else.
+    on_the_bus = config.model_copy(update={"assets": [a for a in config.assets if a.id != "P9"]})
+
+    async def scenario() -> None:
+        site = SimulatedSite(on_the_bus, serial_ports={pty_pair.a: pty_pair.b})
+        sim = asyncio.create_task(site.run())
+        await site.ready.wait()
+        app = Monitord(config)
+        t1_polls: list[float] = []  # when each T1 batch arrived (its own line, RTU over TCP)
+        app.bus.subscribe(lambda b: t1_polls.append(time.monotonic()) if b.asset == "T1" else None)
+        daemon = asyncio.create_task(app.run())
+        try:
+            await app.started.wait()
+            await eventually(
+                lambda: all(good(app, a, "suction_pressure") for a in ("P1", "P2", "T1")), timeout=20
+            )
+            for asset in ("P1", "P2", "T1"):
+                value, _ts, _q = app.core.state.latest(asset)["suction_pressure"]
+                expected = site.models[asset].values["suction_pressure"]
+                assert math.isclose(value, expected, abs_tol=0.05), (asset, value, expected)
+            # Three unanswered polls of P9 later, still no value and comm_error: never a made-up reading.
+            start, timeouts = app.clock.now(), unanswered(app)
+            await eventually(lambda: unanswered(app) >= timeouts + 3, timeout=20)
+            await evaluated_past(app, app.clock.now(), fresh=[("P1", "suction_pressure")])
+            # A dead unit holds its own line 1 s per poll; T1, on another line, kept its 0.3 s pace.
+            recent = [t for t in t1_polls if t > t1_polls[-1] - 2.0]
+            assert len(recent) >= 5 and max(b - a for a, b in itertools.pairwise(recent)) < 0.6, recent
+            for point, (value, _ts, quality) in app.core.state.latest("P9").items():
+                assert quality == Quality.COMM_ERROR, (point, quality)
+                assert math.isnan(value), (point, value)
+            # ...while its neighbours on the same line kept answering.
+            assert all(good(app, a, "suction_pressure") for a in ("P1", "P2"))
+            assert app.core.state.latest("P1")["suction_pressure"][1] > start
+            # The gauge covers 5 s windows; P9's timeouts alone hold the line most of the time.
+            busy = await eventually(lambda: line_utilisation(app, pty_pair.a), timeout=15)
+            assert 0.5 < busy <= 1.0
+        finally:
+            app.stop()
+            await daemon
+            sim.cancel()
+
+    run(scenario(), timeout=60)
+
+
+def test_monitord_sim_serves_a_serial_line_on_the_other_end_of_the_cable(
+    tmp_path: Path, pty_pair: PtyPair
+) -> None:
+    config = rtu_site(tmp_path, "/dev/ttyUSB7", free_port())  # the daemon's port, not this machine's
+    with subprocess.Popen(
+        [sys.executable, "-m", "monitord", "sim", config.source, "--serial", f"/dev/ttyUSB7={pty_pair.b}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as sim:
+        try:
+            assert sim.stdout is not None
+            ready = sim.stdout.readline()
+            assert f"modbus {pty_pair.b}" in ready, ready
+
+            async def read() -> None:
+                client = Line("serial", pty_pair.a, baudrate=19200, stopbits=2).client(1.0, "test")
+                assert await client.connect()
+                try:
+                    rr = await client.read_holding_registers(0, count=1, device_id=2)
+                    assert not rr.isError() and rr.registers[0] in (0, 1)  # P2's `running`
+                    with pytest.raises(ModbusException, match="No response"):  # no unit 5 on this bus
+                        await client.read_holding_registers(0, count=1, device_id=5)
+                finally:
+                    client.close()
+
+            run(read(), timeout=30)
+        finally:
+            sim.terminate()
+            sim.wait(timeout=10)
