@@ -29,8 +29,8 @@ from monitord.core.clock import Clock
 from monitord.core.metrics import Metrics
 from monitord.core.model import HealthChange, Quality, SampleBatch
 from monitord.ingest.bus import SampleBus
-from monitord.ingest.profiles import DeviceProfile, ModbusSettings
-from monitord.ingest.registers import BIT_KINDS, PointEncoding, RegisterCodec
+from monitord.ingest.profiles import DeviceProfile, InfoSpec, ModbusSettings
+from monitord.ingest.registers import BIT_KINDS, PointEncoding, RegisterCodec, decode_ascii
 
 from .modbus_line import Line
 
@@ -110,6 +110,9 @@ class ModbusDevice:
     points: tuple[str, ...] = ()
     online: bool = True
     next_due: float = 0.0
+    info: dict[str, InfoSpec] = field(default_factory=dict)  # ASCII facts to read at each connect
+    facts: dict[str, str] = field(default_factory=dict)  # what they read last
+    info_due: bool = False
     _slices: list[slice] = field(default_factory=list)
 
     @classmethod
@@ -120,7 +123,7 @@ class ModbusDevice:
         specs = [profile.points[n] for n in names]
         low = np.array([-math.inf if s.min is None else s.min for s in specs])
         high = np.array([math.inf if s.max is None else s.max for s in specs])
-        dev = cls(asset, unit, interval, requests, low, high, settings.pause, names)
+        dev = cls(asset, unit, interval, requests, low, high, settings.pause, names, info=dict(profile.info))
         offset = 0
         for r in requests:
             dev._slices.append(slice(offset, offset + len(r.codec.names)))
@@ -236,6 +239,8 @@ class GatewayPoller:
             log.info("modbus %s: connected again", self.name)
         self._reachable, self._backoff = True, 0.0
         self._client = client
+        for dev in self.devices:  # a device may have been swapped while we were away
+            dev.info_due = bool(dev.info)
         return client
 
     def _close(self) -> None:
@@ -255,6 +260,11 @@ class GatewayPoller:
             client = await self._connected()
             if client is None:
                 break
+            if dev.info_due:
+                await self._read_info(client, dev)
+                client = await self._connected()
+                if client is None:
+                    break
             if i and dev.pause:
                 await asyncio.sleep(dev.pause)
             ok, payload = await self._read(client, dev.unit, req)
@@ -285,6 +295,35 @@ class GatewayPoller:
                 log.warning("modbus %s unit %d (%s): offline: %s", self.name, dev.unit, dev.asset, reason)
             self.bus.publish_health(HealthChange(ts, dev.asset, answered, reason if not answered else "ok"))
             self.metrics.devices_offline.labels("modbus").inc(-1 if answered else 1)
+
+    async def _read_info(self, client: Client, dev: ModbusDevice) -> None:
+        """Read a device's ASCII facts (once per connection), log what changed, expose them as
+        ``monitord_device_info``. A fact that cannot be read or is not text is warned about and left
+        out; it never becomes a sample."""
+        dev.info_due = False
+        for name, spec in dev.info.items():
+            req = ReadRequest(spec.kind, spec.address, spec.registers, RegisterCodec(spec.address, 0, ()))
+            ok, payload = await self._read(client, dev.unit, req)
+            where = f"modbus {self.name} unit {dev.unit} ({dev.asset})"
+            if not ok:
+                log.warning("%s: cannot read %s: %s", where, name, payload)
+                if self._client is None:  # a timeout closed the line: the next connect tries again
+                    return
+                continue
+            assert not isinstance(payload, str)
+            try:
+                text = decode_ascii(payload, spec.order)
+            except ValueError as exc:
+                self.metrics.driver_errors.labels("modbus", "decode").inc()
+                log.warning("%s: %s is not text (%s); check the profile's info map", where, name, exc)
+                continue
+            old = dev.facts.get(name)
+            if old != text:
+                log.info("%s: %s = %r", where, name, text)
+                if old is not None:
+                    self.metrics.device_info.remove(dev.asset, name, old)
+                self.metrics.device_info.labels(dev.asset, name, text).set(1)
+                dev.facts[name] = text
 
     async def _read(self, client: Client, unit: int, req: ReadRequest) -> tuple[bool, list[int] | str]:
         """One request; on an RTU line, after the silence that must precede it."""

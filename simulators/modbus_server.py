@@ -29,7 +29,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from monitord.drivers.modbus_line import TURNAROUND, Line
 from monitord.ingest.profiles import DeviceProfile, ModbusSettings
-from monitord.ingest.registers import BIT_KINDS, PointEncoding, RegisterCodec
+from monitord.ingest.registers import BIT_KINDS, PointEncoding, RegisterCodec, encode_ascii
 
 from .models import Equipment
 
@@ -40,25 +40,40 @@ _BLOCK_ORDER = ("coil", "discrete", "holding", "input")
 
 @dataclass
 class _Image:
-    """All registers of one kind for one device, encoded from the model."""
+    """All registers of one kind for one device: points encoded from the model, fixed strings laid over."""
 
     codec: RegisterCodec
+    strings: list[tuple[int, np.ndarray]]  # (address, registers) of the profile's info strings
 
     def encode(self, values: dict[str, float]) -> np.ndarray:
-        return self.codec.encode([values.get(n, 0.0) for n in self.codec.names])
+        words = self.codec.encode([values.get(n, 0.0) for n in self.codec.names])
+        for address, text in self.strings:
+            words[address : address + len(text)] = text
+        return words
 
 
 class SimulatedModbusDevice:
-    def __init__(self, unit: int, profile: DeviceProfile, model: Equipment) -> None:
+    """``info`` gives the profile's ASCII facts (default ``SIM-<asset>``, cut to fit)."""
+
+    def __init__(
+        self, unit: int, profile: DeviceProfile, model: Equipment, info: dict[str, str] | None = None
+    ) -> None:
         self.unit, self.profile, self.model = unit, profile, model
         self.settings = profile.modbus or ModbusSettings()
         by_kind: dict[str, list[PointEncoding]] = {}
         for p in profile.modbus_encodings():
             by_kind.setdefault(p.kind, []).append(p)
+        strings: dict[str, list[tuple[int, np.ndarray]]] = {}
+        for name, spec in profile.info.items():
+            text = (info or {}).get(name, f"SIM-{model.asset}"[: 2 * spec.registers])
+            strings.setdefault(spec.kind, []).append(
+                (spec.address, encode_ascii(text, spec.registers, spec.order))
+            )
         self.images: dict[str, _Image] = {}
-        for kind, pts in by_kind.items():
-            end = max(p.address + p.words for p in pts)
-            self.images[kind] = _Image(RegisterCodec(0, end, pts))
+        for kind in by_kind.keys() | strings.keys():
+            pts, texts = by_kind.get(kind, []), strings.get(kind, [])
+            end = max([p.address + p.words for p in pts] + [a + len(t) for a, t in texts])
+            self.images[kind] = _Image(RegisterCodec(0, end, pts), texts)
         self.requests = 0
         self.resumed = asyncio.Event()
         self.wire: Line | None = None  # an RTU line whose timing replies keep
