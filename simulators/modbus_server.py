@@ -81,7 +81,8 @@ class SimulatedModbusDevice:
     async def _on_the_wire(self, kind: str, count: int) -> None:
         """Hold a reply for the time its frames and the device's turnaround take on a serial line."""
         if self.wire is not None and self.wire.rtu:
-            await asyncio.sleep(self.wire.frame_time(kind, count) + TURNAROUND)
+            # The device knows the request is over only after a gap of silence, then turns round.
+            await asyncio.sleep(self.wire.frame_time(kind, count) + self.wire.gap + TURNAROUND)
 
     def sim_device(self) -> SimDevice:
         blocks: list[list[SimData]] = []
