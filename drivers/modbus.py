@@ -32,11 +32,13 @@ from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import DeviceProfile, InfoSpec, ModbusSettings
 from monitord.ingest.registers import BIT_KINDS, PointEncoding, RegisterCodec, decode_ascii
 
-from .modbus_line import Line
+from .modbus_line import SERIAL_SETUP_ERRORS, Line
 
 log = logging.getLogger(__name__)
 # Exception codes that mean "the device behind the gateway did not answer".
 _UNREACHABLE = {0x0A, 0x0B}
+# What a failed connect may raise: a refused or missing endpoint, or a serial port's settings refused.
+_CONNECT_ERRORS: tuple[type[Exception], ...] = (OSError, ModbusException, *SERIAL_SETUP_ERRORS)
 # The function code each kind of read is asked, and must be answered, with.
 _FUNCTION = {"coil": 0x01, "discrete": 0x02, "holding": 0x03, "input": 0x04}
 
@@ -218,10 +220,13 @@ class GatewayPoller:
             return None
         self._close()
         client = self.line.client(self.timeout, f"monitord-{self.name}")
+        why = ""
         try:
             ok = await client.connect()
-        except (OSError, ModbusException):
-            ok = False
+        except _CONNECT_ERRORS as exc:
+            # A port that refuses its settings (a pty, or an adapter without parity) raises from
+            # termios, not OSError; it is a line that cannot be opened, never a crash.
+            ok, why = False, f" ({exc})"
         if not ok:
             client.close()
             self._backoff = min(max(self._backoff * 2, 0.5), self.backoff_max)
@@ -229,8 +234,9 @@ class GatewayPoller:
             self.metrics.driver_errors.labels("modbus", "connect").inc()
             if self._reachable:
                 log.warning(
-                    "modbus %s: cannot connect; retrying with backoff up to %.0fs",
+                    "modbus %s: cannot connect%s; retrying with backoff up to %.0fs",
                     self.name,
+                    why,
                     self.backoff_max,
                 )
                 self._reachable = False

@@ -21,6 +21,15 @@ from pymodbus.framer import FramerType
 
 from monitord.ingest.registers import BIT_KINDS
 
+try:
+    import termios
+
+    #: What opening a serial port with settings it refuses raises besides OSError (pyserial lets
+    #: termios.error through, e.g. parity on a Linux pty).
+    SERIAL_SETUP_ERRORS: tuple[type[Exception], ...] = (termios.error, ValueError)
+except ImportError:  # not POSIX
+    SERIAL_SETUP_ERRORS = (ValueError,)
+
 LineKind = Literal["tcp", "rtu-tcp", "serial"]
 #: The rates serial ports and Modbus devices offer; anything else is a typo that would never talk.
 STANDARD_BAUDS = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200)

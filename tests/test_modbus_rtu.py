@@ -13,13 +13,20 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pymodbus.exceptions import ModbusException
 
 from monitord.config.site import CONFIG_DIR, SiteConfig, load_config
-from monitord.core.model import Quality
+from monitord.config.yamlio import load_yaml
+from monitord.core.clock import SystemClock
+from monitord.core.metrics import Metrics
+from monitord.core.model import Quality, SampleBatch
 from monitord.daemon.app import Monitord
+from monitord.drivers.modbus import GatewayPoller, ModbusDevice
 from monitord.drivers.modbus_line import Line
+from monitord.ingest.bus import SampleBus
+from monitord.ingest.profiles import DeviceProfile
 from monitord.simulators.site import SimulatedSite
 from tests.support.daemon import evaluated_past, good
 from tests.support.net import eventually, free_port, run
@@ -151,3 +158,25 @@ def test_monitord_sim_serves_a_serial_line_on_the_other_end_of_the_cable(
         finally:
             sim.terminate()
             sim.wait(timeout=10)
+
+
+def test_a_port_that_refuses_its_settings_is_a_line_that_cannot_connect_not_a_crash(
+    pty_pair: PtyPair, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A Linux pty refuses parity: pyserial raises termios.error (not OSError) from inside pymodbus.
+    line = Line("serial", pty_pair.a, baudrate=9600, parity="E")
+    profile = DeviceProfile.model_validate(load_yaml(PROFILES / "pump-set.yaml"))
+    device = ModbusDevice.from_profile("P1", 1, 1.0, profile)
+    bus, metrics = SampleBus(), Metrics()
+    got: list[SampleBatch] = []
+    bus.subscribe(got.append)
+    poller = GatewayPoller("", 0, [device], bus, SystemClock(), metrics, line=line)
+    run(poller.poll(device), timeout=30)
+    assert (got[0].quality == Quality.COMM_ERROR).all() and np.isnan(got[0].values).all()
+    assert (
+        metrics.registry.get_sample_value(
+            "monitord_driver_errors_total", {"driver": "modbus", "kind": "connect"}
+        )
+        == 1.0
+    )
+    assert any("cannot connect ((22, 'Invalid argument'))" in r.getMessage() for r in caplog.records)
