@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.framer import FramerType
@@ -96,6 +96,8 @@ class Line:
 
     def client(self, timeout: float, name: str) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         """A pymodbus client for this line that never retries or reconnects on its own."""
+        # No retries, no reconnects of its own: the poller decides (timeouts close, backoff reconnects).
+        own: dict[str, Any] = {"timeout": timeout, "retries": 0, "reconnect_delay": 0, "name": name}
         if self.kind == "serial":
             return AsyncModbusSerialClient(
                 str(self.port),
@@ -104,20 +106,10 @@ class Line:
                 parity=self.parity,
                 stopbits=self.stopbits,
                 bytesize=self.bytesize,
-                timeout=timeout,
-                retries=0,
-                reconnect_delay=0,
-                name=name,
+                **own,
             )
-        return AsyncModbusTcpClient(
-            self.host,
-            port=int(self.port),
-            framer=FramerType.RTU if self.rtu else FramerType.SOCKET,
-            timeout=timeout,
-            retries=0,
-            reconnect_delay=0,
-            name=name,
-        )
+        framer = FramerType.RTU if self.rtu else FramerType.SOCKET
+        return AsyncModbusTcpClient(self.host, port=int(self.port), framer=framer, **own)
 
     def asset_id(self) -> str:
         """The id of the synthetic ``gateway`` asset watching a line with several devices."""
