@@ -21,19 +21,19 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from monitord.alerting.mute import MaintenanceWindow
+from monitord.config.modbus import ModbusConnection, check_lines, line_budget
 from monitord.config.yamlio import LineDict, expand_env, is_secret_key, load_yaml, mask, problem
 from monitord.core.assets import Asset
 from monitord.core.errors import ConfigError
 from monitord.core.model import Quality, SampleBatch
 from monitord.core.schema import Strict, in_range
 from monitord.core.units import Duration
-from monitord.drivers.modbus import plan_reads
-from monitord.drivers.modbus_line import STANDARD_BAUDS, Budget, Demand, Line, budget
-from monitord.ingest.profiles import AssetType, DeviceProfile, ModbusSettings
+from monitord.drivers.modbus_line import Budget
+from monitord.ingest.profiles import AssetType, DeviceProfile
 from monitord.ingest.state import AssetSlot, StateTable
 from monitord.people.notify import SmtpConfig
 from monitord.people.roster import RosterConfig
@@ -45,7 +45,6 @@ from monitord.tickets.sla import DEFAULT_SLA, Sla
 
 # The built-in profiles, sites and scenarios: the checkout's config/, shipped as monitord/builtin.
 CONFIG_DIR = Path(os.environ.get("MONITORD_CONFIG_DIR", Path(__file__).resolve().parents[1] / "builtin"))
-Port = Annotated[int, in_range(1, 65535)]
 
 
 class SiteInfo(Strict):
@@ -95,82 +94,6 @@ class MqttConfig(Strict):
 class MetricsConfig(Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, in_range(0, 65535)] = 9108
-
-
-def _standard_baud(v: int) -> int:
-    if v not in STANDARD_BAUDS:
-        rates = ", ".join(map(str, STANDARD_BAUDS))
-        raise PydanticCustomError(
-            "range", "must be a standard rate ({rates}), got {v}", {"rates": rates, "v": v}
-        )
-    return v
-
-
-_SERIAL_KEYS = ("baudrate", "parity", "stopbits", "bytesize")
-
-
-class ModbusConnection(Strict):
-    """Modbus TCP (``host``, ``port``), RTU on a serial port (``port: /dev/ttyUSB0``, line settings),
-    or RTU over TCP to a transparent serial server (``host``, ``port``, ``framer: rtu``)."""
-
-    host: str | None = None
-    port: Port = 502
-    serial: str | None = Field(None, description="the serial device; written as port: /dev/ttyUSB0")
-    framer: Literal["tcp", "rtu"] | None = None
-    unit: Annotated[int, in_range(0, 247)] = 1
-    timeout: Duration = 1.0
-    baudrate: Annotated[int, AfterValidator(_standard_baud)] | None = None
-    parity: Literal["N", "E", "O"] | None = None
-    stopbits: Literal[1, 2] | None = None
-    bytesize: Literal[7, 8] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _serial_port(cls, data: Any) -> Any:
-        """``port: /dev/ttyUSB0`` (or ``COM3``) names a serial device, not a TCP port."""
-        port = data.get("port") if isinstance(data, dict) else None
-        if isinstance(port, str) and (port.startswith("/") or re.fullmatch(r"COM\d+", port)):
-            data = {k: v for k, v in data.items() if k != "port"} | {"serial": port}
-        return data
-
-    @model_validator(mode="after")
-    def _one_transport(self) -> ModbusConnection:
-        given = [k for k in _SERIAL_KEYS if getattr(self, k) is not None]
-        if self.serial is not None:
-            if self.host is not None:
-                raise PydanticCustomError(
-                    "connection", "a serial line (port: {port}) has no host", {"port": self.serial}
-                )
-            if self.framer == "tcp":
-                raise PydanticCustomError("connection", "a serial line speaks framer: rtu, not tcp")
-        elif self.host is None:
-            raise PydanticCustomError(
-                "connection", "give host: (Modbus TCP, or framer: rtu for a serial server) or port: /dev/..."
-            )
-        elif given and self.framer != "rtu":
-            raise PydanticCustomError(
-                "connection",
-                "serial settings ({keys}) on a Modbus TCP connection: for a serial port give "
-                "port: /dev/ttyUSB0, for a serial server on TCP give framer: rtu",
-                {"keys": ", ".join(given)},
-            )
-        return self
-
-    @property
-    def line(self) -> Line:
-        """The line this asset is polled on; devices on one line share one master."""
-        if self.serial is None and self.framer != "rtu":
-            assert self.host is not None  # _one_transport guarantees it
-            return Line.tcp(self.host, self.port)
-        return Line(
-            "serial" if self.serial is not None else "rtu-tcp",
-            self.serial if self.serial is not None else self.port,
-            self.host or "",
-            baudrate=self.baudrate or 9600,
-            parity=self.parity or "N",
-            stopbits=self.stopbits or 1,
-            bytesize=self.bytesize or 8,
-        )
 
 
 class MqttConnection(Strict):
@@ -510,7 +433,9 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
                 out.append(problem(raw, (*where, "depends_on", j), f"unknown asset {dep!r}"))
             elif dep == a.id:
                 out.append(problem(raw, (*where, "depends_on", j), "an asset cannot depend on itself"))
-    out += _check_lines(config, raw)
+    index = {id(a): i for i, a in enumerate(config.assets)}
+    lines = modbus_lines(config).values()
+    out += check_lines(([(index[id(a)], a.id, modbus_of(a)) for a in assets] for assets in lines), raw)
     out += _check_rules(config, raw, points_by_type, profiles, unresolved)
     if not out:  # only a config that is otherwise sound can be built into tables and tried
         out += trial_run(config, raw)
@@ -537,61 +462,18 @@ def modbus_lines(config: SiteConfig) -> dict[tuple[str, int | str], list[AssetCo
 
 
 def line_budgets(config: SiteConfig) -> list[Budget]:
-    """Per RTU line (serial port or serial server over TCP): the time its devices' read plans take on
-    the wire against their poll intervals (``monitord check`` warns when they need more than all)."""
-    out: list[Budget] = []
-    for assets in modbus_lines(config).values():
-        m = assets[0].connection.modbus
-        if m is None or not m.line.rtu:
-            continue
-        demands = []
-        for a in assets:
-            prof = config.profile(a.profile)
-            reads = plan_reads(prof.modbus_encodings(), prof.modbus or ModbusSettings())
-            demands.append(Demand(a.id, [(r.kind, r.count) for r in reads], config.poll_of(a)))
-        out.append(budget(m.line, demands))
-    return out
+    """Per RTU line: what its devices' read plans and poll intervals ask of the wire."""
+    return [
+        line_budget([(a.id, modbus_of(a), config.profile(a.profile), config.poll_of(a)) for a in assets])
+        for assets in modbus_lines(config).values()
+        if modbus_of(assets[0]).line.rtu
+    ]
 
 
-def _check_lines(config: SiteConfig, raw: Any) -> list[str]:
-    """Assets sharing a line must agree on its framing and serial settings and not share a unit id."""
-    out: list[str] = []
-    index = {id(a): i for i, a in enumerate(config.assets)}
-    for assets in modbus_lines(config).values():
-        first = assets[0].connection.modbus
-        assert first is not None
-        units: dict[int, str] = {}
-        for a in assets:
-            m = a.connection.modbus
-            assert m is not None
-            at = ("assets", index[id(a)], "connection", "modbus")
-            line = m.line
-            if line.kind != first.line.kind or (line.rtu and line.settings != first.line.settings):
-                out.append(
-                    problem(
-                        raw,
-                        at,
-                        f"line {line.name} is set up as {_line_setup(first.line)} by asset "
-                        f"{assets[0].id!r}, here as {_line_setup(line)}; one line has one setting",
-                    )
-                )
-            if m.unit in units:
-                out.append(
-                    problem(
-                        raw,
-                        (*at, "unit"),
-                        f"unit {m.unit} on line {line.name} is already asset {units[m.unit]!r}",
-                    )
-                )
-            units.setdefault(m.unit, a.id)
-    return out
-
-
-def _line_setup(line: Line) -> str:
-    if not line.rtu:
-        return "Modbus TCP"
-    baud, parity, stop, size = line.settings
-    return f"RTU {baud} {size}{parity}{stop}"
+def modbus_of(asset: AssetConfig) -> ModbusConnection:
+    """The Modbus connection of an asset ``modbus_lines`` returned."""
+    assert asset.connection.modbus is not None  # modbus_lines holds only Modbus assets
+    return asset.connection.modbus
 
 
 def _written(raw: Any, loc: tuple[Any, ...]) -> bool:

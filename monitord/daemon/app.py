@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 
 from monitord.alerting.tracker import PendingFile
-from monitord.config.site import AssetConfig, ModbusConnection, SiteConfig, modbus_lines
+from monitord.config.site import AssetConfig, SiteConfig, modbus_lines, modbus_of
 from monitord.core.clock import Clock, SystemClock
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
@@ -27,7 +27,6 @@ from monitord.drivers.modbus import (
     ModbusDevice,
     ModbusDriver,
 )
-from monitord.drivers.modbus_line import Line
 from monitord.drivers.mqtt import MqttDriver, TopicRoute
 from monitord.ingest.profiles import DeviceProfile, PointSpec
 from monitord.people.dispatch import Dispatcher
@@ -82,7 +81,7 @@ def with_gateways(config: SiteConfig) -> SiteConfig:
             a = a.model_copy(update={"depends_on": [*a.depends_on, m.line.asset_id()]})
         assets.append(a)
     for devices in gateways.values():
-        line = _line_of(devices[0])
+        line = modbus_of(devices[0]).line
         # What feeds every device behind the gateway feeds the gateway too (same panel, same room).
         common = set(devices[0].depends_on).intersection(*(d.depends_on for d in devices[1:]))
         assets.append(
@@ -97,15 +96,6 @@ def with_gateways(config: SiteConfig) -> SiteConfig:
             )
         )
     return config.model_copy(update={"assets": assets, "profiles": [*config.profiles, profile]})
-
-
-def _line_conn(asset: AssetConfig) -> ModbusConnection:
-    assert asset.connection.modbus is not None  # modbus_lines holds only Modbus assets
-    return asset.connection.modbus
-
-
-def _line_of(asset: AssetConfig) -> Line:
-    return _line_conn(asset).line
 
 
 @dataclass
@@ -139,11 +129,11 @@ class Monitord:
         pollers = []
         for assets in modbus_lines(c).values():
             devs = [
-                ModbusDevice.from_profile(a.id, _line_conn(a).unit, c.poll_of(a), c.profile(a.profile))
+                ModbusDevice.from_profile(a.id, modbus_of(a).unit, c.poll_of(a), c.profile(a.profile))
                 for a in assets
             ]
-            line = _line_of(assets[0])
-            timeout = max(_line_conn(a).timeout for a in assets)
+            line = modbus_of(assets[0]).line
+            timeout = max(modbus_of(a).timeout for a in assets)
             pollers.append(
                 GatewayPoller(
                     line.host, 0, devs, self.bus, self.clock, self.metrics, timeout=timeout, line=line
