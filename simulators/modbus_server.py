@@ -11,7 +11,8 @@ Registers are encoded from the model on each read with the same
 ``RegisterCodec`` the driver decodes with. Device quirks from the
 profile are enforced: a request over the device's limit or (SDM630) with an
 odd count gets an exception. Faults: ``offline`` answers 0x0B (gateway: target
-failed to respond); ``silent`` does not answer at all.
+failed to respond); ``silent`` does not answer at all; on an RTU line neither
+answers (no gateway, and no late reply on a shared bus).
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ class SimulatedModbusDevice:
         self.resumed = asyncio.Event()
         self.wire: Line | None = None  # an RTU line whose timing replies keep
 
+    @property
+    def mute(self) -> bool:
+        """On an RTU line an unpowered or hung device just does not answer: there is no gateway to
+        say 0x0B, and a reply it sends late would land in the middle of another unit's exchange."""
+        return self.wire is not None and self.wire.rtu and bool({"offline", "silent"} & self.model.faults)
+
     async def _on_the_wire(self, kind: str, count: int) -> None:
         """Hold a reply for the time its frames and the device's turnaround take on a serial line."""
         if self.wire is not None and self.wire.rtu:
@@ -107,6 +114,8 @@ class SimulatedModbusDevice:
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         self.requests += 1
+        if self.mute:
+            return None  # an RTU line: the server drops the reply (ModbusSimServer._on_the_bus)
         if "offline" in self.model.faults:
             return ExcCodes.GATEWAY_NO_RESPONSE
         if "silent" in self.model.faults:
@@ -189,8 +198,9 @@ class ModbusSimServer:
             await server.shutdown()  # type: ignore[no-untyped-call]
 
     def _on_the_bus(self, sending: bool, packet: bytes) -> bytes:
-        """On an RTU line, a unit no device has gets no reply at all (pymodbus would send one)."""
-        if sending and packet and packet[0] not in {d.unit for d in self.devices}:
+        """On an RTU line, a unit no device has, or a mute one, sends no reply at all (pymodbus
+        would send one)."""
+        if sending and packet and not any(d.unit == packet[0] and not d.mute for d in self.devices):
             return b""
         return packet
 

@@ -27,6 +27,8 @@ from monitord.drivers.modbus import GatewayPoller, ModbusDevice
 from monitord.drivers.modbus_line import Line
 from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import DeviceProfile
+from monitord.simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
+from monitord.simulators.models import PumpSet
 from monitord.simulators.site import SimulatedSite
 from tests.support.daemon import evaluated_past, good
 from tests.support.net import eventually, free_port, run
@@ -180,3 +182,71 @@ def test_a_port_that_refuses_its_settings_is_a_line_that_cannot_connect_not_a_cr
         == 1.0
     )
     assert any("cannot connect ((22, 'Invalid argument'))" in r.getMessage() for r in caplog.records)
+
+
+def test_a_unit_that_falls_silent_is_comm_error_alone_and_good_again_when_it_answers(
+    tmp_path: Path, pty_pair: PtyPair
+) -> None:
+    config = rtu_site(tmp_path, pty_pair.a, free_port())
+    config = config.model_copy(update={"assets": [a for a in config.assets if a.id in ("P1", "P2")]})
+
+    async def scenario() -> None:
+        site = SimulatedSite(config, serial_ports={pty_pair.a: pty_pair.b})
+        sim = asyncio.create_task(site.run())
+        await site.ready.wait()
+        app = Monitord(config)
+        p2: list[SampleBatch] = []
+        app.bus.subscribe(lambda b: p2.append(b) if b.asset == "P2" else None)
+        daemon = asyncio.create_task(app.run())
+        try:
+            await eventually(lambda: good(app, "P1", "flow") and good(app, "P2", "flow"), timeout=20)
+            site.inject("P2", "silent")
+            await eventually(lambda: app.core.state.latest("P2")["flow"][2] == Quality.COMM_ERROR, timeout=20)
+            start = app.clock.now()
+            await evaluated_past(app, start, fresh=[("P1", "flow")])
+            assert good(app, "P1", "flow")  # its neighbour on the line still answers
+            silent = [b for b in p2 if (b.quality == Quality.COMM_ERROR).all()]
+            assert silent and all(np.isnan(b.values).all() for b in silent)  # never a value
+            site.clear("P2", "silent")
+            await eventually(lambda: good(app, "P2", "flow"), timeout=20)  # the port was reopened in step
+        finally:
+            app.stop()
+            await daemon
+            sim.cancel()
+
+    run(scenario(), timeout=90)
+
+
+def test_the_poller_keeps_the_line_silent_for_three_and_a_half_characters_between_frames(
+    pty_pair: PtyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1200 baud 8N2: a character is 9.2 ms, the gap 32 ms — far above scheduling noise.
+    line = Line("serial", pty_pair.a, baudrate=1200, stopbits=2)
+    profile = DeviceProfile.model_validate(load_yaml(PROFILES / "pump-set.yaml"))
+    sim = SimulatedModbusDevice(1, profile, PumpSet("P1"))
+    server = ModbusSimServer("", 0, [sim], Line("serial", pty_pair.b, baudrate=1200, stopbits=2))
+    seen: list[tuple[float, float]] = []  # (request in, reply out) as the device sees them
+    wire = SimulatedModbusDevice._on_the_wire
+
+    async def timed(self: SimulatedModbusDevice, kind: str, count: int) -> None:
+        started = time.monotonic()
+        await wire(self, kind, count)
+        seen.append((started, time.monotonic()))
+
+    monkeypatch.setattr(SimulatedModbusDevice, "_on_the_wire", timed)
+    device = ModbusDevice.from_profile("P1", 1, 1.0, profile)
+    poller = GatewayPoller("", 0, [device], SampleBus(), SystemClock(), Metrics(), timeout=2.0, line=line)
+
+    async def scenario() -> None:
+        ready = asyncio.Event()
+        task = asyncio.create_task(server.run(ready.set))
+        await ready.wait()
+        for _ in range(3):
+            await poller.poll(device)
+        poller._close()
+        task.cancel()
+
+    run(scenario(), timeout=60)
+    assert len(seen) == 6  # two reads per poll
+    silences = [nxt[0] - prev[1] for prev, nxt in itertools.pairwise(seen)]
+    assert min(silences) >= 0.9 * line.gap, (line.gap, silences)
