@@ -5,9 +5,9 @@ a serial port, or a serial server reached over TCP; ``drivers.modbus_line``)
 is that line's only master: one task, one request at a time (Modbus TCP devices,
 RTU gateways and an RS-485 bus all expect that), with the silent gap an RTU
 line needs between frames, for every unit id on it. Lines are independent
-tasks, so a slow or dead device holds up only its own line. Reads are planned once at start-up: a profile's
-registers are merged over small gaps into as few requests as the device's
-limit allows. Each poll of a device becomes one ``SampleBatch``; a failed read
+tasks, so a slow or dead device holds up only its own line. Reads are planned
+once at start-up: a profile's registers are merged over small gaps into as
+few requests as the device's limit allows. Each poll of a device becomes one ``SampleBatch``; a failed read
 becomes ``comm_error`` samples and, once per outage, an offline health change.
 """
 
@@ -112,9 +112,9 @@ class ModbusDevice:
     points: tuple[str, ...] = ()
     online: bool = True
     next_due: float = 0.0
-    info: dict[str, InfoSpec] = field(default_factory=dict)  # ASCII facts to read at each connect
+    info: dict[str, InfoSpec] = field(default_factory=dict)  # ASCII facts, read when it (re)appears
     facts: dict[str, str] = field(default_factory=dict)  # what they read last
-    info_due: bool = False
+    info_due: bool = True
     _slices: list[slice] = field(default_factory=list)
 
     @classmethod
@@ -245,8 +245,6 @@ class GatewayPoller:
             log.info("modbus %s: connected again", self.name)
         self._reachable, self._backoff = True, 0.0
         self._client = client
-        for dev in self.devices:  # a device may have been swapped while we were away
-            dev.info_due = bool(dev.info)
         return client
 
     def _close(self) -> None:
@@ -266,11 +264,9 @@ class GatewayPoller:
             client = await self._connected()
             if client is None:
                 break
-            if dev.info_due:
-                await self._read_info(client, dev)
-                client = await self._connected()
-                if client is None:
-                    break
+            if dev.info and dev.info_due and not await self._read_info(client, dev):
+                reason = "no reply to the info read"
+                break  # silent: the numeric reads would only wait too
             if i and dev.pause:
                 await asyncio.sleep(dev.pause)
             ok, payload = await self._read(client, dev.unit, req)
@@ -295,6 +291,7 @@ class GatewayPoller:
         self.bus.publish(SampleBatch(ts, dev.asset, dev.points, values, quality))
         if answered != dev.online:
             dev.online = answered
+            dev.info_due = answered  # back after an outage: it may be another device now
             if answered:
                 log.info("modbus %s unit %d (%s): back online", self.name, dev.unit, dev.asset)
             else:
@@ -302,19 +299,20 @@ class GatewayPoller:
             self.bus.publish_health(HealthChange(ts, dev.asset, answered, reason if not answered else "ok"))
             self.metrics.devices_offline.labels("modbus").inc(-1 if answered else 1)
 
-    async def _read_info(self, client: Client, dev: ModbusDevice) -> None:
-        """Read a device's ASCII facts (once per connection), log what changed, expose them as
-        ``monitord_device_info``. A fact that cannot be read or is not text is warned about and left
-        out; it never becomes a sample."""
-        dev.info_due = False
+    async def _read_info(self, client: Client, dev: ModbusDevice) -> bool:
+        """Read a device's ASCII facts, log what changed, expose them as ``monitord_device_info``.
+
+        Done when the device first answers and each time it comes back from an outage. A fact that
+        is refused or not text is warned about and left out; it never becomes a sample. False when
+        the device did not answer (tried again at the next poll)."""
         for name, spec in dev.info.items():
             req = ReadRequest(spec.kind, spec.address, spec.registers, RegisterCodec(spec.address, 0, ()))
             ok, payload = await self._read(client, dev.unit, req)
             where = f"modbus {self.name} unit {dev.unit} ({dev.asset})"
             if not ok:
+                if self._client is None:  # timeout or I/O error: the line was closed
+                    return False
                 log.warning("%s: cannot read %s: %s", where, name, payload)
-                if self._client is None:  # a timeout closed the line: the next connect tries again
-                    return
                 continue
             assert not isinstance(payload, str)
             try:
@@ -330,6 +328,8 @@ class GatewayPoller:
                     self.metrics.device_info.remove(dev.asset, name, old)
                 self.metrics.device_info.labels(dev.asset, name, text).set(1)
                 dev.facts[name] = text
+        dev.info_due = False
+        return True
 
     async def _read(self, client: Client, unit: int, req: ReadRequest) -> tuple[bool, list[int] | str]:
         """One request; on an RTU line, after the silence that must precede it."""

@@ -1,5 +1,5 @@
-"""ASCII strings in registers: the codec, both byte orders, and device facts read at connect through
-the simulator — never samples, so no rule can read them."""
+"""ASCII strings in registers: the codec, both byte orders, and device facts read through the
+simulator when a device first answers and after an outage — never samples, so no rule can read them."""
 
 from __future__ import annotations
 
@@ -77,21 +77,32 @@ def test_device_facts_round_trip_through_the_simulator_once_per_connection() -> 
     device = ModbusDevice.from_profile("S1", 5, 1.0, profile)
     poller = GatewayPoller("127.0.0.1", port, [device], bus, SystemClock(), metrics)
 
+    async def polls(n: int) -> list[int]:
+        """Requests the device saw in each of ``n`` polls."""
+        seen = []
+        for _ in range(n):
+            before = sim_device.requests
+            await poller.poll(device)
+            seen.append(sim_device.requests - before)
+        return seen
+
     async def scenario() -> list[int]:
         ready = asyncio.Event()
         task = asyncio.create_task(server.run(ready.set))
         await ready.wait()
-        requests = []
-        for _ in range(3):
-            before = sim_device.requests
-            await poller.poll(device)
-            requests.append(sim_device.requests - before)
+        requests = await polls(3)
+        # An outage, and the meter swapped during it: the facts are read again when it is back.
+        model.faults.add("offline")
+        requests += await polls(1)
+        sim_device.images["holding"].strings[0] = (0x40, encode_ascii("2501-0007", 8))
+        model.faults.discard("offline")
+        requests += await polls(3)
         poller._close()
         task.cancel()
         return requests
 
     requests = run(scenario(), timeout=30)
-    assert device.facts == {"serial_number": "2412-0042", "model": "TH-9", "firmware": "v1.0.7"}
+    assert device.facts == {"serial_number": "2501-0007", "model": "TH-9", "firmware": "v1.0.7"}
     for key, value in device.facts.items():
         assert (
             metrics.registry.get_sample_value(
@@ -99,7 +110,11 @@ def test_device_facts_round_trip_through_the_simulator_once_per_connection() -> 
             )
             == 1.0
         )
-    assert requests == [4, 1, 1]  # three facts once, at connect; then the points only
+    gone = {"asset": "S1", "key": "serial_number", "value": "2412-0042"}
+    assert metrics.registry.get_sample_value("monitord_device_info", gone) is None  # the old meter's
+    # Three facts and the point at first; the point only; offline (0x0B); the point, which answers and
+    # marks it back; the facts read again with the point; then the point only.
+    assert requests == [4, 1, 1, 1, 1, 4, 1], requests
     # Samples stay numbers: the batch holds the point, not the facts.
     assert got[-1].points == ("temperature",) and got[-1].quality[0] == Quality.GOOD
     assert got[-1].values[0] == pytest.approx(21.5)

@@ -52,7 +52,7 @@ class Metrics:
         )
         self.device_info = Gauge(
             "monitord_device_info",
-            "1 for each ASCII fact a device holds (serial number, model, firmware), read at connect",
+            "1 for each ASCII fact a device holds (serial number, model, firmware), read when it appears",
             ["asset", "key", "value"],
             registry=r,
         )

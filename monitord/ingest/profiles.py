@@ -45,8 +45,8 @@ class PointSpec(Strict):
 class InfoSpec(Strict):
     """A device fact held as an ASCII string in registers (serial number, model, firmware).
 
-    Read once each time the driver connects, logged and exposed as ``monitord_device_info``; never a
-    sample, so no rule can read it (samples are floats)."""
+    Read when the device first answers and again after each outage, logged and exposed as
+    ``monitord_device_info``; never a sample, so no rule can read it (samples are floats)."""
 
     kind: Literal["holding", "input"] = "holding"
     address: Annotated[int, in_range(0, 65535)]
@@ -93,7 +93,7 @@ class DeviceProfile(Strict):
     modbus: ModbusSettings | None = None
     mqtt: MqttSettings | None = None
     points: dict[str, PointSpec]
-    info: dict[str, InfoSpec] = Field({}, description="ASCII device facts in registers, read at connect")
+    info: dict[str, InfoSpec] = Field({}, description="ASCII device facts in registers, read when it appears")
     params: dict[str, float] = {}
 
     @model_validator(mode="after")
