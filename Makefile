@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/replay.py
 	PYTHONPATH=. $(BIN)/python bench/store.py
 	PYTHONPATH=. $(BIN)/python bench/latency.py
+	PYTHONPATH=. $(BIN)/python bench/daemon.py
 	PYTHONPATH=. $(BIN)/python bench/rtu.py
 
 clean:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from monitord.config.site import SiteConfig, modbus_lines
 
 from .modbus_server import ModbusSimServer, SimulatedModbusDevice
-from .models import MODELS, Equipment
+from .models import Equipment, site_models
 from .mqtt_publisher import MqttPublisher
 from .scenario import Scenario
 
@@ -37,7 +37,7 @@ class SimulatedSite:
         serial_ports: dict[str, str] | None = None,
     ) -> None:
         self.config, self.scenario, self.step = config, scenario, step
-        self.models: dict[str, Equipment] = {a.id: MODELS[a.type](a.id) for a in config.assets}
+        self.models: dict[str, Equipment] = site_models(config.domain_assets().values())
         mqtt_devices = []
         for a in config.assets:
             prof = config.profile(a.profile)
@@ -71,16 +71,25 @@ class SimulatedSite:
         if fault == "outage":
             for dependant in self._fed_by(asset):  # what the feeder supplies loses power too
                 self.models[dependant].faults.add(self._blackout(dependant))
+                self._show_now(dependant)
+        self._show_now(asset)
 
     def clear(self, asset: str, fault: str) -> None:
         self.models[asset].faults.discard(fault)
         if fault == "outage":
             for dependant in self._fed_by(asset):
                 self.models[dependant].faults.discard(self._blackout(dependant))
+                self._show_now(dependant)
         if fault == "silent":
             for s in self.servers:
                 s.resume()
         self._told(asset, fault, False)
+        self._show_now(asset)
+
+    def _show_now(self, asset: str) -> None:
+        """The device's registers show a fault the moment it happens, not at the next physics step
+        (latency is measured from the fault, and a real device shows it at once)."""
+        self.models[asset].step(time.time() + time.localtime().tm_gmtoff, 0.0)
 
     def _fed_by(self, feeder: str) -> list[str]:
         """Assets that depend on ``feeder``, directly or not."""

@@ -16,7 +16,9 @@ from monitord.core.schema import Strict, in_range
 from monitord.core.units import Duration
 from monitord.ingest.registers import ByteOrder, DataType, PointEncoding, RegisterKind, StringOrder
 
-AssetType = Literal["elevator", "pump", "ahu", "chiller", "power_meter", "sensor", "gateway"]
+AssetType = Literal[
+    "elevator", "pump", "ahu", "chiller", "power_meter", "sensor", "gateway", "drive", "water_meter"
+]
 ASSET_TYPES: tuple[str, ...] = AssetType.__args__  # type: ignore[attr-defined]
 
 
