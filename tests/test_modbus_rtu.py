@@ -5,12 +5,13 @@ comm_error, never in a value, and holds up no other line."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,26 @@ assets:
     return load_config(path)
 
 
+@contextlib.asynccontextmanager
+async def on_the_line(
+    config: SiteConfig, pair: PtyPair, on_the_bus: SiteConfig | None = None
+) -> AsyncIterator[tuple[SimulatedSite, Monitord]]:
+    """The simulator (of ``on_the_bus``, default the whole config) on the pty's far end, the daemon
+    on its near end; both on this event loop."""
+    site = SimulatedSite(on_the_bus or config, serial_ports={pair.a: pair.b})
+    sim = asyncio.create_task(site.run())
+    await site.ready.wait()
+    app = Monitord(config)
+    daemon = asyncio.create_task(app.run())
+    try:
+        await app.started.wait()
+        yield site, app
+    finally:
+        app.stop()
+        await daemon
+        sim.cancel()
+
+
 def unanswered(app: Monitord) -> float:
     """Requests no device answered (pymodbus reports a serial timeout as an I/O error)."""
     errors = app.metrics.registry.get_sample_value
@@ -90,15 +111,9 @@ def test_rtu_on_a_pty_and_over_tcp_land_good_samples_and_a_silent_unit_ends_in_c
     on_the_bus = config.model_copy(update={"assets": [a for a in config.assets if a.id != "P9"]})
 
     async def scenario() -> None:
-        site = SimulatedSite(on_the_bus, serial_ports={pty_pair.a: pty_pair.b})
-        sim = asyncio.create_task(site.run())
-        await site.ready.wait()
-        app = Monitord(config)
-        t1_polls: list[float] = []  # when each T1 batch arrived (its own line, RTU over TCP)
-        app.bus.subscribe(lambda b: t1_polls.append(time.monotonic()) if b.asset == "T1" else None)
-        daemon = asyncio.create_task(app.run())
-        try:
-            await app.started.wait()
+        async with on_the_line(config, pty_pair, on_the_bus) as (site, app):
+            t1_polls: list[float] = []  # when each T1 batch arrived (its own line, RTU over TCP)
+            app.bus.subscribe(lambda b: t1_polls.append(time.monotonic()) if b.asset == "T1" else None)
             await eventually(
                 lambda: all(good(app, a, "suction_pressure") for a in ("P1", "P2", "T1")), timeout=20
             )
@@ -110,9 +125,10 @@ def test_rtu_on_a_pty_and_over_tcp_land_good_samples_and_a_silent_unit_ends_in_c
             start, timeouts = app.clock.now(), unanswered(app)
             await eventually(lambda: unanswered(app) >= timeouts + 3, timeout=20)
             await evaluated_past(app, app.clock.now(), fresh=[("P1", "suction_pressure")])
-            # A dead unit holds its own line 1 s per poll; T1, on another line, kept its 0.3 s pace.
+            # A dead unit holds its own line 1 s per poll; T1, on another line, kept its 0.3 s pace
+            # (under 0.8 s between polls: a shared line would show the 1 s timeouts).
             recent = [t for t in t1_polls if t > t1_polls[-1] - 2.0]
-            assert len(recent) >= 5 and max(b - a for a, b in itertools.pairwise(recent)) < 0.6, recent
+            assert len(recent) >= 5 and max(b - a for a, b in itertools.pairwise(recent)) < 0.8, recent
             for point, (value, _ts, quality) in app.core.state.latest("P9").items():
                 assert quality == Quality.COMM_ERROR, (point, quality)
                 assert math.isnan(value), (point, value)
@@ -122,10 +138,6 @@ def test_rtu_on_a_pty_and_over_tcp_land_good_samples_and_a_silent_unit_ends_in_c
             # The gauge covers 5 s windows; P9's timeouts alone hold the line most of the time.
             busy = await eventually(lambda: line_utilisation(app, pty_pair.a), timeout=15)
             assert 0.5 < busy <= 1.0
-        finally:
-            app.stop()
-            await daemon
-            sim.cancel()
 
     run(scenario(), timeout=60)
 
@@ -191,14 +203,9 @@ def test_a_unit_that_falls_silent_is_comm_error_alone_and_good_again_when_it_ans
     config = config.model_copy(update={"assets": [a for a in config.assets if a.id in ("P1", "P2")]})
 
     async def scenario() -> None:
-        site = SimulatedSite(config, serial_ports={pty_pair.a: pty_pair.b})
-        sim = asyncio.create_task(site.run())
-        await site.ready.wait()
-        app = Monitord(config)
-        p2: list[SampleBatch] = []
-        app.bus.subscribe(lambda b: p2.append(b) if b.asset == "P2" else None)
-        daemon = asyncio.create_task(app.run())
-        try:
+        async with on_the_line(config, pty_pair) as (site, app):
+            p2: list[SampleBatch] = []
+            app.bus.subscribe(lambda b: p2.append(b) if b.asset == "P2" else None)
             await eventually(lambda: good(app, "P1", "flow") and good(app, "P2", "flow"), timeout=20)
             site.inject("P2", "silent")
             await eventually(lambda: app.core.state.latest("P2")["flow"][2] == Quality.COMM_ERROR, timeout=20)
@@ -209,10 +216,6 @@ def test_a_unit_that_falls_silent_is_comm_error_alone_and_good_again_when_it_ans
             assert silent and all(np.isnan(b.values).all() for b in silent)  # never a value
             site.clear("P2", "silent")
             await eventually(lambda: good(app, "P2", "flow"), timeout=20)  # the port was reopened in step
-        finally:
-            app.stop()
-            await daemon
-            sim.cancel()
 
     run(scenario(), timeout=90)
 
