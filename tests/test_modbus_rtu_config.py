@@ -71,6 +71,14 @@ CASES = [
         ["site.yaml:18 assets[2].connection.modbus.unit: unit 3 on line /dev/ttyUSB0 is already asset 'P1'"],
     ),
     (
+        "unit 0 on a serial line",
+        serial_site("{port: /dev/ttyUSB0, unit: 0}"),
+        [
+            "site.yaml:10 assets[0].connection.modbus.unit: unit 0 is broadcast on an RTU line: no device "
+            "answers it (1..247)"
+        ],
+    ),
+    (
         "RTU and TCP framing on one endpoint",
         serial_site(
             "{host: 10.0.0.7, port: 4001, framer: rtu, unit: 1}", "{host: 10.0.0.7, port: 4001, unit: 2}"
@@ -108,9 +116,7 @@ def test_serial_and_rtu_over_tcp_lines_load(tmp_path: Path) -> None:
 
 
 def test_check_warns_when_the_poll_intervals_ask_more_than_the_line_carries(tmp_path: Path) -> None:
-    sdm = GOOD.replace(
-        "pump-set.yaml\n", f"pump-set.yaml\n  - include: {PROFILES}/eastron-sdm630.yaml\n"
-    )
+    sdm = GOOD.replace("pump-set.yaml\n", f"pump-set.yaml\n  - include: {PROFILES}/eastron-sdm630.yaml\n")
     meters = "".join(
         f"  - {{id: M{u}, type: power_meter, profile: eastron-sdm630, poll: 1s,\n"
         f"     connection: {{modbus: {{port: /dev/ttyUSB0, baudrate: 9600, parity: E, unit: {u}}}}}}}\n"

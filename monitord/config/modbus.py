@@ -103,7 +103,8 @@ class ModbusConnection(Strict):
 
 def check_lines(lines: Iterable[Sequence[tuple[int, str, ModbusConnection]]], raw: Any) -> list[str]:
     """Per line, (asset index, asset id, connection) of its assets: they must agree on framing and
-    serial settings and not share a unit id. One problem per offending asset, at its key."""
+    serial settings and not share a unit id (nor use 0, broadcast, on RTU). One problem per offending
+    asset, at its key."""
     out: list[str] = []
     for assets in lines:
         first_id, first = assets[0][1], assets[0][2].line
@@ -120,7 +121,15 @@ def check_lines(lines: Iterable[Sequence[tuple[int, str, ModbusConnection]]], ra
                         f"here as {_setup(line)}; one line has one setting",
                     )
                 )
-            if m.unit in units:
+            if line.rtu and m.unit == 0:
+                out.append(
+                    problem(
+                        raw,
+                        (*at, "unit"),
+                        "unit 0 is broadcast on an RTU line: no device answers it (1..247)",
+                    )
+                )
+            elif m.unit in units:
                 out.append(
                     problem(
                         raw,
