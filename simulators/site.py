@@ -12,11 +12,12 @@ import logging
 import time
 from collections.abc import Callable
 
+from monitord.config.mqtt import device_name, publish_topic
 from monitord.config.site import SiteConfig
 
 from .modbus_server import ModbusSimServer, SimulatedModbusDevice
 from .models import MODELS, Equipment
-from .mqtt_publisher import MqttPublisher
+from .mqtt_publisher import MqttPublisher, SimulatedMqttDevice
 from .scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,9 @@ class SimulatedSite:
                     SimulatedModbusDevice(m.unit, prof, self.models[a.id])
                 )
             elif a.connection.mqtt and prof.mqtt:
-                topic = (a.connection.mqtt.topic or prof.mqtt.topic).replace("{point}", "{{point}}")
-                mqtt_devices.append((topic.format(site=config.site.id, asset=a.id), prof, self.models[a.id]))
+                topic = publish_topic(config, a)
+                device = device_name(a) if a.connection.mqtt.gateway else None
+                mqtt_devices.append(SimulatedMqttDevice(topic, prof, self.models[a.id], device))
         self.servers = [ModbusSimServer(h, p, devs) for (h, p), devs in gateways.items()]
         self.publisher: MqttPublisher | None = None
         if mqtt_devices and config.mqtt:
