@@ -200,10 +200,6 @@ class MqttDriver:
         self.client.on_message = self._on_message
         self._next_delay()
 
-    @property
-    def routes(self) -> dict[str, TopicRoute]:
-        return self.router.assets
-
     # -- paho thread ---------------------------------------------------------
     def _on_connect(self, client: paho.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
@@ -325,14 +321,14 @@ class MqttDriver:
         return n
 
     def _publish(self, ts: float, topic: str, route: TopicRoute, parsed: Parsed) -> None:
-        values, quality, sent_ts, seq = parsed
+        values, quality, sent_ts, seq, any_good = parsed
         if sent_ts is not None and not math.isfinite(sent_ts):
             # A NaN time would poison every frame it lands in: one bad sample costs one sample.
             self._malformed(topic, route.asset, ValueError(f"timestamp {sent_ts} is not a number"))
             values[:] = math.nan
             quality[:] = int(Quality.DECODE_ERROR)
             sent_ts = None
-        elif route.fields and not (quality == Quality.GOOD).any():
+        elif not any_good and route.fields:
             # Not one mapped field holds a number: most often a field path that does not fit.
             self._malformed(topic, route.asset, ValueError("no field the profile maps holds a number"))
         if seq is not None:

@@ -26,6 +26,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from monitord.core.model import Quality
+from monitord.ingest.topics import topic_matches
 
 Path = tuple[str | int, ...]
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -75,16 +76,16 @@ class Parsed(NamedTuple):
     quality: np.ndarray
     ts: float | None  # the payload's own time, if it says
     seq: int | None  # the payload's sequence number, if it carries a whole one
+    any_good: bool = True  # False: not one mapped field held a number (a mapping mistake, often)
 
 
 def lookup(doc: Any, path: Path) -> Any:
+    """The value at ``path``, or None where the document has none (per message: kept lean)."""
     for key in path:
-        if isinstance(key, int):
-            if not isinstance(doc, list) or key >= len(doc):
-                return None
+        if type(doc) is dict:
+            doc = doc.get(key)  # an index into an object: None (JSON keys are strings)
+        elif type(doc) is list and type(key) is int and key < len(doc):
             doc = doc[key]
-        elif isinstance(doc, dict):
-            doc = doc.get(key)
         else:
             return None
     return doc
@@ -110,11 +111,13 @@ def parse_document(route: TopicRoute, doc: dict[str, Any]) -> Parsed:
     n = len(route.points)
     values = np.full(n, math.nan)
     quality = np.full(n, int(Quality.DECODE_ERROR), dtype=np.int8)
+    any_good = False
     for i, path in enumerate(route.fields):
         v = lookup(doc, path)
         if isinstance(v, bool | int | float) and math.isfinite(float(v)):
             values[i] = float(v)
             quality[i] = int(Quality.GOOD)
+            any_good = True
     ts = None
     if route.ts_field:
         raw = lookup(doc, route.ts_field)
@@ -127,7 +130,7 @@ def parse_document(route: TopicRoute, doc: dict[str, Any]) -> Parsed:
             seq = raw
         elif isinstance(raw, float) and raw.is_integer():
             seq = int(raw)
-    return Parsed(values, quality, ts, seq)
+    return Parsed(values, quality, ts, seq, any_good)
 
 
 def gateway_entries(
@@ -180,17 +183,6 @@ def gateway_device(payload: bytes) -> str:
 
 def has_wildcard(topic: str) -> bool:
     return "+" in topic or "#" in topic
-
-
-def matches(filter_: str, topic: str) -> bool:
-    """MQTT topic filter matching (``+`` one level, ``#`` the rest, including none)."""
-    f, t = filter_.split("/"), topic.split("/")
-    for i, level in enumerate(f):
-        if level == "#":
-            return True
-        if i >= len(t) or (level != "+" and level != t[i]):
-            return False
-    return len(f) == len(t)
 
 
 def overlap(a: str, b: str) -> bool:
@@ -254,7 +246,7 @@ class Router:
             return self._seen[topic]
         except KeyError:
             pass
-        found = next((r for f, r in self._wild if matches(f, topic)), None)
+        found = next((r for f, r in self._wild if topic_matches(f, topic)), None)
         if len(self._seen) >= CACHE_MAX:
             self._seen.clear()
         self._seen[topic] = found

@@ -24,12 +24,12 @@ from monitord.drivers.mqtt_routes import (
     field_path,
     gateway_entries,
     lookup,
-    matches,
     overlap,
     parse_payload,
     status_word,
 )
 from monitord.ingest.bus import SampleBus
+from monitord.ingest.topics import topic_matches as matches
 from tests.support.configs import PROFILES, problems, write
 
 
@@ -75,6 +75,7 @@ def test_a_bad_field_path_is_a_config_error_at_its_line(tmp_path: Path) -> None:
 def test_wildcards_match_and_overlap_as_mqtt_says() -> None:
     assert matches("a/+/c", "a/b/c") and not matches("a/+/c", "a/b/d") and not matches("a/+", "a/b/c")
     assert matches("a/#", "a") and matches("a/#", "a/b/c") and not matches("a/b", "a/b/c")
+    assert not matches("#", "$SYS/broker/uptime") and matches("$SYS/#", "$SYS/broker/uptime")
     assert overlap("a/+/c", "a/b/#") and overlap("a/b", "a/b") and overlap("+/b", "a/+")
     assert not overlap("a/+/c", "a/b/d") and not overlap("a/b", "a/b/c")
 
