@@ -23,7 +23,7 @@ from monitord.daemon.app import Monitord
 from tests.support import evaluated_past, eventually, good, run
 from tests.support.daemon import running
 
-POLL = 0.5  # seconds; offline by silence after engine.offline_after_polls (3) of them
+POLL = 1.0  # seconds; offline by silence after engine.offline_after_polls (3) of them
 
 
 def site(tmp_path: Path, port: int, assets: str) -> SiteConfig:

@@ -108,6 +108,11 @@ class TypeTable:
         silent = ~((now - self.last_good) <= self.stale_after)
         return np.where(self.said == 0, silent, self.said < 0)
 
+    def is_offline(self, row: int, now: float) -> bool:
+        """``offline`` for one asset (inference asks asset by asset)."""
+        said = int(self.said[row])
+        return said < 0 if said else not now - float(self.last_good[row]) <= float(self.stale_after[row])
+
 
 class StateTable:
     def __init__(
