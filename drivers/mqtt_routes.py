@@ -161,8 +161,16 @@ def gateway_entries(
 
 
 def status_word(payload: bytes) -> bool | None:
-    """True (online), False (offline) or None (says nothing about reachability); raises ValueError."""
-    word = payload.decode("utf-8").strip().strip('"').lower()
+    """True (online), False (offline) or None (says nothing about reachability); raises ValueError.
+
+    A word (``online``, Tasmota's ``Online``, Homie's ``ready``/``lost``), or a JSON object that
+    holds one under ``state`` or ``status`` (Zigbee2MQTT's availability: ``{"state": "online"}``).
+    """
+    text = payload.decode("utf-8").strip()
+    if text.startswith("{"):
+        doc = json.loads(text)
+        text = str(doc.get("state", doc.get("status", "")))
+    word = text.strip('"').lower()
     if word in ONLINE_WORDS:
         return True
     if word in OFFLINE_WORDS:

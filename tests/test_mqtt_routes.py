@@ -123,6 +123,7 @@ def test_status_words() -> None:
     assert [status_word(w) for w in (b"online", b"ready", b'"ONLINE"', b"1")] == [True] * 4
     assert [status_word(w) for w in (b"offline", b"lost", b"disconnected", b"0")] == [False] * 4
     assert status_word(b"init") is None and status_word(b"sleeping") is None
+    assert status_word(b'{"state": "online"}') is True and status_word(b'{"status": "Offline"}') is False
     with pytest.raises(ValueError, match="unknown status"):
         status_word(b"maybe")
 
