@@ -13,15 +13,17 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.publish as publish
 
 from monitord.config.site import CONFIG_DIR, SiteConfig, load_config
-from monitord.core.model import Quality
+from monitord.core.model import HealthChange, Quality
 from monitord.daemon.app import Monitord
-from tests.support import evaluated_past, eventually, good, run
+from tests.support import Timeline, evaluated_past, eventually, good, run
 from tests.support.daemon import running
+from tests.support.timeline import pump_site
 
 POLL = 1.0  # seconds; offline by silence after engine.offline_after_polls (3) of them
 
@@ -125,3 +127,26 @@ def test_a_status_topic_holds_a_quiet_device_online_and_lost_is_offline_at_once(
             await asyncio.wait_for(task, 30)
 
     run(scenario(), timeout=90)
+
+
+QUIET = pump_site(
+    "  - {id: P1, type: pump, profile: two-points, connection: {mqtt: {}}}\n",
+    "  - include: rules/packs/comms.yaml\n",
+    site="quiet",
+)
+
+
+def test_a_quiet_device_that_says_online_raises_neither_offline_nor_stale_points(
+    timeline: Callable[..., Timeline],
+) -> None:
+    """The pipeline on a manual clock: one report, then only the device's word that it is online.
+    Without that word the same silence is `comms.device_offline` after 3 polls (the control)."""
+    said, silent = timeline(QUIET), timeline(QUIET)
+    for tl in (said, silent):
+        tl.at(0).push("P1", running=1, suction_pressure=0.2)
+    said.run_until(0.5)
+    said.core.bus.publish_health(HealthChange(said.clock.now(), "P1", True, "P1/$state: ready", said=True))
+    said.expect_nothing(until=180)  # three minutes: stale_point's `for: 1m` twice over, offline never
+    silent.expect_alerts(between=(3, 4.5), firing=[("comms.device_offline", "P1")])
+    said.core.bus.publish_health(HealthChange(said.clock.now(), "P1", False, "P1/$state: lost", said=True))
+    said.expect_alerts(between=(180, 181.5), firing=[("comms.device_offline", "P1")])
