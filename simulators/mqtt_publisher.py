@@ -70,7 +70,8 @@ class SimulatedMqttDevice:
     profile: DeviceProfile
     model: Equipment
     gateway_device: str | None = None
-    said_online: bool | None = None  # what the gateway last said of it
+    status_topic: str | None = None  # where it says online/offline (retained), if it does
+    said_online: bool | None = None  # what it (or its gateway) last said of it
 
 
 class MqttPublisher:
@@ -112,7 +113,7 @@ class MqttPublisher:
         now = time.time()
         gateways: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for dev in self.devices:
-            if dev.gateway_device is not None:
+            if dev.gateway_device is not None or dev.status_topic is not None:
                 self._say(dev)
             if dev.model.faults & {"offline", "silent"}:
                 continue
@@ -137,10 +138,15 @@ class MqttPublisher:
             self.published += len(by_device)
 
     def _say(self, dev: SimulatedMqttDevice) -> None:
-        """A gateway says when a device behind it connects or disconnects (as ThingsBoard's does)."""
+        """A device says when it goes offline or comes back: its gateway's connect/disconnect (as
+        ThingsBoard's does), or a retained word on its status topic (as a last will would)."""
         online = "offline" not in dev.model.faults
-        if online != dev.said_online:
-            dev.said_online = online
+        if online == dev.said_online:
+            return
+        dev.said_online = online
+        if dev.gateway_device is not None:
             root = dev.topic.rsplit("/", 1)[0]
             body = json.dumps({"device": dev.gateway_device})
             self.client.publish(f"{root}/{'connect' if online else 'disconnect'}", body, qos=1)
+        elif dev.status_topic is not None:
+            self.client.publish(dev.status_topic, "online" if online else "offline", qos=1, retain=True)

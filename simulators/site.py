@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from monitord.config.mqtt import device_name, publish_topic
+from monitord.config.mqtt import device_name, publish_topic, status_topic
 from monitord.config.site import SiteConfig
 
 from .modbus_server import ModbusSimServer, SimulatedModbusDevice
@@ -40,7 +40,8 @@ class SimulatedSite:
             elif a.connection.mqtt and prof.mqtt:
                 topic = publish_topic(config, a)
                 device = device_name(a) if a.connection.mqtt.gateway else None
-                mqtt_devices.append(SimulatedMqttDevice(topic, prof, self.models[a.id], device))
+                said = status_topic(config, a)
+                mqtt_devices.append(SimulatedMqttDevice(topic, prof, self.models[a.id], device, said))
         self.servers = [ModbusSimServer(h, p, devs) for (h, p), devs in gateways.items()]
         self.publisher: MqttPublisher | None = None
         if mqtt_devices and config.mqtt:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.publish as publish
+import pytest
 
 from monitord.config.site import CONFIG_DIR, SiteConfig, load_config
 from monitord.core.model import HealthChange, Quality
@@ -28,9 +29,9 @@ from tests.support.timeline import pump_site
 POLL = 1.0  # seconds; offline by silence after engine.offline_after_polls (3) of them
 
 
-def site(tmp_path: Path, port: int, assets: str) -> SiteConfig:
+def site(tmp_path: Path, port: int, assets: str, site_id: str = "field") -> SiteConfig:
     text = (
-        f"site: {{id: field}}\n"
+        f"site: {{id: {site_id}}}\n"
         f"store: {{kind: sqlite, path: '{tmp_path}/store.db'}}\n"
         f"mqtt: {{url: 'mqtt://127.0.0.1:{port}', client_id: 'field-{uuid.uuid4().hex[:8]}'}}\n"
         f"metrics: {{host: 127.0.0.1, port: 0}}\napi: {{host: 127.0.0.1, port: 0}}\npoll: {POLL}s\n"
@@ -43,10 +44,13 @@ def site(tmp_path: Path, port: int, assets: str) -> SiteConfig:
     return load_config(path)
 
 
-def lifts(*names: str) -> str:
+def lifts(*names: str, via: str = "gateway") -> str:
+    """Lifts behind a ThingsBoard gateway, or each on its own topic with a retained status topic."""
+    mqtt = (
+        "{gateway: thingsboard, device: Lift-%s}" if via == "gateway" else "{status_topic: '{site}/%s/state'}"
+    )
     return "".join(
-        f"  - {{id: L{n}, type: elevator, profile: elevator-gbt24476,"
-        f" connection: {{mqtt: {{gateway: thingsboard, device: Lift-{n}}}}}}}\n"
+        f"  - {{id: L{n}, type: elevator, profile: elevator-gbt24476, connection: {{mqtt: {mqtt % n}}}}}\n"
         for n in names
     )
 
@@ -62,10 +66,14 @@ def firing(app: Monitord, rule: str) -> set[str]:
     return {str(a["asset"]) for a in app.core.firing_alerts() if a["rule"] == rule}
 
 
+@pytest.mark.parametrize("via", ["gateway", "status"])
 def test_a_gateway_topic_lands_every_lift_and_its_disconnect_marks_one_offline_at_once(
-    tmp_path: Path, mosquitto: int
+    tmp_path: Path, mosquitto: int, via: str
 ) -> None:
-    config = site(tmp_path, mosquitto, lifts("7", "8", "9"))
+    """``gateway``: one topic carries all three lifts; the gateway's disconnect takes one offline.
+    ``status``: the simulator's lifts on topics of their own, saying offline on a retained status
+    topic (a site id of its own: what is retained stays on the shared broker)."""
+    config = site(tmp_path, mosquitto, lifts("7", "8", "9", via=via), f"field-{uuid.uuid4().hex[:8]}")
 
     async def scenario() -> None:
         async with running(config) as (sim, app):
@@ -73,10 +81,9 @@ def test_a_gateway_topic_lands_every_lift_and_its_disconnect_marks_one_offline_a
             await eventually(lambda: all(good(app, a, p) for a, p in every), 20)
             await evaluated_past(app, app.clock.now(), fresh=every)
             assert not firing(app, "comms.device_offline")
-            # one message per interval carries all three lifts, each with its own millisecond time
             assert sim.publisher is not None and sim.publisher.published >= 3
 
-            sim.inject("L7", "offline")  # the gateway loses the lift and says so
+            sim.inject("L7", "offline")  # the gateway loses the lift and says so (or the lift itself)
             offline_at = await eventually(lambda: row(app, "L7")[0] and row(app, "L7"), 10, interval=0.01)
             _, silent_for, limit = offline_at
             assert silent_for < limit, "offline on the gateway's word, not after silence"

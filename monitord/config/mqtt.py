@@ -143,8 +143,18 @@ def publish_topic(config: Any, asset: Any) -> str:
     conn, m = asset.connection.mqtt, config.profile(asset.profile).mqtt
     if conn.gateway:
         return str(conn.topic or GATEWAY_TOPIC)
-    topic = _fill(conn.topic or m.topic, config.site.id, device_name(asset))
-    levels = [level for level in topic.split("/") if level != "#"]
+    return _concrete(conn.topic or m.topic, config.site.id, device_name(asset))
+
+
+def status_topic(config: Any, asset: Any) -> str | None:
+    """Where a simulated device says online/offline, if its profile or connection has a status topic."""
+    conn, m = asset.connection.mqtt, config.profile(asset.profile).mqtt
+    pattern = conn.status_topic or m.status_topic
+    return None if conn.gateway or not pattern else _concrete(pattern, config.site.id, device_name(asset))
+
+
+def _concrete(pattern: str, site: str, device: str) -> str:
+    levels = [level for level in _fill(pattern, site, device).split("/") if level != "#"]
     return "/".join("sim" if level == "+" else level for level in levels)
 
 
