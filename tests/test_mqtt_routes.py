@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitord.config.mqtt import publish_topic, router
 from monitord.config.site import load_config
@@ -235,3 +239,32 @@ def test_the_example_in_the_device_docs_works(tmp_path: Path) -> None:
     e3 = r.resolve("tower-a/north/lift/e3/box/1")
     assert isinstance(e3, TopicRoute) and e3.asset == "A-E3"
     assert r.status["homie/e3/$state"].asset == "A-E3"
+
+
+leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=8))
+junk = st.recursive(
+    leaf,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["Lift-7", "Lift-9", "ts", "values", "temp"]), inner, max_size=4)
+    ),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=int(os.environ.get("MONITORD_FUZZ_EXAMPLES", "100")), deadline=None, database=None)
+@given(st.lists(junk, min_size=1, max_size=6), st.floats(-100, 100))
+def test_fuzz_gateway_messages(entries: list[object], temp: float) -> None:
+    """Whatever else a gateway message holds, Lift-7's good entry lands exactly and nothing raises."""
+    metrics, bus = Metrics(), SampleBus()
+    got: list[SampleBatch] = []
+    bus.subscribe(got.append)
+    driver = _driver(metrics, bus)
+    good = {"ts": 1700000000000, "values": {"temp": temp}}
+    body = {"Lift-7": [*entries, good], "Lift-9": entries}
+    driver._queue.append((1700000000.0, "v1/gateway/telemetry", json.dumps(body).encode()))
+    driver._queue.append((1700000000.0, "v1/gateway/telemetry", json.dumps(entries).encode()))
+    driver.drain()
+    assert all(b.asset == "L7" and np.isfinite(b.ts) for b in got)
+    assert all(np.isfinite(b.values[b.quality == Quality.GOOD]).all() for b in got)
+    assert float(got[-1].values[0]) == temp and got[-1].quality[0] == Quality.GOOD
