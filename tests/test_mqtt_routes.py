@@ -225,6 +225,10 @@ def test_check_refuses_missing_certificates_and_a_plain_gateway(tmp_path: Path) 
         f"site.yaml:2 mqtt.ca: no such file '{tmp_path}/nope.pem'",
         "site.yaml:2 mqtt.cert: give both cert and key, or neither",
     ]
+    garbage = write(tmp_path, "not a certificate\n", "garbage.pem")
+    text = LIFT.replace("mqtt: {url: 'mqtt://127.0.0.1:1883'}", f"mqtt: {{url: 'mqtts://b', ca: {garbage}}}")
+    (said,) = problems(tmp_path, text)
+    assert said.startswith("site.yaml:2 mqtt.ca: not a PEM CA certificate: ")
     config = load_config(write(tmp_path, LIFT.replace("mqtt://127.0.0.1:1883", "mqtts://broker")))
     assert config.mqtt is not None and config.mqtt.host_port == ("broker", 8883) and config.mqtt.tls
 

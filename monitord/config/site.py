@@ -13,6 +13,7 @@ import difflib
 import math
 import os
 import re
+import ssl
 import types
 import typing
 from dataclasses import dataclass
@@ -490,6 +491,21 @@ def _check_tls(config: SiteConfig, raw: Any) -> list[str]:
             out.append(problem(raw, ("mqtt", key), f"no such file {path!r}"))
     if (m.cert is None) != (m.key is None):
         out.append(problem(raw, ("mqtt", "cert" if m.cert else "key"), "give both cert and key, or neither"))
+    if out or not m.tls:
+        return out
+    # Loaded here as the driver will load them: a file that is not what it should be is a config
+    # error at its line, not a daemon that stops at start-up.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if m.ca:
+            context.load_verify_locations(m.ca)
+    except (ssl.SSLError, OSError) as exc:
+        out.append(problem(raw, ("mqtt", "ca"), f"not a PEM CA certificate: {exc}"))
+    try:
+        if m.cert:
+            context.load_cert_chain(m.cert, m.key)
+    except (ssl.SSLError, OSError) as exc:
+        out.append(problem(raw, ("mqtt", "cert"), f"cert and key do not load as a PEM pair: {exc}"))
     return out
 
 
