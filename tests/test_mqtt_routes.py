@@ -35,6 +35,7 @@ from monitord.drivers.mqtt_routes import (
 from monitord.ingest.bus import SampleBus
 from monitord.ingest.topics import topic_matches as matches
 from tests.support.configs import PROFILES, problems, write
+from tests.support.json_fuzz import json_docs
 
 
 def lift(asset: str, mqtt: str) -> str:
@@ -245,15 +246,7 @@ def test_the_example_in_the_device_docs_works(tmp_path: Path) -> None:
     assert r.status["homie/e3/$state"].asset == "A-E3"
 
 
-leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=8))
-junk = st.recursive(
-    leaf,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(st.sampled_from(["Lift-7", "Lift-9", "ts", "values", "temp"]), inner, max_size=4)
-    ),
-    max_leaves=16,
-)
+junk = json_docs(["Lift-7", "Lift-9", "ts", "values", "temp"], max_leaves=16)
 
 
 @settings(max_examples=int(os.environ.get("MONITORD_FUZZ_EXAMPLES", "100")), deadline=None, database=None)
