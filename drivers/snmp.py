@@ -1,0 +1,162 @@
+"""SNMP v2c driver: polls the OIDs of a profile (the UPS-MIB for UPSs) with one GET per device.
+
+Sits before the ``SampleBus``, beside the Modbus driver, and is the only module
+that imports pysnmp for reading (its asyncio API, pysnmp ≥ 6). Each poll is
+one GetRequest for every OID of the device's profile: the answer becomes one
+batch (value × scale + offset, like a register); no answer within the timeout
+becomes ``comm_error`` samples and, once per outage, an offline health change,
+as in the Modbus driver. An agent drops a request with a wrong community
+without a word, so a wrong community looks like a silent agent; the log says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pyasn1.type.univ import Null
+from pysnmp.hlapi.v3arch.asyncio import (
+    CommunityData,
+    ContextData,
+    ObjectIdentity,
+    ObjectType,
+    SnmpEngine,
+    UdpTransportTarget,
+    get_cmd,
+)
+
+from monitord.core.clock import Clock
+from monitord.core.metrics import Metrics
+from monitord.core.model import FloatArray, Quality
+from monitord.ingest.bus import SampleBus
+from monitord.ingest.profiles import DeviceProfile
+
+from .verdict import Verdict, paced, specs_of
+
+log = logging.getLogger(__name__)
+
+
+def as_number(value: Any) -> float:
+    """An SNMP value as a float: INTEGER, Gauge32, Counter32, TimeTicks, or a numeric string.
+    noSuchObject, noSuchInstance, endOfMibView (all ASN.1 NULL-like) and anything else: NaN."""
+    if isinstance(value, Null) or not value.isValue:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        try:
+            return float(str(value))
+        except ValueError:
+            return math.nan
+
+
+@dataclass
+class SnmpDevice:
+    """One agent: where it is, how to ask it, what each OID means."""
+
+    verdict: Verdict
+    host: str
+    port: int
+    community: str
+    timeout: float
+    interval: float
+    oids: tuple[str, ...]
+    scale: FloatArray
+    offset: FloatArray
+    target: UdpTransportTarget | None = None
+    warned_community: bool = False
+
+    @classmethod
+    def from_profile(
+        cls,
+        asset: str,
+        host: str,
+        port: int,
+        community: str,
+        interval: float,
+        timeout: float,
+        profile: DeviceProfile,
+    ) -> SnmpDevice:
+        oids = profile.snmp_points()
+        specs = specs_of(profile.points, list(oids))
+        verdict = Verdict.of("snmp", asset, f"{host}:{port}", specs)
+        scale = np.array([s.scale for s in specs.values()])
+        offset = np.array([s.offset for s in specs.values()])
+        return cls(verdict, host, port, community, timeout, interval, tuple(oids.values()), scale, offset)
+
+
+class SnmpDriver:
+    """Polls every SNMP agent on its own interval from one pysnmp engine."""
+
+    def __init__(self, devices: list[SnmpDevice], bus: SampleBus, clock: Clock, metrics: Metrics) -> None:
+        self.devices, self.bus, self.clock, self.metrics = devices, bus, clock, metrics
+        self.engine: SnmpEngine | None = None
+
+    async def run(self) -> None:
+        self.engine = SnmpEngine()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for d in self.devices:
+                    tg.create_task(
+                        paced(d.interval, functools.partial(self.poll, d)), name=f"snmp-{d.host}:{d.port}"
+                    )
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.engine is not None:
+            with contextlib.suppress(Exception):
+                self.engine.close_dispatcher()
+            self.engine = None
+
+    async def poll(self, dev: SnmpDevice) -> None:
+        """GET every OID of one agent and publish one batch; never raises."""
+        assert self.engine is not None
+        started = time.perf_counter()
+        ts = self.clock.now()
+        values, quality = dev.verdict.empty()
+        reason = "ok"
+        try:
+            if dev.target is None:
+                # retries=0: one lost datagram is one comm_error poll; the next poll is the retry.
+                dev.target = await UdpTransportTarget.create(
+                    (dev.host, dev.port), timeout=dev.timeout, retries=0
+                )
+            async with asyncio.timeout(dev.timeout * 2):  # pysnmp times out first; this is the backstop
+                error, status, index, binds = await get_cmd(
+                    self.engine,
+                    CommunityData(dev.community, mpModel=1),  # mpModel 1: SNMP v2c
+                    dev.target,
+                    ContextData(),
+                    *(ObjectType(ObjectIdentity(o)) for o in dev.oids),
+                )
+        except (TimeoutError, OSError) as exc:
+            error, status, index, binds = exc, 0, 0, ()
+        if error is not None:
+            reason = f"no reply ({error})"
+            self.metrics.driver_errors.labels("snmp", "timeout").inc()
+            if not dev.warned_community and dev.verdict.online:
+                log.info("snmp %s: no reply; an agent ignores a wrong community silently", dev.verdict.where)
+                dev.warned_community = True
+        elif int(status):
+            # It answered with an error-status (tooBig, genErr, ...): the values are not there.
+            self.metrics.driver_errors.labels("snmp", "error").inc()
+            quality[:] = int(Quality.DECODE_ERROR)
+            log.debug("snmp %s: error-status %s at %s", dev.verdict.where, status.prettyPrint(), index)
+        else:
+            raw = np.array([as_number(v) for _name, v in binds], dtype=np.float64)
+            if len(raw) == len(values):
+                values[:] = raw * dev.scale + dev.offset
+                quality[:] = int(Quality.GOOD)  # NaN (noSuchObject ...) becomes decode_error below
+            else:
+                quality[:] = int(Quality.DECODE_ERROR)
+        self.metrics.poll_latency.labels("snmp").observe(time.perf_counter() - started)
+        dev.verdict.publish(self.bus, self.metrics, ts, values, quality)
+        dev.verdict.answered(self.bus, self.metrics, ts, error is None, reason)
