@@ -79,6 +79,7 @@ def sim(args: argparse.Namespace) -> int:
                 f"simulating {len(site.models)} assets of {config.site.id}: "
                 + ", ".join(
                     [f"modbus {s.host}:{s.port}" for s in site.servers]
+                    + [f"{e.protocol} {e.host}:{e.port}" for e in site.endpoints]
                     + ([f"mqtt {pub.host}:{pub.port}"] if pub else [])
                 ),
                 flush=True,
