@@ -18,6 +18,7 @@ import contextlib
 import functools
 import logging
 import math
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,7 +107,7 @@ class BacnetDriver:
         self.app: Application | None = None
         self._link: NormalLinkLayer | None = None
 
-    def _open(self) -> Application:
+    def _open(self, sock: socket.socket) -> Application:
         # No retries inside bacpypes3: the poll's own timeout decides, and a late reply is dropped.
         timeout_ms = int(1000 * min(d.timeout for d in self.devices))
         device = DeviceObject(
@@ -118,12 +119,34 @@ class BacnetDriver:
         )
         app = Application.from_object_list([device])
         address = IPv4Address(self.local)
-        self._link = NormalLinkLayer(address)
+        self._link = NormalLinkLayer(address, bind_socket=sock)
         app.nsap.bind(self._link, address=address)
         return app
 
+    async def _bind(self) -> socket.socket:
+        """monitord's own UDP socket, bound here: bacpypes3 would retry a failed bind forever in
+        silence (and with SO_REUSEPORT share the port with another process). A port in use or an
+        address not on this host is said once, and retried every 5 s; meanwhile no device answers."""
+        host, port = IPv4Address(self.local).addrTuple
+        told = False
+        while True:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            try:
+                sock.bind((host, port))
+                return sock
+            except OSError as exc:
+                sock.close()
+                if not told:
+                    log.error(
+                        "bacnet: cannot bind %s (bacnet.local): %s; retrying every 5 s", self.local, exc
+                    )
+                    told = True
+                self.metrics.driver_errors.labels("bacnet", "bind").inc()
+            await asyncio.sleep(5.0)
+
     async def run(self) -> None:
-        self.app = self._open()
+        self.app = self._open(await self._bind())
         log.info("bacnet: monitord is device %d at %s", self.device_id, self.local)
         try:
             async with asyncio.TaskGroup() as tg:
@@ -160,7 +183,9 @@ class BacnetDriver:
             self.metrics.driver_errors.labels("bacnet", "error").inc()
             reason = f"refused: {exc}"  # it answered, with a refusal: bad data, not a silent device
             quality[:] = int(Quality.DECODE_ERROR)
-        except (OSError, ValueError, TypeError) as exc:  # an address that cannot be sent to, a bad reply
+        except (OSError, ValueError, TypeError, RuntimeError) as exc:
+            # A host name that does not resolve (bacpypes3 raises RuntimeError), an unsendable address,
+            # a reply it cannot parse: this read failed, the driver goes on.
             self.metrics.driver_errors.labels("bacnet", "io").inc()
             reason = f"io error: {exc}"
         else:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from pyasn1.type.univ import Null
+from pysnmp.error import PySnmpError
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
     ContextData,
@@ -137,7 +138,7 @@ class SnmpDriver:
                     ContextData(),
                     *(ObjectType(ObjectIdentity(o)) for o in dev.oids),
                 )
-        except (TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError, PySnmpError) as exc:  # PySnmpError: e.g. a name that does not resolve
             error, status, index, binds = exc, 0, 0, ()
         if error is not None:
             reason = f"no reply ({error})"

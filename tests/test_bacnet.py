@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import socket
 from collections.abc import AsyncIterator
 
 import numpy as np
+import pytest
+from bacpypes3.pdu import IPv4Address
 
 from monitord.config.site import CONFIG_DIR
 from monitord.config.yamlio import load_yaml
@@ -150,5 +153,40 @@ def test_a_device_that_refuses_cov_is_polled_only() -> None:
             loop.model.values["discharge_temp"] = 92.0
             await eventually(lambda: any(b.values[2] > 90 for b in loop.full()[n:]), 10)
         assert not [b for b in loop.batches if len(b) == 1], "no COV batch from a device that refused COV"
+
+    run(scenario(), timeout=60)
+
+
+def test_an_unresolvable_host_is_one_device_offline_not_a_dead_driver() -> None:
+    async def scenario() -> None:
+        loop = Loop(poll=0.3, cov=False)
+        lost = BacnetDevice.from_profile("CH2", "no-such-host.invalid", 47808, 0.3, 0.5, loop.profile)
+        loop.driver.devices.append(lost)
+        async with loop.running():
+            await eventually(lambda: loop.health, 10)
+            n = len(loop.full())
+            await eventually(lambda: len([b for b in loop.full()[n:] if b.asset == "CH1"]) >= 2, 10)
+        assert [(h.asset, h.online) for h in loop.health] == [("CH2", False)]
+        assert "unable to resolve" in loop.health[0].reason
+        assert all((b.quality == Quality.COMM_ERROR).all() for b in loop.full() if b.asset == "CH2")
+        assert all((b.quality == Quality.GOOD).all() for b in loop.full() if b.asset == "CH1")
+
+    run(scenario(), timeout=60)
+
+
+def test_a_taken_local_port_is_said_and_retried(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        loop = Loop(poll=0.3, cov=False)
+        local = IPv4Address(loop.driver.local).addrTuple
+        taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        taken.bind(local)
+        async with loop.running():
+            await eventually(lambda: "cannot bind" in caplog.text, 10)
+            assert (
+                loop.batches == [] and loop.metrics.driver_errors.labels("bacnet", "bind")._value.get() == 1
+            )
+            taken.close()
+            await eventually(loop.full, 15)  # bound at the next try, 5 s later
+        assert (loop.full()[0].quality == Quality.GOOD).all()
 
     run(scenario(), timeout=60)

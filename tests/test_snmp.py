@@ -148,3 +148,20 @@ def test_an_oid_the_agent_lacks_is_a_decode_error_on_that_point_only() -> None:
         assert set(q.values()) == {Quality.GOOD} and loop.health == []
 
     run(scenario(), timeout=60)
+
+
+def test_an_unresolvable_host_is_offline_and_the_driver_goes_on() -> None:
+    async def scenario() -> None:
+        loop = Loop()
+        lost = SnmpDevice.from_profile("UPS2", "no-such-host.invalid", 161, "public", 0.2, 0.3, loop.profile)
+        loop.driver.devices.append(lost)
+        async with loop.running():
+            await eventually(lambda: loop.health, 10)
+            n = len(loop.batches)
+            await eventually(lambda: len([b for b in loop.batches[n:] if b.asset == "UPS1"]) >= 2, 10)
+        assert [(h.asset, h.online) for h in loop.health] == [("UPS2", False)]
+        assert "no-such-host.invalid" in loop.health[0].reason
+        assert all((b.quality == Quality.COMM_ERROR).all() for b in loop.batches if b.asset == "UPS2")
+        assert all((b.quality == Quality.GOOD).all() for b in loop.batches if b.asset == "UPS1")
+
+    run(scenario(), timeout=60)
