@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import math
 import socket
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +35,7 @@ from monitord.core.model import Quality
 from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import BacnetSettings, DeviceProfile
 
-from .verdict import Verdict, paced, specs_of
+from .verdict import Verdict, poll_each, specs_of
 
 log = logging.getLogger(__name__)
 Key = tuple[str, int, str]  # object type, instance, property
@@ -149,11 +147,7 @@ class BacnetDriver:
         self.app = self._open(await self._bind())
         log.info("bacnet: monitord is device %d at %s", self.device_id, self.local)
         try:
-            async with asyncio.TaskGroup() as tg:
-                for d in self.devices:
-                    tg.create_task(
-                        paced(d.interval, functools.partial(self.poll, d)), name=f"bacnet-{d.address}"
-                    )
+            await poll_each(self.devices, self.poll)
         finally:
             for d in self.devices:
                 if d.cov_task:
@@ -169,40 +163,33 @@ class BacnetDriver:
     async def poll(self, dev: BacnetDevice) -> None:
         """Read every point of one device and publish one batch; never raises."""
         assert self.app is not None
-        started = time.perf_counter()
-        ts = self.clock.now()
-        values, quality = dev.verdict.empty()
-        reason = "ok"
+        read = dev.verdict.start(self.clock)
         try:
             async with asyncio.timeout(dev.timeout):
                 got = await self._read(dev)
         except TimeoutError:
             self.metrics.driver_errors.labels("bacnet", "timeout").inc()
-            reason = "timeout"
+            read.failed("timeout")
         except ErrorRejectAbortNack as exc:
             self.metrics.driver_errors.labels("bacnet", "error").inc()
-            reason = f"refused: {exc}"  # it answered, with a refusal: bad data, not a silent device
-            quality[:] = int(Quality.DECODE_ERROR)
+            read.failed(f"refused: {exc}", answered=True)  # bad data, not a silent device
         except (OSError, ValueError, TypeError, RuntimeError) as exc:
             # A host name that does not resolve (bacpypes3 raises RuntimeError), an unsendable address,
             # a reply it cannot parse: this read failed, the driver goes on.
             self.metrics.driver_errors.labels("bacnet", "io").inc()
-            reason = f"io error: {exc}"
+            read.failed(f"io error: {exc}")
         else:
             for i, k in enumerate(dev.keys):
                 value = got.get(k)
                 if value is None or isinstance(value, ErrorType):
-                    quality[i] = int(Quality.DECODE_ERROR)  # the device has no such object or property
+                    read.quality[i] = int(Quality.DECODE_ERROR)  # the device lacks this object or property
                     continue
-                values[i] = as_number(value)
-                quality[i] = int(Quality.GOOD)
-        self.metrics.poll_latency.labels("bacnet").observe(time.perf_counter() - started)
-        dev.verdict.publish(self.bus, self.metrics, ts, values, quality)
-        answered = reason == "ok" or reason.startswith("refused")
-        if dev.verdict.answered(self.bus, self.metrics, ts, answered, reason) and dev.cov_task:
+                read.values[i] = as_number(value)
+                read.quality[i] = int(Quality.GOOD)
+        if dev.verdict.finish(self.bus, self.metrics, read) and dev.cov_task:
             dev.cov_task.cancel()  # a device back from silence may have restarted and lost its subscriptions
             dev.cov_task = None
-        if answered and dev.settings.cov and (dev.cov_task is None or dev.cov_task.done()):
+        if read.answered and dev.settings.cov and (dev.cov_task is None or dev.cov_task.done()):
             dev.cov_task = asyncio.create_task(self._follow(dev), name=f"bacnet-cov-{dev.address}")
 
     async def _read(self, dev: BacnetDevice) -> dict[Key, Any]:

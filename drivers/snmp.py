@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +37,7 @@ from monitord.core.model import FloatArray, Quality
 from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import DeviceProfile
 
-from .verdict import Verdict, paced, specs_of
+from .verdict import Verdict, poll_each, specs_of
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +101,7 @@ class SnmpDriver:
     async def run(self) -> None:
         self.engine = SnmpEngine()
         try:
-            async with asyncio.TaskGroup() as tg:
-                for d in self.devices:
-                    tg.create_task(
-                        paced(d.interval, functools.partial(self.poll, d)), name=f"snmp-{d.host}:{d.port}"
-                    )
+            await poll_each(self.devices, self.poll)
         finally:
             self.close()
 
@@ -120,10 +114,7 @@ class SnmpDriver:
     async def poll(self, dev: SnmpDevice) -> None:
         """GET every OID of one agent and publish one batch; never raises."""
         assert self.engine is not None
-        started = time.perf_counter()
-        ts = self.clock.now()
-        values, quality = dev.verdict.empty()
-        reason = "ok"
+        read = dev.verdict.start(self.clock)
         try:
             if dev.target is None:
                 # retries=0: one lost datagram is one comm_error poll; the next poll is the retry.
@@ -141,7 +132,7 @@ class SnmpDriver:
         except (TimeoutError, OSError, PySnmpError) as exc:  # PySnmpError: e.g. a name that does not resolve
             error, status, index, binds = exc, 0, 0, ()
         if error is not None:
-            reason = f"no reply ({error})"
+            read.failed(f"no reply ({error})")
             self.metrics.driver_errors.labels("snmp", "timeout").inc()
             if not dev.warned_community and dev.verdict.online:
                 log.info("snmp %s: no reply; an agent ignores a wrong community silently", dev.verdict.where)
@@ -149,15 +140,12 @@ class SnmpDriver:
         elif int(status):
             # It answered with an error-status (tooBig, genErr, ...): the values are not there.
             self.metrics.driver_errors.labels("snmp", "error").inc()
-            quality[:] = int(Quality.DECODE_ERROR)
-            log.debug("snmp %s: error-status %s at %s", dev.verdict.where, status.prettyPrint(), index)
+            read.failed(f"error-status {status.prettyPrint()} at {index}", answered=True)
         else:
             raw = np.array([as_number(v) for _name, v in binds], dtype=np.float64)
-            if len(raw) == len(values):
-                values[:] = raw * dev.scale + dev.offset
-                quality[:] = int(Quality.GOOD)  # NaN (noSuchObject ...) becomes decode_error below
+            if len(raw) == len(read.values):
+                read.values[:] = raw * dev.scale + dev.offset
+                read.quality[:] = int(Quality.GOOD)  # NaN (noSuchObject ...) becomes decode_error
             else:
-                quality[:] = int(Quality.DECODE_ERROR)
-        self.metrics.poll_latency.labels("snmp").observe(time.perf_counter() - started)
-        dev.verdict.publish(self.bus, self.metrics, ts, values, quality)
-        dev.verdict.answered(self.bus, self.metrics, ts, error is None, reason)
+                read.quality[:] = int(Quality.DECODE_ERROR)
+        dev.verdict.finish(self.bus, self.metrics, read)

@@ -11,19 +11,41 @@ a ``comm_error`` batch, being offline is the comms rules' call.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import numpy as np
 
+from monitord.core.clock import Clock
 from monitord.core.metrics import Metrics
 from monitord.core.model import FloatArray, HealthChange, Quality, QualityArray, SampleBatch
 from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import PointSpec
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Read:
+    """One poll of one device under way: its time stamp, and what it got so far."""
+
+    ts: float
+    started: float  # perf_counter, for the poll-duration histogram
+    values: FloatArray
+    quality: QualityArray
+    reason: str = "ok"
+    answered: bool = True
+
+    def failed(self, reason: str, *, answered: bool = False) -> None:
+        """No values from this read; ``answered``: the device replied, with a refusal or an error."""
+        self.reason, self.answered = reason, answered
+        if answered:
+            self.quality[:] = int(Quality.DECODE_ERROR)
 
 
 @dataclass
@@ -45,30 +67,34 @@ class Verdict:
         high = np.array([math.inf if s.max is None else s.max for s in specs.values()])
         return cls(driver, asset, where, tuple(specs), low, high)
 
-    def empty(self) -> tuple[FloatArray, QualityArray]:
-        """Values and qualities of a read that got nothing yet: NaN and ``comm_error``."""
+    def start(self, clock: Clock) -> Read:
+        """A read begins: nothing got yet (NaN, ``comm_error``), stamped now."""
         n = len(self.points)
-        return np.full(n, math.nan), np.full(n, int(Quality.COMM_ERROR), dtype=np.int8)
+        return Read(
+            clock.now(),
+            time.perf_counter(),
+            np.full(n, math.nan),
+            np.full(n, int(Quality.COMM_ERROR), dtype=np.int8),
+        )
 
-    def publish(
-        self, bus: SampleBus, metrics: Metrics, ts: float, values: FloatArray, quality: QualityArray
-    ) -> None:
-        bad = ~np.isfinite(values) & (quality == Quality.GOOD)
-        quality[bad] = int(Quality.DECODE_ERROR)
-        outside = (quality == Quality.GOOD) & ((values < self.low) | (values > self.high))
-        quality[outside] = int(Quality.OUT_OF_RANGE)
+    def finish(self, bus: SampleBus, metrics: Metrics, read: Read) -> bool:
+        """Publish what the read got and whether the device answered; True when that changed."""
+        metrics.poll_latency.labels(self.driver).observe(time.perf_counter() - read.started)
+        self.publish(bus, read.ts, read.values, read.quality)
+        return self.answered(bus, metrics, read.ts, read.answered, read.reason)
+
+    def publish(self, bus: SampleBus, ts: float, values: FloatArray, quality: QualityArray) -> None:
+        """A whole read: every point, judged against the profile's limits."""
+        _judge(values, quality, self.low, self.high)
         bus.publish(SampleBatch(ts, self.asset, self.points, values, quality))
 
     def publish_one(self, bus: SampleBus, ts: float, point: str, value: float) -> None:
         """A single point's new value (a change notification), judged like a whole read."""
         i = self.points.index(point)
         names = self.singles.setdefault(point, (point,))  # one tuple per point: the store's frame key
-        quality = np.zeros(1, dtype=np.int8)
-        if not math.isfinite(value):
-            quality[0] = int(Quality.DECODE_ERROR)
-        elif not self.low[i] <= value <= self.high[i]:
-            quality[0] = int(Quality.OUT_OF_RANGE)
-        bus.publish(SampleBatch(ts, self.asset, names, np.array([value]), quality))
+        values, quality = np.array([value]), np.zeros(1, dtype=np.int8)
+        _judge(values, quality, self.low[i : i + 1], self.high[i : i + 1])
+        bus.publish(SampleBatch(ts, self.asset, names, values, quality))
 
     def answered(self, bus: SampleBus, metrics: Metrics, ts: float, answered: bool, reason: str) -> bool:
         """Record whether the device answered this read; True when that changed."""
@@ -82,6 +108,30 @@ class Verdict:
         bus.publish_health(HealthChange(ts, self.asset, answered, reason if not answered else "ok"))
         metrics.devices_offline.labels(self.driver).inc(-1 if answered else 1)
         return True
+
+
+def _judge(values: FloatArray, quality: QualityArray, low: FloatArray, high: FloatArray) -> None:
+    """Mark good but non-finite values ``decode_error``, and good values outside [low, high]
+    ``out_of_range``, in place (the Modbus poller's marks)."""
+    quality[~np.isfinite(values) & (quality == Quality.GOOD)] = int(Quality.DECODE_ERROR)
+    outside = (quality == Quality.GOOD) & ((values < low) | (values > high))
+    quality[outside] = int(Quality.OUT_OF_RANGE)
+
+
+class Polled(Protocol):
+    verdict: Verdict
+    interval: float
+
+
+D = TypeVar("D", bound=Polled)
+
+
+async def poll_each(devices: Sequence[D], poll: Callable[[D], Awaitable[None]]) -> None:
+    """Poll every device on its own interval until cancelled."""
+    async with asyncio.TaskGroup() as tg:
+        for d in devices:
+            name = f"{d.verdict.driver}-{d.verdict.where}"
+            tg.create_task(paced(d.interval, functools.partial(poll, d)), name=name)
 
 
 async def paced(interval: float, poll: Callable[[], Awaitable[None]]) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import math
 import socket
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -15,13 +14,12 @@ from bacpypes3.pdu import IPv4Address
 from monitord.config.site import CONFIG_DIR
 from monitord.config.yamlio import load_yaml
 from monitord.core.clock import SystemClock
-from monitord.core.metrics import Metrics
-from monitord.core.model import HealthChange, Quality, SampleBatch
+from monitord.core.model import Quality, SampleBatch
 from monitord.drivers.bacnet import BacnetDevice, BacnetDriver
-from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import BacnetSettings, DeviceProfile
 from monitord.simulators.bacnet_device import SimulatedBacnetDevice
 from monitord.simulators.models import Chiller
+from tests.support.loopback import Rig
 from tests.support.net import eventually, free_udp_port, run
 
 
@@ -32,35 +30,21 @@ def chiller_profile(**bacnet: object) -> DeviceProfile:
     return profile
 
 
-class Loop:
+class Loop(Rig):
     """A simulated chiller on one UDP port and monitord's BACnet device on another, with what arrived."""
 
     def __init__(self, poll: float, **bacnet: object) -> None:
+        super().__init__()
         self.model = Chiller("CH1")
         self.profile = chiller_profile(**bacnet)
         self.port = free_udp_port()
         self.sim = SimulatedBacnetDevice("127.0.0.1", self.port, self.profile, self.model, step=0.05)
-        self.bus, self.metrics = SampleBus(), Metrics()
-        self.batches: list[SampleBatch] = []
-        self.health: list[HealthChange] = []
-        self.bus.subscribe(self.batches.append)
-        self.bus.subscribe_health(self.health.append)
         self.device = BacnetDevice.from_profile("CH1", "127.0.0.1", self.port, poll, 0.5, self.profile)
         local = f"127.0.0.1:{free_udp_port()}"
         self.driver = BacnetDriver(local, 4194000, [self.device], self.bus, SystemClock(), self.metrics)
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Loop]:
-        started = asyncio.Event()
-        sim = asyncio.create_task(self.sim.run(started.set))
-        await started.wait()
-        driver = asyncio.create_task(self.driver.run())
-        try:
-            yield self
-        finally:
-            for t in (driver, sim):
-                t.cancel()
-            await asyncio.gather(driver, sim, return_exceptions=True)
+    def running(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.serving(self.sim.run, self.driver)
 
     def full(self) -> list[SampleBatch]:
         """The poll batches (every point), not the one-point COV batches."""

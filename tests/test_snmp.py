@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 import numpy as np
 
 from monitord.config.site import CONFIG_DIR
 from monitord.config.yamlio import load_yaml
 from monitord.core.clock import SystemClock
-from monitord.core.metrics import Metrics
-from monitord.core.model import HealthChange, Quality, SampleBatch
+from monitord.core.model import Quality
 from monitord.drivers.snmp import SnmpDevice, SnmpDriver
-from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import DeviceProfile, PointSpec
 from monitord.simulators.models import Ups
 from monitord.simulators.snmp_agent import SimulatedSnmpAgent
+from tests.support.loopback import Rig
 from tests.support.net import eventually, free_udp_port, run
 
 
@@ -25,35 +23,21 @@ def ups_profile() -> DeviceProfile:
     return DeviceProfile.model_validate(load_yaml(CONFIG_DIR / "profiles" / "ups-rfc1628.yaml"))
 
 
-class Loop:
+class Loop(Rig):
     """A simulated UPS agent and the SNMP driver polling it, with what arrived."""
 
     def __init__(self, community: str = "public", profile: DeviceProfile | None = None) -> None:
+        super().__init__()
         self.model = Ups("UPS1")
         self.model.step(0.0, 0.2)
         self.profile = profile or ups_profile()
         port = free_udp_port()
         self.agent = SimulatedSnmpAgent("127.0.0.1", port, "public", self.profile, self.model)
-        self.bus, self.metrics = SampleBus(), Metrics()
-        self.batches: list[SampleBatch] = []
-        self.health: list[HealthChange] = []
-        self.bus.subscribe(self.batches.append)
-        self.bus.subscribe_health(self.health.append)
         self.device = SnmpDevice.from_profile("UPS1", "127.0.0.1", port, community, 0.2, 0.3, self.profile)
         self.driver = SnmpDriver([self.device], self.bus, SystemClock(), self.metrics)
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Loop]:
-        started = asyncio.Event()
-        agent = asyncio.create_task(self.agent.run(started.set))
-        await started.wait()
-        driver = asyncio.create_task(self.driver.run())
-        try:
-            yield self
-        finally:
-            for t in (driver, agent):
-                t.cancel()
-            await asyncio.gather(driver, agent, return_exceptions=True)
+    def running(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.serving(self.agent.run, self.driver)
 
     def latest(self) -> dict[str, float]:
         b = self.batches[-1]
