@@ -136,3 +136,11 @@ def test_profile_object_and_oid_are_checked(tmp_path: Path, monkeypatch: pytest.
     ], out
     assert "instance must be 0..4194303, got 'analog-input:4194304'" in out[1]
     assert "must be one of 'present-value' or 'status-flags', got 'priority-array'" in out[3]
+
+
+def test_an_snmp_community_is_never_echoed(tmp_path: Path) -> None:
+    """The v2c community is the agent's password: a bad value is not shown back."""
+    text = PLANT.replace('community: "${UPS_COMMUNITY}"', "community: [s3cret-community]")
+    [message] = problems(tmp_path, text)
+    assert message.startswith("site.yaml:15 assets[1].connection.snmp.community: ")
+    assert "s3cret" not in message and "***" in message
