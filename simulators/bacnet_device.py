@@ -4,8 +4,8 @@ One device per host:port (BACnet/IP has one device per UDP endpoint unless a
 router is involved). Each profile object becomes a local object (analog-*,
 binary-*, multi-state-*), and its present-value follows the equipment model
 (a chiller or an AHU) every ``step``; bacpypes3 sends COV notifications to
-subscribers when a value moves by the object's COV increment (analog) or
-changes (binary, multi-state); with ``refuse_cov`` it refuses every
+subscribers when a value moves by the object's COV increment (analog: 2 % of
+its start value, at least 0.5) or changes (binary, multi-state); with ``refuse_cov`` it refuses every
 subscription, as a controller without COV support does. Faults: ``offline`` and ``silent`` both mean
 no answer at all (BACnet has no gateway exception to send).
 """
@@ -42,8 +42,9 @@ _CLASSES: dict[str, Any] = {
     "multi-state-output": MultiStateOutputObject,
     "multi-state-value": MultiStateValueObject,
 }
-# A change smaller than this sends no COV notification (the device's COV_Increment, in the point's unit).
-COV_INCREMENT = 0.5
+# A change smaller than this sends no COV notification: COV_Increment, set per object as a controller
+# integrator would, 2 % of the value at start-up (14 kPa on 700 kPa) and at least 0.5 in its unit.
+COV_SHARE, COV_MIN = 0.02, 0.5
 
 
 class _DeviceApp(Application):  # type: ignore[misc]
@@ -91,7 +92,12 @@ class SimulatedBacnetDevice:
             kind, instance = obj.split(":")
             extra: dict[str, Any] = {}
             if kind.startswith("analog"):
-                extra = {"units": "noUnits", "covIncrement": COV_INCREMENT, "presentValue": 0.0}
+                start = abs(float(self.model.values.get(self.present.get(obj, ""), 0.0)))
+                extra = {
+                    "units": "noUnits",
+                    "covIncrement": max(COV_MIN, COV_SHARE * start),
+                    "presentValue": 0.0,
+                }
             elif kind.startswith("multi-state"):
                 extra = {"numberOfStates": 16, "presentValue": 1}
             else:
