@@ -6,7 +6,8 @@ binary-*, multi-state-*), and its present-value follows the equipment model
 (a chiller or an AHU) every ``step``; bacpypes3 sends COV notifications to
 subscribers when a value moves by the object's COV increment (analog: 2 % of
 its start value, at least 0.5) or changes (binary, multi-state); with ``refuse_cov`` it refuses every
-subscription, as a controller without COV support does. Faults: ``offline`` and ``silent`` both mean
+subscription, as a controller without COV support does, and with ``rpm``
+False it rejects ReadPropertyMultiple as small controllers do. Faults: ``offline`` and ``silent`` both mean
 no answer at all (BACnet has no gateway exception to send).
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bacpypes3.app import Application
-from bacpypes3.errors import ServicesError
+from bacpypes3.errors import ServicesError, UnrecognizedService
 from bacpypes3.ipv4.link import NormalLinkLayer
 from bacpypes3.local.analog import AnalogInputObject, AnalogOutputObject, AnalogValueObject
 from bacpypes3.local.binary import BinaryInputObject, BinaryOutputObject, BinaryValueObject
@@ -52,11 +53,17 @@ class _DeviceApp(Application):  # type: ignore[misc]
 
     model: Equipment
     refuse_cov = False
+    rpm = True
 
     async def indication(self, apdu: Any) -> None:
         if self.model.faults & {"offline", "silent"}:
             return
         await super().indication(apdu)
+
+    async def do_ReadPropertyMultipleRequest(self, apdu: Any) -> None:
+        if not self.rpm:  # as a small controller without ReadPropertyMultiple answers
+            raise UnrecognizedService("no ReadPropertyMultiple")
+        await super().do_ReadPropertyMultipleRequest(apdu)
 
     async def do_SubscribeCOVRequest(self, apdu: Any) -> None:
         if self.refuse_cov:  # as a controller without COV support answers
@@ -78,6 +85,7 @@ class SimulatedBacnetDevice:
         }
         self.objects: dict[str, Any] = {}
         self.refuse_cov = False  # a device without COV support: every SubscribeCOV is refused
+        self.rpm = True  # False: a device without ReadPropertyMultiple
         self._link: NormalLinkLayer | None = None
 
     def _make(self) -> _DeviceApp:
@@ -108,7 +116,7 @@ class SimulatedBacnetDevice:
                 **extra,
             )
         app: _DeviceApp = _DeviceApp.from_object_list([device, *self.objects.values()])
-        app.model, app.refuse_cov = self.model, self.refuse_cov
+        app.model, app.refuse_cov, app.rpm = self.model, self.refuse_cov, self.rpm
         address = IPv4Address(f"{self.host}:{self.port}")
         self._link = NormalLinkLayer(address)
         app.nsap.bind(self._link, address=address)

@@ -174,3 +174,18 @@ def test_a_taken_local_port_is_said_and_retried(caplog: pytest.LogCaptureFixture
         assert (loop.full()[0].quality == Quality.GOOD).all()
 
     run(scenario(), timeout=60)
+
+
+def test_a_device_without_read_property_multiple_is_read_one_property_at_a_time() -> None:
+    async def scenario() -> None:
+        loop = Loop(poll=0.3, cov=False)
+        loop.sim.rpm = False
+        async with loop.running():
+            await eventually(lambda: len(loop.full()) >= 2, 10)
+        assert loop.device.use_rpm is False
+        assert all((b.quality == Quality.GOOD).all() for b in loop.full()), "the fallback reads every point"
+        values = dict(zip(loop.full()[-1].points, loop.full()[-1].values, strict=True))
+        assert values["compressor_running"] == 1.0 and 690 < values["refrigerant_dp"] < 710
+        assert loop.health == []
+
+    run(scenario(), timeout=60)
