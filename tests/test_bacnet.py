@@ -189,3 +189,28 @@ def test_a_device_without_read_property_multiple_is_read_one_property_at_a_time(
         assert loop.health == []
 
     run(scenario(), timeout=60)
+
+
+def test_after_an_outage_the_cov_subscriptions_are_made_again() -> None:
+    async def scenario() -> None:
+        loop = Loop(poll=0.5)
+
+        def subscriptions() -> int:
+            return len(loop.driver.app._cov_contexts) if loop.driver.app else 0
+
+        async with loop.running():
+            await eventually(lambda: subscriptions() == 5, 10)
+            loop.model.faults.add("silent")  # as a controller that restarts: it may forget its subscribers
+            await eventually(lambda: loop.health, 10)
+            assert subscriptions() == 0, "a silent device's subscriptions are dropped with it"
+            loop.model.faults.discard("silent")
+            await eventually(lambda: len(loop.health) == 2, 10)
+            await eventually(lambda: subscriptions() == 5, 10)
+            seen = len(loop.batches)
+            loop.model.values["discharge_temp"] = 92.0
+            cov = await eventually(
+                lambda: [b for b in loop.batches[seen:] if b.points == ("discharge_temp",)], 5
+            )
+        assert cov[0].values[0] == 92.0 and cov[0].quality[0] == Quality.GOOD
+
+    run(scenario(), timeout=60)
