@@ -12,7 +12,7 @@ from monitord.config.site import CONFIG_DIR, load_config
 from monitord.config.yamlio import load_yaml
 from monitord.rules import PACKS_DIR
 from monitord.simulators.record import record_frames
-from monitord.simulators.scenario import Scenario, Step
+from monitord.simulators.scenario import Scenario, Step, load_scenario
 from monitord.tools.replay import replay
 
 SITE = CONFIG_DIR / "sites" / "demo.yaml"
@@ -76,3 +76,18 @@ def test_simulator_noise_is_the_same_in_every_process() -> None:
         assert out.returncode == 0, out.stderr
         outputs.add(out.stdout)
     assert len(outputs) == 1, f"noise differs between processes: {outputs}"
+
+
+def test_the_plant_room_scenario_tells_its_story() -> None:
+    config = load_config(PLANT)
+    scenario = load_scenario(CONFIG_DIR / "scenarios" / "plant-room.yaml", config)
+    result = replay(config, record_frames(config, 1_795_000_000.0, 150, 1.0, scenario))
+    fired = sorted({(a.rule, a.asset) for a in result.alerts if a.state == "firing"})
+    assert fired == [
+        ("hvac.chiller_discharge_temp", "B2-CH1"),
+        ("ups.low_battery", "B2-UPS1"),
+        ("ups.low_runtime", "B2-UPS1"),
+        ("ups.on_battery", "B2-UPS1"),
+    ]
+    resolved = {(a.rule, a.asset) for a in result.alerts if a.state == "resolved"}
+    assert resolved == set(fired), "mains back and the compressor cooled: every alert resolves"
