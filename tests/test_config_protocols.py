@@ -87,6 +87,16 @@ CASES = [
             r"(pattern ^\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?:\d{1,5}$)"
         ],
     ),
+    (
+        "a local port out of range",
+        ('local: "127.0.0.1:47808"', 'local: "127.0.0.1:99999"'),
+        ["site.yaml:2 bacnet.local: port must be 1..65535, got 99999"],
+    ),
+    (
+        "a local address that is not one",
+        ('local: "127.0.0.1:47808"', 'local: "300.0.0.1/24:47808"'),
+        ["site.yaml:2 bacnet.local: '300.0.0.1/24' is not an IPv4 address"],
+    ),
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -21,7 +22,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from monitord.alerting.mute import MaintenanceWindow
@@ -128,6 +129,19 @@ class BacnetConfig(Strict):
     device_id: Annotated[int, in_range(0, 4194302)] = Field(
         4194000, description="monitord's own device instance on the BACnet network"
     )
+
+    @field_validator("local")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        host, port = value.rsplit(":", 1)
+        try:
+            ipaddress.IPv4Interface(host)  # 192.168.1.10 or 192.168.1.10/24 (the subnet for broadcasts)
+        except ValueError:
+            text = "{host} is not an IPv4 address"
+            raise PydanticCustomError("range", text, {"host": repr(host)}) from None
+        if not 1 <= int(port) <= 65535:
+            raise PydanticCustomError("range", "port must be 1..65535, got {port}", {"port": port})
+        return value
 
 
 class Connection(Strict):
