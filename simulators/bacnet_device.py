@@ -30,6 +30,7 @@ from bacpypes3.pdu import IPv4Address
 from monitord.ingest.profiles import DeviceProfile
 
 from .models import Equipment
+from .udp import udp_socket
 
 log = logging.getLogger(__name__)
 _CLASSES: dict[str, Any] = {
@@ -118,7 +119,8 @@ class SimulatedBacnetDevice:
         app: _DeviceApp = _DeviceApp.from_object_list([device, *self.objects.values()])
         app.model, app.refuse_cov, app.rpm = self.model, self.refuse_cov, self.rpm
         address = IPv4Address(f"{self.host}:{self.port}")
-        self._link = NormalLinkLayer(address)
+        # Bound here: bacpypes3 would retry a taken port forever in silence (and share it, SO_REUSEPORT).
+        self._link = NormalLinkLayer(address, bind_socket=udp_socket(self.host, self.port, "bacnet"))
         app.nsap.bind(self._link, address=address)
         return app
 

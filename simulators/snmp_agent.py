@@ -22,6 +22,7 @@ from pysnmp.smi import instrum
 from monitord.ingest.profiles import DeviceProfile
 
 from .models import Equipment
+from .udp import udp_socket
 
 
 class _ModelMib(instrum.AbstractMibInstrumController):  # type: ignore[misc]
@@ -71,9 +72,9 @@ class SimulatedSnmpAgent:
     async def run(self, started: Callable[[], None] | None = None) -> None:
         # The transport binds to the running loop, so the engine is made here.
         eng = engine.SnmpEngine()
-        config.add_transport(
-            eng, udp.DOMAIN_NAME, udp.UdpAsyncioTransport().open_server_mode((self.host, self.port))
-        )
+        # Bound here: pysnmp binds in a task of its own, and a taken port would pass unnoticed.
+        sock = udp_socket(self.host, self.port, "snmp")
+        config.add_transport(eng, udp.DOMAIN_NAME, udp.UdpAsyncioTransport().open_server_mode(sock=sock))
         config.add_v1_system(eng, "monitord-sim", self.community)
         config.add_vacm_user(eng, 2, "monitord-sim", "noAuthNoPriv", (1, 3, 6, 1, 2, 1))
         ctx = context.SnmpContext(eng)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from monitord.config.site import CONFIG_DIR, SiteConfig, load_config
@@ -78,3 +81,32 @@ def test_ups_on_battery_fires_and_a_silent_chiller_goes_offline(tmp_path: Path) 
         assert all(b.values.size and (b.values != b.values).all() for b in failed), "never a value"
     finally:
         store.close()
+
+
+def test_monitord_sim_serves_the_plant_room_and_says_when_it_cannot(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    bacnet, snmp = free_udp_port(), free_udp_port()
+    text = (
+        (CONFIG_DIR / "sites" / "plant-room.yaml")
+        .read_text()
+        .replace("../profiles/", f"{CONFIG_DIR}/profiles/")
+    )
+    site.write_text(text.replace("port: 47809", f"port: {bacnet}").replace("port: 16161", f"port: {snmp}"))
+
+    def sim() -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "monitord", "sim", str(site), "--duration", "2s"]
+        return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+
+    done = sim()
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"simulating 2 assets of plant-room: bacnet 127.0.0.1:{bacnet}, snmp 127.0.0.1:{snmp}" in done.stdout
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", snmp))
+        refused = sim()
+    assert refused.returncode == 1
+    assert (
+        refused.stderr.strip()
+        == f"monitord: snmp simulator cannot listen on 127.0.0.1:{snmp}: Address already in use"
+    )
