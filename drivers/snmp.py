@@ -69,6 +69,7 @@ class SnmpDevice:
     oids: tuple[str, ...]
     scale: FloatArray
     offset: FloatArray
+    asked: tuple[tuple[int, ...], ...] = ()  # the OIDs as numbers, to check each answer's name
     target: UdpTransportTarget | None = None
     warned_community: bool = False
 
@@ -88,7 +89,10 @@ class SnmpDevice:
         verdict = Verdict.of("snmp", asset, f"{host}:{port}", specs)
         scale = np.array([s.scale for s in specs.values()])
         offset = np.array([s.offset for s in specs.values()])
-        return cls(verdict, host, port, community, timeout, interval, tuple(oids.values()), scale, offset)
+        asked = tuple(tuple(int(x) for x in o.split(".")) for o in oids.values())
+        return cls(
+            verdict, host, port, community, timeout, interval, tuple(oids.values()), scale, offset, asked
+        )
 
 
 class SnmpDriver:
@@ -133,7 +137,8 @@ class SnmpDriver:
             error, status, index, binds = exc, 0, 0, ()
         if error is not None:
             read.failed(f"no reply ({error})")
-            self.metrics.driver_errors.labels("snmp", "timeout").inc()
+            kind = "io" if isinstance(error, OSError | PySnmpError) else "timeout"
+            self.metrics.driver_errors.labels("snmp", kind).inc()
             if not dev.warned_community and dev.verdict.online:
                 log.info("snmp %s: no reply; an agent ignores a wrong community silently", dev.verdict.where)
                 dev.warned_community = True
@@ -142,10 +147,19 @@ class SnmpDriver:
             self.metrics.driver_errors.labels("snmp", "error").inc()
             read.failed(f"error-status {status.prettyPrint()} at {index}", answered=True)
         else:
-            raw = np.array([as_number(v) for _name, v in binds], dtype=np.float64)
+            # A value counts only under the OID it was asked for: an agent that answers out of order
+            # or with other objects must not put one object's value under another's name.
+            raw = np.array(
+                [
+                    as_number(v) if tuple(name) == want else math.nan
+                    for (name, v), want in zip(
+                        binds, dev.asked, strict=False
+                    )  # a short answer: checked below
+                ]
+            )
             if len(raw) == len(read.values):
                 read.values[:] = raw * dev.scale + dev.offset
-                read.quality[:] = int(Quality.GOOD)  # NaN (noSuchObject ...) becomes decode_error
+                read.quality[:] = int(Quality.GOOD)  # NaN (noSuchObject, another OID) becomes decode_error
             else:
                 read.quality[:] = int(Quality.DECODE_ERROR)
         dev.verdict.finish(self.bus, self.metrics, read)

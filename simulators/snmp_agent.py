@@ -30,12 +30,19 @@ class _ModelMib(instrum.AbstractMibInstrumController):  # type: ignore[misc]
 
     def __init__(self, profile: DeviceProfile, model: Equipment) -> None:
         self.model = model
+        self.misorder = False
         self.by_oid = {
             tuple(int(x) for x in oid.split(".")): (name, profile.points[name])
             for name, oid in profile.snmp_points().items()
         }
 
     def read_variables(self, *var_binds: Any, **context: Any) -> list[tuple[Any, Any]]:
+        answer = self._answer(var_binds)
+        if self.misorder:  # a broken agent: its answers out of the order they were asked in
+            return answer[1:] + answer[:1]
+        return answer
+
+    def _answer(self, var_binds: Any) -> list[tuple[Any, Any]]:
         out = []
         for oid, _ in var_binds:
             found = self.by_oid.get(tuple(oid))
@@ -68,6 +75,7 @@ class SimulatedSnmpAgent:
     ) -> None:
         self.host, self.port, self.community = host, port, community
         self.profile, self.model = profile, model
+        self.misorder = False  # True: answers out of the order asked in, as a broken agent might
 
     async def run(self, started: Callable[[], None] | None = None) -> None:
         # The transport binds to the running loop, so the engine is made here.
@@ -79,7 +87,9 @@ class SimulatedSnmpAgent:
         config.add_vacm_user(eng, 2, "monitord-sim", "noAuthNoPriv", (1, 3, 6, 1, 2, 1))
         ctx = context.SnmpContext(eng)
         ctx.unregister_context_name(v2c.OctetString(""))
-        ctx.register_context_name(v2c.OctetString(""), _ModelMib(self.profile, self.model))
+        mib = _ModelMib(self.profile, self.model)
+        mib.misorder = self.misorder
+        ctx.register_context_name(v2c.OctetString(""), mib)
         responder = _Responder(eng, ctx)
         responder.model = self.model
         if started:

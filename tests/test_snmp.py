@@ -149,3 +149,16 @@ def test_an_unresolvable_host_is_offline_and_the_driver_goes_on() -> None:
         assert all((b.quality == Quality.GOOD).all() for b in loop.batches if b.asset == "UPS1")
 
     run(scenario(), timeout=60)
+
+
+def test_answers_out_of_order_are_never_taken_as_values() -> None:
+    async def scenario() -> None:
+        loop = Loop()
+        loop.agent.misorder = True
+        async with loop.running():
+            await eventually(lambda: len(loop.batches) >= 2, 10)
+        for b in loop.batches:
+            assert (b.quality == Quality.DECODE_ERROR).all() and np.isnan(b.values).all()
+        assert loop.health == [], "the agent answered: it is online, its answer is unusable"
+
+    run(scenario(), timeout=60)
