@@ -237,8 +237,11 @@ class BacnetDriver:
             dev.refused.add(key)
             log.info("bacnet %s: COV on %s refused (%s); polled only", dev.address, key[0:2], exc)
             return
-        except TimeoutError:
-            return  # the poll sees the silence; the next good poll subscribes again
+        except (TimeoutError, OSError, ValueError, RuntimeError) as exc:
+            # Silence, or an address bacpypes3 cannot use: the poll sees and reports it; the next
+            # good poll subscribes again. Never an exception left in a task nobody awaits.
+            log.debug("bacnet %s: no COV subscription on %s: %r", dev.address, key[0:2], exc)
+            return
         try:
             while True:
                 prop, value = await scm.get_value()
