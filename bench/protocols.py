@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import socket
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 
 from monitord.config.site import CONFIG_DIR
 from monitord.config.yamlio import load_yaml
@@ -53,6 +55,27 @@ def report(what: str, ms: list[float]) -> None:
     print(f"{what:<34} n={len(ms):<4} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  max {ms[-1]:6.2f} ms")
 
 
+async def serving(
+    serve: Callable[[Callable[[], None]], Awaitable[None]], drive: Callable[[], Awaitable[None]]
+) -> list[asyncio.Task[None]]:
+    """The simulated device listening, then the driver running: their tasks."""
+    up = asyncio.Event()
+    tasks = [asyncio.create_task(serve(up.set))]
+    await up.wait()
+    return [*tasks, asyncio.create_task(drive())]
+
+
+async def timed_polls(n: int, poll: Callable[[], Awaitable[None]], batches: list[SampleBatch]) -> list[float]:
+    """Milliseconds of ``n`` polls, each checked to have read every point good."""
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        await poll()
+        out.append(1000 * (time.perf_counter() - t))
+        assert (batches[-1].quality == Quality.GOOD).all()
+    return out
+
+
 async def bacnet(n: int) -> None:
     prof, model, port = profile("chiller-bacnet"), Chiller("CH1"), udp_port()
     sim = SimulatedBacnetDevice("127.0.0.1", port, prof, model, step=IDLE)
@@ -60,19 +83,12 @@ async def bacnet(n: int) -> None:
     bus.subscribe(batches.append)
     dev = BacnetDevice.from_profile("CH1", "127.0.0.1", port, IDLE, 1.0, prof)
     driver = BacnetDriver(f"127.0.0.1:{udp_port()}", 4194000, [dev], bus, SystemClock(), Metrics())
-    up = asyncio.Event()
-    tasks = [asyncio.create_task(sim.run(up.set))]
-    await up.wait()
-    tasks.append(asyncio.create_task(driver.run()))
+    tasks = await serving(sim.run, driver.run)
     while not driver.app or not driver.app._cov_contexts or len(driver.app._cov_contexts) < 5:
         await asyncio.sleep(0.05)  # the first poll ran and the subscriptions are in place
-    polls = []
-    for _ in range(n):
-        t = time.perf_counter()
-        await driver.poll(dev)
-        polls.append(1000 * (time.perf_counter() - t))
-        assert (batches[-1].quality == Quality.GOOD).all()
-    report("bacnet poll (RPM, 6 properties)", polls)
+    report(
+        "bacnet poll (RPM, 6 properties)", await timed_polls(n, functools.partial(driver.poll, dev), batches)
+    )
     covs = []
     target = sim.objects["analog-input:2"]  # discharge_temp, COV increment 1.3 K
     for i in range(n):
@@ -96,19 +112,10 @@ async def snmp(n: int) -> None:
     bus.subscribe(batches.append)
     dev = SnmpDevice.from_profile("UPS1", "127.0.0.1", port, "public", IDLE, 1.0, prof)
     driver = SnmpDriver([dev], bus, SystemClock(), Metrics())
-    up = asyncio.Event()
-    tasks = [asyncio.create_task(agent.run(up.set))]
-    await up.wait()
-    tasks.append(asyncio.create_task(driver.run()))
+    tasks = await serving(agent.run, driver.run)
     while not batches:
         await asyncio.sleep(0.05)
-    polls = []
-    for _ in range(n):
-        t = time.perf_counter()
-        await driver.poll(dev)
-        polls.append(1000 * (time.perf_counter() - t))
-        assert (batches[-1].quality == Quality.GOOD).all()
-    report("snmp poll (GET, 10 OIDs)", polls)
+    report("snmp poll (GET, 10 OIDs)", await timed_polls(n, functools.partial(driver.poll, dev), batches))
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
