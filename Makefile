@@ -47,6 +47,7 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/store.py
 	PYTHONPATH=. $(BIN)/python bench/latency.py
 	$(BIN)/python bench/protocols.py
+	PYTHONPATH=. $(BIN)/python bench/daemon.py
 
 clean:
 	rm -rf $(VENV) monitord-data .pytest_cache .mypy_cache .ruff_cache

@@ -50,7 +50,7 @@ CASES = [
         ("type: pump", "type: boiler"),
         [
             "site.yaml:8 assets[0].type: must be one of 'elevator', 'pump', 'ahu', 'chiller', 'power_meter', "
-            "'ups', 'sensor' or 'gateway', got 'boiler'"
+            "'sensor', 'gateway', 'drive', 'water_meter' or 'ups', got 'boiler'"
         ],
     ),
     (

@@ -196,7 +196,8 @@ class TicketsConfig(Strict):
         3600.0, description="a re-fire this soon after resolution reopens the ticket"
     )
     follow_up: Duration = Field(
-        86400.0, description="回访: close a resolved ticket after this long running normally"
+        86400.0,
+        description="回访: a resolved ticket nobody followed up is closed after this long (not followed up)",
     )
 
 

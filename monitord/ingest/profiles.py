@@ -20,7 +20,9 @@ from monitord.ingest.registers import ByteOrder, DataType, PointEncoding, Regist
 # The BACnet object types a profile may name (ASHRAE 135 clause 12): inputs, outputs and values.
 BACNET_OBJECT = r"^(analog|binary|multi-state)-(input|output|value):\d{1,7}$"
 BACNET_MAX_INSTANCE = 4194303  # 22 bits; 4194303 itself means "unconfigured" but is still valid
-AssetType = Literal["elevator", "pump", "ahu", "chiller", "power_meter", "ups", "sensor", "gateway"]
+AssetType = Literal[
+    "elevator", "pump", "ahu", "chiller", "power_meter", "sensor", "gateway", "drive", "water_meter", "ups"
+]
 ASSET_TYPES: tuple[str, ...] = AssetType.__args__  # type: ignore[attr-defined]
 
 
