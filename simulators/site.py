@@ -12,8 +12,9 @@ import datetime
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
-from monitord.config.site import SiteConfig, site_zone
+from monitord.config.site import SiteConfig, modbus_lines, site_zone
 
 from .bacnet_device import SimulatedBacnetDevice
 from .modbus_server import ModbusSimServer, SimulatedModbusDevice
@@ -27,22 +28,26 @@ FaultListener = Callable[[str, str, bool], None]
 
 
 class SimulatedSite:
-    def __init__(self, config: SiteConfig, scenario: Scenario | None = None, *, step: float = 0.2) -> None:
+    """``serial_ports`` maps a serial port of the config to the one the simulator opens (the other end
+    of a null-modem cable or a socat pty pair); a port not in it is opened as written."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        scenario: Scenario | None = None,
+        *,
+        step: float = 0.2,
+        serial_ports: dict[str, str] | None = None,
+    ) -> None:
         self.config, self.scenario, self.step = config, scenario, step
         self._zone = site_zone(config)
         self.models: dict[str, Equipment] = site_models(config.domain_assets().values())
-        gateways: dict[tuple[str, int], list[SimulatedModbusDevice]] = {}
         mqtt_devices = []
         # One host:port each: BACnet devices and SNMP agents (run(started), like the Modbus servers).
         self.endpoints: list[SimulatedBacnetDevice | SimulatedSnmpAgent] = []
         for a in config.assets:
             prof = config.profile(a.profile)
-            if a.connection.modbus:
-                m = a.connection.modbus
-                gateways.setdefault((m.host, m.port), []).append(
-                    SimulatedModbusDevice(m.unit, prof, self.models[a.id])
-                )
-            elif b := a.connection.bacnet:
+            if b := a.connection.bacnet:
                 self.endpoints.append(SimulatedBacnetDevice(b.host, b.port, prof, self.models[a.id]))
             elif s := a.connection.snmp:
                 agent = SimulatedSnmpAgent(s.host, s.port, s.community, prof, self.models[a.id])
@@ -50,7 +55,19 @@ class SimulatedSite:
             elif a.connection.mqtt and prof.mqtt:
                 topic = (a.connection.mqtt.topic or prof.mqtt.topic).replace("{point}", "{{point}}")
                 mqtt_devices.append((topic.format(site=config.site.id, asset=a.id), prof, self.models[a.id]))
-        self.servers = [ModbusSimServer(h, p, devs) for (h, p), devs in gateways.items()]
+        self.servers = []
+        for assets in modbus_lines(config).values():
+            conns = [a.connection.modbus for a in assets if a.connection.modbus]
+            devs = [
+                SimulatedModbusDevice(m.unit, config.profile(a.profile), self.models[a.id])
+                for a, m in zip(assets, conns, strict=True)
+            ]
+            line = conns[0].line
+            if line.kind == "serial":
+                line = replace(line, port=(serial_ports or {}).get(str(line.port), str(line.port)))
+            self.servers.append(
+                ModbusSimServer(line.host, 0 if line.kind == "serial" else int(line.port), devs, line)
+            )
         self.publisher: MqttPublisher | None = None
         if mqtt_devices and config.mqtt:
             host, port = config.mqtt.host_port
