@@ -50,7 +50,7 @@ CASES = [
         ("type: pump", "type: boiler"),
         [
             "site.yaml:8 assets[0].type: must be one of 'elevator', 'pump', 'ahu', 'chiller', 'power_meter', "
-            "'sensor', 'gateway', 'drive' or 'water_meter', got 'boiler'"
+            "'sensor', 'gateway', 'drive', 'water_meter' or 'ups', got 'boiler'"
         ],
     ),
     (
@@ -84,7 +84,7 @@ CASES = [
     (
         "both connections",
         ("connection: {mqtt: {}}", "connection: {mqtt: {}, modbus: {host: h}}"),
-        ["site.yaml:14 assets[1].connection: give exactly one of modbus or mqtt"],
+        ["site.yaml:14 assets[1].connection: give exactly one of modbus, mqtt, bacnet or snmp"],
     ),
     (
         "unknown dependency",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -22,11 +23,11 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from monitord.alerting.mute import MaintenanceWindow
-from monitord.config.modbus import ModbusConnection, check_lines, line_budget
+from monitord.config.modbus import ModbusConnection, Port, check_lines, line_budget
 from monitord.config.mqtt import check_claims
 from monitord.config.yamlio import LineDict, expand_env, is_secret_key, load_yaml, mask, problem
 from monitord.core.assets import Asset
@@ -119,14 +120,54 @@ class MqttConnection(Strict):
     status_topic: str | None = Field(None, description="the profile's status_topic pattern, for this asset")
 
 
+class BacnetConnection(Strict):
+    host: str
+    port: Port = 47808
+    timeout: Duration = 2.0
+
+
+class SnmpConnection(Strict):
+    host: str
+    port: Port = 161
+    community: str = Field("public", description="SNMP v2c community; use ${ENV} for anything but public")
+    timeout: Duration = 1.0
+
+
+class BacnetConfig(Strict):
+    local: str = Field(
+        "0.0.0.0:47808",
+        pattern=r"^\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?:\d{1,5}$",
+        description="address:port monitord's own BACnet/IP device binds to",
+    )
+    device_id: Annotated[int, in_range(0, 4194302)] = Field(
+        4194000, description="monitord's own device instance on the BACnet network"
+    )
+
+    @field_validator("local")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        host, port = value.rsplit(":", 1)
+        try:
+            ipaddress.IPv4Interface(host)  # 192.168.1.10 or 192.168.1.10/24 (the subnet for broadcasts)
+        except ValueError:
+            text = "{host} is not an IPv4 address"
+            raise PydanticCustomError("range", text, {"host": repr(host)}) from None
+        if not 1 <= int(port) <= 65535:
+            raise PydanticCustomError("range", "port must be 1..65535, got {port}", {"port": port})
+        return value
+
+
 class Connection(Strict):
     modbus: ModbusConnection | None = None
     mqtt: MqttConnection | None = None
+    bacnet: BacnetConnection | None = None
+    snmp: SnmpConnection | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Connection:
-        if (self.modbus is None) == (self.mqtt is None):
-            raise PydanticCustomError("connection", "give exactly one of modbus or mqtt")
+        given = [x for x in (self.modbus, self.mqtt, self.bacnet, self.snmp) if x is not None]
+        if len(given) != 1:
+            raise PydanticCustomError("connection", "give exactly one of modbus, mqtt, bacnet or snmp")
         return self
 
 
@@ -183,6 +224,7 @@ class SiteConfig(Strict):
     site: SiteInfo
     store: StoreConfig = SqliteStoreConfig()
     mqtt: MqttConfig | None = None
+    bacnet: BacnetConfig = BacnetConfig()
     metrics: MetricsConfig = MetricsConfig()
     poll: Duration = 2.0
     engine: EngineConfig = EngineConfig()
@@ -406,6 +448,7 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
     seen: set[str] = set()
     ids = {a.id for a in config.assets}
     unresolved: set[str] = set()  # types with an asset whose profile is unknown
+    bacnet_at: dict[tuple[str, int], str] = {}
     for i, a in enumerate(config.assets):
         where = ("assets", i)
         if a.id in seen:
@@ -444,6 +487,13 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
                         raw, (*where, "connection", "mqtt"), f"profile {prof.profile!r} has no mqtt section"
                     )
                 )
+            out += _protocol_map(a, prof, raw, where)
+        if (b := a.connection.bacnet) is not None:
+            # BACnet/IP: one device per address:port (routed networks are not supported).
+            other = bacnet_at.setdefault((b.host, b.port), a.id)
+            if other != a.id:
+                text = f"BACnet device {b.host}:{b.port} is already asset {other!r}"
+                out.append(problem(raw, (*where, "connection", "bacnet"), text))
         if a.connection.mqtt and config.mqtt is None:
             out.append(
                 problem(raw, (*where, "connection", "mqtt"), "an MQTT asset needs a top-level mqtt: broker")
@@ -483,6 +533,17 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
                 at = ("rules", i, "ticket", "skill") if written else ("rules", i)
                 out.append(problem(raw, at, f"{text}; known: {', '.join(sorted(served))}"))
     return out
+
+
+def _protocol_map(a: AssetConfig, prof: DeviceProfile, raw: Any, where: tuple[Any, ...]) -> list[str]:
+    """A BACnet or SNMP connection needs a profile that says which objects or OIDs to read."""
+    if a.connection.bacnet and not prof.bacnet_points():
+        text = f"profile {prof.profile!r} has no BACnet object map (points with object: type:instance)"
+        return [problem(raw, (*where, "connection", "bacnet"), text)]
+    if a.connection.snmp and not prof.snmp_points():
+        text = f"profile {prof.profile!r} has no SNMP OID map (points with oid:)"
+        return [problem(raw, (*where, "connection", "snmp"), text)]
+    return []
 
 
 def modbus_lines(config: SiteConfig) -> dict[tuple[str, int | str], list[AssetConfig]]:

@@ -22,6 +22,7 @@ from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
 from monitord.daemon.api import Api
 from monitord.daemon.core import Core, build_core
+from monitord.daemon.polled import polled_drivers
 from monitord.drivers.modbus import (
     GATEWAY_POINTS,
     GatewayPoller,
@@ -93,6 +94,7 @@ class Monitord:
         self.api: Api | None = None
         self.modbus = self._modbus_driver()
         self.mqtt = self._mqtt_driver()
+        self.polled = polled_drivers(c, self.bus, self.clock, self.metrics)  # BACnet, SNMP
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
         self.metrics_url = ""
@@ -217,6 +219,7 @@ class Monitord:
                     tasks.append(tg.create_task(self.modbus.run(), name="modbus"))
                 if self.mqtt:
                     tasks.append(tg.create_task(self.mqtt.run(), name="mqtt"))
+                tasks += [tg.create_task(d.run(), name=n) for n, d in self.polled.items()]
                 await self._stop.wait()
                 for t in tasks:
                     t.cancel()
@@ -228,6 +231,8 @@ class Monitord:
                 self.outbox.close()
             if self.mqtt:
                 self.mqtt.close()
+            for d in self.polled.values():
+                d.close()
             self.store.flush()
             self.store.close()
             log.info("stopped; store flushed")

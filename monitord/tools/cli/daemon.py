@@ -104,6 +104,7 @@ def sim(args: argparse.Namespace) -> int:
                 f"simulating {len(site.models)} assets of {config.site.id}: "
                 + ", ".join(
                     [f"modbus {s.name}" for s in site.servers]
+                    + [f"{e.protocol} {e.host}:{e.port}" for e in site.endpoints]
                     + ([f"mqtt {pub.host}:{pub.port}"] if pub else [])
                 ),
                 flush=True,
@@ -111,13 +112,21 @@ def sim(args: argparse.Namespace) -> int:
             await stop.wait()
             task.cancel()
 
-    asyncio.run(until_stopped(main, _duration(args.duration)))
+    try:
+        asyncio.run(until_stopped(main, _duration(args.duration)))
+    except* OSError as group:  # a simulator that cannot listen: say which, without a traceback
+        raise MonitordError("; ".join(str(e) for e in _leaves(group))) from None
     pub = sites[0].publisher if sites else None
     if pub is not None and pub.published == 0:  # the run "worked" for nothing: say so, and fail
         raise MonitordError(
             f"no MQTT broker at {pub.host}:{pub.port}: the {len(pub.devices)} MQTT assets published nothing"
         )
     return 0
+
+
+def _leaves(group: BaseExceptionGroup[OSError]) -> list[BaseException]:
+    """The exceptions in a (nested) exception group."""
+    return [e for x in group.exceptions for e in (_leaves(x) if isinstance(x, BaseExceptionGroup) else [x])]
 
 
 def demo(args: argparse.Namespace) -> int:
