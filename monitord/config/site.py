@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import functools
 import ipaddress
 import math
 import os
@@ -260,6 +261,24 @@ class SiteConfig(Strict):
     def sla_of(self, priority: str) -> Sla:
         return next((v for k, v in self.sla.items() if k == priority), DEFAULT_SLA[priority])
 
+    def columns(self) -> dict[str, tuple[str, ...]]:
+        """The state table's columns per asset type: every point the site's profiles define, plus the
+        device library's points the rules read (NaN for every asset here, so a pack rule about a
+        device this site does not have stays quiet instead of failing to bind; ``coverage`` warns)."""
+        out: dict[str, dict[str, None]] = {}
+        for p in self.profiles:
+            out.setdefault(p.asset_type, {}).update(dict.fromkeys(p.points))
+        library = library_points()
+        for spec in self.rules:
+            read: set[str] = set()
+            for text in (spec.when, spec.clear):
+                if text:
+                    read |= compile_expression(text).points
+            for asset_type, points in out.items():
+                if spec.applies_to.type in (None, asset_type):
+                    points.update(dict.fromkeys(sorted(read & library.get(asset_type, frozenset()))))
+        return {t: tuple(points) for t, points in out.items()}
+
     def domain_assets(self) -> dict[str, Asset]:
         """Every asset as the stages see it; params merge the profile's device facts and the asset's own."""
         return {
@@ -274,6 +293,18 @@ class SiteConfig(Strict):
             )
             for a in self.assets
         }
+
+
+@functools.cache
+def library_points() -> dict[str, frozenset[str]]:
+    """Per asset type, the points the built-in device profiles define: the names a shipped rule pack
+    may read. A pack rule reading a point of a device this site lacks is not an error (it is not
+    evaluated, and ``monitord check`` says so); a name no device defines is."""
+    out: dict[str, set[str]] = {}
+    for path in sorted((CONFIG_DIR / "profiles").glob("*.yaml")):
+        profile = DeviceProfile.model_validate(load_yaml(path))
+        out.setdefault(profile.asset_type, set()).update(profile.points)
+    return {t: frozenset(points) for t, points in out.items()}
 
 
 def site_zone(config: SiteConfig | None) -> datetime.tzinfo | None:
@@ -638,10 +669,16 @@ def _check_rules(
             text = getattr(r, key)
             if text is None:
                 continue
-            for asset_type in types_ or [None]:  # no matching asset: check syntax only
+            # No matching asset: the points of the type it names, else syntax only.
+            for asset_type in types_ or [r.applies_to.type]:
                 if asset_type in unresolved:
                     continue
-                known = points_by_type.get(asset_type) if asset_type else None
+                # None (syntax only) for a type nothing here defines: gateways get theirs at run time
+                known = (
+                    points_by_type.get(asset_type, set()) | library_points().get(asset_type, frozenset())
+                    if asset_type
+                    else set()
+                ) or None
                 try:
                     compiled = compile_expression(text, known_points=known)
                 except ExpressionError as exc:
@@ -673,14 +710,11 @@ def _check_rules(
 
 
 def _table(config: SiteConfig, start: float) -> StateTable:
-    """A state table for the config's assets, with every profile's columns for each type."""
-    columns: dict[str, set[str]] = {}
-    for p in config.profiles:
-        columns.setdefault(p.asset_type, set()).update(p.points)
+    """A state table for the config's assets, with the columns the daemon's table has."""
     slots = [
         AssetSlot(a.id, a.type, tuple(config.profile(a.profile).points), math.inf) for a in config.assets
     ]
-    return StateTable(slots, started=start, columns={t: tuple(sorted(c)) for t, c in columns.items()})
+    return StateTable(slots, started=start, columns=config.columns())
 
 
 def trial_run(config: SiteConfig, raw: Any) -> list[str]:
