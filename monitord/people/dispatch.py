@@ -17,7 +17,9 @@ import logging
 from collections.abc import Callable, Mapping
 
 from monitord.core.assets import Asset
+from monitord.core.i18n import DEFAULT, normalise
 from monitord.core.units import format_time
+from monitord.people.messages import page_text
 from monitord.people.notify import Notification, Outbox
 from monitord.people.roster import Contact, Roster
 from monitord.tickets.desk import Ticket, TicketDesk, TicketEvent
@@ -45,9 +47,14 @@ class Dispatcher:
         assets: Mapping[str, Asset],
         api_url: str,
         sla_of: Callable[[str], Sla],
+        locale: str = DEFAULT,
+        summary_in: Callable[[Ticket, str], str | None] | None = None,
     ) -> None:
         self.roster, self.desk, self.outbox, self.sla_of = roster, desk, outbox, sla_of
         self.assets, self.api_url = assets, api_url.rstrip("/")
+        self.locale = normalise(locale)  # the site's; a person's own ``locale`` comes first
+        # The ticket's summary in another language than the site's (the rule's template filled again).
+        self.summary_in = summary_in
 
     def on_ticket(self, ev: TicketEvent) -> None:
         if ev.event in ("opened", "reopened"):
@@ -139,12 +146,20 @@ class Dispatcher:
     ) -> Notification:
         asset = self.assets.get(t.asset)
         name = asset.label if asset else t.asset
-        since = format_time(t.since, self.roster.tz)  # the site's zone, as on every screen
+        locale = normalise(person.locale) if person.locale else self.locale
+        summary = t.summary
+        if locale != self.locale and self.summary_in is not None:
+            summary = self.summary_in(t, locale) or t.summary
         ack_url = f"{self.api_url}/tickets/{t.id}/ack"
-        escalated = f" (escalated, level {level}: nobody acknowledged yet)" if level else ""
-        text = (
-            f"[{t.priority}] {t.id} {name} ({t.asset}) @ {t.location or 'unknown location'}: {t.summary} — "
-            f"since {since}{escalated}. Acknowledge: POST {ack_url} or `monitord tickets ack {t.id}`."
+        text = page_text(
+            t,
+            name=name,
+            summary=summary,
+            since=format_time(t.since, self.roster.tz),  # the site's zone, as on every screen
+            level=level,
+            event=event,
+            ack_url=ack_url,
+            locale=locale,
         )
         return Notification(
             key=notification_key(t, level, person.name, channel),
@@ -157,9 +172,10 @@ class Dispatcher:
             asset=t.asset,
             asset_name=name,
             location=t.location,
-            summary=t.summary,
+            summary=summary,
             since=t.since,
             level=level,
             ack_url=ack_url,
             text=text,
+            locale=locale,
         )

@@ -37,6 +37,7 @@ from typing import Annotated, Any, Protocol
 from monitord.core.errors import NotifyError
 from monitord.core.metrics import Metrics
 from monitord.core.schema import Strict, in_range
+from monitord.people.messages import email_subject
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Notification:
     level: int
     ack_url: str
     text: str
+    locale: str = "en"  # the language of text and summary (rows queued before it existed were English)
 
     def payload(self) -> dict[str, Any]:
         """The documented webhook body (docs/notifications.md)."""
@@ -164,7 +166,7 @@ class EmailChannel:
 
     def send(self, n: Notification) -> None:
         message = EmailMessage()
-        message["Subject"] = f"[{n.priority}] {n.ticket} {n.asset_name}: {n.summary}"
+        message["Subject"] = email_subject(n.ticket, n.priority, n.asset_name, n.summary, n.locale)
         message["From"] = self.smtp.sender
         message["To"] = n.address
         message.set_content(n.text)
