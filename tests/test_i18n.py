@@ -1,0 +1,148 @@
+"""Languages: the catalogs hold every msgid the sources use, translations keep every {field}, config
+names a wrong locale at file:line, and a zh-CN site pages in Chinese while an en person reads English."""
+
+from __future__ import annotations
+
+import string
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from babel.messages.catalog import Catalog
+from babel.messages.frontend import CommandLineInterface
+from babel.messages.pofile import read_po
+
+from monitord.core.i18n import LOCALES, UnknownLocale, catalog_path, normalise, translator
+from monitord.people.roster import Contact, TeamConfig
+from monitord.tickets.labels import CATEGORIES, STATES, label
+from tests.support import WebhookReceiver, demo_site, eventually, good, run, running, with_people
+from tests.support.configs import GOOD, problems
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def catalog(locale: str) -> Catalog:
+    with catalog_path(locale).open("rb") as f:
+        return read_po(f, locale=locale)
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    """What `make catalogs` extracts from the sources now (same babel.cfg, same command)."""
+    pot = tmp_path_factory.mktemp("pot") / "monitord.pot"
+    CommandLineInterface().run(
+        ["pybabel", "-q", "extract", "-F", str(ROOT / "babel.cfg"), "-o", str(pot), str(ROOT)]
+    )
+    with pot.open("rb") as f:
+        return read_po(f)
+
+
+def test_every_msgid_in_the_sources_is_in_both_catalogs_and_translated_in_chinese(extracted: Catalog) -> None:
+    wanted = {m.id for m in extracted if m.id}
+    assert len(wanted) > 80, "extraction found the code's and the rule packs' messages"
+    assert "passenger trapped between floors near floor {floor:.0f}" in wanted, "pack summaries are msgids"
+    for locale in LOCALES:
+        held = {m.id for m in catalog(locale) if m.id}
+        assert not wanted - held, f"{locale}: msgids missing (run `make catalogs`): {sorted(wanted - held)}"
+        assert not held - wanted, (
+            f"{locale}: msgids no source uses (run `make catalogs`): {sorted(held - wanted)}"
+        )
+    untranslated = [m.id for m in catalog("zh_CN") if m.id and (not m.string or m.fuzzy)]
+    assert not untranslated, f"zh_CN: no (or only a fuzzy) translation for {untranslated}"
+
+
+def fields(template: str) -> Counter[str]:
+    """Each {field!conv:spec} of a format string, as written."""
+    return Counter(
+        f"{name}!{conv}:{spec}"
+        for _text, name, spec, conv in string.Formatter().parse(template)
+        if name is not None
+    )
+
+
+def test_a_translation_keeps_every_field_of_its_msgid_and_adds_none() -> None:
+    checked = 0
+    for locale in LOCALES:
+        for m in catalog(locale):
+            if m.id and m.string:
+                assert fields(m.string) == fields(m.id), f"{locale}: {m.id!r} → {m.string!r}"
+                checked += 1
+    assert checked > 80
+
+
+def test_the_field_check_catches_a_dropped_or_renamed_field() -> None:
+    msgid = "overspeed {speed:.2f} m/s"
+    assert fields("超速 {speed:.1f} m/s") != fields(msgid), "a changed format spec counts"
+    assert fields("超速 {sped:.2f} m/s") != fields(msgid)
+    assert fields("超速") != fields(msgid)
+
+
+def test_locales_are_normalised_and_an_unknown_one_reads_english_at_run_time() -> None:
+    assert [normalise(x) for x in ("zh-CN", "zh_CN", "zh-cn", "zh", "en", "en-US")] == [
+        "zh_CN",
+        "zh_CN",
+        "zh_CN",
+        "zh_CN",
+        "en",
+        "en",
+    ]
+    with pytest.raises(UnknownLocale, match="unknown locale 'fr'; known: zh-CN, en"):
+        normalise("fr")
+    assert translator("fr")("overspeed {speed:.2f} m/s") == "overspeed {speed:.2f} m/s"
+    assert translator("zh-CN")("overspeed {speed:.2f} m/s") == "超速：{speed:.2f} m/s"
+    assert (
+        label(STATES, "in_progress", "zh_CN") == "处理中"
+        and label(STATES, "in_progress", "en") == "in progress"
+    )
+    assert label(CATEGORIES, "plumbing", "zh_CN") == "给排水"
+    assert label(CATEGORIES, "fire-doors", "zh_CN") == "fire-doors", "a site's own skill shows as written"
+
+
+def test_a_wrong_locale_is_a_config_error_at_file_line_key(tmp_path: Path) -> None:
+    text = GOOD.replace("site: {id: t1, name: Test}", "site: {id: t1, name: Test, locale: fr-FR}")
+    assert problems(tmp_path, text) == ["site.yaml:1 site.locale: unknown locale 'fr-FR'; known: zh-CN, en"]
+    text = GOOD + "roster:\n  teams:\n    t: {skills: [general], members: [{name: Wang, locale: jp}]}\n"
+    assert problems(tmp_path, text) == [
+        "site.yaml:23 roster.teams.t.members[0].locale: unknown locale 'jp'; known: zh-CN, en"
+    ]
+
+
+def test_a_zh_cn_site_pages_in_chinese_and_an_en_person_in_english(
+    tmp_path: Path, mosquitto: int, webhooks: WebhookReceiver
+) -> None:
+    """The pump runs dry: the on-call plumber's WeCom robot gets the Chinese page (the site's language);
+    nobody acknowledges, so it escalates to the lead, whose ``locale: en`` gets English, summary too."""
+    config = with_people(demo_site(tmp_path, mosquitto), webhooks, tmp_path, ack=2.0)
+    assert config.roster is not None
+    plumbers = TeamConfig(
+        skills=["plumbing"],
+        members=[Contact(name="张师傅", wecom=webhooks.url("wecom-zhang"))],
+        lead=Contact(name="Lee", webhook=webhooks.url("lee"), locale="en"),
+    )
+    roster = config.roster.model_copy(update={"teams": {**config.roster.teams, "plumbing": plumbers}})
+    config = config.model_copy(
+        update={"roster": roster, "site": config.site.model_copy(update={"locale": "zh_CN"})}
+    )
+
+    async def scenario() -> None:
+        async with running(config) as (site, app):
+            await eventually(lambda: good(app, "A-P1", "suction_pressure"), 15)
+            site.inject("A-P1", "dry_run")
+            await eventually(lambda: webhooks.to("wecom-zhang") and webhooks.to("lee"), 40)
+
+    run(scenario())
+    [robot] = webhooks.to("wecom-zhang")
+    assert robot["msgtype"] == "text"
+    lines = robot["text"]["content"].split("\n")
+    assert lines[0] == "【P1 给排水】Domestic water booster pump 1（A-P1）"
+    assert lines[1].startswith("水泵干转（进口压力 0.0") and lines[1].endswith(" m³/h）"), lines[1]
+    assert lines[2].startswith("位置：") and lines[3].startswith("发生时间：20")
+    ticket = lines[4].removeprefix("工单：")
+    assert ticket.startswith("WO-")
+    assert lines[5] == f"请尽快到场处理，并先确认接单：monitord tickets ack {ticket}"
+    [page] = webhooks.to("lee")
+    assert (page["locale"], page["event"], page["level"], page["ticket"]) == ("en", "escalated", 1, ticket)
+    assert page["summary"].startswith("pump running dry (suction 0.0"), "the summary in the person's language"
+    assert page["text"].startswith(f"[P1] {ticket} Domestic water booster pump 1 (A-P1, plumbing) @ ")
+    assert "(escalated, level 1: nobody acknowledged yet). Acknowledge: POST " in page["text"]
+    assert "水泵" not in page["text"] and "给排水" not in page["text"]
