@@ -3,19 +3,26 @@ names a wrong locale at file:line, and a zh-CN site pages in Chinese while an en
 
 from __future__ import annotations
 
+import io
+import re
 import string
 from collections import Counter
+from datetime import UTC
 from pathlib import Path
 
 import pytest
-from babel.messages.catalog import Catalog
+from babel.messages.catalog import Catalog, Message
 from babel.messages.frontend import CommandLineInterface
 from babel.messages.pofile import read_po
 
+from monitord.alerting.tracker import AlertEvent
+from monitord.core.assets import Asset
 from monitord.core.i18n import LOCALES, UnknownLocale, catalog_path, normalise, translator
+from monitord.people.console import ConsoleReporter
 from monitord.people.roster import Contact, TeamConfig
+from monitord.tickets.desk import TicketDesk, TicketPolicyView
 from monitord.tickets.labels import CATEGORIES, STATES, label
-from tests.support import WebhookReceiver, demo_site, eventually, good, run, running, with_people
+from tests.support import T0, WebhookReceiver, demo_site, eventually, good, run, running, with_people
 from tests.support.configs import GOOD, problems
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,26 +54,38 @@ def test_every_msgid_in_the_sources_is_in_both_catalogs_and_translated_in_chines
         assert not held - wanted, (
             f"{locale}: msgids no source uses (run `make catalogs`): {sorted(held - wanted)}"
         )
-    untranslated = [m.id for m in catalog("zh_CN") if m.id and (not m.string or m.fuzzy)]
+    untranslated = [m.id for m in catalog("zh_CN") if m.id and (not all(strings(m)) or m.fuzzy)]
     assert not untranslated, f"zh_CN: no (or only a fuzzy) translation for {untranslated}"
 
 
+PERCENT = re.compile(r"%\((\w+)\)([#0 +-]?\d*(?:\.\d+)?[sdifgexXr])")
+
+
 def fields(template: str) -> Counter[str]:
-    """Each {field!conv:spec} of a format string, as written."""
-    return Counter(
-        f"{name}!{conv}:{spec}"
+    """Each {field!conv:spec} of a format string, and each %(name)s (Jinja2's gettext), as written."""
+    braces = (
+        f"{{{name}!{conv}:{spec}}}"
         for _text, name, spec, conv in string.Formatter().parse(template)
         if name is not None
     )
+    return Counter([*braces, *(f"%({n}){f}" for n, f in PERCENT.findall(template))])
+
+
+def strings(m: Message) -> tuple[str, ...]:
+    """A message's translations: one, or one per plural form."""
+    return m.string if isinstance(m.string, tuple) else (m.string,)
 
 
 def test_a_translation_keeps_every_field_of_its_msgid_and_adds_none() -> None:
     checked = 0
     for locale in LOCALES:
         for m in catalog(locale):
-            if m.id and m.string:
-                assert fields(m.string) == fields(m.id), f"{locale}: {m.id!r} → {m.string!r}"
-                checked += 1
+            # A plural's forms are checked against the plural msgid (a singular may spell out "one").
+            msgid = m.id[-1] if isinstance(m.id, tuple) else m.id
+            for text in strings(m):
+                if msgid and text:
+                    assert fields(text) == fields(msgid), f"{locale}: {msgid!r} → {text!r}"
+                    checked += 1
     assert checked > 80
 
 
@@ -75,6 +94,7 @@ def test_the_field_check_catches_a_dropped_or_renamed_field() -> None:
     assert fields("超速 {speed:.1f} m/s") != fields(msgid), "a changed format spec counts"
     assert fields("超速 {sped:.2f} m/s") != fields(msgid)
     assert fields("超速") != fields(msgid)
+    assert fields("%(n)s 张工单") == fields("%(n)s open tickets") != fields("%(m)s 张工单")
 
 
 def test_locales_are_normalised_and_an_unknown_one_reads_english_at_run_time() -> None:
@@ -146,3 +166,20 @@ def test_a_zh_cn_site_pages_in_chinese_and_an_en_person_in_english(
     assert page["text"].startswith(f"[P1] {ticket} Domestic water booster pump 1 (A-P1, plumbing) @ ")
     assert "(escalated, level 1: nobody acknowledged yet). Acknowledge: POST " in page["text"]
     assert "水泵" not in page["text"] and "给排水" not in page["text"]
+
+
+def test_the_terminal_speaks_the_site_language() -> None:
+    desk = TicketDesk()
+    fired = AlertEvent(T0, "pump.dry_run", "P1", "firing", "critical", T0 - 5, "水泵干转")
+    [opened] = desk.on_alert(fired, TicketPolicyView("P1", "plumbing", auto_resolve=True), "B2")
+    assets = {"P1": Asset("P1", "pump", name="1号生活水泵")}
+    out = io.StringIO()
+    console = ConsoleReporter(assets, out, tz=UTC, locale="zh_CN")
+    console.alert(fired)
+    console.alert(AlertEvent(T0 + 65, "pump.dry_run", "P1", "resolved", "critical", T0 - 5, "已恢复"))
+    console.ticket(opened)
+    alert, resolved, ticket = out.getvalue().splitlines()
+    assert alert.endswith(" P1 1号生活水泵 — 水泵干转 (自 11:06:35 起)"), alert
+    assert "  告警     告警中 " in alert, alert
+    assert "  告警     已修复 " in resolved and resolved.endswith("— 已恢复 (持续 1m10s)"), resolved
+    assert f"  工单     新建       {opened.ticket} P1 给排水 " in ticket, ticket
