@@ -40,8 +40,8 @@ FUZZ_EXAMPLES ?= 5000
 fuzz: $(STAMP) system-deps
 	MONITORD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
 
-# Message catalogs (docs/i18n.md): extract every msgid (Python, Jinja2 templates, rule-pack summaries;
-# babel.cfg says where) into the template, then add new msgids to each locale's .po and drop dead ones.
+# Message catalogs (docs/i18n.md): extract every msgid (Python, Jinja2 templates, rule-pack summaries,
+# profile state names; babel.cfg says where) into the template, then add new msgids to each locale's .po and drop dead ones.
 # Translate what comes back empty in zh_CN; tests/test_i18n.py fails until every msgid is in both.
 POT := monitord/locale/monitord.pot
 catalogs: $(STAMP)

@@ -7,6 +7,7 @@ import io
 import re
 import string
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 
@@ -22,7 +23,17 @@ from monitord.people.console import ConsoleReporter
 from monitord.people.roster import Contact, TeamConfig
 from monitord.tickets.desk import TicketDesk, TicketPolicyView
 from monitord.tickets.labels import CATEGORIES, STATES, label
-from tests.support import T0, WebhookReceiver, demo_site, eventually, good, run, running, with_people
+from tests.support import (
+    T0,
+    Timeline,
+    WebhookReceiver,
+    demo_site,
+    eventually,
+    good,
+    run,
+    running,
+    with_people,
+)
 from tests.support.configs import GOOD, problems
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,11 +56,12 @@ def extracted(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
 
 
 def test_every_msgid_in_the_sources_is_in_both_catalogs_and_translated_in_chinese(extracted: Catalog) -> None:
-    wanted = {m.id for m in extracted if m.id}
+    wanted = {(m.context, m.id) for m in extracted if m.id}
     assert len(wanted) > 80, "extraction found the code's and the rule packs' messages"
-    assert "passenger trapped between floors near floor {floor:.0f}" in wanted, "pack summaries are msgids"
+    assert (None, "passenger trapped between floors near floor {floor:.0f}") in wanted, "pack summaries"
+    assert ("door", "open") in wanted and ("safety_circuit", "open") in wanted, "profile states, by point"
     for locale in LOCALES:
-        held = {m.id for m in catalog(locale) if m.id}
+        held = {(m.context, m.id) for m in catalog(locale) if m.id}
         assert not wanted - held, f"{locale}: msgids missing (run `make catalogs`): {sorted(wanted - held)}"
         assert not held - wanted, (
             f"{locale}: msgids no source uses (run `make catalogs`): {sorted(held - wanted)}"
@@ -183,3 +195,40 @@ def test_the_terminal_speaks_the_site_language() -> None:
     assert "  告警     告警中 " in alert, alert
     assert "  告警     已修复 " in resolved and resolved.endswith("— 已恢复 (持续 1m10s)"), resolved
     assert f"  工单     新建       {opened.ticket} P1 给排水 " in ticket, ticket
+
+
+DRIVE_SITE = """\
+site: {{id: drives, locale: {locale}}}
+mqtt: {{url: 'mqtt://127.0.0.1:1'}}
+poll: 1s
+profiles:
+  - profile: drive
+    asset_type: pump
+    mqtt: {{topic: '{{site}}/{{asset}}'}}
+    points: {{running: {{}}, vfd_fault_code: {{states: {{0: no fault, 0x2310: overcurrent}}}}}}
+assets:
+  - {{id: P1, name: Booster 1, type: pump, profile: drive, connection: {{mqtt: {{}}}}}}
+rules:
+  - id: pump.vfd_fault
+    applies_to: {{type: pump}}
+    when: "vfd_fault_code != 0"
+    summary: "drive fault: {{vfd_fault_code:name}}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("locale", "fired", "recovered"),
+    [
+        ("zh-CN", "变频器故障：过流", "已恢复；当前 vfd_fault_code 0"),
+        ("en", "drive fault: overcurrent", "recovered; now vfd_fault_code 0"),
+    ],
+)
+def test_a_pack_summary_and_its_coded_value_are_stored_in_the_site_language(
+    timeline: Callable[..., Timeline], locale: str, fired: str, recovered: str
+) -> None:
+    tl = timeline(DRIVE_SITE.format(locale=locale))
+    for t in range(4):
+        tl.at(t).push("P1", running=1, vfd_fault_code=0x2310 if t == 1 else 0)
+    tl.expect_alerts(between=(0, 1.5), firing=[("pump.vfd_fault", "P1")])
+    tl.expect_alerts(between=(1.5, 3), resolved=[("pump.vfd_fault", "P1")])
+    assert [a.summary for a in tl.stored()[0]] == [fired, recovered]

@@ -22,7 +22,7 @@ from monitord.alerting.mute import MuteStages
 from monitord.alerting.tracker import FIRING, PENDING, AlertEvent, AlertTracker, Transition, fingerprint
 from monitord.core.assets import Asset
 from monitord.core.clock import Clock
-from monitord.core.i18n import DEFAULT, translator
+from monitord.core.i18n import DEFAULT, translations, translator
 from monitord.core.metrics import Metrics
 from monitord.daemon.events import EventRoad
 from monitord.ingest.state import StateTable
@@ -422,7 +422,8 @@ class Pipeline:
     def _summary(
         self, rule: CompiledRule, asset_id: str, *, recovered: bool = False, locale: str | None = None
     ) -> str:
-        _ = translator(locale or self.locale)
+        catalog = translations(locale or self.locale)
+        _ = catalog.gettext
         asset = self.assets[asset_id]
         # A pack's summary is a msgid of the catalogs; a site's own rule may write it in its language.
         template = _(rule.spec.summary) if rule.spec.summary else f"{rule.spec.id} on {{asset.name}}"
@@ -432,7 +433,13 @@ class Pipeline:
             now = ", ".join(f"{p} {{{p}:.4g}}" for p in read)
             template = _("recovered; now {readings}").format(readings=now) if read else _("recovered")
         params = {**rule.spec.params, **asset.params}  # the rule's defaults, the asset's overrides
-        return render(template, asset, values, self.point_states.get(asset_id), params)
+        # A coded value's name ({door:name}) is a msgid with its point as context: a door's "open"
+        # and a safety circuit's "open" are different words in Chinese.
+        states = {
+            point: {code: catalog.pgettext(point, name) for code, name in names.items()}
+            for point, names in self.point_states.get(asset_id, {}).items()
+        }
+        return render(template, asset, values, states, params)
 
     def summary_in(self, ticket: Ticket, locale: str) -> str | None:
         """A ticket's summary in another language, filled with the asset's values now (for a person
