@@ -3,6 +3,7 @@ names a wrong locale at file:line, and a zh-CN site pages in Chinese while an en
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import string
@@ -20,6 +21,7 @@ from monitord.alerting.tracker import AlertEvent
 from monitord.core.assets import Asset
 from monitord.core.i18n import LOCALES, UnknownLocale, catalog_path, normalise, translator
 from monitord.people.console import ConsoleReporter
+from monitord.people.notify import ConsoleChannel, Notification
 from monitord.people.roster import Contact, TeamConfig
 from monitord.tickets.desk import TicketDesk, TicketPolicyView
 from monitord.tickets.labels import CATEGORIES, STATES, label
@@ -232,3 +234,21 @@ def test_a_pack_summary_and_its_coded_value_are_stored_in_the_site_language(
     tl.expect_alerts(between=(0, 1.5), firing=[("pump.vfd_fault", "P1")])
     tl.expect_alerts(between=(1.5, 3), resolved=[("pump.vfd_fault", "P1")])
     assert [a.summary for a in tl.stored()[0]] == [fired, recovered]
+
+
+def test_the_console_channel_prints_a_page_in_its_language(capsys: pytest.CaptureFixture[str]) -> None:
+    page = Notification(
+        **{f: "" for f in ("key", "channel", "address", "ticket", "event", "priority", "asset")},
+        **{f: "" for f in ("asset_name", "location", "summary", "ack_url")},
+        recipient="张师傅",
+        since=0.0,
+        level=0,
+        text="【P1 给排水】1号生活水泵（A-P1）",
+        locale="zh_CN",
+    )
+    ConsoleChannel().send(page)
+    ConsoleChannel().send(dataclasses.replace(page, recipient="Lee", text="[P1] WO-1", locale="en"))
+    assert capsys.readouterr().out.splitlines() == [
+        "          通知 → 张师傅: 【P1 给排水】1号生活水泵（A-P1）",
+        "          NOTIFY → Lee: [P1] WO-1",
+    ]

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 from monitord.core.errors import NotifyError
+from monitord.core.i18n import translator
 from monitord.core.metrics import Metrics
 from monitord.core.schema import Strict, in_range
 from monitord.people.messages import email_subject
@@ -207,7 +208,9 @@ class MqttChannel:
 
 class ConsoleChannel:
     def send(self, n: Notification) -> None:
-        print(f"          NOTIFY → {n.recipient}: {n.text}", flush=True)
+        _ = translator(n.locale)
+        word = _("NOTIFY")
+        print(f"          {word} → {n.recipient}: {n.text}", flush=True)
 
 
 def channels(smtp: SmtpConfig, mqtt: tuple[str, int] | None) -> dict[str, Channel]:
