@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/monitord demo $(if $(DURATION),--duration $(DURATION))
+	$(BIN)/monitord demo $(if $(DURATION),--duration $(DURATION)) $(if $(LOCALE),--locale $(LOCALE))
 
 # Real parts for the tests: Debian's mosquitto, influxdb and prometheus, installed when missing and we are root.
 system-deps:

@@ -7,6 +7,8 @@ import dataclasses
 import io
 import re
 import string
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC
@@ -252,3 +254,29 @@ def test_the_console_channel_prints_a_page_in_its_language(capsys: pytest.Captur
         "          通知 → 张师傅: 【P1 给排水】1号生活水泵（A-P1）",
         "          NOTIFY → Lee: [P1] WO-1",
     ]
+
+
+def test_the_demo_in_chinese(tmp_path: Path) -> None:
+    """`monitord demo --locale zh-CN`: the scripted dry-running pump on the terminal and its page, in
+    Chinese; an unknown locale is refused by name."""
+    done = subprocess.run(
+        [sys.executable, "-m", "monitord", "demo", "--duration", "25s", "--locale", "zh-CN"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert re.search(r"  告警     告警中      critical pump\.dry_run .* — 水泵干转（进口压力 ", out), out
+    assert re.search(r"  工单     新建       WO-\d{8}-0001 P1 给排水 ", out), out
+    assert "          通知 → Zhang (plumber): 【P1 给排水】Domestic water booster pump 1（A-P1）\n" in out
+    assert "\n            请尽快到场处理，并先确认接单：monitord tickets ack WO-" in out
+    refused = subprocess.run(
+        [sys.executable, "-m", "monitord", "demo", "--locale", "fr"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "argument --locale: unknown locale 'fr'; known: zh-CN, en" in refused.stderr

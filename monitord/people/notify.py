@@ -210,7 +210,8 @@ class ConsoleChannel:
     def send(self, n: Notification) -> None:
         _ = translator(n.locale)
         word = _("NOTIFY")
-        print(f"          {word} → {n.recipient}: {n.text}", flush=True)
+        text = n.text.replace("\n", "\n" + " " * 12)  # a page of several lines (Chinese) stays a block
+        print(f"          {word} → {n.recipient}: {text}", flush=True)
 
 
 def channels(smtp: SmtpConfig, mqtt: tuple[str, int] | None) -> dict[str, Channel]:
