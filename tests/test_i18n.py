@@ -165,6 +165,10 @@ def test_a_zh_cn_site_pages_in_chinese_and_an_en_person_in_english(
             await eventually(lambda: good(app, "A-P1", "suction_pressure"), 15)
             site.inject("A-P1", "dry_run")
             await eventually(lambda: webhooks.to("wecom-zhang") and webhooks.to("lee"), 40)
+            [ticket] = app.core.desk.tickets.values()
+            notes.extend((ev.event, ev.note) for ev in ticket.events if ev.event in ("assigned", "escalated"))
+
+    notes: list[tuple[str, str]] = []
 
     run(scenario())
     [robot] = webhooks.to("wecom-zhang")
@@ -182,6 +186,7 @@ def test_a_zh_cn_site_pages_in_chinese_and_an_en_person_in_english(
     assert page["text"].startswith(f"[P1] {ticket} Domestic water booster pump 1 (A-P1, plumbing) @ ")
     assert "(escalated, level 1: nobody acknowledged yet). Acknowledge: POST " in page["text"]
     assert "水泵" not in page["text"] and "给排水" not in page["text"]
+    assert notes == [("assigned", "值班"), ("escalated", "2 秒内无人确认，已升级给 Lee")], "notes: the site's"
 
 
 def test_the_terminal_speaks_the_site_language() -> None:

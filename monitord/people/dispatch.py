@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from monitord.core.assets import Asset
-from monitord.core.i18n import DEFAULT, normalise
+from monitord.core.i18n import DEFAULT, normalise, translator
 from monitord.core.units import format_time
 from monitord.people.messages import page_text
 from monitord.people.notify import Notification, Outbox
@@ -53,6 +53,7 @@ class Dispatcher:
         self.roster, self.desk, self.outbox, self.sla_of = roster, desk, outbox, sla_of
         self.assets, self.api_url = assets, api_url.rstrip("/")
         self.locale = normalise(locale)  # the site's; a person's own ``locale`` comes first
+        self._ = translator(self.locale)  # ticket notes are in the site's language, like its summaries
         # The ticket's summary in another language than the site's (the rule's template filled again).
         self.summary_in = summary_in
 
@@ -75,7 +76,7 @@ class Dispatcher:
                             actor="monitord (roster)",
                             now=now,
                             assignee=person.name,
-                            note="on call",
+                            note=self._("on call"),
                         )
                     )
             if t.state != "open":
@@ -87,7 +88,12 @@ class Dispatcher:
             if now >= t.opened_at + ack * (t.level + 1):
                 nxt = chain[t.level + 1]
                 ev = self.desk.escalate(
-                    t, t.level + 1, now, f"not acknowledged within {ack:.0f}s: escalated to {nxt.name}"
+                    t,
+                    t.level + 1,
+                    now,
+                    self._("not acknowledged within {seconds}s: escalated to {name}").format(
+                        seconds=f"{ack:.0f}", name=nxt.name
+                    ),
                 )
                 out.append(ev)
                 self._tell(t, t.level, now, "escalated")
@@ -103,9 +109,14 @@ class Dispatcher:
                 log.warning("undelivered notification %s: no ticket %s", n.key, n.ticket)
                 self.outbox.settle(n.key)
                 continue
-            note = (
-                f"{n.channel} to {n.recipient} undelivered after {u.attempts} attempt(s)"
-                f" in {u.waited:.0f}s: {u.error}"
+            note = self._(
+                "{channel} to {recipient} undelivered after {attempts} attempt(s) in {seconds}s: {error}"
+            ).format(
+                channel=n.channel,
+                recipient=n.recipient,
+                attempts=u.attempts,
+                seconds=f"{u.waited:.0f}",
+                error=u.error,
             )
             out.append(self.desk.undelivered(t, now, note, n.level))
             self.outbox.settle(n.key)
@@ -115,7 +126,9 @@ class Dispatcher:
             chain = self.roster.chain(t.category, t.opened_at)
             if n.level + 1 < len(chain):
                 nxt = chain[n.level + 1]
-                note = f"{n.recipient} could not be reached on any channel: escalated to {nxt.name}"
+                note = self._("{recipient} could not be reached on any channel: escalated to {name}").format(
+                    recipient=n.recipient, name=nxt.name
+                )
                 out.append(self.desk.escalate(t, n.level + 1, now, note))
                 self._tell(t, t.level, now, "escalated")
         return out
