@@ -15,12 +15,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/monitord demo $(if $(DURATION),--duration $(DURATION)) $(if $(LOCALE),--locale $(LOCALE))
 
-# Real parts for the tests: Debian's mosquitto, influxdb and prometheus, installed when missing and we are root.
+# Real parts for the tests: Debian's mosquitto, influxdb, prometheus and socat (serial pty pairs), installed when missing and we are root.
 system-deps:
 	@missing=""; \
 	{ command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || missing="$$missing mosquitto"; \
 	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -54,6 +55,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/replay.py
 	PYTHONPATH=. $(BIN)/python bench/store.py
 	PYTHONPATH=. $(BIN)/python bench/latency.py
+	PYTHONPATH=. $(BIN)/python bench/daemon.py
+	PYTHONPATH=. $(BIN)/python bench/rtu.py
 
 clean:
 	rm -rf $(VENV) monitord-data .pytest_cache .mypy_cache .ruff_cache

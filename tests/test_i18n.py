@@ -23,9 +23,10 @@ from monitord.alerting.tracker import AlertEvent
 from monitord.core.assets import Asset
 from monitord.core.i18n import LOCALES, UnknownLocale, catalog_path, normalise, translator
 from monitord.people.console import ConsoleReporter
+from monitord.people.messages import page_text
 from monitord.people.notify import ConsoleChannel, Notification
 from monitord.people.roster import Contact, TeamConfig
-from monitord.tickets.desk import TicketDesk, TicketPolicyView
+from monitord.tickets.desk import Ticket, TicketDesk, TicketPolicyView
 from monitord.tickets.labels import CATEGORIES, STATES, label
 from tests.support import (
     T0,
@@ -183,7 +184,7 @@ def test_a_zh_cn_site_pages_in_chinese_and_an_en_person_in_english(
     [page] = webhooks.to("lee")
     assert (page["locale"], page["event"], page["level"], page["ticket"]) == ("en", "escalated", 1, ticket)
     assert page["summary"].startswith("pump running dry (suction 0.0"), "the summary in the person's language"
-    assert page["text"].startswith(f"[P1] {ticket} Domestic water booster pump 1 (A-P1, plumbing) @ ")
+    assert page["text"].startswith(f"[P1] {ticket} plumbing: Domestic water booster pump 1 (A-P1) @ ")
     assert "(escalated, level 1: nobody acknowledged yet). Acknowledge: POST " in page["text"]
     assert "水泵" not in page["text"] and "给排水" not in page["text"]
     assert notes == [("assigned", "值班"), ("escalated", "2 秒内无人确认，已升级给 Lee")], "notes: the site's"
@@ -285,3 +286,34 @@ def test_the_demo_in_chinese(tmp_path: Path) -> None:
     )
     assert refused.returncode == 2
     assert "argument --locale: unknown locale 'fr'; known: zh-CN, en" in refused.stderr
+
+
+def test_a_residents_repair_request_pages_with_who_reported_it_in_either_language() -> None:
+    request = Ticket(
+        id="WO-20261201-0007",
+        key="request:WO-20261201-0007",
+        asset="",
+        rule="",
+        priority="P2",
+        category="plumbing",
+        summary="厨房水管漏水",
+        location="Tower B / 12F / 1203",
+        since=T0,
+        opened_at=T0,
+        source="request",
+        reporter="李娜",
+        phone="13812345678",
+    )
+    page = {"name": "", "summary": request.summary, "since": "2026-12-01 09:00:00 CST", "level": 0}
+    url = "http://monitord:9109/tickets/WO-20261201-0007/ack"
+    zh = page_text(request, **page, event="opened", ack_url=url, locale="zh_CN").split("\n")
+    assert zh[:3] == [
+        "【P2 给排水】住户报修",
+        "厨房水管漏水（报修人：李娜，电话 13812345678）",
+        "位置：Tower B / 12F / 1203",
+    ]
+    en = page_text(request, **page, event="opened", ack_url=url, locale="en")
+    assert en.startswith(
+        "[P2] WO-20261201-0007 plumbing: repair request @ Tower B / 12F / 1203:"
+        " 厨房水管漏水 (reported by 李娜, 13812345678) — since 2026-12-01 09:00:00 CST."
+    )

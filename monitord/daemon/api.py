@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from monitord.alerting.mute import Matcher
 from monitord.core.units import parse_duration
 from monitord.daemon.core import Core
+from monitord.daemon.frontdesk import OPENAPI_OPEN, OPENAPI_PATHS, FrontDesk
 from monitord.tickets.desk import ACTIONS, Ticket, TicketActionError
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,11 @@ OPENAPI: dict[str, Any] = {
                 "summary": "list tickets",
                 "parameters": [
                     {"name": n, "in": "query", "schema": {"type": "string"}}
-                    for n in ("state", "priority", "asset")
+                    for n in ("state", "priority", "asset", "source")
                 ],
                 "responses": {"200": {"description": "tickets"}},
-            }
+            },
+            "post": OPENAPI_OPEN,
         },
         "/tickets/{id}": {
             "get": {
@@ -101,6 +103,7 @@ OPENAPI: dict[str, Any] = {
             }
             for a in ACTIONS
         },
+        **OPENAPI_PATHS,
         "/alerts": {"get": {"summary": "alerts firing now", "responses": {"200": {"description": "alerts"}}}},
         "/assets": {
             "get": {"summary": "assets with their state", "responses": {"200": {"description": "assets"}}}
@@ -205,6 +208,7 @@ class Raw:
 
 def ticket_json(t: Ticket, events: bool = False) -> dict[str, Any]:
     out = {k: v for k, v in asdict(t).items() if k != "events"}
+    out["low_satisfaction"] = t.low_satisfaction  # the dispatcher's flag (docs/desk.md)
     if events:
         out["events"] = [asdict(e) for e in t.events]
     return out
@@ -218,6 +222,7 @@ class Api:
         self, core: Core, loop: asyncio.AbstractEventLoop, host: str, port: int, token: str | None
     ) -> None:
         self.core, self.loop, self.token = core, loop, token
+        self.frontdesk = FrontDesk(core)
         api = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -303,7 +308,7 @@ class Api:
                         if all(
                             getattr(t, k) == v
                             for k, v in query.items()
-                            if k in ("state", "priority", "asset")
+                            if k in ("state", "priority", "asset", "source")
                         )
                     ]
 
@@ -315,6 +320,8 @@ class Api:
                     if t
                     else (404, {"error": "no such ticket"})
                 )
+            if (read := self.frontdesk.get(path, query)) is not None:  # 报修, 回访, 投诉: daemon/frontdesk.py
+                return 200, self.call(read)
             if path == "/alerts":
                 return 200, self.call(self.core.firing_alerts)
             if path == "/assets":
@@ -322,6 +329,11 @@ class Api:
             if path == "/silences":
                 return 200, self.call(self._silences)
             return 404, {"error": "not found"}
+        if method == "POST" and (change := self.frontdesk.post(path, "api")) is not None:
+            if refused := self._refusal(h):
+                return 401, {"error": refused}
+            body = read_body(h)
+            return self.call(lambda: change(body))
         m = _ACTION.match(path)
         silence = _SILENCE.match(path)
         if method != "POST" or (m is None and silence is None):

@@ -19,6 +19,7 @@ from monitord.core.assets import Asset
 from monitord.core.i18n import DEFAULT, translator
 from monitord.core.units import format_clock, format_duration
 from monitord.tickets.desk import TicketEvent, explained_of
+from monitord.tickets.forms import mask_phone, mask_phones
 from monitord.tickets.labels import ALERT_STATES, CATEGORIES, EVENTS, label
 
 _COLORS = {
@@ -88,5 +89,10 @@ class ConsoleReporter:
                 clock=format_clock(x.since, self.tz),
             )
             self._print(f"{head} {line}")
+            return
+        if ev.source == "request":  # a resident's request: where, and who reported it (phone masked)
+            who = _(" (reported by {reporter}, {phone})") if ev.reporter else ""
+            who = who.format(reporter=ev.reporter, phone=mask_phone(ev.phone))
+            self._print(f"{head} {ev.location} — {mask_phones(ev.summary)}{who}")
             return
         self._print(f"{head} {self._asset(ev.asset)} — {ev.summary}")

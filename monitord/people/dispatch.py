@@ -191,4 +191,7 @@ class Dispatcher:
             ack_url=ack_url,
             text=text,
             locale=locale,
+            source=t.source,
+            reporter=t.reporter,
+            phone=t.phone,
         )

@@ -15,18 +15,23 @@ from monitord.tickets.desk import Ticket
 from monitord.tickets.labels import CATEGORIES, label
 
 OPENED = N_(
-    "[{priority}] {ticket} {name} ({asset}, {category}) @ {location}: {summary} — since {since}."
+    "[{priority}] {ticket} {category}: {subject} @ {location}: {summary}{caller} — since {since}."
     " Acknowledge: POST {ack_url} or `monitord tickets ack {ticket}`."
 )
 ESCALATED = N_(
-    "[{priority}] {ticket} {name} ({asset}, {category}) @ {location}: {summary} — since {since}"
+    "[{priority}] {ticket} {category}: {subject} @ {location}: {summary}{caller} — since {since}"
     " (escalated, level {level}: nobody acknowledged yet)."
     " Acknowledge: POST {ack_url} or `monitord tickets ack {ticket}`."
 )
 REOPENED = N_(
-    "[{priority}] {ticket} {name} ({asset}, {category}) @ {location}: {summary} — since {since};"
+    "[{priority}] {ticket} {category}: {subject} @ {location}: {summary}{caller} — since {since};"
     " back after it was resolved. Acknowledge: POST {ack_url} or `monitord tickets ack {ticket}`."
 )
+#: What the page is about: a device, or a resident's request (报修, which names no device) and who
+#: reported it, so the assignee can call back.
+DEVICE = N_("{name} ({asset})")
+REQUEST = N_("repair request")
+CALLER = N_(" (reported by {reporter}, {phone})")
 
 
 def page_text(
@@ -45,12 +50,13 @@ def page_text(
         template = _(REOPENED)
     else:
         template = _(OPENED)
+    request = t.source == "request"
     return template.format(
         priority=t.priority,
         category=label(CATEGORIES, t.category, locale),
         ticket=t.id,
-        asset=t.asset,
-        name=name,
+        subject=_(REQUEST) if request else _(DEVICE).format(name=name, asset=t.asset),
+        caller=_(CALLER).format(reporter=t.reporter, phone=t.phone) if request else "",
         location=t.location or _("unknown location"),
         summary=summary,
         since=since,

@@ -39,6 +39,7 @@ from monitord.core.i18n import translator
 from monitord.core.metrics import Metrics
 from monitord.core.schema import Strict, in_range
 from monitord.people.messages import email_subject
+from monitord.tickets.forms import mask_phones
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,9 @@ class Notification:
     level: int
     ack_url: str
     text: str
+    source: str = "alert"  # "request": a resident's 报修, opened at the duty desk
+    reporter: str = ""  # a request's resident and phone, for the assignee (never logged)
+    phone: str = ""
     locale: str = "en"  # the language of text and summary (rows queued before it existed were English)
 
     def payload(self) -> dict[str, Any]:
@@ -210,7 +214,8 @@ class ConsoleChannel:
     def send(self, n: Notification) -> None:
         _ = translator(n.locale)
         word = _("NOTIFY")
-        text = n.text.replace("\n", "\n" + " " * 12)  # a page of several lines (Chinese) stays a block
+        # The terminal's output ends up in logs: a resident's phone is masked (the API shows it).
+        text = mask_phones(n.text).replace("\n", "\n" + " " * 12)  # a page of several lines stays a block
         print(f"          {word} → {n.recipient}: {text}", flush=True)
 
 

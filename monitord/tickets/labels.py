@@ -53,6 +53,10 @@ EVENTS = {
     "linked": N_("linked"),
     "breached": N_("breached"),
     "undelivered": N_("undelivered"),
+    "followed_up": N_("followed up"),
+    "complained": N_("complaint"),
+    "complaint_closed": N_("complaint closed"),
+    "complaint_dismissed": N_("complaint dismissed"),
 }
 
 #: An alert's state (``AlertEvent.state``).
