@@ -22,6 +22,7 @@ system-deps:
 	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \

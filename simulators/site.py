@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from monitord.config.mqtt import device_name, publish_topic, status_topic
 from monitord.config.site import SiteConfig, modbus_lines, site_zone
 
 from .modbus_server import ModbusSimServer, SimulatedModbusDevice
 from .models import Equipment, site_models
-from .mqtt_publisher import MqttPublisher
+from .mqtt_publisher import MqttPublisher, SimulatedMqttDevice
 from .scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,10 @@ class SimulatedSite:
         for a in config.assets:
             prof = config.profile(a.profile)
             if a.connection.mqtt and prof.mqtt:
-                topic = (a.connection.mqtt.topic or prof.mqtt.topic).replace("{point}", "{{point}}")
-                mqtt_devices.append((topic.format(site=config.site.id, asset=a.id), prof, self.models[a.id]))
+                topic = publish_topic(config, a)
+                device = device_name(a) if a.connection.mqtt.gateway else None
+                said = status_topic(config, a)
+                mqtt_devices.append(SimulatedMqttDevice(topic, prof, self.models[a.id], device, said))
         self.servers = []
         for assets in modbus_lines(config).values():
             conns = [a.connection.modbus for a in assets if a.connection.modbus]

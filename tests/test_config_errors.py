@@ -95,7 +95,7 @@ CASES = [
         "bad broker url",
         ('url: "mqtt://127.0.0.1:1883"', 'url: "http://broker"'),
         [
-            "site.yaml:2 mqtt.url: 'http://broker' has characters that are not allowed (pattern ^mqtt://[^:/]+(:\\d+)?/?$)"
+            "site.yaml:2 mqtt.url: 'http://broker' has characters that are not allowed (pattern ^mqtts?://[^:/]+(:\\d+)?/?$)"
         ],
     ),
     (

@@ -13,6 +13,7 @@ import difflib
 import math
 import os
 import re
+import ssl
 import types
 import typing
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from monitord.alerting.mute import MaintenanceWindow
 from monitord.config.modbus import ModbusConnection, check_lines, line_budget
+from monitord.config.mqtt import check_claims
 from monitord.config.yamlio import LineDict, expand_env, is_secret_key, load_yaml, mask, problem
 from monitord.core.assets import Asset
 from monitord.core.errors import ConfigError
@@ -77,20 +79,30 @@ StoreConfig = Annotated[SqliteStoreConfig | InfluxStoreConfig, Field(discriminat
 
 
 class MqttConfig(Strict):
-    url: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtt://[^:/]+(:\d+)?/?$")
-    client_id: str = "monitord"
+    url: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^:/]+(:\d+)?/?$")
+    client_id: str = Field("monitord", description="stable: the broker keeps the session under it")
     username: str | None = None
     password: str | None = None
-    qos: Annotated[int, in_range(0, 1)] = 0
+    qos: Annotated[int, in_range(0, 1)] = Field(1, description="of the subscriptions; 1: none lost away")
+    persistent_session: bool = Field(
+        True, description="clean_session false: the broker keeps QoS 1 messages while monitord is away"
+    )
+    ca: str | None = Field(None, description="mqtts://: CA file the broker's certificate must chain to")
+    cert: str | None = Field(None, description="mqtts://: client certificate file (PEM)")
+    key: str | None = Field(None, description="mqtts://: the client certificate's key file (PEM)")
     max_clock_skew: Duration = Field(
         60.0, description="a device timestamp further than this from receive time is replaced by it"
     )
 
     @property
     def host_port(self) -> tuple[str, int]:
-        m = re.match(r"^mqtt://([^:/]+)(?::(\d+))?", self.url)
+        m = re.match(r"^mqtt(s?)://([^:/]+)(?::(\d+))?", self.url)
         assert m is not None  # guaranteed by the pattern
-        return m.group(1), int(m.group(2) or 1883)
+        return m.group(2), int(m.group(3) or (8883 if m.group(1) else 1883))
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("mqtts://")
 
 
 class MetricsConfig(Strict):
@@ -99,7 +111,14 @@ class MetricsConfig(Strict):
 
 
 class MqttConnection(Strict):
-    topic: str | None = None
+    topic: str | None = Field(None, description="the profile's topic pattern, for this asset")
+    device: str | None = Field(
+        None, description="the device's name on the wire ({asset} in topics, a gateway's key); default: id"
+    )
+    gateway: Literal["thingsboard"] | None = Field(
+        None, description="published by a ThingsBoard IoT Gateway: many devices on one topic, by name"
+    )
+    status_topic: str | None = Field(None, description="the profile's status_topic pattern, for this asset")
 
 
 class Connection(Strict):
@@ -431,6 +450,17 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
             out.append(
                 problem(raw, (*where, "connection", "mqtt"), "an MQTT asset needs a top-level mqtt: broker")
             )
+        if (
+            a.connection.mqtt
+            and a.connection.mqtt.gateway
+            and prof
+            and prof.mqtt
+            and prof.mqtt.format != "json"
+        ):
+            loc = (*where, "connection", "mqtt", "gateway")
+            out.append(
+                problem(raw, loc, f"a gateway carries JSON: profile {prof.profile!r} is format: plain")
+            )
         for j, dep in enumerate(a.depends_on):
             if dep not in ids:
                 out.append(problem(raw, (*where, "depends_on", j), f"unknown asset {dep!r}"))
@@ -439,6 +469,8 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
     index = {id(a): i for i, a in enumerate(config.assets)}
     lines = modbus_lines(config).values()
     out += check_lines(([(index[id(a)], a.id, modbus_of(a)) for a in assets] for assets in lines), raw)
+    out += check_claims(config, raw)
+    out += _check_tls(config, raw)
     out += _check_rules(config, raw, points_by_type, profiles, unresolved)
     if not out:  # only a config that is otherwise sound can be built into tables and tried
         out += trial_run(config, raw)
@@ -477,6 +509,35 @@ def modbus_of(asset: AssetConfig) -> ModbusConnection:
     """The Modbus connection of an asset ``modbus_lines`` returned."""
     assert asset.connection.modbus is not None  # modbus_lines holds only Modbus assets
     return asset.connection.modbus
+def _check_tls(config: SiteConfig, raw: Any) -> list[str]:
+    """``mqtts://`` files exist and come in pairs; plain ``mqtt://`` takes none (they would be ignored)."""
+    m, out = config.mqtt, []
+    if m is None:
+        return []
+    for key in ("ca", "cert", "key"):
+        path = getattr(m, key)
+        if path is not None and not m.tls:
+            out.append(problem(raw, ("mqtt", key), "only an mqtts:// url uses certificates"))
+        elif path is not None and not Path(path).is_file():
+            out.append(problem(raw, ("mqtt", key), f"no such file {path!r}"))
+    if (m.cert is None) != (m.key is None):
+        out.append(problem(raw, ("mqtt", "cert" if m.cert else "key"), "give both cert and key, or neither"))
+    if out or not m.tls:
+        return out
+    # Loaded here as the driver will load them: a file that is not what it should be is a config
+    # error at its line, not a daemon that stops at start-up.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if m.ca:
+            context.load_verify_locations(m.ca)
+    except (ssl.SSLError, OSError) as exc:
+        out.append(problem(raw, ("mqtt", "ca"), f"not a PEM CA certificate: {exc}"))
+    try:
+        if m.cert:
+            context.load_cert_chain(m.cert, m.key)
+    except (ssl.SSLError, OSError) as exc:
+        out.append(problem(raw, ("mqtt", "cert"), f"cert and key do not load as a PEM pair: {exc}"))
+    return out
 
 
 def _written(raw: Any, loc: tuple[Any, ...]) -> bool:

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 
 from monitord.alerting.tracker import PendingFile
+from monitord.config.mqtt import router
 from monitord.config.site import AssetConfig, SiteConfig, modbus_lines, modbus_of
 from monitord.core.clock import Clock, SystemClock
 from monitord.core.errors import StoreError
@@ -27,7 +28,7 @@ from monitord.drivers.modbus import (
     ModbusDevice,
     ModbusDriver,
 )
-from monitord.drivers.mqtt import MqttDriver, TopicRoute
+from monitord.drivers.mqtt import MqttDriver, Tls
 from monitord.ingest.profiles import DeviceProfile, PointSpec
 from monitord.people.dispatch import Dispatcher
 from monitord.people.notify import Outbox, channels
@@ -36,30 +37,6 @@ from monitord.store.base import Store
 from monitord.store.open import open_store
 
 log = logging.getLogger(__name__)
-
-
-def mqtt_routes(config: SiteConfig) -> dict[str, TopicRoute]:
-    """Topic → route for every MQTT asset, from its profile's topic pattern."""
-    routes: dict[str, TopicRoute] = {}
-    for a in config.assets:
-        if a.connection.mqtt is None or a.type == "gateway":
-            continue
-        prof = config.profile(a.profile)
-        assert prof.mqtt is not None  # cross_check guarantees it
-        pattern = a.connection.mqtt.topic or prof.mqtt.topic
-        ts_field = tuple(prof.mqtt.ts_field.split(".")) if prof.mqtt.ts_field else ()
-        seq_field = tuple(prof.mqtt.seq_field.split(".")) if prof.mqtt.seq_field else ()
-        if prof.mqtt.format == "json":
-            fields = prof.json_fields()
-            topic = pattern.format(site=config.site.id, asset=a.id)
-            routes[topic] = TopicRoute(
-                a.id, tuple(fields), tuple(tuple(f.split(".")) for f in fields.values()), ts_field, seq_field
-            )
-        else:
-            for point in prof.points:
-                topic = pattern.format(site=config.site.id, asset=a.id, point=point)
-                routes[topic] = TopicRoute(a.id, (point,), ())
-    return routes
 
 
 def with_gateways(config: SiteConfig) -> SiteConfig:
@@ -143,10 +120,11 @@ class Monitord:
 
     def _mqtt_driver(self) -> MqttDriver | None:
         c = self.config
-        routes = mqtt_routes(c)
+        routes = router(c)
         if not routes or c.mqtt is None:
             return None
-        host, port = c.mqtt.host_port
+        m = c.mqtt
+        host, port = m.host_port
         return MqttDriver(
             host,
             port,
@@ -154,11 +132,13 @@ class Monitord:
             self.bus,
             self.clock,
             self.metrics,
-            client_id=c.mqtt.client_id,
-            qos=c.mqtt.qos,
-            max_clock_skew=c.mqtt.max_clock_skew,
-            username=c.mqtt.username,
-            password=c.mqtt.password,
+            client_id=m.client_id,
+            qos=m.qos,
+            max_clock_skew=m.max_clock_skew,
+            username=m.username,
+            password=m.password,
+            persistent=m.persistent_session,
+            tls=Tls(m.ca, m.cert, m.key) if m.tls else None,
         )
 
     @property

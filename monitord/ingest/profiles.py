@@ -20,6 +20,7 @@ AssetType = Literal[
     "elevator", "pump", "ahu", "chiller", "power_meter", "sensor", "gateway", "drive", "water_meter"
 ]
 ASSET_TYPES: tuple[str, ...] = AssetType.__args__  # type: ignore[attr-defined]
+FIELD_PATH = r"^[^.\[\]]+(\[\d+\])*(\.[^.\[\]]+(\[\d+\])*)*$"  # names between dots, [n] indexes
 
 
 class PointSpec(Strict):
@@ -34,7 +35,11 @@ class PointSpec(Strict):
     bit: Annotated[int, in_range(0, 15)] = 0
     min: float | None = None
     max: float | None = None
-    field: str | None = Field(None, description="JSON field path of the point in an MQTT payload")
+    field: str | None = Field(
+        None,
+        pattern=FIELD_PATH,
+        description="JSON field path of the point in an MQTT payload: names between dots, [n] indexes",
+    )
     states: dict[int, str] | None = Field(None, description="names of coded values, for people")
 
     @model_validator(mode="after")
@@ -73,11 +78,21 @@ class ModbusSettings(Strict):
 
 
 class MqttSettings(Strict):
-    topic: str = Field(description="pattern with {site}, {asset} and, for plain payloads, {point}")
+    topic: str = Field(
+        description="pattern with {site}, {asset} (the device's name on the wire: a topic level) and, "
+        "for plain payloads, {point}; + and # are MQTT wildcards"
+    )
+    status_topic: str | None = Field(
+        None,
+        description="pattern ({site}, {asset}) of a topic whose payload says online/offline (a last will, "
+        "Homie $state ready/lost/disconnected)",
+    )
     format: Literal["json", "plain"] = "json"
-    ts_field: str | None = None
+    ts_field: str | None = Field(None, pattern=FIELD_PATH)
     seq_field: str | None = Field(
-        None, description="JSON field path of a message sequence number; skipped numbers are counted"
+        None,
+        pattern=FIELD_PATH,
+        description="JSON field path of a message sequence number; skipped numbers are counted",
     )
 
     @model_validator(mode="after")
