@@ -33,6 +33,7 @@ from monitord.config.mqtt import check_claims
 from monitord.config.yamlio import LineDict, expand_env, is_secret_key, load_yaml, mask, problem
 from monitord.core.assets import Asset
 from monitord.core.errors import ConfigError
+from monitord.core.i18n import Locale
 from monitord.core.model import Quality, SampleBatch
 from monitord.core.schema import Strict, in_range
 from monitord.core.units import Duration
@@ -54,6 +55,7 @@ CONFIG_DIR = Path(os.environ.get("MONITORD_CONFIG_DIR", Path(__file__).resolve()
 class SiteInfo(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     name: str = ""
+    locale: Locale = Field("en", description="zh-CN or en: the language of pages, summaries and screens")
 
 
 class SqliteStoreConfig(Strict):
@@ -407,7 +409,7 @@ def _message(raw: Any, err: Any) -> str:
         text = f"must be a number, got {value!r}"
     elif kind == "string_pattern_mismatch":
         text = f"{value!r} has characters that are not allowed (pattern {err['ctx']['pattern']})"
-    elif kind in ("range", "duration", "connection", "scale"):
+    elif kind in ("range", "duration", "connection", "scale", "locale"):
         text = err["msg"]
     else:
         msg = err["msg"]

@@ -194,7 +194,14 @@ class Monitord:
             c.notify_log, channels(n.smtp, broker), core.metrics, n.attempts, n.backoff, n.max_wait
         )
         self.dispatcher = Dispatcher(
-            Roster(c.roster), core.desk, self.outbox, core.assets, self.api_url, c.sla_of
+            Roster(c.roster),
+            core.desk,
+            self.outbox,
+            core.assets,
+            self.api_url,
+            c.sla_of,
+            locale=c.site.locale,
+            summary_in=core.pipeline.summary_in,
         )
         core.road.ticket_listeners.append(self.dispatcher.on_ticket)
         core.pipeline.clock_steps.append(self.dispatcher.check)

@@ -182,6 +182,7 @@ def build_core(
         settle={a: 1.5 * max(c.poll_of(c.asset(u)) for u in ups) for a, ups in tops.items() if ups}
         | {a: 1.5 * c.poll_of(c.asset(a)) for a, ups in tops.items() if not ups},
         clock_steps=[lambda now: desk.check_clocks(now, c.sla_of, c.tickets.follow_up)],
+        locale=c.site.locale,
     )
     # Drivers hand batches to the bus: the state table, the store and the metrics each take them.
     bus = SampleBus()

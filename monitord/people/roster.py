@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
+from monitord.core.i18n import Locale
 from monitord.core.schema import Strict
 from monitord.core.units import Duration
 
@@ -36,6 +37,7 @@ class Contact(Strict):
     email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
     mqtt: str | None = Field(None, description="topic on the site's broker, e.g. for a duty-room panel")
     console: bool = Field(False, description="print to the daemon's terminal (demo, duty desk)")
+    locale: Locale | None = Field(None, description="zh-CN or en: this person's pages (default: the site's)")
 
     def channels(self) -> list[tuple[str, str]]:
         """(channel, address) for every channel this person carries."""
