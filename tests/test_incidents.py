@@ -6,6 +6,7 @@ recurrences; the silence and maintenance-window rules for life safety on ``MuteS
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,15 +52,19 @@ rules:
 """
 
 
+UNITS = itertools.count()  # one Modbus unit per device on a line: the check refuses two at one address
+
+
 def meter(asset_id: str, poll: str = "1s") -> str:
     return (
         f"  - {{id: {asset_id}, type: power_meter, profile: meter, poll: {poll},"
-        f" connection: {{modbus: {{host: 127.0.0.1, port: 1502}}}}}}\n"
+        f" connection: {{modbus: {{host: 127.0.0.1, port: 1502, unit: {next(UNITS) % 247 + 1}}}}}}}\n"
     )
 
 
 def fed(asset_id: str, kind: str, supply: str | None, mqtt: bool = False) -> str:
-    conn = "{mqtt: {}}" if mqtt else "{modbus: {host: 127.0.0.1, port: 1503}}"
+    unit = next(UNITS) % 247 + 1
+    conn = "{mqtt: {}}" if mqtt else f"{{modbus: {{host: 127.0.0.1, port: 1503, unit: {unit}}}}}"
     profile = "lift" if kind == "elevator" else "box"
     deps = f", depends_on: [{supply}]" if supply else ""
     return f"  - {{id: {asset_id}, type: {kind}, profile: {profile}, connection: {conn}{deps}}}\n"
