@@ -45,8 +45,11 @@ class Dispatcher:
         assets: Mapping[str, Asset],
         api_url: str,
         sla_of: Callable[[str], Sla],
+        link: Callable[[str, str, float], str] | None = None,
     ) -> None:
+        """``link(person, ticket, now)``: the signed page a message carries (None: none)."""
         self.roster, self.desk, self.outbox, self.sla_of = roster, desk, outbox, sla_of
+        self.link = link
         self.assets, self.api_url = assets, api_url.rstrip("/")
 
     def on_ticket(self, ev: TicketEvent) -> None:
@@ -128,23 +131,25 @@ class Dispatcher:
             return
         person = chain[level]
         for channel, address in self._channels(person):
-            self.outbox.submit(self._message(t, person, channel, address, level, event))
+            self.outbox.submit(self._message(t, person, channel, address, level, event, now))
 
     @staticmethod
     def _channels(person: Contact) -> list[tuple[str, str]]:
         return person.channels()
 
     def _message(
-        self, t: Ticket, person: Contact, channel: str, address: str, level: int, event: str
+        self, t: Ticket, person: Contact, channel: str, address: str, level: int, event: str, now: float
     ) -> Notification:
         asset = self.assets.get(t.asset)
         name = asset.label if asset else t.asset
         since = format_time(t.since, self.roster.tz)  # the site's zone, as on every screen
         ack_url = f"{self.api_url}/tickets/{t.id}/ack"
         escalated = f" (escalated, level {level}: nobody acknowledged yet)" if level else ""
+        link = self.link(person.name, t.id, now) if self.link else ""
+        how = f"open {link}" if link else f"POST {ack_url}"
         text = (
             f"[{t.priority}] {t.id} {name} ({t.asset}) @ {t.location or 'unknown location'}: {t.summary} — "
-            f"since {since}{escalated}. Acknowledge: POST {ack_url} or `monitord tickets ack {t.id}`."
+            f"since {since}{escalated}. Acknowledge: {how} or `monitord tickets ack {t.id}`."
         )
         return Notification(
             key=notification_key(t, level, person.name, channel),
@@ -162,4 +167,5 @@ class Dispatcher:
             level=level,
             ack_url=ack_url,
             text=text,
+            link=link,
         )

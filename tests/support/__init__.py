@@ -33,6 +33,7 @@ from tests.support.daemon import (
     simulated,
     site_yaml,
     text_of,
+    token_of,
     with_people,
 )
 from tests.support.influx import InfluxServer, V2WriteProxy
@@ -69,6 +70,7 @@ __all__ = [
     "simulated",
     "site_yaml",
     "text_of",
+    "token_of",
     "wait_port",
     "with_people",
 ]

@@ -1,0 +1,65 @@
+"""Server-rendered pages: the Jinja2 environment (templates shipped in the package) and ``page``.
+
+Every text a person reads goes through ``_``: ``translator(locale)`` installed as Jinja2's gettext
+callables. The locale comes from ``?lang=`` when given (zh_CN or en), else the site's default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from monitord.core.i18n import translator
+
+TEMPLATES = Path(__file__).with_name("templates")
+LOCALES = {"zh_cn": "zh_CN", "zh-cn": "zh_CN", "zh": "zh_CN", "en": "en"}
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    autoescape=True,
+    extensions=["jinja2.ext.i18n"],
+    undefined=jinja2.StrictUndefined,  # a name missing from a page's context is a bug, not a blank
+)
+
+
+def locale_of(request: Request, lang: str = "") -> str:
+    default: str = request.app.state.web.locale
+    return LOCALES.get((lang or "").lower(), default)
+
+
+def age(seconds: float) -> str:
+    """A duration as people read it on a board: 45s, 12m, 3h 05m, 2d 4h."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def render(template: str, context: dict[str, Any], locale: str) -> str:
+    _ = translator(locale)
+    env = _env.overlay()
+    env.install_gettext_callables(  # type: ignore[attr-defined]  # added by the i18n extension
+        gettext=_, ngettext=lambda s, p, n: _(s if n == 1 else p), newstyle=True
+    )
+    tz = context.get("tz")
+    env.filters["age"] = age
+    env.filters["clock"] = lambda ts: dt.datetime.fromtimestamp(ts, tz).strftime("%m-%d %H:%M:%S")
+    return env.get_template(template).render(locale=locale, **context)
+
+
+def page(
+    request: Request, template: str, context: dict[str, Any], lang: str = "", status: int = 200
+) -> HTMLResponse:
+    locale = locale_of(request, lang)
+    tz = request.app.state.tz
+    body = render(template, {"tz": tz, "lang": lang, **context}, locale)
+    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
