@@ -61,5 +61,5 @@ def page(
 ) -> HTMLResponse:
     locale = locale_of(request, lang)
     tz = request.app.state.tz
-    body = render(template, {"tz": tz, "lang": lang, **context}, locale)
+    body = render(template, {"tz": tz, "lang": lang, "who": None, **context}, locale)
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
