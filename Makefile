@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/replay.py
 	PYTHONPATH=. $(BIN)/python bench/store.py
 	PYTHONPATH=. $(BIN)/python bench/latency.py
+	PYTHONPATH=. $(BIN)/python bench/console.py
 
 clean:
 	rm -rf $(VENV) monitord-data .pytest_cache .mypy_cache .ruff_cache

@@ -15,8 +15,12 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from monitord.daemon.web.board import sla_clock
+from monitord.daemon.web.pages import age
 from monitord.people.identity import Identities, Signer, hash_token, may, site_secret, ticket_link
 from monitord.people.roster import Contact
+from monitord.tickets.desk import Ticket
+from monitord.tickets.sla import Sla
 from tests.support import (
     TOKEN,
     demo_site,
@@ -191,3 +195,18 @@ def test_openapi_describes_the_models(tmp_path: Path, mosquitto: int, webhooks: 
             }
 
     run(scenario(), timeout=60)
+
+
+def test_sla_countdown_turns_red_before_the_breach() -> None:
+    sla = Sla(ack=600, start=1800, resolve=7200)
+    t = Ticket("WO-1", "k", "A-P1", "pump.dry_run", "P1", "plumbing", "dry", "B2", NOW, NOW)
+    clock = sla_clock(t, sla, NOW + 300)
+    assert clock is not None and (clock.name, clock.left, clock.red) == ("ack", 300, False)
+    late = sla_clock(t, sla, NOW + 451)  # under a quarter of the ack time left: red, not yet breached
+    assert late is not None and late.red and late.left > 0
+    t.acknowledged_at = NOW + 60
+    nxt = sla_clock(t, sla, NOW + 451)
+    assert nxt is not None and (nxt.name, nxt.red) == ("start", False), "the next clock runs"
+    t.state = "cancelled"
+    assert sla_clock(t, sla, NOW + 451) is None
+    assert [age(s) for s in (5, 125, 3 * 3600 + 300, 2 * 86400 + 3600)] == ["5s", "2m", "3h 05m", "2d 1h"]
