@@ -5,6 +5,7 @@ simulators over real sockets, people on webhooks.
 (b) the on-call technician opens the signed link from the webhook payload on a phone (390×844),
 acknowledges, and a dispatcher's queue page shows the acknowledgement live;
 (c) a viewer cannot act, an expired or tampered link is refused, and the audit trail names who;
+and the silences (a dispatcher adds one; the asset shows muted), on-call and KPI pages;
 (d) screenshots at phone and desktop size in test-artifacts/.
 """
 
@@ -78,6 +79,26 @@ def test_board_queue_and_signed_link_in_a_browser(
             await off(desk.screenshot, "queue-desktop-acknowledged")
             assert [e.actor for e in ticket.events if e.event == "acknowledged"] == ["plumbing-tech"]
 
+            # silences, on-call and KPIs on the dispatcher's desktop
+            await off(desk.open, "/console/silences")
+            await off(desk.type, "input[name=assets]", "A-P2")
+            await off(desk.type, "input[name=reason]", "impeller swap")
+            await off(desk.type, "input[name=expires_in]", "1h")
+            await off(desk.click, "#add-silence")
+            await off(desk.wait_for, "ul.silences li.active")
+            assert "dispatcher: impeller swap" in await off(desk.text)
+            [silence] = app.core.pipeline.mute.silences  # type: ignore[union-attr]
+            assert silence.author == "dispatcher" and silence.matcher.assets == ["A-P2"]
+            await off(desk.open, "/console")
+            await off(desk.wait_for, "#asset-A-P2[data-state=muted]")
+            await off(desk.open, "/console/oncall")
+            assert "On duty now: plumbing-tech" in await off(desk.text)
+            await off(desk.open, "/console/kpi")
+            await off(desk.wait_for, "svg.chart rect.bar")  # the dry run's alarm in its 10 minutes
+            mtta = await off(desk.js, "return document.getElementById('mtta').textContent")
+            assert mtta.endswith(" min"), mtta  # the acknowledgement above: a median exists
+            await off(desk.screenshot, "kpi-desktop")
+
             # the phone sees the board too, once logged in: one column at 390 px
             await off(phone.login, token_of("plumbing-tech"))
             assert await off(phone.width) <= PHONE[0]
@@ -107,6 +128,7 @@ def test_board_queue_and_signed_link_in_a_browser(
             trail = [(a.actor, a.via, a.action, a.outcome) for a in app.store.audit_events()]  # type: ignore[union-attr]
             assert ("plumbing-tech", "link", "ticket.ack", 200) in trail
             assert ("viewer", "token", "start", 403) in trail
+            assert ("dispatcher", "session", "silence.add", 201) in trail
             assert ticket.state == "acknowledged"
 
     run(scenario(), timeout=240)

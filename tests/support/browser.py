@@ -75,6 +75,11 @@ class Browser:
     def text(self) -> str:
         return str(self.driver.find_element(By.TAG_NAME, "body").text)
 
+    def type(self, css: str, text: str) -> None:
+        field = self.driver.find_element(By.CSS_SELECTOR, css)
+        field.clear()
+        field.send_keys(text)
+
     def click(self, css: str) -> None:
         self.driver.find_element(By.CSS_SELECTOR, css).click()
 

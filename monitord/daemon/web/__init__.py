@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from monitord.daemon.web import auth, console, health, silences, tickets
+from monitord.daemon.web import auth, console, health, kpis, silences, tickets
 from monitord.daemon.web.auth import Refused
 from monitord.daemon.web.context import Web
 from monitord.daemon.web.limits import MAX_CONNECTIONS, SOCKET_TIMEOUT, BodyLimit, IdleClosingH11
@@ -45,7 +45,7 @@ def build_app(web: Web, outbox: Outbox | None = None) -> FastAPI:
     app = FastAPI(title="monitord", version="1", docs_url=None, redoc_url=None, strict_content_type=False)
     app.state.web, app.state.outbox, app.state.log = web, outbox, log
     app.state.tz = web.roster.tz if web.roster else None
-    for group in (health, tickets, silences, auth, console):
+    for group in (health, tickets, silences, auth, console, kpis):
         app.include_router(group.router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="static")
 
