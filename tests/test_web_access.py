@@ -157,6 +157,10 @@ def test_roles_links_sessions_and_the_audit_trail(
                 "role": "dispatcher",
                 "via": "session",
             }
+            # the page's language: ?lang= over the person's over the site's (en)
+            for query, lang in (("", "en"), ("?lang=zh_CN", "zh-CN")):
+                status, _h, html = await off(call, f"{api}/console{query}", None, session, "GET")
+                assert status == 200 and f'<html lang="{lang}">' in html
             status, _h, _ = await off(call, f"{api}/console/login", b"token=wrong", headers)
             assert status == 401
             # the old single api.token still works, as the admin "api" (the CLI)
@@ -193,6 +197,8 @@ def test_openapi_describes_the_models(tmp_path: Path, mosquitto: int, webhooks: 
                 "409",
                 "422",
             }
+            assert paths["/silences"]["post"]["security"] == [{"HTTPBearer": []}]
+            assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
     run(scenario(), timeout=60)
 

@@ -204,7 +204,8 @@ class Monitord:
         c, core = self.config, self.core
         roster = Roster(c.roster) if c.roster is not None else None
         signer = Signer(site_secret(c.api.secret, c.notify_log))
-        web = Web(core, Identities(people(c.roster), c.api.token), signer, roster, c.api.link_ttl)
+        ids = Identities(people(c.roster), c.api.token)
+        web = Web(core, ids, signer, roster, c.api.link_ttl, c.api.locale)
         web.attach()
         if roster is not None:
             broker = c.mqtt.host_port if c.mqtt else None

@@ -56,6 +56,7 @@ class Identity:
     name: str
     role: Role
     via: str = "token"  # token, session or link: how the caller proved it
+    locale: str | None = None  # the person's console language, if they set one
 
 
 def people(roster: RosterConfig | None) -> list[Contact]:
@@ -81,11 +82,13 @@ class Identities:
     def __init__(self, contacts: Iterable[Contact], admin_token: str | None) -> None:
         self._by_hash: dict[str, Identity] = {}
         self.roles: dict[str, Role] = {}
+        self.locales: dict[str, str | None] = {}
         for c in contacts:
             self.roles[c.name] = c.role
+            self.locales[c.name] = c.locale
             if c.token:
                 digest = c.token if c.token.startswith("sha256:") else hash_token(c.token)
-                self._by_hash[digest] = Identity(c.name, c.role)
+                self._by_hash[digest] = Identity(c.name, c.role, locale=c.locale)
         if admin_token:
             self._by_hash[hash_token(admin_token)] = Identity("api", "admin")
             self.roles.setdefault("api", "admin")
@@ -104,7 +107,7 @@ class Identities:
     def named(self, name: str, via: str) -> Identity | None:
         """The identity of a person a signed token names (None: no longer on the roster)."""
         role = self.roles.get(name)
-        return None if role is None else Identity(name, role, via)
+        return None if role is None else Identity(name, role, via, self.locales.get(name))
 
 
 def _b64(data: bytes) -> str:

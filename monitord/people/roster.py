@@ -43,6 +43,9 @@ class Contact(Strict):
     token: str | None = Field(
         None, description="this person's API/console login token: ${ENV}, or its hash as sha256:<hex>"
     )
+    locale: Literal["zh_CN", "en"] | None = Field(
+        None, description="console language (default: the site's)"
+    )
 
     def channels(self) -> list[tuple[str, str]]:
         """(channel, address) for every channel this person carries."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.security import HTTPBearer
 
 from monitord.daemon.web.context import Web
 from monitord.daemon.web.models import Me
@@ -25,6 +26,8 @@ WRONG = "wrong token: it matches neither the daemon's api.token nor any person's
 READ_ONLY = "this API is read-only: the config sets no api.token and no person has a token"
 
 router = APIRouter()
+# Declares the bearer scheme on the routes that change things (OpenAPI); ``require`` does the checking.
+BEARER = [Depends(HTTPBearer(auto_error=False, description="a person's token, or api.token"))]
 
 
 class Refused(Exception):

@@ -1,7 +1,8 @@
 """Server-rendered pages: the Jinja2 environment (templates shipped in the package) and ``page``.
 
 Every text a person reads goes through ``_``: ``translator(locale)`` installed as Jinja2's gettext
-callables. The locale comes from ``?lang=`` when given (zh_CN or en), else the site's default.
+callables. The locale comes from ``?lang=`` when given (zh_CN or en), else the person's ``locale``, else the
+site's ``api.locale``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ _env = jinja2.Environment(
 )
 
 
-def locale_of(request: Request, lang: str = "") -> str:
-    default: str = request.app.state.web.locale
+def locale_of(request: Request, lang: str = "", person: str | None = None) -> str:
+    """``?lang=`` when given, else the person's own, else the site's."""
+    default: str = person or request.app.state.web.locale
     return LOCALES.get((lang or "").lower(), default)
 
 
@@ -59,7 +61,8 @@ def render(template: str, context: dict[str, Any], locale: str) -> str:
 def page(
     request: Request, template: str, context: dict[str, Any], lang: str = "", status: int = 200
 ) -> HTMLResponse:
-    locale = locale_of(request, lang)
+    who = context.get("who")
+    locale = locale_of(request, lang, getattr(who, "locale", None))
     tz = request.app.state.tz
     body = render(template, {"tz": tz, "lang": lang, "who": None, **context}, locale)
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})

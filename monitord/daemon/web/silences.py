@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from monitord.alerting.mute import Silence
-from monitord.daemon.web.auth import require, web_of
+from monitord.daemon.web.auth import BEARER, require, web_of
 from monitord.daemon.web.models import Error, SilenceBody, SilenceOut
 from monitord.people.identity import Identity
 
@@ -65,14 +65,16 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/silences", status_code=201, response_model=SilenceOut, responses=REFUSALS)
+@router.post("/silences", status_code=201, response_model=SilenceOut, responses=REFUSALS, dependencies=BEARER)
 async def add_silence(request: Request, body: SilenceBody) -> Any:
     who = require(request, "silence")
     status, answer = add(request, who, body)
     return JSONResponse(answer, status_code=status)
 
 
-@router.post("/silences/{silence_id}/expire", response_model=SilenceOut, responses=REFUSALS)
+@router.post(
+    "/silences/{silence_id}/expire", response_model=SilenceOut, responses=REFUSALS, dependencies=BEARER
+)
 async def expire_silence(request: Request, silence_id: str) -> Any:
     who = require(request, "silence")
     status, answer = expire(request, who, silence_id)

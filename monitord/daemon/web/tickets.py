@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
-from monitord.daemon.web.auth import reader, require, web_of
+from monitord.daemon.web.auth import BEARER, reader, require, web_of
 from monitord.daemon.web.models import ActionBody, Error, TicketEventOut, TicketOut
 from monitord.people.identity import Identity
 from monitord.tickets.desk import ACTIONS, Ticket, TicketActionError
@@ -67,6 +67,7 @@ def act(request: Request, who: Identity, ticket_id: str, action: str, body: Acti
 @router.post(
     "/tickets/{ticket_id}/{action}",
     response_model=TicketEventOut,
+    dependencies=BEARER,
     responses={
         401: {"model": Error, "description": "no identity proven"},
         403: {"model": Error, "description": "the caller's role does not allow it"},
