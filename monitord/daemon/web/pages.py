@@ -16,6 +16,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from monitord.core.i18n import translator
+from monitord.core.units import format_duration
 
 TEMPLATES = Path(__file__).with_name("templates")
 LOCALES = {"zh_cn": "zh_CN", "zh-cn": "zh_CN", "zh": "zh_CN", "en": "en"}
@@ -34,18 +35,6 @@ def locale_of(request: Request, lang: str = "", person: str | None = None) -> st
     return LOCALES.get((lang or "").lower(), default)
 
 
-def age(seconds: float) -> str:
-    """A duration as people read it on a board: 45s, 12m, 3h 05m, 2d 4h."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m"
-    return f"{s // 86400}d {s % 86400 // 3600}h"
-
-
 def render(template: str, context: dict[str, Any], locale: str) -> str:
     _ = translator(locale)
     env = _env.overlay()
@@ -53,7 +42,7 @@ def render(template: str, context: dict[str, Any], locale: str) -> str:
         gettext=_, ngettext=lambda s, p, n: _(s if n == 1 else p), newstyle=True
     )
     tz = context.get("tz")
-    env.filters["age"] = age
+    env.filters["age"] = format_duration
     env.filters["clock"] = lambda ts: dt.datetime.fromtimestamp(ts, tz).strftime("%m-%d %H:%M:%S")
     return env.get_template(template).render(locale=locale, **context)
 
