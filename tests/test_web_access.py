@@ -162,6 +162,10 @@ def test_roles_links_sessions_and_the_audit_trail(
                 assert status == 200 and f'<html lang="{lang}">' in html
             status, _h, _ = await off(call, f"{api}/console/login", b"token=wrong", headers)
             assert status == 401
+            # no proxy is trusted here: a client cannot name another address for the trail
+            forged = {"X-Forwarded-For": "203.0.113.9", "Authorization": f"Bearer {token_of('dispatcher')}"}
+            status, _h, _ = await off(call, f"{api}/tickets/{ticket.id}/comment", b'{"note": "xff"}', forged)
+            assert status == 200
             # the old single api.token still works, as the admin "api" (the CLI)
             assert (await off(post, f"{api}/tickets/{ticket.id}/comment", {"note": "cli"}, TOKEN))[0] == 200
 
@@ -172,14 +176,20 @@ def test_roles_links_sessions_and_the_audit_trail(
             assert ("plumbing-tech", "link", "cancel", 403, "127.0.0.1") in trail
             assert ("dispatcher", "session", "login", 303, "127.0.0.1") in trail
             assert ("api", "token", "ticket.comment", 200, "127.0.0.1") in trail
+            assert ("dispatcher", "token", "ticket.comment", 200, "127.0.0.1") in trail
             acked = [e for e in ticket.events if e.event == "acknowledged"]
             assert [e.actor for e in acked] == ["plumbing-tech"]
 
     run(scenario(), timeout=150)
 
 
-def test_openapi_describes_the_models(tmp_path: Path, mosquitto: int, webhooks: WebhookReceiver) -> None:
+def test_openapi_and_a_trusted_proxy(tmp_path: Path, mosquitto: int, webhooks: WebhookReceiver) -> None:
+    """The OpenAPI document names models and the bearer scheme; behind a trusted proxy the audit
+    trail keeps the client's address and the session cookie is Secure."""
     config = with_people(demo_site(tmp_path, mosquitto), webhooks, tmp_path)
+    config = config.model_copy(
+        update={"api": config.api.model_copy(update={"trusted_proxies": ["127.0.0.1"]})}
+    )
 
     async def scenario() -> None:
         async with running(config) as (_site, app):
@@ -197,6 +207,16 @@ def test_openapi_describes_the_models(tmp_path: Path, mosquitto: int, webhooks: 
                 "422",
             }
             assert paths["/silences"]["post"]["security"] == [{"HTTPBearer": []}]
+            proxied = {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Forwarded-For": "203.0.113.9",
+                "X-Forwarded-Proto": "https",
+            }
+            form = urllib.parse.urlencode({"token": token_of("viewer")}).encode()
+            status, h, _ = await asyncio.to_thread(call, f"{app.api_url}/console/login", form, proxied)
+            assert status == 303 and "Secure" in h["set-cookie"]
+            [login] = app.store.audit_events()  # type: ignore[union-attr]
+            assert (login.actor, login.address) == ("viewer", "203.0.113.9")
             assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
     run(scenario(), timeout=60)

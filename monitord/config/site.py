@@ -139,6 +139,9 @@ class ApiConfig(Strict):
         None, description="signs console sessions and notification links (default: kept in the notify log)"
     )
     link_ttl: Duration = Field(86400.0, description="how long a notification's signed link works")
+    trusted_proxies: list[str] = Field(
+        [], description="addresses whose X-Forwarded-For/-Proto are believed (a reverse proxy's)"
+    )
     locale: Literal["zh_CN", "en"] = Field(
         "en", description="the console's language unless a person sets theirs"
     )

@@ -214,7 +214,8 @@ class Monitord:
             self.outbox = Outbox(
                 c.notify_log, channels(n.smtp, broker), core.metrics, n.attempts, n.backoff, n.max_wait
             )
-        self.api = WebServer(web, c.api.host, c.api.port if api_port is None else api_port, self.outbox)
+        port = c.api.port if api_port is None else api_port
+        self.api = WebServer(web, c.api.host, port, self.outbox, c.api.trusted_proxies)
         self.web = web
         self.api_url = c.api.public_url or f"http://{c.api.host}:{self.api.port}"
         log.info("API at %s (console: %s/console)", self.api_url, self.api_url)

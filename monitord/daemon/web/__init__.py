@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,10 @@ class WebServer:
     socket_timeout = SOCKET_TIMEOUT
     max_connections = MAX_CONNECTIONS
 
-    def __init__(self, web: Web, host: str, port: int, outbox: Outbox | None = None) -> None:
+    def __init__(
+        self, web: Web, host: str, port: int, outbox: Outbox | None = None, proxies: Sequence[str] = ()
+    ) -> None:
+        """``proxies``: the reverse proxies whose X-Forwarded-For/-Proto headers are believed."""
         self.web = web
         self.app = build_app(web, outbox)
         self.sock = socket.create_server((host, port), reuse_port=False)
@@ -117,6 +120,10 @@ class WebServer:
             timeout_keep_alive=int(self.socket_timeout),
             limit_concurrency=self.max_connections,
             timeout_graceful_shutdown=2,
+            # The audit trail's address and the cookie's Secure flag come from these headers: only
+            # a configured proxy may set them, or any local client could name another address.
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=list(proxies) or None,
         )
         self.server = _Server(config)
 

@@ -126,7 +126,7 @@ async def login(request: Request, token: Annotated[str, Form(max_length=500)], l
     cookie = web.signer.sign("session", {"who": who.name}, now + SESSION_TTL)
     web.audit(request, Identity(who.name, who.role, "session"), "login", "", 303)
     out = RedirectResponse("/console", status_code=303)
-    secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+    secure = request.url.scheme == "https"  # behind a trusted proxy, uvicorn takes X-Forwarded-Proto
     out.set_cookie(
         SESSION, cookie, max_age=int(SESSION_TTL), httponly=True, samesite="strict", secure=secure, path="/"
     )

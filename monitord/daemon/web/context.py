@@ -38,7 +38,8 @@ class Stream:
         for q in list(self._queues):
             if q.full():  # a browser that stopped reading loses its stream, not the daemon its memory
                 self._queues.discard(q)
-                q.put_nowait(None) if not q.full() else None
+                q.get_nowait()  # room for the end mark: the stream closes, the browser reconnects
+                q.put_nowait(None)
                 continue
             q.put_nowait(message)
 

@@ -32,7 +32,12 @@
     live.dataset.messageAt = String(Date.now());
     refresh();
   };
-  source.onopen = function () { document.body.dataset.live = "1"; };
+  source.onopen = function () {
+    // A reconnect (the daemon restarted, or dropped a stream that fell behind): what happened
+    // meanwhile was not streamed, so fetch the fragment once.
+    if (document.body.dataset.live === "1") { refresh(); }
+    document.body.dataset.live = "1";
+  };
   // Ages and SLA countdowns move with time, not only with events: redraw each half minute.
   setInterval(refresh, 30000);
 })();
