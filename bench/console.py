@@ -62,9 +62,12 @@ def site_yaml(folder: Path) -> Path:
     return path
 
 
-def fetch(url: str, cookie: str = "") -> int:
-    request = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
-    with urllib.request.urlopen(request, timeout=30) as r:
+def fetch(url: str, cookie: str = "", gzip: bool = False) -> int:
+    """Bytes on the wire for ``url`` (gzip: as a browser asks for it)."""
+    headers = {"Cookie": cookie} if cookie else {}
+    if gzip:
+        headers["Accept-Encoding"] = "gzip"
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
         return len(r.read())
 
 
@@ -92,15 +95,16 @@ def main() -> None:
         try:
             browser.login(TOKEN)
             cookie = "; ".join(f"{c['name']}={c['value']}" for c in browser.driver.get_cookies())
-            board = fetch(f"{base}/console", cookie)
-            page = fetch(f"{base}/console/tickets/{ticket}", cookie)
-            css = fetch(f"{base}/console/static/console.css")
-            js = fetch(f"{base}/console/static/console.js")
-            print(
-                f"page weight: status board ({ASSETS} assets) {board / 1024:.1f} KiB HTML,"
-                f" ticket page {page / 1024:.1f} KiB HTML; + CSS {css / 1024:.1f} KiB, JS {js / 1024:.1f} KiB"
-                " (uncompressed; nothing else is loaded)"
-            )
+            for gz in (False, True):
+                board = fetch(f"{base}/console", cookie, gz)
+                page = fetch(f"{base}/console/tickets/{ticket}", cookie, gz)
+                css = fetch(f"{base}/console/static/console.css", gzip=gz)
+                js = fetch(f"{base}/console/static/console.js", gzip=gz)
+                print(
+                    f"page weight ({'gzip' if gz else 'uncompressed'}): status board ({ASSETS} assets)"
+                    f" {board / 1024:.1f} KiB, ticket page {page / 1024:.1f} KiB;"
+                    f" + CSS {css / 1024:.1f} KiB, JS {js / 1024:.1f} KiB (nothing else is loaded)"
+                )
 
             paints, loaded = [], []
             for _ in range(LOADS):
