@@ -156,6 +156,19 @@ def test_roles_links_sessions_and_the_audit_trail(
                 "role": "dispatcher",
                 "via": "session",
             }
+            # the queue's filters: state, priority, trade, building, assignee
+            row = f'id="row-{ticket.id}"'
+            for query, shown in (
+                ("state=acknowledged&priority=P1&category=plumbing&building=A&assignee=plumbing-tech", True),
+                ("", True),  # active tickets by default
+                ("state=closed", False),
+                ("priority=P4", False),
+                ("category=elevator", False),
+                ("building=B", False),
+                ("assignee=elevator-tech", False),
+            ):
+                status, _h, html = await off(call, f"{api}/console/queue?{query}", None, session, "GET")
+                assert status == 200 and (row in html) == shown, query
             # the page's language: ?lang= over the person's over the site's (en)
             for query, lang in (("", "en"), ("?lang=zh_CN", "zh-CN")):
                 status, _h, html = await off(call, f"{api}/console{query}", None, session, "GET")

@@ -111,7 +111,12 @@ def status_board(core: Core) -> list[Building]:
         for row, asset_id in enumerate(table.assets):
             a = core.assets[asset_id]
             mstate, why = muted_why(core.pipeline.mute, a, now)
-            state = "alert" if asset_id in alerts else "offline" if offline[row] else mstate or "ok"
+            # Maintenance explains the rest (a pump taken apart is offline, its alerts muted); a silence
+            # is narrower, so an asset that also went offline shows offline.
+            if mstate == "maintenance":
+                state = mstate
+            else:
+                state = "alert" if asset_id in alerts else "offline" if offline[row] else mstate or "ok"
             where = ", ".join(f"{k} {v}" for k, v in a.location.items() if k != "building")
             buildings.setdefault(str(a.location.get("building", "")), []).append(
                 AssetRow(asset_id, a.label, a.type, where, state, why, alerts.get(asset_id, []))
