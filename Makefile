@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/monitord demo $(if $(DURATION),--duration $(DURATION))
 
-# Real parts for the tests: Debian's mosquitto, influxdb and prometheus, and chromium with its driver and
-# CJK fonts for the console's browser tests; installed when missing and we are root.
+# Real parts for the tests: Debian's mosquitto, influxdb, prometheus, socat (serial pty pairs), and
+# chromium with its driver and CJK fonts for the console's browser tests; installed when missing and we are root.
 system-deps:
 	@missing=""; \
 	{ command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || missing="$$missing mosquitto"; \
@@ -25,6 +25,7 @@ system-deps:
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	[ -d /usr/share/fonts/opentype/noto ] || missing="$$missing fonts-noto-cjk"; \
+	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -50,6 +51,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/replay.py
 	PYTHONPATH=. $(BIN)/python bench/store.py
 	PYTHONPATH=. $(BIN)/python bench/latency.py
+	PYTHONPATH=. $(BIN)/python bench/daemon.py
+	PYTHONPATH=. $(BIN)/python bench/rtu.py
 	PYTHONPATH=. $(BIN)/python bench/console.py
 
 clean:

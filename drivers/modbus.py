@@ -1,10 +1,13 @@
-"""Modbus TCP driver: plans merged reads per profile and polls devices.
+"""Modbus driver (TCP, RTU on a serial port, RTU over TCP): plans merged reads and polls devices.
 
-Sits before the ``SampleBus``. One ``GatewayPoller`` per TCP endpoint carries
-one request at a time (Modbus TCP devices and RTU gateways expect that) for
-every unit id behind it. Reads are planned once at start-up: a profile's
-registers are merged over small gaps into as few requests as the device's
-limit allows. Each poll of a device becomes one ``SampleBatch``; a failed read
+Sits before the ``SampleBus``. One ``GatewayPoller`` per line (a TCP endpoint,
+a serial port, or a serial server reached over TCP; ``drivers.modbus_line``)
+is that line's only master: one task, one request at a time (Modbus TCP devices,
+RTU gateways and an RS-485 bus all expect that), with the silent gap an RTU
+line needs between frames, for every unit id on it. Lines are independent
+tasks, so a slow or dead device holds up only its own line. Reads are planned
+once at start-up: a profile's registers are merged over small gaps into as
+few requests as the device's limit allows. Each poll of a device becomes one ``SampleBatch``; a failed read
 becomes ``comm_error`` samples and, once per outage, an offline health change.
 """
 
@@ -19,19 +22,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from monitord.core.clock import Clock
 from monitord.core.metrics import Metrics
 from monitord.core.model import HealthChange, Quality, SampleBatch
 from monitord.ingest.bus import SampleBus
-from monitord.ingest.profiles import DeviceProfile, ModbusSettings
-from monitord.ingest.registers import BIT_KINDS, PointEncoding, RegisterCodec
+from monitord.ingest.profiles import DeviceProfile, InfoSpec, ModbusSettings
+from monitord.ingest.registers import BIT_KINDS, PointEncoding, RegisterCodec, decode_ascii
+
+from .modbus_line import SERIAL_SETUP_ERRORS, Line
 
 log = logging.getLogger(__name__)
 # Exception codes that mean "the device behind the gateway did not answer".
 _UNREACHABLE = {0x0A, 0x0B}
+# What a failed connect may raise: a refused or missing endpoint, or a serial port's settings refused.
+_CONNECT_ERRORS: tuple[type[Exception], ...] = (OSError, ModbusException, *SERIAL_SETUP_ERRORS)
 # The function code each kind of read is asked, and must be answered, with.
 _FUNCTION = {"coil": 0x01, "discrete": 0x02, "holding": 0x03, "input": 0x04}
 
@@ -41,7 +48,7 @@ GATEWAY_POINTS = ("devices_online", "devices_total")
 
 def gateway_asset_id(host: str, port: int) -> str:
     """The id under which a Modbus gateway with several devices behind it is watched."""
-    return f"GW-{host}-{port}"
+    return Line.tcp(host, port).asset_id()
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,9 @@ class ModbusDevice:
     points: tuple[str, ...] = ()
     online: bool = True
     next_due: float = 0.0
+    info: dict[str, InfoSpec] = field(default_factory=dict)  # ASCII facts, read when it (re)appears
+    facts: dict[str, str] = field(default_factory=dict)  # what they read last
+    info_due: bool = True
     _slices: list[slice] = field(default_factory=list)
 
     @classmethod
@@ -115,7 +125,7 @@ class ModbusDevice:
         specs = [profile.points[n] for n in names]
         low = np.array([-math.inf if s.min is None else s.min for s in specs])
         high = np.array([math.inf if s.max is None else s.max for s in specs])
-        dev = cls(asset, unit, interval, requests, low, high, settings.pause, names)
+        dev = cls(asset, unit, interval, requests, low, high, settings.pause, names, info=dict(profile.info))
         offset = 0
         for r in requests:
             dev._slices.append(slice(offset, offset + len(r.codec.names)))
@@ -123,8 +133,11 @@ class ModbusDevice:
         return dev
 
 
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+
+
 class GatewayPoller:
-    """Polls every device behind one host:port, one request at a time."""
+    """Polls every device on one line (by default the TCP endpoint host:port), one request at a time."""
 
     def __init__(
         self,
@@ -136,20 +149,28 @@ class GatewayPoller:
         metrics: Metrics,
         timeout: float = 1.0,
         backoff_max: float = 30.0,
+        line: Line | None = None,
+        utilisation_window: float = 5.0,
     ) -> None:
+        self.line = line or Line.tcp(host, port)
         self.host, self.port, self.devices = host, port, devices
         self.bus, self.clock, self.metrics = bus, clock, metrics
         self.timeout, self.backoff_max = timeout, backoff_max
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: Client | None = None
         # With several devices behind it, the gateway is an asset of its own (comms.gateway_down).
-        self.gateway_asset: str | None = gateway_asset_id(host, port) if len(devices) > 1 else None
+        self.gateway_asset: str | None = self.line.asset_id() if len(devices) > 1 else None
         self._backoff = 0.0
         self._next_connect = 0.0
         self._reachable = True
+        self._quiet_at = 0.0  # loop time before which the line must stay silent (RTU frame gap)
+        self._busy = 0.0  # seconds the line was held since the window began
+        self._window = utilisation_window
+        self._window_start: float | None = None
+        self._utilisation = metrics.modbus_line_utilisation.labels(self.line.name)
 
     @property
     def name(self) -> str:
-        return f"{self.host}:{self.port}"
+        return self.line.name
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -167,11 +188,20 @@ class GatewayPoller:
                         raise asyncio.CancelledError
                 if due and self.gateway_asset:
                     self._report_gateway()
+                self._report_utilisation(loop.time())
                 wait = min(d.next_due for d in self.devices) - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
         finally:
             self._close()
+
+    def _report_utilisation(self, now: float) -> None:
+        """Set the line's utilisation gauge: the share of the last window the line was held."""
+        if self._window_start is None:
+            self._window_start, self._busy = now, 0.0
+        elif now - self._window_start >= self._window:
+            self._utilisation.set(min(1.0, self._busy / (now - self._window_start)))
+            self._window_start, self._busy = now, 0.0
 
     def _report_gateway(self) -> None:
         assert self.gateway_asset is not None
@@ -183,24 +213,20 @@ class GatewayPoller:
             )
         )
 
-    async def _connected(self) -> AsyncModbusTcpClient | None:
+    async def _connected(self) -> Client | None:
         if self._client is not None and self._client.connected:
             return self._client
         if time.monotonic() < self._next_connect:
             return None
         self._close()
-        client = AsyncModbusTcpClient(
-            self.host,
-            port=self.port,
-            timeout=self.timeout,
-            retries=0,
-            reconnect_delay=0,
-            name=f"monitord-{self.name}",
-        )
+        client = self.line.client(self.timeout, f"monitord-{self.name}")
+        why = ""
         try:
             ok = await client.connect()
-        except (OSError, ModbusException):
-            ok = False
+        except _CONNECT_ERRORS as exc:
+            # A port that refuses its settings (a pty, or an adapter without parity) raises from
+            # termios, not OSError; it is a line that cannot be opened, never a crash.
+            ok, why = False, f" ({exc})"
         if not ok:
             client.close()
             self._backoff = min(max(self._backoff * 2, 0.5), self.backoff_max)
@@ -208,8 +234,9 @@ class GatewayPoller:
             self.metrics.driver_errors.labels("modbus", "connect").inc()
             if self._reachable:
                 log.warning(
-                    "modbus %s: cannot connect; retrying with backoff up to %.0fs",
+                    "modbus %s: cannot connect%s; retrying with backoff up to %.0fs",
                     self.name,
+                    why,
                     self.backoff_max,
                 )
                 self._reachable = False
@@ -237,6 +264,9 @@ class GatewayPoller:
             client = await self._connected()
             if client is None:
                 break
+            if dev.info and dev.info_due and not await self._read_info(client, dev):
+                reason = "no reply to the info read"
+                break  # silent: the numeric reads would only wait too
             if i and dev.pause:
                 await asyncio.sleep(dev.pause)
             ok, payload = await self._read(client, dev.unit, req)
@@ -261,6 +291,7 @@ class GatewayPoller:
         self.bus.publish(SampleBatch(ts, dev.asset, dev.points, values, quality))
         if answered != dev.online:
             dev.online = answered
+            dev.info_due = answered  # back after an outage: it may be another device now
             if answered:
                 log.info("modbus %s unit %d (%s): back online", self.name, dev.unit, dev.asset)
             else:
@@ -268,9 +299,51 @@ class GatewayPoller:
             self.bus.publish_health(HealthChange(ts, dev.asset, answered, reason if not answered else "ok"))
             self.metrics.devices_offline.labels("modbus").inc(-1 if answered else 1)
 
-    async def _read(
-        self, client: AsyncModbusTcpClient, unit: int, req: ReadRequest
-    ) -> tuple[bool, list[int] | str]:
+    async def _read_info(self, client: Client, dev: ModbusDevice) -> bool:
+        """Read a device's ASCII facts, log what changed, expose them as ``monitord_device_info``.
+
+        Done when the device first answers and each time it comes back from an outage. A fact that
+        is refused or not text is warned about and left out; it never becomes a sample. False when
+        the device did not answer (tried again at the next poll)."""
+        for name, spec in dev.info.items():
+            req = ReadRequest(spec.kind, spec.address, spec.registers, RegisterCodec(spec.address, 0, ()))
+            ok, payload = await self._read(client, dev.unit, req)
+            where = f"modbus {self.name} unit {dev.unit} ({dev.asset})"
+            if not ok:
+                if self._client is None:  # timeout or I/O error: the line was closed
+                    return False
+                log.warning("%s: cannot read %s: %s", where, name, payload)
+                continue
+            assert not isinstance(payload, str)
+            try:
+                text = decode_ascii(payload, spec.order)
+            except ValueError as exc:
+                self.metrics.driver_errors.labels("modbus", "decode").inc()
+                log.warning("%s: %s is not text (%s); check the profile's info map", where, name, exc)
+                continue
+            old = dev.facts.get(name)
+            if old != text:
+                log.info("%s: %s = %r", where, name, text)
+                if old is not None:
+                    self.metrics.device_info.remove(dev.asset, name, old)
+                self.metrics.device_info.labels(dev.asset, name, text).set(1)
+                dev.facts[name] = text
+        dev.info_due = False
+        return True
+
+    async def _read(self, client: Client, unit: int, req: ReadRequest) -> tuple[bool, list[int] | str]:
+        """One request; on an RTU line, after the silence that must precede it."""
+        loop = asyncio.get_running_loop()
+        if (wait := self._quiet_at - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        started = loop.time()
+        try:
+            return await self._request(client, unit, req)
+        finally:
+            self._quiet_at = loop.time() + self.line.gap
+            self._busy += self._quiet_at - started
+
+    async def _request(self, client: Client, unit: int, req: ReadRequest) -> tuple[bool, list[int] | str]:
         method = {
             "holding": client.read_holding_registers,
             "input": client.read_input_registers,

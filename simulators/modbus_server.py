@@ -1,11 +1,18 @@
-"""Serve simulated devices over real Modbus TCP (the only pymodbus server here).
+"""Serve simulated devices over real Modbus: TCP, RTU on a serial port, RTU over TCP.
 
-One ``ModbusTcpServer`` per host:port, every device behind it by unit id, as
-an RTU gateway would. Registers are encoded from the model on each read with
-the same ``RegisterCodec`` the driver decodes with. Device quirks from the
+One server per line (``drivers.modbus_line.Line``): a ``ModbusTcpServer`` per
+host:port, every device behind it by unit id, as an RTU gateway would; the same
+with RTU framing for a transparent serial server; a ``ModbusSerialServer`` on a
+serial port (in tests, one end of a socat pty pair). On RTU lines a unit nobody
+simulates gets no reply, as on a real bus, and each reply is held for the time
+its request and reply frames would take on the wire at the line's baud rate
+(a pty carries bytes at memory speed), so RTU timing is what a real bus allows.
+Registers are encoded from the model on each read with the same
+``RegisterCodec`` the driver decodes with. Device quirks from the
 profile are enforced: a request over the device's limit or (SDM630) with an
 odd count gets an exception. Faults: ``offline`` answers 0x0B (gateway: target
-failed to respond); ``silent`` does not answer at all.
+failed to respond); ``silent`` does not answer at all; on an RTU line neither
+answers (no gateway, and no late reply on a shared bus).
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from monitord.drivers.modbus_line import TURNAROUND, Line
 from monitord.ingest.profiles import DeviceProfile, ModbusSettings
-from monitord.ingest.registers import BIT_KINDS, PointEncoding, RegisterCodec
+from monitord.ingest.registers import BIT_KINDS, PointEncoding, RegisterCodec, encode_ascii
 
 from .models import Equipment
 
@@ -32,27 +41,55 @@ _BLOCK_ORDER = ("coil", "discrete", "holding", "input")
 
 @dataclass
 class _Image:
-    """All registers of one kind for one device, encoded from the model."""
+    """All registers of one kind for one device: points encoded from the model, fixed strings laid over."""
 
     codec: RegisterCodec
+    strings: list[tuple[int, np.ndarray]]  # (address, registers) of the profile's info strings
 
     def encode(self, values: dict[str, float]) -> np.ndarray:
-        return self.codec.encode([values.get(n, 0.0) for n in self.codec.names])
+        words = self.codec.encode([values.get(n, 0.0) for n in self.codec.names])
+        for address, text in self.strings:
+            words[address : address + len(text)] = text
+        return words
 
 
 class SimulatedModbusDevice:
-    def __init__(self, unit: int, profile: DeviceProfile, model: Equipment) -> None:
+    """``info`` gives the profile's ASCII facts (default ``SIM-<asset>``, cut to fit)."""
+
+    def __init__(
+        self, unit: int, profile: DeviceProfile, model: Equipment, info: dict[str, str] | None = None
+    ) -> None:
         self.unit, self.profile, self.model = unit, profile, model
         self.settings = profile.modbus or ModbusSettings()
         by_kind: dict[str, list[PointEncoding]] = {}
         for p in profile.modbus_encodings():
             by_kind.setdefault(p.kind, []).append(p)
+        strings: dict[str, list[tuple[int, np.ndarray]]] = {}
+        for name, spec in profile.info.items():
+            text = (info or {}).get(name, f"SIM-{model.asset}"[: 2 * spec.registers])
+            strings.setdefault(spec.kind, []).append(
+                (spec.address, encode_ascii(text, spec.registers, spec.order))
+            )
         self.images: dict[str, _Image] = {}
-        for kind, pts in by_kind.items():
-            end = max(p.address + p.words for p in pts)
-            self.images[kind] = _Image(RegisterCodec(0, end, pts))
+        for kind in by_kind.keys() | strings.keys():
+            pts, texts = by_kind.get(kind, []), strings.get(kind, [])
+            end = max([p.address + p.words for p in pts] + [a + len(t) for a, t in texts])
+            self.images[kind] = _Image(RegisterCodec(0, end, pts), texts)
         self.requests = 0
         self.resumed = asyncio.Event()
+        self.wire: Line | None = None  # an RTU line whose timing replies keep
+
+    @property
+    def mute(self) -> bool:
+        """On an RTU line an unpowered or hung device just does not answer: there is no gateway to
+        say 0x0B, and a reply it sends late would land in the middle of another unit's exchange."""
+        return self.wire is not None and self.wire.rtu and bool({"offline", "silent"} & self.model.faults)
+
+    async def _on_the_wire(self, kind: str, count: int) -> None:
+        """Hold a reply for the time its frames and the device's turnaround take on a serial line."""
+        if self.wire is not None and self.wire.rtu:
+            # The device knows the request is over only after a gap of silence, then turns round.
+            await asyncio.sleep(self.wire.frame_time(kind, count) + self.wire.gap + TURNAROUND)
 
     def sim_device(self) -> SimDevice:
         blocks: list[list[SimData]] = []
@@ -77,6 +114,8 @@ class SimulatedModbusDevice:
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         self.requests += 1
+        if self.mute:
+            return None  # an RTU line: the server drops the reply (ModbusSimServer._on_the_bus)
         if "offline" in self.model.faults:
             return ExcCodes.GATEWAY_NO_RESPONSE
         if "silent" in self.model.faults:
@@ -89,6 +128,7 @@ class SimulatedModbusDevice:
         kind = _KIND_OF_FC.get(func_code)
         if kind is None or set_values is not None:
             return None
+        await self._on_the_wire(kind, count)
         if kind in BIT_KINDS:
             if count > self.settings.max_bits:
                 return ExcCodes.ILLEGAL_VALUE
@@ -113,22 +153,56 @@ class SimulatedModbusDevice:
 
 
 class ModbusSimServer:
-    """Every simulated device behind one TCP endpoint."""
+    """Every simulated device on one line: a TCP endpoint by default, or the given RTU ``line``."""
 
-    def __init__(self, host: str, port: int, devices: list[SimulatedModbusDevice]) -> None:
+    def __init__(
+        self, host: str, port: int, devices: list[SimulatedModbusDevice], line: Line | None = None
+    ) -> None:
         self.host, self.port, self.devices = host, port, devices
+        self.line = line or Line.tcp(host, port)
+        for d in devices:
+            d.wire = self.line
+
+    @property
+    def name(self) -> str:
+        return self.line.name
 
     async def run(self, started: Callable[[], None] | None = None) -> None:
         # pymodbus binds its server to the running loop, so it is made here.
-        server = ModbusTcpServer([d.sim_device() for d in self.devices], address=(self.host, self.port))
+        line, sims = self.line, [d.sim_device() for d in self.devices]
+        server: ModbusSerialServer | ModbusTcpServer
+        if line.kind == "serial":
+            server = ModbusSerialServer(
+                sims,
+                port=str(line.port),
+                baudrate=line.baudrate,
+                parity=line.parity,
+                stopbits=line.stopbits,
+                bytesize=line.bytesize,
+                trace_packet=self._on_the_bus,
+            )
+        else:
+            server = ModbusTcpServer(
+                sims,
+                address=(self.host, self.port),
+                framer=FramerType.RTU if line.rtu else FramerType.SOCKET,
+                trace_packet=self._on_the_bus if line.rtu else None,
+            )
         if not await server.listen():
-            raise OSError(f"modbus simulator cannot listen on {self.host}:{self.port}")
+            raise OSError(f"modbus simulator cannot listen on {line.name}")
         if started:
             started()
         try:
             await asyncio.Event().wait()
         finally:
             await server.shutdown()  # type: ignore[no-untyped-call]
+
+    def _on_the_bus(self, sending: bool, packet: bytes) -> bytes:
+        """On an RTU line, a unit no device has, or a mute one, sends no reply at all (pymodbus
+        would send one)."""
+        if sending and packet and not any(d.unit == packet[0] and not d.mute for d in self.devices):
+            return b""
+        return packet
 
     def resume(self) -> None:
         for d in self.devices:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 import random
 import zlib
+from collections.abc import Iterable
+
+from monitord.core.assets import Asset
 
 
 class Equipment:
@@ -25,6 +28,11 @@ class Equipment:
         # crc32, not hash(): str hashes change per process (PYTHONHASHSEED), and a fault run must
         # produce the same noise in every process to be reproducible.
         self.rng = random.Random(seed if seed is not None else zlib.crc32(asset.encode()))
+
+    @classmethod
+    def for_asset(cls, asset: str, params: dict[str, float]) -> Equipment:
+        """The model of one asset, given its device facts (profile params, then the asset's)."""
+        return cls(asset)
 
     def step(self, t: float, dt: float) -> None:
         raise NotImplementedError
@@ -325,7 +333,7 @@ class AirHandler(Equipment):
 
 
 class PowerMeter(Equipment):
-    """A three-phase meter on a feeder following the building's daily load."""
+    """A meter on a feeder following the building's daily load: three-phase, or one phase (L1)."""
 
     FAULTS = frozenset(
         {
@@ -341,11 +349,25 @@ class PowerMeter(Equipment):
         }
     )
 
-    def __init__(self, asset: str, nominal: float = 220.0, peak_kw: float = 50.0, seed: int | None = None):
+    def __init__(
+        self,
+        asset: str,
+        nominal: float = 220.0,
+        peak_kw: float = 50.0,
+        seed: int | None = None,
+        phases: int = 3,
+    ):
         super().__init__(asset, seed)
-        self.nominal, self.peak_kw = nominal, peak_kw
+        self.nominal, self.peak_kw, self.phases = nominal, peak_kw, phases
         self.energy = 100_000.0
+        self.reactive_energy = 30_000.0
         self.step(0.0, 0.0)
+
+    @classmethod
+    def for_asset(cls, asset: str, params: dict[str, float]) -> Equipment:
+        if params.get("phases") == 1:  # a single-phase meter (SDM120): a flat's or a plant room's circuit
+            return cls(asset, peak_kw=7.0, phases=1)
+        return cls(asset)
 
     def step(self, t: float, dt: float) -> None:
         v = self.values
@@ -357,10 +379,12 @@ class PowerMeter(Equipment):
         if "night_waste" in self.faults and not out:
             load_kw += 0.5 * self.peak_kw  # lights and pumps left running all night (跑冒滴漏)
         for i, ph in enumerate(("l1", "l2", "l3")):
-            u = 0.0 if out else self.nominal * (1 + self.noise(0.003))
+            u = 0.0 if out or (self.phases == 1 and ph != "l1") else self.nominal * (1 + self.noise(0.003))
             if ph == "l1" and "voltage_sag" in self.faults:
                 u *= 0.82
             share = (1.35 if ph == "l1" else 0.82) if "unbalance" in self.faults else 1.0
+            if self.phases == 1:
+                share = 3.0 if ph == "l1" else 0.0  # the whole load on the one phase
             p = load_kw * 1000 / 3 * share
             i_a = p / (u * pf) if u > 1 else 0.0
             v[f"voltage_{ph}"] = round(u, 2)
@@ -389,6 +413,10 @@ class PowerMeter(Equipment):
         v["current_avg"] = round(v["current_sum"] / 3, 3)
         v["apparent_power_total"] = round(sum(v[f"apparent_power_{p}"] for p in phases), 1)
         v["reactive_power_total"] = round(sum(v[f"reactive_power_{p}"] for p in phases), 1)
+        self.reactive_energy += v["reactive_power_total"] / 1000 * dt / 3600.0
+        # a building's incomer imports only: export registers read 0, as on a real consumer meter
+        v["export_energy_kwh"] = v["export_reactive_kvarh"] = 0.0
+        v["import_reactive_kvarh"] = v["total_reactive_kvarh"] = round(self.reactive_energy, 2)
         # electrical-fire monitoring channels (residual current, conductor temperatures)
         v["residual_current"] = (450.0 if "residual_leak" in self.faults else 120.0) + self.noise(5.0)
         for ph in phases:
@@ -432,3 +460,77 @@ class Chiller(Equipment):
 
 
 MODELS["chiller"] = Chiller
+
+
+class Drive(Equipment):
+    """A variable-speed drive (Danfoss FC 102 map) on a fan or pump following the building's load."""
+
+    FAULTS = frozenset({"overcurrent_trip", "heatsink_warning"})
+    OVERCURRENT = 0x20  # 16-90 alarm word bit 5
+    POWER_CARD_TEMP = 0x2  # 16-92 warning word bit 1
+
+    def __init__(self, asset: str, rated_current: float = 15.0, seed: int | None = None):
+        super().__init__(asset, seed)
+        self.rated = rated_current
+        self.step(0.0, 0.0)
+
+    def step(self, t: float, dt: float) -> None:
+        v = self.values
+        v["dc_link_voltage"] = round(540.0 + self.noise(2.0))  # 1.35 x 400 V mains, rectified
+        if "overcurrent_trip" in self.faults:
+            # A trip stops the motor: the output is off, the alarm stays until someone resets it.
+            v.update(running=0, tripped=1, drive_ready=0, output_frequency=0.0, motor_voltage=0.0)
+            v.update(motor_current=0.0, alarm_word=self.OVERCURRENT, heatsink_temp=30.0)
+        else:
+            freq = 30.0 + 20.0 * daily_load(t) / 0.75
+            load = min(1.0, freq / 50.0)
+            v.update(running=1, tripped=0, drive_ready=1, alarm_word=0)
+            v["output_frequency"] = round(min(50.0, freq + self.noise(0.05)), 1)
+            v["motor_voltage"] = round(400.0 * load, 1)  # V/f: voltage in proportion to frequency
+            v["motor_current"] = round(self.rated * (0.35 + 0.65 * load**2) + self.noise(0.05), 2)
+            v["heatsink_temp"] = round(35.0 + 20.0 * load**3)
+        hot = "heatsink_warning" in self.faults
+        if hot:
+            v["heatsink_temp"] = 92.0
+        v["warning"] = 1 if hot else 0
+        v["warning_word"] = self.POWER_CARD_TEMP if hot else 0
+        v["trip_lock"] = 0
+
+
+class WaterMeter(Equipment):
+    """An ultrasonic meter on a building's water main: daytime demand, almost nothing at night."""
+
+    FAULTS = frozenset({"leak", "no_signal"})
+
+    def __init__(self, asset: str, peak_m3h: float = 12.0, leak_m3h: float = 0.6, seed: int | None = None):
+        super().__init__(asset, seed)
+        self.peak, self.leak = peak_m3h, leak_m3h
+        self.total = 52_000.0
+        self.values.update(reverse_volume=0.0, net_volume=0.0, poor_signal=0, pipe_empty=0, hardware_fault=0)
+        self.step(0.0, 0.0)
+
+    def step(self, t: float, dt: float) -> None:
+        v = self.values
+        # daily_load bottoms out at 0.25 at night: above it is people using water; 0.02 m3/h is
+        # the legitimate night use left (a few flushes, a running humidifier).
+        use = self.peak * max(0.0, daily_load(t) - 0.25) / 0.7 + 0.02 + abs(self.noise(0.005))
+        flow = use + (self.leak if "leak" in self.faults else 0.0)
+        if "no_signal" in self.faults:  # transducers lost contact: the meter shows nothing
+            flow = 0.0
+        else:
+            self.total += flow * dt / 3600.0
+        v["no_signal"] = 1 if "no_signal" in self.faults else 0
+        v["flow_rate"] = round(flow, 4)
+        v["velocity"] = round(flow / 3600.0 / (math.pi * 0.05**2 / 4), 4)  # DN50 main
+        v["total_volume"] = float(math.floor(self.total))
+        v["total_volume_fraction"] = round(self.total - math.floor(self.total), 4)
+        v["net_volume"] = v["total_volume"] - v["reverse_volume"]
+
+
+MODELS["drive"] = Drive
+MODELS["water_meter"] = WaterMeter
+
+
+def site_models(assets: Iterable[Asset]) -> dict[str, Equipment]:
+    """One model per asset, shaped by its device facts (a single-phase meter, say)."""
+    return {a.id: MODELS[a.type].for_asset(a.id, dict(a.params)) for a in assets}

@@ -14,7 +14,7 @@ import numpy as np
 from monitord.config.site import SiteConfig
 from monitord.core.model import Frame, Quality, SampleBatch
 
-from .models import MODELS, Equipment
+from .models import Equipment, site_models
 from .scenario import Scenario
 
 
@@ -26,7 +26,7 @@ def record(
     scenario: Scenario | None = None,
     models: dict[str, Equipment] | None = None,
 ) -> Iterator[SampleBatch]:
-    models = models or {a.id: MODELS[a.type](a.id) for a in config.assets}
+    models = models or site_models(config.domain_assets().values())
     points = {a.id: tuple(config.profile(a.profile).points) for a in config.assets}
     timeline = sorted(scenario.timeline, key=lambda s: s.at) if scenario else []
     good = {a: np.zeros(len(p), dtype=np.int8) for a, p in points.items()}

@@ -8,14 +8,16 @@ assets to the config's broker, steps the physics, and plays a scenario.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
-from monitord.config.site import SiteConfig
+from monitord.config.site import SiteConfig, modbus_lines, site_zone
 
 from .modbus_server import ModbusSimServer, SimulatedModbusDevice
-from .models import MODELS, Equipment
+from .models import Equipment, site_models
 from .mqtt_publisher import MqttPublisher
 from .scenario import Scenario
 
@@ -24,22 +26,39 @@ FaultListener = Callable[[str, str, bool], None]
 
 
 class SimulatedSite:
-    def __init__(self, config: SiteConfig, scenario: Scenario | None = None, *, step: float = 0.2) -> None:
+    """``serial_ports`` maps a serial port of the config to the one the simulator opens (the other end
+    of a null-modem cable or a socat pty pair); a port not in it is opened as written."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        scenario: Scenario | None = None,
+        *,
+        step: float = 0.2,
+        serial_ports: dict[str, str] | None = None,
+    ) -> None:
         self.config, self.scenario, self.step = config, scenario, step
-        self.models: dict[str, Equipment] = {a.id: MODELS[a.type](a.id) for a in config.assets}
-        gateways: dict[tuple[str, int], list[SimulatedModbusDevice]] = {}
+        self._zone = site_zone(config)
+        self.models: dict[str, Equipment] = site_models(config.domain_assets().values())
         mqtt_devices = []
         for a in config.assets:
             prof = config.profile(a.profile)
-            if a.connection.modbus:
-                m = a.connection.modbus
-                gateways.setdefault((m.host, m.port), []).append(
-                    SimulatedModbusDevice(m.unit, prof, self.models[a.id])
-                )
-            elif a.connection.mqtt and prof.mqtt:
+            if a.connection.mqtt and prof.mqtt:
                 topic = (a.connection.mqtt.topic or prof.mqtt.topic).replace("{point}", "{{point}}")
                 mqtt_devices.append((topic.format(site=config.site.id, asset=a.id), prof, self.models[a.id]))
-        self.servers = [ModbusSimServer(h, p, devs) for (h, p), devs in gateways.items()]
+        self.servers = []
+        for assets in modbus_lines(config).values():
+            conns = [a.connection.modbus for a in assets if a.connection.modbus]
+            devs = [
+                SimulatedModbusDevice(m.unit, config.profile(a.profile), self.models[a.id])
+                for a, m in zip(assets, conns, strict=True)
+            ]
+            line = conns[0].line
+            if line.kind == "serial":
+                line = replace(line, port=(serial_ports or {}).get(str(line.port), str(line.port)))
+            self.servers.append(
+                ModbusSimServer(line.host, 0 if line.kind == "serial" else int(line.port), devs, line)
+            )
         self.publisher: MqttPublisher | None = None
         if mqtt_devices and config.mqtt:
             host, port = config.mqtt.host_port
@@ -54,16 +73,26 @@ class SimulatedSite:
         if fault == "outage":
             for dependant in self._fed_by(asset):  # what the feeder supplies loses power too
                 self.models[dependant].faults.add(self._blackout(dependant))
+                self._show_now(dependant)
+        self._show_now(asset)
 
     def clear(self, asset: str, fault: str) -> None:
         self.models[asset].faults.discard(fault)
         if fault == "outage":
             for dependant in self._fed_by(asset):
                 self.models[dependant].faults.discard(self._blackout(dependant))
+                self._show_now(dependant)
         if fault == "silent":
             for s in self.servers:
                 s.resume()
         self._told(asset, fault, False)
+        self._show_now(asset)
+
+    def _show_now(self, asset: str) -> None:
+        """The device's registers show a fault the moment it happens, not at the next physics step
+        (latency is measured from the fault, and a real device shows it at once)."""
+        now = time.time()
+        self.models[asset].step(now + self._utc_offset(now), 0.0)
 
     def _fed_by(self, feeder: str) -> list[str]:
         """Assets that depend on ``feeder``, directly or not."""
@@ -106,11 +135,17 @@ class SimulatedSite:
             if self.scenario:
                 tg.create_task(self._play(self.scenario))
 
+    def _utc_offset(self, now: float) -> float:
+        """Seconds to add to UTC for the site's wall clock: load curves follow the day where the
+        building is (the zone the rules' ``in_hours`` use), not where the simulator runs."""
+        offset = datetime.datetime.fromtimestamp(now, self._zone).astimezone(self._zone).utcoffset()
+        return offset.total_seconds() if offset is not None else 0.0
+
     async def _physics(self) -> None:
-        offset = time.localtime().tm_gmtoff  # load curves follow local time of day
         last = time.time()
         while True:
             now = time.time()
+            offset = self._utc_offset(now)
             for m in self.models.values():
                 m.step(now + offset, now - last)
             last = now

@@ -50,7 +50,7 @@ CASES = [
         ("type: pump", "type: boiler"),
         [
             "site.yaml:8 assets[0].type: must be one of 'elevator', 'pump', 'ahu', 'chiller', 'power_meter', "
-            "'sensor' or 'gateway', got 'boiler'"
+            "'sensor', 'gateway', 'drive' or 'water_meter', got 'boiler'"
         ],
     ),
     (

@@ -94,7 +94,6 @@ def test_kpi_report_figures() -> None:
     # b's ack ran out late; b's resolve clock (2 h) still runs: neither met nor missed
     assert r.sla[("P1", "plumbing")] == (2, Clock(met=1, missed=1), Clock(met=1, running=1))
     assert r.max_per_10min == 12 and r.flood_share == 0.5 and r.chattering == 1
-    assert r.follow_up == 0.0
     text = "\n".join(render(r))
     assert "MTTA (median): 6.0 min" in text and "flood time 50.0%" in text
     assert "ack  50.0%   resolve 100.0% (1 within SLA)" in text

@@ -179,6 +179,20 @@ def test_roles_links_sessions_and_the_audit_trail(
             forged = {"X-Forwarded-For": "203.0.113.9", "Authorization": f"Bearer {token_of('dispatcher')}"}
             status, _h, _ = await off(call, f"{api}/tickets/{ticket.id}/comment", b'{"note": "xff"}', forged)
             assert status == 200
+            # the duty desk's calls: a technician takes a 报修 (as themselves), a viewer may not,
+            # and follow-ups are the dispatchers'
+            leak = {"building": "Tower B", "floor": "12F", "unit": "1203", "trade": "plumbing"}
+            leak |= {"reporter": "Li Na", "phone": "13812345678", "description": "ceiling drips"}
+            status, opened = await off(
+                post, f"{api}/tickets", leak | {"actor": "Wu"}, token_of("plumbing-tech")
+            )
+            assert status == 201 and opened["actor"] == "plumbing-tech", opened
+            assert (await off(post, f"{api}/tickets", leak, token_of("viewer")))[0] == 403
+            status, answer = await off(post, f"{api}/tickets", {**leak, "phone": "110"}, TOKEN)
+            assert status == 400 and answer["error"].startswith("phone: not a phone number"), answer
+            follow = f"{api}/tickets/{opened['ticket']}/follow-up"
+            status, answer = await off(post, follow, {"satisfaction": 4}, token_of("plumbing-tech"))
+            assert status == 403 and "may not follow_up" in answer["error"]
             # the old single api.token still works, as the admin "api" (the CLI)
             assert (await off(post, f"{api}/tickets/{ticket.id}/comment", {"note": "cli"}, TOKEN))[0] == 200
 
@@ -190,6 +204,8 @@ def test_roles_links_sessions_and_the_audit_trail(
             assert ("dispatcher", "session", "login", 303, "127.0.0.1") in trail
             assert ("api", "token", "ticket.comment", 200, "127.0.0.1") in trail
             assert ("dispatcher", "token", "ticket.comment", 200, "127.0.0.1") in trail
+            assert ("plumbing-tech", "token", "desk.request", 201, "127.0.0.1") in trail
+            assert ("plumbing-tech", "token", "follow_up", 403, "127.0.0.1") in trail
             acked = [e for e in ticket.events if e.event == "acknowledged"]
             assert [e.actor for e in acked] == ["plumbing-tech"]
 

@@ -25,12 +25,14 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_valid
 from pydantic_core import PydanticCustomError
 
 from monitord.alerting.mute import MaintenanceWindow
+from monitord.config.modbus import ModbusConnection, check_lines, line_budget
 from monitord.config.yamlio import LineDict, expand_env, is_secret_key, load_yaml, mask, problem
 from monitord.core.assets import Asset
 from monitord.core.errors import ConfigError
 from monitord.core.model import Quality, SampleBatch
 from monitord.core.schema import Strict, in_range
 from monitord.core.units import Duration
+from monitord.drivers.modbus_line import Budget
 from monitord.ingest.profiles import AssetType, DeviceProfile
 from monitord.ingest.state import AssetSlot, StateTable
 from monitord.people.notify import SmtpConfig
@@ -43,7 +45,6 @@ from monitord.tickets.sla import DEFAULT_SLA, Sla
 
 # The built-in profiles, sites and scenarios: the checkout's config/, shipped as monitord/builtin.
 CONFIG_DIR = Path(os.environ.get("MONITORD_CONFIG_DIR", Path(__file__).resolve().parents[1] / "builtin"))
-Port = Annotated[int, in_range(1, 65535)]
 
 
 class SiteInfo(Strict):
@@ -93,13 +94,6 @@ class MqttConfig(Strict):
 class MetricsConfig(Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, in_range(0, 65535)] = 9108
-
-
-class ModbusConnection(Strict):
-    host: str
-    port: Port = 502
-    unit: Annotated[int, in_range(0, 247)] = 1
-    timeout: Duration = 1.0
 
 
 class MqttConnection(Strict):
@@ -165,7 +159,8 @@ class TicketsConfig(Strict):
         3600.0, description="a re-fire this soon after resolution reopens the ticket"
     )
     follow_up: Duration = Field(
-        86400.0, description="回访: close a resolved ticket after this long running normally"
+        86400.0,
+        description="回访: a resolved ticket nobody followed up is closed after this long (not followed up)",
     )
 
 
@@ -342,7 +337,16 @@ def _message(raw: Any, err: Any) -> str:
     return problem(raw, loc, text)
 
 
-_TYPE_TAGS = {"str", "int", "float", "bool", "function-after[check(), int]", "sqlite", "influxdb"}
+_TYPE_TAGS = {
+    "str",
+    "int",
+    "float",
+    "bool",
+    "function-after[check(), int]",
+    "function-after[_standard_baud(), int]",
+    "sqlite",
+    "influxdb",
+}
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
@@ -440,6 +444,9 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
                 out.append(problem(raw, (*where, "depends_on", j), f"unknown asset {dep!r}"))
             elif dep == a.id:
                 out.append(problem(raw, (*where, "depends_on", j), "an asset cannot depend on itself"))
+    index = {id(a): i for i, a in enumerate(config.assets)}
+    lines = modbus_lines(config).values()
+    out += check_lines(([(index[id(a)], a.id, modbus_of(a)) for a in assets] for assets in lines), raw)
     out += _check_rules(config, raw, points_by_type, profiles, unresolved)
     if not out:  # only a config that is otherwise sound can be built into tables and tried
         out += trial_run(config, raw)
@@ -454,6 +461,30 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
                 at = ("rules", i, "ticket", "skill") if written else ("rules", i)
                 out.append(problem(raw, at, f"{text}; known: {', '.join(sorted(served))}"))
     return out
+
+
+def modbus_lines(config: SiteConfig) -> dict[tuple[str, int | str], list[AssetConfig]]:
+    """The Modbus assets by line (endpoint or serial port), in config order: one master per line."""
+    lines: dict[tuple[str, int | str], list[AssetConfig]] = {}
+    for a in config.assets:
+        if a.connection.modbus is not None:
+            lines.setdefault(a.connection.modbus.line.key, []).append(a)
+    return lines
+
+
+def line_budgets(config: SiteConfig) -> list[Budget]:
+    """Per RTU line: what its devices' read plans and poll intervals ask of the wire."""
+    return [
+        line_budget([(a.id, modbus_of(a), config.profile(a.profile), config.poll_of(a)) for a in assets])
+        for assets in modbus_lines(config).values()
+        if modbus_of(assets[0]).line.rtu
+    ]
+
+
+def modbus_of(asset: AssetConfig) -> ModbusConnection:
+    """The Modbus connection of an asset ``modbus_lines`` returned."""
+    assert asset.connection.modbus is not None  # modbus_lines holds only Modbus assets
+    return asset.connection.modbus
 
 
 def _written(raw: Any, loc: tuple[Any, ...]) -> bool:

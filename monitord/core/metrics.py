@@ -50,6 +50,18 @@ class Metrics:
         self.devices_offline = Gauge(
             "monitord_driver_devices_offline", "Devices currently offline, by driver", ["driver"], registry=r
         )
+        self.device_info = Gauge(
+            "monitord_device_info",
+            "1 for each ASCII fact a device holds (serial number, model, firmware), read when it appears",
+            ["asset", "key", "value"],
+            registry=r,
+        )
+        self.modbus_line_utilisation = Gauge(
+            "monitord_modbus_line_utilisation",
+            "Share of the last few seconds a Modbus line (serial port, RTU or TCP endpoint) was busy",
+            ["line"],
+            registry=r,
+        )
         self.rule_eval = Histogram(
             "monitord_rules_evaluation_duration_seconds",
             "Time to evaluate every rule once",

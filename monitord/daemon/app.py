@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 
 from monitord.alerting.tracker import PendingFile
-from monitord.config.site import AssetConfig, SiteConfig
+from monitord.config.site import AssetConfig, SiteConfig, modbus_lines, modbus_of
 from monitord.core.clock import Clock, SystemClock
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
@@ -27,7 +27,6 @@ from monitord.drivers.modbus import (
     GatewayPoller,
     ModbusDevice,
     ModbusDriver,
-    gateway_asset_id,
 )
 from monitord.drivers.mqtt import MqttDriver, TopicRoute
 from monitord.ingest.profiles import DeviceProfile, PointSpec
@@ -71,11 +70,7 @@ def with_gateways(config: SiteConfig) -> SiteConfig:
     The devices depend on their gateway, so a gateway-down alert (a ``root_cause`` rule) explains
     their offline alerts: one ticket for the gateway, not one per device.
     """
-    behind: dict[tuple[str, int], list[AssetConfig]] = {}
-    for a in config.assets:
-        if a.connection.modbus:
-            behind.setdefault((a.connection.modbus.host, a.connection.modbus.port), []).append(a)
-    gateways = {k: v for k, v in behind.items() if len(v) > 1}
+    gateways = {k: v for k, v in modbus_lines(config).items() if len(v) > 1}
     if not gateways:
         return config
     profile = DeviceProfile(
@@ -84,16 +79,17 @@ def with_gateways(config: SiteConfig) -> SiteConfig:
     assets = []
     for a in config.assets:
         m = a.connection.modbus
-        if m and (m.host, m.port) in gateways:
-            a = a.model_copy(update={"depends_on": [*a.depends_on, gateway_asset_id(m.host, m.port)]})
+        if m and m.line.key in gateways:
+            a = a.model_copy(update={"depends_on": [*a.depends_on, m.line.asset_id()]})
         assets.append(a)
-    for (host, port), devices in gateways.items():
+    for devices in gateways.values():
+        line = modbus_of(devices[0]).line
         # What feeds every device behind the gateway feeds the gateway too (same panel, same room).
         common = set(devices[0].depends_on).intersection(*(d.depends_on for d in devices[1:]))
         assets.append(
             AssetConfig(
-                id=gateway_asset_id(host, port),
-                name=f"Modbus gateway {host}:{port}",
+                id=line.asset_id(),
+                name=f"Modbus gateway {line.name}",
                 type="gateway",
                 profile="monitord-gateway",
                 connection={"mqtt": {}},  # never polled: the driver reports it
@@ -131,24 +127,22 @@ class Monitord:
         self._rule_assets = {r.key: r.assets for r in self.core.engine.rules}
 
     def _modbus_driver(self) -> ModbusDriver | None:
+        """One poller per line (TCP endpoint, serial port, or serial server over TCP)."""
         c = self.config
-        gateways: dict[tuple[str, int], list[ModbusDevice]] = {}
-        timeouts: dict[tuple[str, int], float] = {}
-        for a in c.assets:
-            m = a.connection.modbus
-            if m is None:
-                continue
-            dev = ModbusDevice.from_profile(a.id, m.unit, c.poll_of(a), c.profile(a.profile))
-            gateways.setdefault((m.host, m.port), []).append(dev)
-            timeouts[(m.host, m.port)] = max(timeouts.get((m.host, m.port), 0.0), m.timeout)
-        if not gateways:
-            return None
-        return ModbusDriver(
-            [
-                GatewayPoller(h, p, devs, self.bus, self.clock, self.metrics, timeout=timeouts[(h, p)])
-                for (h, p), devs in gateways.items()
+        pollers = []
+        for assets in modbus_lines(c).values():
+            devs = [
+                ModbusDevice.from_profile(a.id, modbus_of(a).unit, c.poll_of(a), c.profile(a.profile))
+                for a in assets
             ]
-        )
+            line = modbus_of(assets[0]).line
+            timeout = max(modbus_of(a).timeout for a in assets)
+            pollers.append(
+                GatewayPoller(
+                    line.host, 0, devs, self.bus, self.clock, self.metrics, timeout=timeout, line=line
+                )
+            )
+        return ModbusDriver(pollers) if pollers else None
 
     def _mqtt_driver(self) -> MqttDriver | None:
         c = self.config

@@ -16,7 +16,7 @@ import numpy as np
 
 from monitord.alerting.mute import MuteStages
 from monitord.alerting.tracker import AlertTracker, fingerprint
-from monitord.config.site import AssetConfig, SiteConfig
+from monitord.config.site import AssetConfig, SiteConfig, site_zone
 from monitord.core.assets import Asset
 from monitord.core.clock import Clock
 from monitord.core.metrics import Metrics
@@ -163,7 +163,7 @@ def build_core(
         columns=points_by_type(c),
         clock=clock.now,
     )
-    engine = RuleEngine(c.rules, state, list(assets.values()))
+    engine = RuleEngine(c.rules, state, list(assets.values()), tz=site_zone(c))
     tracker = AlertTracker()
     desk = TicketDesk()
     desk.reopen_window = c.tickets.reopen_window

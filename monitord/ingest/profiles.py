@@ -14,9 +14,11 @@ from pydantic_core import PydanticCustomError
 
 from monitord.core.schema import Strict, in_range
 from monitord.core.units import Duration
-from monitord.ingest.registers import ByteOrder, DataType, PointEncoding, RegisterKind
+from monitord.ingest.registers import ByteOrder, DataType, PointEncoding, RegisterKind, StringOrder
 
-AssetType = Literal["elevator", "pump", "ahu", "chiller", "power_meter", "sensor", "gateway"]
+AssetType = Literal[
+    "elevator", "pump", "ahu", "chiller", "power_meter", "sensor", "gateway", "drive", "water_meter"
+]
 ASSET_TYPES: tuple[str, ...] = AssetType.__args__  # type: ignore[attr-defined]
 
 
@@ -40,6 +42,19 @@ class PointSpec(Strict):
         if self.scale == 0:
             raise PydanticCustomError("scale", "scale must not be 0")
         return self
+
+
+class InfoSpec(Strict):
+    """A device fact held as an ASCII string in registers (serial number, model, firmware).
+
+    Read when the device first answers and again after each outage, logged and exposed as
+    ``monitord_device_info``; never a sample, so no rule can read it (samples are floats)."""
+
+    kind: Literal["holding", "input"] = "holding"
+    address: Annotated[int, in_range(0, 65535)]
+    registers: Annotated[int, in_range(1, 125)] = Field(description="two characters per register")
+    order: StringOrder = Field("ABCD", description="ABCD: first character in the high byte; BADC: swapped")
+    description: str = ""
 
 
 class ModbusDefaults(Strict):
@@ -80,7 +95,16 @@ class DeviceProfile(Strict):
     modbus: ModbusSettings | None = None
     mqtt: MqttSettings | None = None
     points: dict[str, PointSpec]
+    info: dict[str, InfoSpec] = Field({}, description="ASCII device facts in registers, read when it appears")
     params: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _info_is_not_a_point(self) -> DeviceProfile:
+        if both := sorted(set(self.info) & set(self.points)):
+            raise PydanticCustomError(
+                "connection", "{names}: both a point and an info string", {"names": ", ".join(both)}
+            )
+        return self
 
     def modbus_encodings(self) -> list[PointEncoding]:
         """Every point that has a register address, with defaults applied."""

@@ -178,3 +178,30 @@ class RegisterCodec:
                     words = _swap(words)
             regs[g.offsets] = words
         return regs
+
+
+# ASCII strings (device facts: serial number, model, firmware) are not samples: samples are floats.
+# They are decoded on their own, N registers at a time, two characters per register.
+StringOrder = Literal["ABCD", "BADC"]  # ABCD: first character in the high byte (most devices); BADC: swapped
+
+
+def decode_ascii(registers: Sequence[int] | npt.NDArray[np.generic], order: StringOrder = "ABCD") -> str:
+    """Registers to text; trailing NULs and spaces are padding. Raises ``ValueError`` on a byte that
+    is not printable ASCII (or a NUL inside the text): a wrong register map, never a string to show."""
+    words = np.asarray(registers, dtype=np.uint16)
+    if order == "BADC":
+        words = _swap(words)
+    raw = words.astype(">u2").tobytes().rstrip(b"\x00 ")
+    bad = [b for b in raw if not 0x20 <= b <= 0x7E]
+    if bad:
+        raise ValueError(f"not printable ASCII: byte 0x{bad[0]:02x} in {raw!r}")
+    return raw.decode("ascii")
+
+
+def encode_ascii(text: str, count: int, order: StringOrder = "ABCD") -> U16:
+    """Text to ``count`` registers, NUL-padded: the inverse of ``decode_ascii``."""
+    raw = text.encode("ascii")
+    if len(raw) > 2 * count:
+        raise ValueError(f"{text!r} needs {(len(raw) + 1) // 2} registers, has {count}")
+    words = np.frombuffer(raw.ljust(2 * count, b"\x00"), dtype=">u2").astype(np.uint16)
+    return _swap(words) if order == "BADC" else words

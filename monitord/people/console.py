@@ -17,6 +17,7 @@ from monitord.alerting.tracker import AlertEvent
 from monitord.core.assets import Asset
 from monitord.core.units import format_clock, format_duration
 from monitord.tickets.desk import TicketEvent, explained_of
+from monitord.tickets.forms import mask_phone, mask_phones
 
 _COLORS = {
     "firing": "\033[31m",
@@ -69,5 +70,9 @@ class ConsoleReporter:
                 f"{head} {ev.asset} explains {self._asset(x.asset)} {x.rule}"
                 f" — {x.summary} (since {format_clock(x.since, self.tz)})"
             )
+            return
+        if ev.source == "request":  # a resident's request: where, and who reported it (phone masked)
+            who = f" (reported by {ev.reporter}, {mask_phone(ev.phone)})" if ev.reporter else ""
+            self._print(f"{head} {ev.location} — {mask_phones(ev.summary)}{who}")
             return
         self._print(f"{head} {self._asset(ev.asset)} — {ev.summary}")

@@ -24,6 +24,11 @@ from monitord.tickets.desk import Ticket, TicketDesk, TicketEvent
 from monitord.tickets.sla import Sla
 
 log = logging.getLogger(__name__)
+#: What a page says beyond the ticket's own words, in one place (for the message catalogs).
+TEXT = {
+    "request": "repair request",
+    "caller": " (reported by {reporter}, {phone})",
+}
 
 
 def notification_key(t: Ticket, level: int, person: str, channel: str) -> str:
@@ -145,10 +150,13 @@ class Dispatcher:
         since = format_time(t.since, self.roster.tz)  # the site's zone, as on every screen
         ack_url = f"{self.api_url}/tickets/{t.id}/ack"
         escalated = f" (escalated, level {level}: nobody acknowledged yet)" if level else ""
+        # A resident's request names no device: the assignee gets who reported it and their phone.
+        what = TEXT["request"] if t.source == "request" else f"{name} ({t.asset})"
+        caller = TEXT["caller"].format(reporter=t.reporter, phone=t.phone) if t.source == "request" else ""
         link = self.link(person.name, t.id, now) if self.link else ""
         how = f"open {link}" if link else f"POST {ack_url}"
         text = (
-            f"[{t.priority}] {t.id} {name} ({t.asset}) @ {t.location or 'unknown location'}: {t.summary} — "
+            f"[{t.priority}] {t.id} {what} @ {t.location or 'unknown location'}: {t.summary}{caller} — "
             f"since {since}{escalated}. Acknowledge: {how} or `monitord tickets ack {t.id}`."
         )
         return Notification(
@@ -167,5 +175,8 @@ class Dispatcher:
             level=level,
             ack_url=ack_url,
             text=text,
+            source=t.source,
+            reporter=t.reporter,
+            phone=t.phone,
             link=link,
         )

@@ -37,6 +37,10 @@ NEEDS: dict[str, Role] = {
     "assign": "dispatcher",
     "cancel": "dispatcher",
     "silence": "dispatcher",
+    "request": "technician",  # a resident's 报修, taken at the desk or at the door
+    "follow_up": "dispatcher",  # 回访 and 投诉 are the duty desk's
+    "complain": "dispatcher",
+    "complaint_close": "dispatcher",
 }
 LINK_ACTIONS = ("ack", "start", "comment", "resolve")  # what a signed link lets its person do
 

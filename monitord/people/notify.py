@@ -37,6 +37,7 @@ from typing import Annotated, Any, Protocol
 from monitord.core.errors import NotifyError
 from monitord.core.metrics import Metrics
 from monitord.core.schema import Strict, in_range
+from monitord.tickets.forms import mask_phones
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,9 @@ class Notification:
     level: int
     ack_url: str
     text: str
+    source: str = "alert"  # "request": a resident's 报修, opened at the duty desk
+    reporter: str = ""  # a request's resident and phone, for the assignee (never logged)
+    phone: str = ""
     link: str = ""  # the ticket's console page, signed for this person and expiring (docs/console.md)
 
     def payload(self) -> dict[str, Any]:
@@ -206,7 +210,8 @@ class MqttChannel:
 
 class ConsoleChannel:
     def send(self, n: Notification) -> None:
-        print(f"          NOTIFY → {n.recipient}: {n.text}", flush=True)
+        # The terminal's output ends up in logs: a resident's phone is masked (the API shows it).
+        print(f"          NOTIFY → {n.recipient}: {mask_phones(n.text)}", flush=True)
 
 
 def channels(smtp: SmtpConfig, mqtt: tuple[str, int] | None) -> dict[str, Channel]:

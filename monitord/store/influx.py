@@ -169,8 +169,9 @@ class InfluxStore(QueuedWriter):
             # eid: distinct events of one ticket in one millisecond stay distinct; the same event
             # written twice has the same eid and lands once.
             eid = hashlib.sha1(body.encode()).hexdigest()[:12]
+            # A tag may not be empty: a resident's request (no asset) is tagged "-"; the body keeps "".
             lines.append(
-                f"ticket,site={_tag(self.site)},asset={_tag(t.asset)},ticket={_tag(t.ticket)},"
+                f"ticket,site={_tag(self.site)},asset={_tag(t.asset or '-')},ticket={_tag(t.ticket)},"
                 f"priority={_tag(t.priority)},category={_tag(t.category)},event={_tag(t.event)},eid={eid} "
                 f"state={_text(t.state)},summary={_text(t.summary)},body={_text(body)} {_stamp(t.ts)}"
             )

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from monitord.alerting.tracker import AlertEvent, fingerprint
+from monitord.tickets.forms import LOW_SATISFACTION, RepairRequest
 from monitord.tickets.sla import Sla
 
 EventKind = Literal[
@@ -49,7 +50,13 @@ EventKind = Literal[
     "linked",
     "breached",
     "undelivered",
+    # the duty desk's own (docs/desk.md): a resident's request, the follow-up call, complaints
+    "followed_up",
+    "complained",
+    "complaint_closed",
+    "complaint_dismissed",
 ]
+Source = Literal["alert", "request"]
 TicketState = Literal["open", "acknowledged", "in_progress", "resolved", "closed", "cancelled"]
 ACTIVE: frozenset[str] = frozenset({"open", "acknowledged", "in_progress"})
 #: What a person may do, and in which states: action → (event, new state, allowed from).
@@ -62,7 +69,17 @@ ACTIONS: dict[str, tuple[EventKind, TicketState | None, frozenset[str]]] = {
     "close": ("closed", "closed", frozenset({"resolved"})),
     "cancel": ("cancelled", "cancelled", ACTIVE),
 }
+#: Every state: complaints may come at any time, after the close too.
+ANY_STATE: frozenset[str] = ACTIVE | {"resolved", "closed", "cancelled"}
 _ID = re.compile(r"^WO-(\d{8})-(\d{4,})$")
+#: What the desk tells people, in one place (for the message catalogs).
+TEXT = {
+    "state": "{ticket} is {state}: cannot {what}",
+    "satisfaction": "satisfaction must be 1 to 5",
+    "contact": "say whom you called (contact): this ticket has no reporter",
+    "complaint_closed": "{ticket} complaint {ref} is already closed",
+    "no_follow_up": "no follow-up within {hours:g} h of the fix: closed without one",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +104,13 @@ class TicketEvent:
     alert_asset: str = ""
     alert_rule: str = ""
     alert_since: float = 0.0
+    source: Source = "alert"  # who opened the ticket: an alert, or a dispatcher for a resident (报修)
+    # "opened" of a request: the resident who reported it (the phone is masked wherever it is logged)
+    reporter: str = ""
+    phone: str = ""
+    contact: str = ""  # "followed_up": the person called; "complained": the complainant
+    satisfaction: int = 0  # "followed_up": 1 (very unhappy) to 5
+    ref: str = ""  # the complaint an event concerns (C1, C2, ... per ticket)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +137,43 @@ def explained_of(ev: TicketEvent) -> Explained:
     return Explained(m["asset"], m["rule"], ev.ts, m["summary"])
 
 
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """回访: who called whom, when, how satisfied (1–5), and what was said."""
+
+    by: str
+    contact: str
+    at: float
+    satisfaction: int
+    note: str
+
+
+@dataclass(slots=True)
+class Complaint:
+    """投诉 about a ticket: who complained, about what, when; closed with a resolution, or dismissed
+    as not valid (it then leaves the 有效投诉 count)."""
+
+    id: str
+    by: str  # the complainant
+    logged_by: str  # the dispatcher who took it
+    at: float
+    text: str
+    closed_at: float | None = None
+    closed_by: str = ""
+    resolution: str = ""
+    valid: bool = True
+
+
 class TicketActionError(ValueError):
     """A person asked for a transition the ticket's state does not allow."""
+
+
+class NoSuchTicket(KeyError):
+    """A person named a ticket (or a complaint on it: ``ticket/C1``) the desk does not have."""
+
+
+class TicketInputError(TicketActionError):
+    """A person's action the state allows, given with something missing or out of range."""
 
 
 @dataclass
@@ -145,11 +204,21 @@ class Ticket:
     started_at: float | None = None
     resolved_at: float | None = None
     closed_at: float | None = None
+    source: Source = "alert"
+    reporter: str = ""
+    phone: str = ""
+    follow_up: FollowUp | None = None  # the 回访 call that closed it; None: closed without one, or open
+    complaints: list[Complaint] = field(default_factory=list)
     events: list[TicketEvent] = field(default_factory=list)
 
     @property
     def active(self) -> bool:
         return self.state in ACTIVE
+
+    @property
+    def low_satisfaction(self) -> bool:
+        """Flag for the dispatcher: the follow-up call found the resident unhappy (≤ 2 of 5)."""
+        return self.follow_up is not None and self.follow_up.satisfaction <= LOW_SATISFACTION
 
 
 @dataclass(frozen=True)
@@ -195,6 +264,9 @@ class TicketDesk:
                 since=ev.since,
                 opened_at=ev.ts,
                 alert_count=0,
+                source=ev.source,
+                reporter=ev.reporter,
+                phone=ev.phone,
             )
             self.tickets[ev.ticket] = t
             if m := _ID.match(ev.ticket):
@@ -205,7 +277,7 @@ class TicketDesk:
         t.events.append(ev)
         t.state, t.updated_at = ev.state, ev.ts
         if ev.event in ("opened", "appended", "reopened", "recurred"):
-            t.alert_count += 1
+            t.alert_count += ev.source == "alert"  # a resident's request is no alert
             t.summary = ev.summary
         if ev.event in ("reopened", "recurred"):
             t.repeats += 1
@@ -225,6 +297,16 @@ class TicketDesk:
             t.resolved_at = ev.ts
         elif ev.event == "closed":
             t.closed_at = ev.ts
+        elif ev.event == "followed_up":
+            t.closed_at = ev.ts
+            t.follow_up = FollowUp(ev.actor, ev.contact, ev.ts, ev.satisfaction, ev.note)
+        elif ev.event == "complained":
+            t.complaints.append(Complaint(ev.ref, ev.contact, ev.actor, ev.ts, ev.note))
+        elif ev.event in ("complaint_closed", "complaint_dismissed"):
+            for c in t.complaints:
+                if c.id == ev.ref:
+                    c.closed_at, c.closed_by, c.resolution = ev.ts, ev.actor, ev.note
+                    c.valid = ev.event == "complaint_closed"
         elif ev.event == "breached":
             t.breached.append(ev.note)
         elif ev.event == "explained":
@@ -234,7 +316,9 @@ class TicketDesk:
             t.level = max(t.level, ev.level)
         if ev.assignee:
             t.assignee = ev.assignee
-        self._last_by_alert[fp] = t.id
+        if ev.event in ("opened", "reopened", "recurred"):
+            # The alert's latest ticket; a later note on an older one (a complaint) must not replace it.
+            self._last_by_alert[fp] = t.id
         if t.state in ("closed", "cancelled"):
             self.live.pop(t.id, None)
         else:
@@ -311,14 +395,12 @@ class TicketDesk:
         self, ticket_id: str, action: str, *, actor: str, now: float, note: str = "", assignee: str = ""
     ) -> TicketEvent:
         """A person's action on a ticket; raises ``TicketActionError`` when the state forbids it."""
-        t = self.tickets.get(ticket_id)
-        if t is None:
-            raise KeyError(ticket_id)
+        if ticket_id not in self.tickets:
+            raise NoSuchTicket(ticket_id)
         if action not in ACTIONS:
             raise TicketActionError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
         kind, new_state, allowed = ACTIONS[action]
-        if t.state not in allowed:
-            raise TicketActionError(f"{ticket_id} is {t.state}: cannot {action}")
+        t = self._person_may(ticket_id, action, allowed)
         if action == "assign" and not assignee:
             raise TicketActionError("assign needs an assignee")
         return self._record(t, kind, new_state or t.state, now, actor=actor, note=note, assignee=assignee)
@@ -349,17 +431,9 @@ class TicketDesk:
                     if clock not in t.breached and met is None and now > t.opened_at + due:
                         out.append(self._record(t, "breached", t.state, now, note=clock))
             elif t.state == "resolved" and t.resolved_at is not None and now - t.resolved_at >= follow_up:
-                hours = follow_up / 3600
-                out.append(
-                    self._record(
-                        t,
-                        "closed",
-                        "closed",
-                        now,
-                        actor="monitord (follow-up)",
-                        note=f"ran normally for {hours:g} h after the fix",
-                    )
-                )
+                # Nobody called back within the window: closed, and counted against the 回访率.
+                note = TEXT["no_follow_up"].format(hours=follow_up / 3600)
+                out.append(self._record(t, "closed", "closed", now, actor="monitord (follow-up)", note=note))
         return out
 
     def in_progress_on(self, asset: str, category: str) -> Ticket | None:
@@ -415,8 +489,12 @@ class TicketDesk:
         assignee: str = "",
         level: int = 0,
         about: AlertEvent | None = None,
+        contact: str = "",
+        satisfaction: int = 0,
+        ref: str = "",
     ) -> TicketEvent:
-        """The one place a ``TicketEvent`` is built (and applied): about ``t``, its ticket."""
+        """The one place a ``TicketEvent`` is built (and applied): about ``t``, its ticket (the
+        reporter and phone only on a request's opening)."""
         ev = TicketEvent(
             ts=now,
             ticket=t.id,
@@ -437,9 +515,84 @@ class TicketDesk:
             alert_asset=about.asset if about else "",
             alert_rule=about.rule if about else "",
             alert_since=about.since if about else 0.0,
+            source=t.source,
+            reporter=t.reporter if kind == "opened" else "",
+            phone=t.phone if kind == "opened" else "",
+            contact=contact,
+            satisfaction=satisfaction,
+            ref=ref,
         )
         self.apply(ev)
         return ev
+
+    # -- the duty desk: 报修, 回访, 投诉 (docs/desk.md) ---------------------------------------------
+
+    def open_request(self, req: RepairRequest, *, actor: str, now: float) -> TicketEvent:
+        """A resident's repair request (报修), opened by a dispatcher: a ticket like an alert's, in the
+        same queue, for the roster's ``trade`` skill; its key names no alert."""
+        tid = self._new_id(now)
+        about = Ticket(
+            id=tid,
+            key=f"request:{tid}",
+            asset="",
+            rule="",
+            priority=req.priority,
+            category=req.trade,
+            summary=req.description,
+            location=req.location,
+            since=now,
+            opened_at=now,
+            source="request",
+            reporter=req.reporter,
+            phone=req.phone,
+        )
+        return self._record(about, "opened", "open", now, actor=actor)
+
+    def follow_up(
+        self, ticket_id: str, *, actor: str, contact: str, satisfaction: int, note: str, now: float
+    ) -> TicketEvent:
+        """The follow-up call (回访) on a resolved ticket; it closes the ticket. ``contact`` defaults to
+        a request's reporter."""
+        t = self._person_may(ticket_id, "follow up", frozenset({"resolved"}))
+        if not 1 <= satisfaction <= 5:
+            raise TicketInputError(TEXT["satisfaction"])
+        whom = contact or t.reporter
+        if not whom:
+            raise TicketInputError(TEXT["contact"])
+        return self._record(
+            t, "followed_up", "closed", now, actor=actor, note=note, contact=whom, satisfaction=satisfaction
+        )
+
+    def complain(self, ticket_id: str, *, actor: str, complainant: str, text: str, now: float) -> TicketEvent:
+        """A complaint (投诉) about a ticket, in whatever state it is; numbered C1, C2, ... per ticket."""
+        t = self._person_may(ticket_id, "log a complaint", ANY_STATE)
+        ref = f"C{len(t.complaints) + 1}"
+        return self._record(
+            t, "complained", t.state, now, actor=actor, note=text, contact=complainant, ref=ref
+        )
+
+    def close_complaint(
+        self, ticket_id: str, ref: str, *, actor: str, resolution: str, valid: bool, now: float
+    ) -> TicketEvent:
+        """A complaint closed with its resolution (办结), or dismissed as not valid (``valid=False``)."""
+        t = self._person_may(ticket_id, "close a complaint", ANY_STATE)
+        c = next((c for c in t.complaints if c.id == ref), None)
+        if c is None:
+            raise NoSuchTicket(f"{ticket_id}/{ref}")
+        if c.closed_at is not None:
+            raise TicketActionError(TEXT["complaint_closed"].format(ticket=ticket_id, ref=ref))
+        kind: EventKind = "complaint_closed" if valid else "complaint_dismissed"
+        return self._record(t, kind, t.state, now, actor=actor, note=resolution, ref=ref)
+
+    def _person_may(self, ticket_id: str, what: str, allowed: frozenset[str]) -> Ticket:
+        """The ticket a person acts on: ``KeyError`` if there is none, ``TicketActionError`` if its
+        state does not allow ``what``."""
+        t = self.tickets.get(ticket_id)
+        if t is None:
+            raise NoSuchTicket(ticket_id)
+        if t.state not in allowed:
+            raise TicketActionError(TEXT["state"].format(ticket=ticket_id, state=t.state, what=what))
+        return t
 
     def open_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

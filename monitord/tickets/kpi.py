@@ -2,9 +2,10 @@
 
 In the tickets stage so that both ``monitord report`` (monitord/tools/kpi.py renders it as text) and
 the console's KPI page (monitord/daemon/web) compute the same figures from the same code: MTTA and
-MTTR, SLA compliance per priority and category, repeat failures per asset, follow-up completion
-(回访率), and the ISA-18.2 / EEMUA 191 alarm-rate figures about monitord's own output (alarms per 10
-minutes, flood periods, chattering alerts, stale alarms).
+MTTR, SLA compliance per priority and category, repeat failures per asset, and the ISA-18.2 /
+EEMUA 191 alarm-rate figures about monitord's own output (alarms per 10 minutes, flood periods,
+chattering alerts, stale alarms). The duty desk's service quality (回访率, satisfaction,
+complaints) is monitord/tickets/quality.py.
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ class Report:
         default_factory=dict
     )  # (prio, cat) → tickets, ack clock, resolve clock
     repeats: dict[str, int] = field(default_factory=dict)
-    follow_up: float | None = None  # closed ÷ resolved-or-closed
     alarms_per_10min: float = 0.0
     max_per_10min: int = 0
     flood_share: float = 0.0
@@ -79,8 +79,6 @@ def report(
         r.sla[(t.priority, t.category)] = (n + 1, ack, fix)
         if t.repeats:
             r.repeats[t.asset] = r.repeats.get(t.asset, 0) + t.repeats
-    done = [t for t in tickets if t.state in ("resolved", "closed")]
-    r.follow_up = sum(t.state == "closed" for t in done) / len(done) if done else None
     fired = [a.ts for a in alerts if a.state == "firing"]
     if fired:
         start = min(fired)
@@ -98,6 +96,7 @@ def report(
             open_since.pop((a.rule, a.asset), None)
     r.stale = sum(1 for ts in open_since.values() if now - ts > 86400)
     return r
+
 
 
 def alarms_per_window(alerts: Sequence[AlertEvent], now: float, windows: int = 144) -> list[int]:

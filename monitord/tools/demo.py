@@ -33,8 +33,8 @@ def on_local_ports(config: SiteConfig, mqtt_port: int, store_path: Path) -> Site
     assets = []
     for a in config.assets:
         m = a.connection.modbus
-        if m is not None:
-            port = moved.setdefault((m.host, m.port), free_port())
+        if m is not None and m.serial is None:  # a serial port stays what it is
+            port = moved.setdefault((m.host or "", m.port), free_port())
             conn = a.connection.model_copy(
                 update={"modbus": m.model_copy(update={"host": "127.0.0.1", "port": port})}
             )

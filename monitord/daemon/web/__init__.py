@@ -1,6 +1,7 @@
 """The web app: the JSON API, the console and the live stream, served by uvicorn in the daemon's loop.
 
-``build_app(web)`` assembles one router per route group (``tickets``, ``silences``, ``health`` —
+``build_app(web)`` assembles one router per route group (``tickets``, ``desk`` — 报修, 回访, 投诉 —,
+``silences``, ``health`` —
 healthz and metrics —, ``auth`` — login and identity —, ``console`` — pages and the event stream);
 ``WebServer`` runs it as a task of ``Monitord.run``'s task group. Errors are JSON
 ``{"error": ...}`` on the API and a plain page on ``/console``.
@@ -24,7 +25,8 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from monitord.daemon.web import auth, console, health, kpis, silences, tickets
+from monitord.daemon.frontdesk import FrontDesk
+from monitord.daemon.web import auth, console, desk, health, kpis, silences, tickets
 from monitord.daemon.web.auth import Refused
 from monitord.daemon.web.context import Web
 from monitord.daemon.web.limits import MAX_CONNECTIONS, SOCKET_TIMEOUT, BodyLimit, IdleClosingH11
@@ -46,7 +48,8 @@ def build_app(web: Web, outbox: Outbox | None = None) -> FastAPI:
     app = FastAPI(title="monitord", version="1", docs_url=None, redoc_url=None, strict_content_type=False)
     app.state.web, app.state.outbox, app.state.log = web, outbox, log
     app.state.tz = web.roster.tz if web.roster else None
-    for group in (health, tickets, silences, auth, console, kpis):
+    app.state.frontdesk = FrontDesk(web.core)
+    for group in (health, desk, tickets, silences, auth, console, kpis):  # desk before tickets
         app.include_router(group.router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="static")
     # A board of 1,000 assets is ~195 KiB of HTML, under 10 KiB gzipped: it matters on a phone's mobile data.

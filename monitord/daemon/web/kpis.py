@@ -1,4 +1,4 @@
-"""The console's KPI page: the figures of ``monitord report`` (monitord/tickets/kpi.py) and two charts.
+"""The console's KPI page: ``monitord report``'s figures (tickets/kpi.py, tickets/quality.py), two charts.
 
 Charts are inline SVG drawn here as rectangles (no script, no library): alarms per 10 minutes over
 the last 24 hours against the ISA-18.2 flood line, and SLA compliance per priority.
@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from monitord.daemon.web.auth import Refused, caller, web_of
 from monitord.daemon.web.pages import page
 from monitord.tickets.kpi import FLOOD, Clock, alarms_per_window, report
+from monitord.tickets.quality import weekly
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 WIDTH, HEIGHT = 360, 120  # the chart's own units; it scales to the screen
@@ -66,11 +67,15 @@ async def kpi_page(request: Request, lang: str = "") -> Response:
             f.missed + fix.missed,
         )
     sla_rows = [(p, share(a), share(f)) for p, (a, f) in sorted(by_priority.items())]
+    # The desk's service quality over all weeks (the last row of tickets.quality.weekly sums them).
+    events = [ev for t in core.desk.tickets.values() for ev in t.events]
+    overall = weekly(events, request.app.state.tz)[-1:]
     bars, flood_y = rate_bars(alarms_per_window(alerts, now))
     context = {
         "who": caller(request),
         "r": r,
         "sla_rows": sla_rows,
+        "quality": overall[0] if overall else None,
         "bars": bars,
         "flood_y": flood_y,
         "chart": (WIDTH, HEIGHT),

@@ -1,7 +1,7 @@
 """The tickets route group: list, one ticket with its events, and a person's actions on it.
 
 Also the read-only views the duty desk's tools use beside tickets (``/alerts``, ``/assets``). The
-other duty-desk routes (报修 requests, 回访 follow-ups) belong in this router.
+desk's own calls (报修, 回访, 投诉) are the ``desk`` router.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ ACTION_PATTERN = "^(" + "|".join(ACTIONS) + ")$"
 
 def ticket_json(t: Ticket, events: bool = False) -> dict[str, Any]:
     out = {k: v for k, v in asdict(t).items() if k != "events"}
+    out["low_satisfaction"] = t.low_satisfaction  # the dispatcher's flag (docs/desk.md)
     if events:
         out["events"] = [asdict(e) for e in t.events]
     return out
@@ -30,10 +31,15 @@ def ticket_json(t: Ticket, events: bool = False) -> dict[str, Any]:
 
 @router.get("/tickets", response_model=list[TicketOut], response_model_exclude_none=True)
 async def list_tickets(
-    request: Request, state: str | None = None, priority: str | None = None, asset: str | None = None
+    request: Request,
+    state: str | None = None,
+    priority: str | None = None,
+    asset: str | None = None,
+    source: str | None = None,
 ) -> list[dict[str, Any]]:
     desk = web_of(request).core.desk
-    wanted = {k: v for k, v in (("state", state), ("priority", priority), ("asset", asset)) if v}
+    given = (("state", state), ("priority", priority), ("asset", asset), ("source", source))
+    wanted = {k: v for k, v in given if v}
     return [
         ticket_json(t)
         for t in sorted(desk.tickets.values(), key=lambda t: -t.opened_at)

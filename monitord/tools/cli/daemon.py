@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from monitord.config.site import CONFIG_DIR, coverage, load_config
+from monitord.config.site import CONFIG_DIR, coverage, line_budgets, load_config
 from monitord.core.errors import MonitordError
 from monitord.core.units import parse_duration
 from monitord.daemon.runner import run_daemon, until_stopped
@@ -30,6 +30,13 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     s.add_argument("config")
     s.add_argument("--scenario", help="fault timeline YAML")
     s.add_argument("--duration", help="stop after this long, e.g. 90s")
+    s.add_argument(
+        "--serial",
+        action="append",
+        default=[],
+        metavar="CONFIG_PORT=SIM_PORT",
+        help="serve the config's serial line CONFIG_PORT on SIM_PORT (the cable's other end); repeatable",
+    )
     s.set_defaults(fn=sim)
 
     d = sub.add_parser("demo", help="simulated building + daemon + fault scenario in one process")
@@ -49,6 +56,18 @@ def check(args: argparse.Namespace) -> int:
     # Not errors: a pack serves profiles with and without some points; but say what is not watched.
     for gap in coverage(config):
         print(f"warning: {gap.asset}: {gap.rule} cannot be evaluated, profile lacks {', '.join(gap.missing)}")
+    for b in line_budgets(config):
+        baud, parity, stop, size = b.line.settings
+        print(
+            f"line {b.line.name} (RTU {baud} {size}{parity}{stop}): one poll of every device takes "
+            f"{b.poll_seconds * 1000:.0f} ms on the wire; the line carries {b.capacity:.1f} polls/s, "
+            f"the poll intervals ask {b.demand:.1f} ({b.utilisation:.0%})"
+        )
+        if b.utilisation > 1:
+            print(
+                f"warning: line {b.line.name}: the poll intervals ask {b.utilisation:.0%} of what the line "
+                "carries; polls will come late (lengthen poll:, raise the baud rate, or split the line)"
+            )
     return 0
 
 
@@ -64,12 +83,18 @@ def run(args: argparse.Namespace) -> int:
 
 def sim(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    serial_ports = {}
+    for pair in args.serial:
+        config_port, sep, sim_port = pair.partition("=")
+        if not sep or not config_port or not sim_port:
+            raise MonitordError(f"--serial {pair!r}: give CONFIG_PORT=SIM_PORT, e.g. /dev/ttyUSB0=/dev/pts/7")
+        serial_ports[config_port] = sim_port
     scenario = load_scenario(Path(args.scenario), config) if args.scenario else None
 
     sites: list[SimulatedSite] = []
 
     async def main(stop: asyncio.Event) -> None:
-        site = SimulatedSite(config, scenario)
+        site = SimulatedSite(config, scenario, serial_ports=serial_ports)
         sites.append(site)
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(site.run())
@@ -78,7 +103,7 @@ def sim(args: argparse.Namespace) -> int:
             print(
                 f"simulating {len(site.models)} assets of {config.site.id}: "
                 + ", ".join(
-                    [f"modbus {s.host}:{s.port}" for s in site.servers]
+                    [f"modbus {s.name}" for s in site.servers]
                     + ([f"mqtt {pub.host}:{pub.port}"] if pub else [])
                 ),
                 flush=True,

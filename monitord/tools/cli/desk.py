@@ -17,8 +17,10 @@ from monitord.config.site import load_config, site_zone
 from monitord.core.units import format_duration, format_time
 from monitord.people.roster import Roster
 from monitord.tickets.desk import ACTIONS, Ticket, TicketEvent, explained_of
+from monitord.tickets.quality import weekly
+from monitord.tools.cli import frontdesk
 from monitord.tools.cli.common import api_args, api_client, config_and_store, store_args, time_arg
-from monitord.tools.kpi import render, report, sla_lookup
+from monitord.tools.kpi import render, render_weeks, report, sla_lookup
 from monitord.tools.storage import open_reader, read_desk, read_history
 
 
@@ -38,6 +40,7 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
         if action == "assign":
             ta.add_argument("assignee")
     t.set_defaults(fn=tickets)
+    frontdesk.add_parsers(tsub)  # 报修, 回访, 投诉: their own fn each
 
     si = sub.add_parser("silence", help="silences: mute matching alerts for a while, with a reason")
     api_args(si)
@@ -56,7 +59,10 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     se.add_argument("id")
     si.set_defaults(fn=silence)
 
-    rep = sub.add_parser("report", help="KPIs: MTTA, MTTR, SLA compliance, repeats, follow-up, alarm rates")
+    rep = sub.add_parser(
+        "report",
+        help="KPIs: MTTA, MTTR, SLA, repeats, alarm rates; 回访率, satisfaction, complaints per week",
+    )
     store_args(rep)
     rep.set_defaults(fn=kpi_report)
 
@@ -83,9 +89,10 @@ def tickets(args: argparse.Namespace) -> int:
             print(f"  {'assignee':24}  summary")
         for t in rows:
             opened = format_time(t.opened_at, tz)
+            flag = "  [low satisfaction]" if t.low_satisfaction else ""
             print(
-                f"{t.id}  {t.state:12} {t.priority} {t.category:10} {t.asset:12} {opened:23}"
-                f"  {t.assignee or '-':24}  {t.summary}"
+                f"{t.id}  {t.state:12} {t.priority} {t.category:10} {t.asset or t.source:12} {opened:23}"
+                f"  {t.assignee or '-':24}  {t.summary}{flag}"
             )
         return 0
     found = desk.tickets.get(args.id)
@@ -99,8 +106,11 @@ def tickets(args: argparse.Namespace) -> int:
 def _show_ticket(t: Ticket, tz: tzinfo | None) -> None:
     """A readable timeline: the ticket once, then who did what when, with their note."""
     print(f"{t.id}  [{t.state}]  {t.priority}  {t.category}")
-    print(f"  asset:     {t.asset}" + (f"  ({t.location})" if t.location else ""))
-    print(f"  rule:      {t.rule}")
+    if t.source == "request":  # a resident's 报修: where, and whom to call back
+        print(f"  request:   {t.location}, reported by {t.reporter} {t.phone}")
+    else:
+        print(f"  asset:     {t.asset}" + (f"  ({t.location})" if t.location else ""))
+        print(f"  rule:      {t.rule}")
     print(f"  summary:   {t.summary}")
     print(f"  since:     {format_time(t.since, tz)}")
     print(f"  assignee:  {t.assignee or '-'}")
@@ -109,6 +119,13 @@ def _show_ticket(t: Ticket, tz: tzinfo | None) -> None:
         print(f"  explains:  {len(t.explains)} alert(s) of assets this incident takes down")
         for x in t.explains:
             print(f"    {x.asset:12} {x.rule:36} since {format_time(x.since, tz)}  {x.summary}")
+    if t.follow_up is not None:
+        f = t.follow_up
+        low = "  [low satisfaction]" if t.low_satisfaction else ""
+        print(f"  follow-up: {f.by} called {f.contact}, satisfaction {f.satisfaction}/5{low}: {f.note}")
+    for c in t.complaints:
+        state = "open" if c.closed_at is None else ("closed: " if c.valid else "dismissed: ") + c.resolution
+        print(f"  complaint {c.id}: {c.by} ({format_time(c.at, tz)}): {c.text}  [{state}]")
     print("  timeline:")
     shown = ""
     for ev in t.events:
@@ -133,6 +150,10 @@ def _what(ev: TicketEvent, shown: str, tz: tzinfo | None) -> str:
         parts.append(f"{x.asset} {x.rule} since {format_time(x.since, tz)}: {x.summary}")
     elif ev.note:
         parts.append(f"note: {ev.note}")
+    if ev.satisfaction:
+        parts.insert(0, f"{ev.contact}, satisfaction {ev.satisfaction}/5")
+    elif ev.ref:
+        parts.insert(0, f"complaint {ev.ref}" + (f" from {ev.contact}" if ev.contact else ""))
     if ev.assignee:
         parts.insert(0, f"to {ev.assignee}")
     if ev.event == "escalated":
@@ -188,6 +209,10 @@ def kpi_report(args: argparse.Namespace) -> int:
     config, path = config_and_store(args)
     desk, alerts = read_history(open_reader(config, path))
     for line in render(report(list(desk.tickets.values()), alerts, sla_lookup(config), time.time())):
+        print(line)
+    site = config.site.id if config else str(path or "the default store")
+    events = [ev for t in desk.tickets.values() for ev in t.events]
+    for line in render_weeks(site, weekly(events, site_zone(config))):
         print(line)
     return 0
 

@@ -1,0 +1,334 @@
+"""Benchmark: the whole daemon as its own process, over real sockets, beside bare-library baselines.
+
+Two paths, each next to a baseline that does the same protocol work with nothing else, in the
+same run on the same load:
+
+1. **Modbus TCP.** ``monitord sim`` (its own process) serves ``--devices`` Eastron SDM630 meters
+   behind ``--ports`` gateway ports; ``monitord run`` (its own process) polls them every
+   ``--poll`` seconds, decodes, evaluates the packs and stores to SQLite. Printed: points/s
+   sustained (from the daemon's own ``monitord_bus_samples_total``), the daemon's CPU share
+   (utime + stime of its process, every thread) and peak RSS, and CPU-seconds per 100,000
+   points. Baseline: a bare pymodbus loop (its own process), one client per port, reading the
+   same requests at the same interval, decoding nothing.
+2. **MQTT.** ``--messages`` elevator JSON documents (QoS 0) published as fast as one paho client
+   can to 100 elevator topics through one Mosquitto, with ``monitord run`` and a bare paho
+   subscriber (``json.loads`` per message) subscribed side by side. Printed: each one's
+   messages/s from the first publish to the last message received, and the ratio.
+
+One round each (the machine is shared; run it twice to see the spread). Never part of the test
+pass/fail. Needs ``mosquitto``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from monitord.config.site import CONFIG_DIR
+from monitord.config.yamlio import load_yaml
+from monitord.drivers.modbus import plan_reads
+from monitord.ingest.profiles import DeviceProfile
+from tests.support.mosquitto import Mosquitto, mosquitto_binary
+from tests.support.net import free_port, wait_port
+
+TICKS = os.sysconf("SC_CLK_TCK")
+MONITORD = [sys.executable, "-m", "monitord", "--log-level", "warning"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def samples_total(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("monitord_bus_samples_total")
+    )
+
+
+def wait_metrics(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            samples_total(port)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def site_yaml(folder: Path, assets: str, metrics: int, extra: str = "") -> Path:
+    profiles = CONFIG_DIR / "profiles"
+    text = (
+        "site: {id: bench}\n"
+        f"store: {{kind: sqlite, path: {folder / 'store.db'}}}\n"
+        f"notify: {{log: {folder / 'notify.db'}}}\n"
+        f"metrics: {{port: {metrics}}}\n"
+        "api: {port: 0}\n"
+        f"{extra}"
+        "profiles:\n"
+        f"  - include: {profiles / 'eastron-sdm630.yaml'}\n"
+        f"  - include: {profiles / 'elevator-gbt24476.yaml'}\n"
+        # the power pack reads fire-monitor channels too; with no such asset it costs nothing
+        f"  - include: {profiles / 'fire-monitor.yaml'}\n"
+        "rules:\n"
+        "  - include: rules/packs/power.yaml\n"
+        "  - include: rules/packs/comms.yaml\n"
+        "  - include: rules/packs/elevator.yaml\n"
+        f"assets:\n{assets}"
+    )
+    path = folder / "site.yaml"
+    path.write_text(text)
+    return path
+
+
+def sdm630() -> DeviceProfile:
+    return DeviceProfile.model_validate(load_yaml(CONFIG_DIR / "profiles" / "eastron-sdm630.yaml"))
+
+
+# ---------------------------------------------------------------- Modbus
+
+BARE_MODBUS = r"""
+import asyncio, json, sys, time
+from pymodbus.client import AsyncModbusTcpClient
+ports, units, plan, poll, seconds = json.loads(sys.argv[1])
+
+async def line(port, counter):
+    client = AsyncModbusTcpClient("127.0.0.1", port=port)
+    await client.connect()
+    loop = asyncio.get_running_loop()
+    next_at = loop.time()
+    while True:
+        for unit in range(1, units + 1):
+            for start, count, points in plan:
+                reply = await client.read_input_registers(start, count=count, device_id=unit)
+                if not reply.isError():
+                    counter[0] += points
+        next_at += poll
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+async def main():
+    counter = [0]
+    tasks = [asyncio.create_task(line(p, counter)) for p in ports]
+    await asyncio.sleep(seconds / 3)  # warm-up: connections made, first polls through
+    c0, t0 = counter[0], time.perf_counter()
+    cpu0 = time.process_time()
+    await asyncio.sleep(seconds)
+    print(json.dumps({"points_per_s": (counter[0] - c0) / (time.perf_counter() - t0),
+                      "cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - t0}))
+    for t in tasks:
+        t.cancel()
+    sys.stdout.flush()
+    import os; os._exit(0)
+
+asyncio.run(main())
+"""
+
+
+def modbus(devices: int, ports: int, poll: float, seconds: float) -> None:
+    profile = sdm630()
+    assert profile.modbus is not None
+    plan = plan_reads(profile.modbus_encodings(), profile.modbus)
+    points_per_poll = sum(len(r.codec.names) for r in plan)
+    units = devices // ports
+    port_numbers = [free_port() for _ in range(ports)]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        metrics = free_port()
+        assets = "".join(
+            f"  - {{id: M{p}-{u}, type: power_meter, profile: eastron-sdm630,"
+            f" connection: {{modbus: {{host: 127.0.0.1, port: {port}, unit: {u}}}}}}}\n"
+            for p, port in enumerate(port_numbers)
+            for u in range(1, units + 1)
+        )
+        site = site_yaml(folder, assets, metrics, f"poll: {poll}s\n")
+        sim = subprocess.Popen([*MONITORD, "sim", str(site)], stdout=subprocess.DEVNULL)
+        try:
+            for port in port_numbers:
+                wait_port(port, timeout=60)
+            # Baseline first, alone against the simulator, so neither steals the other's replies.
+            bare = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    BARE_MODBUS,
+                    json.dumps(
+                        [port_numbers, units, [(r.start, r.count, len(r.codec.names)) for r in plan], poll,
+                         seconds]
+                    ),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            base = json.loads(bare.stdout)
+            daemon = subprocess.Popen([*MONITORD, "run", str(site)], stdout=subprocess.DEVNULL)
+            try:
+                wait_metrics(metrics)
+                time.sleep(seconds / 3)  # warm-up: every poller connected and on its schedule
+                s0, c0, t0 = samples_total(metrics), cpu_seconds(daemon.pid), time.perf_counter()
+                time.sleep(seconds)
+                s1, c1, t1 = samples_total(metrics), cpu_seconds(daemon.pid), time.perf_counter()
+                rss = peak_rss_mb(daemon.pid)
+            finally:
+                daemon.terminate()
+                daemon.wait(timeout=30)
+        finally:
+            sim.terminate()
+            sim.wait(timeout=30)
+    ours = (s1 - s0) / (t1 - t0)
+    share = (c1 - c0) / (t1 - t0)
+    offered = devices * points_per_poll / poll
+    print(f"Modbus TCP, {devices} SDM630 on {ports} ports, {poll:g} s poll (offered {offered:,.0f} pts/s):")
+    print(
+        f"  monitord run: {ours:,.0f} points/s at {share:.1%} of a core, peak RSS {rss:.0f} MB;"
+        f" {share / max(ours, 1) * 1e5:.2f} CPU-s per 100k points"
+    )
+    print(
+        f"  bare pymodbus loop: {base['points_per_s']:,.0f} points/s at {base['cpu_s'] / base['wall_s']:.1%}"
+        f" of a core; {base['cpu_s'] / base['wall_s'] / max(base['points_per_s'], 1) * 1e5:.2f} CPU-s"
+        " per 100k points"
+    )
+    print(f"  throughput ratio monitord/bare: {ours / max(base['points_per_s'], 1):.2f}")
+    need = share / max(ours, 1) * 1e5
+    print(f"  at 100k points/s the daemon would need {need:.0%} of a core (target ≤ 50 %)")
+
+
+# ---------------------------------------------------------------- MQTT
+
+BARE_MQTT = r"""
+import json, sys, time
+import paho.mqtt.client as mqtt
+port, expected, topic = json.loads(sys.argv[1])
+state = {"n": 0, "last": 0.0}
+def on_message(_c, _u, msg):
+    json.loads(msg.payload)
+    state["n"] += 1
+    state["last"] = time.time()
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bare-bench")
+c.on_message = on_message
+c.connect("127.0.0.1", port)
+c.subscribe(topic, qos=0)
+c.loop_start()
+print("ready", flush=True)
+deadline = time.time() + 600
+while state["n"] < expected and time.time() < deadline:
+    time.sleep(0.05)
+c.loop_stop()
+print(json.dumps({"n": state["n"], "last": state["last"], "cpu_s": time.process_time()}), flush=True)
+"""
+
+
+def mqtt(messages: int, topics: int) -> None:
+    import paho.mqtt.client as paho
+
+    binary = mosquitto_binary()
+    if binary is None:
+        print("MQTT: skipped, no mosquitto")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        broker = Mosquitto(binary, folder, "max_queued_messages 0\nmax_queued_bytes 0\n")
+        broker.start()
+        metrics = free_port()
+        assets = "".join(
+            f"  - {{id: L{i}, type: elevator, profile: elevator-gbt24476, connection: {{mqtt: {{}}}}}}\n"
+            for i in range(topics)
+        )
+        site = site_yaml(
+            folder, assets, metrics, f"mqtt: {{url: 'mqtt://127.0.0.1:{broker.port}', client_id: bench}}\n"
+        )
+        elevator = DeviceProfile.model_validate(
+            load_yaml(CONFIG_DIR / "profiles" / "elevator-gbt24476.yaml")
+        )
+        from monitord.simulators.models import MODELS
+        from monitord.simulators.mqtt_publisher import document
+
+        payloads = [
+            json.dumps(document(elevator, MODELS["elevator"](f"L{i}").values, time.time())).encode()
+            for i in range(topics)
+        ]
+        points = len(elevator.json_fields())
+        daemon = subprocess.Popen([*MONITORD, "run", str(site)], stdout=subprocess.DEVNULL)
+        bare = subprocess.Popen(
+            [sys.executable, "-c", BARE_MQTT, json.dumps([broker.port, messages, "bench/elevator/+/status"])],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert bare.stdout is not None
+            bare.stdout.readline()  # "ready"
+            wait_metrics(metrics)
+            time.sleep(2)  # the daemon's subscription is made once it is connected
+            s0, c0 = samples_total(metrics), cpu_seconds(daemon.pid)
+            pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-pub")
+            pub.connect("127.0.0.1", broker.port)
+            pub.loop_start()
+            t0 = time.time()
+            for n in range(messages):
+                i = n % topics
+                pub.publish(f"bench/elevator/L{i}/status", payloads[i], qos=0)
+            pub.loop_stop()
+            base = json.loads(bare.stdout.readline())
+            want = s0 + messages * points
+            deadline = time.time() + 600
+            last_change, seen = time.time(), s0
+            while seen < want and time.time() < deadline and time.time() - last_change < 10:
+                time.sleep(0.05)
+                now_seen = samples_total(metrics)
+                if now_seen != seen:
+                    seen, last_change = now_seen, time.time()
+            ours_n = (seen - s0) / points
+            ours_rate = ours_n / (last_change - t0)
+            cpu = cpu_seconds(daemon.pid) - c0
+            rss = peak_rss_mb(daemon.pid)
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=30)
+            bare.kill()
+            broker.stop()
+    base_rate = base["n"] / (base["last"] - t0)
+    print(f"MQTT, {messages:,} elevator JSON messages ({points} points) at QoS 0 over {topics} topics:")
+    print(f"  monitord run: {ours_n:,.0f} received, {ours_rate:,.0f} msg/s, {cpu:.1f} CPU-s, RSS {rss:.0f}MB")
+    print(f"  bare paho + json.loads: {base['n']:,} received, {base_rate:,.0f} msg/s")
+    print(f"  ratio monitord/bare: {ours_rate / base_rate:.2f} (target ≥ 0.8)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--ports", type=int, default=25)
+    ap.add_argument("--poll", type=float, default=1.0)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--topics", type=int, default=100)
+    ap.add_argument("--only", choices=("modbus", "mqtt"))
+    args = ap.parse_args()
+    if args.only != "mqtt":
+        modbus(args.devices, args.ports, args.poll, args.seconds)
+    if args.only != "modbus":
+        mqtt(args.messages, args.topics)
+
+
+if __name__ == "__main__":
+    main()

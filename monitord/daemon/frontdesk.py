@@ -1,0 +1,183 @@
+"""The duty desk's calls on the running core: 报修, 回访, 投诉, their lists and the weekly KPIs.
+
+Daemon layer, beside ``core``: each call checks the dispatcher's form (``tickets.forms``), asks
+the ticket desk for the event and sends it down the one ``EventRoad`` (store, metrics, the
+dispatcher's roster assignment and pages), exactly as ``Core.act`` does for the other actions.
+``get`` and ``post`` map the HTTP API's paths onto these calls, so the web app's ``desk`` router
+(monitord/daemon/web/desk.py) only parses, authenticates, audits and answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from monitord.config.site import site_zone
+from monitord.daemon.core import Core
+from monitord.tickets.desk import NoSuchTicket, TicketActionError, TicketEvent, TicketInputError
+from monitord.tickets.forms import ComplaintClose, ComplaintForm, FollowUpForm, RepairRequest
+from monitord.tickets.quality import weekly
+from monitord.tickets.worklists import complaints, follow_ups_due
+
+M = TypeVar("M", bound=BaseModel)
+
+#: What the API tells people, in one place (for the message catalogs).
+TEXT = {
+    "trade": "trade {trade!r} is no skill of the roster: one of {skills}",
+    "no_ticket": "no ticket {ticket}",
+    "no_complaint": "no complaint {ref} on {ticket}",
+}
+_FOLLOW_UP = re.compile(r"^/tickets/([^/]+)/follow-up$")
+_COMPLAIN = re.compile(r"^/tickets/([^/]+)/complaints$")
+_COMPLAINT_CLOSE = re.compile(r"^/tickets/([^/]+)/complaints/([^/]+)/close$")
+
+
+def _op(summary: str, form: type[BaseModel], ok: int) -> dict[str, Any]:
+    """One write call of the desk as the API's OpenAPI document describes it."""
+    return {
+        "summary": summary,
+        "security": [{"token": []}],
+        "requestBody": {"content": {"application/json": {"schema": form.model_json_schema()}}},
+        "responses": {
+            str(ok): {"description": "the ticket event"},
+            "400": {"description": "a bad form: which fields, and why"},
+            "401": {"description": "no token"},
+            "404": {"description": "no such ticket or complaint"},
+            "409": {"description": "not allowed in the ticket's state"},
+        },
+    }
+
+
+def _read(summary: str) -> dict[str, Any]:
+    return {"get": {"summary": summary, "responses": {"200": {"description": summary}}}}
+
+
+OPENAPI_OPEN = _op("open a ticket for a resident's repair request (报修)", RepairRequest, 201)
+OPENAPI_PATHS: dict[str, Any] = {
+    "/tickets/{id}/follow-up": {
+        "post": _op("the follow-up call (回访); closes the resolved ticket", FollowUpForm, 200)
+    },
+    "/tickets/{id}/complaints": {"post": _op("log a complaint (投诉) about a ticket", ComplaintForm, 201)},
+    "/tickets/{id}/complaints/{complaint}/close": {
+        "post": _op(
+            "close a complaint with its resolution, or dismiss it (valid: false)", ComplaintClose, 200
+        )
+    },
+    "/follow-ups": _read("resolved tickets waiting for their follow-up call, with whom to call"),
+    "/complaints": _read("complaints (?open=1: those not closed yet)"),
+    "/report/desk": _read("回访率, satisfaction, complaints and 有效投诉办结率 per ISO week"),
+}
+
+
+class FormError(ValueError):
+    """A form the desk will not take, in words for the person who filled it in."""
+
+
+def form_of(model: type[M], body: dict[str, Any]) -> M:
+    """``body`` as ``model``; ``FormError`` naming each bad field (``phone: not a phone number``)."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
+        raise FormError("; ".join(problems)) from None
+
+
+class FrontDesk:
+    """The duty desk's calls on one core; every change leaves by the core's road."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def _do(self, call: Callable[..., TicketEvent], by: str, *args: str, **fields: Any) -> TicketEvent:
+        """``call`` on the desk (a form's fields as its keywords) by ``by``, now; the event takes the
+        road."""
+        ev = call(*args, actor=by, now=self.core.clock.now(), **fields)
+        self.core.road.emit(tickets=[ev])
+        return ev
+
+    def open_request(self, req: RepairRequest, actor: str) -> TicketEvent:
+        roster = self.core.config.roster
+        if roster is not None:
+            skills = sorted({s for team in roster.teams.values() for s in team.skills})
+            if req.trade not in skills:
+                raise FormError(TEXT["trade"].format(trade=req.trade, skills=", ".join(skills)))
+        return self._do(lambda **kw: self.core.desk.open_request(req, **kw), req.actor or actor)
+
+    def follow_up(self, ticket: str, form: FollowUpForm, actor: str) -> TicketEvent:
+        return self._do(self.core.desk.follow_up, form.actor or actor, ticket, **_fields(form))
+
+    def complain(self, ticket: str, form: ComplaintForm, actor: str) -> TicketEvent:
+        return self._do(self.core.desk.complain, form.actor or actor, ticket, **_fields(form))
+
+    def close_complaint(self, ticket: str, ref: str, form: ComplaintClose, actor: str) -> TicketEvent:
+        return self._do(self.core.desk.close_complaint, form.actor or actor, ticket, ref, **_fields(form))
+
+    def follow_ups(self) -> list[dict[str, Any]]:
+        return follow_ups_due(self.core.desk, self.core.config.tickets.follow_up)
+
+    def report(self) -> dict[str, Any]:
+        """The weekly service-quality KPIs from the desk's events: the store's, restored, and every one
+        since (docs/desk.md#kpis)."""
+        events = [ev for t in self.core.desk.tickets.values() for ev in t.events]
+        weeks = weekly(events, site_zone(self.core.config))
+        return {"site": self.core.config.site.id, "weeks": [w.as_json() for w in weeks]}
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def get(self, path: str, query: dict[str, str]) -> Callable[[], Any] | None:
+        """The read a GET path asks for (to run on the daemon's loop), or None: not the desk's path."""
+        if path == "/follow-ups":
+            return self.follow_ups
+        if path == "/complaints":
+            return lambda: complaints(self.core.desk, query.get("open", "") in ("1", "true", "yes"))
+        if path == "/report/desk":
+            return self.report
+        return None
+
+    def post(self, path: str, actor: str) -> Callable[[dict[str, Any]], tuple[int, Any]] | None:
+        """The change a POST path asks for, taking the JSON body (to run on the daemon's loop), or
+        None: not the desk's path. Answers 201/200 with the event, 400 for a bad form, 404 for an
+        unknown ticket or complaint, 409 when the ticket's state forbids it."""
+        if path == "/tickets":
+            return _answer(lambda b: self.open_request(form_of(RepairRequest, b), actor), 201)
+        if follow := _FOLLOW_UP.match(path):
+            ticket = follow[1]
+            return _answer(lambda b: self.follow_up(ticket, form_of(FollowUpForm, b), actor), 200)
+        if complain := _COMPLAIN.match(path):
+            about = complain[1]
+            return _answer(lambda b: self.complain(about, form_of(ComplaintForm, b), actor), 201)
+        if close := _COMPLAINT_CLOSE.match(path):
+            on, ref = close[1], close[2]
+            return _answer(lambda b: self.close_complaint(on, ref, form_of(ComplaintClose, b), actor), 200)
+        return None
+
+
+def _fields(form: BaseModel) -> dict[str, Any]:
+    """A form's fields but the actor: the desk call's keywords, by the same names."""
+    return form.model_dump(exclude={"actor"})
+
+
+def _answer(
+    make: Callable[[dict[str, Any]], TicketEvent], status: int
+) -> Callable[[dict[str, Any]], tuple[int, Any]]:
+    def handle(body: dict[str, Any]) -> tuple[int, Any]:
+        try:
+            return status, asdict(make(body))
+        except (FormError, TicketInputError) as exc:
+            return 400, {"error": str(exc)}
+        except NoSuchTicket as exc:  # only the desk's own: any other KeyError is a bug, a 500
+            ticket, _, ref = str(exc.args[0]).partition("/")
+            error = (
+                TEXT["no_complaint"].format(ref=ref, ticket=ticket)
+                if ref
+                else TEXT["no_ticket"].format(ticket=ticket)
+            )
+            return 404, {"error": error}
+        except TicketActionError as exc:
+            return 409, {"error": str(exc)}
+
+    return handle
