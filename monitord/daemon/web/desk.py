@@ -8,6 +8,7 @@ actor is whom the call proves), answers and audits. Included before the tickets 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
@@ -23,12 +24,6 @@ router = APIRouter()
 def _frontdesk(request: Request) -> FrontDesk:
     desk: FrontDesk = request.app.state.frontdesk
     return desk
-
-
-def _extra(path: str, op: dict[str, Any]) -> dict[str, Any]:
-    """The desk's own OpenAPI words for a write call (its form's schema, its answers)."""
-    del path
-    return {"summary": op["summary"], "requestBody": op["requestBody"]}
 
 
 def _change(request: Request, path: str, action: str, ticket: str, body: dict[str, Any] | None) -> Any:
@@ -47,48 +42,40 @@ JsonObject = Annotated[dict[str, Any] | None, Body()]  # the desk's forms check 
 ANSWERS: dict[int | str, dict[str, Any]] = {s: {"model": Error} for s in (400, 401, 403, 404, 409)}
 
 
-@router.post(
-    "/tickets",
-    status_code=201,
-    openapi_extra=_extra("/tickets", OPENAPI_OPEN),
-    dependencies=BEARER,
-    responses=ANSWERS,
+# path (FrontDesk's, with the ticket and complaint as parameters), the action a role must allow, the
+# desk's OpenAPI words, the answer's status
+WRITES = (
+    ("/tickets", "request", OPENAPI_OPEN, 201),
+    ("/tickets/{ticket_id}/follow-up", "follow_up", OPENAPI_PATHS["/tickets/{id}/follow-up"]["post"], 200),
+    ("/tickets/{ticket_id}/complaints", "complain", OPENAPI_PATHS["/tickets/{id}/complaints"]["post"], 201),
+    (
+        "/tickets/{ticket_id}/complaints/{ref}/close",
+        "complaint_close",
+        OPENAPI_PATHS["/tickets/{id}/complaints/{complaint}/close"]["post"],
+        200,
+    ),
 )
-async def open_request(request: Request, body: JsonObject = None) -> Any:
-    """A resident's repair request (报修): a ticket in the same queue as the alerts'."""
-    return _change(request, "/tickets", "request", "", body)
 
 
-@router.post(
-    "/tickets/{ticket_id}/follow-up",
-    openapi_extra=_extra("", OPENAPI_PATHS["/tickets/{id}/follow-up"]["post"]),
-    dependencies=BEARER,
-    responses=ANSWERS,
-)
-async def follow_up(request: Request, ticket_id: str, body: JsonObject = None) -> Any:
-    return _change(request, f"/tickets/{ticket_id}/follow-up", "follow_up", ticket_id, body)
+def _write(template: str, action: str) -> Callable[..., Awaitable[Any]]:
+    async def endpoint(request: Request, body: JsonObject = None) -> Any:
+        params = request.path_params
+        return _change(request, template.format(**params), action, params.get("ticket_id", ""), body)
+
+    return endpoint
 
 
-@router.post(
-    "/tickets/{ticket_id}/complaints",
-    status_code=201,
-    openapi_extra=_extra("", OPENAPI_PATHS["/tickets/{id}/complaints"]["post"]),
-    dependencies=BEARER,
-    responses=ANSWERS,
-)
-async def complain(request: Request, ticket_id: str, body: JsonObject = None) -> Any:
-    return _change(request, f"/tickets/{ticket_id}/complaints", "complain", ticket_id, body)
-
-
-@router.post(
-    "/tickets/{ticket_id}/complaints/{ref}/close",
-    openapi_extra=_extra("", OPENAPI_PATHS["/tickets/{id}/complaints/{complaint}/close"]["post"]),
-    dependencies=BEARER,
-    responses=ANSWERS,
-)
-async def close_complaint(request: Request, ticket_id: str, ref: str, body: JsonObject = None) -> Any:
-    path = f"/tickets/{ticket_id}/complaints/{ref}/close"
-    return _change(request, path, "complaint_close", ticket_id, body)
+for _template, _action, _op, _status in WRITES:
+    router.add_api_route(
+        _template,
+        _write(_template, _action),
+        methods=["POST"],
+        status_code=_status,
+        summary=_op["summary"],
+        openapi_extra={"requestBody": _op["requestBody"]},
+        dependencies=BEARER,
+        responses=ANSWERS,
+    )
 
 
 def _read(request: Request, path: str) -> Any:
