@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
@@ -53,7 +53,9 @@ class Stream:
         )
 
     def on_audit(self, ev: AuditEvent) -> None:
-        self.publish("audit", asdict(ev))
+        # What changed, for the pages to refresh; not the address or the note: a link holder's phone
+        # follows this stream too, and the trail itself is for the store.
+        self.publish("audit", {"actor": ev.actor, "action": ev.action, "target": ev.target, "ts": ev.ts})
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[str | None]]:
