@@ -68,7 +68,7 @@ class EventRoad:
                 tlisten(tev)
 
     def _audit(self, audits: Sequence[AuditEvent]) -> None:
-        # A backend without an audit table (InfluxDB, for now) still has the trail in the log.
+        # A backend without an audit trail of its own (a test double) still has it in the log.
         write = getattr(self.store, "write_audit", None)
         if write is not None:
             try:
