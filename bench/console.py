@@ -42,7 +42,7 @@ TOKEN = "bench-dispatcher"
 def site_yaml(folder: Path) -> Path:
     assets = "".join(
         f"  - {{id: P{i:04d}, type: pump, profile: pump-set,"
-        f" connection: {{modbus: {{host: 127.0.0.1, port: 1502, unit: {i % 200 + 1}}}}},"
+        f" connection: {{modbus: {{host: 127.0.0.1, port: {1502 + i // 200}, unit: {i % 200 + 1}}}}},"
         f" location: {{building: B{i % BUILDINGS}, room: pump room {i // BUILDINGS}}}}}\n"
         for i in range(ASSETS)
     )
