@@ -130,5 +130,11 @@ def test_board_queue_and_signed_link_in_a_browser(
             assert ("viewer", "token", "start", 403) in trail
             assert ("dispatcher", "session", "silence.add", 201) in trail
             assert ticket.state == "acknowledged"
+            # a clean shutdown with live streams still open in the browsers
+            assert app.web is not None and app.web.stream.open >= 1  # the viewer's ticket page
+            stopping = time.monotonic()
+        took = time.monotonic() - stopping
+        print(f"daemon and simulators stopped {took:.2f} s after stop, with event streams open")
+        assert took < 5, f"stopping took {took:.1f} s"
 
     run(scenario(), timeout=240)

@@ -43,6 +43,11 @@ class Stream:
                 continue
             q.put_nowait(message)
 
+    @property
+    def open(self) -> int:
+        """How many streams are open now."""
+        return len(self._queues)
+
     def on_alert(self, ev: AlertEvent) -> None:
         self.publish("alert", {"asset": ev.asset, "rule": ev.rule, "state": ev.state, "ts": ev.ts})
 
