@@ -5,10 +5,23 @@ Sits before the ``SampleBus``. paho runs its network loop in its own thread;
 the queue in bursts, so a flood of messages costs one wake-up of the event
 loop, not one per message; a burst is taken ``DRAIN_CHUNK`` messages at a
 time with a yield to the loop between chunks, so a flood never starves the
-Modbus pollers or the evaluation sharing that loop. Topics map to assets through the profile's pattern
-(``{site}/{asset}/...``) or the asset's own topic. Plain numeric payloads map
-one topic to one point; JSON payloads map field paths to points. A malformed
-payload is counted and logged once per topic, never raised.
+Modbus pollers or the evaluation sharing that loop. Which asset a topic feeds,
+and the parse, are in ``mqtt_routes``: exact topics and ``+``/``#`` filters,
+plain numbers, JSON field paths (array indexes too), and the ThingsBoard
+gateway's many devices on one topic. A malformed message is counted per asset
+(``monitord_mqtt_malformed_messages_total{asset}``) and logged once per topic,
+never raised.
+
+The session is persistent by default (clean_session false, a stable client
+id, QoS 1 subscriptions): what is published while the daemon is away is kept
+by the broker and handed over on reconnect. ``mqtts://`` checks the broker's
+certificate against the configured CA, always; a failure is logged with its
+reason and the devices go offline by silence, never on a value.
+
+What a device says of itself (a status topic, a last will, Homie ``$state``,
+the gateway's connect/disconnect) goes to the bus as a ``HealthChange`` with
+``said=True``: offline at once (its points ``comm_error``), online while it
+is silent; losing the broker hands the verdict back to silence.
 
 A payload's own timestamp (the profile's ``ts_field``) is used only when it is
 within ``max_clock_skew`` of receive time; otherwise the sample is stamped with
@@ -36,23 +49,45 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 import math
 import random
+import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
-import numpy as np
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from monitord.core.clock import Clock
 from monitord.core.metrics import Metrics
-from monitord.core.model import Quality, SampleBatch
+from monitord.core.model import HealthChange, Quality, SampleBatch
 from monitord.ingest.bus import SampleBus
+
+from .mqtt_routes import (
+    Parsed,
+    Router,
+    StatusRoute,
+    TopicRoute,
+    gateway_device,
+    gateway_entries,
+    parse_payload,
+    status_word,
+)
+
+__all__ = [
+    "MqttDriver",
+    "Parsed",
+    "Router",
+    "SequenceGaps",
+    "StatusRoute",
+    "Tls",
+    "TopicRoute",
+    "parse_payload",
+]
 
 log = logging.getLogger(__name__)
 BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"  # Mosquitto's own count
@@ -62,63 +97,29 @@ RECONNECT_MAX = 4.0  # the backoff's cap: a broker back from an outage is used w
 
 
 @dataclass(frozen=True)
-class TopicRoute:
-    """What one topic carries: an asset's JSON document, or one plain point."""
+class Tls:
+    """``mqtts://``: the CA that signs the broker's certificate, and our own certificate and key."""
 
-    asset: str
-    points: tuple[str, ...]
-    fields: tuple[tuple[str, ...], ...]  # JSON path per point; empty for plain payloads
-    ts_field: tuple[str, ...] = ()
-    seq_field: tuple[str, ...] = ()
+    ca: str | None = None  # None: the system's trust store
+    cert: str | None = None
+    key: str | None = None
 
 
-class Parsed(NamedTuple):
-    values: np.ndarray
-    quality: np.ndarray
-    ts: float | None  # the payload's own time, if it says
-    seq: int | None  # the payload's sequence number, if it carries a whole one
+class _Context(ssl.SSLContext):
+    """An SSL context that closes the socket of a failed handshake: paho leaves it open, one
+    socket per retry against a broker whose certificate does not verify."""
 
+    last: ssl.SSLSocket | None = None
 
-def _lookup(doc: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(doc, dict):
-            return None
-        doc = doc.get(key)
-    return doc
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        self.last = super().wrap_socket(*args, **kwargs)
+        return self.last
 
-
-def parse_payload(route: TopicRoute, payload: bytes) -> Parsed:
-    """Values, qualities and (if the payload says) the sample time and sequence; raises ValueError."""
-    n = len(route.points)
-    values = np.full(n, math.nan)
-    quality = np.full(n, int(Quality.DECODE_ERROR), dtype=np.int8)
-    if not route.fields:
-        text = payload.decode("utf-8").strip()
-        values[0] = float(text)  # ValueError on garbage
-        if math.isfinite(values[0]):
-            quality[0] = int(Quality.GOOD)
-        return Parsed(values, quality, None, None)
-    doc = json.loads(payload)
-    if not isinstance(doc, dict):
-        raise ValueError("JSON payload is not an object")
-    for i, path in enumerate(route.fields):
-        v = _lookup(doc, path)
-        if isinstance(v, bool | int | float) and math.isfinite(float(v)):
-            values[i] = float(v)
-            quality[i] = int(Quality.GOOD)
-    ts = None
-    if route.ts_field:
-        raw = _lookup(doc, route.ts_field)
-        if isinstance(raw, int | float) and not isinstance(raw, bool):
-            ts = float(raw) / 1000.0 if raw > 1e11 else float(raw)  # milliseconds or seconds
-    seq = None
-    if route.seq_field:
-        raw = _lookup(doc, route.seq_field)
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            seq = raw
-        elif isinstance(raw, float) and raw.is_integer():
-            seq = int(raw)
-    return Parsed(values, quality, ts, seq)
+    def drop_failed(self) -> None:
+        """Called when an attempt failed: the socket it wrapped is not paho's connection."""
+        if self.last is not None:
+            self.last.close()
+            self.last = None
 
 
 class SequenceGaps:
@@ -141,56 +142,85 @@ class MqttDriver:
         self,
         host: str,
         port: int,
-        routes: dict[str, TopicRoute],
+        routes: dict[str, TopicRoute] | Router,
         bus: SampleBus,
         clock: Clock,
         metrics: Metrics,
         *,
         client_id: str,
-        qos: int = 0,
+        qos: int = 1,
         username: str | None = None,
         password: str | None = None,
         max_clock_skew: float = 60.0,
+        persistent: bool = True,
+        tls: Tls | None = None,
     ) -> None:
-        self.host, self.port, self.routes = host, port, routes
+        self.host, self.port = host, port
+        self.router = routes if isinstance(routes, Router) else Router(routes)
         self.max_clock_skew = max_clock_skew
         self._sequences = SequenceGaps()
-        self._warned: set[tuple[str, str]] = set()  # (kind, asset) already logged: clock skew, gaps
+        self._warned: set[tuple[str, str]] = set()  # (kind, asset or topic) already logged
         self.bus, self.clock, self.metrics, self.qos = bus, clock, metrics, qos
         self._queue: collections.deque[tuple[float, str, bytes]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._wake_scheduled = False
-        self._bad_topics: set[str] = set()
         self._connected = threading.Event()
-        self._was_connected = False
         self._closing = False
         self._attempts = 0  # failed connection attempts since the last good one
         self._jitter = random.Random()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        self._routes_of: dict[str, list[TopicRoute]] = {}  # asset → its routes (plain: one per point)
+        for route in self.router.routes():
+            self._routes_of.setdefault(route.asset, []).append(route)
+        self._said: dict[str, bool] = {}  # what each device last said of itself (status topics)
+        # A persistent session (clean_session false, a stable client id): with QoS 1 subscriptions the
+        # broker keeps what arrives while we are away (a reconnect, our restart) and hands it over.
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent
+        )
         if username:
             self.client.username_pw_set(username, password)
+        self._tls: _Context | None = None
+        if tls is not None:
+            # Certificates are always checked (CERT_REQUIRED, host name included): a broker we cannot
+            # verify is not connected to, and that is logged, never waived.
+            self._tls = _Context(ssl.PROTOCOL_TLS_CLIENT)
+            if tls.ca:
+                self._tls.load_verify_locations(tls.ca)
+            else:
+                self._tls.load_default_certs()
+            if tls.cert:
+                self._tls.load_cert_chain(tls.cert, tls.key)
+            self.client.tls_set_context(self._tls)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail
         self._reachable = True  # False from the first failed connect until the next connect
+        self._refusal = ""  # why the last connection attempt failed, said once per reason
         self.client.on_message = self._on_message
         self._next_delay()
 
     # -- paho thread ---------------------------------------------------------
-    def _on_connect(self, client: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+    def _on_connect(self, client: paho.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
-            log.warning("mqtt %s:%d: connection refused: %s", self.host, self.port, reason)
+            self._refused(f"connection refused: {reason}")
             return
-        # Subscriptions do not survive a clean session: subscribe on every connect.
-        if self.routes:
-            client.subscribe([(t, self.qos) for t in self.routes] + [(BROKER_DROPPED, 0)])
-        log.info("mqtt %s:%d: connected, %d topics", self.host, self.port, len(self.routes))
-        self._reachable = True
+        # Subscribed on every connect, even when the broker kept our session: the config may have
+        # changed since, and a status topic's retained word comes again with a new subscription.
+        if self.router:
+            filters = self.router.filters
+            client.subscribe([(t, self.qos) for t in filters] + [(BROKER_DROPPED, 0)])
+        log.info(
+            "mqtt %s:%d: connected (%s), %d topics",
+            self.host,
+            self.port,
+            "session resumed" if flags.session_present else "new session",
+            len(self.router.filters),
+        )
+        self._reachable, self._refusal = True, ""
         self._attempts = 0
         self._next_delay()
         self._connected.set()
-        self._was_connected = True
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         was_connected = self._connected.is_set()
@@ -215,11 +245,27 @@ class MqttDriver:
     def _on_connect_fail(self, _c: Any, _u: Any) -> None:
         self._next_delay()
         # Said once per outage, as Modbus does: without it a missing broker only showed as lifts
-        # going offline three polls later.
+        # going offline three polls later. paho calls this inside its `except OSError`, so the
+        # reason (a refused port, a certificate that does not verify) is at hand.
         self.metrics.driver_errors.labels("mqtt", "connect").inc()
-        if self._reachable:
-            self._reachable = False
-            log.warning("mqtt %s:%d: cannot connect to the broker; retrying", self.host, self.port)
+        self._reachable = False
+        exc = sys.exc_info()[1]
+        if self._tls is not None:
+            self._tls.drop_failed()
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            why = f"TLS: the broker's certificate does not verify ({exc.verify_message}): check mqtt.ca"
+        elif isinstance(exc, ssl.SSLError):
+            why = f"TLS handshake failed ({exc.reason or exc}): check mqtt.ca, mqtt.cert and mqtt.key"
+        else:
+            why = f"cannot connect to the broker ({exc or 'no reason given'})"
+        self._refused(why)
+
+    def _refused(self, why: str) -> None:
+        """A failed attempt: logged when its reason is new (an outage is one line, not one per retry)."""
+        if why != self._refusal:
+            self._refusal = why
+            say = log.error if "TLS" in why else log.warning  # a certificate will not fix itself
+            say("mqtt %s:%d: %s; retrying", self.host, self.port, why)
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         if msg.topic == BROKER_DROPPED:
@@ -256,28 +302,88 @@ class MqttDriver:
     def drain(self, limit: int | None = None) -> int:
         """Turn what is queued (at most ``limit`` messages) into batches; returns how many."""
         n = 0
+        resolve = self.router.resolve
         while self._queue and (limit is None or n < limit):
             ts, topic, payload = self._queue.popleft()
             n += 1
-            route = self.routes.get(topic)
-            if route is None:
-                continue
-            try:
-                values, quality, sent_ts, seq = parse_payload(route, payload)
-            except Exception as exc:  # untrusted input (huge ints, deep nesting, ...) never stops the driver
-                self._malformed(topic, exc)
-                continue
-            if sent_ts is not None and not math.isfinite(sent_ts):
-                # A NaN time would poison every frame it lands in: one bad sample costs one sample.
-                self._malformed(topic, ValueError(f"timestamp {sent_ts} is not a number"))
-                values[:] = math.nan
-                quality[:] = int(Quality.DECODE_ERROR)
-                sent_ts = None
-            if seq is not None:
-                self._count_gaps(route.asset, seq)
-            stamp = ts if sent_ts is None else self._bounded(route.asset, sent_ts, ts)
-            self.bus.publish(SampleBatch(stamp, route.asset, route.points, values, quality))
+            route = resolve(topic)
+            if type(route) is TopicRoute:
+                try:
+                    parsed = parse_payload(route, payload)
+                except Exception as exc:  # untrusted input (huge ints, deep nesting) never stops the driver
+                    self._malformed(topic, route.asset, exc)
+                    continue
+                self._publish(ts, topic, route, parsed)
+            elif isinstance(route, dict):
+                self._gateway(ts, topic, route, payload)
+            elif isinstance(route, StatusRoute):
+                self._status(ts, topic, route, payload)
         return n
+
+    def _publish(self, ts: float, topic: str, route: TopicRoute, parsed: Parsed) -> None:
+        values, quality, sent_ts, seq, any_good = parsed
+        if sent_ts is not None and not math.isfinite(sent_ts):
+            # A NaN time would poison every frame it lands in: one bad sample costs one sample.
+            self._malformed(topic, route.asset, ValueError(f"timestamp {sent_ts} is not a number"))
+            values[:] = math.nan
+            quality[:] = int(Quality.DECODE_ERROR)
+            sent_ts = None
+        elif not any_good and route.fields:
+            # Not one mapped field holds a number: most often a field path that does not fit.
+            self._malformed(topic, route.asset, ValueError("no field the profile maps holds a number"))
+        if seq is not None:
+            self._count_gaps(route.asset, seq)
+        stamp = ts if sent_ts is None else self._bounded(route.asset, sent_ts, ts)
+        self.bus.publish(SampleBatch(stamp, route.asset, route.points, values, quality))
+
+    def _gateway(self, ts: float, topic: str, devices: dict[str, TopicRoute], payload: bytes) -> None:
+        """One ThingsBoard gateway message: every entry of every device it names."""
+        try:
+            for key, route, parsed in gateway_entries(devices, payload):
+                if isinstance(parsed, Exception):
+                    self._malformed(topic, route.asset if route else "", parsed, device=key)
+                elif route is not None:
+                    self._publish(ts, topic, route, parsed)
+        except Exception as exc:  # the envelope itself: not JSON, not an object
+            self._malformed(topic, "", exc)
+
+    def _status(self, ts: float, topic: str, route: StatusRoute, payload: bytes) -> None:
+        """A device's word on its own state: a status topic, or the gateway's connect/disconnect."""
+        try:
+            if route.kind == "word":
+                asset, online = route.asset, status_word(payload)
+            else:
+                name = gateway_device(payload)
+                found = route.devices.get(name)
+                if found is None:
+                    raise ValueError(f"device {name!r} is mapped to no asset")
+                asset, online = found, route.kind == "connect"
+        except Exception as exc:
+            self._malformed(topic, route.asset, exc)
+            return
+        self._declare(ts, asset, online, f"{topic}: {payload[:40].decode('utf-8', 'replace')}")
+
+    def _declare(self, ts: float, asset: str, online: bool | None, reason: str) -> None:
+        """Take a device's word (None: it says nothing of its reachability) through the health road."""
+        before = self._said.get(asset)
+        if online is None:
+            self._said.pop(asset, None)
+        else:
+            self._said[asset] = online
+        if not online:
+            # Offline by its own word: its last values are no longer the device's, at once.
+            for route in self._routes_of.get(asset, ()):
+                self.bus.publish(SampleBatch.failed(ts, asset, route.points, Quality.COMM_ERROR))
+        self.bus.publish_health(HealthChange(ts, asset, bool(online), reason, said=online is not None))
+        if online != before:
+            if before is False:
+                self.metrics.devices_offline.labels("mqtt").dec()
+            if online is False:
+                self.metrics.devices_offline.labels("mqtt").inc()
+                log.warning("mqtt: %s says it is offline (%s)", asset, reason)
+            else:
+                said = "it is online" if online else "nothing of its state"
+                log.info("mqtt: %s says %s (%s)", asset, said, reason)
 
     def _bounded(self, asset: str, sent: float, received: float) -> float:
         """The device's time if its clock is within ``max_clock_skew`` of ours, else receive time."""
@@ -308,24 +414,33 @@ class MqttDriver:
             seq,
         )
 
-    def _warn_once(self, kind: str, asset: str, message: str, *args: object) -> None:
-        """A device's trouble of one kind is logged once (its metric counts every occurrence)."""
-        if (kind, asset) not in self._warned:
-            self._warned.add((kind, asset))
-            log.warning(message, asset, *args)
+    def _warn_once(self, kind: str, key: str, message: str, *args: object) -> None:
+        """One trouble of one kind is logged once per device or topic (its metric counts every one)."""
+        if (kind, key) not in self._warned:
+            self._warned.add((kind, key))
+            log.warning(message, key, *args)
+        else:
+            log.debug(message, key, *args)
 
     def _mark_stale(self, ts: float) -> None:
-        """The broker is gone: every MQTT asset's last values are stale from now on (event loop)."""
-        for route in self.routes.values():
+        """The broker is gone: every MQTT asset's last values are stale from now on (event loop), and
+        what a device last said of itself no longer holds: silence judges until it speaks again."""
+        for route in self.router.routes():
             self.bus.publish(SampleBatch.failed(ts, route.asset, route.points, Quality.STALE))
+        for asset in list(self._said):
+            self._declare(ts, asset, None, "broker connection lost")
 
-    def _malformed(self, topic: str, exc: Exception) -> None:
+    def _malformed(self, topic: str, asset: str, exc: Exception, device: str = "") -> None:
+        """A message (or a gateway entry) that gave no value: counted per asset, logged once per topic."""
         self.metrics.driver_errors.labels("mqtt", "malformed").inc()
-        if topic not in self._bad_topics:
-            self._bad_topics.add(topic)
-            log.warning("mqtt: malformed payload on %s (%s); further ones on this topic at debug", topic, exc)
-        else:
-            log.debug("mqtt: malformed payload on %s (%s)", topic, exc)
+        self.metrics.mqtt_malformed.labels(asset).inc()
+        self._warn_once(
+            "malformed",
+            f"{topic} {device}".strip(),
+            "mqtt: malformed message on %s (%s); further ones counted in "
+            "monitord_mqtt_malformed_messages_total",
+            exc,
+        )
 
     def close(self) -> None:
         self._closing = True

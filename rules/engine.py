@@ -109,9 +109,12 @@ class _Context:
     def health(self, name: str) -> Array:
         off = self._offline[self.rule.select]
         if name == "stale_points":
-            t = self.rule.table
-            stale = t.has[self.rule.select] & ~self._valid[self.rule.select]
-            counts: npt.NDArray[np.float64] = np.where(off, 0, stale.sum(axis=1)).astype(np.float64)
+            t, rows = self.rule.table, self.rule.select
+            stale = t.has[rows] & ~self._valid[rows]
+            # Points stop "alone" only while the device sends: a quiet one (offline, or silent while
+            # its status says online: it reports on change) has no point that stopped by itself.
+            quiet = off | ~((self.now - t.last_good[rows]) <= t.stale_after[rows])
+            counts: npt.NDArray[np.float64] = np.where(quiet, 0, stale.sum(axis=1)).astype(np.float64)
             return counts
         return off if name == "offline" else ~off
 

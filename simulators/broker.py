@@ -14,19 +14,9 @@ import logging
 import struct
 from dataclasses import dataclass, field
 
+from monitord.ingest.topics import topic_matches
+
 log = logging.getLogger(__name__)
-
-
-def topic_matches(pattern: str, topic: str) -> bool:
-    if topic.startswith("$") and not pattern.startswith("$"):
-        return False
-    p_parts, t_parts = pattern.split("/"), topic.split("/")
-    for i, p in enumerate(p_parts):
-        if p == "#":
-            return True
-        if i >= len(t_parts) or (p != "+" and p != t_parts[i]):
-            return False
-    return len(p_parts) == len(t_parts)
 
 
 def _string(data: bytes, pos: int) -> tuple[str, int]:

@@ -462,6 +462,58 @@ class Chiller(Equipment):
 MODELS["chiller"] = Chiller
 
 
+class Ups(Equipment):
+    """An online double-conversion UPS reporting the RFC 1628 UPS-MIB values.
+
+    ``on_battery``: mains lost, output from the battery, charge draining; ``low_battery``: the
+    battery reports low (RFC 1628 batteryLow) with a few minutes left; ``overload``: output load
+    above 100 %; ``on_bypass``: output straight from mains, unprotected; ``battery_failed``: on mains,
+    but the battery could not carry the load (RFC 1628 batteryDepleted).
+    """
+
+    FAULTS = frozenset({"on_battery", "low_battery", "overload", "on_bypass", "battery_failed"})
+
+    def __init__(self, asset: str, nominal: float = 220.0, seed: int | None = None):
+        super().__init__(asset, seed)
+        self.nominal = nominal
+        self.on_battery_for = 0.0
+        self.values.update(
+            battery_status=2,
+            seconds_on_battery=0,
+            minutes_remaining=45,
+            charge_remaining=100,
+            battery_temperature=25,
+            input_voltage=nominal,
+            input_frequency=50.0,
+            output_source=3,
+            output_voltage=nominal,
+            output_load=45,
+        )
+
+    def step(self, t: float, dt: float) -> None:
+        v, f = self.values, self.faults
+        battery = "on_battery" in f or "low_battery" in f
+        self.on_battery_for = self.on_battery_for + dt if battery else 0.0
+        v["input_voltage"] = 0 if battery else round(self.nominal + self.noise(1.5))
+        v["input_frequency"] = 0.0 if battery else round(50.0 + self.noise(0.02), 1)
+        v["output_source"] = 5 if battery else 4 if "on_bypass" in f else 3
+        v["seconds_on_battery"] = int(self.on_battery_for)
+        v["output_load"] = 115 if "overload" in f else round(35 + 20 * daily_load(t))
+        if "low_battery" in f:
+            v["battery_status"], v["charge_remaining"], v["minutes_remaining"] = 3, 12, 3
+        elif "battery_failed" in f:
+            v["battery_status"], v["charge_remaining"], v["minutes_remaining"] = 4, 0, 0
+        else:
+            charge = max(20.0, 100.0 - self.on_battery_for / 30)  # ~1 % per 30 s at typical load
+            v["battery_status"], v["charge_remaining"] = 2, round(charge)
+            v["minutes_remaining"] = round(45 * charge / 100)
+        v["output_voltage"] = round(self.nominal + self.noise(0.5))
+        v["battery_temperature"] = round(25 + self.noise(0.3))
+
+
+MODELS["ups"] = Ups
+
+
 class Drive(Equipment):
     """A variable-speed drive (Danfoss FC 102 map) on a fan or pump following the building's load."""
 

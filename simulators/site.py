@@ -1,7 +1,7 @@
-"""A whole simulated building: models, Modbus servers, MQTT publisher, scenario.
+"""A whole simulated building: models, Modbus servers, BACnet devices, SNMP agents, MQTT publisher, scenario.
 
 ``SimulatedSite`` builds one model per asset of a site config, serves the
-Modbus assets on the hosts and ports the config names, publishes the MQTT
+Modbus, BACnet and SNMP assets on the hosts and ports the config names, publishes the MQTT
 assets to the config's broker, steps the physics, and plays a scenario.
 """
 
@@ -14,12 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from monitord.config.mqtt import device_name, publish_topic, status_topic
 from monitord.config.site import SiteConfig, modbus_lines, site_zone
 
+from .bacnet_device import SimulatedBacnetDevice
 from .modbus_server import ModbusSimServer, SimulatedModbusDevice
 from .models import Equipment, site_models
-from .mqtt_publisher import MqttPublisher
+from .mqtt_publisher import MqttPublisher, SimulatedMqttDevice
 from .scenario import Scenario
+from .snmp_agent import SimulatedSnmpAgent
 
 log = logging.getLogger(__name__)
 FaultListener = Callable[[str, str, bool], None]
@@ -41,11 +44,20 @@ class SimulatedSite:
         self._zone = site_zone(config)
         self.models: dict[str, Equipment] = site_models(config.domain_assets().values())
         mqtt_devices = []
+        # One host:port each: BACnet devices and SNMP agents (run(started), like the Modbus servers).
+        self.endpoints: list[SimulatedBacnetDevice | SimulatedSnmpAgent] = []
         for a in config.assets:
             prof = config.profile(a.profile)
-            if a.connection.mqtt and prof.mqtt:
-                topic = (a.connection.mqtt.topic or prof.mqtt.topic).replace("{point}", "{{point}}")
-                mqtt_devices.append((topic.format(site=config.site.id, asset=a.id), prof, self.models[a.id]))
+            if b := a.connection.bacnet:
+                self.endpoints.append(SimulatedBacnetDevice(b.host, b.port, prof, self.models[a.id]))
+            elif s := a.connection.snmp:
+                agent = SimulatedSnmpAgent(s.host, s.port, s.community, prof, self.models[a.id])
+                self.endpoints.append(agent)
+            elif a.connection.mqtt and prof.mqtt:
+                topic = publish_topic(config, a)
+                device = device_name(a) if a.connection.mqtt.gateway else None
+                said = status_topic(config, a)
+                mqtt_devices.append(SimulatedMqttDevice(topic, prof, self.models[a.id], device, said))
         self.servers = []
         for assets in modbus_lines(config).values():
             conns = [a.connection.modbus for a in assets if a.connection.modbus]
@@ -121,14 +133,14 @@ class SimulatedSite:
         def one_up() -> None:
             nonlocal started
             started += 1
-            if started == len(self.servers):
+            if started == len(self.servers) + len(self.endpoints):
                 self.ready.set()
 
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._physics())
-            for s in self.servers:
+            for s in [*self.servers, *self.endpoints]:
                 tg.create_task(s.run(one_up))
-            if not self.servers:
+            if not self.servers and not self.endpoints:
                 self.ready.set()
             if self.publisher:
                 tg.create_task(self.publisher.run())

@@ -42,6 +42,7 @@ from monitord.people.identity import Identities, Signer
 from monitord.store.sqlite import SqliteStore
 from tests.support import TOKEN
 from tests.support.configs import GOOD
+from tests.support.json_fuzz import json_docs, json_leaf
 from tests.support.modbus_raw import adu, poll_raw, registers
 
 EXAMPLES = int(os.environ.get("MONITORD_FUZZ_EXAMPLES", "100"))
@@ -51,21 +52,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list
 
 TOPIC = "site/lift/E1/status"
 ROUTE = TopicRoute("E1", ("speed", "floor"), (("values", "speed"), ("values", "floor")), ("ts",))
-json_leaf = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=20),
-)
-json_doc = st.recursive(
-    json_leaf,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(st.sampled_from(["ts", "values", "speed", "floor", "x"]), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
+json_doc = json_docs(["ts", "values", "speed", "floor", "x"])
 payloads = st.one_of(
     st.binary(max_size=200),
     json_doc.map(lambda d: json.dumps(d).encode()),

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from monitord.config.mqtt import router
 from monitord.core.model import Quality, SampleBatch
-from monitord.daemon.app import mqtt_routes
 from monitord.simulators.mqtt_publisher import document
 from monitord.store.sqlite import SqliteStore
 from tests.support import demo_site, evaluated_past, eventually, good, run, running
@@ -28,7 +28,7 @@ MIN_RATE = 2_000  # messages/s the daemon must take for the load to count (about
 
 def test_an_mqtt_flood_does_not_stall_modbus_polling(tmp_path: Path, mosquitto: int) -> None:
     config = demo_site(tmp_path, mosquitto)
-    topic = next(t for t, r in mqtt_routes(config).items() if r.asset == FLOODED)
+    topic = next(t for t, r in router(config).assets.items() if r.asset == FLOODED)
     lift = config.profile(next(a.profile for a in config.assets if a.id == FLOODED))
     modbus = {a.id: config.poll_of(a) for a in config.assets if a.connection.modbus}
     # one point each Modbus asset reads, to wait for a fresh poll of it
@@ -87,6 +87,6 @@ def test_an_mqtt_flood_does_not_stall_modbus_polling(tmp_path: Path, mosquitto: 
     assert not stalled, f"Modbus polls stalled under the flood (worst gap, s): {stalled}"
     # A lift on MQTT may truly go silent (the broker shed its messages behind the flood: counted in
     # sequence gaps); a Modbus device or gateway answered every poll, so offline would be false.
-    mqtt_assets = {r.asset for r in mqtt_routes(config).values()}
+    mqtt_assets = {r.asset for r in router(config).routes()}
     false = [a for a in offline if a not in mqtt_assets]
     assert not false, f"false offline tickets or alerts under load: {false}"

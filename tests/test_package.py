@@ -66,3 +66,15 @@ def test_the_installed_package_runs_the_demo_from_an_empty_folder(installed: Pat
     done = sh(installed / "monitord", "demo", "--duration", "30s", cwd=tmp_path, timeout=120)
     assert "TICKET" in done.stdout, done.stdout
     assert (tmp_path / "monitord-data" / "demo.db").exists()
+
+
+def test_the_installed_package_reads_its_own_message_catalogs(installed: Path, tmp_path: Path) -> None:
+    """The .po files ship as package data and Babel (a dependency) reads them: a zh-CN text, not the
+    English fallback an absent catalog would give."""
+    code = (
+        "from monitord.core import i18n; print(i18n.catalog_path('zh-CN'));"
+        "print(i18n.translator('zh-CN')('recovered'))"
+    )
+    path, text = sh(installed / "python", "-c", code, cwd=tmp_path).stdout.splitlines()
+    assert str(ROOT) not in path, "the wheel's catalog, not the checkout's"
+    assert text == "已恢复"

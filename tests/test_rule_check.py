@@ -118,7 +118,10 @@ BARE = (
     "{profile: bare-pump, asset_type: pump, points: {running: {address: 0, type: uint16}},"
     " modbus: {defaults: {kind: holding}}}"
 )
-P2 = "  - {id: P2, type: pump, profile: bare-pump, connection: {modbus: {host: 127.0.0.1, port: 1502}}}\n"
+P2 = (
+    "  - {id: P2, type: pump, profile: bare-pump,"
+    " connection: {modbus: {host: 127.0.0.1, port: 1502, unit: 2}}}\n"
+)
 
 
 def test_coverage_names_the_rules_an_asset_profile_cannot_feed(
@@ -139,7 +142,8 @@ site: {{id: day}}
 profiles: [{{include: {PROFILES}/pump-set.yaml}}]
 assets:
   - {{id: P1, type: pump, profile: pump-set, connection: {{modbus: {{host: 127.0.0.1, port: 1502}}}}}}
-  - {{id: P2, type: pump, profile: pump-set, connection: {{modbus: {{host: 127.0.0.1, port: 1502}}}}}}
+  - {{id: P2, type: pump, profile: pump-set,
+     connection: {{modbus: {{host: 127.0.0.1, port: 1502, unit: 2}}}}}}
 rules: [{{include: rules/packs/pump.yaml}}]
 """
 HOURS = 5

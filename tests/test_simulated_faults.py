@@ -12,7 +12,7 @@ from monitord.config.site import CONFIG_DIR, load_config
 from monitord.config.yamlio import load_yaml
 from monitord.rules import PACKS_DIR
 from monitord.simulators.record import record_frames
-from monitord.simulators.scenario import Scenario, Step
+from monitord.simulators.scenario import Scenario, Step, load_scenario
 from monitord.tools.replay import replay
 
 SITE = CONFIG_DIR / "sites" / "demo.yaml"
@@ -29,6 +29,14 @@ P1_FAULTS = {
     "power.outage": ("A-PM-MAIN", "outage"),
     "power.residual_current": ("A-FM-1", "residual_leak"),
 }
+# P1 rules of equipment the demo building lacks → (asset of the plant-room site, simulator fault)
+PLANT = CONFIG_DIR / "sites" / "plant-room.yaml"
+PLANT_P1_FAULTS = {
+    "ups.low_battery": ("B2-UPS1", "low_battery"),
+    "ups.low_runtime": ("B2-UPS1", "low_battery"),
+    "ups.battery_depleted": ("B2-UPS1", "battery_failed"),
+    "ups.output_overload": ("B2-UPS1", "overload"),
+}
 
 
 def test_the_table_names_every_p1_rule_of_the_packs() -> None:
@@ -38,13 +46,13 @@ def test_the_table_names_every_p1_rule_of_the_packs() -> None:
         for r in load_yaml(pack)
         if (r.get("ticket") or {}).get("priority") == "P1"
     }
-    assert p1 == set(P1_FAULTS)
+    assert p1 == set(P1_FAULTS) | set(PLANT_P1_FAULTS)
 
 
-@pytest.mark.parametrize("rule", sorted(P1_FAULTS))
+@pytest.mark.parametrize("rule", sorted(P1_FAULTS) + sorted(PLANT_P1_FAULTS))
 def test_simulator_fault_raises_its_p1_rule(rule: str) -> None:
-    asset, fault = P1_FAULTS[rule]
-    config = load_config(SITE)
+    asset, fault = P1_FAULTS.get(rule) or PLANT_P1_FAULTS[rule]
+    config = load_config(SITE if rule in P1_FAULTS else PLANT)
     scenario = Scenario(scenario=rule, timeline=[Step(at=10, asset=asset, fault=fault)])
     result = replay(config, record_frames(config, 1_795_000_000.0, 80, 1.0, scenario))
     fired = {(a.rule, a.asset) for a in result.alerts if a.state == "firing"}
@@ -68,3 +76,18 @@ def test_simulator_noise_is_the_same_in_every_process() -> None:
         assert out.returncode == 0, out.stderr
         outputs.add(out.stdout)
     assert len(outputs) == 1, f"noise differs between processes: {outputs}"
+
+
+def test_the_plant_room_scenario_tells_its_story() -> None:
+    config = load_config(PLANT)
+    scenario = load_scenario(CONFIG_DIR / "scenarios" / "plant-room.yaml", config)
+    result = replay(config, record_frames(config, 1_795_000_000.0, 150, 1.0, scenario))
+    fired = sorted({(a.rule, a.asset) for a in result.alerts if a.state == "firing"})
+    assert fired == [
+        ("hvac.chiller_discharge_temp", "B2-CH1"),
+        ("ups.low_battery", "B2-UPS1"),
+        ("ups.low_runtime", "B2-UPS1"),
+        ("ups.on_battery", "B2-UPS1"),
+    ]
+    resolved = {(a.rule, a.asset) for a in result.alerts if a.state == "resolved"}
+    assert resolved == set(fired), "mains back and the compressor cooled: every alert resolves"

@@ -170,9 +170,9 @@ def test_roles_links_sessions_and_the_audit_trail(
                 status, _h, html = await off(call, f"{api}/console/queue?{query}", None, session, "GET")
                 assert status == 200 and (row in html) == shown, query
             # the page's language: ?lang= over the person's over the site's (en)
-            for query, lang in (("", "en"), ("?lang=zh_CN", "zh-CN")):
+            for query, lang, board in (("", "en", "Board"), ("?lang=zh_CN", "zh-CN", "看板")):
                 status, _h, html = await off(call, f"{api}/console{query}", None, session, "GET")
-                assert status == 200 and f'<html lang="{lang}">' in html
+                assert status == 200 and f'<html lang="{lang}">' in html and f">{board}</a>" in html
             status, _h, _ = await off(call, f"{api}/console/login", b"token=wrong", headers)
             assert status == 401
             # no proxy is trusted here: a client cannot name another address for the trail

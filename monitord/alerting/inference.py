@@ -76,8 +76,9 @@ class Topology:
         return 0.0 if located is None else float(located[0].stale_after[located[1]])
 
     def offline(self, asset: str, now: float) -> bool:
-        last = self._last_good(asset)
-        return last is not None and not now - last <= self._stale_after(asset)
+        """As the state table judges it: a device's own word where it gave one, else silence."""
+        located = self.state.where.get(asset)
+        return located is not None and located[0].is_offline(located[1], now)
 
     def _fault_since(self, asset: str) -> float | None:
         """When the earliest alert firing on the asset began, or None."""

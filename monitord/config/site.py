@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import functools
+import ipaddress
 import math
 import os
 import re
+import ssl
 import types
 import typing
 from dataclasses import dataclass
@@ -21,14 +24,16 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from monitord.alerting.mute import MaintenanceWindow
-from monitord.config.modbus import ModbusConnection, check_lines, line_budget
+from monitord.config.modbus import ModbusConnection, Port, check_lines, line_budget
+from monitord.config.mqtt import check_claims
 from monitord.config.yamlio import LineDict, expand_env, is_secret_key, load_yaml, mask, problem
 from monitord.core.assets import Asset
 from monitord.core.errors import ConfigError
+from monitord.core.i18n import Locale
 from monitord.core.model import Quality, SampleBatch
 from monitord.core.schema import Strict, in_range
 from monitord.core.units import Duration
@@ -50,6 +55,7 @@ CONFIG_DIR = Path(os.environ.get("MONITORD_CONFIG_DIR", Path(__file__).resolve()
 class SiteInfo(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     name: str = ""
+    locale: Locale = Field("en", description="zh-CN or en: the language of pages, summaries and screens")
 
 
 class SqliteStoreConfig(Strict):
@@ -75,20 +81,30 @@ StoreConfig = Annotated[SqliteStoreConfig | InfluxStoreConfig, Field(discriminat
 
 
 class MqttConfig(Strict):
-    url: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtt://[^:/]+(:\d+)?/?$")
-    client_id: str = "monitord"
+    url: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^:/]+(:\d+)?/?$")
+    client_id: str = Field("monitord", description="stable: the broker keeps the session under it")
     username: str | None = None
     password: str | None = None
-    qos: Annotated[int, in_range(0, 1)] = 0
+    qos: Annotated[int, in_range(0, 1)] = Field(1, description="of the subscriptions; 1: none lost away")
+    persistent_session: bool = Field(
+        True, description="clean_session false: the broker keeps QoS 1 messages while monitord is away"
+    )
+    ca: str | None = Field(None, description="mqtts://: CA file the broker's certificate must chain to")
+    cert: str | None = Field(None, description="mqtts://: client certificate file (PEM)")
+    key: str | None = Field(None, description="mqtts://: the client certificate's key file (PEM)")
     max_clock_skew: Duration = Field(
         60.0, description="a device timestamp further than this from receive time is replaced by it"
     )
 
     @property
     def host_port(self) -> tuple[str, int]:
-        m = re.match(r"^mqtt://([^:/]+)(?::(\d+))?", self.url)
+        m = re.match(r"^mqtt(s?)://([^:/]+)(?::(\d+))?", self.url)
         assert m is not None  # guaranteed by the pattern
-        return m.group(1), int(m.group(2) or 1883)
+        return m.group(2), int(m.group(3) or (8883 if m.group(1) else 1883))
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("mqtts://")
 
 
 class MetricsConfig(Strict):
@@ -97,17 +113,64 @@ class MetricsConfig(Strict):
 
 
 class MqttConnection(Strict):
-    topic: str | None = None
+    topic: str | None = Field(None, description="the profile's topic pattern, for this asset")
+    device: str | None = Field(
+        None, description="the device's name on the wire ({asset} in topics, a gateway's key); default: id"
+    )
+    gateway: Literal["thingsboard"] | None = Field(
+        None, description="published by a ThingsBoard IoT Gateway: many devices on one topic, by name"
+    )
+    status_topic: str | None = Field(None, description="the profile's status_topic pattern, for this asset")
+
+
+class BacnetConnection(Strict):
+    host: str
+    port: Port = 47808
+    timeout: Duration = 2.0
+
+
+class SnmpConnection(Strict):
+    host: str
+    port: Port = 161
+    community: str = Field("public", description="SNMP v2c community; use ${ENV} for anything but public")
+    timeout: Duration = 1.0
+
+
+class BacnetConfig(Strict):
+    local: str = Field(
+        "0.0.0.0:47808",
+        pattern=r"^\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?:\d{1,5}$",
+        description="address:port monitord's own BACnet/IP device binds to",
+    )
+    device_id: Annotated[int, in_range(0, 4194302)] = Field(
+        4194000, description="monitord's own device instance on the BACnet network"
+    )
+
+    @field_validator("local")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        host, port = value.rsplit(":", 1)
+        try:
+            ipaddress.IPv4Interface(host)  # 192.168.1.10 or 192.168.1.10/24 (the subnet for broadcasts)
+        except ValueError:
+            text = "{host} is not an IPv4 address"
+            raise PydanticCustomError("range", text, {"host": repr(host)}) from None
+        if not 1 <= int(port) <= 65535:
+            raise PydanticCustomError("range", "port must be 1..65535, got {port}", {"port": port})
+        return value
 
 
 class Connection(Strict):
     modbus: ModbusConnection | None = None
     mqtt: MqttConnection | None = None
+    bacnet: BacnetConnection | None = None
+    snmp: SnmpConnection | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Connection:
-        if (self.modbus is None) == (self.mqtt is None):
-            raise PydanticCustomError("connection", "give exactly one of modbus or mqtt")
+        given = [x for x in (self.modbus, self.mqtt, self.bacnet, self.snmp) if x is not None]
+        if len(given) != 1:
+            raise PydanticCustomError("connection", "give exactly one of modbus, mqtt, bacnet or snmp")
         return self
 
 
@@ -135,9 +198,6 @@ class ApiConfig(Strict):
     link_ttl: Duration = Field(86400.0, description="how long a notification's signed link works")
     trusted_proxies: list[str] = Field(
         [], description="addresses whose X-Forwarded-For/-Proto are believed (a reverse proxy's)"
-    )
-    locale: Literal["zh_CN", "en"] = Field(
-        "en", description="the console's language unless a person sets theirs"
     )
 
 
@@ -174,6 +234,7 @@ class SiteConfig(Strict):
     site: SiteInfo
     store: StoreConfig = SqliteStoreConfig()
     mqtt: MqttConfig | None = None
+    bacnet: BacnetConfig = BacnetConfig()
     metrics: MetricsConfig = MetricsConfig()
     poll: Duration = 2.0
     engine: EngineConfig = EngineConfig()
@@ -209,6 +270,24 @@ class SiteConfig(Strict):
     def sla_of(self, priority: str) -> Sla:
         return next((v for k, v in self.sla.items() if k == priority), DEFAULT_SLA[priority])
 
+    def columns(self) -> dict[str, tuple[str, ...]]:
+        """The state table's columns per asset type: every point the site's profiles define, plus the
+        device library's points the rules read (NaN for every asset here, so a pack rule about a
+        device this site does not have stays quiet instead of failing to bind; ``coverage`` warns)."""
+        out: dict[str, dict[str, None]] = {}
+        for p in self.profiles:
+            out.setdefault(p.asset_type, {}).update(dict.fromkeys(p.points))
+        library = library_points()
+        for spec in self.rules:
+            read: set[str] = set()
+            for text in (spec.when, spec.clear):
+                if text:
+                    read |= compile_expression(text).points
+            for asset_type, points in out.items():
+                if spec.applies_to.type in (None, asset_type):
+                    points.update(dict.fromkeys(sorted(read & library.get(asset_type, frozenset()))))
+        return {t: tuple(points) for t, points in out.items()}
+
     def domain_assets(self) -> dict[str, Asset]:
         """Every asset as the stages see it; params merge the profile's device facts and the asset's own."""
         return {
@@ -223,6 +302,18 @@ class SiteConfig(Strict):
             )
             for a in self.assets
         }
+
+
+@functools.cache
+def library_points() -> dict[str, frozenset[str]]:
+    """Per asset type, the points the built-in device profiles define: the names a shipped rule pack
+    may read. A pack rule reading a point of a device this site lacks is not an error (it is not
+    evaluated, and ``monitord check`` says so); a name no device defines is."""
+    out: dict[str, set[str]] = {}
+    for path in sorted((CONFIG_DIR / "profiles").glob("*.yaml")):
+        profile = DeviceProfile.model_validate(load_yaml(path))
+        out.setdefault(profile.asset_type, set()).update(profile.points)
+    return {t: frozenset(points) for t, points in out.items()}
 
 
 def site_zone(config: SiteConfig | None) -> datetime.tzinfo | None:
@@ -325,7 +416,7 @@ def _message(raw: Any, err: Any) -> str:
         text = f"must be a number, got {value!r}"
     elif kind == "string_pattern_mismatch":
         text = f"{value!r} has characters that are not allowed (pattern {err['ctx']['pattern']})"
-    elif kind in ("range", "duration", "connection", "scale"):
+    elif kind in ("range", "duration", "connection", "scale", "locale"):
         text = err["msg"]
     else:
         msg = err["msg"]
@@ -397,6 +488,7 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
     seen: set[str] = set()
     ids = {a.id for a in config.assets}
     unresolved: set[str] = set()  # types with an asset whose profile is unknown
+    bacnet_at: dict[tuple[str, int], str] = {}
     for i, a in enumerate(config.assets):
         where = ("assets", i)
         if a.id in seen:
@@ -435,9 +527,27 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
                         raw, (*where, "connection", "mqtt"), f"profile {prof.profile!r} has no mqtt section"
                     )
                 )
+            out += _protocol_map(a, prof, raw, where)
+        if (b := a.connection.bacnet) is not None:
+            # BACnet/IP: one device per address:port (routed networks are not supported).
+            other = bacnet_at.setdefault((b.host, b.port), a.id)
+            if other != a.id:
+                text = f"BACnet device {b.host}:{b.port} is already asset {other!r}"
+                out.append(problem(raw, (*where, "connection", "bacnet"), text))
         if a.connection.mqtt and config.mqtt is None:
             out.append(
                 problem(raw, (*where, "connection", "mqtt"), "an MQTT asset needs a top-level mqtt: broker")
+            )
+        if (
+            a.connection.mqtt
+            and a.connection.mqtt.gateway
+            and prof
+            and prof.mqtt
+            and prof.mqtt.format != "json"
+        ):
+            loc = (*where, "connection", "mqtt", "gateway")
+            out.append(
+                problem(raw, loc, f"a gateway carries JSON: profile {prof.profile!r} is format: plain")
             )
         for j, dep in enumerate(a.depends_on):
             if dep not in ids:
@@ -447,6 +557,8 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
     index = {id(a): i for i, a in enumerate(config.assets)}
     lines = modbus_lines(config).values()
     out += check_lines(([(index[id(a)], a.id, modbus_of(a)) for a in assets] for assets in lines), raw)
+    out += check_claims(config, raw)
+    out += _check_tls(config, raw)
     out += _check_rules(config, raw, points_by_type, profiles, unresolved)
     if not out:  # only a config that is otherwise sound can be built into tables and tried
         out += trial_run(config, raw)
@@ -461,6 +573,17 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
                 at = ("rules", i, "ticket", "skill") if written else ("rules", i)
                 out.append(problem(raw, at, f"{text}; known: {', '.join(sorted(served))}"))
     return out
+
+
+def _protocol_map(a: AssetConfig, prof: DeviceProfile, raw: Any, where: tuple[Any, ...]) -> list[str]:
+    """A BACnet or SNMP connection needs a profile that says which objects or OIDs to read."""
+    if a.connection.bacnet and not prof.bacnet_points():
+        text = f"profile {prof.profile!r} has no BACnet object map (points with object: type:instance)"
+        return [problem(raw, (*where, "connection", "bacnet"), text)]
+    if a.connection.snmp and not prof.snmp_points():
+        text = f"profile {prof.profile!r} has no SNMP OID map (points with oid:)"
+        return [problem(raw, (*where, "connection", "snmp"), text)]
+    return []
 
 
 def modbus_lines(config: SiteConfig) -> dict[tuple[str, int | str], list[AssetConfig]]:
@@ -485,6 +608,35 @@ def modbus_of(asset: AssetConfig) -> ModbusConnection:
     """The Modbus connection of an asset ``modbus_lines`` returned."""
     assert asset.connection.modbus is not None  # modbus_lines holds only Modbus assets
     return asset.connection.modbus
+def _check_tls(config: SiteConfig, raw: Any) -> list[str]:
+    """``mqtts://`` files exist and come in pairs; plain ``mqtt://`` takes none (they would be ignored)."""
+    m, out = config.mqtt, []
+    if m is None:
+        return []
+    for key in ("ca", "cert", "key"):
+        path = getattr(m, key)
+        if path is not None and not m.tls:
+            out.append(problem(raw, ("mqtt", key), "only an mqtts:// url uses certificates"))
+        elif path is not None and not Path(path).is_file():
+            out.append(problem(raw, ("mqtt", key), f"no such file {path!r}"))
+    if (m.cert is None) != (m.key is None):
+        out.append(problem(raw, ("mqtt", "cert" if m.cert else "key"), "give both cert and key, or neither"))
+    if out or not m.tls:
+        return out
+    # Loaded here as the driver will load them: a file that is not what it should be is a config
+    # error at its line, not a daemon that stops at start-up.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if m.ca:
+            context.load_verify_locations(m.ca)
+    except (ssl.SSLError, OSError) as exc:
+        out.append(problem(raw, ("mqtt", "ca"), f"not a PEM CA certificate: {exc}"))
+    try:
+        if m.cert:
+            context.load_cert_chain(m.cert, m.key)
+    except (ssl.SSLError, OSError) as exc:
+        out.append(problem(raw, ("mqtt", "cert"), f"cert and key do not load as a PEM pair: {exc}"))
+    return out
 
 
 def _written(raw: Any, loc: tuple[Any, ...]) -> bool:
@@ -526,10 +678,16 @@ def _check_rules(
             text = getattr(r, key)
             if text is None:
                 continue
-            for asset_type in types_ or [None]:  # no matching asset: check syntax only
+            # No matching asset: the points of the type it names, else syntax only.
+            for asset_type in types_ or [r.applies_to.type]:
                 if asset_type in unresolved:
                     continue
-                known = points_by_type.get(asset_type) if asset_type else None
+                # None (syntax only) for a type nothing here defines: gateways get theirs at run time
+                known = (
+                    points_by_type.get(asset_type, set()) | library_points().get(asset_type, frozenset())
+                    if asset_type
+                    else set()
+                ) or None
                 try:
                     compiled = compile_expression(text, known_points=known)
                 except ExpressionError as exc:
@@ -561,14 +719,11 @@ def _check_rules(
 
 
 def _table(config: SiteConfig, start: float) -> StateTable:
-    """A state table for the config's assets, with every profile's columns for each type."""
-    columns: dict[str, set[str]] = {}
-    for p in config.profiles:
-        columns.setdefault(p.asset_type, set()).update(p.points)
+    """A state table for the config's assets, with the columns the daemon's table has."""
     slots = [
         AssetSlot(a.id, a.type, tuple(config.profile(a.profile).points), math.inf) for a in config.assets
     ]
-    return StateTable(slots, started=start, columns={t: tuple(sorted(c)) for t, c in columns.items()})
+    return StateTable(slots, started=start, columns=config.columns())
 
 
 def trial_run(config: SiteConfig, raw: Any) -> list[str]:

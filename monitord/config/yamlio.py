@@ -271,7 +271,7 @@ def expand_env(
 
 
 #: keys whose values are secrets wherever they appear (``token``, ``password``, ``robot_key``, ...)
-SECRET_KEY = re.compile(r"(?i)(token|passw|secret|api_?key|robot|sign|webhook|credential|private)")
+SECRET_KEY = re.compile(r"(?i)(token|passw|secret|api_?key|robot|sign|webhook|credential|private|community)")
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:key|token|access_token|secret|sign|password)=)[^&\s'\"]+")
 _MIN_SECRET = 4  # shorter expanded values ("1", "on") are not worth hiding and would garble messages
 

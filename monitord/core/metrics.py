@@ -163,6 +163,13 @@ class Metrics:
             ["asset"],
             registry=r,
         )
+        self.mqtt_malformed = Counter(
+            "monitord_mqtt_malformed_messages",
+            "MQTT messages (or gateway entries) that gave no value, by asset: bad payloads, fields the "
+            "profile maps but the payload lacks, gateway devices mapped to no asset (asset '')",
+            ["asset"],
+            registry=r,
+        )
         self.store_collisions = Counter(
             "monitord_store_sample_collisions_total",
             "Samples of one asset with the same stored timestamp (the later overwrites the earlier)",

@@ -111,9 +111,16 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class HealthChange:
-    """A device went offline or came back; drivers emit it once per change."""
+    """A device went offline or came back; drivers emit it once per change.
+
+    ``said``: the device itself (its status topic, last will or gateway) said so, and the state
+    table takes its word (offline at once; online while silent) until a change that is not said
+    (the driver lost the broker) hands the verdict back to silence. A driver's own verdict on one
+    read (``said=False``, Modbus) is logged and counted, never taken as the device's state.
+    """
 
     ts: float
     asset: str
     online: bool
     reason: str
+    said: bool = False

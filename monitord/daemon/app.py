@@ -15,11 +15,13 @@ import logging
 from dataclasses import dataclass, field
 
 from monitord.alerting.tracker import PendingFile
+from monitord.config.mqtt import router
 from monitord.config.site import AssetConfig, SiteConfig, modbus_lines, modbus_of
 from monitord.core.clock import Clock, SystemClock
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
 from monitord.daemon.core import Core, build_core
+from monitord.daemon.polled import polled_drivers
 from monitord.daemon.web import WebServer
 from monitord.daemon.web.context import Web
 from monitord.drivers.modbus import (
@@ -28,7 +30,7 @@ from monitord.drivers.modbus import (
     ModbusDevice,
     ModbusDriver,
 )
-from monitord.drivers.mqtt import MqttDriver, TopicRoute
+from monitord.drivers.mqtt import MqttDriver, Tls
 from monitord.ingest.profiles import DeviceProfile, PointSpec
 from monitord.people.dispatch import Dispatcher
 from monitord.people.identity import Identities, Signer, people, site_secret, ticket_link
@@ -38,30 +40,6 @@ from monitord.store.base import Store
 from monitord.store.open import open_store
 
 log = logging.getLogger(__name__)
-
-
-def mqtt_routes(config: SiteConfig) -> dict[str, TopicRoute]:
-    """Topic → route for every MQTT asset, from its profile's topic pattern."""
-    routes: dict[str, TopicRoute] = {}
-    for a in config.assets:
-        if a.connection.mqtt is None or a.type == "gateway":
-            continue
-        prof = config.profile(a.profile)
-        assert prof.mqtt is not None  # cross_check guarantees it
-        pattern = a.connection.mqtt.topic or prof.mqtt.topic
-        ts_field = tuple(prof.mqtt.ts_field.split(".")) if prof.mqtt.ts_field else ()
-        seq_field = tuple(prof.mqtt.seq_field.split(".")) if prof.mqtt.seq_field else ()
-        if prof.mqtt.format == "json":
-            fields = prof.json_fields()
-            topic = pattern.format(site=config.site.id, asset=a.id)
-            routes[topic] = TopicRoute(
-                a.id, tuple(fields), tuple(tuple(f.split(".")) for f in fields.values()), ts_field, seq_field
-            )
-        else:
-            for point in prof.points:
-                topic = pattern.format(site=config.site.id, asset=a.id, point=point)
-                routes[topic] = TopicRoute(a.id, (point,), ())
-    return routes
 
 
 def with_gateways(config: SiteConfig) -> SiteConfig:
@@ -119,6 +97,7 @@ class Monitord:
         self.web: Web | None = None
         self.modbus = self._modbus_driver()
         self.mqtt = self._mqtt_driver()
+        self.polled = polled_drivers(c, self.bus, self.clock, self.metrics)  # BACnet, SNMP
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
         self.metrics_url = ""
@@ -146,10 +125,11 @@ class Monitord:
 
     def _mqtt_driver(self) -> MqttDriver | None:
         c = self.config
-        routes = mqtt_routes(c)
+        routes = router(c)
         if not routes or c.mqtt is None:
             return None
-        host, port = c.mqtt.host_port
+        m = c.mqtt
+        host, port = m.host_port
         return MqttDriver(
             host,
             port,
@@ -157,11 +137,13 @@ class Monitord:
             self.bus,
             self.clock,
             self.metrics,
-            client_id=c.mqtt.client_id,
-            qos=c.mqtt.qos,
-            max_clock_skew=c.mqtt.max_clock_skew,
-            username=c.mqtt.username,
-            password=c.mqtt.password,
+            client_id=m.client_id,
+            qos=m.qos,
+            max_clock_skew=m.max_clock_skew,
+            username=m.username,
+            password=m.password,
+            persistent=m.persistent_session,
+            tls=Tls(m.ca, m.cert, m.key) if m.tls else None,
         )
 
     @property
@@ -194,12 +176,12 @@ class Monitord:
         self.core.pipeline.decide_held()
 
     def _people(self, api_port: int | None) -> None:
-        """Roster, notification outbox, dispatcher and the web app (API and console): what talks to people."""
+        """Roster, notification outbox, dispatcher and the web app (API, console): what talks to people."""
         c, core = self.config, self.core
         roster = Roster(c.roster) if c.roster is not None else None
         signer = Signer(site_secret(c.api.secret, c.notify_log))
         ids = Identities(people(c.roster), c.api.token)
-        web = Web(core, ids, signer, roster, c.api.link_ttl, c.api.locale)
+        web = Web(core, ids, signer, roster, c.api.link_ttl, c.site.locale)
         web.attach()
         if roster is not None:
             broker = c.mqtt.host_port if c.mqtt else None
@@ -224,6 +206,8 @@ class Monitord:
             self.api_url,
             c.sla_of,
             link=lambda person, ticket, now: ticket_link(signer, url, person, ticket, now, ttl),
+            locale=c.site.locale,
+            summary_in=core.pipeline.summary_in,
         )
         core.road.ticket_listeners.append(self.dispatcher.on_ticket)
         core.pipeline.clock_steps.append(self.dispatcher.check)
@@ -250,6 +234,7 @@ class Monitord:
                     tasks.append(tg.create_task(self.mqtt.run(), name="mqtt"))
                 if self.api:
                     tasks.append(tg.create_task(self.api.serve(), name="web"))
+                tasks += [tg.create_task(d.run(), name=n) for n, d in self.polled.items()]
                 await self._stop.wait()
                 if self.api:
                     self.api.stop()  # uvicorn closes its connections and returns on its own
@@ -262,6 +247,8 @@ class Monitord:
                 self.outbox.close()
             if self.mqtt:
                 self.mqtt.close()
+            for d in self.polled.values():
+                d.close()
             self.store.flush()
             self.store.close()
             log.info("stopped; store flushed")

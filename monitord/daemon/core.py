@@ -33,14 +33,6 @@ def asset_points(config: SiteConfig, asset: AssetConfig) -> tuple[str, ...]:
     return tuple(config.profile(asset.profile).points)
 
 
-def points_by_type(config: SiteConfig) -> dict[str, tuple[str, ...]]:
-    """Every point the config's profiles define, per asset type."""
-    out: dict[str, dict[str, None]] = {}
-    for p in config.profiles:
-        out.setdefault(p.asset_type, {}).update(dict.fromkeys(p.points))
-    return {t: tuple(points) for t, points in out.items()}
-
-
 def ancestors(config: SiteConfig) -> dict[str, tuple[str, ...]]:
     """Every asset an asset depends on, directly or through others (``depends_on``)."""
     direct = {a.id: a.depends_on for a in config.assets}
@@ -160,7 +152,7 @@ def build_core(
     state = StateTable(
         [AssetSlot(a.id, a.type, asset_points(c, a), stale * c.poll_of(a)) for a in c.assets],
         started=clock.now(),
-        columns=points_by_type(c),
+        columns=c.columns(),
         clock=clock.now,
     )
     engine = RuleEngine(c.rules, state, list(assets.values()), tz=site_zone(c))
@@ -190,10 +182,12 @@ def build_core(
         settle={a: 1.5 * max(c.poll_of(c.asset(u)) for u in ups) for a, ups in tops.items() if ups}
         | {a: 1.5 * c.poll_of(c.asset(a)) for a, ups in tops.items() if not ups},
         clock_steps=[lambda now: desk.check_clocks(now, c.sla_of, c.tickets.follow_up)],
+        locale=c.site.locale,
     )
     # Drivers hand batches to the bus: the state table, the store and the metrics each take them.
     bus = SampleBus()
     bus.subscribe(state.apply)
+    bus.subscribe_health(state.apply_health)  # what a device says of itself (MQTT status topics)
     bus.subscribe(lambda b: store.write_samples((b,)))
     bus.subscribe(metrics.count_batch)
     attach = getattr(store, "attach_metrics", None)  # a queueing backend counts its losses here

@@ -22,6 +22,7 @@ from monitord.alerting.mute import MuteStages
 from monitord.alerting.tracker import FIRING, PENDING, AlertEvent, AlertTracker, Transition, fingerprint
 from monitord.core.assets import Asset
 from monitord.core.clock import Clock
+from monitord.core.i18n import DEFAULT, translations, translator
 from monitord.core.metrics import Metrics
 from monitord.daemon.events import EventRoad
 from monitord.ingest.state import StateTable
@@ -167,6 +168,8 @@ class Pipeline:
     settle: Mapping[str, float] = field(default_factory=dict)
     #: run after every evaluation once tickets are known (SLA clocks, follow-up, escalation)
     clock_steps: list[ClockStep] = field(default_factory=list)
+    #: the site's language: rule summaries are filled from the catalog's template for it
+    locale: str = DEFAULT
 
     def __post_init__(self) -> None:
         self._specs = {r.spec.id: r.spec for r in self.engine.rules}
@@ -319,15 +322,19 @@ class Pipeline:
     ) -> Ticket:
         """Open the ticket of an inferred cause (with the trade and priority of ``like``'s policy)."""
         assert like.ticket is not None
+        _ = translator(self.locale)
         if rule == SUPPLY_DARK:
             name = self.assets[verdict.subject].label
-            summary = f"{name}: supply lost or supply meter dark"
+            summary = _("{name}: supply lost or supply meter dark").format(name=name)
         else:
             name = self.path_names.get(verdict.subject, verdict.subject)
-            summary = f"{name}: every device behind it fell silent (broker or connection lost)"
-        summary += f" — {len(verdict.down)} of {verdict.total} silent or faulted with it"
+            summary = _("{name}: every device behind it fell silent (broker or connection lost)").format(
+                name=name
+            )
+        counts = {"down": len(verdict.down), "total": verdict.total, "normal": len(verdict.normal)}
+        summary += _(" — {down} of {total} silent or faulted with it").format(**counts)
         if verdict.normal:
-            summary += f", {len(verdict.normal)} still normal"
+            summary += _(", {normal} still normal").format(**counts)
         alert = AlertEvent(now, rule, verdict.subject, "firing", like.severity, verdict.since, summary)
         opened = self._on_alert(alert, like.ticket)
         out += opened
@@ -412,13 +419,32 @@ class Pipeline:
         self.road.emit(alerts, tickets)
         return alerts, tickets
 
-    def _summary(self, rule: CompiledRule, asset_id: str, *, recovered: bool = False) -> str:
+    def _summary(
+        self, rule: CompiledRule, asset_id: str, *, recovered: bool = False, locale: str | None = None
+    ) -> str:
+        catalog = translations(locale or self.locale)
+        _ = catalog.gettext
         asset = self.assets[asset_id]
-        template = rule.spec.summary or f"{rule.spec.id} on {{asset.name}}"
+        # A pack's summary is a msgid of the catalogs; a site's own rule may write it in its language.
+        template = _(rule.spec.summary) if rule.spec.summary else f"{rule.spec.id} on {{asset.name}}"
         values = {k: v for k, (v, _ts, _q) in self.state.latest(asset_id).items()}
         if recovered:  # the firing text would describe a fault that is over: say so, with the readings now
             read = sorted(rule.when.points | (rule.clear.points if rule.clear else set()))
             now = ", ".join(f"{p} {{{p}:.4g}}" for p in read)
-            template = f"recovered; now {now}" if read else "recovered"
+            template = _("recovered; now {readings}").format(readings=now) if read else _("recovered")
         params = {**rule.spec.params, **asset.params}  # the rule's defaults, the asset's overrides
-        return render(template, asset, values, self.point_states.get(asset_id), params)
+        # A coded value's name ({door:name}) is a msgid with its point as context: a door's "open"
+        # and a safety circuit's "open" are different words in Chinese.
+        states = {
+            point: {code: catalog.pgettext(point, name) for code, name in names.items()}
+            for point, names in self.point_states.get(asset_id, {}).items()
+        }
+        return render(template, asset, values, states, params)
+
+    def summary_in(self, ticket: Ticket, locale: str) -> str | None:
+        """A ticket's summary in another language, filled with the asset's values now (for a person
+        whose language is not the site's); None for a ticket no rule of this pipeline wrote."""
+        for rule in self.engine.rules:
+            if rule.spec.id == ticket.rule and ticket.asset in rule.assets:
+                return self._summary(rule, ticket.asset, locale=locale)
+        return None

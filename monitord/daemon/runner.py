@@ -31,7 +31,7 @@ async def until_stopped(main: Callable[[asyncio.Event], Awaitable[None]], durati
 async def run_daemon(config: SiteConfig, stop: asyncio.Event, *, metrics_port: int | None = None) -> None:
     """The daemon with a console reporter, until ``stop`` is set; then a clean shutdown."""
     app = Monitord(config, metrics_port=metrics_port)
-    console = ConsoleReporter(app.core.assets, tz=site_zone(config))
+    console = ConsoleReporter(app.core.assets, tz=site_zone(config), locale=config.site.locale)
     app.core.road.alert_listeners.append(console.alert)
     app.core.road.ticket_listeners.append(console.ticket)
     daemon = asyncio.create_task(app.run(), name="monitord")

@@ -1,25 +1,30 @@
 """Device profiles: what points a kind of device has and how to read them.
 
 A profile is YAML in ``config/profiles/``. The Modbus driver plans its reads
-from it, the MQTT driver maps topics and JSON fields with it, and the
-simulators serve the very same map, so a profile is tested from both ends.
+from it, the MQTT driver maps topics and JSON fields with it, the BACnet driver
+reads its objects and the SNMP driver its OIDs, and the simulators serve the
+very same map, so a profile is tested from both ends.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from monitord.core.schema import Strict, in_range
 from monitord.core.units import Duration
 from monitord.ingest.registers import ByteOrder, DataType, PointEncoding, RegisterKind, StringOrder
 
+# The BACnet object types a profile may name (ASHRAE 135 clause 12): inputs, outputs and values.
+BACNET_OBJECT = r"^(analog|binary|multi-state)-(input|output|value):\d{1,7}$"
+BACNET_MAX_INSTANCE = 4194303  # 22 bits; 4194303 itself means "unconfigured" but is still valid
 AssetType = Literal[
-    "elevator", "pump", "ahu", "chiller", "power_meter", "sensor", "gateway", "drive", "water_meter"
+    "elevator", "pump", "ahu", "chiller", "power_meter", "sensor", "gateway", "drive", "water_meter", "ups"
 ]
 ASSET_TYPES: tuple[str, ...] = AssetType.__args__  # type: ignore[attr-defined]
+FIELD_PATH = r"^[^.\[\]]+(\[\d+\])*(\.[^.\[\]]+(\[\d+\])*)*$"  # names between dots, [n] indexes
 
 
 class PointSpec(Strict):
@@ -34,14 +39,46 @@ class PointSpec(Strict):
     bit: Annotated[int, in_range(0, 15)] = 0
     min: float | None = None
     max: float | None = None
-    field: str | None = Field(None, description="JSON field path of the point in an MQTT payload")
+    field: str | None = Field(
+        None,
+        pattern=FIELD_PATH,
+        description="JSON field path of the point in an MQTT payload: names between dots, [n] indexes",
+    )
     states: dict[int, str] | None = Field(None, description="names of coded values, for people")
+    object: str | None = Field(
+        None,
+        pattern=BACNET_OBJECT,
+        description="BACnet object the point is read from, as type:instance (analog-input:1)",
+    )
+    property: Literal["present-value", "status-flags"] = Field(
+        "present-value", description="BACnet property; status-flags reads as in_alarm 1 + fault 2 + ..."
+    )
+    oid: str | None = Field(None, pattern=r"^\d+(\.\d+)+$", description="SNMP object instance, dotted")
 
     @model_validator(mode="after")
     def _scale_not_zero(self) -> PointSpec:
         if self.scale == 0:
             raise PydanticCustomError("scale", "scale must not be 0")
         return self
+
+    @field_validator("object")
+    @classmethod
+    def _instance_fits(cls, value: str | None) -> str | None:
+        if value is not None and int(value.split(":")[1]) > BACNET_MAX_INSTANCE:
+            text = "instance must be 0..{top}, got {got}"
+            raise PydanticCustomError("range", text, {"top": BACNET_MAX_INSTANCE, "got": repr(value)})
+        return value
+
+
+class BacnetSettings(Strict):
+    cov: bool = Field(True, description="subscribe to change-of-value where the device accepts it")
+    cov_lifetime: Annotated[int, in_range(10, 86400)] = Field(
+        300, description="seconds a COV subscription lasts before it is renewed"
+    )
+
+
+class SnmpSettings(Strict):
+    version: Literal["2c"] = "2c"
 
 
 class InfoSpec(Strict):
@@ -73,11 +110,21 @@ class ModbusSettings(Strict):
 
 
 class MqttSettings(Strict):
-    topic: str = Field(description="pattern with {site}, {asset} and, for plain payloads, {point}")
+    topic: str = Field(
+        description="pattern with {site}, {asset} (the device's name on the wire: a topic level) and, "
+        "for plain payloads, {point}; + and # are MQTT wildcards"
+    )
+    status_topic: str | None = Field(
+        None,
+        description="pattern ({site}, {asset}) of a topic whose payload says online/offline (a last will, "
+        "Homie $state ready/lost/disconnected)",
+    )
     format: Literal["json", "plain"] = "json"
-    ts_field: str | None = None
+    ts_field: str | None = Field(None, pattern=FIELD_PATH)
     seq_field: str | None = Field(
-        None, description="JSON field path of a message sequence number; skipped numbers are counted"
+        None,
+        pattern=FIELD_PATH,
+        description="JSON field path of a message sequence number; skipped numbers are counted",
     )
 
     @model_validator(mode="after")
@@ -94,6 +141,8 @@ class DeviceProfile(Strict):
     description: str = ""
     modbus: ModbusSettings | None = None
     mqtt: MqttSettings | None = None
+    bacnet: BacnetSettings | None = None
+    snmp: SnmpSettings | None = None
     points: dict[str, PointSpec]
     info: dict[str, InfoSpec] = Field({}, description="ASCII device facts in registers, read when it appears")
     params: dict[str, float] = {}
@@ -123,6 +172,14 @@ class DeviceProfile(Strict):
             for name, p in self.points.items()
             if p.address is not None
         ]
+
+    def bacnet_points(self) -> dict[str, tuple[str, str]]:
+        """Point name → (BACnet object, property) for every point read over BACnet."""
+        return {n: (p.object, p.property) for n, p in self.points.items() if p.object is not None}
+
+    def snmp_points(self) -> dict[str, str]:
+        """Point name → OID for every point read over SNMP."""
+        return {n: p.oid for n, p in self.points.items() if p.oid is not None}
 
     def json_fields(self) -> dict[str, str]:
         """Point name → JSON field path for MQTT JSON payloads."""

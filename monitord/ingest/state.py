@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from monitord.core.model import Frame, Quality, SampleBatch
+from monitord.core.model import Frame, HealthChange, Quality, SampleBatch
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class TypeTable:
         # Counting from start-up: a device is not offline before it had the chance to answer.
         self.last_good = np.full(n, started)
         self.stale_after = np.array([s.stale_after for s in slots])
+        # What the device said of itself (HealthChange.said): 1 online, -1 offline, 0 nothing.
+        self.said = np.zeros(n, dtype=np.int8)
         self.has = np.zeros((n, m), dtype=bool)  # which points each asset's profile provides
         for i, s in enumerate(slots):
             self.has[i, [self.col[p] for p in s.points]] = True
@@ -85,6 +87,10 @@ class TypeTable:
             self.value[row, gcols] = batch.values[good]
             self.ts[row, gcols] = ts
             self.last_good[row] = ts
+        else:
+            return
+        if self.said[row] < 0:  # a device that sends good data is not offline, whatever it said last
+            self.said[row] = 0
 
     def valid(self, now: float) -> npt.NDArray[np.bool_]:
         """Good and fresh, per cell: what a process rule may act on."""
@@ -96,8 +102,16 @@ class TypeTable:
         """Per asset: no good sample for ``stale_after`` (docs/faults.md#comms: 3 poll intervals).
 
         A driver's verdict on one failed poll does not count: one lost reply is not an incident.
+        What the device said of itself does (``HealthChange.said``): offline at once, and not
+        offline while it says it is online (a device that publishes only on change).
         """
-        return ~((now - self.last_good) <= self.stale_after)
+        silent = ~((now - self.last_good) <= self.stale_after)
+        return np.where(self.said == 0, silent, self.said < 0)
+
+    def is_offline(self, row: int, now: float) -> bool:
+        """``offline`` for one asset (inference asks asset by asset)."""
+        said = int(self.said[row])
+        return said < 0 if said else not now - float(self.last_good[row]) <= float(self.stale_after[row])
 
 
 class StateTable:
@@ -123,6 +137,14 @@ class StateTable:
             return
         table, row = located
         table.apply(row, batch, None if self.clock is None else self.clock())
+
+    def apply_health(self, change: HealthChange) -> None:
+        """A device's own word on its state (offline at once, online while silent), or, not said, the
+        end of it: silence judges again."""
+        located = self.where.get(change.asset)
+        if located is not None:
+            table, row = located
+            table.said[row] = (1 if change.online else -1) if change.said else 0
 
     def apply_frame(self, frame: Frame) -> None:
         """Many batches of one read plan as one numpy update: replay's path."""

@@ -17,18 +17,15 @@ import logging
 from collections.abc import Callable, Mapping
 
 from monitord.core.assets import Asset
+from monitord.core.i18n import DEFAULT, normalise, translator
 from monitord.core.units import format_time
+from monitord.people.messages import page_text
 from monitord.people.notify import Notification, Outbox
 from monitord.people.roster import Contact, Roster
 from monitord.tickets.desk import Ticket, TicketDesk, TicketEvent
 from monitord.tickets.sla import Sla
 
 log = logging.getLogger(__name__)
-#: What a page says beyond the ticket's own words, in one place (for the message catalogs).
-TEXT = {
-    "request": "repair request",
-    "caller": " (reported by {reporter}, {phone})",
-}
 
 
 def notification_key(t: Ticket, level: int, person: str, channel: str) -> str:
@@ -51,11 +48,17 @@ class Dispatcher:
         api_url: str,
         sla_of: Callable[[str], Sla],
         link: Callable[[str, str, float], str] | None = None,
+        locale: str = DEFAULT,
+        summary_in: Callable[[Ticket, str], str | None] | None = None,
     ) -> None:
         """``link(person, ticket, now)``: the signed page a message carries (None: none)."""
         self.roster, self.desk, self.outbox, self.sla_of = roster, desk, outbox, sla_of
         self.link = link
         self.assets, self.api_url = assets, api_url.rstrip("/")
+        self.locale = normalise(locale)  # the site's; a person's own ``locale`` comes first
+        self._ = translator(self.locale)  # ticket notes are in the site's language, like its summaries
+        # The ticket's summary in another language than the site's (the rule's template filled again).
+        self.summary_in = summary_in
 
     def on_ticket(self, ev: TicketEvent) -> None:
         if ev.event in ("opened", "reopened"):
@@ -76,7 +79,7 @@ class Dispatcher:
                             actor="monitord (roster)",
                             now=now,
                             assignee=person.name,
-                            note="on call",
+                            note=self._("on call"),
                         )
                     )
             if t.state != "open":
@@ -88,7 +91,12 @@ class Dispatcher:
             if now >= t.opened_at + ack * (t.level + 1):
                 nxt = chain[t.level + 1]
                 ev = self.desk.escalate(
-                    t, t.level + 1, now, f"not acknowledged within {ack:.0f}s: escalated to {nxt.name}"
+                    t,
+                    t.level + 1,
+                    now,
+                    self._("not acknowledged within {seconds}s: escalated to {name}").format(
+                        seconds=f"{ack:.0f}", name=nxt.name
+                    ),
                 )
                 out.append(ev)
                 self._tell(t, t.level, now, "escalated")
@@ -104,9 +112,14 @@ class Dispatcher:
                 log.warning("undelivered notification %s: no ticket %s", n.key, n.ticket)
                 self.outbox.settle(n.key)
                 continue
-            note = (
-                f"{n.channel} to {n.recipient} undelivered after {u.attempts} attempt(s)"
-                f" in {u.waited:.0f}s: {u.error}"
+            note = self._(
+                "{channel} to {recipient} undelivered after {attempts} attempt(s) in {seconds}s: {error}"
+            ).format(
+                channel=n.channel,
+                recipient=n.recipient,
+                attempts=u.attempts,
+                seconds=f"{u.waited:.0f}",
+                error=u.error,
             )
             out.append(self.desk.undelivered(t, now, note, n.level))
             self.outbox.settle(n.key)
@@ -116,7 +129,9 @@ class Dispatcher:
             chain = self.roster.chain(t.category, t.opened_at)
             if n.level + 1 < len(chain):
                 nxt = chain[n.level + 1]
-                note = f"{n.recipient} could not be reached on any channel: escalated to {nxt.name}"
+                note = self._("{recipient} could not be reached on any channel: escalated to {name}").format(
+                    recipient=n.recipient, name=nxt.name
+                )
                 out.append(self.desk.escalate(t, n.level + 1, now, note))
                 self._tell(t, t.level, now, "escalated")
         return out
@@ -147,17 +162,22 @@ class Dispatcher:
     ) -> Notification:
         asset = self.assets.get(t.asset)
         name = asset.label if asset else t.asset
-        since = format_time(t.since, self.roster.tz)  # the site's zone, as on every screen
+        locale = normalise(person.locale) if person.locale else self.locale
+        summary = t.summary
+        if locale != self.locale and self.summary_in is not None:
+            summary = self.summary_in(t, locale) or t.summary
         ack_url = f"{self.api_url}/tickets/{t.id}/ack"
-        escalated = f" (escalated, level {level}: nobody acknowledged yet)" if level else ""
-        # A resident's request names no device: the assignee gets who reported it and their phone.
-        what = TEXT["request"] if t.source == "request" else f"{name} ({t.asset})"
-        caller = TEXT["caller"].format(reporter=t.reporter, phone=t.phone) if t.source == "request" else ""
         link = self.link(person.name, t.id, now) if self.link else ""
-        how = f"open {link}" if link else f"POST {ack_url}"
-        text = (
-            f"[{t.priority}] {t.id} {what} @ {t.location or 'unknown location'}: {t.summary}{caller} — "
-            f"since {since}{escalated}. Acknowledge: {how} or `monitord tickets ack {t.id}`."
+        text = page_text(
+            t,
+            name=name,
+            summary=summary,
+            since=format_time(t.since, self.roster.tz),  # the site's zone, as on every screen
+            level=level,
+            event=event,
+            ack_url=ack_url,
+            locale=locale,
+            link=link,
         )
         return Notification(
             key=notification_key(t, level, person.name, channel),
@@ -170,11 +190,12 @@ class Dispatcher:
             asset=t.asset,
             asset_name=name,
             location=t.location,
-            summary=t.summary,
+            summary=summary,
             since=t.since,
             level=level,
             ack_url=ack_url,
             text=text,
+            locale=locale,
             source=t.source,
             reporter=t.reporter,
             phone=t.phone,

@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 from monitord.core.errors import NotifyError
+from monitord.core.i18n import translator
 from monitord.core.metrics import Metrics
 from monitord.core.schema import Strict, in_range
+from monitord.people.messages import email_subject
 from monitord.tickets.forms import mask_phones
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class Notification:
     source: str = "alert"  # "request": a resident's 报修, opened at the duty desk
     reporter: str = ""  # a request's resident and phone, for the assignee (never logged)
     phone: str = ""
+    locale: str = "en"  # the language of text and summary (rows queued before it existed were English)
     link: str = ""  # the ticket's console page, signed for this person and expiring (docs/console.md)
 
     def payload(self) -> dict[str, Any]:
@@ -169,7 +172,7 @@ class EmailChannel:
 
     def send(self, n: Notification) -> None:
         message = EmailMessage()
-        message["Subject"] = f"[{n.priority}] {n.ticket} {n.asset_name}: {n.summary}"
+        message["Subject"] = email_subject(n.ticket, n.priority, n.asset_name, n.summary, n.locale)
         message["From"] = self.smtp.sender
         message["To"] = n.address
         message.set_content(n.text)
@@ -210,8 +213,11 @@ class MqttChannel:
 
 class ConsoleChannel:
     def send(self, n: Notification) -> None:
+        _ = translator(n.locale)
+        word = _("NOTIFY")
         # The terminal's output ends up in logs: a resident's phone is masked (the API shows it).
-        print(f"          NOTIFY → {n.recipient}: {mask_phones(n.text)}", flush=True)
+        text = mask_phones(n.text).replace("\n", "\n" + " " * 12)  # a page of several lines stays a block
+        print(f"          {word} → {n.recipient}: {text}", flush=True)
 
 
 def channels(smtp: SmtpConfig, mqtt: tuple[str, int] | None) -> dict[str, Channel]:

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
+from monitord.core.i18n import Locale
 from monitord.core.schema import Strict
 from monitord.core.units import Duration
 
@@ -43,9 +44,7 @@ class Contact(Strict):
     token: str | None = Field(
         None, description="this person's API/console login token: ${ENV}, or its hash as sha256:<hex>"
     )
-    locale: Literal["zh_CN", "en"] | None = Field(
-        None, description="console language (default: the site's)"
-    )
+    locale: Locale | None = Field(None, description="zh-CN or en: this person's pages (default: the site's)")
 
     def channels(self) -> list[tuple[str, str]]:
         """(channel, address) for every channel this person carries."""

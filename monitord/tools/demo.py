@@ -54,10 +54,14 @@ def on_local_ports(config: SiteConfig, mqtt_port: int, store_path: Path) -> Site
     return config.model_copy(update=changes)
 
 
-def run_demo(config_path: Path, scenario_path: Path, duration: float | None, data: Path) -> int:
+def run_demo(
+    config_path: Path, scenario_path: Path, duration: float | None, data: Path, locale: str | None = None
+) -> int:
     # The demo prints fault changes itself.
     logging.getLogger("monitord.simulators").setLevel(logging.WARNING)
     base = load_config(config_path)
+    if locale is not None:  # --locale: the same site in another language
+        base = base.model_copy(update={"site": base.site.model_copy(update={"locale": locale})})
     scenario = load_scenario(scenario_path, base)
     store_path = data / "demo.db"
     for suffix in ("", "-wal", "-shm"):

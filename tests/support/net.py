@@ -61,3 +61,10 @@ async def eventually(check: Callable[[], Any], timeout: float, interval: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {check}")
         await asyncio.sleep(interval)
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port nothing is bound to right now (BACnet/IP, SNMP)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])

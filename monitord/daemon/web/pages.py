@@ -1,8 +1,8 @@
 """Server-rendered pages: the Jinja2 environment (templates shipped in the package) and ``page``.
 
 Every text a person reads goes through ``_``: ``translator(locale)`` installed as Jinja2's gettext
-callables. The locale comes from ``?lang=`` when given (zh_CN or en), else the person's ``locale``, else the
-site's ``api.locale``.
+callables. The locale comes from ``?lang=`` when given (zh_CN or en), else the person's ``locale``,
+else the site's ``site.locale``.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from monitord.core.i18n import translator
+from monitord.core.i18n import UnknownLocale, ngettext, normalise, translator
 from monitord.core.units import format_duration
 
 TEMPLATES = Path(__file__).with_name("templates")
-LOCALES = {"zh_cn": "zh_CN", "zh-cn": "zh_CN", "zh": "zh_CN", "en": "en"}
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -30,16 +29,21 @@ _env = jinja2.Environment(
 
 
 def locale_of(request: Request, lang: str = "", person: str | None = None) -> str:
-    """``?lang=`` when given, else the person's own, else the site's."""
-    default: str = person or request.app.state.web.locale
-    return LOCALES.get((lang or "").lower(), default)
+    """``?lang=`` when given (and known), else the person's own, else the site's."""
+    for choice in (lang, person, request.app.state.web.locale):
+        if choice:
+            try:
+                return normalise(choice)
+            except UnknownLocale:
+                continue  # a ?lang= nobody wrote a catalog for: the next choice
+    return "en"
 
 
 def render(template: str, context: dict[str, Any], locale: str) -> str:
     _ = translator(locale)
     env = _env.overlay()
     env.install_gettext_callables(  # type: ignore[attr-defined]  # added by the i18n extension
-        gettext=_, ngettext=lambda s, p, n: _(s if n == 1 else p), newstyle=True
+        gettext=_, ngettext=ngettext(locale), newstyle=True
     )
     tz = context.get("tz")
     env.filters["age"] = format_duration

@@ -9,6 +9,7 @@ from typing import Any
 
 from monitord.config.site import CONFIG_DIR, coverage, line_budgets, load_config
 from monitord.core.errors import MonitordError
+from monitord.core.i18n import UnknownLocale, normalise
 from monitord.core.units import parse_duration
 from monitord.daemon.runner import run_daemon, until_stopped
 from monitord.simulators.scenario import load_scenario
@@ -44,7 +45,17 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     d.add_argument("--config", default=str(CONFIG_DIR / "sites" / "demo.yaml"))
     d.add_argument("--scenario", default=str(CONFIG_DIR / "scenarios" / "demo.yaml"))
     d.add_argument("--data", default="./monitord-data", help="folder for the demo's store")
+    d.add_argument(
+        "--locale", type=_locale, default=None, help="zh-CN or en: the demo's language (default: the site's)"
+    )
     d.set_defaults(fn=demo)
+
+
+def _locale(text: str) -> str:
+    try:
+        return normalise(text)
+    except UnknownLocale as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def check(args: argparse.Namespace) -> int:
@@ -104,6 +115,7 @@ def sim(args: argparse.Namespace) -> int:
                 f"simulating {len(site.models)} assets of {config.site.id}: "
                 + ", ".join(
                     [f"modbus {s.name}" for s in site.servers]
+                    + [f"{e.protocol} {e.host}:{e.port}" for e in site.endpoints]
                     + ([f"mqtt {pub.host}:{pub.port}"] if pub else [])
                 ),
                 flush=True,
@@ -111,7 +123,10 @@ def sim(args: argparse.Namespace) -> int:
             await stop.wait()
             task.cancel()
 
-    asyncio.run(until_stopped(main, _duration(args.duration)))
+    try:
+        asyncio.run(until_stopped(main, _duration(args.duration)))
+    except* OSError as group:  # a simulator that cannot listen: say which, without a traceback
+        raise MonitordError("; ".join(str(e) for e in _leaves(group))) from None
     pub = sites[0].publisher if sites else None
     if pub is not None and pub.published == 0:  # the run "worked" for nothing: say so, and fail
         raise MonitordError(
@@ -120,8 +135,15 @@ def sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _leaves(group: BaseExceptionGroup[OSError]) -> list[BaseException]:
+    """The exceptions in a (nested) exception group."""
+    return [e for x in group.exceptions for e in (_leaves(x) if isinstance(x, BaseExceptionGroup) else [x])]
+
+
 def demo(args: argparse.Namespace) -> int:
-    return run_demo(Path(args.config), Path(args.scenario), _duration(args.duration), Path(args.data))
+    return run_demo(
+        Path(args.config), Path(args.scenario), _duration(args.duration), Path(args.data), args.locale
+    )
 
 
 def _duration(text: str | None) -> float | None:

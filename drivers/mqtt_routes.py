@@ -1,0 +1,261 @@
+"""MQTT routing and payloads: which asset a topic (and a gateway's device key) feeds, and the parse.
+
+Pure logic under the MQTT client (``drivers/mqtt.py``), with no socket. Routes
+are built once from the config (``monitord/config/mqtt.py``): topic filters may
+hold ``+`` and ``#``; an exact topic is one dict lookup per message, and a topic
+that only a wildcard filter matches is resolved once and remembered, so no
+message is matched against every filter. Field paths are split once
+(``values.floor``, ``data.values[0].temp``).
+
+Three envelopes: a JSON document per asset, a plain number per point, and the
+ThingsBoard IoT Gateway's ``{"Lift-7": [{"ts": <ms>, "values": {...}}, ...]}``
+(many devices on one topic, routed by the device key). Availability: a status
+topic's word (``online``/``offline``, Homie ``$state``) or the gateway's
+``connect``/``disconnect`` messages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+
+from monitord.core.model import Quality
+from monitord.ingest.topics import topic_matches
+
+Path = tuple[str | int, ...]
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+CACHE_MAX = 65_536  # topics remembered from wildcard matches; past this the memory starts over
+
+# What a status topic's payload means (case-insensitive). Homie's init/sleeping/alert say nothing
+# about reachability: the silence rule judges those, as for a device without a status topic.
+ONLINE_WORDS = frozenset({"online", "ready", "connected", "true", "1", "up"})
+OFFLINE_WORDS = frozenset({"offline", "lost", "disconnected", "false", "0", "down"})
+
+
+def field_path(text: str) -> Path:
+    """``data.values[0].temp`` → ``("data", "values", 0, "temp")``; raises ValueError on bad syntax."""
+    steps: list[str | int] = []
+    pos = 0
+    for part in text.split("."):
+        matches = list(_STEP.finditer(part))
+        if not matches or matches[0].group(1) is None or "".join(m.group(0) for m in matches) != part:
+            raise ValueError(f"bad field path {text!r} at {pos}: expected name[index]... between dots")
+        steps.extend(m.group(1) if m.group(1) is not None else int(m.group(2)) for m in matches)
+        pos += len(part) + 1
+    return tuple(steps)
+
+
+@dataclass(frozen=True)
+class TopicRoute:
+    """What one topic (or one gateway device key) carries: an asset's JSON document, or one plain point."""
+
+    asset: str
+    points: tuple[str, ...]
+    fields: tuple[Path, ...]  # JSON path per point; empty for plain payloads
+    ts_field: Path = ()
+    seq_field: Path = ()
+
+
+@dataclass(frozen=True)
+class StatusRoute:
+    """A topic that says whether a device is reachable: a word, or the gateway's connect/disconnect."""
+
+    kind: Literal["word", "connect", "disconnect"]
+    asset: str = ""  # a word's device; empty for the gateway's messages, which name theirs
+    devices: dict[str, str] = field(default_factory=dict)  # gateway device key → asset
+
+
+class Parsed(NamedTuple):
+    values: np.ndarray
+    quality: np.ndarray
+    ts: float | None  # the payload's own time, if it says
+    seq: int | None  # the payload's sequence number, if it carries a whole one
+    any_good: bool = True  # False: not one mapped field held a number (a mapping mistake, often)
+
+
+def lookup(doc: Any, path: Path) -> Any:
+    """The value at ``path``, or None where the document has none (per message: kept lean)."""
+    for key in path:
+        if type(doc) is dict:
+            doc = doc.get(key)  # an index into an object: None (JSON keys are strings)
+        elif type(doc) is list and type(key) is int and key < len(doc):
+            doc = doc[key]
+        else:
+            return None
+    return doc
+
+
+def parse_payload(route: TopicRoute, payload: bytes) -> Parsed:
+    """Values, qualities and (if the payload says) the sample time and sequence; raises ValueError."""
+    if not route.fields:
+        values = np.full(1, math.nan)
+        quality = np.full(1, int(Quality.DECODE_ERROR), dtype=np.int8)
+        values[0] = float(payload.decode("utf-8").strip())  # ValueError on garbage
+        if math.isfinite(values[0]):
+            quality[0] = int(Quality.GOOD)
+        return Parsed(values, quality, None, None)
+    doc = json.loads(payload)
+    if not isinstance(doc, dict):
+        raise ValueError("JSON payload is not an object")
+    return parse_document(route, doc)
+
+
+def parse_document(route: TopicRoute, doc: dict[str, Any]) -> Parsed:
+    """One decoded JSON object (a whole payload, or one entry of a gateway's list)."""
+    n = len(route.points)
+    values = np.full(n, math.nan)
+    quality = np.full(n, int(Quality.DECODE_ERROR), dtype=np.int8)
+    any_good = False
+    for i, path in enumerate(route.fields):
+        v = lookup(doc, path)
+        if isinstance(v, bool | int | float) and math.isfinite(float(v)):
+            values[i] = float(v)
+            quality[i] = int(Quality.GOOD)
+            any_good = True
+    ts = None
+    if route.ts_field:
+        raw = lookup(doc, route.ts_field)
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            ts = float(raw) / 1000.0 if raw > 1e11 else float(raw)  # milliseconds or seconds
+    seq = None
+    if route.seq_field:
+        raw = lookup(doc, route.seq_field)
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            seq = raw
+        elif isinstance(raw, float) and raw.is_integer():
+            seq = int(raw)
+    return Parsed(values, quality, ts, seq, any_good)
+
+
+def gateway_entries(
+    devices: dict[str, TopicRoute], payload: bytes
+) -> Iterator[tuple[str, TopicRoute | None, Parsed | Exception]]:
+    """Each (device key, its route or None if unmapped, its parse or why not) of a gateway message.
+
+    ``{"Lift-7": [{"ts": 1700000000000, "values": {...}}, ...], "Lift-8": ...}``: one parse per
+    entry. A device's value may also be a single object. Raises ValueError if the payload is not an
+    object at all; a bad entry costs only itself.
+    """
+    doc = json.loads(payload)
+    if not isinstance(doc, dict):
+        raise ValueError("gateway payload is not an object of devices")
+    for key, entries in doc.items():
+        route = devices.get(key)
+        if route is None:
+            yield key, None, ValueError(f"device {key!r} is mapped to no asset")
+            continue
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if not isinstance(entry, dict):
+                yield key, route, ValueError(f"device {key!r}: an entry is not an object")
+                continue
+            try:
+                yield key, route, parse_document(route, entry)
+            except (ValueError, TypeError, OverflowError) as exc:
+                yield key, route, exc
+
+
+def status_word(payload: bytes) -> bool | None:
+    """True (online), False (offline) or None (says nothing about reachability); raises ValueError.
+
+    A word (``online``, Tasmota's ``Online``, Homie's ``ready``/``lost``), or a JSON object that
+    holds one under ``state`` or ``status`` (Zigbee2MQTT's availability: ``{"state": "online"}``).
+    """
+    text = payload.decode("utf-8").strip()
+    if text.startswith("{"):
+        doc = json.loads(text)
+        text = str(doc.get("state", doc.get("status", "")))
+    word = text.strip('"').lower()
+    if word in ONLINE_WORDS:
+        return True
+    if word in OFFLINE_WORDS:
+        return False
+    if word in ("init", "sleeping", "alert", ""):
+        return None
+    raise ValueError(f"unknown status {word[:40]!r} (expected online/offline or a Homie $state)")
+
+
+def gateway_device(payload: bytes) -> str:
+    """The device a gateway's connect/disconnect message names; raises ValueError."""
+    doc = json.loads(payload)
+    name = doc.get("device") if isinstance(doc, dict) else None
+    if not isinstance(name, str):
+        raise ValueError('expected {"device": "<name>"}')
+    return name
+
+
+def has_wildcard(topic: str) -> bool:
+    return "+" in topic or "#" in topic
+
+
+def overlap(a: str, b: str) -> bool:
+    """Whether some topic matches both filters (two assets claiming it would be ambiguous)."""
+    x, y = a.split("/"), b.split("/")
+    for i in range(max(len(x), len(y))):
+        p = x[i] if i < len(x) else None
+        q = y[i] if i < len(y) else None
+        if p == "#" or q == "#":
+            return True
+        if p is None or q is None:
+            return False
+        if p != q and "+" not in (p, q):
+            return False
+    return True
+
+
+class Router:
+    """Topic → what it carries, for three kinds of subscription; wildcard matches are remembered.
+
+    ``assets``: filter → one asset's route. ``gateways``: filter → device key → route.
+    ``status``: filter → status route.
+    """
+
+    def __init__(
+        self,
+        assets: dict[str, TopicRoute] | None = None,
+        gateways: dict[str, dict[str, TopicRoute]] | None = None,
+        status: dict[str, StatusRoute] | None = None,
+    ) -> None:
+        self.assets, self.gateways, self.status = assets or {}, gateways or {}, status or {}
+        self._exact: dict[str, TopicRoute | dict[str, TopicRoute] | StatusRoute] = {}
+        self._wild: list[tuple[str, TopicRoute | dict[str, TopicRoute] | StatusRoute]] = []
+        for table in (self.status, self.gateways, self.assets):
+            for topic, route in table.items():
+                if has_wildcard(topic):
+                    self._wild.append((topic, route))
+                else:
+                    self._exact.setdefault(topic, route)
+        self._seen: dict[str, TopicRoute | dict[str, TopicRoute] | StatusRoute | None] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.assets or self.gateways)
+
+    @property
+    def filters(self) -> list[str]:
+        """Every filter to subscribe to."""
+        return [*self.status, *self.gateways, *self.assets]
+
+    def routes(self) -> Iterator[TopicRoute]:
+        """Every asset route (each gateway device's too)."""
+        yield from self.assets.values()
+        for devices in self.gateways.values():
+            yield from devices.values()
+
+    def resolve(self, topic: str) -> TopicRoute | dict[str, TopicRoute] | StatusRoute | None:
+        route = self._exact.get(topic)
+        if route is not None:
+            return route
+        try:
+            return self._seen[topic]
+        except KeyError:
+            pass
+        found = next((r for f, r in self._wild if topic_matches(f, topic)), None)
+        if len(self._seen) >= CACHE_MAX:
+            self._seen.clear()
+        self._seen[topic] = found
+        return found
