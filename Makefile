@@ -15,12 +15,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/monitord demo $(if $(DURATION),--duration $(DURATION)) $(if $(LOCALE),--locale $(LOCALE))
 
-# Real parts for the tests: Debian's mosquitto, influxdb, prometheus and socat (serial pty pairs), installed when missing and we are root.
+# Real parts for the tests: Debian's mosquitto, influxdb, prometheus, socat (serial pty pairs), and
+# chromium with its driver and CJK fonts for the console's browser tests; installed when missing and we are root.
 system-deps:
 	@missing=""; \
 	{ command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || missing="$$missing mosquitto"; \
 	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	[ -d /usr/share/fonts/opentype/noto ] || missing="$$missing fonts-noto-cjk"; \
 	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
@@ -59,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/protocols.py
 	PYTHONPATH=. $(BIN)/python bench/daemon.py
 	PYTHONPATH=. $(BIN)/python bench/rtu.py
+	PYTHONPATH=. $(BIN)/python bench/console.py
 
 clean:
 	rm -rf $(VENV) monitord-data .pytest_cache .mypy_cache .ruff_cache

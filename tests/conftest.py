@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support import InfluxServer, Timeline, V2WriteProxy, WebhookReceiver
+from tests.support.browser import Browser, chromium
 from tests.support.mosquitto import Mosquitto, mosquitto_binary
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -104,3 +105,22 @@ def timeline(tmp_path: Path) -> Iterator[Callable[..., Timeline]]:
     yield make
     for tl in made:
         tl.close()
+
+
+@pytest.fixture
+def browsers() -> Iterator[Callable[[str, tuple[int, int]], Browser]]:
+    """Open real headless chromium browsers (``open(base_url, (width, height))``); all quit afterwards."""
+    if chromium() is None:
+        if os.geteuid() == 0 or os.environ.get("CI"):
+            pytest.fail("chromium/chromium-driver are missing; `make system-deps` installs them as root")
+        pytest.skip("chromium and chromium-driver are not installed (Debian packages), and we are not root")
+    opened: list[Browser] = []
+
+    def open_one(base_url: str, size: tuple[int, int]) -> Browser:
+        b = Browser(base_url, size)
+        opened.append(b)
+        return b
+
+    yield open_one
+    for b in opened:
+        b.close()

@@ -1,6 +1,6 @@
 """What a client may cost the API (issue 10, item 8), against the running daemon over real sockets:
-a body over the limit is refused unread, idle connections are let go, threads are bounded, and a body
-that is not a JSON object is a 400.
+a body over the limit is refused unread, idle connections are let go (served on the event loop: no
+thread each), a body that is not a JSON object is a 400 and a field of the wrong type a 422.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from monitord.daemon.api import MAX_BODY, Api
-from tests.support import TOKEN, demo_site, eventually, run, running, with_people
+from monitord.daemon.web import WebServer
+from monitord.daemon.web.limits import MAX_BODY
+from tests.support import TOKEN, demo_site, run, running, with_people
 from tests.support.webhooks import WebhookReceiver
 
 
@@ -31,8 +32,8 @@ def request(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, 
 
 @pytest.fixture
 def quick_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Api, "socket_timeout", 1.0)
-    monkeypatch.setattr(Api, "max_connections", 8)
+    monkeypatch.setattr(WebServer, "socket_timeout", 1.0)
+    monkeypatch.setattr(WebServer, "max_connections", 8)
 
 
 def test_bodies_limits_and_idle_connections(
@@ -56,24 +57,29 @@ def test_bodies_limits_and_idle_connections(
             )
             sock.settimeout(10)
             head = await call(sock.recv, 200)
-            assert head.startswith(b"HTTP/1.0 413"), head
+            assert head.startswith(b"HTTP/1.1 413"), head
             sock.close()
 
             for body in (b"[]", b'"note"', b"3", b"\xff\xfe", b"[" * 60_000, b"{"):
                 answer = await call(request, port, "POST", "/tickets/WO-1/comment", body)
                 assert answer == (400, {"error": "body must be a JSON object"}), body[:10]
-            status, _ = await call(request, port, "POST", "/silences", b'{"expires_in": [1]}')
-            assert status == 400
+            status, answer = await call(request, port, "POST", "/silences", b'{"expires_in": [1]}')
+            assert status == 422 and answer["fields"] == ["matcher", "reason", "expires_in"], answer  # type: ignore[index]
             big = b'{"note": "' + b"y" * MAX_BODY + b'"}'
             assert (await call(request, port, "POST", "/tickets/WO-1/comment", big))[0] == 413
 
-            # idle connections: bounded threads, closed after the timeout, the API answers again
+            # a field of the wrong type: 422 naming it
+            status, answer = await call(request, port, "POST", "/tickets/WO-1/comment", b'{"note": [1]}')
+            assert status == 422 and answer["fields"] == ["note"], answer  # type: ignore[index]
+
+            # idle connections: no thread each, closed after the timeout, the API answers again
             before = threading.active_count()
             idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(100)]
             try:
-                # every connection is answered: served ones closed after 1 s idle, the rest turned away
+                # every connection is answered: closed after 1 s idle (or turned away past the limit)
                 answers = await call(lambda: [_first_bytes(s) for s in idle])
-                assert threading.active_count() <= before + 8, "one thread per served connection, at most 8"
+                # + 1: the to_thread worker running this very check
+                assert threading.active_count() <= before + 1, "served on the loop, not a thread each"
             finally:
                 for s in idle:
                     s.close()
@@ -81,7 +87,13 @@ def test_bodies_limits_and_idle_connections(
             turned_away = sum(a.startswith(b"HTTP/1.1 503") for a in answers)
             # (how many are turned away depends on how fast the kernel hands them over: backlog 5)
             assert closed + turned_away == 100 and closed >= 8, (closed, turned_away)
-            assert await eventually(lambda: _healthz(port), 5) == (200, {"status": "ok"})
+            # (called off the loop: the API is served on this very loop)
+            answer = None
+            for _ in range(50):
+                if answer := await call(_healthz, port):
+                    break
+                await asyncio.sleep(0.1)
+            assert answer == (200, {"status": "ok"})
 
     run(scenario(), timeout=120)
 

@@ -337,7 +337,7 @@ def test_a_request_over_the_cli_is_assigned_paged_followed_up_and_reported(
             assert (bad.returncode, bad.stdout) == (1, "")
             assert bad.stderr.startswith("monitord: /tickets: phone: not a phone number: an 11-digit mobile")
             assert not any(t.source == "request" for t in app.core.desk.tickets.values()), "nothing opened"
-            opened = await asyncio.to_thread(_cli, "tickets", "open", *fields, "--actor", "Wu (duty)", *api)
+            opened = await asyncio.to_thread(_cli, "tickets", "open", *fields, *api)
             assert opened.returncode == 0, opened.stderr
             tid = opened.stdout.split(":")[0]
             assert opened.stdout.startswith("WO-") and "P2 plumbing @ Tower B / 12F / 1203" in opened.stdout
@@ -365,7 +365,7 @@ def test_a_request_over_the_cli_is_assigned_paged_followed_up_and_reported(
                     return await asyncio.to_thread(get, f"{url}{path}")
                 return await asyncio.to_thread(post, f"{url}{path}", body or {})
 
-            assert (await call("POST", f"/tickets/{tid}/resolve", {"actor": "plumbing-tech"}))[0] == 200
+            assert (await call("POST", f"/tickets/{tid}/resolve", {}))[0] == 200
             [due] = await call("GET", "/follow-ups")
             assert (due["ticket"], due["phone"]) == (tid, "13812345678")
             status, refused = await call("POST", f"/tickets/{tid}/follow-up", {"satisfaction": 9})

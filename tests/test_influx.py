@@ -14,8 +14,9 @@ from monitord.config.site import load_config
 from monitord.core.clock import SystemClock
 from monitord.core.model import SampleBatch
 from monitord.daemon.core import build_core
+from monitord.people.audit import AuditEvent
 from monitord.simulators.site import SimulatedSite
-from monitord.store.influx import InfluxStore
+from monitord.store.influx import InfluxStore, InfluxTarget
 from monitord.store.open import open_store
 from monitord.tickets.desk import TicketDesk
 from tests.support import InfluxServer, V2WriteProxy, eventually, good, run, running, sample_time, site_yaml
@@ -147,3 +148,22 @@ def test_spooled_data_survives_kill_9_of_the_daemon(
     assert spooled, "the spool held pump samples when the daemon was killed"
     landed = {(r["asset"], r["time"]) for r in server.query("SELECT * FROM pump")}
     assert spooled <= landed
+
+
+def test_audit_events_land_once_and_read_back(
+    tmp_path: Path, influxdb: tuple[InfluxServer, V2WriteProxy]
+) -> None:
+    """Who changed what (the console's audit trail) goes to InfluxDB with the next round, keyed so the
+    same event written twice lands once; a reader gets the events back as written."""
+    server, proxy = influxdb
+    target = InfluxTarget(proxy.url, "monitord")
+    store = InfluxStore(target, "s1", {}, tmp_path / "spool", flush_interval=0.05)
+    events = [
+        AuditEvent(1_795_000_000.25, "wang", "technician", "link", "10.0.0.7", "ticket.ack", "WO-1", 200),
+        AuditEvent(1_795_000_001.5, "li", "viewer", "token", "10.0.0.8", "start", "WO-1", 403, "a viewer"),
+    ]
+    store.write_audit(events)
+    store.write_audit(events[:1])
+    store.close()
+    assert len(server.query("SELECT * FROM audit")) == 2
+    assert InfluxStore(target, "s1", {}, tmp_path / "spool", writer=False).audit_events() == events

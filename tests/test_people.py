@@ -145,10 +145,11 @@ def test_entrapment_notifies_escalates_and_stops_at_acknowledgement(
 
             missing = "write calls need Authorization: Bearer <api.token>"
             assert await acknowledge({"actor": "wang"}, token=None) == (401, {"error": missing})
-            wrong = "wrong token: it does not match the daemon's api.token"
+            wrong = "wrong token: it matches neither the daemon's api.token nor any person's token"
             assert await acknowledge({"actor": "wang"}, token="wrong") == (401, {"error": wrong})
             status, ev = await acknowledge({"actor": "wang", "note": "on my way"})
-            assert status == 200 and ev["event"] == "acknowledged"
+            # the actor is who the token proves (api.token: the admin "api"), never the name sent
+            assert status == 200 and ev["event"] == "acknowledged" and ev["actor"] == "api"
             assert (await acknowledge({"actor": "wang"}))[0] == 409
             # past the next escalation point (the daemon evaluated after it): nobody more is chased
             ack_sla = app.config.sla_of(ticket.priority).ack

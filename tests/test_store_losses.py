@@ -5,6 +5,7 @@ samples in one millisecond, against a real InfluxDB, a real SQLite file, real Mo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -145,7 +146,8 @@ def test_a_full_disk_is_survived_counted_and_reported(
             await eventually(lambda: store.health(), 30)
             await eventually(lambda: dropped(app.metrics, "disk_full") > 0, 60)
             assert store._thread.is_alive()
-            status, body = healthz(app.api.port)
+            # off the loop: the API is served on the daemon's own event loop, this one
+            status, body = await asyncio.to_thread(healthz, app.api.port)
             assert status == 503 and "cannot spool" in json.dumps(body)
             server.start()
             back = app.clock.now()
@@ -155,7 +157,10 @@ def test_a_full_disk_is_survived_counted_and_reported(
             landed = server.query(f"SELECT * FROM pump WHERE asset = 'A-P1' AND time > {round(back * 1e9)}")
             assert len(landed) >= 2, "after the store returns, new samples are written again"
             assert store.queued < 1000, "nothing piles up in memory"
-            await eventually(lambda: healthz(app.api.port)[0] == 200, 20)
+            deadline = app.clock.now() + 20
+            while (await asyncio.to_thread(healthz, app.api.port))[0] != 200:
+                assert app.clock.now() < deadline, "healthz not 200 again within 20 s"
+                await asyncio.sleep(0.2)
 
     run(scenario(), timeout=180)
 

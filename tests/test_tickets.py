@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from monitord.alerting.tracker import AlertEvent
-from monitord.daemon.api import ticket_json
+from monitord.daemon.web.tickets import ticket_json
 from monitord.store.sqlite import SqliteStore
 from monitord.tickets.desk import Explained, TicketDesk, TicketPolicyView
 

@@ -192,6 +192,13 @@ class ApiConfig(Strict):
     port: Annotated[int, in_range(0, 65535)] = 9109
     token: str | None = Field(None, description="required on write calls; never logged")
     public_url: str | None = Field(None, description="how people reach the API, for ack links")
+    secret: str | None = Field(
+        None, description="signs console sessions and notification links (default: kept in the notify log)"
+    )
+    link_ttl: Duration = Field(86400.0, description="how long a notification's signed link works")
+    trusted_proxies: list[str] = Field(
+        [], description="addresses whose X-Forwarded-For/-Proto are believed (a reverse proxy's)"
+    )
 
 
 class NotifyConfig(Strict):

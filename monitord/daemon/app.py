@@ -20,9 +20,10 @@ from monitord.config.site import AssetConfig, SiteConfig, modbus_lines, modbus_o
 from monitord.core.clock import Clock, SystemClock
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
-from monitord.daemon.api import Api
 from monitord.daemon.core import Core, build_core
 from monitord.daemon.polled import polled_drivers
+from monitord.daemon.web import WebServer
+from monitord.daemon.web.context import Web
 from monitord.drivers.modbus import (
     GATEWAY_POINTS,
     GatewayPoller,
@@ -32,6 +33,7 @@ from monitord.drivers.modbus import (
 from monitord.drivers.mqtt import MqttDriver, Tls
 from monitord.ingest.profiles import DeviceProfile, PointSpec
 from monitord.people.dispatch import Dispatcher
+from monitord.people.identity import Identities, Signer, people, site_secret, ticket_link
 from monitord.people.notify import Outbox, channels
 from monitord.people.roster import Roster
 from monitord.store.base import Store
@@ -91,7 +93,8 @@ class Monitord:
         self.bus = self.core.bus
         self.outbox: Outbox | None = None
         self.dispatcher: Dispatcher | None = None
-        self.api: Api | None = None
+        self.api: WebServer | None = None
+        self.web: Web | None = None
         self.modbus = self._modbus_driver()
         self.mqtt = self._mqtt_driver()
         self.polled = polled_drivers(c, self.bus, self.clock, self.metrics)  # BACnet, SNMP
@@ -173,33 +176,36 @@ class Monitord:
         self.core.pipeline.decide_held()
 
     def _people(self, api_port: int | None) -> None:
-        """Roster, notification outbox, dispatcher and HTTP API: what talks to people."""
+        """Roster, notification outbox, dispatcher and the web app (API, console): what talks to people."""
         c, core = self.config, self.core
-        self.api = Api(
-            core,
-            asyncio.get_running_loop(),
-            c.api.host,
-            c.api.port if api_port is None else api_port,
-            c.api.token,
-        )
-        self.api.start()
+        roster = Roster(c.roster) if c.roster is not None else None
+        signer = Signer(site_secret(c.api.secret, c.notify_log))
+        ids = Identities(people(c.roster), c.api.token)
+        web = Web(core, ids, signer, roster, c.api.link_ttl, c.site.locale)
+        web.attach()
+        if roster is not None:
+            broker = c.mqtt.host_port if c.mqtt else None
+            n = c.notify
+            # The outbox resumes what a previous run left pending (even after kill -9) as it opens.
+            self.outbox = Outbox(
+                c.notify_log, channels(n.smtp, broker), core.metrics, n.attempts, n.backoff, n.max_wait
+            )
+        port = c.api.port if api_port is None else api_port
+        self.api = WebServer(web, c.api.host, port, self.outbox, c.api.trusted_proxies)
+        self.web = web
         self.api_url = c.api.public_url or f"http://{c.api.host}:{self.api.port}"
-        log.info("API at %s", self.api_url)
-        if c.roster is None:
+        log.info("API at %s (console: %s/console)", self.api_url, self.api_url)
+        if roster is None or self.outbox is None:
             return
-        broker = c.mqtt.host_port if c.mqtt else None
-        n = c.notify
-        # The outbox resumes what a previous run left pending (even after kill -9) as it opens.
-        self.outbox = Outbox(
-            c.notify_log, channels(n.smtp, broker), core.metrics, n.attempts, n.backoff, n.max_wait
-        )
+        url, ttl = self.api_url, c.api.link_ttl
         self.dispatcher = Dispatcher(
-            Roster(c.roster),
+            roster,
             core.desk,
             self.outbox,
             core.assets,
             self.api_url,
             c.sla_of,
+            link=lambda person, ticket, now: ticket_link(signer, url, person, ticket, now, ttl),
             locale=c.site.locale,
             summary_in=core.pipeline.summary_in,
         )
@@ -226,14 +232,17 @@ class Monitord:
                     tasks.append(tg.create_task(self.modbus.run(), name="modbus"))
                 if self.mqtt:
                     tasks.append(tg.create_task(self.mqtt.run(), name="mqtt"))
+                if self.api:
+                    tasks.append(tg.create_task(self.api.serve(), name="web"))
                 tasks += [tg.create_task(d.run(), name=n) for n, d in self.polled.items()]
                 await self._stop.wait()
+                if self.api:
+                    self.api.stop()  # uvicorn closes its connections and returns on its own
                 for t in tasks:
-                    t.cancel()
+                    if t.get_name() != "web":
+                        t.cancel()
         finally:
             self.metrics.stop()
-            if self.api:
-                self.api.stop()
             if self.outbox:
                 self.outbox.close()
             if self.mqtt:

@@ -2,8 +2,9 @@
 
 Whoever makes an event — the evaluation tick (alerts, ticket decisions, SLA
 clocks, escalation, roster assignment, follow-up closes), a person's action
-through the API, or the decisions held while the store was away at start-up —
-hands it to ``EventRoad``. The road writes it to the store, updates the
+through the API or console (with its audit event: who, when, from where,
+what), or the decisions held while the store was away at start-up — hands it
+to ``EventRoad``. The road writes it to the store, updates the
 metrics (event counters, firing and open gauges, MTTA/MTTR, SLA breaches) and
 tells every listener (console, notifier, API streams), in that order, so no
 event reaches one of them and not the others.
@@ -11,17 +12,22 @@ event reaches one of them and not the others.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 from monitord.alerting.tracker import AlertEvent, AlertTracker
+from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
+from monitord.people.audit import AuditEvent
 from monitord.rules.engine import RuleEngine
 from monitord.store.base import Store
 from monitord.tickets.desk import TicketDesk, TicketEvent
 
 AlertListener = Callable[[AlertEvent], None]
 TicketListener = Callable[[TicketEvent], None]
+AuditListener = Callable[[AuditEvent], None]
 PRIORITIES = ("P1", "P2", "P3", "P4")
+log = logging.getLogger(__name__)
 
 
 class EventRoad:
@@ -32,9 +38,17 @@ class EventRoad:
         self.engine, self.tracker = engine, tracker
         self.alert_listeners: list[AlertListener] = []
         self.ticket_listeners: list[TicketListener] = []
+        self.audit_listeners: list[AuditListener] = []
 
-    def emit(self, alerts: Sequence[AlertEvent] = (), tickets: Sequence[TicketEvent] = ()) -> None:
-        """Store, count and tell: alerts first, then the ticket events they caused."""
+    def emit(
+        self,
+        alerts: Sequence[AlertEvent] = (),
+        tickets: Sequence[TicketEvent] = (),
+        audits: Sequence[AuditEvent] = (),
+    ) -> None:
+        """Store, count and tell: alerts first, then the ticket events they caused, then who did it."""
+        if audits:
+            self._audit(audits)
         if not alerts and not tickets:
             return
         if alerts:
@@ -52,6 +66,21 @@ class EventRoad:
         for tev in tickets:
             for tlisten in self.ticket_listeners:
                 tlisten(tev)
+
+    def _audit(self, audits: Sequence[AuditEvent]) -> None:
+        # A backend without an audit trail of its own (a test double) still has it in the log.
+        write = getattr(self.store, "write_audit", None)
+        if write is not None:
+            try:
+                write(audits)
+            except StoreError as exc:  # the change itself happened: it must still be told
+                log.error("audit events not stored (%s): %s", exc, audits)
+        else:
+            for a in audits:
+                log.info("audit: %s", a)
+        for a in audits:
+            for listen in self.audit_listeners:
+                listen(a)
 
     def _count(self, ev: TicketEvent) -> None:
         if ev.event == "breached":

@@ -3,8 +3,8 @@
 Daemon layer, beside ``core``: each call checks the dispatcher's form (``tickets.forms``), asks
 the ticket desk for the event and sends it down the one ``EventRoad`` (store, metrics, the
 dispatcher's roster assignment and pages), exactly as ``Core.act`` does for the other actions.
-``get`` and ``post`` map the HTTP API's paths onto these calls, so ``api.py`` (and whatever serves
-HTTP next) only parses, authenticates and answers.
+``get`` and ``post`` map the HTTP API's paths onto these calls, so the web app's ``desk`` router
+(monitord/daemon/web/desk.py) only parses, authenticates, audits and answers.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ async def run_daemon(config: SiteConfig, stop: asyncio.Event, *, metrics_port: i
     await asyncio.wait([daemon, started], return_when=asyncio.FIRST_COMPLETED)
     if app.started.is_set():
         print(f"metrics: {app.metrics_url}", flush=True)
+        print(f"console: {app.api_url}/console", flush=True)
     await asyncio.wait([daemon, stopper], return_when=asyncio.FIRST_COMPLETED)
     app.stop()
     stopper.cancel()

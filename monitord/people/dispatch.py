@@ -47,10 +47,13 @@ class Dispatcher:
         assets: Mapping[str, Asset],
         api_url: str,
         sla_of: Callable[[str], Sla],
+        link: Callable[[str, str, float], str] | None = None,
         locale: str = DEFAULT,
         summary_in: Callable[[Ticket, str], str | None] | None = None,
     ) -> None:
+        """``link(person, ticket, now)``: the signed page a message carries (None: none)."""
         self.roster, self.desk, self.outbox, self.sla_of = roster, desk, outbox, sla_of
+        self.link = link
         self.assets, self.api_url = assets, api_url.rstrip("/")
         self.locale = normalise(locale)  # the site's; a person's own ``locale`` comes first
         self._ = translator(self.locale)  # ticket notes are in the site's language, like its summaries
@@ -148,14 +151,14 @@ class Dispatcher:
             return
         person = chain[level]
         for channel, address in self._channels(person):
-            self.outbox.submit(self._message(t, person, channel, address, level, event))
+            self.outbox.submit(self._message(t, person, channel, address, level, event, now))
 
     @staticmethod
     def _channels(person: Contact) -> list[tuple[str, str]]:
         return person.channels()
 
     def _message(
-        self, t: Ticket, person: Contact, channel: str, address: str, level: int, event: str
+        self, t: Ticket, person: Contact, channel: str, address: str, level: int, event: str, now: float
     ) -> Notification:
         asset = self.assets.get(t.asset)
         name = asset.label if asset else t.asset
@@ -164,6 +167,7 @@ class Dispatcher:
         if locale != self.locale and self.summary_in is not None:
             summary = self.summary_in(t, locale) or t.summary
         ack_url = f"{self.api_url}/tickets/{t.id}/ack"
+        link = self.link(person.name, t.id, now) if self.link else ""
         text = page_text(
             t,
             name=name,
@@ -173,6 +177,7 @@ class Dispatcher:
             event=event,
             ack_url=ack_url,
             locale=locale,
+            link=link,
         )
         return Notification(
             key=notification_key(t, level, person.name, channel),
@@ -194,4 +199,5 @@ class Dispatcher:
             source=t.source,
             reporter=t.reporter,
             phone=t.phone,
+            link=link,
         )

@@ -32,10 +32,21 @@ REOPENED = N_(
 DEVICE = N_("{name} ({asset})")
 REQUEST = N_("repair request")
 CALLER = N_(" (reported by {reporter}, {phone})")
+#: The console's page of the ticket, signed for the reader (docs/console.md): the phone's way in.
+LINK = N_(" On your phone: {link}")
 
 
 def page_text(
-    t: Ticket, *, name: str, summary: str, since: str, level: int, event: str, ack_url: str, locale: str
+    t: Ticket,
+    *,
+    name: str,
+    summary: str,
+    since: str,
+    level: int,
+    event: str,
+    ack_url: str,
+    locale: str,
+    link: str = "",
 ) -> str:
     """The notification text every channel carries (robots, Slack, e-mail body, console).
 
@@ -62,7 +73,7 @@ def page_text(
         since=since,
         level=level,
         ack_url=ack_url,
-    )
+    ) + (_(LINK).format(link=link) if link else "")
 
 
 def email_subject(ticket: str, priority: str, asset_name: str, summary: str, locale: str) -> str:

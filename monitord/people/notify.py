@@ -74,6 +74,7 @@ class Notification:
     reporter: str = ""  # a request's resident and phone, for the assignee (never logged)
     phone: str = ""
     locale: str = "en"  # the language of text and summary (rows queued before it existed were English)
+    link: str = ""  # the ticket's console page, signed for this person and expiring (docs/console.md)
 
     def payload(self) -> dict[str, Any]:
         """The documented webhook body (docs/notifications.md)."""
@@ -374,6 +375,14 @@ class Outbox:
             return False
         self._enqueue(_Entry(RANK.get(n.priority, len(RANK)), now, n, 0, now))
         return True
+
+    def sent_for(self, ticket: str) -> list[tuple[float, str, str]]:
+        """(time, channel, recipient) of every page delivered for ``ticket``, oldest first."""
+        with self._db_lock:
+            rows = self._db.execute(
+                "SELECT ts, channel, recipient FROM sent WHERE ticket = ? ORDER BY ts", (ticket,)
+            ).fetchall()
+        return [(float(ts), str(c), str(r)) for ts, c, r in rows]
 
     def status(self, key: str) -> str | None:
         """``sent``, ``pending``, ``failed`` (given up, not yet on the ticket), ``reported``, or None."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import datetime as dt
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
@@ -37,6 +38,12 @@ class Contact(Strict):
     email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
     mqtt: str | None = Field(None, description="topic on the site's broker, e.g. for a duty-room panel")
     console: bool = Field(False, description="print to the daemon's terminal (demo, duty desk)")
+    role: Literal["viewer", "technician", "dispatcher", "admin"] = Field(
+        "technician", description="what this person may do in the console and API (docs/console.md)"
+    )
+    token: str | None = Field(
+        None, description="this person's API/console login token: ${ENV}, or its hash as sha256:<hex>"
+    )
     locale: Locale | None = Field(None, description="zh-CN or en: this person's pages (default: the site's)")
 
     def channels(self) -> list[tuple[str, str]]:
@@ -83,6 +90,9 @@ class RosterConfig(Strict):
     teams: dict[str, TeamConfig]
     duty_manager: Contact | None = None
     overrides: list[Override] = []
+    people: list[Contact] = Field(
+        [], description="console users on no rotation (dispatchers, viewers): never paged by the roster"
+    )
 
 
 class Roster:

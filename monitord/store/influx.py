@@ -46,6 +46,7 @@ from monitord.alerting.tracker import AlertEvent
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
 from monitord.core.model import Frame, Quality, SampleBatch
+from monitord.people.audit import AuditEvent
 from monitord.store.spool import Spool, SpoolName
 from monitord.store.writer import QueuedWriter
 from monitord.tickets.desk import TicketEvent
@@ -107,6 +108,7 @@ class InfluxStore(QueuedWriter):
         self._types = sorted({t for t, _b in assets.values()})
         label = f"influxdb store {target.url}"
         super().__init__(label, "influx-writer", flush_interval, start=False, metrics=metrics)
+        self._audit: list[str] = []  # audit lines for the next round (under the writer's lock)
         self.spool = Spool(spool_dir, spool_max_bytes, self.losses)
         self._down_since: float | None = None
         self.rejected_lines = 0
@@ -177,6 +179,29 @@ class InfluxStore(QueuedWriter):
             )
         return lines
 
+    def audit_lines(self, events: Sequence[AuditEvent]) -> list[str]:
+        lines = []
+        for a in events:
+            body = json.dumps(dataclasses.asdict(a), sort_keys=True)
+            eid = hashlib.sha1(body.encode()).hexdigest()[:12]  # the same event written twice lands once
+            lines.append(
+                f"audit,site={_tag(self.site)},actor={_tag(a.actor)},action={_tag(a.action)},eid={eid} "
+                f"outcome={a.outcome}i,target={_text(a.target)},body={_text(body)} {_stamp(a.ts)}"
+            )
+        return lines
+
+    def write_audit(self, events: Sequence[AuditEvent]) -> None:
+        """Queued for the next round (at most a flush interval away), which spools it if the store is
+        down, like alert and ticket events."""
+        lines = self.audit_lines(events)
+        with self._lock:
+            self._audit.extend(lines)
+            self._lock.notify()
+
+    def audit_events(self) -> list[AuditEvent]:
+        rows = self.query(f'SELECT "body" FROM "audit" WHERE {self._where_site()}')
+        return [AuditEvent(**json.loads(r["body"])) for r in rows]
+
     # -- the writer thread (queue and rounds: QueuedWriter) ------------------
     # influxdb-client is async: the writer thread keeps one event loop for the client's lifetime.
     def _open(self) -> None:
@@ -200,7 +225,9 @@ class InfluxStore(QueuedWriter):
     def _write_round(
         self, samples: list[SampleBatch], alerts: list[AlertEvent], tickets: list[TicketEvent]
     ) -> None:
-        lines = self.alert_lines(alerts) + self.ticket_lines(tickets) + self.sample_lines(samples)
+        with self._lock:
+            audit, self._audit = self._audit, []
+        lines = audit + self.alert_lines(alerts) + self.ticket_lines(tickets) + self.sample_lines(samples)
         self._loop.run(self._round(self._api, lines))
 
     def _idle(self) -> None:

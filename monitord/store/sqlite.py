@@ -27,6 +27,7 @@ import numpy as np
 from monitord.alerting.tracker import AlertEvent
 from monitord.core.errors import StoreError
 from monitord.core.model import Frame, SampleBatch
+from monitord.people.audit import AuditEvent
 from monitord.store.writer import QueuedWriter
 from monitord.tickets.desk import TicketEvent
 
@@ -43,6 +44,8 @@ CREATE TABLE IF NOT EXISTS alert_events (
 CREATE TABLE IF NOT EXISTS ticket_events (
     ts REAL NOT NULL, ticket TEXT NOT NULL, event TEXT NOT NULL, body TEXT NOT NULL,
     UNIQUE (ticket, ts, event, body));
+CREATE TABLE IF NOT EXISTS audit_events (
+    ts REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, body TEXT NOT NULL);
 """
 
 
@@ -146,6 +149,23 @@ class SqliteStore(QueuedWriter):
     def ticket_events(self) -> list[TicketEvent]:
         rows = self._read("SELECT body FROM ticket_events ORDER BY ts, rowid")
         return [TicketEvent(**json.loads(r[0])) for r in rows]
+
+    def write_audit(self, events: Sequence[AuditEvent]) -> None:
+        """Written at once on its own connection, not queued: a person's change is rare and must stay."""
+        rows = [(a.ts, a.actor, a.action, a.target, json.dumps(dataclasses.asdict(a))) for a in events]
+        try:
+            db = sqlite3.connect(self.path, timeout=30)
+            try:
+                with db:
+                    db.executemany("INSERT INTO audit_events VALUES (?, ?, ?, ?, ?)", rows)
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite store {self.path}: audit: {exc}") from exc
+
+    def audit_events(self) -> list[AuditEvent]:
+        rows = self._read("SELECT body FROM audit_events ORDER BY ts, rowid")
+        return [AuditEvent(**json.loads(r[0])) for r in rows]
 
     def frames(self, since: float | None = None, until: float | None = None) -> Iterator[Frame]:
         """Stored frames in time order, trimmed to ``[since, until)``: the fast path for replay."""

@@ -36,6 +36,7 @@ from tests.support.daemon import (
     simulated,
     site_yaml,
     text_of,
+    token_of,
     with_people,
 )
 from tests.support.influx import InfluxServer, V2WriteProxy
@@ -72,6 +73,7 @@ __all__ = [
     "simulated",
     "site_yaml",
     "text_of",
+    "token_of",
     "wait_port",
     "with_people",
 ]

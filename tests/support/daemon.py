@@ -62,17 +62,36 @@ def site_yaml(tmp_path: Path, mqtt_port: int, influx_url: str | None) -> Path:
     return path
 
 
+def token_of(name: str) -> str:
+    """The console/API token ``with_people`` gives each person."""
+    return f"{name}-token"
+
+
 def with_people(config: SiteConfig, hooks: WebhookReceiver, tmp_path: Path, ack: float = 6.0) -> SiteConfig:
-    """A roster with one on-call person per skill, a lead and a duty manager, all on webhooks."""
+    """A roster with one on-call person per skill, a lead and a duty manager, all on webhooks; each has a
+    token (``token_of``): technicians, leads as dispatchers, the duty manager as admin, and a ``viewer``
+    and a ``dispatcher`` on no rotation."""
     teams = {
         s: TeamConfig(
             skills=[s],
-            members=[Contact(name=f"{s}-tech", webhook=hooks.url(f"{s}-tech"))],
-            lead=Contact(name=f"{s}-lead", webhook=hooks.url(f"{s}-lead")),
+            members=[Contact(name=f"{s}-tech", webhook=hooks.url(f"{s}-tech"), token=token_of(f"{s}-tech"))],
+            lead=Contact(
+                name=f"{s}-lead",
+                webhook=hooks.url(f"{s}-lead"),
+                role="dispatcher",
+                token=token_of(f"{s}-lead"),
+            ),
         )
         for s in SKILLS
     }
-    roster = RosterConfig(teams=teams, duty_manager=Contact(name="duty-manager", webhook=hooks.url("duty")))
+    manager = Contact(
+        name="duty-manager", webhook=hooks.url("duty"), role="admin", token=token_of("duty-manager")
+    )
+    desk = [
+        Contact(name="viewer", role="viewer", token=token_of("viewer")),
+        Contact(name="dispatcher", role="dispatcher", token=token_of("dispatcher")),
+    ]
+    roster = RosterConfig(teams=teams, duty_manager=manager, people=desk)
     fast = Sla(ack=ack, start=60, resolve=600)
     return config.model_copy(
         update={

@@ -8,7 +8,6 @@ is given (its roster's), else in this machine's local zone.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from datetime import tzinfo
@@ -37,7 +36,6 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
         ta = tsub.add_parser(action, help=f"{action} a ticket through the daemon's API")
         ta.add_argument("id")
         ta.add_argument("--note", help="what you did or saw")
-        ta.add_argument("--actor", help="who (default: $USER)")
         api_args(ta)
         if action == "assign":
             ta.add_argument("assignee")
@@ -56,7 +54,6 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
         "--for", dest="duration", required=True, help="how long, e.g. 2h: no silence without expiry"
     )
     sa.add_argument("--reason", required=True)
-    sa.add_argument("--author", help="who (default: $USER)")
     sisub.add_parser("list")
     se = sisub.add_parser("expire")
     se.add_argument("id")
@@ -73,10 +70,6 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     oc.add_argument("config")
     oc.add_argument("--at", help="epoch seconds or ISO time (default: now; the roster's zone)")
     oc.set_defaults(fn=oncall)
-
-
-def _user() -> str:
-    return os.environ.get("USER", "cli")
 
 
 def tickets(args: argparse.Namespace) -> int:
@@ -170,7 +163,8 @@ def _what(ev: TicketEvent, shown: str, tz: tzinfo | None) -> str:
 
 def ticket_action(args: argparse.Namespace) -> int:
     """The duty desk's actions go through the daemon's API, so the daemon sees and tells them."""
-    body: dict[str, object] = {"actor": args.actor or _user(), "note": args.note or ""}
+    # Who acted is whom $MONITORD_TOKEN belongs to: the daemon records that, never a name sent.
+    body: dict[str, object] = {"note": args.note or ""}
     if getattr(args, "assignee", None):
         body["assignee"] = args.assignee
     ev = api_client(args).post(f"/tickets/{args.id}/{args.action}", body)
@@ -185,7 +179,6 @@ def silence(args: argparse.Namespace) -> int:
         matcher = {"assets": args.asset or [], "rules": args.rule or [], "types": args.type or []}
         body: dict[str, object] = {
             "matcher": matcher,
-            "author": args.author or _user(),
             "reason": args.reason,
             "expires_in": args.duration,
         }

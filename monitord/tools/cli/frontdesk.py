@@ -9,7 +9,6 @@ through the daemon's API (``daemon/frontdesk.py`` does the work), lists are read
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from monitord.config.site import site_zone
@@ -89,17 +88,13 @@ def add_parsers(tsub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _person(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--actor", help="who (default: $USER)")
+    # Who acts is whom $MONITORD_TOKEN belongs to: the daemon records that, never a name sent.
     api_args(p)
-
-
-def _actor(args: argparse.Namespace) -> str:
-    return str(args.actor or os.environ.get("USER", "cli"))
 
 
 def open_request(args: argparse.Namespace) -> int:
     fields = ("building", "floor", "unit", "trade", "priority", "reporter", "phone", "description")
-    body: dict[str, object] = {k: getattr(args, k) for k in fields} | {"actor": _actor(args)}
+    body: dict[str, object] = {k: getattr(args, k) for k in fields}
     ev = api_client(args).post("/tickets", body)
     print(TEXT["opened"].format(**ev))
     return 0
@@ -110,7 +105,6 @@ def follow_up(args: argparse.Namespace) -> int:
         "satisfaction": args.satisfaction,
         "note": args.note,
         "contact": args.contact,
-        "actor": _actor(args),
     }
     ev = api_client(args).post(f"/tickets/{args.id}/follow-up", body)
     low = TEXT["low"] if ev["satisfaction"] <= LOW_SATISFACTION else ""
@@ -119,7 +113,7 @@ def follow_up(args: argparse.Namespace) -> int:
 
 
 def complain(args: argparse.Namespace) -> int:
-    body: dict[str, object] = {"complainant": args.by, "text": args.text, "actor": _actor(args)}
+    body: dict[str, object] = {"complainant": args.by, "text": args.text}
     print(TEXT["complained"].format(**api_client(args).post(f"/tickets/{args.id}/complaints", body)))
     return 0
 
@@ -128,7 +122,6 @@ def close_complaint(args: argparse.Namespace) -> int:
     body: dict[str, object] = {
         "resolution": args.resolution,
         "valid": not args.invalid,
-        "actor": _actor(args),
     }
     ev = api_client(args).post(f"/tickets/{args.id}/complaints/{args.complaint}/close", body)
     print(TEXT[ev["event"]].format(**ev))

@@ -1,0 +1,140 @@
+"""Who is calling, and may they: bearer tokens, the console's session cookie, signed links; login.
+
+Three proofs, in this order: ``Authorization: Bearer <token>`` (a person's token, or ``api.token``
+for the CLI as the admin ``api``), the signed session cookie the login page sets, and for one
+ticket's page and actions the signed link a notification carried. The role decides the rest
+(``monitord.people.identity.may``); a refusal is 401 (nobody proven) or 403 (proven, not allowed).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.security import HTTPBearer
+
+from monitord.daemon.web.context import Web
+from monitord.daemon.web.models import Me
+from monitord.daemon.web.pages import page
+from monitord.people.identity import LINK_ACTIONS, Identity, may
+
+SESSION = "monitord_session"
+SESSION_TTL = 12 * 3600.0  # one shift: a phone left on the desk does not stay logged in for days
+MISSING = "write calls need Authorization: Bearer <api.token>"
+WRONG = "wrong token: it matches neither the daemon's api.token nor any person's token"
+READ_ONLY = "this API is read-only: the config sets no api.token and no person has a token"
+
+router = APIRouter()
+# Declares the bearer scheme on the routes that change things (OpenAPI); ``require`` does the checking.
+BEARER = [Depends(HTTPBearer(auto_error=False, description="a person's token, or api.token"))]
+
+
+class Refused(Exception):
+    """A call the caller may not make: 401 (who are you?) or 403 (not you), with the reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def web_of(request: Request) -> Web:
+    web: Web = request.app.state.web
+    return web
+
+
+def caller(request: Request) -> Identity | None:
+    """The identity a token or session proves; None when the request proves none."""
+    web = web_of(request)
+    header = request.headers.get("authorization", "")
+    token = header.removeprefix("Bearer").strip()
+    if token:
+        who = web.identities.by_token(token)
+        if who is None:
+            raise Refused(401, WRONG)
+        return who
+    cookie = request.cookies.get(SESSION)
+    if cookie:
+        claims = web.signer.verify("session", cookie, web.core.clock.now())
+        if isinstance(claims, dict):
+            return web.identities.named(claims["who"], "session")
+    return None
+
+
+def link_holder(request: Request, ticket: str, link: str) -> Identity:
+    """The person a signed link for ``ticket`` names; ``Refused`` 403 when expired or not genuine."""
+    web = web_of(request)
+    claims = web.signer.verify("link", link, web.core.clock.now())
+    if claims == "expired":
+        raise Refused(403, "this link has expired: links in notifications work for a limited time")
+    if claims is None or claims.get("t") != ticket:
+        raise Refused(403, "this link is not valid: it was changed, or it is for another ticket")
+    who = web.identities.named(claims["who"], "link")
+    if who is None:
+        raise Refused(403, f"{claims['who']} is no longer on the roster")
+    return who
+
+
+def reader(request: Request, ticket: str = "", link: str = "") -> Identity | None:
+    """Who reads: a link for this ticket, a token or session; None for an anonymous read."""
+    if link and ticket:
+        return link_holder(request, ticket, link)
+    return caller(request)
+
+
+def require(request: Request, action: str, ticket: str = "", link: str = "") -> Identity:
+    """The caller, when allowed to ``action`` (the audit trail gets the refusals it can name)."""
+    web = web_of(request)
+    who = link_holder(request, ticket, link) if link and ticket else caller(request)
+    if who is None:
+        raise Refused(401, MISSING if web.identities.any else READ_ONLY)
+    if who.via == "link" and action not in LINK_ACTIONS:
+        refused = Refused(
+            403, f"a notification link allows only {', '.join(LINK_ACTIONS)}: log in to {action}"
+        )
+    elif not may(who.role, action):
+        refused = Refused(403, f"{who.name} is a {who.role} and may not {action}")
+    else:
+        return who
+    web.audit(request, who, action, ticket, refused.status, str(refused))
+    raise refused
+
+
+@router.get("/me", response_model=Me, responses={401: {"description": "no identity proven"}})
+async def me(request: Request) -> Me:
+    who = caller(request)
+    if who is None:
+        raise Refused(401, "not logged in")
+    return Me(name=who.name, role=who.role, via=who.via)
+
+
+@router.get("/console/login", response_class=HTMLResponse, include_in_schema=False)
+async def login_page(request: Request, lang: str = "") -> Response:
+    return page(request, "login.html", {"error": ""}, lang)
+
+
+@router.post("/console/login", include_in_schema=False)
+async def login(request: Request, token: Annotated[str, Form(max_length=500)], lang: str = "") -> Response:
+    web = web_of(request)
+    who = web.identities.by_token(token.strip())
+    if who is None:
+        address = request.client.host if request.client else ""
+        # No identity to name: the address is what the trail can keep (log only, not the store).
+        request.app.state.log.warning("console login refused from %s: unknown token", address)
+        return page(request, "login.html", {"error": "That token belongs to no one."}, lang, status=401)
+    now = web.core.clock.now()
+    cookie = web.signer.sign("session", {"who": who.name}, now + SESSION_TTL)
+    web.audit(request, Identity(who.name, who.role, "session"), "login", "", 303)
+    out = RedirectResponse("/console", status_code=303)
+    secure = request.url.scheme == "https"  # behind a trusted proxy, uvicorn takes X-Forwarded-Proto
+    out.set_cookie(
+        SESSION, cookie, max_age=int(SESSION_TTL), httponly=True, samesite="strict", secure=secure, path="/"
+    )
+    return out
+
+
+@router.post("/console/logout", include_in_schema=False)
+async def logout() -> Response:
+    out = RedirectResponse("/console/login", status_code=303)
+    out.delete_cookie(SESSION, path="/")
+    return out

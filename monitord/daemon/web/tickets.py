@@ -1,0 +1,107 @@
+"""The tickets route group: list, one ticket with its events, and a person's actions on it.
+
+Also the read-only views the duty desk's tools use beside tickets (``/alerts``, ``/assets``). The
+desk's own calls (报修, 回访, 投诉) are the ``desk`` router.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+
+from monitord.daemon.web.auth import BEARER, reader, require, web_of
+from monitord.daemon.web.models import ActionBody, Error, TicketEventOut, TicketOut
+from monitord.people.identity import Identity
+from monitord.tickets.desk import ACTIONS, Ticket, TicketActionError
+
+router = APIRouter()
+ACTION_PATTERN = "^(" + "|".join(ACTIONS) + ")$"
+
+
+def ticket_json(t: Ticket, events: bool = False) -> dict[str, Any]:
+    out = {k: v for k, v in asdict(t).items() if k != "events"}
+    out["low_satisfaction"] = t.low_satisfaction  # the dispatcher's flag (docs/desk.md)
+    if events:
+        out["events"] = [asdict(e) for e in t.events]
+    return out
+
+
+@router.get("/tickets", response_model=list[TicketOut], response_model_exclude_none=True)
+async def list_tickets(
+    request: Request,
+    state: str | None = None,
+    priority: str | None = None,
+    asset: str | None = None,
+    source: str | None = None,
+) -> list[dict[str, Any]]:
+    desk = web_of(request).core.desk
+    given = (("state", state), ("priority", priority), ("asset", asset), ("source", source))
+    wanted = {k: v for k, v in given if v}
+    return [
+        ticket_json(t)
+        for t in sorted(desk.tickets.values(), key=lambda t: -t.opened_at)
+        if all(getattr(t, k) == v for k, v in wanted.items())
+    ]
+
+
+@router.get("/tickets/{ticket_id}", response_model=TicketOut, responses={404: {"model": Error}})
+async def one_ticket(request: Request, ticket_id: str) -> Any:
+    t = web_of(request).core.desk.tickets.get(ticket_id)
+    if t is None:
+        return JSONResponse({"error": "no such ticket"}, status_code=404)
+    return ticket_json(t, events=True)
+
+
+def act(request: Request, who: Identity, ticket_id: str, action: str, body: ActionBody) -> tuple[int, Any]:
+    """Do ``action`` as ``who`` and audit it, whatever the outcome: (status, answer)."""
+    web = web_of(request)
+    try:
+        ev = web.core.act(ticket_id, action, actor=who.name, note=body.note, assignee=body.assignee)
+    except KeyError:
+        status, answer, detail = 404, {"error": f"no ticket {ticket_id}"}, "no such ticket"
+    except TicketActionError as exc:
+        status, answer, detail = 409, {"error": str(exc)}, str(exc)
+    else:
+        status, answer, detail = 200, asdict(ev), body.note
+    web.audit(request, who, f"ticket.{action}", ticket_id, status, detail)
+    return status, answer
+
+
+@router.post(
+    "/tickets/{ticket_id}/{action}",
+    response_model=TicketEventOut,
+    dependencies=BEARER,
+    responses={
+        401: {"model": Error, "description": "no identity proven"},
+        403: {"model": Error, "description": "the caller's role does not allow it"},
+        404: {"model": Error},
+        409: {"model": Error, "description": "not allowed in the ticket's state"},
+        413: {"model": Error},
+    },
+)
+async def ticket_action(
+    request: Request,
+    ticket_id: str,
+    action: str = Path(pattern=ACTION_PATTERN),
+    body: ActionBody | None = None,
+) -> Any:
+    """Act on a ticket as the authenticated caller (the body's ``actor`` is ignored)."""
+    who = require(request, action, ticket_id, request.query_params.get("link", ""))
+    status, answer = act(request, who, ticket_id, action, body or ActionBody())
+    return JSONResponse(answer, status_code=status)
+
+
+@router.get("/alerts")
+async def alerts(request: Request) -> list[dict[str, object]]:
+    return web_of(request).core.firing_alerts()
+
+
+@router.get("/assets")
+async def assets(request: Request) -> list[dict[str, object]]:
+    return web_of(request).core.asset_states()
+
+
+__all__ = ["act", "reader", "router", "ticket_json"]
