@@ -16,6 +16,7 @@ topic's word (``online``/``offline``, Homie ``$state``) or the gateway's
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -106,18 +107,49 @@ def parse_payload(route: TopicRoute, payload: bytes) -> Parsed:
     return parse_document(route, doc)
 
 
+_GOOD, _DECODE_ERROR = int(Quality.GOOD), int(Quality.DECODE_ERROR)  # enum access is slow per field
+_NUMBER = (int, float, bool)
+
+
+Group = tuple[Path, tuple[tuple[int, str | int], ...]]
+
+
+@functools.lru_cache(maxsize=65536)
+def _by_parent(fields: tuple[Path, ...]) -> tuple[Group, ...]:
+    """A route's field paths grouped by the object that holds them: ``values.a``, ``values.b``, ...
+    resolve ``values`` once per message, not once per field."""
+    groups: dict[Path, list[tuple[int, str | int]]] = {}
+    for i, path in enumerate(fields):
+        groups.setdefault(path[:-1], []).append((i, path[-1]))
+    return tuple((parent, tuple(items)) for parent, items in groups.items())
+
+
 def parse_document(route: TopicRoute, doc: dict[str, Any]) -> Parsed:
-    """One decoded JSON object (a whole payload, or one entry of a gateway's list)."""
-    n = len(route.points)
-    values = np.full(n, math.nan)
-    quality = np.full(n, int(Quality.DECODE_ERROR), dtype=np.int8)
-    any_good = False
-    for i, path in enumerate(route.fields):
-        v = lookup(doc, path)
-        if isinstance(v, bool | int | float) and math.isfinite(float(v)):
-            values[i] = float(v)
-            quality[i] = int(Quality.GOOD)
-            any_good = True
+    """One decoded JSON object (a whole payload, or one entry of a gateway's list).
+
+    Per message, so kept lean: each holding object is resolved once (``_by_parent``), values are
+    gathered in lists and made arrays once (item assignment into an array costs more per field)."""
+    n = len(route.fields)
+    values = [math.nan] * n
+    quality = [_DECODE_ERROR] * n
+    for parent_path, items in _by_parent(route.fields):
+        parent: Any = lookup(doc, parent_path) if parent_path else doc
+        kind = type(parent)
+        if kind is not dict and kind is not list:
+            continue
+        for i, key in items:
+            v: Any
+            if kind is dict:
+                v = parent.get(key)  # an index into an object: None (JSON keys are strings)
+            elif type(key) is int and key < len(parent):
+                v = parent[key]
+            else:
+                continue
+            if type(v) in _NUMBER:
+                f = float(v)
+                if math.isfinite(f):
+                    values[i] = f
+                    quality[i] = _GOOD
     ts = None
     if route.ts_field:
         raw = lookup(doc, route.ts_field)
@@ -130,7 +162,9 @@ def parse_document(route: TopicRoute, doc: dict[str, Any]) -> Parsed:
             seq = raw
         elif isinstance(raw, float) and raw.is_integer():
             seq = int(raw)
-    return Parsed(values, quality, ts, seq, any_good)
+    return Parsed(
+        np.array(values, dtype=np.float64), np.array(quality, dtype=np.int8), ts, seq, _GOOD in quality
+    )
 
 
 def gateway_entries(

@@ -183,6 +183,7 @@ class Metrics:
             registry=r,
         )
         self._type_of: dict[str, str] = {}
+        self._good_child: dict[str, Counter] = {}  # asset type → its samples{quality="good"} child
 
     def set_asset_types(self, types: dict[str, str]) -> None:
         self._type_of = types
@@ -190,9 +191,11 @@ class Metrics:
     def count_batch(self, batch: SampleBatch) -> None:
         asset_type = self._type_of.get(batch.asset, "unknown")
         q = batch.quality
-        bad = int((q != Quality.GOOD).sum())
-        if bad == 0:
-            self.samples.labels(asset_type, "good").inc(len(q))
+        if not q.any():  # all GOOD (0): the common case, one cached child, no enum walk
+            good = self._good_child.get(asset_type)
+            if good is None:
+                good = self._good_child[asset_type] = self.samples.labels(asset_type, "good")
+            good.inc(len(q))
             return
         for quality in Quality:
             n = int((q == quality).sum())

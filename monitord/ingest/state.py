@@ -24,6 +24,8 @@ import numpy.typing as npt
 
 from monitord.core.model import Frame, HealthChange, Quality, SampleBatch
 
+_GOOD = int(Quality.GOOD)  # per batch: an enum member's lookup costs more than the compare
+
 
 @dataclass(frozen=True)
 class AssetSlot:
@@ -77,7 +79,7 @@ class TypeTable:
         ts = batch.ts if received is None else received
         cols = self.columns_of(batch.points)
         self.quality[row, cols] = batch.quality
-        good = batch.quality == Quality.GOOD
+        good = batch.quality == _GOOD
         if good.all():
             self.value[row, cols] = batch.values
             self.ts[row, cols] = ts
