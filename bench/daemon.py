@@ -12,7 +12,8 @@ same run on the same load:
    same requests at the same interval, decoding nothing.
 2. **MQTT.** ``--messages`` elevator JSON documents (QoS 0) published as fast as one paho client
    can to 100 elevator topics through one Mosquitto, with ``monitord run`` and a bare paho
-   subscriber (``json.loads`` per message) subscribed side by side. Printed: each one's
+   subscriber (``json.loads`` per message) subscribed side by side; then the same lifts behind a
+   ThingsBoard IoT Gateway, ten per ``v1/gateway/telemetry`` message. Printed: each one's
    messages/s from the first publish to the last message received, and the ratio.
 
 One round each (the machine is shared; run it twice to see the spread). Never part of the test
@@ -39,6 +40,7 @@ from tests.support.mosquitto import Mosquitto, mosquitto_binary
 from tests.support.net import free_port, wait_port
 
 TICKS = os.sysconf("SC_CLK_TCK")
+GATEWAY_DEVICES = 10
 MONITORD = [sys.executable, "-m", "monitord", "--log-level", "warning"]
 
 
@@ -239,7 +241,7 @@ print(json.dumps({"n": state["n"], "last": state["last"], "cpu_s": time.process_
 """
 
 
-def mqtt(messages: int, topics: int) -> None:
+def mqtt(messages: int, topics: int, gateway: bool = False) -> None:
     import paho.mqtt.client as paho
 
     binary = mosquitto_binary()
@@ -251,8 +253,9 @@ def mqtt(messages: int, topics: int) -> None:
         broker = Mosquitto(binary, folder, "max_queued_messages 0\nmax_queued_bytes 0\n")
         broker.start()
         metrics = free_port()
+        conn = "{{mqtt: {{gateway: thingsboard, device: Lift-{i}}}}}" if gateway else "{{mqtt: {{}}}}"
         assets = "".join(
-            f"  - {{id: L{i}, type: elevator, profile: elevator-gbt24476, connection: {{mqtt: {{}}}}}}\n"
+            f"  - {{id: L{i}, type: elevator, profile: elevator-gbt24476, connection: {conn.format(i=i)}}}\n"
             for i in range(topics)
         )
         site = site_yaml(
@@ -264,14 +267,28 @@ def mqtt(messages: int, topics: int) -> None:
         from monitord.simulators.models import MODELS
         from monitord.simulators.mqtt_publisher import document
 
-        payloads = [
-            json.dumps(document(elevator, MODELS["elevator"](f"L{i}").values, time.time())).encode()
-            for i in range(topics)
-        ]
+        docs = [document(elevator, MODELS["elevator"](f"L{i}").values, time.time()) for i in range(topics)]
         points = len(elevator.json_fields())
+        if gateway:  # ThingsBoard IoT Gateway: GATEWAY_DEVICES lifts per message, millisecond stamps
+            for d in docs:
+                d["ts"] = int(time.time() * 1000)
+            payloads = [
+                json.dumps({f"Lift-{j}": [docs[j]] for j in range(i, i + GATEWAY_DEVICES)}).encode()
+                for i in range(0, topics, GATEWAY_DEVICES)
+            ]
+            points *= GATEWAY_DEVICES
+            topic_of = ["v1/gateway/telemetry"] * len(payloads)
+        else:
+            payloads = [json.dumps(d).encode() for d in docs]
+            topic_of = [f"bench/elevator/L{i}/status" for i in range(topics)]
         daemon = subprocess.Popen([*MONITORD, "run", str(site)], stdout=subprocess.DEVNULL)
         bare = subprocess.Popen(
-            [sys.executable, "-c", BARE_MQTT, json.dumps([broker.port, messages, "bench/elevator/+/status"])],
+            [
+                sys.executable,
+                "-c",
+                BARE_MQTT,
+                json.dumps([broker.port, messages, topic_of[0] if gateway else "bench/elevator/+/status"]),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -286,8 +303,8 @@ def mqtt(messages: int, topics: int) -> None:
             pub.loop_start()
             t0 = time.time()
             for n in range(messages):
-                i = n % topics
-                pub.publish(f"bench/elevator/L{i}/status", payloads[i], qos=0)
+                i = n % len(payloads)
+                pub.publish(topic_of[i], payloads[i], qos=0)
             pub.loop_stop()
             base = json.loads(bare.stdout.readline())
             want = s0 + messages * points
@@ -308,7 +325,8 @@ def mqtt(messages: int, topics: int) -> None:
             bare.kill()
             broker.stop()
     base_rate = base["n"] / (base["last"] - t0)
-    print(f"MQTT, {messages:,} elevator JSON messages ({points} points) at QoS 0 over {topics} topics:")
+    shape = f"{GATEWAY_DEVICES} lifts per gateway message" if gateway else f"over {topics} topics"
+    print(f"MQTT, {messages:,} elevator JSON messages ({points} points) at QoS 0, {shape}:")
     print(f"  monitord run: {ours_n:,.0f} received, {ours_rate:,.0f} msg/s, {cpu:.1f} CPU-s, RSS {rss:.0f}MB")
     print(f"  bare paho + json.loads: {base['n']:,} received, {base_rate:,.0f} msg/s")
     print(f"  ratio monitord/bare: {ours_rate / base_rate:.2f} (target ≥ 0.8)")
@@ -328,6 +346,7 @@ def main() -> None:
         modbus(args.devices, args.ports, args.poll, args.seconds)
     if args.only != "modbus":
         mqtt(args.messages, args.topics)
+        mqtt(args.messages // GATEWAY_DEVICES, args.topics, gateway=True)
 
 
 if __name__ == "__main__":
