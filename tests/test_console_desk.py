@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,7 +21,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from babel.messages.pofile import read_po
+
 from monitord.config.site import site_zone
+from monitord.core.i18n import catalog_path, translator
+from monitord.tickets.labels import EVENTS
 from monitord.tickets.quality import week_of
 from tests.support import demo_site, eventually, post, run, running, token_of, with_people
 from tests.support.browser import DESKTOP, PHONE, Browser
@@ -235,5 +240,97 @@ def test_a_request_from_the_console_is_resolved_followed_up_and_counted_alike(
             ) in trail
             assert ("dispatcher", "desk.follow_up", 200) in trail
             assert ("dispatcher", "desk.complaint_close", 200) in trail
+
+    run(scenario(), timeout=240)
+
+
+def _translated_msgids() -> set[str]:
+    """The English msgids the zh_CN catalog translates (to something else than the msgid itself)."""
+    with catalog_path("zh_CN").open("rb") as f:
+        catalog = read_po(f)
+    return {m.id for m in catalog if isinstance(m.id, str) and m.id and m.string and m.string != m.id}
+
+
+def _untranslated(text: str, msgids: set[str], data: list[str]) -> list[str]:
+    """The msgids standing in ``text`` as English words once the page's data (names, ids, what people
+    typed) is taken out: a text the page should have shown in Chinese."""
+    for value in sorted(data, key=len, reverse=True):
+        text = text.replace(value, " ")
+    return sorted(m for m in msgids if re.search(rf"(?<![\w-]){re.escape(m)}(?![\w-])", text))
+
+
+def test_the_desk_and_console_pages_in_chinese_have_no_english_left(
+    tmp_path: Path, mosquitto: int, webhooks: WebhookReceiver, browsers: Open
+) -> None:
+    config = with_people(demo_site(tmp_path, mosquitto), webhooks, tmp_path, ack=600.0)
+    msgids = {m for m in _translated_msgids() if re.search(r"[A-Za-z]{2}", m)}
+
+    async def scenario() -> None:
+        async with running(config) as (_site, app):
+            off = asyncio.to_thread
+            url = app.api_url
+            # a request resolved and waiting for its call (with a complaint), and one followed up
+            tickets = []
+            for unit, phone in (("1203", "13812345678"), ("1204", "13900001111")):
+                body = {**FORM, "unit": unit, "trade": "plumbing", "priority": "P2", "phone": phone}
+                status, opened = await off(post, f"{url}/tickets", body)
+                assert status == 201, opened
+                tickets.append(opened["ticket"])
+                assert (await off(post, f"{url}/tickets/{opened['ticket']}/resolve", {"note": "fixed"}))[
+                    0
+                ] == 200
+            waiting, done = tickets
+            assert (await off(post, f"{url}/tickets/{done}/follow-up", {"satisfaction": 4}))[0] == 200
+            complaint = {"complainant": "Li Na", "text": "two hours late"}
+            assert (await off(post, f"{url}/tickets/{waiting}/complaints", complaint))[0] == 201
+
+            data = [a.label for a in app.core.assets.values()] + list(app.core.assets)
+            data += [str(v) for a in app.core.assets.values() for v in a.location.values()]
+            data += list(app.web.identities.roles)  # type: ignore[union-attr]
+            data += [*FORM.values(), "two hours late", "fixed", *tickets, config.site.name, "monitord"]
+            # notes stored in events are data in the site's language (en here), like summaries
+            data += [e.note for t in tickets for e in app.core.desk.tickets[t].events if e.note]
+            desk = await off(browsers, url, DESKTOP)
+            await off(desk.login, token_of("dispatcher"))
+            pages = {
+                "board": ("/console", "当前告警"),
+                "queue": ("/console/queue", "工单"),
+                "ticket": (f"/console/tickets/{waiting}", "登记投诉"),
+                "ticket-closed": (f"/console/tickets/{done}", "时间线"),
+                "kpi": ("/console/kpi", "每周服务质量"),
+                "request": ("/console/desk/new", "新建报修"),
+                "follow-ups": ("/console/follow-ups", "待回访"),
+                "complaints": ("/console/complaints", "投诉"),
+            }
+            for name, (path, heading) in pages.items():
+                await off(desk.open, f"{path}?lang=zh_CN")
+                await off(desk.wait_for, "main > *")
+                headings = await off(
+                    desk.js,
+                    "return [document.title, ...[...document.querySelectorAll('h1, h2')]"
+                    ".map(h => h.textContent)].join('|')",
+                )
+                assert heading in headings, (name, headings)
+                assert await off(desk.js, "return document.documentElement.lang") == "zh-CN"
+                # what a person reads: the text, the options of every select, the placeholders
+                shown = await off(
+                    desk.js,
+                    "return [document.title, document.body.innerText,"
+                    " ...[...document.querySelectorAll('option')].map(o => o.textContent),"
+                    " ...[...document.querySelectorAll('[placeholder]')].map(e => e.placeholder)]"
+                    ".join('\\n')",
+                )
+                if name == "ticket-closed":  # its timeline names the follow-up in Chinese
+                    assert translator("zh_CN")(EVENTS["followed_up"]) in shown
+                left = _untranslated(shown, msgids, data)
+                assert not left, f"{name}: English left on the zh-CN page: {left}"
+                await off(desk.screenshot, f"zh-{name}-desktop")
+            phone = await off(browsers, url, PHONE)
+            await off(phone.login, token_of("dispatcher"))
+            for name in ("ticket", "request", "kpi"):
+                await off(phone.open, f"{pages[name][0]}?lang=zh_CN")
+                await off(phone.wait_for, "main > *")
+                assert await off(phone.width) <= PHONE[0], f"{name} fits a phone"
+                await off(phone.screenshot, f"zh-{name}-phone")
 
     run(scenario(), timeout=240)

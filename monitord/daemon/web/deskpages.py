@@ -85,7 +85,7 @@ async def request_open(
     if status != 201:
         problems = answer.get("fields") or {"body": answer["error"]}
         return _request_page(request, who, values, problems, lang, status)
-    return RedirectResponse(f"/console/tickets/{answer['ticket']}?done=request", status_code=303)
+    return RedirectResponse(f"/console/tickets/{answer['ticket']}?done=opened", status_code=303)
 
 
 @router.post("/tickets/{ticket_id}/follow-up")
@@ -101,7 +101,7 @@ async def follow_up(
     body: dict[str, Any] = {"satisfaction": int(satisfaction) if satisfaction.isdigit() else satisfaction}
     body |= {"contact": contact, "note": note}
     status, answer = change(request, who, f"/tickets/{ticket_id}/follow-up", "follow_up", ticket_id, body)
-    return _back(ticket_id, "follow_up") if status == 200 else _fail(ticket_id, status, answer)
+    return _back(ticket_id, "followed_up") if status == 200 else _fail(ticket_id, status, answer)
 
 
 @router.post("/tickets/{ticket_id}/complaints")
@@ -109,7 +109,7 @@ async def complain(request: Request, ticket_id: str, complainant: Short = "", te
     who = require(request, "complain", ticket_id)
     body = {"complainant": complainant, "text": text}
     status, answer = change(request, who, f"/tickets/{ticket_id}/complaints", "complain", ticket_id, body)
-    return _back(ticket_id, "complain") if status == 201 else _fail(ticket_id, status, answer)
+    return _back(ticket_id, "complained") if status == 201 else _fail(ticket_id, status, answer)
 
 
 @router.post("/tickets/{ticket_id}/complaints/{ref}/close")
@@ -120,7 +120,7 @@ async def complaint_close(
     body = {"resolution": resolution, "valid": valid != "no"}
     path = f"/tickets/{ticket_id}/complaints/{ref}/close"
     status, answer = change(request, who, path, "complaint_close", ticket_id, body)
-    return _back(ticket_id, "complaint_close") if status == 200 else _fail(ticket_id, status, answer)
+    return _back(ticket_id, "complaint_closed") if status == 200 else _fail(ticket_id, status, answer)
 
 
 def _fail(ticket: str, status: int, answer: dict[str, Any]) -> Response:
