@@ -25,6 +25,7 @@ from babel.messages.pofile import read_po
 
 from monitord.config.site import site_zone
 from monitord.core.i18n import catalog_path, translator
+from monitord.tickets.forms import TEXT as FORMS_TEXT
 from monitord.tickets.labels import EVENTS
 from monitord.tickets.quality import week_of
 from tests.support import demo_site, eventually, post, run, running, token_of, with_people
@@ -160,7 +161,7 @@ def test_a_request_from_the_console_is_resolved_followed_up_and_counted_alike(
             await off(desk.wait_for, "#desk-error")
             assert (
                 await off(desk.js, "return document.getElementById('desk-error').textContent")
-                == "text: must not be blank"
+                == "Complaint: must not be blank"
             )
             await off(desk.type, "#f-ctext", "the plumber came two hours late")
             await off(desk.click, "#do-complain")
@@ -325,6 +326,31 @@ def test_the_desk_and_console_pages_in_chinese_have_no_english_left(
                 left = _untranslated(shown, msgids, data)
                 assert not left, f"{name}: English left on the zh-CN page: {left}"
                 await off(desk.screenshot, f"zh-{name}-desktop")
+            # the desk's form errors in Chinese too: under the 报修 form's fields, and on the ticket page
+            await off(desk.open, "/console/desk/new?lang=zh_CN")
+            await off(desk.type, "#f-phone", "110")
+            await off(desk.click, "#open-request")
+            await off(desk.wait_for, "#error-phone")
+            said = await off(
+                desk.js,
+                "return [...document.querySelectorAll('.field-error')].map(e => e.id + '=' + e.textContent)",
+            )
+            zh = translator("zh_CN")
+            blank, bad_phone = zh(FORMS_TEXT["blank"]), zh(FORMS_TEXT["phone"])
+            assert blank != FORMS_TEXT["blank"] and bad_phone != FORMS_TEXT["phone"]
+            assert said == [
+                *(f"error-{f}={blank}" for f in ("building", "floor", "trade", "reporter")),
+                f"error-phone={bad_phone}",
+                f"error-description={blank}",
+            ], said
+            await off(desk.screenshot, "zh-request-errors-desktop")
+            await off(desk.open, f"/console/tickets/{waiting}?lang=zh_CN")
+            await off(desk.click, "#do-complain")
+            await off(desk.wait_for, "#desk-error")
+            error = await off(desk.js, "return document.getElementById('desk-error').textContent")
+            assert error == f"{zh('Complaint')}: {blank}", error
+            assert await off(desk.js, "return document.documentElement.lang") == "zh-CN"
+
             phone = await off(browsers, url, PHONE)
             await off(phone.login, token_of("dispatcher"))
             for name in ("ticket", "request", "kpi"):

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from monitord.config.site import site_zone
+from monitord.core.i18n import N_
 from monitord.daemon.core import Core
 from monitord.tickets.desk import NoSuchTicket, TicketActionError, TicketEvent, TicketInputError
 from monitord.tickets.forms import ComplaintClose, ComplaintForm, FollowUpForm, RepairRequest
@@ -27,9 +28,9 @@ M = TypeVar("M", bound=BaseModel)
 
 #: What the API tells people, in one place (for the message catalogs).
 TEXT = {
-    "trade": "trade {trade!r} is no skill of the roster: one of {skills}",
-    "no_ticket": "no ticket {ticket}",
-    "no_complaint": "no complaint {ref} on {ticket}",
+    "trade": N_("trade {trade!r} is no skill of the roster: one of {skills}"),
+    "no_ticket": N_("no ticket {ticket}"),
+    "no_complaint": N_("no complaint {ref} on {ticket}"),
 }
 _FOLLOW_UP = re.compile(r"^/tickets/([^/]+)/follow-up$")
 _COMPLAIN = re.compile(r"^/tickets/([^/]+)/complaints$")

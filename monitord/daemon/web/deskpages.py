@@ -9,19 +9,30 @@ the field; roles as docs/console.md says (报修 technician+, 回访 and 投诉 
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from monitord.core.i18n import N_, translator
 from monitord.daemon.frontdesk import FrontDesk
 from monitord.daemon.web.auth import Refused, require, web_of
 from monitord.daemon.web.desk import change
-from monitord.daemon.web.pages import page
+from monitord.daemon.web.pages import locale_of, page
 from monitord.people.identity import Identity, may
 from monitord.tickets.desk import Ticket
 
 router = APIRouter(prefix="/console", include_in_schema=False)
+#: The ticket page's desk fields as its forms label them, to name a refused one in the reader's words.
+LABELS = {
+    "contact": N_("Contact"),
+    "satisfaction": N_("Satisfaction (1–5)"),
+    "note": N_("note"),
+    "complainant": N_("Complainant"),
+    "text": N_("Complaint"),
+    "resolution": N_("Resolution"),
+}
 Short = Annotated[str, Form(max_length=500)]
 Long = Annotated[str, Form(max_length=4000)]
 
@@ -40,8 +51,15 @@ def on_ticket(who: Identity, t: Ticket) -> dict[str, Any]:
     }
 
 
-def _back(ticket: str, done: str = "", error: str = "") -> Response:
-    query = urllib.parse.urlencode({k: v for k, v in (("done", done), ("error", error)) if v})
+def _said(request: Request, who: Identity, lang: str) -> Callable[[str], str]:
+    """The desk's words (tickets/forms.py, desk.py, frontdesk.py TEXT) in the reader's language; a
+    message with its values filled in (a trade, a ticket id) has no msgid and stays as the desk said it."""
+    return translator(locale_of(request, lang, who.locale))
+
+
+def _back(ticket: str, done: str = "", error: str = "", lang: str = "") -> Response:
+    pairs = (("done", done), ("error", error), ("lang", lang))
+    query = urllib.parse.urlencode({k: v for k, v in pairs if v})
     return RedirectResponse(f"/console/tickets/{ticket}?{query}#desk", status_code=303)
 
 
@@ -83,7 +101,8 @@ async def request_open(
     values |= {"reporter": reporter, "phone": phone, "description": description}
     status, answer = change(request, who, "/tickets", "request", "", dict(values))
     if status != 201:
-        problems = answer.get("fields") or {"body": answer["error"]}
+        said = _said(request, who, lang)
+        problems = {k: said(v) for k, v in (answer.get("fields") or {"body": answer["error"]}).items()}
         return _request_page(request, who, values, problems, lang, status)
     return RedirectResponse(f"/console/tickets/{answer['ticket']}?done=opened", status_code=303)
 
@@ -95,39 +114,54 @@ async def follow_up(
     satisfaction: Short = "",
     contact: Short = "",
     note: Long = "",
+    lang: str = "",
 ) -> Response:
     who = require(request, "follow_up", ticket_id)
     # satisfaction as typed: the form's own check says what is wrong with "" or "9"
     body: dict[str, Any] = {"satisfaction": int(satisfaction) if satisfaction.isdigit() else satisfaction}
     body |= {"contact": contact, "note": note}
     status, answer = change(request, who, f"/tickets/{ticket_id}/follow-up", "follow_up", ticket_id, body)
-    return _back(ticket_id, "followed_up") if status == 200 else _fail(ticket_id, status, answer)
+    if status == 200:
+        return _back(ticket_id, "followed_up", lang=lang)
+    return _fail(request, who, ticket_id, status, answer, lang)
 
 
 @router.post("/tickets/{ticket_id}/complaints")
-async def complain(request: Request, ticket_id: str, complainant: Short = "", text: Long = "") -> Response:
+async def complain(
+    request: Request, ticket_id: str, complainant: Short = "", text: Long = "", lang: str = ""
+) -> Response:
     who = require(request, "complain", ticket_id)
     body = {"complainant": complainant, "text": text}
     status, answer = change(request, who, f"/tickets/{ticket_id}/complaints", "complain", ticket_id, body)
-    return _back(ticket_id, "complained") if status == 201 else _fail(ticket_id, status, answer)
+    if status == 201:
+        return _back(ticket_id, "complained", lang=lang)
+    return _fail(request, who, ticket_id, status, answer, lang)
 
 
 @router.post("/tickets/{ticket_id}/complaints/{ref}/close")
 async def complaint_close(
-    request: Request, ticket_id: str, ref: str, resolution: Long = "", valid: Short = "yes"
+    request: Request, ticket_id: str, ref: str, resolution: Long = "", valid: Short = "yes", lang: str = ""
 ) -> Response:
     who = require(request, "complaint_close", ticket_id)
     body = {"resolution": resolution, "valid": valid != "no"}
     path = f"/tickets/{ticket_id}/complaints/{ref}/close"
     status, answer = change(request, who, path, "complaint_close", ticket_id, body)
-    return _back(ticket_id, "complaint_closed") if status == 200 else _fail(ticket_id, status, answer)
+    if status == 200:
+        return _back(ticket_id, "complaint_closed", lang=lang)
+    return _fail(request, who, ticket_id, status, answer, lang)
 
 
-def _fail(ticket: str, status: int, answer: dict[str, Any]) -> Response:
-    """A bad form back to the ticket page with its words; no ticket, or the wrong state, refused."""
-    if status == 400:
-        return _back(ticket, error=str(answer["error"]))
-    raise Refused(status, str(answer["error"]))
+def _fail(
+    request: Request, who: Identity, ticket: str, status: int, answer: dict[str, Any], lang: str
+) -> Response:
+    """A bad form back to the ticket page, each field named as its form labels it, in the reader's
+    words; no ticket, or the wrong state, refused."""
+    if status != 400:
+        raise Refused(status, str(answer["error"]))
+    said = _said(request, who, lang)
+    fields = answer.get("fields") or {}
+    error = "; ".join(f"{said(LABELS.get(k, k))}: {said(v)}" for k, v in fields.items())
+    return _back(ticket, error=error or said(str(answer["error"])), lang=lang)
 
 
 @router.get("/follow-ups")
