@@ -107,6 +107,17 @@ async def request_open(
     return RedirectResponse(f"/console/tickets/{answer['ticket']}?done=opened", status_code=303)
 
 
+def _ticket_form(
+    request: Request, ticket: str, action: str, path: str, body: dict[str, Any], ok: int, done: str, lang: str
+) -> Response:
+    """One of the ticket page's desk forms: the desk's change, then back to the page (or refused)."""
+    who = require(request, action, ticket)
+    status, answer = change(request, who, path, action, ticket, body)
+    if status == ok:
+        return _back(ticket, done, lang=lang)
+    return _fail(request, who, ticket, status, answer, lang)
+
+
 @router.post("/tickets/{ticket_id}/follow-up")
 async def follow_up(
     request: Request,
@@ -116,39 +127,29 @@ async def follow_up(
     note: Long = "",
     lang: str = "",
 ) -> Response:
-    who = require(request, "follow_up", ticket_id)
     # satisfaction as typed: the form's own check says what is wrong with "" or "9"
     body: dict[str, Any] = {"satisfaction": int(satisfaction) if satisfaction.isdigit() else satisfaction}
     body |= {"contact": contact, "note": note}
-    status, answer = change(request, who, f"/tickets/{ticket_id}/follow-up", "follow_up", ticket_id, body)
-    if status == 200:
-        return _back(ticket_id, "followed_up", lang=lang)
-    return _fail(request, who, ticket_id, status, answer, lang)
+    path = f"/tickets/{ticket_id}/follow-up"
+    return _ticket_form(request, ticket_id, "follow_up", path, body, 200, "followed_up", lang)
 
 
 @router.post("/tickets/{ticket_id}/complaints")
 async def complain(
     request: Request, ticket_id: str, complainant: Short = "", text: Long = "", lang: str = ""
 ) -> Response:
-    who = require(request, "complain", ticket_id)
     body = {"complainant": complainant, "text": text}
-    status, answer = change(request, who, f"/tickets/{ticket_id}/complaints", "complain", ticket_id, body)
-    if status == 201:
-        return _back(ticket_id, "complained", lang=lang)
-    return _fail(request, who, ticket_id, status, answer, lang)
+    path = f"/tickets/{ticket_id}/complaints"
+    return _ticket_form(request, ticket_id, "complain", path, body, 201, "complained", lang)
 
 
 @router.post("/tickets/{ticket_id}/complaints/{ref}/close")
 async def complaint_close(
     request: Request, ticket_id: str, ref: str, resolution: Long = "", valid: Short = "yes", lang: str = ""
 ) -> Response:
-    who = require(request, "complaint_close", ticket_id)
     body = {"resolution": resolution, "valid": valid != "no"}
     path = f"/tickets/{ticket_id}/complaints/{ref}/close"
-    status, answer = change(request, who, path, "complaint_close", ticket_id, body)
-    if status == 200:
-        return _back(ticket_id, "complaint_closed", lang=lang)
-    return _fail(request, who, ticket_id, status, answer, lang)
+    return _ticket_form(request, ticket_id, "complaint_close", path, body, 200, "complaint_closed", lang)
 
 
 def _fail(
