@@ -89,8 +89,13 @@ def test_forms_say_what_is_wrong_and_phones_are_masked() -> None:
         request(phone="12345")
     with pytest.raises(
         FormError, match=r"^priority: Input should be 'P1', 'P2', 'P3' or 'P4'; reporter: must not be blank$"
-    ):
+    ) as refused:
         request(reporter="  ", priority="P9")
+    # each field's problem on its own too: the console shows it under the field
+    assert refused.value.fields == {
+        "priority": "Input should be 'P1', 'P2', 'P3' or 'P4'",
+        "reporter": "must not be blank",
+    }
     with pytest.raises(FormError, match=r"^satisfaction: must be 1\.\.5, got 6"):
         form_of(FollowUpForm, {"satisfaction": 6})
     with pytest.raises(FormError, match=r"^colour: Extra inputs are not permitted"):
@@ -370,6 +375,7 @@ def test_a_request_over_the_cli_is_assigned_paged_followed_up_and_reported(
             assert (due["ticket"], due["phone"]) == (tid, "13812345678")
             status, refused = await call("POST", f"/tickets/{tid}/follow-up", {"satisfaction": 9})
             assert status == 400 and refused["error"] == "satisfaction: must be 1..5, got 9"
+            assert refused["fields"] == {"satisfaction": "must be 1..5, got 9"}
             done = await asyncio.to_thread(
                 _cli, "tickets", "follow-up", tid, "--satisfaction", "4", "--note", "dry now", *api
             )

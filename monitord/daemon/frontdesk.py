@@ -17,19 +17,20 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from monitord.config.site import site_zone
+from monitord.core.i18n import N_
 from monitord.daemon.core import Core
 from monitord.tickets.desk import NoSuchTicket, TicketActionError, TicketEvent, TicketInputError
 from monitord.tickets.forms import ComplaintClose, ComplaintForm, FollowUpForm, RepairRequest
-from monitord.tickets.quality import weekly
+from monitord.tickets.quality import Week, weekly
 from monitord.tickets.worklists import complaints, follow_ups_due
 
 M = TypeVar("M", bound=BaseModel)
 
 #: What the API tells people, in one place (for the message catalogs).
 TEXT = {
-    "trade": "trade {trade!r} is no skill of the roster: one of {skills}",
-    "no_ticket": "no ticket {ticket}",
-    "no_complaint": "no complaint {ref} on {ticket}",
+    "trade": N_("trade {trade!r} is no skill of the roster: one of {skills}"),
+    "no_ticket": N_("no ticket {ticket}"),
+    "no_complaint": N_("no complaint {ref} on {ticket}"),
 }
 _FOLLOW_UP = re.compile(r"^/tickets/([^/]+)/follow-up$")
 _COMPLAIN = re.compile(r"^/tickets/([^/]+)/complaints$")
@@ -74,7 +75,12 @@ OPENAPI_PATHS: dict[str, Any] = {
 
 
 class FormError(ValueError):
-    """A form the desk will not take, in words for the person who filled it in."""
+    """A form the desk will not take, in words for the person who filled it in; ``fields`` maps
+    each bad field to its problem (the console shows it next to the field)."""
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}
 
 
 def form_of(model: type[M], body: dict[str, Any]) -> M:
@@ -82,8 +88,10 @@ def form_of(model: type[M], body: dict[str, Any]) -> M:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
-        raise FormError("; ".join(problems)) from None
+        fields: dict[str, str] = {}
+        for e in exc.errors():
+            fields.setdefault(".".join(str(p) for p in e["loc"]) or "body", e["msg"])
+        raise FormError("; ".join(f"{k}: {v}" for k, v in fields.items()), fields) from None
 
 
 class FrontDesk:
@@ -100,11 +108,10 @@ class FrontDesk:
         return ev
 
     def open_request(self, req: RepairRequest, actor: str) -> TicketEvent:
-        roster = self.core.config.roster
-        if roster is not None:
-            skills = sorted({s for team in roster.teams.values() for s in team.skills})
-            if req.trade not in skills:
-                raise FormError(TEXT["trade"].format(trade=req.trade, skills=", ".join(skills)))
+        skills = self.skills()
+        if self.core.config.roster is not None and req.trade not in skills:
+            problem = TEXT["trade"].format(trade=req.trade, skills=", ".join(skills))
+            raise FormError(problem, {"trade": problem})
         return self._do(lambda **kw: self.core.desk.open_request(req, **kw), req.actor or actor)
 
     def follow_up(self, ticket: str, form: FollowUpForm, actor: str) -> TicketEvent:
@@ -116,15 +123,23 @@ class FrontDesk:
     def close_complaint(self, ticket: str, ref: str, form: ComplaintClose, actor: str) -> TicketEvent:
         return self._do(self.core.desk.close_complaint, form.actor or actor, ticket, ref, **_fields(form))
 
+    def skills(self) -> list[str]:
+        """The trades a 报修 may name: the roster's skills (none: any trade)."""
+        roster = self.core.config.roster
+        return sorted({s for team in roster.teams.values() for s in team.skills}) if roster else []
+
     def follow_ups(self) -> list[dict[str, Any]]:
         return follow_ups_due(self.core.desk, self.core.config.tickets.follow_up)
 
-    def report(self) -> dict[str, Any]:
+    def weeks(self) -> list[Week]:
         """The weekly service-quality KPIs from the desk's events: the store's, restored, and every one
-        since (docs/desk.md#kpis)."""
+        since (docs/desk.md#kpis); the last item sums all weeks. The console's KPI page shows these."""
         events = [ev for t in self.core.desk.tickets.values() for ev in t.events]
-        weeks = weekly(events, site_zone(self.core.config))
-        return {"site": self.core.config.site.id, "weeks": [w.as_json() for w in weeks]}
+        return weekly(events, site_zone(self.core.config))
+
+    def report(self) -> dict[str, Any]:
+        """``weeks`` as the API answers them (``GET /report/desk``)."""
+        return {"site": self.core.config.site.id, "weeks": [w.as_json() for w in self.weeks()]}
 
     # -- HTTP ------------------------------------------------------------------------------------
 
@@ -167,7 +182,9 @@ def _answer(
     def handle(body: dict[str, Any]) -> tuple[int, Any]:
         try:
             return status, asdict(make(body))
-        except (FormError, TicketInputError) as exc:
+        except FormError as exc:
+            return 400, {"error": str(exc), "fields": exc.fields}
+        except TicketInputError as exc:
             return 400, {"error": str(exc)}
         except NoSuchTicket as exc:  # only the desk's own: any other KeyError is a bug, a 500
             ticket, _, ref = str(exc.args[0]).partition("/")

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from monitord.alerting.tracker import AlertEvent, fingerprint
+from monitord.core.i18n import N_
 from monitord.tickets.forms import LOW_SATISFACTION, RepairRequest
 from monitord.tickets.sla import Sla
 
@@ -74,11 +75,11 @@ ANY_STATE: frozenset[str] = ACTIVE | {"resolved", "closed", "cancelled"}
 _ID = re.compile(r"^WO-(\d{8})-(\d{4,})$")
 #: What the desk tells people, in one place (for the message catalogs).
 TEXT = {
-    "state": "{ticket} is {state}: cannot {what}",
-    "satisfaction": "satisfaction must be 1 to 5",
-    "contact": "say whom you called (contact): this ticket has no reporter",
-    "complaint_closed": "{ticket} complaint {ref} is already closed",
-    "no_follow_up": "no follow-up within {hours:g} h of the fix: closed without one",
+    "state": N_("{ticket} is {state}: cannot {what}"),
+    "satisfaction": N_("satisfaction must be 1 to 5"),
+    "contact": N_("say whom you called (contact): this ticket has no reporter"),
+    "complaint_closed": N_("{ticket} complaint {ref} is already closed"),
+    "no_follow_up": N_("no follow-up within {hours:g} h of the fix: closed without one"),
 }
 
 

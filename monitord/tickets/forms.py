@@ -13,14 +13,17 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
+from monitord.core.i18n import N_
 from monitord.core.schema import Strict, in_range
 
 #: A follow-up at or below this satisfaction is flagged for the dispatcher.
 LOW_SATISFACTION = 2
-#: What people read, in one place (for the message catalogs).
+#: What people read, in one place, marked for the message catalogs: the console shows them translated.
 TEXT = {
-    "blank": "must not be blank",
-    "phone": "not a phone number: an 11-digit mobile (13812345678) or area code and number (021-62345678)",
+    "blank": N_("must not be blank"),
+    "phone": N_(
+        "not a phone number: an 11-digit mobile (13812345678) or area code and number (021-62345678)"
+    ),
 }
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _LANDLINE = re.compile(r"^0\d{2,3}-?\d{7,8}(?:-\d{1,6})?$")  # area code, number, extension

@@ -2,7 +2,8 @@
 
 ``build_app(web)`` assembles one router per route group (``tickets``, ``desk`` — 报修, 回访, 投诉 —,
 ``silences``, ``health`` —
-healthz and metrics —, ``auth`` — login and identity —, ``console`` — pages and the event stream);
+healthz and metrics —, ``auth`` — login and identity —, ``console`` — pages and the event stream —,
+``deskpages`` — the desk's pages —, ``kpis``);
 ``WebServer`` runs it as a task of ``Monitord.run``'s task group. Errors are JSON
 ``{"error": ...}`` on the API and a plain page on ``/console``.
 """
@@ -26,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from monitord.daemon.frontdesk import FrontDesk
-from monitord.daemon.web import auth, console, desk, health, kpis, silences, tickets
+from monitord.daemon.web import auth, console, desk, deskpages, health, kpis, silences, tickets
 from monitord.daemon.web.auth import Refused
 from monitord.daemon.web.context import Web
 from monitord.daemon.web.limits import MAX_CONNECTIONS, SOCKET_TIMEOUT, BodyLimit, IdleClosingH11
@@ -49,7 +50,7 @@ def build_app(web: Web, outbox: Outbox | None = None) -> FastAPI:
     app.state.web, app.state.outbox, app.state.log = web, outbox, log
     app.state.tz = web.roster.tz if web.roster else None
     app.state.frontdesk = FrontDesk(web.core)
-    for group in (health, desk, tickets, silences, auth, console, kpis):  # desk before tickets
+    for group in (health, desk, tickets, silences, auth, console, deskpages, kpis):  # desk before tickets
         app.include_router(group.router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="static")
     # A board of 1,000 assets is ~195 KiB of HTML, under 10 KiB gzipped: it matters on a phone's mobile data.

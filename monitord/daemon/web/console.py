@@ -19,7 +19,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from monitord.core.units import parse_duration
-from monitord.daemon.web import board, silences
+from monitord.daemon.web import board, deskpages, silences
 from monitord.daemon.web.auth import Refused, caller, reader, require, web_of
 from monitord.daemon.web.models import ActionBody, SilenceBody
 from monitord.daemon.web.pages import page
@@ -133,7 +133,13 @@ def _timeline(request: Request, t: Ticket) -> list[dict[str, Any]]:
 
 @router.get("/tickets/{ticket_id}")
 async def ticket_page(
-    request: Request, ticket_id: str, link: str = "", partial: bool = False, lang: str = "", done: str = ""
+    request: Request,
+    ticket_id: str,
+    link: str = "",
+    partial: bool = False,
+    lang: str = "",
+    done: str = "",
+    error: str = "",
 ) -> Response:
     who = reader(request, ticket_id, link)
     if who is None:
@@ -152,7 +158,9 @@ async def ticket_page(
         "actions": _allowed(who, t),
         "link": link,
         "done": done,
+        "error": error,
         "people": sorted(web.identities.roles),
+        **deskpages.on_ticket(who, t),
         "now": now,
     }
     return page(request, "ticket_part.html" if partial else "ticket.html", context, lang)

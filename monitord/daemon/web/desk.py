@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from monitord.daemon.frontdesk import OPENAPI_OPEN, OPENAPI_PATHS, FrontDesk
 from monitord.daemon.web.auth import BEARER, require, web_of
 from monitord.daemon.web.models import Error
+from monitord.people.identity import Identity
 
 router = APIRouter()
 
@@ -26,15 +27,24 @@ def _frontdesk(request: Request) -> FrontDesk:
     return desk
 
 
-def _change(request: Request, path: str, action: str, ticket: str, body: dict[str, Any] | None) -> Any:
-    who = require(request, action, ticket)
-    change = _frontdesk(request).post(path, who.name)
-    assert change is not None  # the routes below are the desk's paths
-    status, answer = change({k: v for k, v in (body or {}).items() if k != "actor"})
+def change(
+    request: Request, who: Identity, path: str, action: str, ticket: str, body: dict[str, Any]
+) -> tuple[int, Any]:
+    """The desk's change at ``path`` by ``who`` (any ``actor`` in the body dropped), audited: the
+    status and answer. The console's desk pages (deskpages.py) make their changes through here too."""
+    call = _frontdesk(request).post(path, who.name)
+    assert call is not None  # the callers' paths are the desk's
+    status, answer = call({k: v for k, v in body.items() if k != "actor"})
     target = ticket or (answer.get("ticket", "") if status < 300 else "")
     web_of(request).audit(
         request, who, f"desk.{action}", target, status, "" if status < 300 else answer["error"]
     )
+    return status, answer
+
+
+def _change(request: Request, path: str, action: str, ticket: str, body: dict[str, Any] | None) -> Any:
+    who = require(request, action, ticket)
+    status, answer = change(request, who, path, action, ticket, body or {})
     return JSONResponse(answer, status_code=status)
 
 

@@ -1,4 +1,5 @@
-"""The console's KPI page: ``monitord report``'s figures (tickets/kpi.py, tickets/quality.py), two charts.
+"""The console's KPI page: ``monitord report``'s figures (tickets/kpi.py, tickets/quality.py's weekly
+service quality — 回访率, satisfaction, 有效投诉办结率 — via FrontDesk.weeks), two charts.
 
 Charts are inline SVG drawn here as rectangles (no script, no library): alarms per 10 minutes over
 the last 24 hours against the ISA-18.2 flood line, and SLA compliance per priority.
@@ -12,10 +13,11 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from monitord.daemon.frontdesk import FrontDesk
 from monitord.daemon.web.auth import Refused, caller, web_of
 from monitord.daemon.web.pages import page
 from monitord.tickets.kpi import FLOOD, Clock, alarms_per_window, report
-from monitord.tickets.quality import weekly
+from monitord.tickets.quality import COMPLAINT_TARGET
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 WIDTH, HEIGHT = 360, 120  # the chart's own units; it scales to the screen
@@ -67,15 +69,18 @@ async def kpi_page(request: Request, lang: str = "") -> Response:
             f.missed + fix.missed,
         )
     sla_rows = [(p, share(a), share(f)) for p, (a, f) in sorted(by_priority.items())]
-    # The desk's service quality over all weeks (the last row of tickets.quality.weekly sums them).
-    events = [ev for t in core.desk.tickets.values() for ev in t.events]
-    overall = weekly(events, request.app.state.tz)[-1:]
+    # The desk's service quality per week: the same FrontDesk.weeks that GET /report/desk answers
+    # and the same tickets.quality.weekly that `monitord report` prints (site zone included).
+    frontdesk: FrontDesk = request.app.state.frontdesk
+    weeks = frontdesk.weeks()
     bars, flood_y = rate_bars(alarms_per_window(alerts, now))
     context = {
         "who": caller(request),
         "r": r,
         "sla_rows": sla_rows,
-        "quality": overall[0] if overall else None,
+        "weeks": weeks[:-1],
+        "total": weeks[-1],
+        "target": COMPLAINT_TARGET,
         "bars": bars,
         "flood_y": flood_y,
         "chart": (WIDTH, HEIGHT),

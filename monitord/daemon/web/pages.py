@@ -15,8 +15,31 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from monitord.core.i18n import UnknownLocale, ngettext, normalise, translator
+from monitord.core.i18n import N_, UnknownLocale, ngettext, normalise, translator
 from monitord.core.units import format_duration
+from monitord.tickets.labels import CATEGORIES, EVENTS, STATES
+
+#: Machine words the pages show that the ticket labels do not cover: actions, roles, the queue's
+#: "active", the timeline's "notified" — marked here so extraction finds them (the msgid is the
+#: word: English pages show it).
+WORDS = {
+    w: w
+    for w in (
+        N_("ack"),
+        N_("start"),
+        N_("comment"),
+        N_("assign"),
+        N_("resolve"),
+        N_("close"),
+        N_("cancel"),
+        N_("viewer"),
+        N_("technician"),
+        N_("dispatcher"),
+        N_("admin"),
+        N_("active"),
+        N_("notified"),  # the ticket page's timeline: a page sent (from the outbox, not a ticket event)
+    )
+}
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -47,6 +70,10 @@ def render(template: str, context: dict[str, Any], locale: str) -> str:
     )
     tz = context.get("tz")
     env.filters["age"] = format_duration
+    # a state, event, trade, action or role in the reader's language; an unknown word as written
+    env.filters["said"] = lambda word: _(
+        next((t[word] for t in (STATES, EVENTS, CATEGORIES, WORDS) if word in t), word)
+    )
     env.filters["clock"] = lambda ts: dt.datetime.fromtimestamp(ts, tz).strftime("%m-%d %H:%M:%S")
     return env.get_template(template).render(locale=locale, **context)
 
