@@ -8,7 +8,7 @@ masking of residents' phone numbers for every log line. Nothing here changes a t
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
@@ -55,6 +55,18 @@ def mask_phone(phone: str) -> str:
         return "*" * len(digits)
     head = digits[:3] if len(digits) >= 11 else ""
     return head + "*" * (len(digits) - len(head) - 4) + digits[-4:]
+
+
+def redact_phones(data: Any) -> Any:
+    """``data`` (JSON-like) with every ``phone`` value masked: what an anonymous reader gets."""
+    if isinstance(data, dict):
+        return {
+            k: mask_phone(v) if k == "phone" and isinstance(v, str) and v else redact_phones(v)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [redact_phones(v) for v in data]
+    return data
 
 
 def mask_phones(text: str) -> str:

@@ -159,8 +159,12 @@ def text_of(url: str) -> str:
         return str(r.read().decode())
 
 
-def get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as r:
+def get(url: str, token: str | None = None) -> Any:
+    """A read of the API: anonymous by default (the open read API), or as the holder of ``token``."""
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as r:
         return json.loads(r.read())
 
 

@@ -8,7 +8,7 @@ ticket's page and actions the signed link a notification carried. The role decid
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -18,6 +18,7 @@ from monitord.daemon.web.context import Web
 from monitord.daemon.web.models import Me
 from monitord.daemon.web.pages import page
 from monitord.people.identity import LINK_ACTIONS, Identity, may
+from monitord.tickets.forms import redact_phones
 
 SESSION = "monitord_session"
 SESSION_TTL = 12 * 3600.0  # one shift: a phone left on the desk does not stay logged in for days
@@ -73,6 +74,12 @@ def link_holder(request: Request, ticket: str, link: str) -> Identity:
     if who is None:
         raise Refused(403, f"{claims['who']} is no longer on the roster")
     return who
+
+
+def for_reader(request: Request, data: Any) -> Any:
+    """What a read answers: a resident's phone in full only to a caller who proves who they are
+    (token or session); an anonymous read of the open API sees ``138****5678``."""
+    return data if caller(request) is not None else redact_phones(data)
 
 
 def reader(request: Request, ticket: str = "", link: str = "") -> Identity | None:

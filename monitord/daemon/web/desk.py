@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 
 from monitord.daemon.frontdesk import OPENAPI_OPEN, OPENAPI_PATHS, FrontDesk
-from monitord.daemon.web.auth import BEARER, require, web_of
+from monitord.daemon.web.auth import BEARER, for_reader, require, web_of
 from monitord.daemon.web.models import Error
 from monitord.people.identity import Identity
 
@@ -91,7 +91,7 @@ for _template, _action, _op, _status in WRITES:
 def _read(request: Request, path: str) -> Any:
     read = _frontdesk(request).get(path, dict(request.query_params))
     assert read is not None
-    return read()
+    return for_reader(request, read())
 
 
 @router.get("/follow-ups")

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
-from monitord.daemon.web.auth import BEARER, reader, require, web_of
+from monitord.daemon.web.auth import BEARER, for_reader, reader, require, web_of
 from monitord.daemon.web.models import ActionBody, Error, TicketEventOut, TicketOut
 from monitord.people.identity import Identity
 from monitord.tickets.desk import ACTIONS, Ticket, TicketActionError
@@ -36,15 +36,18 @@ async def list_tickets(
     priority: str | None = None,
     asset: str | None = None,
     source: str | None = None,
-) -> list[dict[str, Any]]:
+) -> Any:
     desk = web_of(request).core.desk
     given = (("state", state), ("priority", priority), ("asset", asset), ("source", source))
     wanted = {k: v for k, v in given if v}
-    return [
-        ticket_json(t)
-        for t in sorted(desk.tickets.values(), key=lambda t: -t.opened_at)
-        if all(getattr(t, k) == v for k, v in wanted.items())
-    ]
+    return for_reader(
+        request,
+        [
+            ticket_json(t)
+            for t in sorted(desk.tickets.values(), key=lambda t: -t.opened_at)
+            if all(getattr(t, k) == v for k, v in wanted.items())
+        ],
+    )
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketOut, responses={404: {"model": Error}})
@@ -52,7 +55,8 @@ async def one_ticket(request: Request, ticket_id: str) -> Any:
     t = web_of(request).core.desk.tickets.get(ticket_id)
     if t is None:
         return JSONResponse({"error": "no such ticket"}, status_code=404)
-    return ticket_json(t, events=True)
+    return for_reader(request, ticket_json(t, events=True))
+
 
 
 def act(request: Request, who: Identity, ticket_id: str, action: str, body: ActionBody) -> tuple[int, Any]:
