@@ -162,6 +162,7 @@ class MqttDriver:
         self._warned: set[tuple[str, str]] = set()  # (kind, asset or topic) already logged
         self.bus, self.clock, self.metrics, self.qos = bus, clock, metrics, qos
         self._queue: collections.deque[tuple[float, str, bytes]] = collections.deque()
+        self._batches: list[SampleBatch] = []  # parsed in this drain, not yet on the bus
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._wake_scheduled = False
@@ -317,8 +318,16 @@ class MqttDriver:
             elif isinstance(route, dict):
                 self._gateway(ts, topic, route, payload)
             elif isinstance(route, StatusRoute):
+                self._hand_over()  # what a device sent before its word on its state lands first
                 self._status(ts, topic, route, payload)
+        self._hand_over()
         return n
+
+    def _hand_over(self) -> None:
+        """The batches of the messages drained so far, to the bus together (one update per sink)."""
+        if self._batches:
+            batches, self._batches = self._batches, []
+            self.bus.publish_many(batches)
 
     def _publish(self, ts: float, topic: str, route: TopicRoute, parsed: Parsed) -> None:
         values, quality, sent_ts, seq, any_good = parsed
@@ -334,7 +343,7 @@ class MqttDriver:
         if seq is not None:
             self._count_gaps(route.asset, seq)
         stamp = ts if sent_ts is None else self._bounded(route.asset, sent_ts, ts)
-        self.bus.publish(SampleBatch(stamp, route.asset, route.points, values, quality))
+        self._batches.append(SampleBatch(stamp, route.asset, route.points, values, quality))
 
     def _gateway(self, ts: float, topic: str, devices: dict[str, TopicRoute], payload: bytes) -> None:
         """One ThingsBoard gateway message: every entry of every device it names."""
