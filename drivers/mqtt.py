@@ -3,8 +3,8 @@
 Sits before the ``SampleBus``. paho runs its network loop in its own thread;
 ``on_message`` only parses and appends to a queue, and the asyncio side drains
 the queue in bursts, so a flood of messages costs one wake-up of the event
-loop, not one per message; a burst is taken ``DRAIN_CHUNK`` messages at a
-time with a yield to the loop between chunks, so a flood never starves the
+loop, not one per message; a burst is taken ``DRAIN_CHUNK`` messages (or
+``DRAIN_BUDGET`` seconds) at a time with a yield to the loop between chunks, so a flood never starves the
 Modbus pollers or the evaluation sharing that loop. Which asset a topic feeds,
 and the parse, are in ``mqtt_routes``: exact topics and ``+``/``#`` filters,
 plain numbers, JSON field paths (array indexes too), and the ThingsBoard
@@ -91,7 +91,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"  # Mosquitto's own count
-DRAIN_CHUNK = 500  # messages parsed per turn of the event loop (~10 ms of work)
+DRAIN_CHUNK = 500  # messages parsed per turn of the event loop at most (~10 ms of single-device JSON)
+DRAIN_BUDGET = 0.010  # and at most this long: a gateway message carries many devices (~0.15 ms each)
 RECONNECT_MIN = 0.5  # seconds before the first reconnect attempt
 RECONNECT_MAX = 4.0  # the backoff's cap: a broker back from an outage is used within this
 
@@ -292,7 +293,8 @@ class MqttDriver:
                 self._wake_scheduled = False
                 while True:
                     began = time.perf_counter()
-                    if self.drain(DRAIN_CHUNK) < DRAIN_CHUNK:
+                    self.drain(DRAIN_CHUNK, DRAIN_BUDGET)
+                    if not self._queue:
                         break
                     # Pollers and the evaluation run between chunks, and for as long as the chunk
                     # took: under a flood MQTT has at most half the loop, never all of it.
@@ -300,11 +302,15 @@ class MqttDriver:
         finally:
             self.close()
 
-    def drain(self, limit: int | None = None) -> int:
-        """Turn what is queued (at most ``limit`` messages) into batches; returns how many."""
+    def drain(self, limit: int | None = None, budget: float | None = None) -> int:
+        """Turn what is queued (at most ``limit`` messages, for about ``budget`` seconds at most) into
+        batches; returns how many messages it took."""
         n = 0
         resolve = self.router.resolve
+        stop = None if budget is None else time.perf_counter() + budget
         while self._queue and (limit is None or n < limit):
+            if stop is not None and n % 16 == 15 and time.perf_counter() > stop:
+                break
             ts, topic, payload = self._queue.popleft()
             n += 1
             route = resolve(topic)
