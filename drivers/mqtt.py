@@ -3,8 +3,8 @@
 Sits before the ``SampleBus``. paho runs its network loop in its own thread;
 ``on_message`` only parses and appends to a queue, and the asyncio side drains
 the queue in bursts, so a flood of messages costs one wake-up of the event
-loop, not one per message; a burst is taken ``DRAIN_CHUNK`` messages at a
-time with a yield to the loop between chunks, so a flood never starves the
+loop, not one per message; a burst is taken ``DRAIN_CHUNK`` messages (or
+``DRAIN_BUDGET`` seconds) at a time with a yield to the loop between chunks, so a flood never starves the
 Modbus pollers or the evaluation sharing that loop. Which asset a topic feeds,
 and the parse, are in ``mqtt_routes``: exact topics and ``+``/``#`` filters,
 plain numbers, JSON field paths (array indexes too), and the ThingsBoard
@@ -91,7 +91,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"  # Mosquitto's own count
-DRAIN_CHUNK = 500  # messages parsed per turn of the event loop (~10 ms of work)
+DRAIN_CHUNK = 500  # messages parsed per turn of the event loop at most (~10 ms of single-device JSON)
+DRAIN_BUDGET = 0.010  # and at most this long: a gateway message carries many devices (~0.15 ms each)
 RECONNECT_MIN = 0.5  # seconds before the first reconnect attempt
 RECONNECT_MAX = 4.0  # the backoff's cap: a broker back from an outage is used within this
 
@@ -162,6 +163,7 @@ class MqttDriver:
         self._warned: set[tuple[str, str]] = set()  # (kind, asset or topic) already logged
         self.bus, self.clock, self.metrics, self.qos = bus, clock, metrics, qos
         self._queue: collections.deque[tuple[float, str, bytes]] = collections.deque()
+        self._batches: list[SampleBatch] = []  # parsed in this drain, not yet on the bus
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._wake_scheduled = False
@@ -291,7 +293,8 @@ class MqttDriver:
                 self._wake_scheduled = False
                 while True:
                     began = time.perf_counter()
-                    if self.drain(DRAIN_CHUNK) < DRAIN_CHUNK:
+                    self.drain(DRAIN_CHUNK, DRAIN_BUDGET)
+                    if not self._queue:
                         break
                     # Pollers and the evaluation run between chunks, and for as long as the chunk
                     # took: under a flood MQTT has at most half the loop, never all of it.
@@ -299,11 +302,15 @@ class MqttDriver:
         finally:
             self.close()
 
-    def drain(self, limit: int | None = None) -> int:
-        """Turn what is queued (at most ``limit`` messages) into batches; returns how many."""
+    def drain(self, limit: int | None = None, budget: float | None = None) -> int:
+        """Turn what is queued (at most ``limit`` messages, for about ``budget`` seconds at most) into
+        batches; returns how many messages it took."""
         n = 0
         resolve = self.router.resolve
+        stop = None if budget is None else time.perf_counter() + budget
         while self._queue and (limit is None or n < limit):
+            if stop is not None and n % 16 == 15 and time.perf_counter() > stop:
+                break
             ts, topic, payload = self._queue.popleft()
             n += 1
             route = resolve(topic)
@@ -317,8 +324,16 @@ class MqttDriver:
             elif isinstance(route, dict):
                 self._gateway(ts, topic, route, payload)
             elif isinstance(route, StatusRoute):
+                self._hand_over()  # what a device sent before its word on its state lands first
                 self._status(ts, topic, route, payload)
+        self._hand_over()
         return n
+
+    def _hand_over(self) -> None:
+        """The batches of the messages drained so far, to the bus together (one update per sink)."""
+        if self._batches:
+            batches, self._batches = self._batches, []
+            self.bus.publish_many(batches)
 
     def _publish(self, ts: float, topic: str, route: TopicRoute, parsed: Parsed) -> None:
         values, quality, sent_ts, seq, any_good = parsed
@@ -334,7 +349,7 @@ class MqttDriver:
         if seq is not None:
             self._count_gaps(route.asset, seq)
         stamp = ts if sent_ts is None else self._bounded(route.asset, sent_ts, ts)
-        self.bus.publish(SampleBatch(stamp, route.asset, route.points, values, quality))
+        self._batches.append(SampleBatch(stamp, route.asset, route.points, values, quality))
 
     def _gateway(self, ts: float, topic: str, devices: dict[str, TopicRoute], payload: bytes) -> None:
         """One ThingsBoard gateway message: every entry of every device it names."""

@@ -7,6 +7,8 @@ Each app gets its own registry so several can run in one process (tests).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from monitord.core.model import Quality, SampleBatch
@@ -189,18 +191,27 @@ class Metrics:
         self._type_of = types
 
     def count_batch(self, batch: SampleBatch) -> None:
-        asset_type = self._type_of.get(batch.asset, "unknown")
-        q = batch.quality
-        if not q.any():  # all GOOD (0): the common case, one cached child, no enum walk
-            good = self._good_child.get(asset_type)
-            if good is None:
-                good = self._good_child[asset_type] = self.samples.labels(asset_type, "good")
-            good.inc(len(q))
-            return
-        for quality in Quality:
-            n = int((q == quality).sum())
-            if n:
-                self.samples.labels(asset_type, quality.label).inc(n)
+        self.count_batches((batch,))
+
+    def count_batches(self, batches: Sequence[SampleBatch]) -> None:
+        """Samples by asset type and quality; all-good batches (the common case) summed per type and
+        counted with one call on a cached child, no enum walk."""
+        good: dict[str, int] = {}
+        for batch in batches:
+            asset_type = self._type_of.get(batch.asset, "unknown")
+            q = batch.quality
+            if not q.any():  # all GOOD (0)
+                good[asset_type] = good.get(asset_type, 0) + len(q)
+                continue
+            for quality in Quality:
+                n = int((q == quality).sum())
+                if n:
+                    self.samples.labels(asset_type, quality.label).inc(n)
+        for asset_type, n in good.items():
+            child = self._good_child.get(asset_type)
+            if child is None:
+                child = self._good_child[asset_type] = self.samples.labels(asset_type, "good")
+            child.inc(n)
 
     def serve(self, host: str, port: int) -> int:
         """Start the HTTP endpoint; return the port actually bound."""

@@ -186,10 +186,10 @@ def build_core(
     )
     # Drivers hand batches to the bus: the state table, the store and the metrics each take them.
     bus = SampleBus()
-    bus.subscribe(state.apply)
+    bus.subscribe_many(state.apply_many)
     bus.subscribe_health(state.apply_health)  # what a device says of itself (MQTT status topics)
-    bus.subscribe(lambda b: store.write_samples((b,)))
-    bus.subscribe(metrics.count_batch)
+    bus.subscribe_many(store.write_samples)
+    bus.subscribe_many(metrics.count_batches)
     attach = getattr(store, "attach_metrics", None)  # a queueing backend counts its losses here
     if attach is not None:
         attach(metrics)

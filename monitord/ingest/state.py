@@ -16,7 +16,7 @@ recorded frames, whose times were receive times or bounded device times.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +139,52 @@ class StateTable:
             return
         table, row = located
         table.apply(row, batch, None if self.clock is None else self.clock())
+
+    def apply_many(self, batches: Sequence[SampleBatch]) -> None:
+        """Batches handed over together (a drained chunk of MQTT messages), in order: runs of all-good
+        batches as one numpy update per type and point list, any other batch on its own (after the
+        run before it, so the order of what an asset sent is kept)."""
+        received = None if self.clock is None else self.clock()
+        run: dict[tuple[str, tuple[str, ...]], list[tuple[int, SampleBatch]]] = {}
+        for batch in batches:
+            located = self.where.get(batch.asset)
+            if located is None:
+                continue
+            table, row = located
+            if batch.quality.any():  # not all GOOD (0): per cell, as ``apply`` does
+                self._apply_run(run, received)
+                run = {}
+                table.apply(row, batch, received)
+            else:
+                run.setdefault((table.asset_type, batch.points), []).append((row, batch))
+        self._apply_run(run, received)
+
+    def _apply_run(
+        self, run: dict[tuple[str, tuple[str, ...]], list[tuple[int, SampleBatch]]], received: float | None
+    ) -> None:
+        for (asset_type, points), members in run.items():
+            table = self.tables[asset_type]
+            if len(members) == 1:
+                row, batch = members[0]
+                table.apply(row, batch, received)
+                continue
+            rows = np.fromiter((row for row, _b in members), dtype=np.intp, count=len(members))
+            # An asset twice in one run: its last batch stands, as applying them in turn would leave.
+            last = np.sort(len(rows) - 1 - np.unique(rows[::-1], return_index=True)[1])
+            if len(last) < len(rows):
+                members = [members[i] for i in last]
+                rows = rows[last]
+            if received is None:
+                ts = np.fromiter((b.ts for _r, b in members), dtype=np.float64, count=len(members))
+            else:
+                ts = np.full(len(members), received)
+            cols = table.columns_of(points)
+            table.value[rows[:, None], cols] = np.stack([b.values for _r, b in members])
+            table.quality[rows[:, None], cols] = _GOOD
+            table.ts[rows[:, None], cols] = ts[:, None]
+            table.last_good[rows] = ts
+            said = table.said[rows]
+            table.said[rows] = np.where(said < 0, 0, said)  # good data: not offline, whatever it said
 
     def apply_health(self, change: HealthChange) -> None:
         """A device's own word on its state (offline at once, online while silent), or, not said, the
