@@ -14,6 +14,8 @@ would be, rightly, a flapping alert that stays open):
   (for 2 s).
 
 Target: p99 ≤ poll interval + 100 ms + the rule's ``for``. Prints p50, p99 and max per device.
+``--load RATE``: the same trials while a publisher in its own process sends RATE lift messages per
+second (QoS 0) to the demo's lift A-E1, so one path's detection is measured under the other's load.
 Needs ``mosquitto`` (Debian package). Never part of the test pass/fail.
 """
 
@@ -21,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -32,7 +36,10 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from monitord.config.site import load_config
+from monitord.config.mqtt import publish_topic
+from monitord.config.site import SiteConfig, load_config
+from monitord.simulators.models import MODELS
+from monitord.simulators.mqtt_publisher import document
 from monitord.simulators.site import SimulatedSite
 from tests.support import (
     WebhookReceiver,
@@ -130,7 +137,40 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-async def main(n: int) -> None:
+LIFT_SAMPLES = 'monitord_bus_samples_total{asset_type="elevator",quality="good"}'
+LOAD_PUBLISHER = r"""
+import json, sys, time
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+port, topic, payload, rate = json.loads(sys.argv[1])
+client = paho.Client(CallbackAPIVersion.VERSION2, client_id="")
+client.connect("127.0.0.1", port)
+client.loop_start()
+sent, began, burst = 0, time.monotonic(), max(1, rate // 100)
+try:
+    while True:  # bursts every 10 ms: RATE messages per second, steadily
+        for _ in range(burst):
+            client.publish(topic, payload, qos=0)
+        sent += burst
+        ahead = began + sent / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+except KeyboardInterrupt:
+    print(sent / (time.monotonic() - began), flush=True)
+"""
+
+
+def start_load(config: SiteConfig, broker_port: int, rate: int) -> subprocess.Popen[str]:
+    """RATE lift documents per second to A-E1's topic, from a process of their own."""
+    lift = config.asset("A-E1")
+    values = MODELS["elevator"]("A-E1").values
+    payload = json.dumps(document(config.profile(lift.profile), values, time.time()))
+    arguments = json.dumps([broker_port, publish_topic(config, lift), payload, rate])
+    command = [sys.executable, "-c", LOAD_PUBLISHER, arguments]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+
+async def main(n: int, load: int) -> None:
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -156,7 +196,17 @@ async def main(n: int) -> None:
                 await eventually(
                     lambda: (metric(metrics, "monitord_rules_evaluation_duration_seconds_count") or 0) > 5, 60
                 )
-                results = await asyncio.gather(*(trials(c, site, hooks, api, n) for c in CASES))
+                publisher = start_load(config, broker_port, load) if load else None
+                taken0 = metric(metrics, LIFT_SAMPLES) or 0.0
+                began = time.monotonic()
+                try:
+                    results = await asyncio.gather(*(trials(c, site, hooks, api, n) for c in CASES))
+                finally:
+                    if publisher is not None:
+                        publisher.send_signal(signal.SIGINT)
+                        sent_rate = float(publisher.communicate(timeout=10)[0] or "nan")
+                taken = ((metric(metrics, LIFT_SAMPLES) or 0.0) - taken0) / (time.monotonic() - began)
+                lift_points = len(config.profile(config.asset("A-E1").profile).json_fields())
         finally:
             if daemon is not None:
                 daemon.terminate()
@@ -165,6 +215,11 @@ async def main(n: int) -> None:
             broker.terminate()
             broker.wait(10)
     print(f"fault in the simulator → ticket → page at a webhook receiver; {n} trials per device")
+    if load:
+        print(
+            f"under MQTT load: {sent_rate:,.0f} lift messages/s published to A-E1; the daemon took "
+            f"{taken / lift_points:,.0f} lift messages/s ({taken:,.0f} good lift samples/s) meanwhile"
+        )
     print(f"{'device':26} {'rule':34} {'p50':>7} {'p99':>7} {'max':>7} {'target':>7}")
     for case, pairs in zip(CASES, results, strict=True):
         lat = [total for total, _seen in pairs]
@@ -184,4 +239,6 @@ async def main(n: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--trials", type=int, default=50, help="per device (default 50)")
-    asyncio.run(main(parser.parse_args().trials))
+    parser.add_argument("--load", type=int, default=0, help="MQTT lift messages/s meanwhile (default 0)")
+    args = parser.parse_args()
+    asyncio.run(main(args.trials, args.load))
