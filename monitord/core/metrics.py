@@ -190,9 +190,6 @@ class Metrics:
     def set_asset_types(self, types: dict[str, str]) -> None:
         self._type_of = types
 
-    def count_batch(self, batch: SampleBatch) -> None:
-        self.count_batches((batch,))
-
     def count_batches(self, batches: Sequence[SampleBatch]) -> None:
         """Samples by asset type and quality; all-good batches (the common case) summed per type and
         counted with one call on a cached child, no enum walk."""

@@ -94,6 +94,22 @@ class TypeTable:
         if self.said[row] < 0:  # a device that sends good data is not offline, whatever it said last
             self.said[row] = 0
 
+    def apply_good(
+        self,
+        rows: npt.NDArray[np.intp],
+        points: tuple[str, ...],
+        values: npt.NDArray[np.float64],
+        ts: npt.NDArray[np.float64],
+    ) -> None:
+        """All-good batches of distinct rows at once (``values``: one row each; ``ts``: one time
+        each): what ``apply`` does for each, as one numpy update."""
+        cols = self.columns_of(points)
+        self.value[rows[:, None], cols] = values
+        self.quality[rows[:, None], cols] = _GOOD
+        self.ts[rows[:, None], cols] = ts[:, None]
+        self.last_good[rows] = ts
+        self.said[rows] = np.maximum(self.said[rows], 0)  # as in ``apply``: good data is not offline
+
     def valid(self, now: float) -> npt.NDArray[np.bool_]:
         """Good and fresh, per cell: what a process rule may act on."""
         fresh = (now - self.ts) <= self.stale_after[:, None]
@@ -145,46 +161,19 @@ class StateTable:
         batches as one numpy update per type and point list, any other batch on its own (after the
         run before it, so the order of what an asset sent is kept)."""
         received = None if self.clock is None else self.clock()
-        run: dict[tuple[str, tuple[str, ...]], list[tuple[int, SampleBatch]]] = {}
+        run: dict[tuple[TypeTable, tuple[str, ...]], list[tuple[int, SampleBatch]]] = {}
         for batch in batches:
             located = self.where.get(batch.asset)
             if located is None:
                 continue
             table, row = located
             if batch.quality.any():  # not all GOOD (0): per cell, as ``apply`` does
-                self._apply_run(run, received)
+                _apply_run(run, received)
                 run = {}
                 table.apply(row, batch, received)
             else:
-                run.setdefault((table.asset_type, batch.points), []).append((row, batch))
-        self._apply_run(run, received)
-
-    def _apply_run(
-        self, run: dict[tuple[str, tuple[str, ...]], list[tuple[int, SampleBatch]]], received: float | None
-    ) -> None:
-        for (asset_type, points), members in run.items():
-            table = self.tables[asset_type]
-            if len(members) == 1:
-                row, batch = members[0]
-                table.apply(row, batch, received)
-                continue
-            rows = np.fromiter((row for row, _b in members), dtype=np.intp, count=len(members))
-            # An asset twice in one run: its last batch stands, as applying them in turn would leave.
-            last = np.sort(len(rows) - 1 - np.unique(rows[::-1], return_index=True)[1])
-            if len(last) < len(rows):
-                members = [members[i] for i in last]
-                rows = rows[last]
-            if received is None:
-                ts = np.fromiter((b.ts for _r, b in members), dtype=np.float64, count=len(members))
-            else:
-                ts = np.full(len(members), received)
-            cols = table.columns_of(points)
-            table.value[rows[:, None], cols] = np.stack([b.values for _r, b in members])
-            table.quality[rows[:, None], cols] = _GOOD
-            table.ts[rows[:, None], cols] = ts[:, None]
-            table.last_good[rows] = ts
-            said = table.said[rows]
-            table.said[rows] = np.where(said < 0, 0, said)  # good data: not offline, whatever it said
+                run.setdefault((table, batch.points), []).append((row, batch))
+        _apply_run(run, received)
 
     def apply_health(self, change: HealthChange) -> None:
         """A device's own word on its state (offline at once, online while silent), or, not said, the
@@ -224,3 +213,26 @@ class StateTable:
             c: (float(table.value[row, j]), float(table.ts[row, j]), Quality(int(table.quality[row, j])))
             for j, c in enumerate(table.columns)
         }
+
+
+def _apply_run(
+    run: dict[tuple[TypeTable, tuple[str, ...]], list[tuple[int, SampleBatch]]], received: float | None
+) -> None:
+    """A run of all-good batches, per table and point list: the last batch of each asset stands."""
+    for (table, points), members in run.items():
+        if len(members) == 1:
+            row, batch = members[0]
+            table.apply(row, batch, received)
+            continue
+        rows = np.fromiter((row for row, _b in members), dtype=np.intp, count=len(members))
+        # An asset twice in one run: keep its last (numpy does not promise which of a repeated
+        # index's assignments stands).
+        last = np.sort(len(rows) - 1 - np.unique(rows[::-1], return_index=True)[1])
+        if len(last) < len(rows):
+            members = [members[i] for i in last]
+            rows = rows[last]
+        if received is None:
+            ts = np.fromiter((b.ts for _r, b in members), dtype=np.float64, count=len(members))
+        else:
+            ts = np.full(len(members), received)
+        table.apply_good(rows, points, np.stack([b.values for _r, b in members]), ts)
