@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_valid
 from pydantic_core import PydanticCustomError
 
 from monitord.alerting.mute import MaintenanceWindow
+from monitord.config.fleet import FleetConfig
 from monitord.config.modbus import ModbusConnection, Port, check_lines, line_budget
 from monitord.config.mqtt import check_claims
 from monitord.config.yamlio import LineDict, expand_env, is_secret_key, load_yaml, mask, problem
@@ -247,6 +248,7 @@ class SiteConfig(Strict):
     notify: NotifyConfig = NotifyConfig()
     maintenance: list[MaintenanceWindow] = []
     tickets: TicketsConfig = TicketsConfig()
+    fleet: FleetConfig = FleetConfig()
     source: str = Field("", exclude=True)
 
     def profile(self, name: str) -> DeviceProfile:

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 
 from monitord.alerting.tracker import PendingFile
+from monitord.config.fleet import Member
 from monitord.config.mqtt import router
 from monitord.config.site import AssetConfig, SiteConfig, modbus_lines, modbus_of
 from monitord.core.clock import Clock, SystemClock
@@ -84,6 +85,7 @@ class Monitord:
     clock: Clock = field(default_factory=SystemClock)
     store: Store | None = None
     metrics_port: int | None = None
+    member: Member = field(default_factory=lambda: Member.from_args(None, None))  # who this is in the fleet
 
     def __post_init__(self) -> None:
         self.config = c = with_gateways(self.config)

@@ -11,6 +11,7 @@ import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 
+from monitord.config.fleet import Member
 from monitord.config.site import SiteConfig, site_zone
 from monitord.daemon.app import Monitord
 from monitord.people.console import ConsoleReporter
@@ -28,9 +29,11 @@ async def until_stopped(main: Callable[[asyncio.Event], Awaitable[None]], durati
     await main(stop)
 
 
-async def run_daemon(config: SiteConfig, stop: asyncio.Event, *, metrics_port: int | None = None) -> None:
+async def run_daemon(
+    config: SiteConfig, stop: asyncio.Event, *, metrics_port: int | None = None, member: Member | None = None
+) -> None:
     """The daemon with a console reporter, until ``stop`` is set; then a clean shutdown."""
-    app = Monitord(config, metrics_port=metrics_port)
+    app = Monitord(config, metrics_port=metrics_port, member=member or Member.from_args(None, None))
     console = ConsoleReporter(app.core.assets, tz=site_zone(config), locale=config.site.locale)
     app.core.road.alert_listeners.append(console.alert)
     app.core.road.ticket_listeners.append(console.ticket)

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from monitord.config.fleet import Member
 from monitord.config.site import CONFIG_DIR, coverage, line_budgets, load_config
 from monitord.core.errors import MonitordError
 from monitord.core.i18n import UnknownLocale, normalise
@@ -25,6 +26,8 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     r = sub.add_parser("run", help="run the daemon against the devices in CONFIG")
     r.add_argument("config")
     r.add_argument("--metrics-port", type=int, default=None, help="override metrics.port (0: any free port)")
+    r.add_argument("--instance", default=None, help="this instance's name in its fleet (default: host)")
+    r.add_argument("--shard", type=int, default=None, help="fleet.mode shard: this instance's shard (from 0)")
     r.set_defaults(fn=run)
 
     s = sub.add_parser("sim", help="run the simulators for the assets in CONFIG")
@@ -84,9 +87,11 @@ def check(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    member = Member.from_args(args.instance, args.shard)
+    member.check(config.fleet)
 
     async def main(stop: asyncio.Event) -> None:
-        await run_daemon(config, stop, metrics_port=args.metrics_port)
+        await run_daemon(config, stop, metrics_port=args.metrics_port, member=member)
 
     asyncio.run(until_stopped(main, None))
     return 0
