@@ -18,14 +18,18 @@ answers (no gateway, and no late reply on a shared bus).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import ModbusIOException, NoSuchIdException
 from pymodbus.framer import FramerType
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from monitord.drivers.modbus_line import TURNAROUND, Line
@@ -152,6 +156,59 @@ class SimulatedModbusDevice:
         return None
 
 
+class _PipelinedHandler(ServerRequestHandler):
+    """One Modbus TCP connection that answers every request in the stream, several in flight.
+
+    pymodbus's handler takes one frame per read from the socket and answers from one ``last_pdu``
+    slot: requests sent back to back (a master pipelining transactions, as a Modbus TCP gateway
+    allows) would wait for more bytes, or be answered with another's transaction id. Here each
+    frame is its own task, answered under its own transaction id as soon as its device answers,
+    so a slow unit does not hold up the others on the connection (replies may come out of order)."""
+
+    def callback_data(self, data: bytes, addr: tuple[str, int] | None = None) -> int:
+        used = 0
+        while used < len(data):
+            try:
+                size, pdu = self.framer.handleFrame(data[used:], 0, 0)
+            except ModbusIOException as exc:  # an undecodable request: refused, as pymodbus does
+                refusal = ExceptionResponse(exc.fcode or 0, ExcCodes.ILLEGAL_FUNCTION)
+                refusal.transaction_id, refusal.dev_id = exc.transaction_id, exc.dev_id
+                self.server_send(refusal, addr)  # type: ignore[no-untyped-call]
+                return len(data)
+            if not size:
+                break
+            used += size
+            if pdu is not None:
+                task = asyncio.get_running_loop().create_task(self._answer(pdu, addr))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        return used
+
+    @functools.cached_property
+    def _tasks(self) -> set[asyncio.Task[None]]:
+        return set()
+
+    async def _answer(self, request: ModbusPDU, addr: tuple[str, int] | None) -> None:
+        try:
+            response = await request.datastore_update(self.server.context, request.dev_id)
+        except NoSuchIdException:
+            response = ExceptionResponse(request.function_code, ExcCodes.GATEWAY_NO_RESPONSE)
+        except Exception:  # a broken model answers "device failure", as pymodbus's handler does
+            log.exception("simulated unit %d cannot answer", request.dev_id)
+            response = ExceptionResponse(request.function_code, ExcCodes.DEVICE_FAILURE)
+        if self.transport is None:
+            return  # the master hung up meanwhile
+        response.transaction_id, response.dev_id = request.transaction_id, request.dev_id
+        self.server_send(response, addr)  # type: ignore[no-untyped-call]
+
+
+class _PipelinedTcpServer(ModbusTcpServer):
+    def callback_new_connection(self) -> ServerRequestHandler:
+        return _PipelinedHandler(  # type: ignore[no-untyped-call]
+            self, self.trace_packet, self.trace_pdu, self.trace_connect
+        )
+
+
 class ModbusSimServer:
     """Every simulated device on one line: a TCP endpoint by default, or the given RTU ``line``."""
 
@@ -181,13 +238,12 @@ class ModbusSimServer:
                 bytesize=line.bytesize,
                 trace_packet=self._on_the_bus,
             )
-        else:
+        elif line.rtu:  # a serial server: one request at a time, as the bus behind it
             server = ModbusTcpServer(
-                sims,
-                address=(self.host, self.port),
-                framer=FramerType.RTU if line.rtu else FramerType.SOCKET,
-                trace_packet=self._on_the_bus if line.rtu else None,
+                sims, address=(self.host, self.port), framer=FramerType.RTU, trace_packet=self._on_the_bus
             )
+        else:
+            server = _PipelinedTcpServer(sims, address=(self.host, self.port), framer=FramerType.SOCKET)
         if not await server.listen():
             raise OSError(f"modbus simulator cannot listen on {line.name}")
         if started:
