@@ -120,17 +120,21 @@ class RegisterCodec:
         )
 
     def decode(self, registers: Sequence[int] | npt.NDArray[np.generic]) -> npt.NDArray[np.float64]:
-        """Registers (or bits, for coil/discrete ranges) to engineering values."""
+        """Registers (or bits, for coil/discrete ranges) to engineering values.
+
+        A matrix (one row of registers per device) decodes to a matrix of values, one row each: the
+        poller decodes the replies of every device of a read plan in one go."""
         regs = np.asarray(registers, dtype=np.uint16)
-        out = np.empty(len(self.points), dtype=np.float64)
+        lead = regs.shape[:-1]
+        out = np.empty((*lead, len(self.points)), dtype=np.float64)
         for g in self._groups:
-            words = regs[g.offsets]
+            words = regs[..., g.offsets]
             if g.dtype == "bit":
-                raw = (words[:, 0] != 0).astype(np.float64)
+                raw = (words[..., 0] != 0).astype(np.float64)
             elif g.dtype == "bool":
-                raw = ((_swap(words[:, 0]) if g.swap_bytes else words[:, 0]) != 0).astype(np.float64)
+                raw = ((_swap(words[..., 0]) if g.swap_bytes else words[..., 0]) != 0).astype(np.float64)
             elif g.dtype == "bitfield":
-                w = _swap(words[:, 0]) if g.swap_bytes else words[:, 0]
+                w = _swap(words[..., 0]) if g.swap_bytes else words[..., 0]
                 raw = ((w >> g.bits) & 1).astype(np.float64)
             else:
                 if g.swap_bytes:
@@ -138,10 +142,10 @@ class RegisterCodec:
                 raw = (
                     np.ascontiguousarray(words.astype(">u2"))
                     .view(_BIG_ENDIAN_DTYPE[g.dtype])
-                    .reshape(-1)
+                    .reshape(*lead, -1)
                     .astype(np.float64)
                 )
-            out[g.positions] = raw * g.scale + g.offset
+            out[..., g.positions] = raw * g.scale + g.offset
         return out
 
     def encode(self, values: Sequence[float] | npt.NDArray[np.float64], into: U16 | None = None) -> U16:
