@@ -18,10 +18,11 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
@@ -33,6 +34,8 @@ from monitord.ingest.profiles import DeviceProfile, InfoSpec, ModbusSettings
 from monitord.ingest.registers import BIT_KINDS, PointEncoding, RegisterCodec, decode_ascii
 
 from .modbus_line import SERIAL_SETUP_ERRORS, Line
+from .modbus_tcp import Answer, LinkLost, TcpLink, request_frame
+from .verdict import mark_quality
 
 log = logging.getLogger(__name__)
 # Exception codes that mean "the device behind the gateway did not answer".
@@ -41,6 +44,8 @@ _UNREACHABLE = {0x0A, 0x0B}
 _CONNECT_ERRORS: tuple[type[Exception], ...] = (OSError, ModbusException, *SERIAL_SETUP_ERRORS)
 # The function code each kind of read is asked, and must be answered, with.
 _FUNCTION = {"coil": 0x01, "discrete": 0x02, "holding": 0x03, "input": 0x04}
+# The reasons after which the line was closed: the device's other reads would only wait too.
+_DROPPED = ("timeout", "io", "protocol")
 
 
 GATEWAY_POINTS = ("devices_online", "devices_total")
@@ -98,6 +103,40 @@ def _request(kind: str, group: list[PointEncoding], even: bool) -> ReadRequest:
     return ReadRequest(kind, start, count, RegisterCodec(start, count, group))
 
 
+@dataclass(frozen=True)
+class ReadPlan:
+    """A profile's reads and what they yield, shared by every device of that profile: their replies
+    are decoded together, one matrix per request, and their batches share one ``points`` tuple."""
+
+    requests: tuple[ReadRequest, ...]
+    points: tuple[str, ...]
+    low: np.ndarray
+    high: np.ndarray
+    slices: tuple[slice, ...]
+
+    @classmethod
+    def of(cls, profile: DeviceProfile) -> ReadPlan:
+        """The plan of ``profile``, made once per profile object."""
+        cached = _PLANS.get(id(profile))
+        if cached is not None and cached[0] is profile:
+            return cached[1]
+        requests = plan_reads(profile.modbus_encodings(), profile.modbus or ModbusSettings())
+        names = tuple(n for r in requests for n in r.codec.names)
+        specs = [profile.points[n] for n in names]
+        low = np.array([-math.inf if s.min is None else s.min for s in specs])
+        high = np.array([math.inf if s.max is None else s.max for s in specs])
+        slices, offset = [], 0
+        for r in requests:
+            slices.append(slice(offset, offset + len(r.codec.names)))
+            offset += len(r.codec.names)
+        plan = cls(tuple(requests), names, low, high, tuple(slices))
+        _PLANS[id(profile)] = (profile, plan)  # the profile is kept, so its id is not reused
+        return plan
+
+
+_PLANS: dict[int, tuple[DeviceProfile, ReadPlan]] = {}
+
+
 @dataclass
 class ModbusDevice:
     """One asset behind a gateway, with its read plan and health."""
@@ -105,39 +144,53 @@ class ModbusDevice:
     asset: str
     unit: int
     interval: float
-    requests: list[ReadRequest]
-    low: np.ndarray
-    high: np.ndarray
+    plan: ReadPlan
     pause: float = 0.0
-    points: tuple[str, ...] = ()
     online: bool = True
     next_due: float = 0.0
     info: dict[str, InfoSpec] = field(default_factory=dict)  # ASCII facts, read when it (re)appears
     facts: dict[str, str] = field(default_factory=dict)  # what they read last
     info_due: bool = True
-    _slices: list[slice] = field(default_factory=list)
 
     @classmethod
     def from_profile(cls, asset: str, unit: int, interval: float, profile: DeviceProfile) -> ModbusDevice:
         settings = profile.modbus or ModbusSettings()
-        requests = plan_reads(profile.modbus_encodings(), settings)
-        names = tuple(n for r in requests for n in r.codec.names)
-        specs = [profile.points[n] for n in names]
-        low = np.array([-math.inf if s.min is None else s.min for s in specs])
-        high = np.array([math.inf if s.max is None else s.max for s in specs])
-        dev = cls(asset, unit, interval, requests, low, high, settings.pause, names, info=dict(profile.info))
-        offset = 0
-        for r in requests:
-            dev._slices.append(slice(offset, offset + len(r.codec.names)))
-            offset += len(r.codec.names)
-        return dev
+        return cls(asset, unit, interval, ReadPlan.of(profile), settings.pause, info=dict(profile.info))
+
+    @property
+    def requests(self) -> tuple[ReadRequest, ...]:
+        return self.plan.requests
+
+    @property
+    def points(self) -> tuple[str, ...]:
+        return self.plan.points
 
 
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+Payload = npt.NDArray[np.uint16]
+#: Readings decoded and handed to the bus together: at most this many, or after this long.
+_CHUNK = 64
+_CHUNK_DELAY = 0.005
+
+
+@dataclass
+class _Reading:
+    """What one poll of one device brought back, before decoding: a register block per request."""
+
+    dev: ModbusDevice
+    ts: float
+    started: float
+    blocks: list[Payload | None]
+    answered: bool = False
+    reason: str = "no connection"
 
 
 class GatewayPoller:
-    """Polls every device on one line (by default the TCP endpoint host:port), one request at a time."""
+    """Polls every device on one line (by default the TCP endpoint host:port).
+
+    On RTU lines, and on TCP lines with ``pipeline: 1`` (the default), one request at a time; on a
+    TCP line with ``pipeline: N``, up to N devices are polled at once, each with one request in
+    flight, over one connection (``drivers.modbus_tcp``)."""
 
     def __init__(
         self,
@@ -156,7 +209,8 @@ class GatewayPoller:
         self.host, self.port, self.devices = host, port, devices
         self.bus, self.clock, self.metrics = bus, clock, metrics
         self.timeout, self.backoff_max = timeout, backoff_max
-        self._client: Client | None = None
+        self._client: Client | TcpLink | None = None
+        self._connecting = asyncio.Lock()
         # With several devices behind it, the gateway is an asset of its own (comms.gateway_down).
         self.gateway_asset: str | None = self.line.asset_id() if len(devices) > 1 else None
         self._backoff = 0.0
@@ -167,33 +221,76 @@ class GatewayPoller:
         self._window = utilisation_window
         self._window_start: float | None = None
         self._utilisation = metrics.modbus_line_utilisation.labels(self.line.name)
+        self._latency = metrics.poll_latency.labels("modbus")
+        self._frames: dict[tuple[int, str, int, int], bytes] = {}  # request ADUs (TCP), per read
+        self._readings: list[_Reading] = []  # fetched, not yet decoded
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     @property
     def name(self) -> str:
         return self.line.name
 
+    @property
+    def in_flight(self) -> int:
+        """Requests the line may have outstanding at once (RTU: always one)."""
+        return 1 if self.line.rtu else max(1, self.line.pipeline)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        me = asyncio.current_task()
         try:
             while True:
                 now = loop.time()
                 due = [d for d in self.devices if d.next_due <= now]
-                for dev in due:
-                    await self.poll(dev)
-                    dev.next_due = max(dev.next_due + dev.interval, loop.time())
-                    # Python 3.11's wait_for (inside pymodbus) can swallow a cancellation that
-                    # arrives with the reply; honour it here so that shutdown never hangs.
-                    if me is not None and me.cancelling():
-                        raise asyncio.CancelledError
-                if due and self.gateway_asset:
-                    self._report_gateway()
+                if due:
+                    await self._poll_due(due)
+                    if self.gateway_asset:
+                        self._report_gateway()
                 self._report_utilisation(loop.time())
                 wait = min(d.next_due for d in self.devices) - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
         finally:
+            self._flush()
             self._close()
+
+    async def _poll_due(self, due: list[ModbusDevice]) -> None:
+        """Poll the devices that are due, up to ``in_flight`` at once, and hand their batches over."""
+        todo = iter(due)
+        workers = min(self.in_flight, len(due))
+        if workers == 1:
+            await self._worker(todo)
+        else:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(workers):
+                    tg.create_task(self._worker(todo))
+        self._flush()
+
+    async def _worker(self, todo: Iterator[ModbusDevice]) -> None:
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        for dev in todo:
+            self._collect(await self.fetch(dev))
+            dev.next_due = max(dev.next_due + dev.interval, loop.time())
+            # Python 3.11's wait_for (inside pymodbus, RTU lines) can swallow a cancellation that
+            # arrives with the reply; honour it here so that shutdown never hangs.
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
+
+    def _collect(self, reading: _Reading) -> None:
+        """Keep a reading for the next decode; decode at once when enough are waiting, else soon."""
+        self._readings.append(reading)
+        if len(self._readings) >= _CHUNK:
+            self._flush()
+        elif self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(_CHUNK_DELAY, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        readings, self._readings = self._readings, []
+        if readings:
+            self.settle(readings)
 
     def _report_utilisation(self, now: float) -> None:
         """Set the line's utilisation gauge: the share of the last window the line was held."""
@@ -213,12 +310,43 @@ class GatewayPoller:
             )
         )
 
-    async def _connected(self) -> Client | None:
-        if self._client is not None and self._client.connected:
-            return self._client
-        if time.monotonic() < self._next_connect:
-            return None
-        self._close()
+    async def _connected(self) -> Client | TcpLink | None:
+        client = self._client
+        if client is not None and client.connected:
+            return client
+        async with self._connecting:  # several workers: one connects, the others wait for it
+            if self._client is not None and self._client.connected:
+                return self._client
+            if time.monotonic() < self._next_connect:
+                return None
+            self._close()
+            client, why = await self._connect()
+            if client is None:
+                self._backoff = min(max(self._backoff * 2, 0.5), self.backoff_max)
+                self._next_connect = time.monotonic() + self._backoff
+                self.metrics.driver_errors.labels("modbus", "connect").inc()
+                if self._reachable:
+                    log.warning(
+                        "modbus %s: cannot connect%s; retrying with backoff up to %.0fs",
+                        self.name,
+                        why,
+                        self.backoff_max,
+                    )
+                    self._reachable = False
+                return None
+            if not self._reachable:
+                log.info("modbus %s: connected again", self.name)
+            self._reachable, self._backoff = True, 0.0
+            self._client = client
+            return client
+
+    async def _connect(self) -> tuple[Client | TcpLink | None, str]:
+        """A new connection (Modbus TCP: our own link; RTU: a pymodbus client), or None and why not."""
+        if self.line.kind == "tcp":
+            try:
+                return await TcpLink.open(self.line.host, int(self.line.port), self.timeout), ""
+            except (OSError, TimeoutError) as exc:
+                return None, f" ({exc or 'timeout'})"
         client = self.line.client(self.timeout, f"monitord-{self.name}")
         why = ""
         try:
@@ -229,77 +357,90 @@ class GatewayPoller:
             ok, why = False, f" ({exc})"
         if not ok:
             client.close()
-            self._backoff = min(max(self._backoff * 2, 0.5), self.backoff_max)
-            self._next_connect = time.monotonic() + self._backoff
-            self.metrics.driver_errors.labels("modbus", "connect").inc()
-            if self._reachable:
-                log.warning(
-                    "modbus %s: cannot connect%s; retrying with backoff up to %.0fs",
-                    self.name,
-                    why,
-                    self.backoff_max,
-                )
-                self._reachable = False
-            return None
-        if not self._reachable:
-            log.info("modbus %s: connected again", self.name)
-        self._reachable, self._backoff = True, 0.0
-        self._client = client
-        return client
+            return None, why
+        return client, ""
 
-    def _close(self) -> None:
-        if self._client is not None:
+    def _close(self, client: Client | TcpLink | None = None) -> None:
+        """Drop the connection (only if it is still ``client``, when given: another worker may
+        already have made a new one)."""
+        if self._client is not None and (client is None or client is self._client):
             self._client.close()
             self._client = None
 
     async def poll(self, dev: ModbusDevice) -> None:
         """Read one device completely and publish one batch; never raises."""
-        started = time.perf_counter()
-        ts = self.clock.now()
-        values = np.full(len(dev.points), math.nan)
-        quality = np.full(len(dev.points), int(Quality.COMM_ERROR), dtype=np.int8)
-        answered = False
-        reason = "no connection"
+        self.settle([await self.fetch(dev)])
+
+    async def fetch(self, dev: ModbusDevice) -> _Reading:
+        """Read one device's registers; never raises. Decoding is left to ``settle``."""
+        reading = _Reading(dev, self.clock.now(), time.perf_counter(), [None] * len(dev.requests))
         for i, req in enumerate(dev.requests):
             client = await self._connected()
             if client is None:
                 break
             if dev.info and dev.info_due and not await self._read_info(client, dev):
-                reason = "no reply to the info read"
+                reading.reason = "no reply to the info read"
                 break  # silent: the numeric reads would only wait too
             if i and dev.pause:
                 await asyncio.sleep(dev.pause)
             ok, payload = await self._read(client, dev.unit, req)
             if not ok:
-                reason = str(payload)
-                if reason.startswith("timeout") or reason.startswith("io"):
+                assert isinstance(payload, str)
+                reading.reason = payload
+                if payload.startswith(("timeout", "io")):
                     break  # the device is silent; the rest would only wait too
-                if not reason.startswith("exception 0x0a") and not reason.startswith("exception 0x0b"):
-                    answered = True
+                if not payload.startswith(("exception 0x0a", "exception 0x0b")):
+                    reading.answered = True
                 continue
-            answered = True
-            sl = dev._slices[i]
             assert not isinstance(payload, str)
-            decoded = req.codec.decode(payload)
-            values[sl] = decoded
-            quality[sl] = int(Quality.GOOD)
-        bad = ~np.isfinite(values) & (quality == Quality.GOOD)
-        quality[bad] = int(Quality.DECODE_ERROR)
-        outside = (quality == Quality.GOOD) & ((values < dev.low) | (values > dev.high))
-        quality[outside] = int(Quality.OUT_OF_RANGE)
-        self.metrics.poll_latency.labels("modbus").observe(time.perf_counter() - started)
-        self.bus.publish(SampleBatch(ts, dev.asset, dev.points, values, quality))
-        if answered != dev.online:
-            dev.online = answered
-            dev.info_due = answered  # back after an outage: it may be another device now
-            if answered:
-                log.info("modbus %s unit %d (%s): back online", self.name, dev.unit, dev.asset)
-            else:
-                log.warning("modbus %s unit %d (%s): offline: %s", self.name, dev.unit, dev.asset, reason)
-            self.bus.publish_health(HealthChange(ts, dev.asset, answered, reason if not answered else "ok"))
-            self.metrics.devices_offline.labels("modbus").inc(-1 if answered else 1)
+            reading.answered = True
+            reading.blocks[i] = payload
+        return reading
 
-    async def _read_info(self, client: Client, dev: ModbusDevice) -> bool:
+    def settle(self, readings: Sequence[_Reading]) -> None:
+        """Decode readings, one matrix per read plan and request, and hand the batches over together."""
+        by_plan: dict[int, list[_Reading]] = {}
+        for r in readings:
+            by_plan.setdefault(id(r.dev.plan), []).append(r)
+        batches = []
+        for group in by_plan.values():
+            plan = group[0].dev.plan
+            values = np.full((len(group), len(plan.points)), math.nan)
+            quality = np.full(values.shape, int(Quality.COMM_ERROR), dtype=np.int8)
+            for i, req in enumerate(plan.requests):
+                rows = [k for k, r in enumerate(group) if r.blocks[i] is not None]
+                if rows:
+                    block = np.stack([group[k].blocks[i] for k in rows])  # type: ignore[misc]
+                    values[rows, plan.slices[i]] = req.codec.decode(block)
+                    quality[rows, plan.slices[i]] = int(Quality.GOOD)
+            mark_quality(values, quality, plan.low, plan.high)
+            batches += [
+                SampleBatch(r.ts, r.dev.asset, plan.points, values[k], quality[k])
+                for k, r in enumerate(group)
+            ]
+        self.bus.publish_many(batches)
+        done = time.perf_counter()
+        for r in readings:
+            self._latency.observe(done - r.started)
+            self._judge(r)
+
+    def _judge(self, r: _Reading) -> None:
+        """A device that answered after an outage, or fell silent: log it, say it, count it."""
+        dev = r.dev
+        if r.answered == dev.online:
+            return
+        dev.online = r.answered
+        dev.info_due = r.answered  # back after an outage: it may be another device now
+        if r.answered:
+            log.info("modbus %s unit %d (%s): back online", self.name, dev.unit, dev.asset)
+        else:
+            log.warning("modbus %s unit %d (%s): offline: %s", self.name, dev.unit, dev.asset, r.reason)
+        self.bus.publish_health(
+            HealthChange(r.ts, dev.asset, r.answered, r.reason if not r.answered else "ok")
+        )
+        self.metrics.devices_offline.labels("modbus").inc(-1 if r.answered else 1)
+
+    async def _read_info(self, client: Client | TcpLink, dev: ModbusDevice) -> bool:
         """Read a device's ASCII facts, log what changed, expose them as ``monitord_device_info``.
 
         Done when the device first answers and each time it comes back from an outage. A fact that
@@ -310,7 +451,8 @@ class GatewayPoller:
             ok, payload = await self._read(client, dev.unit, req)
             where = f"modbus {self.name} unit {dev.unit} ({dev.asset})"
             if not ok:
-                if self._client is None:  # timeout or I/O error: the line was closed
+                assert isinstance(payload, str)
+                if payload.startswith(_DROPPED):  # the line was closed
                     return False
                 log.warning("%s: cannot read %s: %s", where, name, payload)
                 continue
@@ -331,8 +473,12 @@ class GatewayPoller:
         dev.info_due = False
         return True
 
-    async def _read(self, client: Client, unit: int, req: ReadRequest) -> tuple[bool, list[int] | str]:
+    async def _read(
+        self, client: Client | TcpLink, unit: int, req: ReadRequest
+    ) -> tuple[bool, Payload | str]:
         """One request; on an RTU line, after the silence that must precede it."""
+        if isinstance(client, TcpLink):
+            return await self._exchange(client, unit, req)
         loop = asyncio.get_running_loop()
         if (wait := self._quiet_at - loop.time()) > 0:
             await asyncio.sleep(wait)
@@ -343,7 +489,97 @@ class GatewayPoller:
             self._quiet_at = loop.time() + self.line.gap
             self._busy += self._quiet_at - started
 
-    async def _request(self, client: Client, unit: int, req: ReadRequest) -> tuple[bool, list[int] | str]:
+    async def _exchange(self, link: TcpLink, unit: int, req: ReadRequest) -> tuple[bool, Payload | str]:
+        """One request over our own Modbus TCP link, others possibly in flight beside it."""
+        key = (unit, req.kind, req.start, req.count)
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = self._frames[key] = request_frame(req.kind, unit, req.start, req.count)
+        started = time.perf_counter()
+        try:
+            answer = await link.send(frame)
+        except LinkLost as lost:
+            if lost.collateral:
+                # Dropped for another transaction's timeout: this device did nothing wrong, so it
+                # is asked again, once, on a new connection.
+                self.metrics.driver_errors.labels("modbus", "dropped").inc()
+                again = await self._connected()
+                if again is None or not isinstance(again, TcpLink):
+                    return False, "io error: no connection after the line was dropped"
+                try:
+                    answer = await again.send(frame)
+                except LinkLost as second:
+                    return self._lost(again, second)
+            else:
+                return self._lost(link, lost)
+        finally:
+            self._busy += time.perf_counter() - started
+        return self._take(link, unit, req, answer)
+
+    def _lost(self, link: TcpLink, lost: LinkLost) -> tuple[bool, str]:
+        kind = lost.reason.split(" ", 1)[0].split(":")[0]
+        self.metrics.driver_errors.labels("modbus", kind if kind in ("timeout", "protocol") else "io").inc()
+        log.debug("modbus %s: connection dropped: %s", self.name, lost.reason)
+        self._close(link)
+        return False, lost.reason
+
+    def _take(self, link: TcpLink, unit: int, req: ReadRequest, answer: Answer) -> tuple[bool, Payload | str]:
+        """A reply on our link: its registers or bits, or why they cannot be taken."""
+        if answer.function & 0x80:
+            return False, self._refused(unit, req, answer.exception_code())
+        if answer.function != _FUNCTION[req.kind]:
+            link.close("protocol error: a reply under another function code", blame_oldest=False)
+            return self._protocol_error(link, unit, req, answer.function)
+        if req.kind in BIT_KINDS:
+            data = np.array(answer.bits()[: req.count], dtype=np.uint16)
+        else:
+            size = answer.data[0] if answer.data else 0
+            if size > len(answer.data) - 1:
+                self.metrics.driver_errors.labels("modbus", "protocol").inc()
+                link.close("protocol error: byte count beyond the frame", blame_oldest=False)
+                self._close(link)
+                return False, f"protocol error: byte count {size} beyond the frame"
+            data = np.frombuffer(answer.data, ">u2", min(size, 2 * req.count) // 2, 1).astype(np.uint16)
+        if len(data) < req.count:
+            self.metrics.driver_errors.labels("modbus", "short_reply").inc()
+            return False, "short reply"
+        return True, data
+
+    def _refused(self, unit: int, req: ReadRequest, code: int) -> str:
+        """An exception reply: counted, logged at debug, its reason."""
+        self.metrics.driver_errors.labels("modbus", "exception").inc()
+        log.debug(
+            "modbus %s unit %d: exception 0x%02x reading %s %d+%d",
+            self.name,
+            unit,
+            code,
+            req.kind,
+            req.start,
+            req.count,
+        )
+        return f"exception 0x{code:02x}"
+
+    def _protocol_error(
+        self, client: Client | TcpLink, unit: int, req: ReadRequest, answered_with: int
+    ) -> tuple[bool, str]:
+        """A reply under another function code: an FC04 answer to an FC03 request carries other
+        registers, so it is never taken as ours, and the stream cannot be trusted any more."""
+        self.metrics.driver_errors.labels("modbus", "protocol").inc()
+        self._close(client)
+        log.debug(
+            "modbus %s unit %d: reply with function 0x%02x to a 0x%02x read of %s %d+%d",
+            self.name,
+            unit,
+            answered_with,
+            _FUNCTION[req.kind],
+            req.kind,
+            req.start,
+            req.count,
+        )
+        return False, f"protocol error: function 0x{answered_with:02x} answered 0x{_FUNCTION[req.kind]:02x}"
+
+    async def _request(self, client: Client, unit: int, req: ReadRequest) -> tuple[bool, Payload | str]:
+        """One request through the pymodbus client (RTU lines), one at a time."""
         method = {
             "holding": client.read_holding_registers,
             "input": client.read_input_registers,
@@ -355,45 +591,20 @@ class GatewayPoller:
                 rr = await method(req.start, count=req.count, device_id=unit)
         except TimeoutError:
             self.metrics.driver_errors.labels("modbus", "timeout").inc()
-            self._close()  # a late reply must never answer the next request
+            self._close(client)  # a late reply must never answer the next request
             return False, "timeout"
         except ModbusException as exc:
             self.metrics.driver_errors.labels("modbus", "io").inc()
-            self._close()
+            self._close(client)
             return False, f"io error: {exc}"
         if rr.isError():
-            code = int(getattr(rr, "exception_code", 0))
-            self.metrics.driver_errors.labels("modbus", "exception").inc()
-            log.debug(
-                "modbus %s unit %d: exception 0x%02x reading %s %d+%d",
-                self.name,
-                unit,
-                code,
-                req.kind,
-                req.start,
-                req.count,
-            )
-            return False, f"exception 0x{code:02x}"
+            return False, self._refused(unit, req, int(getattr(rr, "exception_code", 0)))
         answered_with = int(getattr(rr, "function_code", 0)) & 0x7F
         if answered_with != _FUNCTION[req.kind]:
-            # An FC04 answer to an FC03 request carries other registers: never take it as ours.
-            self.metrics.driver_errors.labels("modbus", "protocol").inc()
-            self._close()  # the stream cannot be trusted to be in step any more
-            log.debug(
-                "modbus %s unit %d: reply with function 0x%02x to a 0x%02x read of %s %d+%d",
-                self.name,
-                unit,
-                answered_with,
-                _FUNCTION[req.kind],
-                req.kind,
-                req.start,
-                req.count,
-            )
-            return (
-                False,
-                f"protocol error: function 0x{answered_with:02x} answered 0x{_FUNCTION[req.kind]:02x}",
-            )
-        data = list(rr.bits[: req.count] if req.kind in BIT_KINDS else rr.registers)
+            return self._protocol_error(client, unit, req, answered_with)
+        data = np.array(
+            rr.bits[: req.count] if req.kind in BIT_KINDS else rr.registers[: req.count], dtype=np.uint16
+        )
         if len(data) < req.count:
             self.metrics.driver_errors.labels("modbus", "short_reply").inc()
             return False, "short reply"

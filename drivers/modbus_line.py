@@ -56,10 +56,12 @@ class Line:
     parity: Literal["N", "E", "O"] = "N"
     stopbits: int = 1
     bytesize: int = 8
+    #: Requests the master may have in flight at once (Modbus TCP only, matched by transaction id).
+    pipeline: int = 1
 
     @classmethod
-    def tcp(cls, host: str, port: int) -> Line:
-        return cls("tcp", port, host)
+    def tcp(cls, host: str, port: int, pipeline: int = 1) -> Line:
+        return cls("tcp", port, host, pipeline=pipeline)
 
     @property
     def name(self) -> str:

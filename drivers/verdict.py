@@ -85,7 +85,7 @@ class Verdict:
 
     def publish(self, bus: SampleBus, ts: float, values: FloatArray, quality: QualityArray) -> None:
         """A whole read: every point, judged against the profile's limits."""
-        _judge(values, quality, self.low, self.high)
+        mark_quality(values, quality, self.low, self.high)
         bus.publish(SampleBatch(ts, self.asset, self.points, values, quality))
 
     def publish_one(self, bus: SampleBus, ts: float, point: str, value: float) -> None:
@@ -93,7 +93,7 @@ class Verdict:
         i = self.points.index(point)
         names = self.singles.setdefault(point, (point,))  # one tuple per point: the store's frame key
         values, quality = np.array([value]), np.zeros(1, dtype=np.int8)
-        _judge(values, quality, self.low[i : i + 1], self.high[i : i + 1])
+        mark_quality(values, quality, self.low[i : i + 1], self.high[i : i + 1])
         bus.publish(SampleBatch(ts, self.asset, names, values, quality))
 
     def answered(self, bus: SampleBus, metrics: Metrics, ts: float, answered: bool, reason: str) -> bool:
@@ -110,7 +110,7 @@ class Verdict:
         return True
 
 
-def _judge(values: FloatArray, quality: QualityArray, low: FloatArray, high: FloatArray) -> None:
+def mark_quality(values: FloatArray, quality: QualityArray, low: FloatArray, high: FloatArray) -> None:
     """Mark good but non-finite values ``decode_error``, and good values outside [low, high]
     ``out_of_range``, in place (the Modbus poller's marks)."""
     quality[~np.isfinite(values) & (quality == Quality.GOOD)] = int(Quality.DECODE_ERROR)
