@@ -2,13 +2,16 @@
 
 Sits before the ``SampleBus``. One ``GatewayPoller`` per line (a TCP endpoint,
 a serial port, or a serial server reached over TCP; ``drivers.modbus_line``)
-is that line's only master: one task, one request at a time (Modbus TCP devices,
-RTU gateways and an RS-485 bus all expect that), with the silent gap an RTU
-line needs between frames, for every unit id on it. Lines are independent
-tasks, so a slow or dead device holds up only its own line. Reads are planned
-once at start-up: a profile's registers are merged over small gaps into as
-few requests as the device's limit allows. Each poll of a device becomes one ``SampleBatch``; a failed read
-becomes ``comm_error`` samples and, once per outage, an offline health change.
+is that line's only master: by default one request at a time (most Modbus TCP
+gateways, RTU gateways and an RS-485 bus expect that), with the silent gap an RTU
+line needs between frames, for every unit id on it; a Modbus TCP line with
+``pipeline: N`` polls up to N devices at once over its one connection
+(``drivers.modbus_tcp``). Lines are independent tasks, so a slow or dead device
+holds up only its own line. Reads are planned once per profile: its registers are
+merged over small gaps into as few requests as the device's limit allows. Each poll
+of a device becomes one ``SampleBatch`` (the replies of many devices of one plan are
+decoded as one matrix and handed over together); a failed read becomes
+``comm_error`` samples and, once per outage, an offline health change.
 """
 
 from __future__ import annotations
@@ -410,7 +413,8 @@ class GatewayPoller:
             for i, req in enumerate(plan.requests):
                 rows = [k for k, r in enumerate(group) if r.blocks[i] is not None]
                 if rows:
-                    block = np.stack([group[k].blocks[i] for k in rows])  # type: ignore[misc]
+                    blocks = [group[k].blocks[i] for k in rows]
+                    block = blocks[0][None] if len(blocks) == 1 else np.stack(blocks)  # type: ignore[index,arg-type]
                     values[rows, plan.slices[i]] = req.codec.decode(block)
                     quality[rows, plan.slices[i]] = int(Quality.GOOD)
             mark_quality(values, quality, plan.low, plan.high)
@@ -528,18 +532,19 @@ class GatewayPoller:
         if answer.function & 0x80:
             return False, self._refused(unit, req, answer.exception_code())
         if answer.function != _FUNCTION[req.kind]:
-            link.close("protocol error: a reply under another function code", blame_oldest=False)
+            link.close("protocol error: a reply under another function code", culprit=0)
             return self._protocol_error(link, unit, req, answer.function)
         if req.kind in BIT_KINDS:
             data = np.array(answer.bits()[: req.count], dtype=np.uint16)
         else:
-            size = answer.data[0] if answer.data else 0
-            if size > len(answer.data) - 1:
+            size = answer.data[0] if answer.data else -1
+            if not 0 <= size <= len(answer.data) - 1:
                 self.metrics.driver_errors.labels("modbus", "protocol").inc()
-                link.close("protocol error: byte count beyond the frame", blame_oldest=False)
+                link.close("protocol error: no byte count, or one beyond the frame", culprit=0)
                 self._close(link)
-                return False, f"protocol error: byte count {size} beyond the frame"
-            data = np.frombuffer(answer.data, ">u2", min(size, 2 * req.count) // 2, 1).astype(np.uint16)
+                return False, "protocol error: no byte count, or one beyond the frame"
+            # Big-endian words straight from the frame: the codec converts a whole matrix of them at once.
+            data = np.frombuffer(answer.data, ">u2", min(size, 2 * req.count) // 2, 1)
         if len(data) < req.count:
             self.metrics.driver_errors.labels("modbus", "short_reply").inc()
             return False, "short reply"

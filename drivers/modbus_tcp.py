@@ -88,6 +88,7 @@ class TcpLink(asyncio.Protocol):
             collections.OrderedDict()
         )
         self._next_tid = 0
+        self._outgoing: list[bytes] = []  # requests to send at the end of this turn of the loop
         self._watchdog: asyncio.TimerHandle | None = None
         self._lost: LinkLost | None = None
         self._loop = asyncio.get_running_loop()
@@ -118,11 +119,24 @@ class TcpLink(asyncio.Protocol):
         while tid in self._pending:  # 65,535 ids: only a stuck connection could wrap onto its own
             tid = self._next_tid = self._next_tid % 0xFFFF + 1
         deadline = self._loop.time() + self.timeout
+        adu = tid.to_bytes(2, "big") + frame[2:]
+        if self._pending:
+            # Others in flight: requests made in this turn of the loop leave in one write (one
+            # system call instead of one each; pipelined polls resume together on one read).
+            if not self._outgoing:
+                self._loop.call_soon(self._write_out)
+            self._outgoing.append(adu)
+        else:
+            self._transport.write(adu)
         self._pending[tid] = (fut, frame[6], deadline)
-        self._transport.write(tid.to_bytes(2, "big") + frame[2:])
         if self._watchdog is None:
             self._watchdog = self._loop.call_at(deadline, self._check_deadline)
         return fut
+
+    def _write_out(self) -> None:
+        out, self._outgoing = self._outgoing, []
+        if self._transport is not None and self._lost is None:
+            self._transport.write(b"".join(out))
 
     def _check_deadline(self) -> None:
         """The oldest transaction's deadline came: fail them all if it is still outstanding."""
@@ -135,9 +149,9 @@ class TcpLink(asyncio.Protocol):
         else:
             self._watchdog = self._loop.call_at(deadline, self._check_deadline)
 
-    def close(self, reason: str = "io error: closed", blame_oldest: bool = True) -> None:
-        """Drop the connection and fail every outstanding transaction with ``reason``: the oldest
-        as the one at fault (unless ``blame_oldest`` is false: the culprit was answered already),
+    def close(self, reason: str = "io error: closed", culprit: int | None = None) -> None:
+        """Drop the connection and fail every outstanding transaction with ``reason``: transaction
+        ``culprit`` (by default the oldest; 0: none, it was answered already) as the one at fault,
         the others as collateral."""
         if self._lost is None:
             self._lost = LinkLost(reason)
@@ -145,9 +159,11 @@ class TcpLink(asyncio.Protocol):
             self._watchdog.cancel()
             self._watchdog = None
         pending, self._pending = self._pending, collections.OrderedDict()
-        for n, (fut, _unit, _deadline) in enumerate(pending.values()):
+        if culprit is None:
+            culprit = next(iter(pending), 0)
+        for tid, (fut, _unit, _deadline) in pending.items():
             if not fut.done():
-                fut.set_exception(LinkLost(reason, collateral=n > 0 or not blame_oldest))
+                fut.set_exception(LinkLost(reason, collateral=tid != culprit))
                 fut.exception()  # a caller gone (cancelled) must not leave it "never retrieved"
         if self._transport is not None:
             self._transport.abort()  # no lingering: a late reply must not reach anyone
@@ -172,17 +188,20 @@ class TcpLink(asyncio.Protocol):
             if not size:
                 break  # the rest of the frame is still on its way
             used += size
-            entry = self._pending.pop(tid, None)
+            entry = self._pending.get(tid)
             if entry is None:
                 self.close(f"protocol error: reply with transaction id {tid}, not outstanding")
                 return
             fut, asked, _deadline = entry
-            if unit != asked:
-                self.close(f"protocol error: unit {unit} answered a request to unit {asked}")
+            if unit != asked or not pdu:  # the transaction at fault, failed with the rest
+                self.close(
+                    f"protocol error: unit {unit} answered a request to unit {asked}"
+                    if pdu
+                    else "protocol error: empty PDU",
+                    culprit=tid,
+                )
                 return
-            if not pdu:
-                self.close("protocol error: empty PDU")
-                return
+            del self._pending[tid]
             if not fut.done():
                 fut.set_result(Answer(pdu[0], pdu[1:]))
         self._buffer = buffer[used:]
