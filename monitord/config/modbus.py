@@ -47,6 +47,9 @@ class ModbusConnection(Strict):
     framer: Literal["tcp", "rtu"] | None = None
     unit: Annotated[int, in_range(0, 247)] = 1
     timeout: Duration = 1.0
+    pipeline: Annotated[int, in_range(1, 64)] = Field(
+        1, description="requests in flight at once on this Modbus TCP connection (1: one at a time)"
+    )
     baudrate: Annotated[int, AfterValidator(_standard_baud)] | None = None
     parity: Literal["N", "E", "O"] | None = None
     stopbits: Literal[1, 2] | None = None
@@ -82,6 +85,12 @@ class ModbusConnection(Strict):
                 "port: /dev/ttyUSB0, for a serial server on TCP give framer: rtu",
                 {"keys": ", ".join(given)},
             )
+        if self.pipeline > 1 and (self.serial is not None or self.framer == "rtu"):
+            raise PydanticCustomError(
+                "connection",
+                "pipeline: {n} needs Modbus TCP; an RTU line carries one request at a time",
+                {"n": self.pipeline},
+            )
         return self
 
     @property
@@ -89,7 +98,7 @@ class ModbusConnection(Strict):
         """The line this asset is polled on; devices on one line share one master."""
         if self.serial is None and self.framer != "rtu":
             assert self.host is not None  # _one_transport guarantees it
-            return Line.tcp(self.host, self.port)
+            return Line.tcp(self.host, self.port, self.pipeline)
         return Line(
             "serial" if self.serial is not None else "rtu-tcp",
             self.serial if self.serial is not None else self.port,
@@ -112,6 +121,15 @@ def check_lines(lines: Iterable[Sequence[tuple[int, str, ModbusConnection]]], ra
         for i, asset, m in assets:
             at = ("assets", i, "connection", "modbus")
             line = m.line
+            if line.pipeline != first.pipeline:
+                out.append(
+                    problem(
+                        raw,
+                        (*at, "pipeline"),
+                        f"line {line.name} has pipeline: {first.pipeline} from asset {first_id!r}, "
+                        f"here {line.pipeline}; one connection has one setting",
+                    )
+                )
             if line.kind != first.kind or (line.rtu and line.settings != first.settings):
                 out.append(
                     problem(

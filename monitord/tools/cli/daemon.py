@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from monitord.config.fleet import Member
-from monitord.config.site import CONFIG_DIR, coverage, line_budgets, load_config
+from monitord.config.site import CONFIG_DIR, coverage, line_budgets, load_config, modbus_lines, modbus_of
 from monitord.core.errors import MonitordError
 from monitord.core.i18n import UnknownLocale, normalise
 from monitord.core.units import parse_duration
@@ -81,6 +81,12 @@ def check(args: argparse.Namespace) -> int:
             print(
                 f"warning: line {b.line.name}: the poll intervals ask {b.utilisation:.0%} of what the line "
                 "carries; polls will come late (lengthen poll:, raise the baud rate, or split the line)"
+            )
+    for assets in modbus_lines(config).values():
+        if (line := modbus_of(assets[0]).line).pipeline > 1:
+            print(
+                f"line {line.name} (Modbus TCP): up to {line.pipeline} requests in flight on one connection "
+                f"(pipeline: {line.pipeline}); the gateway must answer each under its transaction id"
             )
     return 0
 
