@@ -196,7 +196,7 @@ class _PipelinedHandler(ServerRequestHandler):
         except Exception:  # a broken model answers "device failure", as pymodbus's handler does
             log.exception("simulated unit %d cannot answer", request.dev_id)
             response = ExceptionResponse(request.function_code, ExcCodes.DEVICE_FAILURE)
-        if self.transport is None:
+        if self.transport is None or self.transport.is_closing():
             return  # the master hung up meanwhile
         response.transaction_id, response.dev_id = request.transaction_id, request.dev_id
         self.server_send(response, addr)  # type: ignore[no-untyped-call]
