@@ -9,7 +9,6 @@ pipelined requests, and a silent unit on it does not hold up the others on its c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,7 @@ from monitord.ingest.profiles import DeviceProfile
 from monitord.simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
 from monitord.simulators.models import PowerMeter
 from tests.support.configs import GOOD, check, problems, write
-from tests.support.modbus_raw import adu, registers
+from tests.support.modbus_raw import RawModbusServer, adu, registers
 from tests.support.net import free_port, run
 
 TCP = "connection: {modbus: {host: 127.0.0.1, port: 1502, unit: 1}}"
@@ -48,27 +47,16 @@ def word(unit: int) -> int:
 Policy = Callable[[int, list[bytes]], list[bytes]]  # (connection number, requests held) -> replies
 
 
-class Gateway:
+class Gateway(RawModbusServer):
     """A raw Modbus TCP gateway on a free port: holds requests until ``hold`` are outstanding on a
     connection, then sends what ``policy`` makes of them (in any order; b"" for none)."""
 
     def __init__(self, hold: int, policy: Policy) -> None:
+        super().__init__(lambda _request: b"")
         self.hold, self.policy = hold, policy
-        self.port = free_port()
         self.connections = 0
         self.most_outstanding = 0
         self.closed_by_master: list[int] = []  # connection numbers the poller hung up
-        self._server: asyncio.AbstractServer | None = None
-
-    async def __aenter__(self) -> Gateway:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        with contextlib.suppress(Exception):
-            await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

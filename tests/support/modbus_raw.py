@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import struct
 from collections.abc import Callable
+from typing import Self
 
 from monitord.config.site import CONFIG_DIR
 from monitord.config.yamlio import load_yaml
@@ -45,7 +46,7 @@ class RawModbusServer:
         self.requests = 0
         self._server: asyncio.AbstractServer | None = None
 
-    async def __aenter__(self) -> RawModbusServer:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         return self
 
