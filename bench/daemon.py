@@ -79,7 +79,7 @@ def wait_metrics(port: int, timeout: float = 60.0) -> None:
             time.sleep(0.2)
 
 
-def site_yaml(folder: Path, assets: str, metrics: int, extra: str = "") -> Path:
+def site_yaml(folder: Path, assets: str, metrics: int, extra: str = "", name: str = "site.yaml") -> Path:
     profiles = CONFIG_DIR / "profiles"
     text = (
         "site: {id: bench}\n"
@@ -99,7 +99,7 @@ def site_yaml(folder: Path, assets: str, metrics: int, extra: str = "") -> Path:
         "  - include: rules/packs/elevator.yaml\n"
         f"assets:\n{assets}"
     )
-    path = folder / "site.yaml"
+    path = folder / name
     path.write_text(text)
     return path
 
@@ -147,7 +147,7 @@ asyncio.run(main())
 """
 
 
-def modbus(devices: int, ports: int, poll: float, seconds: float) -> None:
+def modbus(devices: int, ports: int, poll: float, seconds: float, pipeline: int = 1, sims: int = 1) -> None:
     profile = sdm630()
     assert profile.modbus is not None
     plan = plan_reads(profile.modbus_encodings(), profile.modbus)
@@ -157,14 +157,24 @@ def modbus(devices: int, ports: int, poll: float, seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         metrics = free_port()
-        assets = "".join(
-            f"  - {{id: M{p}-{u}, type: power_meter, profile: eastron-sdm630,"
-            f" connection: {{modbus: {{host: 127.0.0.1, port: {port}, unit: {u}}}}}}}\n"
+        lines = [
+            "".join(
+                f"  - {{id: M{p}-{u}, type: power_meter, profile: eastron-sdm630, connection:"
+                f" {{modbus: {{host: 127.0.0.1, port: {port}, unit: {u}, pipeline: {pipeline}}}}}}}\n"
+                for u in range(1, units + 1)
+            )
             for p, port in enumerate(port_numbers)
-            for u in range(1, units + 1)
-        )
-        site = site_yaml(folder, assets, metrics, f"poll: {poll}s\n")
-        sim = subprocess.Popen([*MONITORD, "sim", str(site)], stdout=subprocess.DEVNULL)
+        ]
+        site = site_yaml(folder, "".join(lines), metrics, f"poll: {poll}s\n")
+        # One simulator process serves ~45k points/s on this machine: more offered load needs more of
+        # them, each serving every sims-th port (their CPU is not counted).
+        parts = [
+            site_yaml(folder, "".join(lines[k::sims]), metrics, f"poll: {poll}s\n", f"sim{k}.yaml")
+            for k in range(sims)
+        ]
+        simulators = [
+            subprocess.Popen([*MONITORD, "sim", str(part)], stdout=subprocess.DEVNULL) for part in parts
+        ]
         try:
             for port in port_numbers:
                 wait_port(port, timeout=60)
@@ -175,8 +185,13 @@ def modbus(devices: int, ports: int, poll: float, seconds: float) -> None:
                     "-c",
                     BARE_MODBUS,
                     json.dumps(
-                        [port_numbers, units, [(r.start, r.count, len(r.codec.names)) for r in plan], poll,
-                         seconds]
+                        [
+                            port_numbers,
+                            units,
+                            [(r.start, r.count, len(r.codec.names)) for r in plan],
+                            poll,
+                            seconds,
+                        ]
                     ),
                 ],
                 capture_output=True,
@@ -196,12 +211,17 @@ def modbus(devices: int, ports: int, poll: float, seconds: float) -> None:
                 daemon.terminate()
                 daemon.wait(timeout=30)
         finally:
-            sim.terminate()
-            sim.wait(timeout=30)
+            for sim in simulators:
+                sim.terminate()
+                sim.wait(timeout=30)
     ours = (s1 - s0) / (t1 - t0)
     share = (c1 - c0) / (t1 - t0)
     offered = devices * points_per_poll / poll
-    print(f"Modbus TCP, {devices} SDM630 on {ports} ports, {poll:g} s poll (offered {offered:,.0f} pts/s):")
+    print(
+        f"Modbus TCP, {devices} SDM630 on {ports} ports ({sims} simulator processes), {poll:g} s poll,"
+        f" pipeline {pipeline}"
+        f" (offered {offered:,.0f} pts/s):"
+    )
     print(
         f"  monitord run: {ours:,.0f} points/s at {share:.1%} of a core, peak RSS {rss:.0f} MB;"
         f" {share / max(ours, 1) * 1e5:.2f} CPU-s per 100k points"
@@ -261,9 +281,7 @@ def mqtt(messages: int, topics: int, gateway: bool = False) -> None:
         site = site_yaml(
             folder, assets, metrics, f"mqtt: {{url: 'mqtt://127.0.0.1:{broker.port}', client_id: bench}}\n"
         )
-        elevator = DeviceProfile.model_validate(
-            load_yaml(CONFIG_DIR / "profiles" / "elevator-gbt24476.yaml")
-        )
+        elevator = DeviceProfile.model_validate(load_yaml(CONFIG_DIR / "profiles" / "elevator-gbt24476.yaml"))
         from monitord.simulators.models import MODELS
         from monitord.simulators.mqtt_publisher import document
 
@@ -341,9 +359,11 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--topics", type=int, default=100)
     ap.add_argument("--only", choices=("modbus", "mqtt"))
+    ap.add_argument("--pipeline", type=int, default=1, help="Modbus requests in flight per connection")
+    ap.add_argument("--sims", type=int, default=1, help="Modbus simulator processes sharing the ports")
     args = ap.parse_args()
     if args.only != "mqtt":
-        modbus(args.devices, args.ports, args.poll, args.seconds)
+        modbus(args.devices, args.ports, args.poll, args.seconds, args.pipeline, args.sims)
     if args.only != "modbus":
         mqtt(args.messages, args.topics)
         mqtt(args.messages // GATEWAY_DEVICES, args.topics, gateway=True)
