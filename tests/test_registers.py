@@ -48,6 +48,24 @@ def test_every_type_and_order_round_trips(data: st.DataObject) -> None:
     assert codec.decode(codec.encode([value]))[0] == value
 
 
+@pytest.mark.parametrize("order", ORDERS)
+def test_a_matrix_of_big_endian_rows_decodes_as_each_row_alone(order: str) -> None:
+    """The TCP poller decodes many devices' replies at once, as big-endian words from the frames."""
+    points = [
+        PointEncoding(f"p{i}", "holding", 4 * i, dtype, order, scale=0.5 if i % 2 else 1.0)  # type: ignore[arg-type]
+        for i, dtype in enumerate([*INT_RANGES, "float32", "float64"])
+    ] + [
+        PointEncoding("flag", "holding", 40, "bitfield", order, bit=9),
+        PointEncoding("on", "holding", 41, "bool", order),
+    ]  # type: ignore[arg-type]
+    codec = RegisterCodec(0, 42, points)
+    rows = np.random.default_rng(7).integers(0, 2**16, size=(6, 42)).astype(np.uint16)
+    alone = np.array([codec.decode([int(w) for w in row]) for row in rows])
+    wire = np.frombuffer(rows.astype(">u2").tobytes(), ">u2").reshape(6, 42)
+    np.testing.assert_array_equal(codec.decode(wire), alone)
+    np.testing.assert_array_equal(codec.decode(rows), alone)
+
+
 def test_orders_put_words_and_bytes_where_the_field_expects() -> None:
     # 1.0f = 0x3F800000: ABCD -> 3F80 0000, CDAB -> 0000 3F80, BADC -> 803F 0000, DCBA -> 0000 803F
     expect = {"ABCD": [0x3F80, 0], "CDAB": [0, 0x3F80], "BADC": [0x803F, 0], "DCBA": [0, 0x803F]}

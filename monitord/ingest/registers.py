@@ -124,7 +124,11 @@ class RegisterCodec:
 
         A matrix (one row of registers per device) decodes to a matrix of values, one row each: the
         poller decodes the replies of every device of a read plan in one go."""
-        regs = np.asarray(registers, dtype=np.uint16)
+        regs = np.asarray(registers)
+        if regs.dtype.kind != "u" or regs.dtype.itemsize != 2:
+            regs = regs.astype(np.uint16)
+        # Big-endian words (as the TCP poller hands them over, straight from the frames) are
+        # gathered and viewed as their type without a conversion either way.
         lead = regs.shape[:-1]
         out = np.empty((*lead, len(self.points)), dtype=np.float64)
         for g in self._groups:
@@ -140,7 +144,7 @@ class RegisterCodec:
                 if g.swap_bytes:
                     words = _swap(words)
                 raw = (
-                    np.ascontiguousarray(words.astype(">u2"))
+                    np.ascontiguousarray(words.astype(">u2", copy=False))
                     .view(_BIG_ENDIAN_DTYPE[g.dtype])
                     .reshape(*lead, -1)
                     .astype(np.float64)
