@@ -173,7 +173,9 @@ Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 Payload = npt.NDArray[np.uint16]
 #: Readings decoded and handed to the bus together: at most this many, or after this long.
 _CHUNK = 64
-_CHUNK_DELAY = 0.005
+_CHUNK_DELAY = 0.02
+#: How early a device may be polled to join a cycle that is starting anyway.
+_GATHER = 0.05
 
 
 @dataclass
@@ -243,7 +245,9 @@ class GatewayPoller:
         try:
             while True:
                 now = loop.time()
-                due = [d for d in self.devices if d.next_due <= now]
+                # Devices due within a moment go with this cycle: polled together, their replies are
+                # decoded together (one device at a time costs ~6x the CPU per device in settle).
+                due = [d for d in self.devices if d.next_due <= now + _GATHER]
                 if due:
                     await self._poll_due(due)
                     if self.gateway_asset:
@@ -260,20 +264,21 @@ class GatewayPoller:
         """Poll the devices that are due, up to ``in_flight`` at once, and hand their batches over."""
         todo = iter(due)
         workers = min(self.in_flight, len(due))
+        started = asyncio.get_running_loop().time()
         if workers == 1:
-            await self._worker(todo)
+            await self._worker(todo, started)
         else:
             async with asyncio.TaskGroup() as tg:
                 for _ in range(workers):
-                    tg.create_task(self._worker(todo))
+                    tg.create_task(self._worker(todo, started))
         self._flush()
 
-    async def _worker(self, todo: Iterator[ModbusDevice]) -> None:
-        loop = asyncio.get_running_loop()
+    async def _worker(self, todo: Iterator[ModbusDevice], started: float) -> None:
         me = asyncio.current_task()
         for dev in todo:
             self._collect(await self.fetch(dev))
-            dev.next_due = max(dev.next_due + dev.interval, loop.time())
+            # A cycle that ran late puts its devices on the same new start, so they stay one cycle.
+            dev.next_due = max(dev.next_due + dev.interval, started)
             # Python 3.11's wait_for (inside pymodbus, RTU lines) can swallow a cancellation that
             # arrives with the reply; honour it here so that shutdown never hangs.
             if me is not None and me.cancelling():
