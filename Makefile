@@ -62,6 +62,7 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/latency.py
 	$(BIN)/python bench/protocols.py
 	PYTHONPATH=. $(BIN)/python bench/daemon.py
+	PYTHONPATH=. $(BIN)/python bench/daemon.py --only modbus --pipeline 8
 	$(BIN)/python bench/mqtt_drain.py
 	PYTHONPATH=. $(BIN)/python bench/rtu.py
 	PYTHONPATH=. $(BIN)/python bench/console.py
