@@ -291,3 +291,15 @@ def test_check_says_how_many_requests_a_connection_has_in_flight(tmp_path: Path)
         "line 10.0.0.7:502 (Modbus TCP): up to 8 requests in flight on one connection (pipeline: 8); "
         "the gateway must answer each under its transaction id"
     ) in done.stdout.splitlines()
+
+
+def test_check_says_it_in_the_site_language(tmp_path: Path) -> None:
+    text = pipelined_site("{host: 10.0.0.7, unit: 1, pipeline: 8}").replace(
+        "site: {id: t1, name: Test}", "site: {id: t1, name: Test, locale: zh-CN}"
+    )
+    done = check(write(tmp_path, text))
+    assert done.returncode == 0, done.stderr
+    assert (
+        "线路 10.0.0.7:502（Modbus TCP）：一个连接上最多 8 个请求同时在途（pipeline: 8）；"
+        "网关须按事务号逐一应答"
+    ) in done.stdout.splitlines()

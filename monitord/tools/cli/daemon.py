@@ -10,7 +10,7 @@ from typing import Any
 from monitord.config.fleet import Member
 from monitord.config.site import CONFIG_DIR, coverage, line_budgets, load_config, modbus_lines, modbus_of
 from monitord.core.errors import MonitordError
-from monitord.core.i18n import UnknownLocale, normalise
+from monitord.core.i18n import UnknownLocale, normalise, translator
 from monitord.core.units import parse_duration
 from monitord.daemon.runner import run_daemon, until_stopped
 from monitord.simulators.scenario import load_scenario
@@ -82,11 +82,14 @@ def check(args: argparse.Namespace) -> int:
                 f"warning: line {b.line.name}: the poll intervals ask {b.utilisation:.0%} of what the line "
                 "carries; polls will come late (lengthen poll:, raise the baud rate, or split the line)"
             )
+    _ = translator(config.site.locale)
     for assets in modbus_lines(config).values():
         if (line := modbus_of(assets[0]).line).pipeline > 1:
             print(
-                f"line {line.name} (Modbus TCP): up to {line.pipeline} requests in flight on one connection "
-                f"(pipeline: {line.pipeline}); the gateway must answer each under its transaction id"
+                _(
+                    "line {line} (Modbus TCP): up to {n} requests in flight on one connection "
+                    "(pipeline: {n}); the gateway must answer each under its transaction id"
+                ).format(line=line.name, n=line.pipeline)
             )
     return 0
 
