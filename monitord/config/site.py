@@ -57,6 +57,16 @@ class SiteInfo(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     name: str = ""
     locale: Locale = Field("en", description="zh-CN or en: the language of pages, summaries and screens")
+    code: str | None = Field(
+        None,
+        pattern=r"^[A-Z0-9]{1,8}$",
+        description="short code in ticket ids, WO-<code>-YYYYMMDD-NNNN (default: the id in capitals)",
+    )
+
+    @property
+    def ticket_code(self) -> str:
+        """What ticket ids carry: unique per site, so sites sharing one store never share an id."""
+        return self.code or self.id.upper()
 
 
 class SqliteStoreConfig(Strict):
@@ -610,6 +620,8 @@ def modbus_of(asset: AssetConfig) -> ModbusConnection:
     """The Modbus connection of an asset ``modbus_lines`` returned."""
     assert asset.connection.modbus is not None  # modbus_lines holds only Modbus assets
     return asset.connection.modbus
+
+
 def _check_tls(config: SiteConfig, raw: Any) -> list[str]:
     """``mqtts://`` files exist and come in pairs; plain ``mqtt://`` takes none (they would be ignored)."""
     m, out = config.mqtt, []

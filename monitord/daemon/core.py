@@ -157,7 +157,7 @@ def build_core(
     )
     engine = RuleEngine(c.rules, state, list(assets.values()), tz=site_zone(c))
     tracker = AlertTracker()
-    desk = TicketDesk()
+    desk = TicketDesk(c.site.ticket_code)
     desk.reopen_window = c.tickets.reopen_window
     road = EventRoad(store, metrics, desk, engine, tracker)
     tops = ancestors(c)
