@@ -41,6 +41,7 @@ from monitord.core.units import Duration
 from monitord.drivers.modbus_line import Budget
 from monitord.ingest.profiles import AssetType, DeviceProfile
 from monitord.ingest.state import AssetSlot, StateTable
+from monitord.people.alertmanager import AlertmanagerConfig
 from monitord.people.notify import SmtpConfig
 from monitord.people.roster import RosterConfig
 from monitord.rules import PACKS_DIR
@@ -259,6 +260,7 @@ class SiteConfig(Strict):
     maintenance: list[MaintenanceWindow] = []
     tickets: TicketsConfig = TicketsConfig()
     fleet: FleetConfig = FleetConfig()
+    alertmanager: AlertmanagerConfig | None = None  # push alerts to it too (docs/alertmanager.md)
     source: str = Field("", exclude=True)
 
     def profile(self, name: str) -> DeviceProfile:

@@ -33,6 +33,7 @@ from monitord.drivers.modbus import (
 )
 from monitord.drivers.mqtt import MqttDriver, Tls
 from monitord.ingest.profiles import DeviceProfile, PointSpec
+from monitord.people.alertmanager import AlertmanagerPush
 from monitord.people.dispatch import Dispatcher
 from monitord.people.identity import Identities, Signer, people, site_secret, ticket_link
 from monitord.people.notify import Outbox, channels
@@ -97,6 +98,7 @@ class Monitord:
         self.dispatcher: Dispatcher | None = None
         self.api: WebServer | None = None
         self.web: Web | None = None
+        self.alertmanager: AlertmanagerPush | None = None
         self.modbus = self._modbus_driver()
         self.mqtt = self._mqtt_driver()
         self.polled = polled_drivers(c, self.bus, self.clock, self.metrics)  # BACnet, SNMP
@@ -170,6 +172,8 @@ class Monitord:
                 await asyncio.sleep(2.0)
         desk = self.core.desk
         self.core.restore(events)
+        if self.alertmanager is not None:  # what fires still, pushed again before Alertmanager expires it
+            self.alertmanager.resume(self.core.firing_alerts(), desk.tickets, self.clock.now())
         if desk.tickets:
             n_open = sum(desk.open_counts().values())
             log.info("restored %d tickets (%d open) from the store", len(desk.tickets), n_open)
@@ -197,6 +201,13 @@ class Monitord:
         self.web = web
         self.api_url = c.api.public_url or f"http://{c.api.host}:{self.api.port}"
         log.info("API at %s (console: %s/console)", self.api_url, self.api_url)
+        if c.alertmanager is not None:
+            am = AlertmanagerPush(
+                c.alertmanager, c.site.id, core.assets, f"{self.api_url}/console", core.metrics
+            )
+            core.road.alert_listeners.append(am.on_alert)
+            core.road.ticket_listeners.append(am.on_ticket)
+            self.alertmanager = am
         if roster is None or self.outbox is None:
             return
         url, ttl = self.api_url, c.api.link_ttl
@@ -247,6 +258,8 @@ class Monitord:
             self.metrics.stop()
             if self.outbox:
                 self.outbox.close()
+            if self.alertmanager:
+                self.alertmanager.close()
             if self.mqtt:
                 self.mqtt.close()
             for d in self.polled.values():
