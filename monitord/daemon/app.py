@@ -36,6 +36,7 @@ from monitord.ingest.profiles import DeviceProfile, PointSpec
 from monitord.people.alertmanager import AlertmanagerPush
 from monitord.people.dispatch import Dispatcher
 from monitord.people.identity import Identities, Signer, people, site_secret, ticket_link
+from monitord.people.logsite import claim
 from monitord.people.notify import Outbox, channels
 from monitord.people.roster import Roster
 from monitord.store.base import Store
@@ -90,6 +91,7 @@ class Monitord:
 
     def __post_init__(self) -> None:
         self.config = c = with_gateways(self.config)
+        claim(c.notify_log, c.site.id)  # before anything reads it: silences, outbox, secret, timers
         if self.store is None:
             self.store = open_store(c)
         self.core: Core = build_core(c, self.clock, self.store, silences=c.notify_log)
