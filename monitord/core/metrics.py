@@ -106,6 +106,8 @@ class Metrics:
             "monitord_tickets_open", "Open tickets, by priority", ["priority"], registry=r
         )
         self.store_queue = Gauge("monitord_store_queued_samples", "Samples waiting to be written", registry=r)
+        # 1, labelled with the site: dashboards join the other series on instance to filter by site
+        self.site_info = Gauge("monitord_site_info", "The site this instance watches", ["site"], registry=r)
         self.notifications = Counter(
             "monitord_notify_notifications_total",
             "Notifications, by channel and outcome (sent, failed: given up after retries)",

@@ -148,6 +148,7 @@ def build_core(
     metrics = metrics or Metrics()
     assets = c.domain_assets()
     metrics.set_asset_types({a.id: a.type for a in assets.values()})
+    metrics.site_info.labels(c.site.id).set(1)
     stale = c.engine.offline_after_polls
     state = StateTable(
         [AssetSlot(a.id, a.type, asset_points(c, a), stale * c.poll_of(a)) for a in c.assets],
