@@ -63,7 +63,7 @@ def tickets_ready(app: Monitord) -> bool:
 
 
 def test_three_sites_share_one_influxdb_and_each_restores_only_its_own(
-    tmp_path: Path, influxdb: tuple[InfluxServer, V2WriteProxy]
+    tmp_path: Path, influxdb: tuple[InfluxServer, V2WriteProxy], caplog: pytest.LogCaptureFixture
 ) -> None:
     server, proxy = influxdb
     configs = {s: site_config(tmp_path, s, code, proxy.url) for s, (code, _dry) in SITES.items()}
@@ -89,6 +89,9 @@ def test_three_sites_share_one_influxdb_and_each_restores_only_its_own(
     stored = {r["site"] for r in server.query('SELECT "state", "site" FROM "ticket"')}
     assert stored == set(SITES), "one database holds the tickets of all three"
 
+    # The second time a fourth site comes too, configured by mistake with north's code.
+    configs["north-annex"] = site_config(tmp_path, "north-annex", "N", proxy.url)
+
     async def second_run() -> dict[str, set[str]]:
         async with contextlib.AsyncExitStack() as stack:
             apps = {s: await stack.enter_async_context(running(c)) for s, c in configs.items()}
@@ -97,7 +100,14 @@ def test_three_sites_share_one_influxdb_and_each_restores_only_its_own(
             return {s: set(app.core.desk.tickets) for s, (_sim, app) in apps.items()}
 
     restored = run(second_run(), timeout=120)
-    assert restored == opened, "each site restored exactly its own tickets, no other site's"
+    assert restored == opened | {"north-annex": set()}, "each site restored exactly its own tickets"
+    told = [
+        r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "site.code" in r.getMessage()
+    ]
+    assert told == [
+        "site.code N: site(s) north-tower of the same store also number tickets WO-N-...; "
+        "give each site its own site.code, or ticket ids repeat across sites"
+    ]
 
     # Every other read-back path is the site's own too: alert events and the audit trail.
     target = InfluxTarget(proxy.url, "monitord")
@@ -115,6 +125,9 @@ def test_three_sites_share_one_influxdb_and_each_restores_only_its_own(
     for s, (code, _dry) in SITES.items():
         audit = InfluxStore(target, s, {}, tmp_path / s / "spool", writer=False).audit_events()
         assert [a.actor for a in audit] == [f"duty-{code}"]
+    annex = InfluxStore(target, "north-annex", {}, tmp_path / "annex", writer=False)
+    assert annex.code_users("N") == {"north-tower"} and annex.code_users("W") == set()
+    assert InfluxStore(target, "north-tower", {}, tmp_path / "annex", writer=False).code_users("N") == set()
 
 
 def test_two_sites_never_share_a_notification_log(tmp_path: Path) -> None:

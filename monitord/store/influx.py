@@ -32,6 +32,7 @@ import gzip
 import hashlib
 import json
 import logging
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -399,6 +400,15 @@ class InfluxStore(QueuedWriter):
     def ticket_events(self) -> list[TicketEvent]:
         rows = self.query(f'SELECT "body" FROM "ticket" WHERE {self._where_site()}')
         return [TicketEvent(**json.loads(r["body"])) for r in rows]
+
+    def code_users(self, code: str) -> set[str]:
+        """Other sites of this database whose ticket ids carry ``code`` (``WO-<code>-``): two sites
+        sharing a code would hand out the same ids (docs/storage.md#ticket-ids)."""
+        pattern = re.escape(f"WO-{code}-").replace("/", "\\/")
+        rows = self.query(
+            f'SHOW TAG VALUES FROM "ticket" WITH KEY = "site" WHERE "ticket" =~ /^{pattern}\\d{{8}}-/'
+        )
+        return {str(r["value"]) for r in rows} - {self.site}
 
     def alert_events(self) -> list[AlertEvent]:
         rows = self.query(f'SELECT * FROM "alert" WHERE {self._where_site()}')
