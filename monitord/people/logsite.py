@@ -6,7 +6,8 @@ their notification logs apart (docs/storage.md#many-sites): two instances
 of different sites started with the default paths in one folder would
 otherwise share silences (a silence of one site's ``P1`` muting another's)
 and resume each other's pages. The first site to open a log claims it; another
-site is refused with the file and the key to set.
+site is refused with the file and the key to set. ``kept`` holds such
+one-row facts of the log (the owner here, the site secret in ``identity``).
 """
 
 from __future__ import annotations
@@ -17,19 +18,22 @@ from pathlib import Path
 from monitord.core.errors import ConfigError
 
 
-def claim(log: Path, site: str) -> None:
-    """Record ``site`` as the owner of the log at ``log``; ConfigError if another site owns it."""
+def kept(log: Path, table: str, value: str) -> str:
+    """The value a one-row ``table`` of the log holds: ``value`` if it held none yet (then kept)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(log, timeout=30)
     try:
         with db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS log_site (id INTEGER PRIMARY KEY CHECK (id = 1), site TEXT)"
-            )
-            db.execute("INSERT OR IGNORE INTO log_site VALUES (1, ?)", (site,))
-        owner = str(db.execute("SELECT site FROM log_site").fetchone()[0])
+            db.execute(f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY CHECK (id = 1), v TEXT)")
+            db.execute(f"INSERT OR IGNORE INTO {table} VALUES (1, ?)", (value,))
+        return str(db.execute(f"SELECT v FROM {table}").fetchone()[0])
     finally:
         db.close()
+
+
+def claim(log: Path, site: str) -> None:
+    """Record ``site`` as the owner of the log at ``log``; ConfigError if another site owns it."""
+    owner = kept(log, "log_site", site)
     if owner != site:
         raise ConfigError(
             [
