@@ -18,7 +18,9 @@ from monitord.alerting.tracker import AlertEvent
 from monitord.config.site import load_config
 from monitord.core.assets import Asset
 from monitord.core.metrics import Metrics
+from monitord.daemon.app import Monitord
 from monitord.people.alertmanager import AlertmanagerConfig, AlertmanagerPush
+from monitord.store.sqlite import SqliteStore
 from monitord.tickets.desk import TicketEvent
 from tests.support import (
     BlackHole,
@@ -30,6 +32,7 @@ from tests.support import (
     metric,
     run,
     running,
+    simulated,
     with_people,
 )
 from tests.support.alertmanager import Alertmanager
@@ -133,6 +136,53 @@ def test_a_dead_or_hanging_alertmanager_holds_up_nothing_and_is_counted(
         run(scenario(), timeout=150)
     finally:
         hole.close()
+
+
+def test_a_restart_pushes_what_still_fires_before_alertmanager_lets_it_expire(
+    tmp_path: Path, mosquitto: int, webhooks: WebhookReceiver, alertmanager: Alertmanager
+) -> None:
+    """The pump is still dry when the daemon restarts: the restored alert fires on without a new
+    alert event, and the new daemon pushes it again at once (same ticket), so Alertmanager keeps it."""
+    alertmanager.start()
+    config = with_people(demo_site(tmp_path, mosquitto), webhooks, tmp_path)
+    config = config.model_copy(
+        update={"alertmanager": AlertmanagerConfig(url=[alertmanager.url], resend=30.0)}
+    )
+
+    async def daemon() -> tuple[Monitord, asyncio.Task[None]]:
+        app = Monitord(config)
+        task = asyncio.create_task(app.run())
+        await app.started.wait()
+        return app, task
+
+    async def scenario() -> None:
+        async with simulated(config) as site:
+            first, task = await daemon()
+            await eventually(lambda: good(first, "A-P1", "suction_pressure"), 15)
+            site.inject("A-P1", "dry_run")
+            before = await eventually(lambda: ticketed(held(alertmanager, "pump.dry_run", "A-P1")), 30)
+            first.stop()
+            await task
+            second, task = await daemon()
+            try:
+                after = await eventually(
+                    lambda: newer(held(alertmanager, "pump.dry_run", "A-P1"), before["updatedAt"]), 15
+                )
+                assert after["annotations"]["ticket"] == before["annotations"]["ticket"]
+                assert after["endsAt"] > before["endsAt"] and after["startsAt"] == before["startsAt"]
+            finally:
+                second.stop()
+                await task
+
+    run(scenario(), timeout=120)
+    store = SqliteStore(tmp_path / "store.db")
+    fired = [e for e in store.alert_events() if e.asset == "A-P1" and e.state == "firing"]
+    store.close()
+    assert len(fired) == 1, "the push after the restart was the restored alert's, not a new firing"
+
+
+def newer(alert: dict[str, Any] | None, than: str) -> dict[str, Any] | None:
+    return alert if alert and alert["updatedAt"] > than else None
 
 
 def test_life_safety_alerts_are_pushed_like_any_other(
