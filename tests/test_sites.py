@@ -13,6 +13,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,14 +26,24 @@ from monitord.daemon.app import Monitord
 from monitord.people.audit import AuditEvent
 from monitord.people.logsite import claim
 from monitord.store.influx import InfluxStore, InfluxTarget
-from tests.support import InfluxServer, V2WriteProxy, eventually, free_port, good, run, running
+from tests.support import (
+    InfluxServer,
+    V2WriteProxy,
+    eventually,
+    free_port,
+    get,
+    good,
+    run,
+    running,
+    simulated,
+)
 
 RULES = CONFIG_DIR.parent / "rules" / "packs"
 #: site id → (ticket code, pumps to run dry): each site opens a different number of tickets
 SITES = {"north-tower": ("N", ["P1"]), "south-tower": ("S", ["P1", "P2"]), "east-mall": ("E", ["P2"])}
 
 
-def site_config(tmp_path: Path, site: str, code: str, influx_url: str) -> SiteConfig:
+def site_config(tmp_path: Path, site: str, code: str, influx_url: str, api: int = 0) -> SiteConfig:
     """Two pumps of one site behind one Modbus TCP port, in two buildings, storing to the shared InfluxDB."""
     folder = tmp_path / site
     folder.mkdir(exist_ok=True)
@@ -46,7 +59,7 @@ def site_config(tmp_path: Path, site: str, code: str, influx_url: str) -> SiteCo
         f"store: {{kind: influxdb, url: '{influx_url}', bucket: monitord, spool: '{folder}/spool',"
         " flush_interval: 200ms}\n"
         f"notify: {{log: '{folder}/notifications.db'}}\n"
-        "metrics: {port: 0}\napi: {port: 0}\npoll: 1s\n"
+        f"metrics: {{port: 0}}\napi: {{port: {api}}}\npoll: 1s\n"
         f"profiles:\n  - include: {CONFIG_DIR}/profiles/pump-set.yaml\n"
         f"assets:\n{pumps}"
         f"rules:\n  - include: {RULES}/pump.yaml\n"
@@ -146,3 +159,68 @@ def test_two_sites_never_share_a_notification_log(tmp_path: Path) -> None:
         f"notify.log: {north.notify_log} is the notification log of site 'north-tower', not 'south-tower': "
         "give each site its own notify.log (and store.spool)"
     ]
+
+
+def ticket_ids(api: int) -> set[str] | None:
+    """The tickets a ``monitord run`` process holds (its read API), None while it does not answer."""
+    try:
+        return {t["id"] for t in get(f"http://127.0.0.1:{api}/tickets")}
+    except OSError:
+        return None
+
+
+def holds(api: int, n: int) -> bool:
+    ids = ticket_ids(api)
+    return ids is not None and len(ids) == n
+
+
+def test_three_monitord_processes_on_one_influxdb_restart_with_their_own_tickets(
+    tmp_path: Path, influxdb: tuple[InfluxServer, V2WriteProxy]
+) -> None:
+    """The same as separate ``monitord run`` processes (the simulators in this process, over real
+    Modbus TCP): each opens its tickets, is stopped (SIGINT), started again, and serves its own only."""
+    _server, proxy = influxdb
+    apis = {s: free_port() for s in SITES}
+    configs = {s: site_config(tmp_path, s, code, proxy.url, apis[s]) for s, (code, _d) in SITES.items()}
+
+    def start() -> list[subprocess.Popen[bytes]]:
+        return [
+            subprocess.Popen(
+                [sys.executable, "-m", "monitord", "run", configs[s].source],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for s in SITES
+        ]
+
+    def stop(daemons: list[subprocess.Popen[bytes]]) -> None:
+        for d in daemons:
+            d.send_signal(signal.SIGINT)
+        for d in daemons:
+            assert d.wait(timeout=30) == 0
+
+    async def scenario() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        async with contextlib.AsyncExitStack() as stack:
+            sims = {s: await stack.enter_async_context(simulated(c)) for s, c in configs.items()}
+            daemons = start()
+            try:
+                for s, (_code, dry) in SITES.items():
+                    await eventually(functools.partial(holds, apis[s], 0), 30)
+                    for pump in dry:
+                        sims[s].inject(pump, "dry_run")
+                for s, (_code, dry) in SITES.items():
+                    await eventually(functools.partial(holds, apis[s], len(dry)), 40)
+                opened = {s: ticket_ids(apis[s]) or set() for s in SITES}
+            finally:
+                stop(daemons)
+            daemons = start()
+            try:
+                restored = {s: await eventually(functools.partial(ticket_ids, apis[s]), 30) for s in SITES}
+            finally:
+                stop(daemons)
+            return opened, restored
+
+    opened, restored = run(scenario(), timeout=150)
+    every = [t for ids in opened.values() for t in ids]
+    assert len(every) == len(set(every)) == 4
+    assert restored == opened, "each process restored exactly its own tickets"
