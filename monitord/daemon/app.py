@@ -23,6 +23,7 @@ from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
 from monitord.daemon.core import Core, build_core
 from monitord.daemon.polled import polled_drivers
+from monitord.daemon.sites import ticket_code_alone
 from monitord.daemon.web import WebServer
 from monitord.daemon.web.context import Web
 from monitord.drivers.modbus import (
@@ -174,7 +175,6 @@ class Monitord:
                 await asyncio.sleep(2.0)
         desk = self.core.desk
         self.core.restore(events)
-        await self._ticket_code_unique()
         if self.alertmanager is not None:  # what fires still, pushed again before Alertmanager expires it
             self.alertmanager.resume(self.core.firing_alerts(), desk.tickets, self.clock.now())
         if desk.tickets:
@@ -183,24 +183,7 @@ class Monitord:
         if told:
             log.info("tickets restored from the store; held alerts decided")
         self.core.pipeline.decide_held()
-
-    async def _ticket_code_unique(self) -> None:
-        """Say so, loudly, when another site of a shared store already numbers tickets with our code."""
-        users = getattr(self.store, "code_users", None)  # a store shared by sites (InfluxDB)
-        code = self.config.site.ticket_code
-        try:
-            others = await asyncio.to_thread(users, code) if users is not None else set()
-        except StoreError as exc:  # a check, not a condition of monitoring: tickets go on regardless
-            log.warning("could not check that site.code %s is this site's alone: %s", code, exc)
-            return
-        if others:
-            log.error(
-                "site.code %s: site(s) %s of the same store also number tickets WO-%s-...; "
-                "give each site its own site.code, or ticket ids repeat across sites",
-                code,
-                ", ".join(sorted(others)),
-                code,
-            )
+        await ticket_code_alone(self.store, self.config.site.ticket_code)  # after: it may wait for the store
 
     def _people(self, api_port: int | None) -> None:
         """Roster, notification outbox, dispatcher and the web app (API, console): what talks to people."""
