@@ -63,11 +63,12 @@ def notified(hooks: WebhookReceiver, status: str, asset: str) -> list[dict[str, 
 def test_a_fault_reaches_alertmanager_with_its_ticket_and_resolves_there(
     tmp_path: Path, mosquitto: int, webhooks: WebhookReceiver, alertmanager: Alertmanager
 ) -> None:
+    """A site in Chinese: the summary Alertmanager gets is the pack's, from the zh-CN catalog."""
     alertmanager.start()
     config = with_people(demo_site(tmp_path, mosquitto), webhooks, tmp_path)
-    config = config.model_copy(
-        update={"alertmanager": AlertmanagerConfig(url=[alertmanager.url], resend=2.0)}
-    )
+    chinese = config.site.model_copy(update={"locale": "zh-CN"})
+    am = AlertmanagerConfig(url=[alertmanager.url], resend=2.0)
+    config = config.model_copy(update={"alertmanager": am, "site": chinese})
 
     async def scenario() -> None:
         async with running(config) as (site, app):
@@ -88,7 +89,7 @@ def test_a_fault_reaches_alertmanager_with_its_ticket_and_resolves_there(
             notes = alert["annotations"]
             assert notes["ticket"] == ticket.id
             assert notes["console"] == f"{app.api_url}/console/tickets/{ticket.id}"
-            assert notes["summary"].startswith("pump running dry (suction ")
+            assert notes["summary"].startswith("水泵干转（进口压力 "), notes["summary"]
             assert alert["status"]["state"] == "active"
             # Alertmanager told its own receiver: the same alert, firing, with the ticket.
             fired = await eventually(lambda: notified(webhooks, "firing", "A-P1"), 15)
