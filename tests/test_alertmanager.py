@@ -22,21 +22,10 @@ from monitord.daemon.app import Monitord
 from monitord.people.alertmanager import AlertmanagerConfig, AlertmanagerPush
 from monitord.store.sqlite import SqliteStore
 from monitord.tickets.desk import TicketEvent
-from tests.support import (
-    BlackHole,
-    WebhookReceiver,
-    demo_site,
-    eventually,
-    free_port,
-    good,
-    metric,
-    run,
-    running,
-    simulated,
-    with_people,
-)
+from tests.support import BlackHole, WebhookReceiver, demo_site, good, metric, running, simulated, with_people
 from tests.support.alertmanager import Alertmanager
 from tests.support.configs import GOOD, problems, write
+from tests.support.net import eventually, free_port, run
 
 
 def held(manager: Alertmanager, rule: str, asset: str) -> dict[str, Any] | None:
