@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from monitord.alerting.tracker import PendingFile
 from monitord.config.fleet import Member
 from monitord.config.mqtt import router
+from monitord.config.shards import own_share
 from monitord.config.site import AssetConfig, SiteConfig, modbus_lines, modbus_of
 from monitord.core.clock import Clock, SystemClock
 from monitord.core.errors import StoreError
@@ -88,10 +89,14 @@ class Monitord:
     member: Member = field(default_factory=lambda: Member.from_args(None, None))  # who this is in the fleet
 
     def __post_init__(self) -> None:
-        self.config = c = with_gateways(self.config)
+        self.config = c = whole = with_gateways(self.config)
+        sharded = c.fleet.mode == "shard"
+        if sharded:  # this instance polls, judges and tickets only its shard's assets
+            self.member.check(c.fleet)
+            self.config = c = own_share(whole, self.member.shard)
         if self.store is None:
             self.store = open_store(c)
-        self.core: Core = build_core(c, self.clock, self.store, silences=c.notify_log)
+        self.core: Core = build_core(c, self.clock, self.store, silences=c.notify_log, whole=whole)
         self.bus = self.core.bus
         self.outbox: Outbox | None = None
         self.dispatcher: Dispatcher | None = None
