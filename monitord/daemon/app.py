@@ -24,6 +24,7 @@ from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
 from monitord.daemon.core import Core, build_core
 from monitord.daemon.polled import polled_drivers
+from monitord.daemon.shardlink import ShardLink, shard_link
 from monitord.daemon.web import WebServer
 from monitord.daemon.web.context import Web
 from monitord.drivers.modbus import (
@@ -97,6 +98,9 @@ class Monitord:
         if self.store is None:
             self.store = open_store(c)
         self.core: Core = build_core(c, self.clock, self.store, silences=c.notify_log, whole=whole)
+        self.shard_link: ShardLink | None = (
+            shard_link(whole, self.core, self.member.shard) if sharded else None
+        )
         self.bus = self.core.bus
         self.outbox: Outbox | None = None
         self.dispatcher: Dispatcher | None = None
@@ -239,6 +243,8 @@ class Monitord:
                     tasks.append(tg.create_task(self.modbus.run(), name="modbus"))
                 if self.mqtt:
                     tasks.append(tg.create_task(self.mqtt.run(), name="mqtt"))
+                if self.shard_link:
+                    tasks.append(tg.create_task(self.shard_link.run(), name="shard-link"))
                 if self.api:
                     tasks.append(tg.create_task(self.api.serve(), name="web"))
                 tasks += [tg.create_task(d.run(), name=n) for n, d in self.polled.items()]
