@@ -31,7 +31,7 @@ ROUNDS, TICKS = 5, 100
 
 def measure(bulk_fed: bool, folder: Path) -> None:
     os.environ["SHARD_DATA"] = str(folder)
-    text, _ = campus(1883, bulk_fed=bulk_fed)
+    text = campus(1883, bulk_fed=bulk_fed).site
     path = folder / f"campus-{bulk_fed}.yaml"
     path.write_text(text)
     whole = with_gateways(load_config(path))

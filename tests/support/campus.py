@@ -1,8 +1,11 @@
 """A sharded campus for the shard tests and bench/shard_facts.py: a site file of many one-register
 meters behind a few Modbus gateway ports, a feeder pinned to shard 1 and its dependants to shard 2,
-and a scenario that takes the feeder dark with them (docs/scale-out.md#sharded-campus)."""
+and the simulators' halves of it: stopping the feeder's takes it dark with what it feeds
+(docs/scale-out.md#sharded-campus)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from tests.support.net import free_port
 
@@ -10,12 +13,17 @@ SHARDS = 3
 DEPENDANTS = [f"D-{i}" for i in range(1, 9)]
 
 
-def campus(
-    mqtt_port: int, total: int = 3000, bulk_ports: int = 15, dark_at: float = 55.0, bulk_fed: bool = False
-) -> tuple[str, str]:
-    """The site file (one meter profile with one register: cheap devices) and the scenario: feeder F on
-    a line of its own pinned to shard 1, its eight dependants on a line pinned to shard 2, and the rest
-    by hash, 10 s polls, on ``bulk_ports`` lines (``bulk_fed``: every one of them fed by F too)."""
+@dataclass(frozen=True)
+class Campus:
+    site: str  # the site file every shard reads
+    feeder: str  # the same site with only the feeder and its dependants: a simulator to stop
+    rest: str  # the same site with every other asset: the simulator that keeps running
+
+
+def campus(mqtt_port: int, total: int = 3000, bulk_ports: int = 15, bulk_fed: bool = False) -> Campus:
+    """One meter profile with one register (cheap devices): feeder F on a line of its own pinned to
+    shard 1, its eight dependants on a line pinned to shard 2, and the rest by hash, 10 s polls, on
+    ``bulk_ports`` lines (``bulk_fed``: every one of them fed by F too)."""
     feeder, dependants = free_port(), free_port()
     ports = [free_port() for _ in range(bulk_ports)]
 
@@ -23,7 +31,7 @@ def campus(
         conn = f"{{modbus: {{host: 127.0.0.1, port: {port}, unit: {unit}}}}}"
         return f"  - {{id: {asset}, type: power_meter, profile: meter, connection: {conn}{extra}}}"
 
-    lines = [
+    head = [
         "site: {id: campus}",
         f"mqtt: {{url: 'mqtt://127.0.0.1:{mqtt_port}', client_id: campus}}",
         "store: {kind: sqlite, path: '${SHARD_DATA}/monitord.db'}",
@@ -38,14 +46,17 @@ def campus(
         "  - {id: comms.gateway_down, applies_to: {type: gateway}, root_cause: true,",
         "     when: 'devices_online == 0 and devices_total >= 2', ticket: {priority: P2, skill: it}}",
         "assets:",
+    ]
+    fed = [
         meter("F", feeder, 1, ", poll: 1s"),
         *(meter(d, dependants, i, ", poll: 1s, depends_on: [F]") for i, d in enumerate(DEPENDANTS, 1)),
     ]
     bulk = total - 1 - len(DEPENDANTS)
     per = -(-bulk // bulk_ports)
-    fed = ", depends_on: [F]" if bulk_fed else ""
-    lines += [meter(f"M-{n:04d}", ports[n // per], n % per + 1, fed) for n in range(bulk)]
-    scenario = ["scenario: dark-feeder", "timeline:"] + [
-        f"  - {{at: {dark_at:.0f}s, asset: {a}, fault: offline}}" for a in ["F", *DEPENDANTS]
-    ]
-    return "\n".join(lines) + "\n", "\n".join(scenario) + "\n"
+    also = ", depends_on: [F]" if bulk_fed else ""
+    rest = [meter(f"M-{n:04d}", ports[n // per], n % per + 1, also) for n in range(bulk)]
+    # The simulators' files are the site's own, less the other part (and no pins to what is gone).
+    sim = [line.replace(", pin: {F: 1, D-1: 2}", "") for line in head]
+    return Campus(
+        "\n".join(head + fed + rest) + "\n", "\n".join(sim + fed) + "\n", "\n".join(sim + rest) + "\n"
+    )
