@@ -22,45 +22,8 @@ from monitord.config.site import load_config
 from monitord.daemon.app import with_gateways
 from monitord.daemon.shardfacts import ShardFacts
 from tests.support import Timeline
+from tests.support.campus import lifts, meters, site
 from tests.support.configs import check, problems, write
-
-SITE = """\
-site: {{id: campus}}
-mqtt: {{url: 'mqtt://127.0.0.1:1'}}
-poll: 1s
-fleet: {{mode: shard, shards: {shards}{pin}}}
-profiles:
-  - {{profile: meter, asset_type: power_meter, modbus: {{}}, points: {{voltage: {{address: 0}}}}}}
-  - {{profile: lift, asset_type: elevator, modbus: {{}}, points: {{trapped: {{address: 0}}}}}}
-rules:
-  - {{id: comms.offline, applies_to: {{}}, when: offline, clear_for: 2s, ticket: {{priority: P2, skill: it}}}}
-  - {{id: lift.trapped, applies_to: {{type: elevator}}, when: "trapped == 1", for: 2s, life_safety: true,
-     severity: critical, ticket: {{priority: P1, skill: elevator}}}}
-assets:
-{assets}"""
-
-
-def meters(ids: list[str], port: int = 1502) -> str:
-    conn = "{{modbus: {{host: 127.0.0.1, port: {port}, unit: {unit}}}}}"
-    return "".join(
-        f"  - {{id: {a}, type: power_meter, profile: meter,"
-        f" connection: {conn.format(port=port, unit=i + 1)}}}\n"
-        for i, a in enumerate(ids)
-    )
-
-
-def lifts(ids: list[str], supply: str, port: int) -> str:
-    conn = "{{modbus: {{host: 127.0.0.1, port: {port}, unit: {unit}}}}}"
-    return "".join(
-        f"  - {{id: {a}, type: elevator, profile: lift, depends_on: [{supply}],"
-        f" connection: {conn.format(port=port, unit=i + 1)}}}\n"
-        for i, a in enumerate(ids)
-    )
-
-
-def site(assets: str, shards: int = 3, pin: str = "") -> str:
-    return SITE.format(assets=assets, shards=shards, pin=f", pin: {{{pin}}}" if pin else "")
-
 
 # -- the plan ------------------------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ another shard depends on it or it depends on one: after every evaluation
 when it changed — offline, quiet, firing alerts, root causes, the ticket that
 explains its dependants; not every sample. A fact received for an asset of
 another shard that this one has an edge with lands in ``Pipeline.remote``, where
-the rules of inference read it. An alert another shard explained by one of this
-shard's tickets comes back as an ``explained`` note on that ticket, so the one
-ticket lists everything it explains, as on a single instance.
+the rules of inference read it, for as long as that shard's link is alive. An
+alert another shard explained by one of this shard's tickets comes back as an
+``explained`` note on that ticket, so the one ticket lists everything it
+explains, as on a single instance.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class ShardFacts:
     def __post_init__(self) -> None:
         self.exported, self.imported = edges(self.pipeline.ancestors, self.owner, self.shard)
         self._notes: list[tuple[str, AlertEvent]] = []  # (supply, alert) explained elsewhere
+        self.gone: set[int] = set()  # shards whose link died: their retained facts are history
         self.pipeline.remote_explained.append(lambda ev, fact: self.tell_owner(ev, fact))
         self.pipeline.clock_steps.append(self.step)
 
@@ -107,10 +109,25 @@ class ShardFacts:
     def received(self, fact: Fact) -> bool:
         """A fact from another shard: kept if it is about an asset this shard has an edge with and
         comes from that asset's owner; False (ignored) otherwise."""
-        if fact.asset not in self.imported or self.owner.get(fact.asset) != fact.shard:
+        if (
+            fact.asset not in self.imported
+            or self.owner.get(fact.asset) != fact.shard
+            or fact.shard in self.gone
+        ):
             return False
         self.pipeline.remote[fact.asset] = fact
         return True
+
+    def shard_gone(self, shard: int) -> None:
+        """Another shard's link died (its will): forget what it said, so a ticket it may never close
+        explains nothing more here; its assets are judged as unknown (nothing waits for them)."""
+        self.gone.add(shard)
+        for asset in [a for a, f in self.pipeline.remote.items() if f.shard == shard]:
+            del self.pipeline.remote[asset]
+
+    def shard_back(self, shard: int) -> None:
+        """It is back: what it says from now on counts (it sends every fact again as it starts)."""
+        self.gone.discard(shard)
 
     def explained_here(self, supply: str, ev: AlertEvent) -> bool:
         """Another shard explained ``ev`` by the ticket of ``supply``, an asset of this shard."""

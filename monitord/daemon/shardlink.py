@@ -7,7 +7,11 @@ it). Topics, under ``{fleet.topic}/{site}``:
   **retained**, so a shard that starts (or restarts) knows the state of its
   remote supplies and dependants at once;
 - ``explained/{supply}``: an alert a shard explained by another shard's ticket
-  on ``supply``, QoS 1, not retained (a note for the ticket, not a state).
+  on ``supply``, QoS 1, not retained (a note for the ticket, not a state);
+- ``shards/{k}``: ``online`` when shard k's link connects, ``offline`` as its
+  last will (the broker says it within 1.5 keep-alives of a crash), retained:
+  the facts of a shard that is gone are dropped, so a ticket it can no longer
+  close explains nothing.
 
 paho runs its own thread; messages are handed to the event loop, which alone
 touches the pipeline. A payload that is not a fact or a note is logged and
@@ -17,6 +21,7 @@ dropped, never taken as a value.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
@@ -58,6 +63,7 @@ class ShardLink:
     def __init__(
         self,
         facts: ShardFacts,
+        shard: int,
         host: str,
         port: int,
         prefix: str,
@@ -69,7 +75,8 @@ class ShardLink:
         tls: ssl.SSLContext | None = None,
         keepalive: float = 2.0,
     ) -> None:
-        self.facts, self.host, self.port, self.prefix, self.wake = facts, host, port, prefix, wake
+        self.facts, self.shard, self.host, self.port, self.prefix = facts, shard, host, port, prefix
+        self.wake = wake
         self.keepalive = max(1, round(keepalive))
         self.sent = self.received = self.refused = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -80,6 +87,7 @@ class ShardLink:
             self.client.username_pw_set(username, password)
         if tls is not None:
             self.client.tls_set_context(tls)
+        self.client.will_set(f"{prefix}/shards/{shard}", "offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(min_delay=1, max_delay=4)
@@ -98,6 +106,9 @@ class ShardLink:
 
     def _handle(self, topic: str, payload: bytes) -> None:
         kind, _, asset = topic.removeprefix(self.prefix + "/").partition("/")
+        if kind == "shards":
+            self._presence(asset, payload)
+            return
         try:
             if kind == "facts":
                 fact = Fact.decode(payload)
@@ -114,6 +125,16 @@ class ShardLink:
             self.received += 1
             self.wake()  # decide with the new fact now, not at the next sample
 
+    def _presence(self, shard: str, payload: bytes) -> None:
+        if not shard.isdigit() or payload not in (b"online", b"offline") or int(shard) == self.shard:
+            return
+        if payload == b"offline":
+            log.warning("fleet: shard %s is gone; its facts no longer explain anything here", shard)
+            self.facts.shard_gone(int(shard))
+            self.wake()
+        else:
+            self.facts.shard_back(int(shard))
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
@@ -124,6 +145,11 @@ class ShardLink:
             self.close()
 
     def close(self) -> None:
+        # A clean stop says so (the will is for a crash): the others drop this shard's facts.
+        if self.client.is_connected():
+            said = self.client.publish(f"{self.prefix}/shards/{self.shard}", "offline", qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):  # not sent: the will says it instead
+                said.wait_for_publish(1.0)
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -132,7 +158,9 @@ class ShardLink:
         if reason.is_failure:
             log.warning("fleet: broker %s:%d refused the shard link: %s", self.host, self.port, reason)
             return
-        client.subscribe([(f"{self.prefix}/facts/+", 1), (f"{self.prefix}/explained/+", 1)])
+        client.publish(f"{self.prefix}/shards/{self.shard}", "online", qos=1, retain=True)
+        topics = ("facts/+", "explained/+", "shards/+")
+        client.subscribe([(f"{self.prefix}/{t}", 1) for t in topics])
         log.info("fleet: shard link to %s:%d up", self.host, self.port)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.facts.resend)
@@ -162,6 +190,7 @@ def shard_link(site: SiteConfig, core: Core, shard: int) -> ShardLink:
     host, port = m.host_port
     return ShardLink(
         facts,
+        shard,
         host,
         port,
         f"{site.fleet.topic}/{site.site.id}",
