@@ -17,7 +17,8 @@ import pytest
 
 from monitord.alerting.facts import BadFact, Fact
 from monitord.alerting.tracker import AlertEvent
-from monitord.config.shards import ShardPlan, stable_shard
+from monitord.config.mqtt import router
+from monitord.config.shards import ShardPlan, own_share, stable_shard
 from monitord.config.site import load_config
 from monitord.daemon.app import with_gateways
 from monitord.daemon.shardfacts import ShardFacts
@@ -73,6 +74,42 @@ def test_a_pin_moves_the_whole_line(tmp_path: Path) -> None:
     text = site(meters(["A", "B", "C"]) + meters(["D"], port=1700), pin="B: 2, D: 0")
     plan = ShardPlan.of(with_gateways(load_config(write(tmp_path, text))))
     assert [plan.owner[a] for a in ("A", "B", "C", "GW-127.0.0.1-1502", "D")] == [2, 2, 2, 2, 0]
+
+
+MQTT = """\
+site: {id: campus}
+mqtt: {url: 'mqtt://127.0.0.1:1'}
+fleet: {mode: shard, shards: 3}
+profiles:
+  - {profile: box, asset_type: pump, mqtt: {topic: '{site}/{asset}'}, points: {running: {}}}
+assets:
+"""
+
+
+def test_each_shard_subscribes_to_its_own_mqtt_devices_and_a_gateways_devices_stay_together(
+    tmp_path: Path,
+) -> None:
+    boxes = [f"B{i:02d}" for i in range(30)]
+    behind = [f"G{i}" for i in range(6)]  # six pumps behind one ThingsBoard gateway: one topic
+    text = MQTT + "".join(
+        f"  - {{id: {b}, type: pump, profile: box, connection: {{mqtt: {{}}}}}}\n" for b in boxes
+    )
+    text += "".join(
+        f"  - {{id: {g}, type: pump, profile: box, connection: {{mqtt: {{gateway: thingsboard}}}}}}\n"
+        for g in behind
+    )
+    config = load_config(write(tmp_path, text))
+    plan = ShardPlan.of(config)
+    assert len({plan.owner[g] for g in behind}) == 1
+    routed = []
+    for k in range(3):
+        share = own_share(config, k)
+        assert share.mqtt.client_id == f"monitord-shard{k}"
+        mine = {r.asset for r in router(share).routes()}
+        assert mine == {a for a, owner in plan.owner.items() if owner == k}
+        routed.append(mine)
+    assert sorted(set().union(*routed)) == sorted(boxes + behind)
+    assert sum(map(len, routed)) == len(boxes) + len(behind), "no device routed by two shards"
 
 
 # -- config errors and `monitord check` ----------------------------------------------------------
