@@ -335,5 +335,11 @@ def test_the_supplys_shard_judges_it_dark_by_remote_facts_and_notes_what_was_exp
     assert not facts.explained_here("L1", ev), "only about a supply of this shard"
     tl.expect_tickets(between=(13.51, 15), explained=[("topology.supply_dark", "F")] * 3)
     assert sorted(n.split(":")[0] for n in ticket.explained) == ["F", "L1", "L2", "L3"]
+    steady = len(sent)
     tl.expect_nothing(until=40)
     assert list(tl.core.desk.tickets) == [ticket.id]
+    assert len(sent) == steady, "nothing moved: nothing sent"
+    # A person resolves the ticket between two evaluations: F's fact says so at the next one.
+    tl.act(40.5, ticket.id, "resolve", actor="王师傅")
+    tl.run_until(41.5)
+    assert len(sent) == steady + 1 and sent[-1].ticket is None and sent[-1].offline

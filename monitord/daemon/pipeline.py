@@ -194,6 +194,7 @@ class Pipeline:
         self._held: list[AlertEvent] = []
         self._root_rules = [r for r in self.engine.rules if r.spec.root_cause]
         self._root_keys = {r.key: r.spec.id for r in self._root_rules}
+        self.touched: set[str] = set()  # assets with alert or ticket events in the current evaluation
 
     def decide_held(self) -> list[TicketEvent]:
         """Decide the alerts held while tickets were not ready, and send the events on their road."""
@@ -472,6 +473,8 @@ class Pipeline:
         tickets: list[TicketEvent] = []
         if self.tickets_ready:
             tickets = self.decide_tickets(now)
+            # What this evaluation changed, for the steps that follow (a shard's facts).
+            self.touched = {ev.asset for ev in alerts} | {t.asset for t in tickets}
             for step in self.clock_steps:
                 tickets += step(now)
         self.road.emit(alerts, tickets)

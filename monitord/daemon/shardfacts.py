@@ -3,9 +3,11 @@
 Daemon layer, beside ``pipeline``; no I/O (``daemon.shardlink`` carries the
 messages over the site's MQTT broker). An asset is *exported* when an asset of
 another shard depends on it or it depends on one: after every evaluation
-(a clock step of the tick) its ``Fact`` is worked out and handed to ``send``
-when it changed — offline, quiet, firing alerts, root causes, the ticket that
-explains its dependants; not every sample. A fact received for an asset of
+(a clock step of the tick) its ``Fact`` is worked out again when one of its
+inputs may have moved (offline or quiet flags, root-cause rules pending or
+firing, alert or ticket events of the asset) and handed to ``send`` when it
+changed — offline, quiet, firing alerts, root causes, the ticket that explains
+its dependants; not every sample. A fact received for an asset of
 another shard that this one has an edge with lands in ``Pipeline.remote``, where
 the rules of inference read it, for as long as that shard's link is alive. An
 alert another shard explained by one of this shard's tickets comes back as an
@@ -19,9 +21,12 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from monitord.alerting.facts import QUIET_POLLS, Fact
 from monitord.alerting.tracker import AlertEvent
 from monitord.daemon.pipeline import Pipeline
+from monitord.ingest.state import TypeTable
 from monitord.tickets.desk import TicketEvent
 
 log = logging.getLogger(__name__)
@@ -62,11 +67,56 @@ class ShardFacts:
     said: dict[str, Fact] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.exported, self.imported = edges(self.pipeline.ancestors, self.owner, self.shard)
+        p = self.pipeline
+        self.exported, self.imported = edges(p.ancestors, self.owner, self.shard)
         self._notes: list[tuple[str, AlertEvent]] = []  # (supply, alert) explained elsewhere
         self.gone: set[int] = set()  # shards whose link died: their retained facts are history
-        self.pipeline.remote_explained.append(lambda ev, fact: self.tell_owner(ev, fact))
-        self.pipeline.clock_steps.append(self.step)
+        p.remote_explained.append(lambda ev, fact: self.tell_owner(ev, fact))
+        p.clock_steps.append(self.step)
+        # Between evaluations a person may resolve a ticket: that asset's fact is looked at next.
+        self._marked: set[str] = set()
+        self.look_again()  # the first step works out every fact
+        p.road.ticket_listeners.append(lambda ev: self._mark(ev.asset))
+        # A fact is rebuilt only when one of its inputs may have moved: offline and quiet (numpy over
+        # the state table, per type), root-cause rules pending or firing (numpy over the tracker),
+        # and alert or ticket events of the asset.
+        located: dict[int, tuple[TypeTable, list[str], list[int]]] = {}
+        for a in sorted(self.exported):
+            table, row = p.state.where[a]
+            _table, names, rows = located.setdefault(id(table), (table, [], []))
+            names.append(a)
+            rows.append(row)
+        self._tables = [
+            (table, np.array(rows), names, np.array([self.polls[a] for a in names]), np.full(len(names), -1))
+            for table, names, rows in located.values()
+        ]
+        self._roots = []
+        for rule in p.engine.rules:
+            at = {a: i for i, a in enumerate(rule.assets) if a in self.exported}
+            if rule.spec.root_cause and at:
+                self._roots.append((rule.key, np.array(list(at.values())), list(at), np.zeros(len(at), bool)))
+
+    def look_again(self) -> None:
+        """Work out every exported fact at the next step, whatever moved."""
+        self._marked |= self.exported
+
+    def _mark(self, asset: str) -> None:
+        if asset in self.exported:
+            self._marked.add(asset)
+
+    def _moved(self, now: float) -> set[str]:
+        """The exported assets whose fact may have changed since the last step."""
+        moved, self._marked = self._marked | (self.pipeline.touched & self.exported), set()
+        for table, rows, names, polls, said in self._tables:
+            flags = table.offline(now)[rows] * 2 + ((now - table.last_good[rows]) > QUIET_POLLS * polls)
+            moved.update(names[int(i)] for i in np.flatnonzero(flags != said))
+            said[:] = flags
+        for key, rows, names, said in self._roots:
+            active = self.pipeline.tracker.active(key)
+            now_active = active[rows] if len(active) else np.zeros(len(rows), bool)
+            moved.update(names[int(i)] for i in np.flatnonzero(now_active != said))
+            said[:] = now_active
+        return moved
 
     def fact(self, asset: str, now: float) -> Fact:
         """What this shard says of one of its assets now."""
@@ -89,7 +139,7 @@ class ShardFacts:
 
     def step(self, now: float) -> list[TicketEvent]:
         """After every evaluation: send the facts that changed, note what others explained here."""
-        for asset in sorted(self.exported):
+        for asset in sorted(self._moved(now)):
             fact = self.fact(asset, now)
             if self.said.get(asset) != fact:
                 self.said[asset] = fact
