@@ -17,8 +17,10 @@ from typing import Any
 from monitord.config.shards import ShardPlan
 from monitord.config.site import load_config
 from monitord.daemon.app import with_gateways
-from tests.support import eventually, get, run
+from tests.support import eventually, get, run, text_of
 from tests.support.campus import DEPENDANTS, SHARDS, campus
+
+Tables = list[list[dict[str, Any]]]
 
 
 @contextmanager
@@ -41,6 +43,13 @@ def process(args: list[str], log: Path, env: dict[str, str]) -> Iterator[subproc
 def api_of(log: Path) -> str | None:
     m = re.search(r"console: (http://\S+)/console", log.read_text(errors="replace"))
     return m.group(1) if m else None
+
+
+def lines_polled(log: Path) -> set[str]:
+    """The Modbus lines an instance has a poller for, from its /metrics."""
+    m = re.search(r"metrics: (http://\S+)", log.read_text(errors="replace"))
+    assert m is not None
+    return set(re.findall(r'monitord_modbus_line_utilisation\{line="([^"]+)"\}', text_of(m.group(1))))
 
 
 def test_three_shards_poll_3000_assets_once_and_a_feeder_on_shard_1_explains_shard_2(
@@ -80,7 +89,7 @@ def test_three_shards_poll_3000_assets_once_and_a_feeder_on_shard_1_explains_sha
             args = ["run", str(path), "--shard", str(k), "--instance", f"campus-{k}", "--metrics-port", "0"]
             stack.enter_context(process(args, logs[k], {**env, "SHARD_DATA": str(tmp_path / f"s{k}")}))
 
-        async def campus_run() -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
+        async def campus_run() -> tuple[Tables, Tables, list[set[str]]]:
             apis = await eventually(lambda: all(api_of(x) for x in logs) and [api_of(x) for x in logs], 90)
             ready = time.time()
             print(f"three shards up {time.monotonic() - began:.1f} s after the start")
@@ -91,6 +100,7 @@ def test_three_shards_poll_3000_assets_once_and_a_feeder_on_shard_1_explains_sha
 
             tables = await eventually(polled, 40, interval=1.0)
             print(f"every asset polled {time.monotonic() - began:.1f} s after the start")
+            pollers = [lines_polled(x) for x in logs]
             assert [get(f"{api}/tickets") for api in apis] == [[], [], []], "a quiet campus before the outage"
             sims[0].kill()  # the feeder's switch room loses power: F and all it feeds go dark at once
             dark = time.time()
@@ -109,15 +119,21 @@ def test_three_shards_poll_3000_assets_once_and_a_feeder_on_shard_1_explains_sha
             print(f"after the outage: ticket {opened:.1f} s, every note on it {complete:.1f} s")
             assert (ticket["rule"], ticket["asset"]) == ("topology.supply_dark", "F")
             assert ticket["summary"].endswith("9 of 9 silent or faulted with it"), ticket["summary"]
-            return tables, [get(f"{api}/tickets") for api in apis]
+            return tables, [get(f"{api}/tickets") for api in apis], pollers
 
-        tables, desks = run(campus_run(), timeout=200)
+        tables, desks, pollers = run(campus_run(), timeout=200)
 
     # every asset in exactly one instance's state table: the union is the site, no two overlap
     held = [{a["id"] for a in t} for t in tables]
     assert set().union(*held) == set(plan.owner)
     assert all(not (held[i] & held[j]) for i in range(SHARDS) for j in range(i + 1, SHARDS))
     assert [len(h) for h in held] == plan.counts(), "each shard holds what the plan gives it"
+    # and every Modbus line has exactly one poller in the fleet, in the shard that owns its devices
+    lines = {
+        f"127.0.0.1:{a.connection.modbus.port}": plan.owner[a.id] for a in whole.assets if a.connection.modbus
+    }
+    assert set().union(*pollers) == set(lines) and sum(map(len, pollers)) == len(lines)
+    assert all(lines[line] == k for k, mine in enumerate(pollers) for line in mine)
     # one ticket, for the feeder, on its shard; none for its dependants on shard 2 (nor anywhere else)
     assert [[(t["rule"], t["asset"]) for t in d] for d in desks] == [[], [("topology.supply_dark", "F")], []]
     print(f"wall time {time.monotonic() - began:.1f} s")
