@@ -1,11 +1,12 @@
 """The shards' wire over a real Mosquitto: two shards of a small campus exchange facts, a payload that
 is not a fact is refused and counted, a fact from the wrong owner is ignored, and a shard that dies
-(its last will) takes its facts with it (docs/scale-out.md#sharded-campus)."""
+(its last will) takes its facts with it until it is back (docs/scale-out.md#sharded-campus)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.publish as publish
@@ -21,13 +22,13 @@ LIFTS = ["L0", "L1", "L2", "L3"]
 
 
 def test_two_shards_exchange_facts_and_a_dead_shards_facts_are_dropped(
-    tmp_path: Path, mosquitto: int
+    tmp_path: Path, mosquitto: int, timeline: Callable[..., Timeline]
 ) -> None:
     text = site(meters(["F"], port=1700) + lifts(LIFTS, "F", 1701), pin="F: 1, L0: 2")
     whole = load_config(
         write(tmp_path, text.replace("mqtt://127.0.0.1:1'", f"mqtt://127.0.0.1:{mosquitto}'"))
     )
-    one, two = Timeline(whole, tmp_path, shard=1, name="s1"), Timeline(whole, tmp_path, shard=2, name="s2")
+    one, two = timeline(whole, shard=1), timeline(whole, shard=2)
     topic = "monitord/campus/facts/F"
 
     def send(payload: bytes) -> None:
@@ -63,6 +64,14 @@ def test_two_shards_exchange_facts_and_a_dead_shards_facts_are_dropped(
             sock.close()
             await eventually(lambda: "F" not in two.core.pipeline.remote, 10)
             assert link2.facts.gone == {1}
+            # Shard 1 starts again (same client id): it says it is back, and F's fact counts again.
+            again = timeline(whole, shard=1)
+            link3 = shard_link(whole, again.core, 1)
+            tasks.append(asyncio.create_task(link3.run()))
+            await eventually(link3.client.is_connected, 10)
+            again.run_until(1)
+            await eventually(lambda: "F" in two.core.pipeline.remote, 10)
+            assert link2.facts.gone == set()
         finally:
             for t in tasks:
                 t.cancel()

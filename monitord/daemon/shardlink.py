@@ -126,7 +126,14 @@ class ShardLink:
             self.wake()  # decide with the new fact now, not at the next sample
 
     def _presence(self, shard: str, payload: bytes) -> None:
-        if not shard.isdigit() or payload not in (b"online", b"offline") or int(shard) == self.shard:
+        if not shard.isdigit() or payload not in (b"online", b"offline"):
+            return
+        if int(shard) == self.shard:
+            if payload == b"offline" and self.client.is_connected():
+                # The will of this shard's previous connection (a restart under the same client id)
+                # came after our "online": say it again, and every fact the others just dropped.
+                self.client.publish(f"{self.prefix}/shards/{self.shard}", "online", qos=1, retain=True)
+                self.facts.resend()
             return
         if payload == b"offline":
             log.warning("fleet: shard %s is gone; its facts no longer explain anything here", shard)
