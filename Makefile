@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/mqtt_drain.py
 	PYTHONPATH=. $(BIN)/python bench/rtu.py
 	PYTHONPATH=. $(BIN)/python bench/console.py
+	PYTHONPATH=. $(BIN)/python bench/shard_facts.py
 
 clean:
 	rm -rf $(VENV) monitord-data .pytest_cache .mypy_cache .ruff_cache

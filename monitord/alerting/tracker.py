@@ -160,6 +160,11 @@ class AlertTracker:
         st = self._rules.get(rule)
         return np.zeros(0, dtype=bool) if st is None else st.state == FIRING
 
+    def active(self, rule: str) -> Bools:
+        """Pending or firing, per asset of the rule (empty before its first evaluation)."""
+        st = self._rules.get(rule)
+        return np.zeros(0, dtype=bool) if st is None else (st.state == PENDING) | (st.state == FIRING)
+
     def state_of(self, rule: str, index: int) -> int:
         st = self._rules.get(rule)
         return INACTIVE if st is None else int(st.state[index])

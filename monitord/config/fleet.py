@@ -35,6 +35,9 @@ class FleetConfig(Strict):
     topic: str = Field(
         "monitord", pattern=r"^[^#+]+$", description="topic prefix of the fleet's retained state messages"
     )
+    pin: dict[str, Annotated[int, in_range(0, 255)]] = Field(
+        {}, description="shard mode: asset id → shard, instead of the hash (moves the asset's whole line)"
+    )
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from monitord.alerting.mute import MaintenanceWindow
 from monitord.config.fleet import FleetConfig
 from monitord.config.modbus import ModbusConnection, Port, check_lines, line_budget
 from monitord.config.mqtt import check_claims
+from monitord.config.shards import check_shards
 from monitord.config.yamlio import LineDict, expand_env, is_secret_key, load_yaml, mask, problem
 from monitord.core.assets import Asset
 from monitord.core.errors import ConfigError
@@ -572,6 +573,7 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
     lines = modbus_lines(config).values()
     out += check_lines(([(index[id(a)], a.id, modbus_of(a)) for a in assets] for assets in lines), raw)
     out += check_claims(config, raw)
+    out += check_shards(config, raw)
     out += _check_tls(config, raw)
     out += _check_rules(config, raw, points_by_type, profiles, unresolved)
     if not out:  # only a config that is otherwise sound can be built into tables and tried

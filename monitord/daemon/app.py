@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from monitord.alerting.tracker import PendingFile
 from monitord.config.fleet import Member
 from monitord.config.mqtt import router
+from monitord.config.shards import own_share
 from monitord.config.site import AssetConfig, SiteConfig, modbus_lines, modbus_of
 from monitord.core.clock import Clock, SystemClock
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
 from monitord.daemon.core import Core, build_core
 from monitord.daemon.polled import polled_drivers
+from monitord.daemon.shardlink import ShardLink, shard_link
 from monitord.daemon.sites import ticket_code_alone
 from monitord.daemon.web import WebServer
 from monitord.daemon.web.context import Web
@@ -91,11 +93,18 @@ class Monitord:
     member: Member = field(default_factory=lambda: Member.from_args(None, None))  # who this is in the fleet
 
     def __post_init__(self) -> None:
-        self.config = c = with_gateways(self.config)
+        self.config = c = whole = with_gateways(self.config)
+        sharded = c.fleet.mode == "shard"
+        if sharded:  # this instance polls, judges and tickets only its shard's assets
+            self.member.check(c.fleet)
+            self.config = c = own_share(whole, self.member.shard)
         claim(c.notify_log, c.site.id)  # before anything reads it: silences, outbox, secret, timers
         if self.store is None:
             self.store = open_store(c)
-        self.core: Core = build_core(c, self.clock, self.store, silences=c.notify_log)
+        self.core: Core = build_core(c, self.clock, self.store, silences=c.notify_log, whole=whole)
+        self.shard_link: ShardLink | None = (
+            shard_link(whole, self.core, self.member.shard) if sharded else None
+        )
         self.bus = self.core.bus
         self.outbox: Outbox | None = None
         self.dispatcher: Dispatcher | None = None
@@ -249,6 +258,8 @@ class Monitord:
                     tasks.append(tg.create_task(self.modbus.run(), name="modbus"))
                 if self.mqtt:
                     tasks.append(tg.create_task(self.mqtt.run(), name="mqtt"))
+                if self.shard_link:
+                    tasks.append(tg.create_task(self.shard_link.run(), name="shard-link"))
                 if self.api:
                     tasks.append(tg.create_task(self.api.serve(), name="web"))
                 tasks += [tg.create_task(d.run(), name=n) for n, d in self.polled.items()]

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from monitord.config.fleet import Member
+from monitord.config.shards import ShardPlan
 from monitord.config.site import CONFIG_DIR, coverage, line_budgets, load_config
 from monitord.core.errors import MonitordError
-from monitord.core.i18n import UnknownLocale, normalise
+from monitord.core.i18n import UnknownLocale, normalise, translator
 from monitord.core.units import parse_duration
 from monitord.daemon.runner import run_daemon, until_stopped
 from monitord.simulators.scenario import load_scenario
@@ -70,6 +71,16 @@ def check(args: argparse.Namespace) -> int:
     # Not errors: a pack serves profiles with and without some points; but say what is not watched.
     for gap in coverage(config):
         print(f"warning: {gap.asset}: {gap.rule} cannot be evaluated, profile lacks {', '.join(gap.missing)}")
+    if config.fleet.mode == "shard":
+        _ = translator(config.site.locale)
+        counts = ", ".join(
+            _("shard {k}: {n}").format(k=k, n=n) for k, n in enumerate(ShardPlan.of(config).counts())
+        )
+        print(
+            _("fleet: {shards} shards, assets per shard: {counts}").format(
+                shards=config.fleet.shards, counts=counts
+            )
+        )
     for b in line_budgets(config):
         baud, parity, stop, size = b.line.settings
         print(
