@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_valid
 from pydantic_core import PydanticCustomError
 
 from monitord.alerting.mute import MaintenanceWindow
-from monitord.config.fleet import FleetConfig
+from monitord.config.fleet import FleetConfig, fleet_problems
 from monitord.config.modbus import ModbusConnection, Port, check_lines, line_budget
 from monitord.config.mqtt import check_claims
 from monitord.config.yamlio import LineDict, expand_env, is_secret_key, load_yaml, mask, problem
@@ -561,6 +561,8 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
     out += check_lines(([(index[id(a)], a.id, modbus_of(a)) for a in assets] for assets in lines), raw)
     out += check_claims(config, raw)
     out += _check_tls(config, raw)
+    shared = isinstance(config.store, InfluxStoreConfig)
+    out += fleet_problems(config.fleet, broker=config.mqtt is not None, shared_store=shared, raw=raw)
     out += _check_rules(config, raw, points_by_type, profiles, unresolved)
     if not out:  # only a config that is otherwise sound can be built into tables and tried
         out += trial_run(config, raw)
@@ -610,6 +612,8 @@ def modbus_of(asset: AssetConfig) -> ModbusConnection:
     """The Modbus connection of an asset ``modbus_lines`` returned."""
     assert asset.connection.modbus is not None  # modbus_lines holds only Modbus assets
     return asset.connection.modbus
+
+
 def _check_tls(config: SiteConfig, raw: Any) -> list[str]:
     """``mqtts://`` files exist and come in pairs; plain ``mqtt://`` takes none (they would be ignored)."""
     m, out = config.mqtt, []
