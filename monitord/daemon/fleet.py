@@ -9,8 +9,12 @@ instance stops answering. In ``ha`` mode leadership is a retained claim on
 presences) the first online instance in name order claims when there is no
 claim or its holder is offline; a claim whose holder is online stands (a
 returning old active stays standby); the last claim the broker delivered on
-the topic is the one every instance goes by. An instance without its broker
-connection cannot know, so it is not active. ``should_claim`` is the rule,
+the topic is the one every instance goes by. An ha instance repeats its
+presence every half keep-alive, and one not heard for 1.5 keep-alives counts
+as offline whatever the broker still retains (brokers check keep-alives
+lazily: Mosquitto 2.0.11 took up to 8.9 s at a 2 s keep-alive). An instance
+without its broker connection, or whose own beats the broker no longer
+echoes, cannot know, so it is not active. ``should_claim`` is the rule,
 ``FleetLink`` the connection; docs/scale-out.md#ha-pair tells the whole story.
 """
 
@@ -22,6 +26,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import socket
 import threading
 import time
@@ -36,6 +41,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from monitord.config.fleet import FleetConfig, Member
 from monitord.config.site import SiteConfig
+from monitord.core.i18n import translations
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +101,19 @@ class Claim:
             return None
 
 
+def role_words(locale: str) -> dict[str, str]:
+    """Roles and states in ``locale`` ("active" is a fleet role here, not a ticket's state)."""
+    catalog = translations(locale)
+    return {
+        "active": catalog.pgettext("fleet", "active"),
+        "standby": catalog.pgettext("fleet", "standby"),
+        "single": catalog.pgettext("fleet", "single"),
+        "shard": catalog.pgettext("fleet", "shard"),
+        "online": catalog.pgettext("fleet", "online"),
+        "offline": catalog.pgettext("fleet", "offline"),
+    }
+
+
 def should_claim(me: str, online: Iterable[str], claim: Claim | None) -> bool:
     """Whether ``me`` claims the lead now: no claim, or its holder is not online, and ``me`` comes
     first by name among the online instances. The same rule in every instance, fed the same retained
@@ -144,6 +163,10 @@ class FleetLink:
         self._changed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._settle: asyncio.TimerHandle | None = None
+        self._beat: asyncio.TimerHandle | None = None
+        # When each instance's presence last came in (monotonic): ha instances repeat theirs every half
+        # keep-alive, so one not heard for 1.5 keep-alives is gone even if the broker is slow to say so.
+        self._heard: dict[str, float] = {}
         self.on_role: list[Callable[[str], None]] = []  # told after every change of role
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         if username:
@@ -179,6 +202,11 @@ class FleetLink:
             "leader": self.leader,
             "connected": self.connected,
         }
+
+    def instances(self) -> list[Presence]:
+        """Every instance of the site as its retained presence says, this one as it is now; by name."""
+        known = {**self.presences, self.me: self._presence("online" if self.connected else "offline")}
+        return sorted(known.values(), key=lambda p: p.instance)
 
     def cpu_seconds(self) -> float:
         """CPU this link has used: paho's network thread plus the decisions on the event loop."""
@@ -229,8 +257,9 @@ class FleetLink:
 
     def close(self) -> None:
         """Say offline (a clean stop: nobody waits for the will) and disconnect."""
-        if self._settle is not None:
-            self._settle.cancel()
+        for timer in (self._settle, self._beat):
+            if timer is not None:
+                timer.cancel()
         if self.connected:
             info = self.client.publish(
                 self.instances_topic + self.me, self._presence("offline").payload(), 1, True
@@ -269,6 +298,7 @@ class FleetLink:
     # -- the event loop: state and decisions ------------------------------------------------------
     def _connected(self) -> None:
         self.connected, self.settled = True, False
+        self._claimed = 0  # a claim sent before the connection dropped may never have arrived
         self.client.subscribe([(self.instances_topic + "+", 1), (self.leader_topic, 1)])
         self._publish_presence()
         log.info("fleet: %s connected to %s:%s as %s (%s)", self.me, *self.broker, self.role, self.fleet.mode)
@@ -276,6 +306,19 @@ class FleetLink:
             assert self._loop is not None
             # Hear the retained presences and claim first, so a returning instance respects a live holder.
             self._settle = self._loop.call_later(self.fleet.settle, self._timed, self._settled)
+            if self._beat is None:
+                self._beat = self._loop.call_later(self.fleet.keepalive / 2, self._timed, self._beating)
+
+    def _beating(self) -> None:
+        """Every half keep-alive: say this instance is here, and look again at who else is."""
+        assert self._loop is not None
+        self._beat = self._loop.call_later(self.fleet.keepalive / 2, self._timed, self._beating)
+        if self.connected:
+            self._publish_presence()
+        self._decide()
+
+    def _alive(self, name: str) -> bool:
+        return time.monotonic() - self._heard.get(name, -math.inf) <= 1.5 * self.fleet.keepalive
 
     def _settled(self) -> None:
         self.settled = True
@@ -302,6 +345,10 @@ class FleetLink:
                 self.presences.pop(name, None)
             else:
                 self.presences[name] = presence
+            if presence is not None and presence.online:
+                self._heard[name] = time.monotonic()
+            else:
+                self._heard.pop(name, None)
         self._decide()
 
     def _decide(self) -> None:
@@ -310,9 +357,11 @@ class FleetLink:
         role = STANDBY
         if self.connected and self.settled:
             if self.claim is not None and self.claim.instance == self.me:
-                role = ACTIVE
+                # Only while the broker still echoes this instance's beats: cut off, it cannot know.
+                role = ACTIVE if self._alive(self.me) else STANDBY
             elif not self._claimed:
-                online = [p.instance for p in self.presences.values() if p.online and p.instance != self.me]
+                online = [p.instance for p in self.presences.values() if p.online and self._alive(p.instance)]
+                online = [name for name in online if name != self.me]
                 if should_claim(self.me, online, self.claim):
                     self._claimed = (self.claim.epoch if self.claim else 0) + 1
                     body = json.dumps({"instance": self.me, "epoch": self._claimed, "at": time.time()})
@@ -368,7 +417,8 @@ def link_for(
         member,
         config.fleet,
         m.host_port,
-        client_id=f"{m.client_id}-fleet",  # its own session: the driver's stays the driver's
+        # A clean session of its own, never taken for another's: the driver's stays the driver's.
+        client_id=f"{m.client_id}-fleet-{os.getpid()}-{secrets.token_hex(3)}",
         username=m.username,
         password=m.password,
         tls=tls if m.tls else None,
