@@ -86,6 +86,10 @@ class AlertTracker:
     def __init__(self) -> None:
         self._rules: dict[str, _RuleAlerts] = {}
 
+    def forget(self) -> None:
+        """Drop every alert's state (an HA instance about to restore them from the shared store)."""
+        self._rules.clear()
+
     def update(
         self,
         rule: str,

@@ -185,6 +185,13 @@ class Pipeline:
         self._held: list[AlertEvent] = []
         self._root_rules = [r for r in self.engine.rules if r.spec.root_cause]
 
+    def forget(self) -> None:
+        """Back to knowing nothing (an HA instance taking over again): tickets, alerts, held alerts."""
+        self.desk.forget()
+        self.tracker.forget()
+        self._held.clear()
+        self.tickets_ready = False
+
     def decide_held(self) -> list[TicketEvent]:
         """Decide the alerts held while tickets were not ready, and send the events on their road."""
         self.tickets_ready = True
