@@ -42,6 +42,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from monitord.config.fleet import FleetConfig, Member
 from monitord.config.site import SiteConfig
 from monitord.core.i18n import translations
+from monitord.drivers.mqtt import Tls, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class FleetLink:
         api_url: str = "",
         username: str | None = None,
         password: str | None = None,
-        tls: Callable[[mqtt.Client], None] | None = None,
+        tls: Tls | None = None,
     ) -> None:
         self.site, self.member, self.fleet = site, member, fleet
         self.me = member.instance
@@ -172,7 +173,10 @@ class FleetLink:
         if username:
             self.client.username_pw_set(username, password)
         if tls is not None:
-            tls(self.client)
+            context = tls_context(tls)
+            self.client.tls_set_context(context)
+            # paho leaves the socket of a failed handshake open: one per retry, unless dropped
+            self.client.on_connect_fail = lambda *_a: context.drop_failed()
         # The broker says "offline" for us once we miss 1.5 keep-alives: that is the takeover clock.
         self.client.will_set(self.instances_topic + self.me, self._presence("offline").payload(), 1, True)
         self.client.on_connect = self._on_connect
@@ -409,9 +413,6 @@ def link_for(
     if m is None:
         return None
 
-    def tls(client: mqtt.Client) -> None:
-        client.tls_set(ca_certs=m.ca, certfile=m.cert, keyfile=m.key)
-
     link = FleetLink(
         config.site.id,
         member,
@@ -421,7 +422,7 @@ def link_for(
         client_id=f"{m.client_id}-fleet-{os.getpid()}-{secrets.token_hex(3)}",
         username=m.username,
         password=m.password,
-        tls=tls if m.tls else None,
+        tls=Tls(m.ca, m.cert, m.key) if m.tls else None,
     )
     if registry is not None:
         registry.register(FleetCollector(link))

@@ -18,6 +18,7 @@ from monitord.core.errors import MonitordError
 from monitord.core.i18n import translator
 from monitord.core.units import format_time
 from monitord.daemon.fleet import Claim, Presence, role_words
+from monitord.drivers.mqtt import Tls, tls_context
 
 
 def read_fleet(config: SiteConfig, wait: float = 1.0) -> tuple[list[Presence], Claim | None]:
@@ -42,7 +43,7 @@ def read_fleet(config: SiteConfig, wait: float = 1.0) -> tuple[list[Presence], C
     if m.username:
         client.username_pw_set(m.username, m.password)
     if m.tls:
-        client.tls_set(ca_certs=m.ca, certfile=m.cert, keyfile=m.key)
+        client.tls_set_context(tls_context(Tls(m.ca, m.cert, m.key)))
     client.on_connect = lambda c, *_a: c.subscribe([(f"{base}/instances/+", 1), (f"{base}/leader", 1)])
     client.on_subscribe = lambda *_a: granted.set()
     client.on_message = on_message
