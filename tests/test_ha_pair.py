@@ -2,7 +2,7 @@
 InfluxDB, the simulated building as a `monitord sim` process, pages to a real webhook receiver.
 
 Both started at once: exactly one is active. The active killed (-9) mid-incident: the standby takes over
-within the documented bound (1.5 × fleet.keepalive + fleet.settle, docs/scale-out.md#ha-pair), the open
+within the documented bound (2 × fleet.keepalive, docs/scale-out.md#ha-pair), the open
 ticket stays one ticket, every page of the incident arrives exactly once, polling resumes.
 """
 
@@ -23,8 +23,8 @@ from tests.support.influx import InfluxServer, V2WriteProxy
 from tests.support.mosquitto import Mosquitto
 from tests.support.webhooks import WebhookReceiver
 
-KEEPALIVE, SETTLE = 2.0, 1.0  # the defaults of fleet:
-BOUND = 1.5 * KEEPALIVE + SETTLE
+KEEPALIVE = 2.0  # fleet.keepalive's default
+BOUND = 2 * KEEPALIVE  # no beat heard for 1.5 keep-alives, looked at every half (docs/scale-out.md)
 
 
 def one_active(pair: list[Instance]) -> Instance | None:
@@ -110,8 +110,7 @@ def test_kill_9_of_the_active_mid_incident_pages_once_and_keeps_one_ticket(
         first.kill9()
         wait_for(lambda: second.role() == "active", 20, interval=0.05)
         takeover = time.time() - killed
-        print(f"takeover {takeover:.2f} s")
-        assert takeover <= BOUND + 1.0, takeover  # + one health poll and the start of acting
+        assert takeover <= BOUND, takeover
 
         # Polling resumes: pump samples newer than the takeover reach the store.
         since = int((killed + takeover) * 1e6)
