@@ -1,5 +1,6 @@
-"""The pieces of an HA pair that need no second process: the config refused without a broker or a shared
-store, instance names, an outbox that holds and adopts what the other instance sent, shared silences."""
+"""The pieces of an HA pair that need no second monitord: the config refused without a broker or a shared
+store, instance names, an outbox that holds and adopts what the other instance sent, shared silences,
+and the sent keys and silences in a real InfluxDB."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import pytest
 from monitord.alerting.mute import Matcher, MuteStages, Silence
 from monitord.config.fleet import Member
 from monitord.config.site import load_config
-from monitord.core.errors import ConfigError
+from monitord.core.errors import ConfigError, StoreError
 from monitord.daemon.fleet import Claim, Presence
 from monitord.people.notify import Notification, Outbox
+from monitord.store.influx import InfluxStore, InfluxTarget
+from monitord.store.shared import SharedLog
 from monitord.tools.fleet import fleet_lines
 from tests.support.configs import GOOD, check, problems, write
+from tests.support.influx import InfluxServer, V2WriteProxy
 
 
 def test_ha_needs_a_broker_and_a_shared_store_named_at_the_fleet_key(tmp_path: Path) -> None:
@@ -104,3 +108,31 @@ def test_the_fleet_listing_reads_in_the_sites_language(tmp_path: Path) -> None:
     )
     assert lines[2].startswith("  b：备用，") and "离线" in lines[2]
     assert fleet_lines(config, [], None) == ["t1：代理服务器上没有任何实例上线"]
+
+
+def test_sent_keys_and_silences_round_trip_through_a_real_influxdb_per_site(
+    tmp_path: Path, influxdb: tuple[InfluxServer, V2WriteProxy]
+) -> None:
+    server, proxy = influxdb
+    target = InfluxTarget(proxy.url, "monitord")
+    ours = SharedLog(InfluxStore(target, "tower-a", {}, tmp_path / "a", writer=False))
+    theirs = SharedLog(InfluxStore(target, "tower-b", {}, tmp_path / "b", writer=False))
+    ours.record_sent("WO-1:0:王师傅:wecom", 1_795_000_000.5, "wecom", "王师傅", "WO-1")
+    ours.record_sent("WO-1:0:王师傅:wecom", 1_795_000_000.5, "wecom", "王师傅", "WO-1")  # a retry: one
+    theirs.record_sent("WO-7:0:li:webhook", 1_795_000_001.0, "webhook", "li", "WO-7")
+    assert ours.sent() == [("WO-1:0:王师傅:wecom", 1_795_000_000.5, "wecom", "王师傅", "WO-1")]
+    s = Silence(
+        "abcd1234", Matcher(rules=["pump.*"], assets=["A-P1"]), "wang", 'dry run "test", ok', 1e9, 1e9 + 3600
+    )
+    ours.record_silence(s)
+    ours.record_silence(Silence(s.id, s.matcher, s.author, s.reason, s.created, 1e9 + 60))  # expired early
+    assert ours.silences() == [Silence(s.id, s.matcher, s.author, s.reason, s.created, 1e9 + 60)]
+    assert theirs.silences() == []
+    assert len(server.query("SELECT * FROM notification")) == 2
+    down = SharedLog(
+        InfluxStore(
+            InfluxTarget("http://127.0.0.1:1", "monitord"), "tower-a", {}, tmp_path / "c", writer=False
+        )
+    )
+    with pytest.raises(StoreError, match="shared write failed"):
+        down.record_sent("k", 1.0, "webhook", "x", "WO-1")

@@ -267,9 +267,9 @@ class Monitord:
     async def _act(self) -> None:
         """What the acting instance does: restore tickets, evaluate, poll Modbus, BACnet and SNMP (the
         MQTT driver runs in every instance, so a standby's state table stays current)."""
-        if self.takeover is not None:
-            await self.takeover.begin()
         try:
+            if self.takeover is not None:
+                await self.takeover.begin()  # demoted meanwhile: cancelled here, and ended below
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._restore_when_possible(), name="restore")
                 tg.create_task(self._evaluate_forever(), name="evaluate")
