@@ -8,9 +8,11 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from monitord.alerting.mute import Matcher, MuteStages, Silence
+from monitord.alerting.tracker import AlertTracker, PendingFile
 from monitord.config.fleet import Member
 from monitord.config.site import load_config
 from monitord.core.errors import ConfigError, StoreError
@@ -136,3 +138,23 @@ def test_sent_keys_and_silences_round_trip_through_a_real_influxdb_per_site(
     )
     with pytest.raises(StoreError, match="shared write failed"):
         down.record_sent("k", 1.0, "webhook", "x", "WO-1")
+
+
+def test_the_actives_pending_timers_reach_the_next_active_as_a_restart_resumes_them(tmp_path: Path) -> None:
+    assets = {"r#pump": ["P1", "P2"]}
+    tracker = AlertTracker()
+    yes, no = np.array([False, True]), np.array([False, False])
+    tracker.update("r#pump", yes, no, hold_for=30, clear_for=0, now=100)
+    told: list[str] = []
+    active = PendingFile(tmp_path / "a" / "pending-alerts.json")
+    active.on_saved = told.append  # the fleet link publishes it, retained
+    active.save(tracker, assets, now=110)
+    [text] = told
+    standby = PendingFile(tmp_path / "b" / "pending-alerts.json")
+    fresh = AlertTracker()
+    assert standby.restore_from(text, fresh, assets, now=112, source="the last active") == 1
+    assert fresh.update("r#pump", yes, no, hold_for=30, clear_for=0, now=125) == []  # resumed at 100
+    [fired] = fresh.update("r#pump", yes, no, hold_for=30, clear_for=0, now=130)
+    assert (fired.index, fired.state, fired.since) == (1, "firing", 100)
+    assert standby.restore_from(text, AlertTracker(), assets, now=110 + 61, source="x") == 0  # too old
+    assert standby.restore_from("{broken", AlertTracker(), assets, now=111, source="x") == 0

@@ -112,7 +112,9 @@ class Monitord:
         self.fleet = link_for(c, self.member, self.metrics.registry)
         # What only the active reads: Modbus (and its gateways, which the poller reports), BACnet, SNMP.
         polled = [a.id for a in c.assets if not a.connection.mqtt or a.type == "gateway"]
-        self.takeover = Takeover(self.core, polled) if c.fleet.mode == "ha" else None
+        self.takeover = None
+        if c.fleet.mode == "ha" and self.fleet is not None:  # `monitord check` refuses ha without a broker
+            self.takeover = Takeover(self.core, polled, self.fleet, self.pending_timers, self._rule_assets)
 
     def _modbus_driver(self) -> ModbusDriver | None:
         """One poller per line (TCP endpoint, serial port, or serial server over TCP)."""

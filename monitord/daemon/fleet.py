@@ -151,6 +151,9 @@ class FleetLink:
         self.broker = broker
         base = f"{fleet.topic}/{site}"
         self.instances_topic, self.leader_topic = f"{base}/instances/", f"{base}/leader"
+        self.pending_topic = f"{base}/pending"
+        #: the active's pending `for` timers (PendingFile JSON), as last retained: a new active resumes them
+        self.pending: str | None = None
         self.api_url = api_url
         self.presences: dict[str, Presence] = {}
         self.claim: Claim | None = None
@@ -303,7 +306,10 @@ class FleetLink:
     def _connected(self) -> None:
         self.connected, self.settled = True, False
         self._claimed = 0  # a claim sent before the connection dropped may never have arrived
-        self.client.subscribe([(self.instances_topic + "+", 1), (self.leader_topic, 1)])
+        topics = [self.instances_topic + "+", self.leader_topic] + (
+            [self.pending_topic] if self.fleet.mode == "ha" else []
+        )
+        self.client.subscribe([(t, 1) for t in topics])
         self._publish_presence()
         log.info("fleet: %s connected to %s:%s as %s (%s)", self.me, *self.broker, self.role, self.fleet.mode)
         if self.fleet.mode == "ha":
@@ -337,7 +343,15 @@ class FleetLink:
         log.warning("fleet: %s lost the broker (%s)", self.me, reason)
         self._decide()
 
+    def publish_pending(self, text: str) -> None:
+        """The active's pending timers as it saves them: retained, so whoever leads next has them."""
+        if self.role == ACTIVE and self.connected:
+            self.client.publish(self.pending_topic, text.encode(), 1, True)
+
     def _message(self, topic: str, payload: bytes) -> None:
+        if topic == self.pending_topic:
+            self.pending = payload.decode(errors="replace") if payload else None
+            return
         if topic == self.leader_topic:
             self.claim = Claim.parse(payload)
             if self.claim is not None and self.claim.epoch >= self._claimed:

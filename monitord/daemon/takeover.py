@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 import numpy as np
 
+from monitord.alerting.tracker import PendingFile
 from monitord.config.fleet import Member
 from monitord.config.site import SiteConfig
 from monitord.core.errors import StoreError
 from monitord.core.model import SampleBatch
 from monitord.daemon.core import Core
+from monitord.daemon.fleet import FleetLink
 from monitord.people.dispatch import Dispatcher
 from monitord.people.notify import Outbox
 from monitord.store.influx import InfluxStore
@@ -33,6 +35,7 @@ from monitord.store.shared import SharedLog
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+RuleAssets = Mapping[str, Sequence[str]]  # rule series → its assets, in the tracker's order
 
 
 def per_instance(config: SiteConfig, member: Member) -> SiteConfig:
@@ -68,8 +71,12 @@ class Takeover:
     """The HA side of one ``Monitord``: ``begin`` before it restores, ``restored`` after, ``end`` on
     demotion. ``polled``: the assets only the active polls (Modbus, BACnet, SNMP)."""
 
-    def __init__(self, core: Core, polled: Sequence[str]) -> None:
-        self.core = core
+    def __init__(
+        self, core: Core, polled: Sequence[str], link: FleetLink, timers: PendingFile, rules: RuleAssets
+    ) -> None:
+        self.core, self.link, self.timers, self.rules = core, link, timers, rules
+        # The active's pending `for` timers go to the broker (retained) as it saves them.
+        timers.on_saved = link.publish_pending
         assert isinstance(core.store, InfluxStore)  # `monitord check` refuses ha on anything else
         self.shared = SharedLog(core.store)
         self.polled = set(polled)
@@ -111,6 +118,8 @@ class Takeover:
         adopted = self.outbox.adopt(sent) if self.outbox is not None else 0
         muted = pipeline.mute.adopt(silences) if pipeline.mute is not None else 0
         now = self.core.clock.now()
+        if self.link.pending is not None:  # the last active's pending timers, as a restart resumes its own
+            self.timers.restore_from(self.link.pending, self.core.tracker, self.rules, now, "the last active")
         for table in self.core.state.tables.values():
             rows = [i for i, a in enumerate(table.assets) if a in self.polled]
             table.last_good[rows] = np.fmax(table.last_good[rows], now)
