@@ -101,7 +101,17 @@ class Takeover:
         self.outbox, self.dispatcher = outbox, dispatcher
         if outbox is not None:
             outbox.record = self.shared.record_sent
+            outbox.before_send = self._stored
             outbox.hold()
+
+    def _stored(self) -> None:
+        """Before a page goes out, the ticket events that caused it reach the shared store: a kill -9
+        just after the page must not leave the next active without the ticket (it would open it again
+        under a new number and page again). Bounded: a page never waits long for a slow store."""
+        try:
+            self.core.store.flush(timeout=2.0)
+        except StoreError as exc:
+            log.warning("paging before the ticket events are stored: %s", exc)
 
     async def begin(self) -> None:
         """Become able to act: what the other instance shared, and devices given their first chance."""

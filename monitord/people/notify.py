@@ -335,6 +335,8 @@ class Outbox:
         self._parked: list[_Entry] = []  # queued while held, in submission order; under _failed_lock
         #: told (key, time, channel, recipient, ticket) after each delivery: the shared store of an HA pair
         self.record: Callable[[str, float, str, str, str], None] | None = None
+        #: called on the lane before each attempt: an HA pair's ticket events reach the store first
+        self.before_send: Callable[[], None] | None = None
         self.attempts, self.backoff, self.max_wait = attempts, backoff, max_wait
         log_path.parent.mkdir(parents=True, exist_ok=True)
         # One connection, used under a lock by the lanes and the dispatcher (the event loop).
@@ -486,6 +488,8 @@ class Outbox:
             channel = self.channels.get(n.channel)
             if channel is None:
                 raise NotifyError(f"no {n.channel} channel configured", recoverable=False)
+            if self.before_send is not None:
+                self.before_send()
             channel.send(n)
         except NotifyError as exc:
             return self._failed_attempt(entry, exc)
