@@ -16,7 +16,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from monitord.daemon.fleet import Claim, should_claim
+from monitord.daemon.fleet_messages import Claim, should_claim
 from tests.support.daemon import TOKEN
 from tests.support.fleet import Instance, ha_yaml, retained, simulator, wait_for
 from tests.support.influx import InfluxServer, V2WriteProxy
@@ -43,8 +43,14 @@ def test_the_claim_rule_names_one_instance_whatever_each_has_heard() -> None:
 
 
 def test_both_started_at_once_exactly_one_is_active(
-    tmp_path: Path, mosquitto: int, influxdb: tuple[InfluxServer, V2WriteProxy], webhooks: WebhookReceiver
+    tmp_path: Path,
+    own_broker: Mosquitto,
+    influxdb: tuple[InfluxServer, V2WriteProxy],
+    webhooks: WebhookReceiver,
 ) -> None:
+    # A broker of its own: the listing below is every instance the broker ever heard of for the site.
+    own_broker.start()
+    mosquitto = own_broker.port
     _server, proxy = influxdb
     path = ha_yaml(tmp_path, mosquitto, webhooks, proxy.url)
     pair = [Instance(path, "b", tmp_path), Instance(path, "a", tmp_path)]

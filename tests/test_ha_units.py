@@ -16,7 +16,7 @@ from monitord.alerting.tracker import AlertTracker, PendingFile
 from monitord.config.fleet import Member
 from monitord.config.site import load_config
 from monitord.core.errors import ConfigError, StoreError
-from monitord.daemon.fleet import Claim, Presence
+from monitord.daemon.fleet_messages import Claim, Presence
 from monitord.people.notify import Notification, Outbox
 from monitord.store.influx import InfluxStore, InfluxTarget
 from monitord.store.shared import SharedLog

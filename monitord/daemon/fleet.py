@@ -14,8 +14,9 @@ presence every half keep-alive, and one not heard for 1.5 keep-alives counts
 as offline whatever the broker still retains (brokers check keep-alives
 lazily: Mosquitto 2.0.11 took up to 8.9 s at a 2 s keep-alive). An instance
 without its broker connection, or whose own beats the broker no longer
-echoes, cannot know, so it is not active. ``should_claim`` is the rule,
-``FleetLink`` the connection; docs/scale-out.md#ha-pair tells the whole story.
+echoes, cannot know, so it is not active. ``fleet_messages`` holds the
+messages and the rule, this module the connection (``FleetLink``);
+docs/scale-out.md#ha-pair tells the whole story.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -41,88 +41,10 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from monitord.config.fleet import FleetConfig, Member
 from monitord.config.site import SiteConfig
-from monitord.core.i18n import translations
+from monitord.daemon.fleet_messages import ACTIVE, STANDBY, Claim, Presence, should_claim
 from monitord.drivers.mqtt import Tls, tls_context
 
 log = logging.getLogger(__name__)
-
-ACTIVE, STANDBY = "active", "standby"
-
-
-@dataclass(frozen=True)
-class Presence:
-    """One instance as its retained presence message says (the JSON of ``…/instances/NAME``)."""
-
-    instance: str
-    state: str  # "online", or "offline" (its will, or a clean stop)
-    mode: str = ""
-    role: str = ""
-    shard: int = 0
-    shards: int = 1
-    since: float = 0.0  # when it took this role
-    pid: int = 0
-    host: str = ""
-    api: str = ""
-
-    @property
-    def online(self) -> bool:
-        return self.state == "online"
-
-    def payload(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
-
-    @classmethod
-    def parse(cls, name: str, payload: bytes) -> Presence | None:
-        """The presence in ``payload``, or None (logged) when it is not one: a stray publisher on the
-        topic must not make an instance look online or offline."""
-        try:
-            body = json.loads(payload)
-            return cls(**{**body, "instance": name}) if isinstance(body, dict) else None
-        except (ValueError, TypeError) as exc:
-            log.warning("fleet: ignoring presence of %r: %s", name, exc)
-            return None
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The retained leader claim of an HA site: who holds it, and how many claims came before."""
-
-    instance: str
-    epoch: int
-
-    @classmethod
-    def parse(cls, payload: bytes) -> Claim | None:
-        if not payload:  # an empty retained message clears the topic
-            return None
-        try:
-            body = json.loads(payload)
-            return cls(str(body["instance"]), int(body["epoch"]))
-        except (ValueError, TypeError, KeyError) as exc:
-            log.warning("fleet: ignoring leader claim %r: %s", payload[:80], exc)
-            return None
-
-
-def role_words(locale: str) -> dict[str, str]:
-    """Roles and states in ``locale`` ("active" is a fleet role here, not a ticket's state)."""
-    catalog = translations(locale)
-    return {
-        "active": catalog.pgettext("fleet", "active"),
-        "standby": catalog.pgettext("fleet", "standby"),
-        "single": catalog.pgettext("fleet", "single"),
-        "shard": catalog.pgettext("fleet", "shard"),
-        "online": catalog.pgettext("fleet", "online"),
-        "offline": catalog.pgettext("fleet", "offline"),
-    }
-
-
-def should_claim(me: str, online: Iterable[str], claim: Claim | None) -> bool:
-    """Whether ``me`` claims the lead now: no claim, or its holder is not online, and ``me`` comes
-    first by name among the online instances. The same rule in every instance, fed the same retained
-    messages, names the same one."""
-    live = sorted({*online, me})
-    if claim is not None and claim.instance in live:
-        return False
-    return live[0] == me
 
 
 class FleetLink:

@@ -17,7 +17,7 @@ from monitord.config.site import SiteConfig, site_zone
 from monitord.core.errors import MonitordError
 from monitord.core.i18n import translator
 from monitord.core.units import format_time
-from monitord.daemon.fleet import Claim, Presence, role_words
+from monitord.daemon.fleet_messages import Claim, Presence, role_words
 from monitord.drivers.mqtt import Tls, tls_context
 
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from monitord.core.units import parse_duration
-from monitord.daemon.fleet import role_words
+from monitord.daemon.fleet_messages import role_words
 from monitord.daemon.web import board, deskpages, silences
 from monitord.daemon.web.auth import Refused, caller, reader, require, web_of
 from monitord.daemon.web.models import ActionBody, SilenceBody
