@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from monitord.daemon.fleet_messages import Claim, should_claim
-from tests.support.daemon import TOKEN
+from tests.support.daemon import TOKEN, get, post
 from tests.support.fleet import Instance, ha_yaml, retained, simulator, wait_for
 from tests.support.influx import InfluxServer, V2WriteProxy
 from tests.support.mosquitto import Mosquitto
@@ -110,6 +110,13 @@ def test_kill_9_of_the_active_mid_incident_pages_once_and_keeps_one_ticket(
 
         [page] = wait_for(lambda: paged("plumbing-tech"), 40)
         ticket = page["ticket"]
+        # A silence set on the active (the AHU's filter is being changed) is the new active's too.
+        status, silence = post(
+            first.api_url + "/silences",
+            {"matcher": {"assets": ["A-AHU1"]}, "reason": "filter change", "expires_in": "2h"},
+        )
+        assert status == 201, silence
+        wait_for(lambda: server.query("SELECT * FROM silence"), 10)  # written off the loop, at once
         # Killed the moment the page arrives: the active stored the ticket's events before it paged.
         killed = time.time()
         first.kill9()
@@ -131,6 +138,9 @@ def test_kill_9_of_the_active_mid_incident_pages_once_and_keeps_one_ticket(
         assert [(t["ticket"], t["asset"]) for t in opened] == [(ticket, "A-P1")]
         health = second.health()
         assert health is not None and health["fleet"]["leader"] == second.name
+        assert [(x["id"], x["reason"]) for x in get(second.api_url + "/silences")] == [
+            (silence["id"], "filter change")
+        ]
     finally:
         for inst in pair:
             inst.stop()

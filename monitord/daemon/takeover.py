@@ -21,6 +21,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from monitord.alerting.mute import Silence
 from monitord.alerting.tracker import PendingFile
 from monitord.config.fleet import Member
 from monitord.config.site import SiteConfig
@@ -94,7 +95,23 @@ class Takeover:
         core.bus.replace(store.write_samples, write_while_active)
         mute = core.pipeline.mute
         if mute is not None:
-            mute.on_change = self.shared.record_silence
+            mute.on_change = self._share_silence
+
+    def _share_silence(self, silence: Silence) -> None:
+        """A silence set or expired here (an API call, on the event loop): written off the loop, so a
+        slow store never holds the daemon, its evaluations or its beats."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not from the daemon's loop: nothing to hold up
+            self.shared.record_silence(silence)
+            return
+        done = loop.run_in_executor(None, self.shared.record_silence, silence)
+
+        def told(f: asyncio.Future[None]) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                log.error("silence %s not shared with the other instance: %s", silence.id, f.exception())
+
+        done.add_done_callback(told)
 
     def attach(self, outbox: Outbox | None, dispatcher: Dispatcher | None) -> None:
         """The people side, once built: the outbox starts held and records what it delivers."""
