@@ -85,6 +85,18 @@ def test_both_started_at_once_exactly_one_is_active(
         assert f'data-instance="{active.name}" data-role="active" data-state="online"' in html
         assert f'data-instance="{standby.name}" data-role="standby" data-state="online"' in html
         assert "<td>主用</td>" in html and "<td>备用</td>" in html
+        # A person's action on the standby is refused, naming the active (its desk is not the site's).
+        status, answer = post(
+            standby.api_url + "/silences",
+            {"matcher": {"assets": ["A-P1"]}, "reason": "x", "expires_in": "1h"},
+        )
+        assert (
+            status == 503 and f"act on the active one ({active.name}) at {active.api_url}" in answer["error"]
+        )
+        status, answer = post(
+            active.api_url + "/silences", {"matcher": {"assets": ["A-P1"]}, "reason": "x", "expires_in": "1h"}
+        )
+        assert status == 201, answer
     finally:
         for inst in pair:
             inst.stop()

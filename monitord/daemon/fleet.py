@@ -132,6 +132,15 @@ class FleetLink:
             "connected": self.connected,
         }
 
+    def not_here(self) -> str:
+        """Why a person's action cannot be taken here (a standby), naming the active; "" when it can."""
+        if self.role != STANDBY:
+            return ""
+        leader = self.presences.get(self.leader or "")
+        where = f" at {leader.api}" if leader is not None and leader.api else ""
+        active = self.leader or "none yet"
+        return f"{self.me} is the standby of an HA pair: act on the active one ({active}){where}"
+
     def instances(self) -> list[Presence]:
         """Every instance of the site as its retained presence says, this one as it is now; by name."""
         known = {**self.presences, self.me: self._presence("online" if self.connected else "offline")}
