@@ -106,7 +106,7 @@ class Tls:
     key: str | None = None
 
 
-class _Context(ssl.SSLContext):
+class TlsContext(ssl.SSLContext):
     """An SSL context that closes the socket of a failed handshake: paho leaves it open, one
     socket per retry against a broker whose certificate does not verify."""
 
@@ -121,6 +121,20 @@ class _Context(ssl.SSLContext):
         if self.last is not None:
             self.last.close()
             self.last = None
+
+
+def tls_context(tls: Tls) -> TlsContext:
+    """Certificates are always checked (CERT_REQUIRED, host name included): a broker we cannot
+    verify is not connected to, and that is logged, never waived. Call ``drop_failed`` from paho's
+    ``on_connect_fail``."""
+    context = TlsContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls.ca:
+        context.load_verify_locations(tls.ca)
+    else:
+        context.load_default_certs()
+    if tls.cert:
+        context.load_cert_chain(tls.cert, tls.key)
+    return context
 
 
 class SequenceGaps:
@@ -182,17 +196,9 @@ class MqttDriver:
         )
         if username:
             self.client.username_pw_set(username, password)
-        self._tls: _Context | None = None
+        self._tls: TlsContext | None = None
         if tls is not None:
-            # Certificates are always checked (CERT_REQUIRED, host name included): a broker we cannot
-            # verify is not connected to, and that is logged, never waived.
-            self._tls = _Context(ssl.PROTOCOL_TLS_CLIENT)
-            if tls.ca:
-                self._tls.load_verify_locations(tls.ca)
-            else:
-                self._tls.load_default_certs()
-            if tls.cert:
-                self._tls.load_cert_chain(tls.cert, tls.key)
+            self._tls = tls_context(tls)
             self.client.tls_set_context(self._tls)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

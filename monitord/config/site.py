@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_valid
 from pydantic_core import PydanticCustomError
 
 from monitord.alerting.mute import MaintenanceWindow
-from monitord.config.fleet import FleetConfig
+from monitord.config.fleet import FleetConfig, fleet_problems
 from monitord.config.modbus import ModbusConnection, Port, check_lines, line_budget
 from monitord.config.mqtt import check_claims
 from monitord.config.shards import check_shards
@@ -575,6 +575,8 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
     out += check_claims(config, raw)
     out += check_shards(config, raw)
     out += _check_tls(config, raw)
+    shared = isinstance(config.store, InfluxStoreConfig)
+    out += fleet_problems(config.fleet, broker=config.mqtt is not None, shared_store=shared, raw=raw)
     out += _check_rules(config, raw, points_by_type, profiles, unresolved)
     if not out:  # only a config that is otherwise sound can be built into tables and tried
         out += trial_run(config, raw)

@@ -23,9 +23,11 @@ from monitord.core.clock import Clock, SystemClock
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
 from monitord.daemon.core import Core, build_core
+from monitord.daemon.fleet import link_for
 from monitord.daemon.polled import polled_drivers
 from monitord.daemon.shardlink import ShardLink, shard_link
 from monitord.daemon.sites import ticket_code_alone
+from monitord.daemon.takeover import Takeover, per_instance
 from monitord.daemon.web import WebServer
 from monitord.daemon.web.context import Web
 from monitord.drivers.modbus import (
@@ -97,7 +99,8 @@ class Monitord:
         sharded = c.fleet.mode == "shard"
         if sharded:  # this instance polls, judges and tickets only its shard's assets
             self.member.check(c.fleet)
-            self.config = c = own_share(whole, self.member.shard)
+            c = own_share(whole, self.member.shard)
+        self.config = c = per_instance(c, self.member)  # its own local files and MQTT client id
         claim(c.notify_log, c.site.id)  # before anything reads it: silences, outbox, secret, timers
         if self.store is None:
             self.store = open_store(c)
@@ -120,6 +123,13 @@ class Monitord:
         # Pending `for` timers survive a kill -9: saved beside the notification log, resumed at start.
         self.pending_timers = PendingFile(c.notify_log.with_name("pending-alerts.json"))
         self._rule_assets = {r.key: r.assets for r in self.core.engine.rules}
+        # Presence on the site's broker in every mode; in an HA pair only the active one acts.
+        self.fleet = link_for(c, self.member, self.metrics.registry)
+        # What only the active reads: Modbus (and its gateways, which the poller reports), BACnet, SNMP.
+        polled = [a.id for a in c.assets if not a.connection.mqtt or a.type == "gateway"]
+        self.takeover = None
+        if c.fleet.mode == "ha" and self.fleet is not None:  # `monitord check` refuses ha without a broker
+            self.takeover = Takeover(self.core, polled, self.fleet, self.pending_timers, self._rule_assets)
 
     def _modbus_driver(self) -> ModbusDriver | None:
         """One poller per line (TCP endpoint, serial port, or serial server over TCP)."""
@@ -192,6 +202,8 @@ class Monitord:
         if told:
             log.info("tickets restored from the store; held alerts decided")
         self.core.pipeline.decide_held()
+        if self.takeover is not None:
+            self.takeover.restored()
         await ticket_code_alone(self.store, self.config.site.ticket_code)  # after: it may wait for the store
 
     def _people(self, api_port: int | None) -> None:
@@ -247,22 +259,22 @@ class Monitord:
         self.metrics_url = f"http://{self.config.metrics.host}:{bound}/metrics"
         log.debug("metrics at %s", self.metrics_url)  # `monitord run` prints it once, on stdout
         self._people(api_port)
+        if self.takeover is not None:
+            self.takeover.attach(self.outbox, self.dispatcher)
+        if self.fleet is not None and self.web is not None:
+            self.fleet.api_url = self.api_url
+            self.web.fleet = self.fleet
         self.started.set()
         try:
             async with asyncio.TaskGroup() as tg:
-                tasks = [
-                    tg.create_task(self._restore_when_possible(), name="restore"),
-                    tg.create_task(self._evaluate_forever(), name="evaluate"),
-                ]
-                if self.modbus:
-                    tasks.append(tg.create_task(self.modbus.run(), name="modbus"))
+                acting = self.fleet.serve(self._act) if self.fleet else self._act()
+                tasks = [tg.create_task(acting, name="acting")]
                 if self.mqtt:
                     tasks.append(tg.create_task(self.mqtt.run(), name="mqtt"))
                 if self.shard_link:
                     tasks.append(tg.create_task(self.shard_link.run(), name="shard-link"))
                 if self.api:
                     tasks.append(tg.create_task(self.api.serve(), name="web"))
-                tasks += [tg.create_task(d.run(), name=n) for n, d in self.polled.items()]
                 await self._stop.wait()
                 if self.api:
                     self.api.stop()  # uvicorn closes its connections and returns on its own
@@ -282,6 +294,23 @@ class Monitord:
             self.store.flush()
             self.store.close()
             log.info("stopped; store flushed")
+
+    async def _act(self) -> None:
+        """What the acting instance does: restore tickets, evaluate, poll Modbus, BACnet and SNMP (the
+        MQTT driver runs in every instance, so a standby's state table stays current)."""
+        try:
+            if self.takeover is not None:
+                await self.takeover.begin()  # demoted meanwhile: cancelled here, and ended below
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._restore_when_possible(), name="restore")
+                tg.create_task(self._evaluate_forever(), name="evaluate")
+                if self.modbus:
+                    tg.create_task(self.modbus.run(), name="modbus")
+                for n, d in self.polled.items():
+                    tg.create_task(d.run(), name=n)
+        finally:
+            if self.takeover is not None:
+                self.takeover.end()
 
     async def _evaluate_forever(self) -> None:
         engine, pipeline = self.config.engine, self.core.pipeline

@@ -196,6 +196,13 @@ class Pipeline:
         self._root_keys = {r.key: r.spec.id for r in self._root_rules}
         self.touched: set[str] = set()  # assets with alert or ticket events in the current evaluation
 
+    def forget(self) -> None:
+        """Back to knowing nothing (an HA instance taking over again): tickets, alerts, held alerts."""
+        self.desk.forget()
+        self.tracker.forget()
+        self._held.clear()
+        self.tickets_ready = False
+
     def decide_held(self) -> list[TicketEvent]:
         """Decide the alerts held while tickets were not ready, and send the events on their road."""
         self.tickets_ready = True

@@ -247,6 +247,12 @@ class TicketDesk:
         self.reopen_window = 3600.0  # a re-fire this soon after resolution is the same incident
         self._last_number: dict[str, int] = {}  # YYYYMMDD → highest number used, with a code or without
 
+    def forget(self) -> None:
+        """Drop every ticket (an HA instance that acted, stood by, and now restores them afresh)."""
+        window = self.reopen_window
+        self.__init__()  # type: ignore[misc]
+        self.reopen_window = window
+
     def restore(self, events: Iterable[TicketEvent]) -> None:
         # Events of one evaluation share a timestamp, and a store may return ties in any order:
         # a ticket's opening comes first, whatever else happened to it in the same instant.

@@ -17,6 +17,7 @@ from monitord.daemon.runner import run_daemon, until_stopped
 from monitord.simulators.scenario import load_scenario
 from monitord.simulators.site import SimulatedSite
 from monitord.tools.demo import run_demo
+from monitord.tools.fleet import fleet_lines, read_fleet
 
 
 def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
@@ -43,6 +44,10 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
         help="serve the config's serial line CONFIG_PORT on SIM_PORT (the cable's other end); repeatable",
     )
     s.set_defaults(fn=sim)
+
+    f = sub.add_parser("fleet", help="the instances of CONFIG's site and their roles (from the broker)")
+    f.add_argument("config")
+    f.set_defaults(fn=fleet)
 
     d = sub.add_parser("demo", help="simulated building + daemon + fault scenario in one process")
     d.add_argument("--duration", default=None, help="stop after this long, e.g. 90s (default: until Ctrl-C)")
@@ -94,6 +99,13 @@ def check(args: argparse.Namespace) -> int:
                 "carries; polls will come late (lengthen poll:, raise the baud rate, or split the line)"
             )
     return 0
+
+
+def fleet(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    presences, claim = read_fleet(config)
+    print("\n".join(fleet_lines(config, presences, claim)))
+    return 0 if presences else 1
 
 
 def run(args: argparse.Namespace) -> int:
