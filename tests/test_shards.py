@@ -18,7 +18,7 @@ import pytest
 from monitord.alerting.facts import BadFact, Fact
 from monitord.alerting.tracker import AlertEvent
 from monitord.config.mqtt import router
-from monitord.config.shards import ShardPlan, own_share, stable_shard
+from monitord.config.shards import ShardPlan, own_share, owns_ticket, stable_shard
 from monitord.config.site import load_config
 from monitord.daemon.app import with_gateways
 from monitord.daemon.shardfacts import ShardFacts
@@ -74,6 +74,26 @@ def test_a_pin_moves_the_whole_line(tmp_path: Path) -> None:
     text = site(meters(["A", "B", "C"]) + meters(["D"], port=1700), pin="B: 2, D: 0")
     plan = ShardPlan.of(with_gateways(load_config(write(tmp_path, text))))
     assert [plan.owner[a] for a in ("A", "B", "C", "GW-127.0.0.1-1502", "D")] == [2, 2, 2, 2, 0]
+
+
+def test_each_shard_numbers_tickets_with_its_own_code_and_restores_only_its_own(tmp_path: Path) -> None:
+    text = site(meters(["A", "B"]) + meters(["D"], port=1700), pin="A: 2, D: 0")
+    whole = with_gateways(load_config(write(tmp_path, text)))
+    plan, code = ShardPlan.of(whole), whole.site.ticket_code
+    assert [own_share(whole, k).site.ticket_code for k in range(3)] == [f"{code}-S{k}" for k in range(3)]
+    # Shards writing one store read back every shard's tickets: each keeps those with its code.
+    ticket = "WO-{}-20261201-0001"
+    assert [owns_ticket(plan, k, code, ticket.format(f"{code}-S1"), "A") for k in range(3)] == [
+        False,
+        True,
+        False,
+    ]
+    # From before the site was sharded: the asset's owner takes it; a resident's request goes to 0.
+    assert [owns_ticket(plan, k, code, ticket.format(code), "A") for k in range(3)] == [False, False, True]
+    assert [owns_ticket(plan, k, code, ticket.format(code), "D") for k in range(3)] == [True, False, False]
+    assert [owns_ticket(plan, k, code, ticket.format(code), "") for k in range(3)] == [True, False, False]
+    # Another site whose code starts like this one's is not mistaken for a shard of it.
+    assert owns_ticket(plan, 1, code, ticket.format(f"{code}X-S1"), "D") is False
 
 
 MQTT = """\

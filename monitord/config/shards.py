@@ -12,6 +12,7 @@ unless ``fleet.pin`` names one of its assets. docs/scale-out.md#sharded-campus.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections import Counter
 from collections.abc import Mapping
@@ -99,13 +100,30 @@ def check_shards(config: Any, raw: Any) -> list[str]:
     return out
 
 
+def shard_code(code: str, shard: int) -> str:
+    """The ticket code of one shard: ``<site code>-S<k>``, so shards writing one store never number
+    the same id (``WO-TA-S1-20261201-0001``) and each knows its own tickets again at start-up."""
+    return f"{code}-S{shard}"
+
+
+def owns_ticket(plan: ShardPlan, shard: int, code: str, ticket: str, asset: str) -> bool:
+    """Whether shard ``shard`` restores this ticket: one numbered with its code; one numbered with
+    another shard's code is that shard's; one from before the site was sharded (the plain site
+    code) belongs to its asset's owner, and a resident's request without an asset to shard 0."""
+    marked = re.match(rf"^WO-{re.escape(code)}-S(\d+)-\d{{8}}-", ticket)
+    if marked:
+        return int(marked.group(1)) == shard
+    return plan.owns(shard, asset) if asset else shard == 0
+
+
 def own_share(config: Any, shard: int) -> Any:
     """The site as shard ``shard`` runs it: only the assets it owns (their ``depends_on`` may name
-    assets of other shards), and an MQTT client id of its own, since a broker drops the older of two
-    connections under one id."""
+    assets of other shards), its own ticket code, and an MQTT client id of its own, since a broker
+    drops the older of two connections under one id."""
     plan = ShardPlan.of(config)
     assets = [a for a in config.assets if plan.owns(shard, a.id)]
-    update: dict[str, Any] = {"assets": assets}
+    site = config.site.model_copy(update={"code": shard_code(config.site.ticket_code, shard)})
+    update: dict[str, Any] = {"assets": assets, "site": site}
     if config.mqtt is not None:
         update["mqtt"] = config.mqtt.model_copy(update={"client_id": f"{config.mqtt.client_id}-shard{shard}"})
     return config.model_copy(update=update)

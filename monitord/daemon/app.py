@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from monitord.alerting.tracker import PendingFile
 from monitord.config.fleet import Member
 from monitord.config.mqtt import router
-from monitord.config.shards import own_share
+from monitord.config.shards import ShardPlan, own_share, owns_ticket
 from monitord.config.site import AssetConfig, SiteConfig, modbus_lines, modbus_of
 from monitord.core.clock import Clock, SystemClock
 from monitord.core.errors import StoreError
@@ -46,6 +47,7 @@ from monitord.people.notify import Outbox, channels
 from monitord.people.roster import Roster
 from monitord.store.base import Store
 from monitord.store.open import open_store
+from monitord.tickets.desk import TicketEvent
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +98,13 @@ class Monitord:
 
     def __post_init__(self) -> None:
         self.config = c = whole = with_gateways(self.config)
+        self._mine: Callable[[TicketEvent], bool] | None = None
         sharded = c.fleet.mode == "shard"
         if sharded:  # this instance polls, judges and tickets only its shard's assets
             self.member.check(c.fleet)
             c = own_share(whole, self.member.shard)
+            plan, k, code = ShardPlan.of(whole), self.member.shard, whole.site.ticket_code
+            self._mine = lambda ev: owns_ticket(plan, k, code, ev.ticket, ev.asset)
         self.config = c = per_instance(c, self.member)  # its own local files and MQTT client id
         claim(c.notify_log, c.site.id)  # before anything reads it: silences, outbox, secret, timers
         if self.store is None:
@@ -193,6 +198,8 @@ class Monitord:
                     told = True
                 await asyncio.sleep(2.0)
         desk = self.core.desk
+        if self._mine is not None:  # shards of a site share its store; each restores its own tickets
+            events = [ev for ev in events if self._mine(ev)]
         self.core.restore(events)
         if self.alertmanager is not None:  # what fires still, pushed again before Alertmanager expires it
             self.alertmanager.resume(self.core.firing_alerts(), desk.tickets, self.clock.now())
