@@ -158,6 +158,12 @@ class Metrics:
             registry=r,
         )
         self.broker_dropped.set(float("nan"))  # unknown until the broker says
+        self.mqtt_queue_dropped = Counter(
+            "monitord_mqtt_queue_dropped_messages",
+            "QoS 0 MQTT messages the driver gave up because its queue was full (the oldest first); "
+            "QoS 1 waits instead (should stay 0)",
+            registry=r,
+        )
         self.sequence_gaps = Counter(
             "monitord_mqtt_sequence_gaps",
             "MQTT messages missing between consecutive sequence numbers of one asset's payloads "
