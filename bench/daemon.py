@@ -10,8 +10,8 @@ same run on the same load:
    (utime + stime of its process, every thread) and peak RSS, and CPU-seconds per 100,000
    points. Baseline: a bare pymodbus loop (its own process), one client per port, reading the
    same requests at the same interval, decoding nothing.
-2. **MQTT.** ``--messages`` elevator JSON documents (QoS 0) published as fast as one paho client
-   can to 100 elevator topics through one Mosquitto, with ``monitord run`` and a bare paho
+2. **MQTT.** ``--messages`` elevator JSON documents (at ``--qos``, 0 by default) published as fast
+   as one paho client can to 100 elevator topics through one Mosquitto, with ``monitord run`` and a bare paho
    subscriber (``json.loads`` per message) subscribed side by side; then the same lifts behind a
    ThingsBoard IoT Gateway, ten per ``v1/gateway/telemetry`` message. Printed: each one's
    messages/s from the first publish to the last message received, and the ratio.
@@ -175,8 +175,13 @@ def modbus(devices: int, ports: int, poll: float, seconds: float) -> None:
                     "-c",
                     BARE_MODBUS,
                     json.dumps(
-                        [port_numbers, units, [(r.start, r.count, len(r.codec.names)) for r in plan], poll,
-                         seconds]
+                        [
+                            port_numbers,
+                            units,
+                            [(r.start, r.count, len(r.codec.names)) for r in plan],
+                            poll,
+                            seconds,
+                        ]
                     ),
                 ],
                 capture_output=True,
@@ -221,7 +226,7 @@ def modbus(devices: int, ports: int, poll: float, seconds: float) -> None:
 BARE_MQTT = r"""
 import json, sys, time
 import paho.mqtt.client as mqtt
-port, expected, topic = json.loads(sys.argv[1])
+port, expected, topic, qos = json.loads(sys.argv[1])
 state = {"n": 0, "last": 0.0}
 def on_message(_c, _u, msg):
     json.loads(msg.payload)
@@ -230,7 +235,7 @@ def on_message(_c, _u, msg):
 c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bare-bench")
 c.on_message = on_message
 c.connect("127.0.0.1", port)
-c.subscribe(topic, qos=0)
+c.subscribe(topic, qos=qos)
 c.loop_start()
 print("ready", flush=True)
 deadline = time.time() + 600
@@ -241,7 +246,7 @@ print(json.dumps({"n": state["n"], "last": state["last"], "cpu_s": time.process_
 """
 
 
-def mqtt(messages: int, topics: int, gateway: bool = False) -> None:
+def mqtt(messages: int, topics: int, qos: int, gateway: bool = False) -> None:
     import paho.mqtt.client as paho
 
     binary = mosquitto_binary()
@@ -258,12 +263,9 @@ def mqtt(messages: int, topics: int, gateway: bool = False) -> None:
             f"  - {{id: L{i}, type: elevator, profile: elevator-gbt24476, connection: {conn.format(i=i)}}}\n"
             for i in range(topics)
         )
-        site = site_yaml(
-            folder, assets, metrics, f"mqtt: {{url: 'mqtt://127.0.0.1:{broker.port}', client_id: bench}}\n"
-        )
-        elevator = DeviceProfile.model_validate(
-            load_yaml(CONFIG_DIR / "profiles" / "elevator-gbt24476.yaml")
-        )
+        url = f"mqtt://127.0.0.1:{broker.port}"
+        site = site_yaml(folder, assets, metrics, f"mqtt: {{url: '{url}', client_id: bench, qos: {qos}}}\n")
+        elevator = DeviceProfile.model_validate(load_yaml(CONFIG_DIR / "profiles" / "elevator-gbt24476.yaml"))
         from monitord.simulators.models import MODELS
         from monitord.simulators.mqtt_publisher import document
 
@@ -287,7 +289,7 @@ def mqtt(messages: int, topics: int, gateway: bool = False) -> None:
                 sys.executable,
                 "-c",
                 BARE_MQTT,
-                json.dumps([broker.port, messages, topic_of[0] if gateway else "bench/elevator/+/status"]),
+                json.dumps([broker.port, messages, topic_of[0] if gateway else "bench/elevator/+/+", qos]),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -304,7 +306,7 @@ def mqtt(messages: int, topics: int, gateway: bool = False) -> None:
             t0 = time.time()
             for n in range(messages):
                 i = n % len(payloads)
-                pub.publish(topic_of[i], payloads[i], qos=0)
+                pub.publish(topic_of[i], payloads[i], qos=qos)
             pub.loop_stop()
             base = json.loads(bare.stdout.readline())
             want = s0 + messages * points
@@ -326,7 +328,7 @@ def mqtt(messages: int, topics: int, gateway: bool = False) -> None:
             broker.stop()
     base_rate = base["n"] / (base["last"] - t0)
     shape = f"{GATEWAY_DEVICES} lifts per gateway message" if gateway else f"over {topics} topics"
-    print(f"MQTT, {messages:,} elevator JSON messages ({points} points) at QoS 0, {shape}:")
+    print(f"MQTT, {messages:,} elevator JSON messages ({points} points) at QoS {qos}, {shape}:")
     print(f"  monitord run: {ours_n:,.0f} received, {ours_rate:,.0f} msg/s, {cpu:.1f} CPU-s, RSS {rss:.0f}MB")
     print(f"  bare paho + json.loads: {base['n']:,} received, {base_rate:,.0f} msg/s")
     print(f"  ratio monitord/bare: {ours_rate / base_rate:.2f} (target ≥ 0.8)")
@@ -341,12 +343,15 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--topics", type=int, default=100)
     ap.add_argument("--only", choices=("modbus", "mqtt"))
+    ap.add_argument("--qos", type=int, choices=(0, 1), default=0, help="MQTT: publish and subscribe at")
+    ap.add_argument("--no-gateway", action="store_true", help="MQTT: single-lift topics only")
     args = ap.parse_args()
     if args.only != "mqtt":
         modbus(args.devices, args.ports, args.poll, args.seconds)
     if args.only != "modbus":
-        mqtt(args.messages, args.topics)
-        mqtt(args.messages // GATEWAY_DEVICES, args.topics, gateway=True)
+        mqtt(args.messages, args.topics, args.qos)
+        if not args.no_gateway:
+            mqtt(args.messages // GATEWAY_DEVICES, args.topics, args.qos, gateway=True)
 
 
 if __name__ == "__main__":
