@@ -223,26 +223,33 @@ def modbus(devices: int, ports: int, poll: float, seconds: float) -> None:
 
 # ---------------------------------------------------------------- MQTT
 
+# A bare subscriber (its own process): json.loads per message, nothing else; kind is "stock" (paho.Client)
+# or "buffered" (the driver's BufferedClient, for bench/mqtt_client.py). cpu_s counts its start-up too.
 BARE_MQTT = r"""
-import json, sys, time
+import json, os, sys, time
 import paho.mqtt.client as mqtt
-port, expected, topic, qos = json.loads(sys.argv[1])
+from monitord.drivers.mqtt_client import BufferedClient
+port, expected, topic, qos, kind = json.loads(sys.argv[1])
 state = {"n": 0, "last": 0.0}
 def on_message(_c, _u, msg):
     json.loads(msg.payload)
     state["n"] += 1
     state["last"] = time.time()
-c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bare-bench")
+make = BufferedClient if kind == "buffered" else mqtt.Client
+c = make(mqtt.CallbackAPIVersion.VERSION2, client_id="bare-bench-" + kind)
 c.on_message = on_message
 c.connect("127.0.0.1", port)
 c.subscribe(topic, qos=qos)
 c.loop_start()
+cpu0 = time.process_time()
 print("ready", flush=True)
 deadline = time.time() + 600
 while state["n"] < expected and time.time() < deadline:
     time.sleep(0.05)
-c.loop_stop()
-print(json.dumps({"n": state["n"], "last": state["last"], "cpu_s": time.process_time()}), flush=True)
+now = time.process_time()
+said = {"n": state["n"], "last": state["last"], "cpu_s": now, "cpu_since_ready": now - cpu0}
+print(json.dumps(said), flush=True)
+os._exit(0)
 """
 
 
@@ -304,7 +311,9 @@ def mqtt(messages: int, topics: int, qos: int, gateway: bool = False) -> None:
                 sys.executable,
                 "-c",
                 BARE_MQTT,
-                json.dumps([broker.port, messages, topic_of[0] if gateway else "bench/elevator/+/+", qos]),
+                json.dumps(
+                    [broker.port, messages, topic_of[0] if gateway else "bench/elevator/+/+", qos, "stock"]
+                ),
             ],
             stdout=subprocess.PIPE,
             text=True,

@@ -21,33 +21,10 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 
-from bench.daemon import publish_all
+from bench.daemon import BARE_MQTT, publish_all
 from tests.support.mosquitto import Mosquitto, mosquitto_binary
 
-SUBSCRIBER = r"""
-import json, os, sys, time
-import paho.mqtt.client as mqtt
-from monitord.drivers.mqtt_client import BufferedClient
-port, expected, kind, qos = json.loads(sys.argv[1])
-state = {"n": 0, "last": 0.0}
-def on_message(_c, _u, msg):
-    json.loads(msg.payload)
-    state["n"] += 1
-    state["last"] = time.time()
-make = BufferedClient if kind == "buffered" else mqtt.Client
-client = make(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-" + kind)
-client.on_message = on_message
-client.connect("127.0.0.1", port)
-client.subscribe("bench/+/status", qos=qos)
-client.loop_start()
-cpu0 = time.process_time()
-print("ready", flush=True)
-deadline = time.time() + 600
-while state["n"] < expected and time.time() < deadline:
-    time.sleep(0.05)
-print(json.dumps({"n": state["n"], "last": state["last"], "cpu_s": time.process_time() - cpu0}), flush=True)
-os._exit(0)
-"""
+TOPICS = "bench/+/status"
 
 
 def main() -> None:
@@ -69,8 +46,8 @@ def main() -> None:
                     [
                         sys.executable,
                         "-c",
-                        SUBSCRIBER,
-                        json.dumps([broker.port, args.messages, kind, args.qos]),
+                        BARE_MQTT,
+                        json.dumps([broker.port, args.messages, TOPICS, args.qos, kind]),
                     ],
                     stdout=subprocess.PIPE,
                     text=True,
@@ -91,7 +68,7 @@ def main() -> None:
                 assert sub.stdout is not None
                 got = json.loads(sub.stdout.readline())
                 rate = got["n"] / max(got["last"] - t0, 1e-9)
-                per = got["cpu_s"] / max(got["n"], 1) * 1e6
+                per = got["cpu_since_ready"] / max(got["n"], 1) * 1e6
                 said = f"{got['n']:,} received, {rate:,.0f} msg/s, {per:.1f} CPU-µs per message"
                 print(f"  {kind:>8} paho client: {said}")
         finally:
