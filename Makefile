@@ -63,7 +63,10 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/latency.py
 	$(BIN)/python bench/protocols.py
 	PYTHONPATH=. $(BIN)/python bench/daemon.py
+	PYTHONPATH=. $(BIN)/python bench/daemon.py --only mqtt --qos 1
+	PYTHONPATH=. $(BIN)/python bench/mqtt_client.py
 	$(BIN)/python bench/mqtt_drain.py
+	$(BIN)/python bench/mqtt_drain.py --gateway
 	PYTHONPATH=. $(BIN)/python bench/rtu.py
 	PYTHONPATH=. $(BIN)/python bench/console.py
 	PYTHONPATH=. $(BIN)/python bench/shard_facts.py
