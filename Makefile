@@ -15,13 +15,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/monitord demo $(if $(DURATION),--duration $(DURATION)) $(if $(LOCALE),--locale $(LOCALE))
 
-# Real parts for the tests: Debian's mosquitto, influxdb, prometheus, socat (serial pty pairs), and
+# Real parts for the tests: Debian's mosquitto, influxdb, prometheus, prometheus-alertmanager, socat (serial pty pairs), and
 # chromium with its driver and CJK fonts for the console's browser tests; installed when missing and we are root.
 system-deps:
 	@missing=""; \
 	{ command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || missing="$$missing mosquitto"; \
 	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	[ -d /usr/share/fonts/opentype/noto ] || missing="$$missing fonts-noto-cjk"; \
@@ -63,9 +64,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/protocols.py
 	PYTHONPATH=. $(BIN)/python bench/daemon.py
 	PYTHONPATH=. $(BIN)/python bench/daemon.py --only modbus --pipeline 8
+	PYTHONPATH=. $(BIN)/python bench/daemon.py --only mqtt --qos 1
+	PYTHONPATH=. $(BIN)/python bench/mqtt_client.py
 	$(BIN)/python bench/mqtt_drain.py
+	$(BIN)/python bench/mqtt_drain.py --gateway
 	PYTHONPATH=. $(BIN)/python bench/rtu.py
 	PYTHONPATH=. $(BIN)/python bench/console.py
+	PYTHONPATH=. $(BIN)/python bench/shard_facts.py
 
 clean:
 	rm -rf $(VENV) monitord-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,9 @@
 """MQTT driver: subscribes to device topics and turns payloads into batches.
 
-Sits before the ``SampleBus``. paho runs its network loop in its own thread;
-``on_message`` only parses and appends to a queue, and the asyncio side drains
+Sits before the ``SampleBus``. paho runs its network loop in its own thread
+(reading through a buffer: ``mqtt_client``); ``on_message`` only appends to a
+queue of at most ``MAX_QUEUED`` messages (full: QoS 0 gives up the oldest,
+counted; QoS 1 waits for room), and the asyncio side drains
 the queue in bursts, so a flood of messages costs one wake-up of the event
 loop, not one per message; a burst is taken ``DRAIN_CHUNK`` messages (or
 ``DRAIN_BUDGET`` seconds) at a time with a yield to the loop between chunks, so a flood never starves the
@@ -67,6 +69,7 @@ from monitord.core.metrics import Metrics
 from monitord.core.model import HealthChange, Quality, SampleBatch
 from monitord.ingest.bus import SampleBus
 
+from .mqtt_client import BufferedClient
 from .mqtt_routes import (
     Parsed,
     Router,
@@ -93,6 +96,7 @@ log = logging.getLogger(__name__)
 BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"  # Mosquitto's own count
 DRAIN_CHUNK = 500  # messages parsed per turn of the event loop at most (~10 ms of single-device JSON)
 DRAIN_BUDGET = 0.010  # and at most this long: a gateway message carries many devices (~0.15 ms each)
+MAX_QUEUED = 50_000  # messages between paho's thread and the loop: ~5 s of 10k/s, ~30 MB of lift JSON
 RECONNECT_MIN = 0.5  # seconds before the first reconnect attempt
 RECONNECT_MAX = 4.0  # the backoff's cap: a broker back from an outage is used within this
 
@@ -106,7 +110,7 @@ class Tls:
     key: str | None = None
 
 
-class _Context(ssl.SSLContext):
+class TlsContext(ssl.SSLContext):
     """An SSL context that closes the socket of a failed handshake: paho leaves it open, one
     socket per retry against a broker whose certificate does not verify."""
 
@@ -121,6 +125,20 @@ class _Context(ssl.SSLContext):
         if self.last is not None:
             self.last.close()
             self.last = None
+
+
+def tls_context(tls: Tls) -> TlsContext:
+    """Certificates are always checked (CERT_REQUIRED, host name included): a broker we cannot
+    verify is not connected to, and that is logged, never waived. Call ``drop_failed`` from paho's
+    ``on_connect_fail``."""
+    context = TlsContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls.ca:
+        context.load_verify_locations(tls.ca)
+    else:
+        context.load_default_certs()
+    if tls.cert:
+        context.load_cert_chain(tls.cert, tls.key)
+    return context
 
 
 class SequenceGaps:
@@ -155,6 +173,7 @@ class MqttDriver:
         max_clock_skew: float = 60.0,
         persistent: bool = True,
         tls: Tls | None = None,
+        max_queued: int = MAX_QUEUED,
     ) -> None:
         self.host, self.port = host, port
         self.router = routes if isinstance(routes, Router) else Router(routes)
@@ -163,6 +182,10 @@ class MqttDriver:
         self._warned: set[tuple[str, str]] = set()  # (kind, asset or topic) already logged
         self.bus, self.clock, self.metrics, self.qos = bus, clock, metrics, qos
         self._queue: collections.deque[tuple[float, str, bytes]] = collections.deque()
+        self.max_queued = max_queued
+        self._room = threading.Event()  # set while the queue is below max_queued (QoS 1 waits on it)
+        self._room.set()
+        self._told_full = False
         self._batches: list[SampleBatch] = []  # parsed in this drain, not yet on the bus
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
@@ -177,22 +200,14 @@ class MqttDriver:
         self._said: dict[str, bool] = {}  # what each device last said of itself (status topics)
         # A persistent session (clean_session false, a stable client id): with QoS 1 subscriptions the
         # broker keeps what arrives while we are away (a reconnect, our restart) and hands it over.
-        self.client = paho.Client(
+        self.client = BufferedClient(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent
         )
         if username:
             self.client.username_pw_set(username, password)
-        self._tls: _Context | None = None
+        self._tls: TlsContext | None = None
         if tls is not None:
-            # Certificates are always checked (CERT_REQUIRED, host name included): a broker we cannot
-            # verify is not connected to, and that is logged, never waived.
-            self._tls = _Context(ssl.PROTOCOL_TLS_CLIENT)
-            if tls.ca:
-                self._tls.load_verify_locations(tls.ca)
-            else:
-                self._tls.load_default_certs()
-            if tls.cert:
-                self._tls.load_cert_chain(tls.cert, tls.key)
+            self._tls = tls_context(tls)
             self.client.tls_set_context(self._tls)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -270,16 +285,42 @@ class MqttDriver:
             say("mqtt %s:%d: %s; retrying", self.host, self.port, why)
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
-        if msg.topic == BROKER_DROPPED:
+        topic = msg.topic  # decoded by paho on each read
+        if topic == BROKER_DROPPED:
             with contextlib.suppress(ValueError):  # a broker of another make may say something else
                 self.metrics.broker_dropped.set(int(msg.payload))
             return
-        self._queue.append((self.clock.now(), msg.topic, bytes(msg.payload)))
+        if len(self._queue) >= self.max_queued:
+            self._full(msg.qos)
+        self._queue.append((self.clock.now(), topic, bytes(msg.payload)))
         # One wake-up per burst: the asyncio side clears the flag before it drains, so a
         # message that arrives after the drain started always schedules the next one.
         if not self._wake_scheduled and self._loop is not None:
             self._wake_scheduled = True
             self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _full(self, qos: int) -> None:
+        """The queue is full (the loop is behind a flood): QoS 0 gives up its oldest message, counted,
+        so memory stays bounded and the newest word of each device is kept; QoS 1 waits for room,
+        and while paho's thread waits it reads nothing, so the broker holds (and counts) the rest."""
+        if qos == 0:
+            self._queue.popleft()
+            self.metrics.mqtt_queue_dropped.inc()
+            if not self._told_full:  # once per driver: at a flood this runs per message
+                self._told_full = True
+                log.warning(
+                    "mqtt %s:%d: the loop is behind (%d messages queued): QoS 0 messages are given up, "
+                    "the oldest first, counted in monitord_mqtt_queue_dropped_messages_total",
+                    self.host,
+                    self.port,
+                    self.max_queued,
+                )
+            return
+        while len(self._queue) >= self.max_queued and not self._closing:
+            self._room.clear()
+            if len(self._queue) < self.max_queued:  # drained between the test and the clear
+                break
+            self._room.wait(1.0)  # bounded: paho's keep-alive and a close are looked at every second
 
     # -- asyncio side --------------------------------------------------------
     async def run(self) -> None:
@@ -292,13 +333,15 @@ class MqttDriver:
                 self._wake.clear()
                 self._wake_scheduled = False
                 while True:
-                    began = time.perf_counter()
+                    began = time.thread_time()
                     self.drain(DRAIN_CHUNK, DRAIN_BUDGET)
                     if not self._queue:
                         break
                     # Pollers and the evaluation run between chunks, and for as long as the chunk
-                    # took: under a flood MQTT has at most half the loop, never all of it.
-                    await asyncio.sleep(time.perf_counter() - began)
+                    # took: under a flood MQTT has at most half the loop, never all of it. Taken is
+                    # this thread's CPU, not the wall clock: the chunk's wall time includes its
+                    # waits for the GIL while paho's thread reads, which was paid for twice.
+                    await asyncio.sleep(time.thread_time() - began)
         finally:
             self.close()
 
@@ -313,6 +356,8 @@ class MqttDriver:
                 break
             ts, topic, payload = self._queue.popleft()
             n += 1
+            if n % 64 == 0 and not self._room.is_set() and len(self._queue) < self.max_queued:
+                self._room.set()  # room again for a QoS 1 message waiting in paho's thread
             route = resolve(topic)
             if type(route) is TopicRoute:
                 try:
@@ -327,6 +372,8 @@ class MqttDriver:
                 self._hand_over()  # what a device sent before its word on its state lands first
                 self._status(ts, topic, route, payload)
         self._hand_over()
+        if len(self._queue) < self.max_queued:
+            self._room.set()
         return n
 
     def _hand_over(self) -> None:
@@ -459,6 +506,7 @@ class MqttDriver:
 
     def close(self) -> None:
         self._closing = True
+        self._room.set()
         self.client.disconnect()
         self.client.loop_stop()
 

@@ -19,12 +19,14 @@ from __future__ import annotations
 import functools
 import json
 import math
+import operator
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
+import orjson
 
 from monitord.core.model import Quality
 from monitord.ingest.topics import topic_matches
@@ -61,6 +63,12 @@ class TopicRoute:
     fields: tuple[Path, ...]  # JSON path per point; empty for plain payloads
     ts_field: Path = ()
     seq_field: Path = ()
+
+    @functools.cached_property
+    def shape(self) -> tuple[tuple[Group, ...], tuple[Path, Extract] | None]:
+        """The fields by holding object, and the getter of all at once where they share one: worked
+        out once per route (a cache keyed by the field paths hashed them per message, ~1 µs)."""
+        return _by_parent(self.fields), _one_object(self.fields)
 
 
 @dataclass(frozen=True)
@@ -101,20 +109,30 @@ def parse_payload(route: TopicRoute, payload: bytes) -> Parsed:
         if math.isfinite(values[0]):
             quality[0] = int(Quality.GOOD)
         return Parsed(values, quality, None, None)
-    doc = json.loads(payload)
+    doc = loads(payload)
     if not isinstance(doc, dict):
         raise ValueError("JSON payload is not an object")
     return parse_document(route, doc)
 
 
+def loads(payload: bytes) -> Any:
+    """A JSON document: orjson (~1 µs for a lift's, against ~6 µs), and what orjson refuses but the
+    standard parser reads (``NaN``, ``1e999``, UTF-16) the way it always was read; raises ValueError."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return json.loads(payload)
+
+
 _GOOD, _DECODE_ERROR = int(Quality.GOOD), int(Quality.DECODE_ERROR)  # enum access is slow per field
 _NUMBER = (int, float, bool)
+_NUMBERS = frozenset(_NUMBER)
+Extract = Callable[[Any], tuple[Any, ...]]
 
 
 Group = tuple[Path, tuple[tuple[int, str | int], ...]]
 
 
-@functools.lru_cache(maxsize=65536)
 def _by_parent(fields: tuple[Path, ...]) -> tuple[Group, ...]:
     """A route's field paths grouped by the object that holds them: ``values.a``, ``values.b``, ...
     resolve ``values`` once per message, not once per field."""
@@ -124,15 +142,60 @@ def _by_parent(fields: tuple[Path, ...]) -> tuple[Group, ...]:
     return tuple((parent, tuple(items)) for parent, items in groups.items())
 
 
+def _one_object(fields: tuple[Path, ...]) -> tuple[Path, Extract] | None:
+    """For a route whose fields are all names in one object, in order (``values.a``, ``values.b``,
+    ... — most devices), that object's path and a getter of all its fields at once; else None."""
+    groups = _by_parent(fields)
+    if len(groups) != 1:
+        return None
+    parent, items = groups[0]
+    keys = [key for _i, key in items if type(key) is str]
+    if len(keys) != len(items):
+        return None
+    if len(keys) == 1:  # itemgetter of one key gives the value, not a tuple
+        return parent, lambda holder: (holder[keys[0]],)
+    return parent, operator.itemgetter(*keys)
+
+
 def parse_document(route: TopicRoute, doc: dict[str, Any]) -> Parsed:
     """One decoded JSON object (a whole payload, or one entry of a gateway's list).
 
-    Per message, so kept lean: each holding object is resolved once (``_by_parent``), values are
-    gathered in lists and made arrays once (item assignment into an array costs more per field)."""
+    Per message, so kept lean. Where every mapped field is present, a number, in one object, all
+    are fetched by one getter and made one array (``_one_object``: ~4 µs for a lift, against ~9 µs
+    field by field); anything else walks field by field (``walk_fields``)."""
+    one = route.shape[1]
+    if one is not None:
+        parent_path, fetch = one
+        parent = lookup(doc, parent_path) if parent_path else doc
+        got: tuple[Any, ...] = ()
+        if type(parent) is dict:
+            try:  # not contextlib.suppress: its object costs ~0.3 µs a message
+                got = fetch(parent)
+            except KeyError:  # a field missing: walked field by field below
+                got = ()
+        if got and set(map(type, got)) <= _NUMBERS:
+            values = np.array(got, dtype=np.float64)  # OverflowError for an int past float's range
+            try:
+                finite_sum = math.isfinite(sum(got))  # all finite, without two numpy calls per message
+            except OverflowError:  # ints each within float's range, their sum not
+                finite_sum = False
+            if finite_sum:
+                quality = np.zeros(len(values), dtype=np.int8)  # Quality.GOOD is 0
+                return Parsed(values, quality, *_ts_seq(route, doc), True)
+            finite = np.isfinite(values)  # an inf or NaN (or a sum past float's range)
+            values[~finite] = math.nan
+            quality = np.where(finite, _GOOD, _DECODE_ERROR).astype(np.int8)
+            return Parsed(values, quality, *_ts_seq(route, doc), bool(finite.any()))
+    return walk_fields(route, doc)
+
+
+def walk_fields(route: TopicRoute, doc: dict[str, Any]) -> Parsed:
+    """``parse_document`` field by field: each holding object is resolved once (``_by_parent``),
+    values are gathered in lists and made arrays once (item assignment into an array costs more)."""
     n = len(route.fields)
     values = [math.nan] * n
     quality = [_DECODE_ERROR] * n
-    for parent_path, items in _by_parent(route.fields):
+    for parent_path, items in route.shape[0]:
         parent: Any = lookup(doc, parent_path) if parent_path else doc
         kind = type(parent)
         if kind is not dict and kind is not list:
@@ -150,6 +213,14 @@ def parse_document(route: TopicRoute, doc: dict[str, Any]) -> Parsed:
                 if math.isfinite(f):
                     values[i] = f
                     quality[i] = _GOOD
+    ts, seq = _ts_seq(route, doc)
+    return Parsed(
+        np.array(values, dtype=np.float64), np.array(quality, dtype=np.int8), ts, seq, _GOOD in quality
+    )
+
+
+def _ts_seq(route: TopicRoute, doc: dict[str, Any]) -> tuple[float | None, int | None]:
+    """The document's own time (milliseconds or seconds) and sequence number, where the route maps them."""
     ts = None
     if route.ts_field:
         raw = lookup(doc, route.ts_field)
@@ -162,9 +233,7 @@ def parse_document(route: TopicRoute, doc: dict[str, Any]) -> Parsed:
             seq = raw
         elif isinstance(raw, float) and raw.is_integer():
             seq = int(raw)
-    return Parsed(
-        np.array(values, dtype=np.float64), np.array(quality, dtype=np.int8), ts, seq, _GOOD in quality
-    )
+    return ts, seq
 
 
 def gateway_entries(
@@ -176,7 +245,7 @@ def gateway_entries(
     entry. A device's value may also be a single object. Raises ValueError if the payload is not an
     object at all; a bad entry costs only itself.
     """
-    doc = json.loads(payload)
+    doc = loads(payload)
     if not isinstance(doc, dict):
         raise ValueError("gateway payload is not an object of devices")
     for key, entries in doc.items():

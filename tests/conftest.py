@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support import InfluxServer, Timeline, V2WriteProxy, WebhookReceiver
+from tests.support.alertmanager import Alertmanager, alertmanager_binary
 from tests.support.browser import Browser, chromium
 from tests.support.mosquitto import Mosquitto, mosquitto_binary
 
@@ -82,6 +83,23 @@ def influxdb(tmp_path: Path) -> Iterator[tuple[InfluxServer, V2WriteProxy]]:
     finally:
         proxy.close()
         server.kill()
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path, webhooks: WebhookReceiver) -> Iterator[Alertmanager]:
+    """Debian's Alertmanager on a free port (not started yet); it notifies ``webhooks`` at ``/am``."""
+    binary = alertmanager_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus-alertmanager is not installed; `make system-deps` installs it as root")
+        pytest.skip("prometheus-alertmanager is not installed (Debian package 'prometheus-alertmanager')")
+    folder = tmp_path / "alertmanager"
+    folder.mkdir()
+    manager = Alertmanager(binary, folder, webhooks.url("am"))
+    try:
+        yield manager
+    finally:
+        manager.stop()
 
 
 @pytest.fixture

@@ -93,7 +93,9 @@ def test_bodies_limits_and_idle_connections(
                 if answer := await call(_healthz, port):
                     break
                 await asyncio.sleep(0.1)
-            assert answer == (200, {"status": "ok"})
+            assert answer is not None and answer[0] == 200, answer
+            body = answer[1]
+            assert isinstance(body, dict) and body["status"] == "ok" and body["fleet"]["role"] == "single"
 
     run(scenario(), timeout=120)
 

@@ -276,7 +276,7 @@ def test_the_demo_in_chinese(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert re.search(r"  告警     告警中      critical pump\.dry_run .* — 水泵干转（进口压力 ", out), out
-    assert re.search(r"  工单     新建       WO-\d{8}-0001 P1 给排水 ", out), out
+    assert re.search(r"  工单     新建       WO-TA-\d{8}-0001 P1 给排水 ", out), out
     assert "          通知 → Zhang (plumber): 【P1 给排水】Domestic water booster pump 1（A-P1）\n" in out
     assert "\n            请尽快到场处理，并先确认接单：monitord tickets ack WO-" in out
     refused = subprocess.run(

@@ -29,8 +29,10 @@ from monitord.drivers.mqtt_routes import (
     gateway_entries,
     lookup,
     overlap,
+    parse_document,
     parse_payload,
     status_word,
+    walk_fields,
 )
 from monitord.ingest.bus import SampleBus
 from monitord.ingest.topics import topic_matches as matches
@@ -265,3 +267,48 @@ def test_fuzz_gateway_messages(entries: list[object], temp: float) -> None:
     assert all(b.asset == "L7" and np.isfinite(b.ts) for b in got)
     assert all(np.isfinite(b.values[b.quality == Quality.GOOD]).all() for b in got)
     assert float(got[-1].values[0]) == temp and got[-1].quality[0] == Quality.GOOD
+
+
+ABC = TopicRoute("L1", ("a", "b", "c"), tuple(field_path(f"values.{k}") for k in "abc"), ("ts",), ("seq",))
+values_of = json_docs(["a", "b", "c", "values", "ts", "seq"], max_leaves=12)
+
+
+@settings(max_examples=int(os.environ.get("MONITORD_FUZZ_EXAMPLES", "100")), deadline=None, database=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["a", "b", "c", "d"]), values_of | st.floats() | st.integers(), max_size=4
+    ),
+    st.sampled_from([None, 1700000000123, 1.7e9, "x"]),
+)
+def test_the_one_object_fast_path_reads_what_the_field_walk_reads(
+    values: dict[str, object], ts: object
+) -> None:
+    """A document whose mapped fields are all numbers in one object takes one getter and one array;
+    any other document (a field missing, text, inf, a list) the field-by-field walk. Both must say the
+    same: values, qualities (an inf is one decode_error, never a value), time and sequence."""
+    doc = {"values": values, "ts": ts, "seq": 7}
+    try:
+        want = walk_fields(ABC, doc)
+    except OverflowError:  # an int past float's range: the whole message is malformed, both ways
+        with pytest.raises(OverflowError):
+            parse_document(ABC, doc)
+        return
+    got = parse_document(ABC, doc)
+    assert np.array_equal(got.values, want.values, equal_nan=True)
+    assert got.values.dtype == np.float64 and got.quality.dtype == np.int8
+    assert got.quality.tolist() == want.quality.tolist()
+    assert (got.ts, got.seq, got.any_good) == (want.ts, want.seq, want.any_good)
+
+
+def test_json_that_orjson_refuses_reads_as_before() -> None:
+    """orjson parses; what it refuses but the standard parser took (NaN, 1e999) is read as it was:
+    that field a decode_error, the others good."""
+    route = TopicRoute("L1", ("a", "b"), (("a",), ("b",)))
+    parsed = parse_payload(route, b'{"a": NaN, "b": 2}')
+    assert parsed.quality.tolist() == [Quality.DECODE_ERROR, Quality.GOOD] and parsed.values[1] == 2
+    assert parse_payload(route, b'{"a": 1e999, "b": 1}').quality.tolist() == [
+        Quality.DECODE_ERROR,
+        Quality.GOOD,
+    ]
+    with pytest.raises(ValueError):
+        parse_payload(route, b'{"a": 1')

@@ -57,6 +57,26 @@ def test_restore_from_store_rebuilds_state_and_numbering(tmp_path: Path) -> None
     assert new.ticket.endswith("-0003")
 
 
+def test_ids_carry_the_site_code_and_number_on_from_ids_of_before_codes() -> None:
+    """Sites sharing one store never share an id: ``WO-<code>-YYYYMMDD-NNNN``. A desk upgraded from
+    the single-site form keeps its restored ids and numbers the day on from them."""
+    old = TicketDesk()
+    before = old.on_alert(alert(T0, "firing"), POLICY, "B2")
+    before += old.on_alert(alert(T0 + 1, "firing", asset="A-P2"), POLICY, "B2")
+    assert re.fullmatch(r"WO-\d{8}-0002", before[-1].ticket)
+    upgraded = TicketDesk("TA")
+    upgraded.restore(before)
+    assert set(upgraded.tickets) == {e.ticket for e in before}
+    assert upgraded.on_alert(alert(T0 + 2, "firing"), POLICY, "B2")[0].event == "appended"
+    new = upgraded.on_alert(alert(T0 + 3, "firing", asset="A-P3"), POLICY, "B2")[0].ticket
+    assert re.fullmatch(r"WO-TA-\d{8}-0003", new), new
+    again = TicketDesk("TA")
+    again.restore(before + upgraded.tickets[new].events)
+    assert again.on_alert(alert(T0 + 4, "firing", asset="A-P4"), POLICY, "B2")[0].ticket.endswith("-0004")
+    other = TicketDesk("TB")
+    assert other.on_alert(alert(T0, "firing"), POLICY, "B2")[0].ticket.startswith("WO-TB-")
+
+
 def _run_cli(*args: str) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "monitord", *args], capture_output=True, text=True, timeout=60, check=False

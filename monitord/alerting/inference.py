@@ -18,6 +18,10 @@ documented in docs/incidents.md:
   alert also its dependants and path mates) has neither reported since the
   alert's condition began nor been offline long enough to count, bounded by
   that peer's offline limit plus ``settle``.
+
+In a sharded site an asset another shard owns is judged by its ``Fact``
+(``alerting.facts``), published by its owner; only a supply this shard owns is
+ever judged dark here (its owner opens the ticket).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from monitord.alerting.facts import Fact
 from monitord.alerting.tracker import FIRING, AlertTracker
 from monitord.ingest.state import StateTable
 
@@ -53,6 +58,8 @@ class Topology:
     #: asset → (rule key, row in that rule) of every rule that watches it
     watched_by: Mapping[str, Sequence[tuple[str, int]]] = field(default_factory=dict)
     window: float = SUPPLY_WINDOW
+    #: asset owned by another shard → what its owner last said of it (kept current by the daemon)
+    remote: Mapping[str, Fact] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         deps: dict[str, list[str]] = {}
@@ -69,19 +76,31 @@ class Topology:
 
     def _last_good(self, asset: str) -> float | None:
         located = self.state.where.get(asset)
-        return None if located is None else float(located[0].last_good[located[1]])
+        if located is None:
+            fact = self.remote.get(asset)
+            return None if fact is None else fact.seen()
+        return float(located[0].last_good[located[1]])
 
     def _stale_after(self, asset: str) -> float:
         located = self.state.where.get(asset)
-        return 0.0 if located is None else float(located[0].stale_after[located[1]])
+        if located is None:
+            fact = self.remote.get(asset)
+            return 0.0 if fact is None else fact.stale_after
+        return float(located[0].stale_after[located[1]])
 
     def offline(self, asset: str, now: float) -> bool:
-        """As the state table judges it: a device's own word where it gave one, else silence."""
+        """As the state table judges it: a device's own word where it gave one, else silence (for an
+        asset of another shard: as its owner last said)."""
         located = self.state.where.get(asset)
-        return located is not None and located[0].is_offline(located[1], now)
+        if located is None:
+            fact = self.remote.get(asset)
+            return fact is not None and fact.offline
+        return located[0].is_offline(located[1], now)
 
-    def _fault_since(self, asset: str) -> float | None:
+    def fault_since(self, asset: str) -> float | None:
         """When the earliest alert firing on the asset began, or None."""
+        if asset not in self.state.where and asset in self.remote:
+            return self.remote[asset].fault_since
         starts = [
             self.tracker.since_of(key, row)
             for key, row in self.watched_by.get(asset, ())
@@ -93,7 +112,12 @@ class Topology:
 
     def dark_supply(self, asset: str, now: float) -> Verdict | None:
         """The widest dark supply that explains ``asset`` (itself, or one it depends on), if any."""
-        candidates = [s for s in (asset, *self.ancestors.get(asset, ())) if s in self.dependants]
+        # A supply of another shard is judged by its owner, which alone opens its ticket.
+        candidates = [
+            s
+            for s in (asset, *self.ancestors.get(asset, ()))
+            if s in self.dependants and s in self.state.where
+        ]
         verdicts = [v for s in candidates if (v := self._supply_verdict(s, now)) is not None]
         return max(verdicts, key=lambda v: v.total, default=None)
 
@@ -103,7 +127,7 @@ class Topology:
             return None
         down, normal = [], []
         for d in self.dependants[supply]:
-            last, fault = self._last_good(d), self._fault_since(d)
+            last, fault = self._last_good(d), self.fault_since(d)
             silent_with_it = self.offline(d, now) and last is not None and abs(last - fell) <= self.window
             if silent_with_it or (fault is not None and fault >= fell - self.window):
                 down.append(d)
@@ -128,7 +152,7 @@ class Topology:
         together = tuple(d for d, t in silent.items() if t >= latest - self.window)
         if 2 * len(together) <= len(devices) or path is None:
             return None
-        normal = tuple(d for d in devices if d not in silent and self._fault_since(d) is None)
+        normal = tuple(d for d in devices if d not in silent and self.fault_since(d) is None)
         return Verdict(path, together, normal, len(devices), min(silent[d] for d in together))
 
     def undecided(self, asset: str, since: float, now: float, settle: float, silence: bool) -> bool:
@@ -136,7 +160,8 @@ class Topology:
 
         A peer is undecided while it has not reported since ``since`` (the alert's condition began)
         and has not yet been silent for its offline limit; the wait for it ends at that limit plus
-        ``settle``."""
+        ``settle``. A peer of another shard that its owner last said reports normally is undecided
+        until a silence would have been said (``Fact.may_go_quiet``)."""
         peers = list(self.ancestors.get(asset, ()))
         if silence:
             peers += self.dependants.get(asset, ())
@@ -145,7 +170,13 @@ class Topology:
         waited = now - since
         for p in peers:
             last = self._last_good(p)
-            if last is None or last >= since or self.offline(p, now):
+            if last is None or self.offline(p, now):
+                continue
+            if last >= since:
+                # Another shard's asset reports "just now" until its owner says it went quiet.
+                fact = None if p in self.state.where else self.remote.get(p)
+                if fact is not None and fact.may_go_quiet(waited):
+                    return True
                 continue
             if waited < self._stale_after(p) + settle:
                 return True

@@ -23,6 +23,7 @@ import logging
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -118,6 +119,8 @@ class MuteStages:
         self.tz = ZoneInfo(timezone)
         self.db_path = db_path
         self.silences: list[Silence] = []
+        #: told each silence added or expired here: an HA pair's shared store (docs/scale-out.md)
+        self.on_change: Callable[[Silence], None] | None = None
         if db_path is not None:
             db_path.parent.mkdir(parents=True, exist_ok=True)
             with sqlite3.connect(db_path) as db:
@@ -193,7 +196,36 @@ class MuteStages:
                 (s.id, matcher.model_dump_json(), author, reason, s.created, s.expires),
             )
         self.silences.append(s)
+        self._tell(s)
         return s
+
+    def adopt(self, silences: Iterable[Silence]) -> int:
+        """Silences set on another instance of the site (an HA takeover): kept here as if set here,
+        a silence ended early (expired) winning over its
+        longer original. How many changed."""
+        mine = {s.id: s for s in self.silences}
+        changed = [s for s in silences if s.id not in mine or mine[s.id].expires > s.expires]
+        for s in changed:
+            mine[s.id] = s
+        if changed and self.db_path is not None:
+            with sqlite3.connect(self.db_path) as db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO silences VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (s.id, s.matcher.model_dump_json(), s.author, s.reason, s.created, s.expires)
+                        for s in changed
+                    ],
+                )
+        self.silences = list(mine.values())
+        return len(changed)
+
+    def _tell(self, s: Silence) -> None:
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(s)
+        except Exception as exc:  # set here all the same; only a takeover would not see it
+            log.error("silence %s not recorded in the shared store: %s", s.id, exc)
 
     def expire(self, silence_id: str, now: float | None = None) -> Silence:
         now = time.time() if now is None else now
@@ -207,4 +239,5 @@ class MuteStages:
             with sqlite3.connect(self.db_path) as db:
                 db.execute("UPDATE silences SET expires = ? WHERE id = ?", (ended.expires, silence_id))
         self.silences = [ended if s.id == silence_id else s for s in self.silences]
+        self._tell(ended)
         return ended

@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -85,6 +85,10 @@ class Transition:
 class AlertTracker:
     def __init__(self) -> None:
         self._rules: dict[str, _RuleAlerts] = {}
+
+    def forget(self) -> None:
+        """Drop every alert's state (an HA instance about to restore them from the shared store)."""
+        self._rules.clear()
 
     def update(
         self,
@@ -160,6 +164,11 @@ class AlertTracker:
         st = self._rules.get(rule)
         return np.zeros(0, dtype=bool) if st is None else st.state == FIRING
 
+    def active(self, rule: str) -> Bools:
+        """Pending or firing, per asset of the rule (empty before its first evaluation)."""
+        st = self._rules.get(rule)
+        return np.zeros(0, dtype=bool) if st is None else (st.state == PENDING) | (st.state == FIRING)
+
     def state_of(self, rule: str, index: int) -> int:
         st = self._rules.get(rule)
         return INACTIVE if st is None else int(st.state[index])
@@ -217,6 +226,8 @@ class PendingFile:
     def __init__(self, path: Path, refresh: float = 5.0, max_gap: float = RESUME_WITHIN) -> None:
         self.path, self.refresh, self.max_gap = path, refresh, max_gap
         self._last: tuple[float, dict[str, dict[int, float]]] = (-math.inf, {})
+        #: told the JSON of each save: an HA pair hands it to the standby (docs/scale-out.md)
+        self.on_saved: Callable[[str], None] | None = None
 
     def save(self, tracker: AlertTracker, assets: Mapping[str, Sequence[str]], now: float) -> None:
         timers = tracker.pending()
@@ -233,26 +244,40 @@ class PendingFile:
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"saved_at": now, "pending": entries}))
+            text = json.dumps({"saved_at": now, "pending": entries})
+            tmp.write_text(text)
             tmp.replace(self.path)  # whole or not at all, even on a kill -9
         except OSError as exc:
             log.warning("cannot save pending alert timers to %s: %s", self.path, exc)
             return
         self._last = (now, timers)
+        if self.on_saved is not None:
+            self.on_saved(text)
 
     def restore(self, tracker: AlertTracker, assets: Mapping[str, Sequence[str]], now: float) -> int:
         """Hand saved timers back to ``tracker``; how many. Too old a file (daemon away longer than
         ``max_gap``) or an unreadable one restores nothing: the timers start over, as before."""
         try:
-            saved = json.loads(self.path.read_text())
-            saved_at, entries = float(saved["saved_at"]), list(saved["pending"])
+            text = self.path.read_text()
         except FileNotFoundError:
             return 0
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except OSError as exc:
             log.warning("ignoring pending alert timers in %s: %s", self.path, exc)
             return 0
+        return self.restore_from(text, tracker, assets, now, str(self.path))
+
+    def restore_from(
+        self, text: str, tracker: AlertTracker, assets: Mapping[str, Sequence[str]], now: float, source: str
+    ) -> int:
+        """``restore`` from a saved JSON text (``source`` names it in the log: a file, another instance)."""
+        try:
+            saved = json.loads(text)
+            saved_at, entries = float(saved["saved_at"]), list(saved["pending"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring pending alert timers in %s: %s", source, exc)
+            return 0
         if not 0 <= now - saved_at <= self.max_gap:
-            log.info("pending alert timers in %s are %.0fs old; not resumed", self.path, now - saved_at)
+            log.info("pending alert timers in %s are %.0fs old; not resumed", source, now - saved_at)
             return 0
         n = 0
         for e in entries:

@@ -13,12 +13,14 @@ takes ``--instance`` and ``--shard`` (or ``MONITORD_INSTANCE`` and
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field
 
+from monitord.config.yamlio import problem
 from monitord.core.errors import ConfigError
 from monitord.core.schema import Strict, in_range
 from monitord.core.units import Duration
@@ -35,6 +37,12 @@ class FleetConfig(Strict):
     topic: str = Field(
         "monitord", pattern=r"^[^#+]+$", description="topic prefix of the fleet's retained state messages"
     )
+    pin: dict[str, Annotated[int, in_range(0, 255)]] = Field(
+        {}, description="shard mode: asset id → shard, instead of the hash (moves the asset's whole line)"
+    )
+    settle: Duration = Field(
+        1.0, description="ha: how long a (re)connected instance collects presences before it may claim"
+    )
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,11 @@ class Member:
     def from_args(cls, instance: str | None, shard: int | None) -> Member:
         """Command-line values first, then ``MONITORD_INSTANCE``/``MONITORD_SHARD``, then the host name."""
         name = instance or os.environ.get("MONITORD_INSTANCE") or socket.gethostname()
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+            # It names a retained topic and the instance's local files: no /, +, # or spaces.
+            raise ConfigError(
+                [f"--instance: letters, digits, '.', '_' and '-' only (up to 64), got {name!r}"]
+            )
         raw = shard if shard is not None else os.environ.get("MONITORD_SHARD", "0")
         try:
             k = int(raw)
@@ -59,3 +72,20 @@ class Member:
         """Refuse a shard number outside the site's ``fleet.shards``."""
         if fleet.mode == "shard" and not 0 <= self.shard < fleet.shards:
             raise ConfigError([f"--shard: must be 0..{fleet.shards - 1} (fleet.shards), got {self.shard}"])
+
+
+def fleet_problems(fleet: FleetConfig, *, broker: bool, shared_store: bool, raw: object) -> list[str]:
+    """An HA pair coordinates on the site's broker and shares tickets and pages through InfluxDB:
+    without either, two instances would both act (or lose what the other did), so refuse it."""
+    if fleet.mode != "ha":
+        return []
+    out = []
+    if not broker:
+        out.append(problem(raw, ("fleet", "mode"), "mode ha needs the site's mqtt: broker (leadership)"))
+    if not shared_store:
+        out.append(
+            problem(
+                raw, ("fleet", "mode"), "mode ha needs a shared store (store: kind: influxdb), not SQLite"
+            )
+        )
+    return out

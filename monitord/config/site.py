@@ -28,9 +28,10 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_valid
 from pydantic_core import PydanticCustomError
 
 from monitord.alerting.mute import MaintenanceWindow
-from monitord.config.fleet import FleetConfig
+from monitord.config.fleet import FleetConfig, fleet_problems
 from monitord.config.modbus import ModbusConnection, Port, check_lines, line_budget
 from monitord.config.mqtt import check_claims
+from monitord.config.shards import check_shards
 from monitord.config.yamlio import LineDict, expand_env, is_secret_key, load_yaml, mask, problem
 from monitord.core.assets import Asset
 from monitord.core.errors import ConfigError
@@ -41,6 +42,7 @@ from monitord.core.units import Duration
 from monitord.drivers.modbus_line import Budget
 from monitord.ingest.profiles import AssetType, DeviceProfile
 from monitord.ingest.state import AssetSlot, StateTable
+from monitord.people.alertmanager import AlertmanagerConfig
 from monitord.people.notify import SmtpConfig
 from monitord.people.roster import RosterConfig
 from monitord.rules import PACKS_DIR
@@ -57,6 +59,16 @@ class SiteInfo(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     name: str = ""
     locale: Locale = Field("en", description="zh-CN or en: the language of pages, summaries and screens")
+    code: str | None = Field(
+        None,
+        pattern=r"^[A-Z0-9]{1,8}$",
+        description="short code in ticket ids, WO-<code>-YYYYMMDD-NNNN (default: the id in capitals)",
+    )
+
+    @property
+    def ticket_code(self) -> str:
+        """What ticket ids carry: unique per site, so sites sharing one store never share an id."""
+        return self.code or self.id.upper()
 
 
 class SqliteStoreConfig(Strict):
@@ -249,6 +261,7 @@ class SiteConfig(Strict):
     maintenance: list[MaintenanceWindow] = []
     tickets: TicketsConfig = TicketsConfig()
     fleet: FleetConfig = FleetConfig()
+    alertmanager: AlertmanagerConfig | None = None  # push alerts to it too (docs/alertmanager.md)
     source: str = Field("", exclude=True)
 
     def profile(self, name: str) -> DeviceProfile:
@@ -560,7 +573,10 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
     lines = modbus_lines(config).values()
     out += check_lines(([(index[id(a)], a.id, modbus_of(a)) for a in assets] for assets in lines), raw)
     out += check_claims(config, raw)
+    out += check_shards(config, raw)
     out += _check_tls(config, raw)
+    shared = isinstance(config.store, InfluxStoreConfig)
+    out += fleet_problems(config.fleet, broker=config.mqtt is not None, shared_store=shared, raw=raw)
     out += _check_rules(config, raw, points_by_type, profiles, unresolved)
     if not out:  # only a config that is otherwise sound can be built into tables and tried
         out += trial_run(config, raw)
@@ -610,6 +626,8 @@ def modbus_of(asset: AssetConfig) -> ModbusConnection:
     """The Modbus connection of an asset ``modbus_lines`` returned."""
     assert asset.connection.modbus is not None  # modbus_lines holds only Modbus assets
     return asset.connection.modbus
+
+
 def _check_tls(config: SiteConfig, raw: Any) -> list[str]:
     """``mqtts://`` files exist and come in pairs; plain ``mqtt://`` takes none (they would be ignored)."""
     m, out = config.mqtt, []

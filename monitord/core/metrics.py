@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from monitord.core.model import Quality, SampleBatch
@@ -106,6 +107,8 @@ class Metrics:
             "monitord_tickets_open", "Open tickets, by priority", ["priority"], registry=r
         )
         self.store_queue = Gauge("monitord_store_queued_samples", "Samples waiting to be written", registry=r)
+        # 1, labelled with the site: dashboards join the other series on instance to filter by site
+        self.site_info = Gauge("monitord_site_info", "The site this instance watches", ["site"], registry=r)
         self.notifications = Counter(
             "monitord_notify_notifications_total",
             "Notifications, by channel and outcome (sent, failed: given up after retries)",
@@ -158,6 +161,12 @@ class Metrics:
             registry=r,
         )
         self.broker_dropped.set(float("nan"))  # unknown until the broker says
+        self.mqtt_queue_dropped = Counter(
+            "monitord_mqtt_queue_dropped_messages",
+            "QoS 0 MQTT messages the driver gave up because its queue was full (the oldest first); "
+            "QoS 1 waits instead (should stay 0)",
+            registry=r,
+        )
         self.sequence_gaps = Counter(
             "monitord_mqtt_sequence_gaps",
             "MQTT messages missing between consecutive sequence numbers of one asset's payloads "
@@ -197,7 +206,7 @@ class Metrics:
         for batch in batches:
             asset_type = self._type_of.get(batch.asset, "unknown")
             q = batch.quality
-            if not q.any():  # all GOOD (0)
+            if not np.count_nonzero(q):  # all GOOD (0); one C call, where .any() costs ~1.4 µs
                 good[asset_type] = good.get(asset_type, 0) + len(q)
                 continue
             for quality in Quality:

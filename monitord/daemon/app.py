@@ -12,17 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from monitord.alerting.tracker import PendingFile
 from monitord.config.fleet import Member
 from monitord.config.mqtt import router
+from monitord.config.shards import ShardPlan, own_share, owns_ticket
 from monitord.config.site import AssetConfig, SiteConfig, modbus_lines, modbus_of
 from monitord.core.clock import Clock, SystemClock
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
 from monitord.daemon.core import Core, build_core
+from monitord.daemon.fleet import link_for
 from monitord.daemon.polled import polled_drivers
+from monitord.daemon.shardlink import ShardLink, shard_link
+from monitord.daemon.sites import ticket_code_alone
+from monitord.daemon.takeover import Takeover, per_instance
 from monitord.daemon.web import WebServer
 from monitord.daemon.web.context import Web
 from monitord.drivers.modbus import (
@@ -33,12 +39,15 @@ from monitord.drivers.modbus import (
 )
 from monitord.drivers.mqtt import MqttDriver, Tls
 from monitord.ingest.profiles import DeviceProfile, PointSpec
+from monitord.people.alertmanager import AlertmanagerPush
 from monitord.people.dispatch import Dispatcher
 from monitord.people.identity import Identities, Signer, people, site_secret, ticket_link
+from monitord.people.logsite import claim
 from monitord.people.notify import Outbox, channels
 from monitord.people.roster import Roster
 from monitord.store.base import Store
 from monitord.store.open import open_store
+from monitord.tickets.desk import TicketEvent
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +97,28 @@ class Monitord:
     member: Member = field(default_factory=lambda: Member.from_args(None, None))  # who this is in the fleet
 
     def __post_init__(self) -> None:
-        self.config = c = with_gateways(self.config)
+        self.config = c = whole = with_gateways(self.config)
+        self._mine: Callable[[TicketEvent], bool] | None = None
+        sharded = c.fleet.mode == "shard"
+        if sharded:  # this instance polls, judges and tickets only its shard's assets
+            self.member.check(c.fleet)
+            c = own_share(whole, self.member.shard)
+            plan, k, code = ShardPlan.of(whole), self.member.shard, whole.site.ticket_code
+            self._mine = lambda ev: owns_ticket(plan, k, code, ev.ticket, ev.asset)
+        self.config = c = per_instance(c, self.member)  # its own local files and MQTT client id
+        claim(c.notify_log, c.site.id)  # before anything reads it: silences, outbox, secret, timers
         if self.store is None:
             self.store = open_store(c)
-        self.core: Core = build_core(c, self.clock, self.store, silences=c.notify_log)
+        self.core: Core = build_core(c, self.clock, self.store, silences=c.notify_log, whole=whole)
+        self.shard_link: ShardLink | None = (
+            shard_link(whole, self.core, self.member.shard) if sharded else None
+        )
         self.bus = self.core.bus
         self.outbox: Outbox | None = None
         self.dispatcher: Dispatcher | None = None
         self.api: WebServer | None = None
         self.web: Web | None = None
+        self.alertmanager: AlertmanagerPush | None = None
         self.modbus = self._modbus_driver()
         self.mqtt = self._mqtt_driver()
         self.polled = polled_drivers(c, self.bus, self.clock, self.metrics)  # BACnet, SNMP
@@ -106,6 +128,13 @@ class Monitord:
         # Pending `for` timers survive a kill -9: saved beside the notification log, resumed at start.
         self.pending_timers = PendingFile(c.notify_log.with_name("pending-alerts.json"))
         self._rule_assets = {r.key: r.assets for r in self.core.engine.rules}
+        # Presence on the site's broker in every mode; in an HA pair only the active one acts.
+        self.fleet = link_for(c, self.member, self.metrics.registry)
+        # What only the active reads: Modbus (and its gateways, which the poller reports), BACnet, SNMP.
+        polled = [a.id for a in c.assets if not a.connection.mqtt or a.type == "gateway"]
+        self.takeover = None
+        if c.fleet.mode == "ha" and self.fleet is not None:  # `monitord check` refuses ha without a broker
+            self.takeover = Takeover(self.core, polled, self.fleet, self.pending_timers, self._rule_assets)
 
     def _modbus_driver(self) -> ModbusDriver | None:
         """One poller per line (TCP endpoint, serial port, or serial server over TCP)."""
@@ -169,13 +198,20 @@ class Monitord:
                     told = True
                 await asyncio.sleep(2.0)
         desk = self.core.desk
+        if self._mine is not None:  # shards of a site share its store; each restores its own tickets
+            events = [ev for ev in events if self._mine(ev)]
         self.core.restore(events)
+        if self.alertmanager is not None:  # what fires still, pushed again before Alertmanager expires it
+            self.alertmanager.resume(self.core.firing_alerts(), desk.tickets, self.clock.now())
         if desk.tickets:
             n_open = sum(desk.open_counts().values())
             log.info("restored %d tickets (%d open) from the store", len(desk.tickets), n_open)
         if told:
             log.info("tickets restored from the store; held alerts decided")
         self.core.pipeline.decide_held()
+        if self.takeover is not None:
+            self.takeover.restored()
+        await ticket_code_alone(self.store, self.config.site.ticket_code)  # after: it may wait for the store
 
     def _people(self, api_port: int | None) -> None:
         """Roster, notification outbox, dispatcher and the web app (API, console): what talks to people."""
@@ -197,6 +233,13 @@ class Monitord:
         self.web = web
         self.api_url = c.api.public_url or f"http://{c.api.host}:{self.api.port}"
         log.info("API at %s (console: %s/console)", self.api_url, self.api_url)
+        if c.alertmanager is not None:
+            am = AlertmanagerPush(
+                c.alertmanager, c.site.id, core.assets, f"{self.api_url}/console", core.metrics
+            )
+            core.road.alert_listeners.append(am.on_alert)
+            core.road.ticket_listeners.append(am.on_ticket)
+            self.alertmanager = am
         if roster is None or self.outbox is None:
             return
         url, ttl = self.api_url, c.api.link_ttl
@@ -223,20 +266,22 @@ class Monitord:
         self.metrics_url = f"http://{self.config.metrics.host}:{bound}/metrics"
         log.debug("metrics at %s", self.metrics_url)  # `monitord run` prints it once, on stdout
         self._people(api_port)
+        if self.takeover is not None:
+            self.takeover.attach(self.outbox, self.dispatcher)
+        if self.fleet is not None and self.web is not None:
+            self.fleet.api_url = self.api_url
+            self.web.fleet = self.fleet
         self.started.set()
         try:
             async with asyncio.TaskGroup() as tg:
-                tasks = [
-                    tg.create_task(self._restore_when_possible(), name="restore"),
-                    tg.create_task(self._evaluate_forever(), name="evaluate"),
-                ]
-                if self.modbus:
-                    tasks.append(tg.create_task(self.modbus.run(), name="modbus"))
+                acting = self.fleet.serve(self._act) if self.fleet else self._act()
+                tasks = [tg.create_task(acting, name="acting")]
                 if self.mqtt:
                     tasks.append(tg.create_task(self.mqtt.run(), name="mqtt"))
+                if self.shard_link:
+                    tasks.append(tg.create_task(self.shard_link.run(), name="shard-link"))
                 if self.api:
                     tasks.append(tg.create_task(self.api.serve(), name="web"))
-                tasks += [tg.create_task(d.run(), name=n) for n, d in self.polled.items()]
                 await self._stop.wait()
                 if self.api:
                     self.api.stop()  # uvicorn closes its connections and returns on its own
@@ -247,6 +292,8 @@ class Monitord:
             self.metrics.stop()
             if self.outbox:
                 self.outbox.close()
+            if self.alertmanager:
+                self.alertmanager.close()
             if self.mqtt:
                 self.mqtt.close()
             for d in self.polled.values():
@@ -254,6 +301,23 @@ class Monitord:
             self.store.flush()
             self.store.close()
             log.info("stopped; store flushed")
+
+    async def _act(self) -> None:
+        """What the acting instance does: restore tickets, evaluate, poll Modbus, BACnet and SNMP (the
+        MQTT driver runs in every instance, so a standby's state table stays current)."""
+        try:
+            if self.takeover is not None:
+                await self.takeover.begin()  # demoted meanwhile: cancelled here, and ended below
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._restore_when_possible(), name="restore")
+                tg.create_task(self._evaluate_forever(), name="evaluate")
+                if self.modbus:
+                    tg.create_task(self.modbus.run(), name="modbus")
+                for n, d in self.polled.items():
+                    tg.create_task(d.run(), name=n)
+        finally:
+            if self.takeover is not None:
+                self.takeover.end()
 
     async def _evaluate_forever(self) -> None:
         engine, pipeline = self.config.engine, self.core.pipeline

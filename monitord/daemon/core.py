@@ -142,12 +142,16 @@ def build_core(
     *,
     metrics: Metrics | None = None,
     silences: Path | None = None,
+    whole: SiteConfig | None = None,
 ) -> Core:
-    """The evaluation core for a site. ``silences``: where silences are kept (the daemon); None: none."""
+    """The evaluation core for a site. ``silences``: where silences are kept (the daemon); None: none.
+    ``whole``: in a sharded site, the whole site, whose topology reaches the other shards' assets
+    (``config`` is then this shard's share)."""
     c = config
     metrics = metrics or Metrics()
     assets = c.domain_assets()
     metrics.set_asset_types({a.id: a.type for a in assets.values()})
+    metrics.site_info.labels(c.site.id).set(1)
     stale = c.engine.offline_after_polls
     state = StateTable(
         [AssetSlot(a.id, a.type, asset_points(c, a), stale * c.poll_of(a)) for a in c.assets],
@@ -157,10 +161,12 @@ def build_core(
     )
     engine = RuleEngine(c.rules, state, list(assets.values()), tz=site_zone(c))
     tracker = AlertTracker()
-    desk = TicketDesk()
+    desk = TicketDesk(c.site.ticket_code)
     desk.reopen_window = c.tickets.reopen_window
     road = EventRoad(store, metrics, desk, engine, tracker)
-    tops = ancestors(c)
+    site = whole or c
+    tops = ancestors(site)  # every asset's, so a supply here sees its dependants on other shards
+    polls = {a.id: site.poll_of(a) for a in site.assets}
     paths, path_names = shared_paths(c)
     pipeline = Pipeline(
         state,
@@ -179,8 +185,8 @@ def build_core(
         paths=paths,
         path_names=path_names,
         # An alert waits for its upstream devices to report since it began: 1.5 of their slowest poll.
-        settle={a: 1.5 * max(c.poll_of(c.asset(u)) for u in ups) for a, ups in tops.items() if ups}
-        | {a: 1.5 * c.poll_of(c.asset(a)) for a, ups in tops.items() if not ups},
+        settle={a: 1.5 * max(polls[u] for u in ups) for a, ups in tops.items() if ups}
+        | {a: 1.5 * polls[a] for a, ups in tops.items() if not ups},
         clock_steps=[lambda now: desk.check_clocks(now, c.sla_of, c.tickets.follow_up)],
         locale=c.site.locale,
     )

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitord.alerting.facts import Fact
 from monitord.alerting.inference import Topology, Verdict
 from monitord.alerting.mute import MuteStages
 from monitord.alerting.tracker import FIRING, PENDING, AlertEvent, AlertTracker, Transition, fingerprint
@@ -45,6 +46,9 @@ def _is_silence(spec: RuleSpec) -> bool:
 
 #: A step run after every evaluation once tickets are known: ticket events caused by time passing.
 ClockStep = Callable[[float], Sequence[TicketEvent]]
+#: Told of an alert explained by another shard's ticket (the fact that names it): the shard link
+#: sends it to the owner, which notes it on that ticket.
+RemoteExplained = Callable[[AlertEvent, Fact], None]
 
 
 class _Values(dict[str, Any]):
@@ -170,6 +174,9 @@ class Pipeline:
     clock_steps: list[ClockStep] = field(default_factory=list)
     #: the site's language: rule summaries are filled from the catalog's template for it
     locale: str = DEFAULT
+    #: sharded site: assets of other shards → their owners' facts (docs/scale-out.md#sharded-campus)
+    remote: dict[str, Fact] = field(default_factory=dict)
+    remote_explained: list[RemoteExplained] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._specs = {r.spec.id: r.spec for r in self.engine.rules}
@@ -177,13 +184,24 @@ class Pipeline:
         for r in self.engine.rules:
             for i, a in enumerate(r.assets):
                 watched.setdefault(a, []).append((r.key, i))
-        self.topology = Topology(self.state, self.tracker, self.ancestors, self.paths, watched)
+        self.topology = Topology(
+            self.state, self.tracker, self.ancestors, self.paths, watched, remote=self.remote
+        )
         # A life-safety ticket's page must not wait for its peers: it is never explained away.
         # Ticket decisions wait until the desk knows the tickets already in the store (restore);
         # alerts meanwhile are held, in order, so none is lost and none opens a second ticket.
         self.tickets_ready = True
         self._held: list[AlertEvent] = []
         self._root_rules = [r for r in self.engine.rules if r.spec.root_cause]
+        self._root_keys = {r.key: r.spec.id for r in self._root_rules}
+        self.touched: set[str] = set()  # assets with alert or ticket events in the current evaluation
+
+    def forget(self) -> None:
+        """Back to knowing nothing (an HA instance taking over again): tickets, alerts, held alerts."""
+        self.desk.forget()
+        self.tracker.forget()
+        self._held.clear()
+        self.tickets_ready = False
 
     def decide_held(self) -> list[TicketEvent]:
         """Decide the alerts held while tickets were not ready, and send the events on their road."""
@@ -260,6 +278,8 @@ class Pipeline:
             if cause is not None:
                 out += self._link(self.desk.tickets[out[-1].ticket], cause, now)
             return out
+        if cause is None and (fact := self._remote_cause(ev.asset)) is not None:
+            return self._explained_remotely(ev, fact)
         if cause is None:
             if self._waits(ev, spec, now):
                 return None
@@ -290,6 +310,48 @@ class Pipeline:
                     return t
         return None
 
+    def _remote_cause(self, asset: str) -> Fact | None:
+        """A supply of ``asset`` owned by another shard whose owner has a ticket explaining it."""
+        return next(
+            (f for up in self.ancestors.get(asset, ()) if (f := self.remote.get(up)) and f.ticket), None
+        )
+
+    def _explained_remotely(self, ev: AlertEvent, fact: Fact) -> list[TicketEvent]:
+        """No ticket here: the owner of the supply has it, and is told to note this alert on it."""
+        log.info(
+            "alert %s on %s explained by %s on shard %d (%s)",
+            ev.rule,
+            ev.asset,
+            fact.ticket,
+            fact.shard,
+            fact.asset,
+        )
+        for tell in self.remote_explained:
+            tell(ev, fact)
+        return []
+
+    def cause_ticket(self, asset: str) -> Ticket | None:
+        """The active ticket on ``asset`` that explains what depends on it: a root-cause rule's or a
+        dark supply's (what another shard's dependants are explained by)."""
+        rules = [SUPPLY_DARK, *(rule for rule, _key, _row in self._roots_of(asset))]
+        return next((t for rule in rules if (t := self.desk.open_ticket_for(fingerprint(rule, asset)))), None)
+
+    def root_causes_firing(self, asset: str) -> tuple[str, ...]:
+        """The root-cause rules pending or firing on ``asset``."""
+        return tuple(
+            rule
+            for rule, key, row in self._roots_of(asset)
+            if self.tracker.state_of(key, row) in (PENDING, FIRING)
+        )
+
+    def _roots_of(self, asset: str) -> list[tuple[str, str, int]]:
+        """(rule id, rule key, row) of every root-cause rule watching ``asset``."""
+        return [
+            (self._root_keys[key], key, row)
+            for key, row in self.topology.watched_by.get(asset, ())
+            if key in self._root_keys
+        ]
+
     def _inferred_cause(
         self, ev: AlertEvent, spec: RuleSpec, now: float, out: list[TicketEvent]
     ) -> Ticket | None:
@@ -305,6 +367,10 @@ class Pipeline:
     def _waits(self, ev: AlertEvent, spec: RuleSpec, now: float) -> bool:
         """Whether ``ev`` must wait: a root cause pending upstream, or a peer not yet heard from."""
         _root, pending = self._root_cause(ev.asset)
+        # A supply of another shard that is dark or at fault, its owner not yet decided: wait for it.
+        pending |= any(
+            not f.decided() for up in self.ancestors.get(ev.asset, ()) if (f := self.remote.get(up))
+        )
         if pending and now - ev.ts < INHIBIT_WAIT:
             return True
         settle = self.settle.get(ev.asset, 0.0)
@@ -414,6 +480,8 @@ class Pipeline:
         tickets: list[TicketEvent] = []
         if self.tickets_ready:
             tickets = self.decide_tickets(now)
+            # What this evaluation changed, for the steps that follow (a shard's facts).
+            self.touched = {ev.asset for ev in alerts} | {t.asset for t in tickets}
             for step in self.clock_steps:
                 tickets += step(now)
         self.road.emit(alerts, tickets)

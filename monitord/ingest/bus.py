@@ -41,6 +41,10 @@ class SampleBus:
         """``sink`` gets the batches a driver hands over together, in order, in one call."""
         self._batch_sinks.append(sink)
 
+    def replace(self, old: BatchesSink, new: BatchesSink) -> None:
+        """``new`` takes ``old``'s place (and turn) among the sinks (an HA standby's gated store)."""
+        self._batch_sinks[self._batch_sinks.index(old)] = new
+
     def subscribe_health(self, sink: HealthSink) -> None:
         self._health_sinks.append(sink)
 

@@ -167,7 +167,9 @@ class StateTable:
             if located is None:
                 continue
             table, row = located
-            if batch.quality.any():  # not all GOOD (0): per cell, as ``apply`` does
+            # not all GOOD (0): per cell, as ``apply`` does. count_nonzero is one C call (~0.3 µs);
+            # .any() goes through numpy's Python wrapper (~1.4 µs), per batch of a flood
+            if np.count_nonzero(batch.quality):
                 _apply_run(run, received)
                 run = {}
                 table.apply(row, batch, received)

@@ -65,6 +65,15 @@ class Dispatcher:
             t = self.desk.tickets[ev.ticket]
             self._tell(t, 0, ev.ts, ev.event)
 
+    def resend(self, now: float) -> int:
+        """Page each unacknowledged ticket's current level again under the same keys (an HA takeover:
+        the dead instance may have queued a page it never delivered); the outbox drops every key
+        already sent. How many tickets were looked at."""
+        waiting = [t for t in self.desk.live.values() if t.state == "open"]
+        for t in waiting:
+            self._tell(t, t.level, now, "opened" if t.level == 0 else "escalated")
+        return len(waiting)
+
     def check(self, now: float) -> list[TicketEvent]:
         """Pages given up, then tickets whose acknowledgement is overdue: their ticket events."""
         out = self._undelivered(now)

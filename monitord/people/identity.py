@@ -14,12 +14,12 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from monitord.people.logsite import kept
 from monitord.people.roster import Contact, RosterConfig
 
 Role = Literal["viewer", "technician", "dispatcher", "admin"]
@@ -155,17 +155,7 @@ def site_secret(configured: str | None, log: Path) -> bytes:
     """The configured secret, else one generated once and kept in the notification log database."""
     if configured:
         return configured.encode()
-    log.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(log, timeout=30)
-    try:
-        with db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS site_secret (id INTEGER PRIMARY KEY CHECK (id = 1), v TEXT)"
-            )
-            db.execute("INSERT OR IGNORE INTO site_secret VALUES (1, ?)", (secrets.token_hex(32),))
-        return str(db.execute("SELECT v FROM site_secret").fetchone()[0]).encode()
-    finally:
-        db.close()
+    return kept(log, "site_secret", secrets.token_hex(32)).encode()
 
 
 def ticket_link(signer: Signer, base_url: str, person: str, ticket: str, now: float, ttl: float) -> str:

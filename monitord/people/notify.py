@@ -10,6 +10,10 @@ would wait past ``max_wait`` is given up and handed to the dispatcher
 (``undelivered``), which shows it on the ticket and pages the next person.
 Delivered keys move to the ``sent`` table, so neither a retry nor a restart
 sends the same notification twice; a restart resumes whatever was pending.
+In an HA pair (docs/scale-out.md#ha-pair) the outbox of a standby is ``held``
+(it queues, it sends nothing), each delivered key is also handed to ``record``
+(the shared store), and a new active takes (``adopt``) the keys the other one
+delivered before it sends (``release``) what it holds.
 
 Adding a channel is one class with ``send`` plus one line in ``channels()``.
 """
@@ -321,8 +325,18 @@ class Outbox:
         attempts: int = 10,
         backoff: float = 1.0,
         max_wait: float = 60.0,
+        *,
+        held: bool = False,
     ) -> None:
+        """``held``: queue what is submitted (and what a previous run left pending) but send nothing
+        until ``release`` (an HA standby)."""
         self.channels, self.metrics = channels, metrics
+        self.held = held
+        self._parked: list[_Entry] = []  # queued while held, in submission order; under _failed_lock
+        #: told (key, time, channel, recipient, ticket) after each delivery: the shared store of an HA pair
+        self.record: Callable[[str, float, str, str, str], None] | None = None
+        #: called on the lane before each attempt: an HA pair's ticket events reach the store first
+        self.before_send: Callable[[], None] | None = None
         self.attempts, self.backoff, self.max_wait = attempts, backoff, max_wait
         log_path.parent.mkdir(parents=True, exist_ok=True)
         # One connection, used under a lock by the lanes and the dispatcher (the event loop).
@@ -415,7 +429,49 @@ class Outbox:
             self._closed = True
             self._db.close()
 
+    def adopt(self, sent: list[tuple[str, float, str, str, str]]) -> int:
+        """Take keys delivered elsewhere (key, time, channel, recipient, ticket) as sent here: none of
+        them is delivered again, queued or not. How many were new to this log."""
+        with self._db_lock, self._db:
+            before = self._db.total_changes
+            self._db.executemany("INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?)", sent)
+            added = self._db.total_changes - before
+            self._db.executemany("DELETE FROM outbox WHERE key = ?", [(row[0],) for row in sent])
+        return added
+
+    def hold(self) -> None:
+        """Stop sending (an HA instance that is no longer active): what is queued waits for ``release``.
+        An attempt already under way finishes."""
+        with self._failed_lock:
+            self.held = True
+        for lane in self._lanes.values():
+            with lane.cond:
+                taken, lane.items = lane.items, []
+            for entry in taken:
+                if self.metrics:
+                    self.metrics.notify_pending.labels(entry.notification.channel).dec()
+            with self._failed_lock:
+                self._parked += taken
+
+    def release(self) -> int:
+        """Send again (an HA instance that became active); what was held and is not sent yet goes out.
+        How many were released."""
+        with self._failed_lock:
+            self.held = False
+            parked, self._parked = self._parked, []
+        out = 0
+        for entry in sorted(parked, key=lambda e: e.created):
+            if self.status(entry.notification.key) == "sent":
+                continue  # delivered by the other instance (adopted): never twice
+            self._enqueue(entry)
+            out += 1
+        return out
+
     def _enqueue(self, entry: _Entry) -> None:
+        with self._failed_lock:
+            if self.held:
+                self._parked.append(entry)
+                return
         n = entry.notification
         lane = self._lanes.get((n.channel, n.address))
         if lane is None:
@@ -432,6 +488,8 @@ class Outbox:
             channel = self.channels.get(n.channel)
             if channel is None:
                 raise NotifyError(f"no {n.channel} channel configured", recoverable=False)
+            if self.before_send is not None:
+                self.before_send()
             channel.send(n)
         except NotifyError as exc:
             return self._failed_attempt(entry, exc)
@@ -447,6 +505,11 @@ class Outbox:
             ("DELETE FROM outbox WHERE key = ?", (n.key,)),
         )
         self.delivered.append(n)
+        if self.record is not None:
+            try:
+                self.record(n.key, now, n.channel, n.recipient, n.ticket)
+            except Exception as exc:  # delivered all the same; only a takeover could repeat it
+                log.error("notification %s delivered but not recorded in the shared store: %s", n.key, exc)
         if self.metrics:
             self.metrics.notify_pending.labels(n.channel).dec()
             self.metrics.notifications.labels(n.channel, "sent").inc()

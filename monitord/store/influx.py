@@ -18,8 +18,9 @@ two in one microsecond are counted as a collision. Reads use InfluxQL on
 
 Schema (docs/storage.md#influxdb): one measurement per asset type with tags ``site,
 building, asset`` and one float field per good point (``bad_points`` counts the
-rest); ``alert`` and ``ticket`` measurements for events, keyed so that the
-same event written twice lands once.
+rest); ``alert`` and ``ticket`` measurements for events (tagged ``site`` and,
+where the asset has one, ``building``), keyed so that the same event written
+twice lands once.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import gzip
 import hashlib
 import json
 import logging
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -106,6 +108,8 @@ class InfluxStore(QueuedWriter):
             for a, (t, b) in assets.items()
         }
         self._types = sorted({t for t, _b in assets.values()})
+        # Alert and ticket lines carry the asset's building too, so that a dashboard filters them by it.
+        self._building = {a: f",building={_tag(b)}" for a, (_t, b) in assets.items() if b}
         label = f"influxdb store {target.url}"
         super().__init__(label, "influx-writer", flush_interval, start=False, metrics=metrics)
         self._audit: list[str] = []  # audit lines for the next round (under the writer's lock)
@@ -157,8 +161,8 @@ class InfluxStore(QueuedWriter):
 
     def alert_lines(self, events: Sequence[AlertEvent]) -> list[str]:
         return [
-            f"alert,site={_tag(self.site)},asset={_tag(a.asset)},rule={_tag(a.rule)},"
-            f"severity={_tag(a.severity)} "
+            f"alert,site={_tag(self.site)}{self._building.get(a.asset, '')},asset={_tag(a.asset)},"
+            f"rule={_tag(a.rule)},severity={_tag(a.severity)} "
             f"state={_text(a.state)},since={a.since!r},fingerprint={_text(a.fingerprint)},"
             f"summary={_text(a.summary)} {_stamp(a.ts)}"
             for a in events
@@ -173,7 +177,8 @@ class InfluxStore(QueuedWriter):
             eid = hashlib.sha1(body.encode()).hexdigest()[:12]
             # A tag may not be empty: a resident's request (no asset) is tagged "-"; the body keeps "".
             lines.append(
-                f"ticket,site={_tag(self.site)},asset={_tag(t.asset or '-')},ticket={_tag(t.ticket)},"
+                f"ticket,site={_tag(self.site)}{self._building.get(t.asset, '')},"
+                f"asset={_tag(t.asset or '-')},ticket={_tag(t.ticket)},"
                 f"priority={_tag(t.priority)},category={_tag(t.category)},event={_tag(t.event)},eid={eid} "
                 f"state={_text(t.state)},summary={_text(t.summary)},body={_text(body)} {_stamp(t.ts)}"
             )
@@ -395,6 +400,15 @@ class InfluxStore(QueuedWriter):
     def ticket_events(self) -> list[TicketEvent]:
         rows = self.query(f'SELECT "body" FROM "ticket" WHERE {self._where_site()}')
         return [TicketEvent(**json.loads(r["body"])) for r in rows]
+
+    def code_users(self, code: str) -> set[str]:
+        """Other sites of this database whose ticket ids carry ``code`` (``WO-<code>-``): two sites
+        sharing a code would hand out the same ids (docs/storage.md#ticket-ids)."""
+        pattern = re.escape(f"WO-{code}-").replace("/", "\\/")
+        rows = self.query(
+            f'SHOW TAG VALUES FROM "ticket" WITH KEY = "site" WHERE "ticket" =~ /^{pattern}\\d{{8}}-/'
+        )
+        return {str(r["value"]) for r in rows} - {self.site}
 
     def alert_events(self) -> list[AlertEvent]:
         rows = self.query(f'SELECT * FROM "alert" WHERE {self._where_site()}')

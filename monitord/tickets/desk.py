@@ -72,7 +72,9 @@ ACTIONS: dict[str, tuple[EventKind, TicketState | None, frozenset[str]]] = {
 }
 #: Every state: complaints may come at any time, after the close too.
 ANY_STATE: frozenset[str] = ACTIVE | {"resolved", "closed", "cancelled"}
-_ID = re.compile(r"^WO-(\d{8})-(\d{4,})$")
+#: ``WO-<site code>-YYYYMMDD-NNNN``; ids from before site codes (``WO-YYYYMMDD-NNNN``) still parse, so
+#: a restored desk keeps them and numbers on from them (docs/storage.md#ticket-ids).
+_ID = re.compile(r"^WO-(?:(.+)-)?(\d{8})-(\d{4,})$")
 #: What the desk tells people, in one place (for the message catalogs).
 TEXT = {
     "state": N_("{ticket} is {state}: cannot {what}"),
@@ -232,7 +234,10 @@ class TicketPolicyView:
 
 
 class TicketDesk:
-    def __init__(self) -> None:
+    def __init__(self, code: str = "") -> None:
+        """``code``: the site's short code in new ticket ids, so that sites sharing one store never
+        hand out the same id; empty: the single-site form ``WO-YYYYMMDD-NNNN``."""
+        self.code = code
         self.tickets: dict[str, Ticket] = {}
         self._open_by_alert: dict[str, str] = {}  # alert fingerprint → ticket id
         self._last_by_alert: dict[str, str] = {}  # alert fingerprint → its latest ticket, any state
@@ -240,7 +245,13 @@ class TicketDesk:
         # per-evaluation checks do not grow with the whole history.
         self.live: dict[str, Ticket] = {}
         self.reopen_window = 3600.0  # a re-fire this soon after resolution is the same incident
-        self._last_number: dict[str, int] = {}  # YYYYMMDD → highest number used
+        self._last_number: dict[str, int] = {}  # YYYYMMDD → highest number used, with a code or without
+
+    def forget(self) -> None:
+        """Drop every ticket (an HA instance that acted, stood by, and now restores them afresh)."""
+        window = self.reopen_window
+        self.__init__()  # type: ignore[misc]
+        self.reopen_window = window
 
     def restore(self, events: Iterable[TicketEvent]) -> None:
         # Events of one evaluation share a timestamp, and a store may return ties in any order:
@@ -271,7 +282,7 @@ class TicketDesk:
             )
             self.tickets[ev.ticket] = t
             if m := _ID.match(ev.ticket):
-                day, number = m.group(1), int(m.group(2))
+                day, number = m.group(2), int(m.group(3))
                 self._last_number[day] = max(self._last_number.get(day, 0), number)
         if ev in t.events:
             return  # the very same event twice (retry, second instance): lands once
@@ -333,7 +344,7 @@ class TicketDesk:
         day = time.strftime("%Y%m%d", time.localtime(ts))
         number = self._last_number.get(day, 0) + 1
         self._last_number[day] = number
-        return f"WO-{day}-{number:04d}"
+        return f"WO-{self.code}-{day}-{number:04d}" if self.code else f"WO-{day}-{number:04d}"
 
     def open_ticket_for(self, alert_fingerprint: str) -> Ticket | None:
         tid = self._open_by_alert.get(alert_fingerprint)

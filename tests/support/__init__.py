@@ -14,6 +14,7 @@ other or from conftest; conftest holds the fixtures and builds them from this pa
   ``check`` (``monitord check`` as a process); ``ONE_PUMP``, the smallest timeline site
 - ``modbus_raw``: a raw Modbus TCP server whose replies a test writes byte by byte, ``poll_raw``
 - ``mosquitto``: a Mosquitto a test can stop and start (a broker outage)
+- ``alertmanager``: Debian's Prometheus Alertmanager on a free port, notifying a webhook receiver
 - ``tls``: a throw-away PKI made with ``openssl`` (CA, broker and client certificates, a CA that
   signed neither)
 - ``json_fuzz``: hostile JSON strategies (hypothesis) for the payload fuzz tests

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from monitord.alerting.tracker import AlertEvent
+from monitord.config.shards import own_share
 from monitord.config.site import SiteConfig, load_config
 from monitord.core.clock import ManualClock
 from monitord.core.model import Quality, SampleBatch
@@ -58,9 +59,12 @@ def pump_site(assets: str, rules: str, site: str = "timeline") -> str:
     )
 
 
-def restored_core(config: SiteConfig, clock: ManualClock, store: SqliteStore) -> Core:
-    """The daemon's evaluation core (no drivers, no people), with its tickets restored from the store."""
-    core = build_core(config, clock, store)
+def restored_core(
+    config: SiteConfig, clock: ManualClock, store: SqliteStore, whole: SiteConfig | None = None
+) -> Core:
+    """The daemon's evaluation core (no drivers, no people), with its tickets restored from the store
+    (``whole``: the whole site when ``config`` is one shard's share)."""
+    core = build_core(config, clock, store, whole=whole)
     core.restore(store.ticket_events())
     return core
 
@@ -103,19 +107,29 @@ class Timeline:
     """A site's pipeline on a manual clock, a SQLite store in ``folder``, and what it emitted."""
 
     def __init__(
-        self, config: SiteConfig | str, folder: Path, *, start: float = T0, name: str = "timeline"
+        self,
+        config: SiteConfig | str,
+        folder: Path,
+        *,
+        start: float = T0,
+        name: str = "timeline",
+        shard: int | None = None,
     ) -> None:
+        """``shard``: run that shard's share of a sharded site (its topology still the whole site's)."""
         if isinstance(config, str):
             path = folder / f"{name}.yaml"
             path.write_text(config)
             config = load_config(path)
+        whole = None
+        if shard is not None:
+            whole, config = config, own_share(config, shard)
         self.config = config
         self.folder = folder
         self.start = start
         self.clock = ManualClock(start)
         self.db = folder / f"{name}.db"
         self.store = SqliteStore(self.db, flush_interval=0.05)
-        self.core = restored_core(config, self.clock, self.store)
+        self.core = restored_core(config, self.clock, self.store, whole)
         self.seen: list[Seen] = []
         self._pending: list[_Push] = []
         self._last_eval: float | None = None

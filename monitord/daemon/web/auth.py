@@ -101,6 +101,8 @@ def require(request: Request, action: str, ticket: str = "", link: str = "") -> 
         )
     elif not may(who.role, action):
         refused = Refused(403, f"{who.name} is a {who.role} and may not {action}")
+    elif web.fleet is not None and (elsewhere := web.fleet.not_here()):
+        refused = Refused(503, elsewhere)  # a standby's desk is not the site's: nothing done here sticks
     else:
         return who
     web.audit(request, who, action, ticket, refused.status, str(refused))

@@ -1,4 +1,4 @@
-"""The console's pages: status board, ticket queue, ticket page, silences, on-call; and the live stream.
+"""The console's pages: status board, ticket queue, ticket page, silences, on-call, fleet; the live stream.
 
 Server-rendered HTML for phones first; forms post to the ``/console/...`` actions, which act through
 the same code as the JSON API (``tickets.act``, ``silences.add``) and redirect back. The board and
@@ -19,10 +19,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from monitord.core.units import parse_duration
+from monitord.daemon.fleet_messages import role_words
 from monitord.daemon.web import board, deskpages, silences
 from monitord.daemon.web.auth import Refused, caller, reader, require, web_of
 from monitord.daemon.web.models import ActionBody, SilenceBody
-from monitord.daemon.web.pages import page
+from monitord.daemon.web.pages import locale_of, page
 from monitord.daemon.web.tickets import act
 from monitord.people.identity import LINK_ACTIONS, Identity, may
 from monitord.tickets.desk import ACTIONS, Ticket
@@ -248,6 +249,21 @@ async def oncall_page(request: Request, lang: str = "") -> Response:
     return page(
         request, "oncall.html", {"who": who, "duties": board.on_call(web.roster, now), "now": now}, lang
     )
+
+
+@router.get("/fleet")
+async def fleet_page(request: Request, lang: str = "") -> Response:
+    """The instances of this site and their roles, as the broker's retained presences say."""
+    who = _viewer(request)
+    link = web_of(request).fleet
+    words = role_words(locale_of(request, lang, who.locale))
+    context = {
+        "who": who,
+        "fleet": link.summary() if link else None,
+        "instances": link.instances() if link else [],
+        "words": words,
+    }
+    return page(request, "fleet.html", context, lang)
 
 
 @router.get("/events")

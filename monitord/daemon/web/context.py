@@ -18,6 +18,7 @@ from fastapi import Request
 
 from monitord.alerting.tracker import AlertEvent
 from monitord.daemon.core import Core
+from monitord.daemon.fleet import FleetLink
 from monitord.people.audit import AuditEvent
 from monitord.people.identity import Identities, Identity, Signer
 from monitord.people.roster import Roster
@@ -88,6 +89,8 @@ class Web:
     link_ttl: float = 86400.0
     locale: str = "en"
     stream: Stream = field(default_factory=Stream)
+    #: this instance's fleet link (role for /healthz, the instances for the console); None: no broker
+    fleet: FleetLink | None = None
 
     def attach(self) -> None:
         """Listen on the event road: every alert, ticket and audit event reaches the open streams."""

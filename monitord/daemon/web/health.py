@@ -17,9 +17,11 @@ async def healthz(request: Request) -> Response:
     core = web_of(request).core
     health = getattr(core.store, "health", None)  # a queueing backend knows its state
     problems: list[str] = health() if health is not None else []
+    fleet = web_of(request).fleet
+    extra = {"fleet": fleet.summary()} if fleet is not None else {}
     if problems:
-        return JSONResponse({"status": "unhealthy", "problems": problems}, status_code=503)
-    return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unhealthy", "problems": problems, **extra}, status_code=503)
+    return JSONResponse({"status": "ok", **extra})
 
 
 @router.get("/metrics", response_class=Response)

@@ -71,6 +71,7 @@ class SilenceOut(BaseModel):
 class Health(BaseModel):
     status: str
     problems: list[str] = []
+    fleet: dict[str, Any] | None = None  # mode, instance, role, shard, shards, leader
 
 
 class Me(BaseModel):

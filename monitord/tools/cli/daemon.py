@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from monitord.config.fleet import Member
+from monitord.config.shards import ShardPlan
 from monitord.config.site import CONFIG_DIR, coverage, line_budgets, load_config, modbus_lines, modbus_of
 from monitord.core.errors import MonitordError
 from monitord.core.i18n import UnknownLocale, normalise, translator
@@ -16,6 +17,7 @@ from monitord.daemon.runner import run_daemon, until_stopped
 from monitord.simulators.scenario import load_scenario
 from monitord.simulators.site import SimulatedSite
 from monitord.tools.demo import run_demo
+from monitord.tools.fleet import fleet_lines, read_fleet
 
 
 def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
@@ -42,6 +44,10 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
         help="serve the config's serial line CONFIG_PORT on SIM_PORT (the cable's other end); repeatable",
     )
     s.set_defaults(fn=sim)
+
+    f = sub.add_parser("fleet", help="the instances of CONFIG's site and their roles (from the broker)")
+    f.add_argument("config")
+    f.set_defaults(fn=fleet)
 
     d = sub.add_parser("demo", help="simulated building + daemon + fault scenario in one process")
     d.add_argument("--duration", default=None, help="stop after this long, e.g. 90s (default: until Ctrl-C)")
@@ -70,6 +76,16 @@ def check(args: argparse.Namespace) -> int:
     # Not errors: a pack serves profiles with and without some points; but say what is not watched.
     for gap in coverage(config):
         print(f"warning: {gap.asset}: {gap.rule} cannot be evaluated, profile lacks {', '.join(gap.missing)}")
+    if config.fleet.mode == "shard":
+        _ = translator(config.site.locale)
+        counts = ", ".join(
+            _("shard {k}: {n}").format(k=k, n=n) for k, n in enumerate(ShardPlan.of(config).counts())
+        )
+        print(
+            _("fleet: {shards} shards, assets per shard: {counts}").format(
+                shards=config.fleet.shards, counts=counts
+            )
+        )
     for b in line_budgets(config):
         baud, parity, stop, size = b.line.settings
         print(
@@ -92,6 +108,13 @@ def check(args: argparse.Namespace) -> int:
                 ).format(line=line.name, n=line.pipeline)
             )
     return 0
+
+
+def fleet(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    presences, claim = read_fleet(config)
+    print("\n".join(fleet_lines(config, presences, claim)))
+    return 0 if presences else 1
 
 
 def run(args: argparse.Namespace) -> int:

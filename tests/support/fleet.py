@@ -1,0 +1,151 @@
+"""HA pairs on one machine: the demo site as an ``ha`` site file, ``monitord run --instance`` processes
+whose printed URLs are read back, the simulator as a ``monitord sim`` process, the retained claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.support.daemon import TOKEN, daemon_yaml
+from tests.support.net import eventually
+from tests.support.webhooks import WebhookReceiver
+
+SECRET = "ha-pair-shared-secret-0123456789"  # one for the pair: a signed link outlives a takeover
+
+
+def ha_yaml(
+    tmp_path: Path, mosquitto: int, hooks: WebhookReceiver, influx_url: str, fleet: str = "{mode: ha}"
+) -> Path:
+    """The demo site for an HA pair: InfluxDB store, metrics and API on any free port (each instance
+    prints its own), a fixed site secret (signed links stay valid across a takeover), ``fleet``."""
+    path, _metrics, _api = daemon_yaml(tmp_path, mosquitto, hooks, f"fleet: {fleet}\n")
+    text = path.read_text()
+    text = text.replace(
+        f"store: {{kind: sqlite, path: {tmp_path}/store.db}}",
+        f"store: {{kind: influxdb, url: '{influx_url}', bucket: monitord, spool: '{tmp_path}/spool'}}",
+    )
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("metrics:"):
+            line = "metrics: {host: 127.0.0.1, port: 0}"
+        elif line.startswith("api:"):
+            line = f"api: {{host: 127.0.0.1, port: 0, token: {TOKEN}, secret: {SECRET}}}"
+        lines.append(line)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Instance:
+    """``monitord run CONFIG --instance NAME`` as a process; its metrics and API URLs as it prints them."""
+
+    def __init__(self, config: Path, name: str, cwd: Path) -> None:
+        self.name = name
+        self.log = cwd / f"{name}.log"
+        with self.log.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "monitord", "run", str(config), "--instance", name],
+                cwd=cwd,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        self.metrics_url = self.api_url = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        with self.proc.stdout:
+            self._lines(self.proc.stdout)
+
+    def _lines(self, out: Any) -> None:
+        for line in out:
+            if line.startswith("metrics: "):
+                self.metrics_url = line.split(" ", 1)[1].strip()
+            elif line.startswith("console: "):
+                self.api_url = line.split(" ", 1)[1].strip().removesuffix("/console")
+
+    def health(self) -> dict[str, Any] | None:
+        """/healthz's body (200 or 503), None while it does not answer."""
+        if not self.api_url:
+            return None
+        try:
+            with urllib.request.urlopen(self.api_url + "/healthz", timeout=2) as r:
+                return dict(json.loads(r.read()))
+        except urllib.error.HTTPError as exc:
+            return dict(json.loads(exc.read()))
+        except OSError:
+            return None
+
+    def role(self) -> str | None:
+        health = self.health()
+        return str(health["fleet"]["role"]) if health and health.get("fleet") else None
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as r:
+            return str(r.read().decode())
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+
+
+def simulator(config: Path, cwd: Path, scenario: str | None = None) -> subprocess.Popen[bytes]:
+    """``monitord sim CONFIG`` (with a fault timeline written from ``scenario``) as a process."""
+    args = [sys.executable, "-m", "monitord", "sim", str(config)]
+    if scenario is not None:
+        (cwd / "scenario.yaml").write_text(scenario)
+        args += ["--scenario", str(cwd / "scenario.yaml")]
+    with (cwd / "sim.log").open("wb") as err:
+        return subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+
+
+def retained(port: int, topic: str, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The retained message on ``topic`` as JSON (None: nothing retained), read by a fresh client."""
+    got: list[bytes] = []
+    done = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client.on_connect = lambda c, *_a: c.subscribe(topic, 1)
+    client.on_subscribe = lambda *_a: threading.Timer(0.5, done.set).start()  # retained arrive first
+
+    def on_message(_c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+        got.append(bytes(m.payload))
+        done.set()
+
+    client.on_message = on_message
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        done.wait(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return dict(json.loads(got[-1])) if got and got[-1] else None
+
+
+def wait_for(check: Any, timeout: float, interval: float = 0.1) -> Any:
+    """``eventually`` for process tests that hold no event loop of their own."""
+    return asyncio.run(eventually(check, timeout, interval))
