@@ -173,7 +173,7 @@ Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 Payload = npt.NDArray[np.uint16]
 #: Readings decoded and handed to the bus together: at most this many, or after this long.
 _CHUNK = 64
-_CHUNK_DELAY = 0.02
+_CHUNK_DELAY = 0.005
 #: How early a device may be polled to join a cycle that is starting anyway.
 _GATHER = 0.05
 
