@@ -19,8 +19,6 @@ built core. docs/scale-out.md.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +103,7 @@ class FleetRole:
             polled = [a.id for a in c.assets if not a.connection.mqtt or a.type == "gateway"]
             self.takeover = Takeover(core, polled, self.link, timers, rules)
         elif self.mode == "shard":
-            self.shard_link = shard_link(self.whole, core, self.member.shard)
+            self.shard_link = shard_link(self.whole, core, self.member.shard, self.link)
 
     def attach(
         self, web: Web | None, api_url: str, outbox: Outbox | None, dispatcher: Dispatcher | None
@@ -118,16 +116,8 @@ class FleetRole:
             web.fleet = self.link
 
     async def serve(self, act: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run ``act()`` while this instance is to act (always, but for an HA standby); a shard's link
-        beside it."""
-        beside = asyncio.create_task(self.shard_link.run(), name="shard-link") if self.shard_link else None
-        try:
-            await (self.link.serve(act) if self.link is not None else act())
-        finally:
-            if beside is not None:
-                beside.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beside
+        """Run ``act()`` while this instance is to act (always, but for an HA standby)."""
+        await (self.link.serve(act) if self.link is not None else act())
 
     async def becoming_active(self) -> None:
         """Before acting: an HA instance takes over what the last active shared."""
