@@ -1,13 +1,14 @@
 """The shards' wire over a real Mosquitto, built as the daemon builds it (``FleetRole``: one connection per
 shard carrying its presence and its facts): two shards of a small campus exchange facts, a payload that is
 not a fact is refused and counted, a fact from the wrong owner is ignored, a shard that dies (its last
-will) takes its facts with it until it is back, and an old connection's late will is answered
-(docs/scale-out.md#sharded-campus)."""
+will) takes its facts with it until it is back, an old connection's late will is answered, and a shard
+that loses the broker drops what it can no longer hear (docs/scale-out.md#sharded-campus)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from monitord.tools.fleet import read_fleet
 from tests.support import Timeline, eventually, run
 from tests.support.campus import lifts, meters, site
 from tests.support.configs import write
+from tests.support.mosquitto import Mosquitto
 
 LIFTS = ["L0", "L1", "L2", "L3"]
 
@@ -145,5 +147,39 @@ def test_an_old_connections_late_will_is_answered_with_presence_and_facts(
             presences, _claim = await asyncio.to_thread(read_fleet, whole, 0.3)
             [me] = [p for p in presences if p.instance == "campus-1"]
             assert me.online and me.shard == 1 and me.pid != 1  # the retained presence is its own again
+
+    run(scenario(), timeout=60)
+
+
+def test_a_shard_that_loses_the_broker_drops_remote_facts_and_says_its_own_again_after(
+    tmp_path: Path, own_broker: Mosquitto, timeline: Callable[..., Timeline]
+) -> None:
+    """While a shard cannot hear the broker, a remote ticket may close unseen: its facts explain nothing
+    more. A broker that comes back without its retained messages gets every fact again."""
+    own_broker.start()
+    whole = campus(tmp_path, own_broker.port, "monitord")
+
+    async def scenario() -> None:
+        async with shards(whole, timeline, tmp_path) as made:
+            one, fleet1, _link1 = made.start(1)
+            two, fleet2, link2 = made.start(2)
+            await eventually(lambda: fleet1.connected and fleet2.connected, 10)
+            one.run_until(1)
+            await eventually(lambda: "F" in two.core.pipeline.remote, 10)
+            # Shard 2's connection breaks (shard 1's stays): F is dropped as the loss is seen, and back
+            # with the retained messages once the link has reconnected.
+            sock = fleet2.client.socket()
+            assert sock is not None
+            sock.shutdown(socket.SHUT_RDWR)
+            await eventually(lambda: not fleet2.connected, 10)
+            assert "F" not in two.core.pipeline.remote and link2.facts.gone == {0, 1}
+            await eventually(lambda: fleet2.connected and "F" in two.core.pipeline.remote, 10)
+            await asyncio.to_thread(own_broker.stop)
+            await eventually(lambda: not fleet2.connected, 10)
+            assert "F" not in two.core.pipeline.remote
+            await asyncio.to_thread(own_broker.start)  # persistence off: nothing retained survived
+            await eventually(lambda: "F" in two.core.pipeline.remote, 15)
+            assert link2.facts.gone == {0}
+            assert two.core.pipeline.remote["F"].shard == 1
 
     run(scenario(), timeout=60)

@@ -69,6 +69,10 @@ class Rider(Protocol):
         """This instance's presence is said (a new session, or again after an old connection's will)."""
         ...
 
+    def disconnected(self) -> None:
+        """The broker is lost: nothing heard from it can be relied on until it is back."""
+        ...
+
 
 class FleetLink:
     """This instance's presence and (``ha``) its part in the leadership, on its own paho connection,
@@ -303,6 +307,8 @@ class FleetLink:
         if self._settle is not None:
             self._settle.cancel()
         log.warning("fleet: %s lost the broker (%s)", self.me, reason)
+        if self.rider is not None:
+            self.rider.disconnected()
         self._decide()
 
     def publish_pending(self, text: str) -> None:

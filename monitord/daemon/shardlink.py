@@ -15,6 +15,8 @@ presence, with the last will, and these). Topics, under ``{fleet.topic}/{site}``
   longer close explains nothing. Presences are subscribed before facts, so
   whose facts count is known before they arrive.
 
+A shard that loses the broker drops every remote fact too (it can no longer
+hear them change) until the retained ones come back with the presences.
 Messages reach this module on the event loop, which alone touches the
 pipeline. A payload that is not a fact or a note is logged and dropped, never
 taken as a value.
@@ -78,6 +80,16 @@ class ShardLink:
 
     def connected(self) -> None:
         self.facts.resend()  # a new session (or a broker that lost its retained): say everything again
+
+    def disconnected(self) -> None:
+        lost = self.others - self.facts.gone
+        if lost:
+            log.warning(
+                "fleet: broker lost; facts of shards %s no longer explain anything here", sorted(lost)
+            )
+        for k in sorted(lost):
+            self.facts.shard_gone(k)
+        self.wake()
 
     def presences(self, known: Mapping[str, Presence]) -> None:
         alive = {
