@@ -52,6 +52,15 @@ class Shards:
         self.tasks.append(asyncio.create_task(role.link.serve(asyncio.Event().wait)))
         return tl, role.link, role.shard_link
 
+    async def feeder_told(self) -> tuple[Timeline, FleetLink, ShardLink]:
+        """Shards 1 (the feeder's) and 2 (lifts it feeds), once shard 2 holds F's fact; shard 2's parts."""
+        one, fleet1, _link1 = self.start(1)
+        two, fleet2, link2 = self.start(2)
+        await eventually(lambda: fleet1.connected and fleet2.connected, 10)
+        one.run_until(1)  # an evaluation: every exported fact goes out
+        await eventually(lambda: "F" in two.core.pipeline.remote, 10)
+        return two, fleet2, link2
+
     async def stop(self) -> None:
         for t in self.tasks:
             t.cancel()
@@ -130,11 +139,7 @@ def test_an_old_connections_late_will_is_answered_with_presence_and_facts(
 
     async def scenario() -> None:
         async with shards(whole, timeline, tmp_path) as made:
-            one, fleet1, _link1 = made.start(1)
-            two, fleet2, link2 = made.start(2)
-            await eventually(lambda: fleet1.connected and fleet2.connected, 10)
-            one.run_until(1)
-            await eventually(lambda: "F" in two.core.pipeline.remote, 10)
+            two, _fleet2, link2 = await made.feeder_told()
             taken = link2.received
             late = Presence("campus-1", "offline", "shard", "shard", shard=1, shards=3, pid=1).payload()
             topic = "t-late/campus/instances/campus-1"
@@ -161,11 +166,7 @@ def test_a_shard_that_loses_the_broker_drops_remote_facts_and_says_its_own_again
 
     async def scenario() -> None:
         async with shards(whole, timeline, tmp_path) as made:
-            one, fleet1, _link1 = made.start(1)
-            two, fleet2, link2 = made.start(2)
-            await eventually(lambda: fleet1.connected and fleet2.connected, 10)
-            one.run_until(1)
-            await eventually(lambda: "F" in two.core.pipeline.remote, 10)
+            two, fleet2, link2 = await made.feeder_told()
             # Shard 2's connection breaks (shard 1's stays): F is dropped as the loss is seen, and back
             # with the retained messages once the link has reconnected.
             sock = fleet2.client.socket()
