@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitord.alerting.tracker import PendingFile
-from monitord.config.fleet import Member
+from monitord.config.fleet import Member, Mode
 from monitord.config.shards import ShardPlan, own_share, owns_ticket
 from monitord.config.site import SiteConfig
 from monitord.daemon.core import Core
@@ -57,7 +57,9 @@ def _every_ticket(_ev: TicketEvent) -> bool:
 
 @dataclass
 class FleetRole:
-    mode: str
+    """This process in its site's fleet: what it runs and restores, and (once ``wire``d) its parts."""
+
+    mode: Mode
     member: Member
     #: the site file (with its gateways): every shard's topology is the whole site's
     whole: SiteConfig
