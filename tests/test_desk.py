@@ -267,6 +267,34 @@ def test_the_cli_lists_follow_ups_and_complaints_and_shows_a_request_from_the_st
     [total] = [line.split() for line in cli("report", *db).splitlines() if line.startswith("  all")]
     assert total == ["all", "2", "1", "1", "100.0%", "2.00", "1", "1", "1", "0", "0.0%"]
 
+    # The same commands in Chinese (--lang; a zh-CN site's --config does the same): every word a
+    # person reads from the catalogs, what people typed as they typed it.
+    zh = [*db, "--lang", "zh-CN"]
+    [due] = cli("tickets", *zh, "follow-ups").splitlines()
+    assert (
+        due.startswith(f"{waiting}  P2 给排水") and "致电 Li Na 13812345678  @ Tower B / 12F / 1203：" in due
+    )
+    [open_complaint] = cli("tickets", *zh, "complaints", "--open").splitlines()
+    assert open_complaint.endswith("Li Na：came twice  [未办结]"), open_complaint
+    shown = cli("tickets", *zh, "show", unhappy).splitlines()
+    assert shown[0] == f"{unhappy}  [已关闭]  P2  给排水"
+    assert "  报修：    Tower B / 12F / 1204，报修人 Li Na 13812345678" in shown
+    assert "  回访：    Wu 致电 Li Na，满意度 2/5  [满意度低]：came twice" in shown
+    assert "  投诉 C1：Li Na（" in "\n".join(shown) and "  时间线：" in shown
+    assert any("已回访       Wu — Li Na，满意度 2/5" in line for line in shown), shown
+    listing = cli("tickets", *zh, "list").splitlines()
+    assert listing[0].split() == ["工单", "状态", "级", "专业", "设备", "新建", "处理人", "摘要"]
+    [listed] = [line for line in listing if line.startswith(unhappy)]
+    assert listed.split()[1:4] == ["已关闭", "P2", "给排水"] and listed.endswith("[满意度低]")
+    report = cli("report", *zh).splitlines()
+    assert report[0].startswith("工单：2   ") and report[1].startswith("SLA 达成率")
+    [total] = [line.split() for line in report if line.startswith("  合计")]
+    assert total == ["合计", "2", "1", "1", "100.0%", "2.00", "1", "1", "1", "0", "0.0%"]
+    english = ("ticket", "state", "request", "summary", "satisfaction", "timeline", "follow-up", "resolved")
+    for out in (due, open_complaint, *shown, *listing, *report):
+        text = out.replace("water dripping from the bathroom ceiling", "").replace("came twice", "")
+        assert not [w for w in english if w in text], out
+
 
 def test_a_complaint_about_an_old_ticket_leaves_the_alerts_latest_ticket_alone() -> None:
     """A re-fire soon after monitord resolved the alert's latest ticket recurs on that ticket, even when
