@@ -3,9 +3,10 @@
 Three proofs, in this order: ``Authorization: Bearer <token>`` (a person's token, or ``api.token``
 for the CLI as the admin ``api``), the signed session cookie the login page sets, and for one
 ticket's page and actions the signed link a notification carried. The role decides the rest
-(``monitord.people.identity.may``): every read of site data needs a viewer at least (``read``), a
-resident's phone a technician (``phone``). A refusal is 401 (nobody proven) or 403 (proven, not
-allowed), its reason a catalog msgid said in the request's language (``Refused.said``).
+(``monitord.people.identity.may``): every read of site data needs someone proven (``require_read``;
+viewer is the least role), a resident's phone in full a technician (``phone``). A refusal is 401
+(nobody proven) or 403 (proven, not allowed), its reason a catalog msgid said in the request's
+language (``Refused.said``).
 """
 
 from __future__ import annotations
