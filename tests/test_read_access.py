@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import subprocess
+import sys
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,16 @@ def test_reads_need_a_viewer_and_only_a_technician_or_higher_sees_the_phone(
             assert status == 200 and "ack" in page
             status, ev = await off(post, f"{api}{one}/ack?link={capability}", {}, None)
             assert status == 200 and ev["actor"] == "plumbing-tech"
+
+            # The CLI reads with its token, and shows a refusal in its language.
+            def cli(*args: str) -> subprocess.CompletedProcess[str]:
+                command = [sys.executable, "-m", "monitord", "silence", "--api", api, *args, "list"]
+                return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+            listed = await off(cli, "--token", token_of("viewer"))
+            assert (listed.returncode, listed.stdout) == (0, "no silences\n"), listed.stderr
+            refused = await off(cli, "--token", "not-a-token", "--lang", "zh-CN")
+            assert refused.returncode == 1 and refused.stderr.startswith("monitord: /silences: 令牌不对")
 
             # Prometheus scrapes with no token; the schema holds no site data.
             for path in ("/healthz", "/metrics", "/openapi.json"):
