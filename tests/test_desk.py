@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from monitord.alerting.tracker import AlertEvent
-from monitord.config.site import load_config
+from monitord.config.site import CONFIG_DIR, load_config
 from monitord.daemon.frontdesk import FormError, FrontDesk, form_of
 from monitord.people.console import ConsoleReporter
 from monitord.store.open import open_store
@@ -441,3 +441,16 @@ def test_a_request_over_the_cli_is_assigned_paged_followed_up_and_reported(
             assert api_weeks[-1]["follow_up_rate"] == 1.0 and api_weeks[-1]["mean_satisfaction"] == 4.0
 
     asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
+def test_oncall_names_who_is_on_duty_and_then_whom_in_the_readers_language() -> None:
+    demo = str(CONFIG_DIR / "sites" / "demo.yaml")
+    at = ["--at", "2026-12-01T10:00"]
+    english = _cli("oncall", demo, *at)
+    chinese = _cli("oncall", demo, *at, "--lang", "zh-CN")
+    assert english.returncode == chinese.returncode == 0, english.stderr + chinese.stderr
+    plumbing = next(line for line in english.stdout.splitlines() if line.startswith("plumbing "))
+    assert plumbing.split(None, 2)[1] == "plumbing" and "on call: Zhang (plumber)  then Zhao" in plumbing
+    plumbing = next(line for line in chinese.stdout.splitlines() if line.startswith("plumbing "))
+    assert plumbing.split(None, 2)[1] == "给排水" and "值班：Zhang (plumber)  其后 Zhao" in plumbing
+    assert "on call" not in chinese.stdout and "then" not in chinese.stdout

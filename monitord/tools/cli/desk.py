@@ -308,7 +308,8 @@ def kpi_report(args: argparse.Namespace) -> int:
 
 def oncall(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    _ = translator(locale_of(args, config))
+    locale = locale_of(args, config)
+    _ = translator(locale)
     if config.roster is None:
         print(_("no roster in this config"), file=sys.stderr)
         return 1
@@ -320,7 +321,7 @@ def oncall(args: argparse.Namespace) -> int:
         chain = roster.chain(team.skills[0], at)
         line = _("{team} {skills} on call: {person}").format(
             team=left(name, 14),
-            skills=left(", ".join(team.skills), 28),
+            skills=left(", ".join(label(CATEGORIES, skill, locale) for skill in team.skills), 28),
             person=chain[0].name if chain else "-",
         )
         then = _("  then {people}").format(people=", ".join(c.name for c in chain[1:]))
