@@ -116,13 +116,18 @@ def test_reads_need_a_viewer_and_only_a_technician_or_higher_sees_the_phone(
 
             # The CLI reads with its token, and shows a refusal in its language.
             def cli(*args: str) -> subprocess.CompletedProcess[str]:
-                command = [sys.executable, "-m", "monitord", "silence", "--api", api, *args, "list"]
+                command = [sys.executable, "-m", "monitord", *args]
                 return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
-            listed = await off(cli, "--token", token_of("viewer"))
+            listed = await off(cli, "silence", "--api", api, "--token", token_of("viewer"), "list")
             assert (listed.returncode, listed.stdout) == (0, "no silences\n"), listed.stderr
-            refused = await off(cli, "--token", "not-a-token", "--lang", "zh-CN")
+            refused = await off(
+                cli, "silence", "--api", api, "--token", "not-a-token", "--lang", "zh-CN", "list"
+            )
             assert refused.returncode == 1 and refused.stderr.startswith("monitord: /silences: 令牌不对")
+            token = ["--api", api, "--token", token_of("plumbing-tech"), "--lang", "zh-CN"]
+            noted = await off(cli, "tickets", "comment", tid, "--note", "到场", *token)
+            assert noted.stdout == f"{tid}：plumbing-tech 备注 — 现在已确认\n", noted.stderr
 
             # Prometheus scrapes with no token; the schema holds no site data.
             for path in ("/healthz", "/metrics", "/openapi.json"):
