@@ -221,7 +221,16 @@ class _PipelinedHandler(ServerRequestHandler):
     so a slow unit does not hold up the others on the connection (replies may come out of order)."""
 
     def callback_data(self, data: bytes, addr: tuple[str, int] | None = None) -> int:
-        used, fast = 0, []
+        fast: list[bytes] = []
+        try:
+            return self._take(data, addr, fast)
+        finally:  # also after an undecodable request, which ends the read
+            if fast and isinstance(self.transport, asyncio.WriteTransport):
+                self.transport.write(b"".join(fast))  # the replies of one read of the socket in one write
+
+    def _take(self, data: bytes, addr: tuple[str, int] | None, fast: list[bytes]) -> int:
+        """Answer every whole request in ``data`` (register reads into ``fast``); the bytes used."""
+        used = 0
         units: dict[int, SimulatedModbusDevice] = self.server.units
         while used < len(data):
             if len(data) - used >= _READ.size:
@@ -249,8 +258,6 @@ class _PipelinedHandler(ServerRequestHandler):
                 task = asyncio.get_running_loop().create_task(self._answer(pdu, addr))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-        if fast and isinstance(self.transport, asyncio.WriteTransport):
-            self.transport.write(b"".join(fast))  # the replies of one read of the socket in one write
         return used
 
     @functools.cached_property
