@@ -23,9 +23,11 @@ from pymodbus.pdu.register_message import ReadInputRegistersResponse
 
 from monitord.config.site import CONFIG_DIR
 from monitord.config.yamlio import load_yaml
+from monitord.core.errors import MonitordError
 from monitord.ingest.profiles import DeviceProfile
 from monitord.simulators.modbus_server import ModbusSimServer, SimulatedModbusDevice
 from monitord.simulators.models import MODELS, Equipment, PowerMeter
+from monitord.tools.cli import build_parser
 from tests.support.net import free_port, run
 
 SDM, PUMP, OFFLINE, NOBODY = 1, 2, 3, 9
@@ -172,3 +174,12 @@ def test_a_changed_model_is_served_at_the_next_read_not_a_cached_image(change: s
         assert after[7:] == bytes((0x84, 0x0B))
     else:
         assert after[9:] == struct.pack(">f", 123.5)
+
+
+@pytest.mark.parametrize(("step", "said"), [("0s", "is not a positive duration"), ("soon", "--step: ")])
+def test_sim_step_must_be_a_positive_duration(step: str, said: str) -> None:
+    args = build_parser().parse_args(["sim", str(CONFIG_DIR / "sites" / "demo.yaml"), "--step", step])
+    with pytest.raises(MonitordError, match=r"^--step: ") as refused:
+        args.fn(args)
+    assert said in str(refused.value)
+    assert build_parser().parse_args(["sim", "x"]).step == "0.2s"

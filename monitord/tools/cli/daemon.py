@@ -135,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def sim(args: argparse.Namespace) -> int:
+    step = _duration(args.step, "--step")
+    if not step or step <= 0:
+        raise MonitordError(f"--step: {args.step!r} is not a positive duration")
     config = load_config(args.config)
     serial_ports = {}
     for pair in args.serial:
@@ -144,9 +147,6 @@ def sim(args: argparse.Namespace) -> int:
         serial_ports[config_port] = sim_port
     scenario = load_scenario(Path(args.scenario), config) if args.scenario else None
 
-    step = _duration(args.step, "--step")
-    if not step or step <= 0:
-        raise MonitordError(f"--step: {args.step!r} is not a positive duration")
     sites: list[SimulatedSite] = []
 
     async def main(stop: asyncio.Event) -> None:
