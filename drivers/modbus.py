@@ -353,10 +353,7 @@ class GatewayPoller:
         """A new connection (Modbus TCP: our own link; RTU: a pymodbus client), or None and why not."""
         if self.line.kind == "tcp":
             try:
-                link = await TcpLink.open(
-                    self.line.host, int(self.line.port), self.timeout, self.in_flight > 1
-                )
-                return link, ""
+                return await TcpLink.open(self.line.host, int(self.line.port), self.timeout), ""
             except (OSError, TimeoutError) as exc:
                 return None, f" ({exc or 'timeout'})"
         client = self.line.client(self.timeout, f"monitord-{self.name}")

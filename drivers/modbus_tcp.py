@@ -79,11 +79,8 @@ def request_frame(kind: str, unit: int, start: int, count: int) -> bytes:
 class TcpLink(asyncio.Protocol):
     """One Modbus TCP connection; ``send`` puts a request on the wire and returns its reply's future."""
 
-    def __init__(self, timeout: float, coalesce: bool = False) -> None:
-        """``coalesce``: several senders share the connection (a pipelined line), so even a request
-        to an idle link waits for the end of this turn of the loop, to leave in one write with the
-        others made in it."""
-        self.timeout, self.coalesce = timeout, coalesce
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
         self._framer = FramerSocket(_DECODER)
         self._transport: asyncio.Transport | None = None
         self._buffer = b""
@@ -98,11 +95,11 @@ class TcpLink(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
 
     @classmethod
-    async def open(cls, host: str, port: int, timeout: float, coalesce: bool = False) -> TcpLink:
+    async def open(cls, host: str, port: int, timeout: float) -> TcpLink:
         """Connect within ``timeout``; raises OSError (or TimeoutError) when the endpoint does not take it."""
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
-            _transport, link = await loop.create_connection(lambda: cls(timeout, coalesce), host, port)
+            _transport, link = await loop.create_connection(lambda: cls(timeout), host, port)
         return link
 
     @property
@@ -124,7 +121,7 @@ class TcpLink(asyncio.Protocol):
             for fut in futures:
                 fut.set_exception(self._lost or LinkLost("io error: not connected"))
             return futures
-        busy = self.coalesce or bool(self._pending)
+        busy = bool(self._pending)
         deadline = self._loop.time() + self.timeout
         adus = []
         for frame, fut in zip(frames, futures, strict=True):
@@ -134,9 +131,8 @@ class TcpLink(asyncio.Protocol):
             adus.append(tid.to_bytes(2, "big") + frame[2:])
             self._pending[tid] = (fut, frame[6], deadline)
         if busy:
-            # Others in flight (or other senders): requests made in this turn of the loop leave in
-            # one write (one system call instead of one each; pipelined polls resume together on
-            # one read, and at 100k points/s the sends were 14 % of the daemon's CPU samples).
+            # Others in flight: requests made in this turn of the loop leave in one write (one
+            # system call instead of one each; pipelined polls resume together on one read).
             if not self._outgoing:
                 self._loop.call_soon(self._write_out)
             self._outgoing += adus
