@@ -53,6 +53,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def waited_for_cpu(pid: int) -> float:
+    """Seconds the process's threads spent runnable but waiting for a CPU (/proc schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):  # a thread that ended meanwhile
+            continue
+    return total / 1e9
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -208,9 +219,11 @@ def modbus(devices: int, ports: int, poll: float, seconds: float, pipeline: int 
                 time.sleep(seconds / 3)  # warm-up: every poller connected and on its schedule
                 s0, c0, t0 = samples_total(metrics), cpu_seconds(daemon.pid), time.perf_counter()
                 sim0 = sum(cpu_seconds(sim.pid) for sim in simulators)
+                w0 = waited_for_cpu(daemon.pid)
                 time.sleep(seconds)
                 s1, c1, t1 = samples_total(metrics), cpu_seconds(daemon.pid), time.perf_counter()
                 sim1 = sum(cpu_seconds(sim.pid) for sim in simulators)
+                w1 = waited_for_cpu(daemon.pid)
                 rss = peak_rss_mb(daemon.pid)
             finally:
                 daemon.terminate()
@@ -238,6 +251,8 @@ def modbus(devices: int, ports: int, poll: float, seconds: float, pipeline: int 
     )
     print(f"  throughput ratio monitord/bare: {ours / max(base['points_per_s'], 1):.2f}")
     print(f"  the simulators (not counted): {(sim1 - sim0) / (t1 - t0):.1%} of a core while monitord ran")
+    # On a shared machine a daemon that falls behind may simply not have been given a CPU.
+    print(f"  monitord's threads waited for a CPU {(w1 - w0) / (t1 - t0):.1%} of the time (other load)")
     need = share / max(ours, 1) * 1e5
     print(f"  at 100k points/s the daemon would need {need:.0%} of a core (target ≤ 50 %)")
 
