@@ -164,7 +164,10 @@ def modbus(devices: int, ports: int, poll: float, seconds: float, pipeline: int 
     plan = plan_reads(profile.modbus_encodings(), profile.modbus)
     points_per_poll = sum(len(r.codec.names) for r in plan)
     units = devices // ports
-    port_numbers = [free_port() for _ in range(ports)]
+    port_numbers: list[int] = []
+    while len(port_numbers) < ports:  # free_port does not hold the port: 48 draws can repeat one
+        if (port := free_port()) not in port_numbers:
+            port_numbers.append(port)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         metrics = free_port()
