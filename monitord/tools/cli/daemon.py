@@ -39,6 +39,11 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     s.add_argument("--scenario", help="fault timeline YAML")
     s.add_argument("--duration", help="stop after this long, e.g. 90s")
     s.add_argument(
+        "--step",
+        default="0.2s",
+        help="physics step of every model (default 0.2s; 1s lets one process serve thousands of meters)",
+    )
+    s.add_argument(
         "--serial",
         action="append",
         default=[],
@@ -149,6 +154,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def sim(args: argparse.Namespace) -> int:
+    step = _duration(args.step, "--step")
+    if not step or step <= 0:
+        raise MonitordError(f"--step: {args.step!r} is not a positive duration")
     config = load_config(args.config)
     serial_ports = {}
     for pair in args.serial:
@@ -161,7 +169,7 @@ def sim(args: argparse.Namespace) -> int:
     sites: list[SimulatedSite] = []
 
     async def main(stop: asyncio.Event) -> None:
-        site = SimulatedSite(config, scenario, serial_ports=serial_ports)
+        site = SimulatedSite(config, scenario, step=step, serial_ports=serial_ports)
         sites.append(site)
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(site.run())
@@ -202,8 +210,8 @@ def demo(args: argparse.Namespace) -> int:
     )
 
 
-def _duration(text: str | None) -> float | None:
+def _duration(text: str | None, option: str = "--duration") -> float | None:
     try:
         return parse_duration(text) if text else None
     except ValueError as exc:
-        raise MonitordError(f"--duration: {exc}") from None
+        raise MonitordError(f"{option}: {exc}") from None
