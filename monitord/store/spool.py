@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from monitord.core.errors import StoreError
 from monitord.store.losses import Losses
 
 
@@ -51,7 +52,10 @@ class Spool:
         self.folder = folder
         self.max_bytes = max_bytes
         self.losses = losses or Losses(f"spool {folder}")
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # at start-up, not as a first outage finds it
+            raise StoreError(f"spool folder {folder}: cannot make it: {exc.strerror or exc}") from exc
         for leftover in folder.glob("*.tmp"):  # a batch cut short by a crash never landed here
             with contextlib.suppress(ValueError):
                 self.losses.count(

@@ -1,0 +1,109 @@
+"""One SQLite write round as rows, and as the bytes the spool keeps while the file cannot be written.
+
+Store layer, used by ``sqlite.SqliteStore``: a round (samples, alert events,
+ticket events) becomes ``Rows`` — one frame row per read plan, one row per
+event — which the store inserts in one transaction or, when the file refuses
+it, spools as gzip JSON (blobs in base64) to insert later. A spooled round
+carries an id the store records in the same transaction, so a round written
+and then tried again after a crash lands once.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitord.alerting.tracker import AlertEvent
+from monitord.core.model import Frame, SampleBatch
+from monitord.tickets.desk import TicketEvent
+
+#: a spool file's format tag (where InfluxDB's say their time precision)
+KIND = "rows"
+
+FrameRow = tuple[tuple[str, ...], float, float, int, str, bytes, bytes, bytes]
+AlertRow = tuple[float, str, str, str, str, float, str]
+TicketRow = tuple[float, str, str, str]
+
+
+@dataclass
+class Rows:
+    """``frames``: (points, ts_first, ts_last, rows, assets, ts, vals, quality); the point set's id is
+    the database's, looked up as the frame is inserted."""
+
+    frames: list[FrameRow] = field(default_factory=list)
+    alerts: list[AlertRow] = field(default_factory=list)
+    tickets: list[TicketRow] = field(default_factory=list)
+    round_id: str = ""  # set on a spooled round: inserted at most once
+
+    @classmethod
+    def of(cls, samples: list[SampleBatch], alerts: list[AlertEvent], tickets: list[TicketEvent]) -> Rows:
+        by_plan: dict[tuple[str, ...], list[SampleBatch]] = {}
+        for b in samples:
+            by_plan.setdefault(b.points, []).append(b)
+        frames = [Frame.of(group) for group in by_plan.values()]
+        return cls(
+            [
+                (
+                    f.points,
+                    float(f.ts[0]),
+                    float(f.ts[-1]),
+                    len(f),
+                    "\n".join(f.assets),
+                    f.ts.astype("<f8").tobytes(),
+                    f.values.astype("<f8").tobytes(),
+                    f.quality.tobytes(),
+                )
+                for f in frames
+            ],
+            [(a.ts, a.rule, a.asset, a.state, a.severity, a.since, a.summary) for a in alerts],
+            [(t.ts, t.ticket, t.event, json.dumps(dataclasses.asdict(t))) for t in tickets],
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.frames or self.alerts or self.tickets)
+
+    @property
+    def lines(self) -> int:
+        """What a loss of this round would cost: sample points, plus one per event."""
+        return sum(f[3] * len(f[0]) for f in self.frames) + len(self.alerts) + len(self.tickets)
+
+    def encode(self) -> bytes:
+        """The spool's bytes, with a fresh round id."""
+        doc = {
+            "id": uuid.uuid4().hex,
+            "frames": [
+                [list(points), first, last, n, assets, *(base64.b64encode(b).decode() for b in blobs)]
+                for points, first, last, n, assets, *blobs in self.frames
+            ],
+            "alerts": self.alerts,
+            "tickets": self.tickets,
+        }
+        return gzip.compress(json.dumps(doc).encode(), compresslevel=1)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Rows:
+        """Raises ``ValueError`` (or ``OSError``, ``EOFError`` from gzip) on bytes that are not a round."""
+        doc: dict[str, Any] = json.loads(gzip.decompress(payload))
+        try:
+            frames: list[FrameRow] = [
+                (tuple(points), float(first), float(last), int(n), str(assets), *_blobs(blobs))
+                for points, first, last, n, assets, *blobs in doc["frames"]
+            ]
+            alerts: list[AlertRow] = [
+                (float(ts), str(r), str(a), str(st), str(sev), float(since), str(s))
+                for ts, r, a, st, sev, since, s in doc["alerts"]
+            ]
+            tickets: list[TicketRow] = [(float(ts), str(t), str(e), str(b)) for ts, t, e, b in doc["tickets"]]
+            return cls(frames, alerts, tickets, str(doc["id"]))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a spooled SQLite round: {exc}") from exc
+
+
+def _blobs(blobs: list[str]) -> tuple[bytes, bytes, bytes]:
+    ts, vals, quality = (base64.b64decode(b, validate=True) for b in blobs)
+    return ts, vals, quality

@@ -1,0 +1,134 @@
+"""A SQLite store that cannot be written spills to the spool and loses nothing.
+
+Real parts: the demo site's simulators over real sockets, real Mosquitto, the
+daemon in this process, a real SQLite file locked by a second connection's
+exclusive transaction (as a backup tool or a stuck reader-writer would), real
+webhook receivers for the pages. Unit tests of the spooled round's codec and
+of a start-up spool that is not a folder are at the end.
+"""
+
+from __future__ import annotations
+
+import gzip
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitord.alerting.tracker import AlertEvent
+from monitord.core.errors import StoreError
+from monitord.core.model import SampleBatch
+from monitord.store.spool import Spool
+from monitord.store.sqlite import SqliteStore
+from monitord.store.sqlite_rows import KIND, Rows
+from monitord.tickets.desk import TicketEvent
+from tests.support import WebhookReceiver, demo_site, eventually, good, run, running, with_people
+from tests.support.configs import GOOD, problems
+
+MAX_QUEUED = 400  # points the writer keeps in memory: the outage below produces several times that
+
+
+def test_a_locked_sqlite_file_spills_to_the_spool_and_everything_lands_in_order_once(
+    tmp_path: Path, mosquitto: int, webhooks: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SqliteStore, "max_queued", MAX_QUEUED)
+    monkeypatch.setattr(SqliteStore, "busy_timeout", 0.5)
+    config = with_people(demo_site(tmp_path, mosquitto), webhooks, tmp_path)
+    produced: list[SampleBatch] = []
+    alerts: list[AlertEvent] = []
+    tickets: list[TicketEvent] = []
+    during: dict[str, float] = {}
+
+    async def scenario() -> None:
+        async with running(config) as (site, app):
+            app.bus.subscribe(produced.append)
+            app.core.road.alert_listeners.append(alerts.append)
+            app.core.road.ticket_listeners.append(tickets.append)
+            store = app.store
+            assert isinstance(store, SqliteStore)
+            spill = store.spill
+            await eventually(lambda: good(app, "A-P1", "flow"), 15)
+            lock = sqlite3.connect(store.path, isolation_level=None)
+            lock.execute("BEGIN EXCLUSIVE")  # another program holds the file
+            try:
+                before = len(produced)
+                site.inject("A-P1", "dry_run")  # an incident while the file is locked
+                page = await eventually(lambda: webhooks.to("plumbing-tech"), 30)
+                assert page[0]["asset"] == "A-P1", "alerting and paging go on while the store is locked"
+                await eventually(lambda: len(spill.spool) > 0, 15)
+                # Long enough that the memory queue alone would have dropped the oldest samples.
+                await eventually(lambda: points(produced[before:]) > 4 * MAX_QUEUED, 40)
+                during["points"] = points(produced[before:])
+                assert store.health() == [], "spooling is the plan, not a fault"
+            finally:
+                lock.execute("COMMIT")
+                lock.close()
+            await eventually(lambda: not spill.waiting, 30)
+            await eventually(lambda: tickets and alerts, 5)
+            during["spooled"] = metric(app, "monitord_store_spooled_total")
+            during["dropped"] = sum(
+                metric(app, "monitord_store_points_dropped_total", {"reason": r})
+                for r in ("queue_full", "spool_full", "disk_full", "unwritable", "shutdown", "unreadable")
+            )
+
+    run(scenario(), timeout=150)
+    assert during["dropped"] == 0
+    assert during["spooled"] >= MAX_QUEUED, during
+    reader = SqliteStore(tmp_path / "store.db", writer=False)
+    stored = [(b.asset, b.ts) for b in reader.samples()]
+    # Every sample once, in time order per asset, as the drivers produced them.
+    for asset in ("A-P1", "A-E1", "A-PM-MAIN"):
+        want = sorted(b.ts for b in produced if b.asset == asset)
+        assert [ts for a, ts in stored if a == asset] == want, asset
+    assert len(stored) == len(produced)
+    assert reader.ticket_events() == tickets  # in the order they were made, none twice
+    assert sorted(reader.alert_events(), key=key) == sorted(alerts, key=key)
+    assert any(t.event == "opened" and t.asset == "A-P1" for t in tickets)
+
+
+def points(batches: list[SampleBatch]) -> int:
+    return sum(len(b) for b in batches)
+
+
+def key(a: AlertEvent) -> tuple[float, str, str, str]:
+    return (a.ts, a.rule, a.asset, a.state)
+
+
+def metric(app: object, name: str, labels: dict[str, str] | None = None) -> float:
+    value = app.metrics.registry.get_sample_value(name, labels or {})  # type: ignore[attr-defined]
+    return float(value or 0.0)
+
+
+def test_a_spooled_round_lands_once_and_a_corrupt_spool_file_is_counted_not_written(tmp_path: Path) -> None:
+    """A round inserted just before a crash keeps its spool file: at the next start it is inserted again,
+    and lands once. Bytes that are not a round (torn, or an InfluxDB batch) are given up and counted."""
+    batch = SampleBatch(5.0, "A-P1", ("flow", "p"), np.array([1.5, np.nan]), np.array([0, 2], dtype=np.int8))
+    alert = AlertEvent(5.0, "pump.dry_run", "A-P1", "firing", "critical", 4.0, "dry")
+    rows = Rows.of([batch], [alert], [])
+    payload = rows.encode()
+    back = Rows.decode(payload)
+    assert (back.frames, back.alerts, back.tickets) == (rows.frames, rows.alerts, rows.tickets)
+    assert back.round_id and rows.lines == 3
+    with pytest.raises(ValueError):
+        Rows.decode(gzip.compress(b'{"id": "x", "frames": [[1]]}'))
+    spool = Spool(tmp_path / "s.db.spool", 2**20)
+    assert spool.append(payload, rows.lines, KIND) and spool.append(payload, rows.lines, KIND)
+    assert spool.append(b"not gzip", 1, KIND) and spool.append(gzip.compress(b"cpu v=1 1"), 1, "us")
+    store = SqliteStore(tmp_path / "s.db", flush_interval=0.05)
+    store.close()
+    assert len(Spool(tmp_path / "s.db.spool", 2**20)) == 0
+    assert store.losses.counts == {"unreadable": 2}
+    reader = SqliteStore(tmp_path / "s.db", writer=False)
+    assert [(b.ts, b.asset) for b in reader.samples()] == [(5.0, "A-P1")]
+    assert reader.alert_events() == [alert]
+
+
+def test_a_spool_folder_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file where the spool's folder should be")
+    with pytest.raises(StoreError, match=r"spool folder .*blocker/spool"):
+        SqliteStore(tmp_path / "s.db", spool_dir=tmp_path / "blocker" / "spool")
+    spool = tmp_path / "blocker" / "spool"
+    bad = problems(tmp_path, GOOD + f"store: {{kind: sqlite, path: '{tmp_path}/s.db', spool: '{spool}'}}\n")
+    assert len(bad) == 1 and bad[0].startswith("site.yaml:") and "store.spool" in bad[0], bad
+    assert "is a file" in bad[0], bad
