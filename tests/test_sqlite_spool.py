@@ -82,6 +82,10 @@ def test_a_locked_sqlite_file_spills_to_the_spool_and_everything_lands_in_order_
         want = sorted(b.ts for b in produced if b.asset == asset)
         assert [ts for a, ts in stored if a == asset] == want, asset
     assert len(stored) == len(produced)
+    made = {(b.asset, b.ts): b for b in produced}
+    for b in reader.samples():  # and each as it was read: values and qualities, not just times
+        assert np.array_equal(b.values, made[b.asset, b.ts].values, equal_nan=True), (b.asset, b.ts)
+        assert np.array_equal(b.quality, made[b.asset, b.ts].quality), (b.asset, b.ts)
     assert reader.ticket_events() == tickets  # in the order they were made, none twice
     assert sorted(reader.alert_events(), key=key) == sorted(alerts, key=key)
     assert any(t.event == "opened" and t.asset == "A-P1" for t in tickets)
@@ -110,11 +114,17 @@ def test_a_spooled_round_lands_once_and_a_corrupt_spool_file_is_counted_not_writ
     back = Rows.decode(payload)
     assert (back.frames, back.alerts, back.tickets) == (rows.frames, rows.alerts, rows.tickets)
     assert back.round_id and rows.lines == 3
-    with pytest.raises(ValueError):
-        Rows.decode(gzip.compress(b'{"id": "x", "frames": [[1]]}'))
+    two = Rows.of(
+        [batch, SampleBatch(6.0, "A-P2", ("q",), np.array([3.0]), np.zeros(1, dtype=np.int8))], [], []
+    )
+    again = Rows.decode(two.encode())
+    assert again.frames == two.frames and len(again.frames) == 2
+    for torn in (payload[:-1], payload + b"x", payload[:30], gzip.compress(payload)):
+        with pytest.raises(ValueError):
+            Rows.decode(torn)
     spool = Spool(tmp_path / "s.db.spool", 2**20)
     assert spool.append(payload, rows.lines, KIND) and spool.append(payload, rows.lines, KIND)
-    assert spool.append(b"not gzip", 1, KIND) and spool.append(gzip.compress(b"cpu v=1 1"), 1, "us")
+    assert spool.append(payload[:-3], 1, KIND) and spool.append(gzip.compress(b"cpu v=1 1"), 1, "us")
     store = SqliteStore(tmp_path / "s.db", flush_interval=0.05)
     store.close()
     assert len(Spool(tmp_path / "s.db.spool", 2**20)) == 0

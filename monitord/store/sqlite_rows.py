@@ -3,17 +3,17 @@
 Store layer, used by ``sqlite.SqliteStore``: a round (samples, alert events,
 ticket events) becomes ``Rows`` — one frame row per read plan, one row per
 event — which the store inserts in one transaction or, when the file refuses
-it, spools as gzip JSON (blobs in base64) to insert later. A spooled round
+it, spools (a JSON head, then the frames' blobs as stored) to insert later. A spooled round
 carries an id the store records in the same transaction, so a round written
 and then tried again after a crash lands once.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import gzip
+import itertools
 import json
+import struct
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +24,8 @@ from monitord.tickets.desk import TicketEvent
 
 #: a spool file's format tag (where InfluxDB's say their time precision)
 KIND = "rows"
+#: the first bytes of a spooled round (format 1)
+MAGIC = b"monitord-rows-1\n"
 
 FrameRow = tuple[tuple[str, ...], float, float, int, str, bytes, bytes, bytes]
 AlertRow = tuple[float, str, str, str, str, float, str]
@@ -73,37 +75,54 @@ class Rows:
         return sum(f[3] * len(f[0]) for f in self.frames) + len(self.alerts) + len(self.tickets)
 
     def encode(self) -> bytes:
-        """The spool's bytes, with a fresh round id."""
-        doc = {
+        """The spool's bytes, with a fresh round id: ``MAGIC``, the JSON head's length (8 bytes, little
+        endian), the head, then every frame's ts, vals and quality blobs as they are stored (no
+        base64, no compression: random floats hardly compress, and gzip cost more than the insert)."""
+        blobs = [blob for f in self.frames for blob in f[5:]]
+        head = {
             "id": uuid.uuid4().hex,
             "frames": [
-                [list(points), first, last, n, assets, *(base64.b64encode(b).decode() for b in blobs)]
-                for points, first, last, n, assets, *blobs in self.frames
+                [list(points), first, last, n, assets] for points, first, last, n, assets, *_ in self.frames
             ],
+            "blobs": [len(b) for b in blobs],
             "alerts": self.alerts,
             "tickets": self.tickets,
         }
-        return gzip.compress(json.dumps(doc).encode(), compresslevel=1)
+        text = json.dumps(head).encode()
+        return b"".join([MAGIC, struct.pack("<Q", len(text)), text, *blobs])
 
     @classmethod
     def decode(cls, payload: bytes) -> Rows:
-        """Raises ``ValueError`` (or ``OSError``, ``EOFError`` from gzip) on bytes that are not a round."""
-        doc: dict[str, Any] = json.loads(gzip.decompress(payload))
+        """Raises ``ValueError`` on bytes that are not a whole round."""
+        if not payload.startswith(MAGIC) or len(payload) < len(MAGIC) + 8:
+            raise ValueError("not a spooled SQLite round")
+        at = len(MAGIC) + 8
+        (size,) = struct.unpack_from("<Q", payload, len(MAGIC))
         try:
+            head: dict[str, Any] = json.loads(payload[at : at + size])
+            at += size
+            sizes = [int(n) for n in head["blobs"]]
+            if at + sum(sizes) != len(payload) or len(sizes) != 3 * len(head["frames"]):
+                raise ValueError("a spooled SQLite round cut short or padded")
+            cuts = list(itertools.accumulate(sizes, initial=at))
+            blobs = [payload[a:b] for a, b in itertools.pairwise(cuts)]
             frames: list[FrameRow] = [
-                (tuple(points), float(first), float(last), int(n), str(assets), *_blobs(blobs))
-                for points, first, last, n, assets, *blobs in doc["frames"]
+                (tuple(points), float(first), float(last), int(n), str(assets), *_three(blobs, k))
+                for k, (points, first, last, n, assets) in enumerate(head["frames"])
             ]
             alerts: list[AlertRow] = [
                 (float(ts), str(r), str(a), str(st), str(sev), float(since), str(s))
-                for ts, r, a, st, sev, since, s in doc["alerts"]
+                for ts, r, a, st, sev, since, s in head["alerts"]
             ]
-            tickets: list[TicketRow] = [(float(ts), str(t), str(e), str(b)) for ts, t, e, b in doc["tickets"]]
-            return cls(frames, alerts, tickets, str(doc["id"]))
-        except (KeyError, TypeError) as exc:
+            tickets: list[TicketRow] = [
+                (float(ts), str(t), str(e), str(b)) for ts, t, e, b in head["tickets"]
+            ]
+            return cls(frames, alerts, tickets, str(head["id"]))
+        except (KeyError, TypeError, UnicodeDecodeError) as exc:
             raise ValueError(f"not a spooled SQLite round: {exc}") from exc
 
 
-def _blobs(blobs: list[str]) -> tuple[bytes, bytes, bytes]:
-    ts, vals, quality = (base64.b64decode(b, validate=True) for b in blobs)
+def _three(blobs: list[bytes], k: int) -> tuple[bytes, bytes, bytes]:
+    """Frame ``k``'s ts, vals and quality blobs."""
+    ts, vals, quality = blobs[3 * k : 3 * k + 3]
     return ts, vals, quality
