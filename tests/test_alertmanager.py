@@ -383,6 +383,42 @@ def test_a_maintenance_window_is_silenced_there_until_its_end_and_a_dead_alertma
         push.close()
 
 
+def test_an_ha_standby_mirrors_nothing_and_on_takeover_adopts_the_actives_mirror(
+    tmp_path: Path, alertmanager: Alertmanager
+) -> None:
+    """The standby's mutes are not the site's until it takes over: it neither posts nor expires; once
+    it acts (with the silences adopted from the shared store) it finds the active's mirror and keeps it."""
+    alertmanager.start()
+    am = AlertmanagerConfig(url=[alertmanager.url], resend=60.0, timeout=2.0)
+    assets = {"A-E2": LIFT, "A-P1": PUMP}
+    active = MuteStages([], tmp_path / "a" / "notifications.db")
+    standby = MuteStages([], tmp_path / "b" / "notifications.db")
+    silence = active.add_silence(Matcher(rules=["pump.*"]), "王工", "valve swap", 600)
+    SilenceMirror(am, "tower-a", "en", assets, active, time.time, Metrics()).sync()
+    (first,) = mirrors(alertmanager)
+    metrics = Metrics()
+    second = SilenceMirror(am, "tower-a", "en", assets, standby, time.time, metrics)
+    second.acting = False
+    second.sync()
+    assert len(mirrors(alertmanager)) == 1, "a standby expires nothing"
+    assert (
+        metrics.registry.get_sample_value(
+            "monitord_alertmanager_silence_calls_total", {"what": "list", "outcome": "sent"}
+        )
+        is None
+    )
+    standby.adopt([silence])  # the takeover reads the site's silences from the shared store
+    second.acting = True
+    second.sync()
+    assert [s["id"] for s in mirrors(alertmanager)] == [first["id"]]
+    assert (
+        metrics.registry.get_sample_value(
+            "monitord_alertmanager_silence_calls_total", {"what": "post", "outcome": "sent"}
+        )
+        is None
+    )
+
+
 def test_a_silence_set_through_the_daemons_api_is_mirrored_and_lifted_the_trapped_passenger_never(
     tmp_path: Path, mosquitto: int, webhooks: WebhookReceiver, alertmanager: Alertmanager
 ) -> None:

@@ -248,6 +248,7 @@ class Monitord:
                 self.am_silences = SilenceMirror(
                     c.alertmanager, c.site.id, c.site.locale, core.assets, mute, now, core.metrics
                 )
+                self.am_silences.acting = False  # until this instance acts for the site (_act)
                 self.am_silences.start()
         if roster is None or self.outbox is None:
             return
@@ -319,6 +320,8 @@ class Monitord:
         try:
             if self.takeover is not None:
                 await self.takeover.begin()  # demoted meanwhile: cancelled here, and ended below
+            if self.am_silences is not None:  # a standby's mutes are not the site's: it mirrors none
+                self.am_silences.acting = True
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._restore_when_possible(), name="restore")
                 tg.create_task(self._evaluate_forever(), name="evaluate")
@@ -327,6 +330,8 @@ class Monitord:
                 for n, d in self.polled.items():
                     tg.create_task(d.run(), name=n)
         finally:
+            if self.am_silences is not None:
+                self.am_silences.acting = False
             if self.takeover is not None:
                 self.takeover.end()
 

@@ -122,13 +122,14 @@ def window_end(w: MaintenanceWindow, at: float, tz: dt.tzinfo) -> float:
     if w.end is not None and not w.weekly:
         return w.end.replace(tzinfo=w.end.tzinfo or tz).timestamp()
     local = dt.datetime.fromtimestamp(at, tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     minutes = local.hour * 60 + local.minute
     ends = []
     for slot in w.weekly:
         h1, m1 = (int(x) for x in slot.start.split(":"))
         h2, m2 = (int(x) for x in slot.end.split(":"))
-        if h1 * 60 + m1 <= minutes < h2 * 60 + m2:
-            ends.append(local.replace(hour=h2, minute=m2, second=0, microsecond=0).timestamp())
+        if h1 * 60 + m1 <= minutes < h2 * 60 + m2:  # as in_window; 24:00 is the next midnight
+            ends.append((midnight + dt.timedelta(minutes=h2 * 60 + m2)).timestamp())
     return max(ends) if ends else at
 
 
@@ -176,6 +177,8 @@ class SilenceMirror:
         self._read_at = {u: float("-inf") for u in self.urls}
         self._failing: set[str] = set()
         self._stop = threading.Event()
+        #: this instance acts for the site (an HA standby does not: its mutes are not the site's yet)
+        self.acting = True
         self._thread = threading.Thread(target=self._run, name="alertmanager-silences", daemon=True)
 
         self.calls = Counter(
@@ -204,12 +207,15 @@ class SilenceMirror:
 
     def sync(self) -> None:
         """One look: post what monitord mutes and Alertmanager lacks, expire what monitord lifted."""
+        if not self.acting:
+            self.known = dict.fromkeys(self.urls)  # read back afresh once it acts: the other instance's
+            return
         now = self.clock()
         want = wanted(self.mute, self.site, self.assets, self.locale, now)
         for url in self.urls:
             try:
                 self._sync(url, want, now)
-            except (OSError, ValueError) as exc:  # HTTPError, URLError, timeouts; a reply not JSON
+            except (OSError, ValueError, KeyError, TypeError) as exc:  # HTTP errors, timeouts; a bad reply
                 if url not in self._failing:
                     log.warning("alertmanager %s: silences not mirrored (%s); retrying", url, exc)
                     self._failing.add(url)
