@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,24 @@ def test_a_spool_folder_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> 
     bad = problems(tmp_path, GOOD + f"store: {{kind: sqlite, path: '{tmp_path}/s.db', spool: '{spool}'}}\n")
     assert len(bad) == 1 and bad[0].startswith("site.yaml:") and "store.spool" in bad[0], bad
     assert "is a file" in bad[0], bad
+
+
+def test_a_read_only_spool_folder_is_refused_by_check_and_at_start_up(tmp_path: Path) -> None:
+    """A spool on a read-only file system (here a tmpfs mounted read-only: root may write anywhere
+    else): ``monitord check`` names store.spool at its line, and a store started anyway refuses to."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()}); needs root")
+    try:
+        bad = problems(
+            tmp_path, GOOD + f"store: {{kind: sqlite, path: '{tmp_path}/s.db', spool: '{mount}'}}\n"
+        )
+        assert len(bad) == 1 and "store.spool" in bad[0] and f"cannot write in {mount}" in bad[0], bad
+        with pytest.raises(StoreError, match="cannot write in it: Read-only file system"):
+            SqliteStore(tmp_path / "s.db", spool_dir=mount)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

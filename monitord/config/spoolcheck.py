@@ -17,13 +17,14 @@ from typing import Any
 from monitord.config.yamlio import problem
 
 
-def spool_folder(store: Any) -> Path:
-    """The spool folder a store config names, or its default (SQLite: ``<path>.spool``, as
-    ``store.sqlite.default_spool`` makes it)."""
-    if store.spool:
-        return Path(store.spool)
-    path = Path(store.path)
+def default_spool(path: Path) -> Path:
+    """Where a SQLite store's spool goes when the config names none: a folder beside the file."""
     return path.with_name(path.name + ".spool")
+
+
+def spool_folder(store: Any) -> Path:
+    """The spool folder a store config names, or its default."""
+    return Path(store.spool) if store.spool else default_spool(Path(store.path))
 
 
 def spool_problems(store: Any, raw: Any) -> list[str]:

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from monitord.alerting.tracker import AlertEvent
+from monitord.config.spoolcheck import default_spool
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
 from monitord.core.model import Frame, SampleBatch
@@ -58,11 +59,6 @@ CREATE TABLE IF NOT EXISTS audit_events (
     ts REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS spooled_rounds (id TEXT PRIMARY KEY);
 """
-
-
-def default_spool(path: Path) -> Path:
-    """Where a store's spool goes when the config names none: a folder beside the database file."""
-    return path.with_name(path.name + ".spool")
 
 
 class SqliteStore(QueuedWriter):
