@@ -9,9 +9,14 @@ of a start-up spool that is not a folder are at the end.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import gzip
+import json
+import os
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +25,12 @@ import pytest
 from monitord.alerting.tracker import AlertEvent
 from monitord.core.errors import StoreError
 from monitord.core.model import SampleBatch
+from monitord.people.audit import AuditEvent
 from monitord.store.spool import Spool
 from monitord.store.sqlite import SqliteStore
 from monitord.store.sqlite_rows import KIND, Rows
 from monitord.tickets.desk import TicketEvent
-from tests.support import WebhookReceiver, demo_site, eventually, good, run, running, with_people
+from tests.support import TOKEN, WebhookReceiver, demo_site, eventually, good, post, run, running, with_people
 from tests.support.configs import GOOD, problems
 
 MAX_QUEUED = 400  # points the writer keeps in memory: the outage below produces several times that
@@ -57,6 +63,12 @@ def test_a_locked_sqlite_file_spills_to_the_spool_and_everything_lands_in_order_
                 site.inject("A-P1", "dry_run")  # an incident while the file is locked
                 page = await eventually(lambda: webhooks.to("plumbing-tech"), 30)
                 assert page[0]["asset"] == "A-P1", "alerting and paging go on while the store is locked"
+                ticket = app.core.desk.open_ticket_for_rule("pump.dry_run", "A-P1")
+                assert ticket is not None
+                asked = time.monotonic()  # a person's action: its audit row cannot be written now either
+                url = f"{app.api_url}/tickets/{ticket.id}/comment"
+                status, _ = await asyncio.to_thread(post, url, {"note": "valve checked"}, TOKEN)
+                assert status == 200 and time.monotonic() - asked < 5, "the API does not wait for the lock"
                 await eventually(lambda: len(spill.spool) > 0, 15)
                 # Long enough that the memory queue alone would have dropped the oldest samples.
                 await eventually(lambda: points(produced[before:]) > 4 * MAX_QUEUED, 40)
@@ -90,6 +102,9 @@ def test_a_locked_sqlite_file_spills_to_the_spool_and_everything_lands_in_order_
     assert reader.ticket_events() == tickets  # in the order they were made, none twice
     assert sorted(reader.alert_events(), key=key) == sorted(alerts, key=key)
     assert any(t.event == "opened" and t.asset == "A-P1" for t in tickets)
+    assert any(t.event == "commented" and t.note == "valve checked" for t in tickets)
+    trail = [(a.actor, a.action, a.outcome) for a in reader.audit_events()]
+    assert ("api", "ticket.comment", 200) in trail, trail
 
 
 def points(batches: list[SampleBatch]) -> int:
@@ -110,11 +125,13 @@ def test_a_spooled_round_lands_once_and_a_corrupt_spool_file_is_counted_not_writ
     and lands once. Bytes that are not a round (torn, or an InfluxDB batch) are given up and counted."""
     batch = SampleBatch(5.0, "A-P1", ("flow", "p"), np.array([1.5, np.nan]), np.array([0, 2], dtype=np.int8))
     alert = AlertEvent(5.0, "pump.dry_run", "A-P1", "firing", "critical", 4.0, "dry")
-    rows = Rows.of([batch], [alert], [])
+    login = AuditEvent(5.0, "duty-manager", "admin", "token", "::1", "login", "tower-a", 200)
+    audit = (login.ts, login.actor, login.action, login.target, json.dumps(dataclasses.asdict(login)))
+    rows = Rows.of([batch], [alert], [], [audit])
     payload = rows.encode()
     back = Rows.decode(payload)
-    assert (back.frames, back.alerts, back.tickets) == (rows.frames, rows.alerts, rows.tickets)
-    assert back.round_id and rows.lines == 3
+    assert (back.frames, back.alerts, back.tickets, back.audits) == (rows.frames, rows.alerts, [], [audit])
+    assert back.round_id and rows.lines == 4
     two = Rows.of(
         [batch, SampleBatch(6.0, "A-P2", ("q",), np.array([3.0]), np.zeros(1, dtype=np.int8))], [], []
     )
@@ -133,6 +150,7 @@ def test_a_spooled_round_lands_once_and_a_corrupt_spool_file_is_counted_not_writ
     reader = SqliteStore(tmp_path / "s.db", writer=False)
     assert [(b.ts, b.asset) for b in reader.samples()] == [(5.0, "A-P1")]
     assert reader.alert_events() == [alert]
+    assert reader.audit_events() == [login]
 
 
 def test_a_spool_folder_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
@@ -162,5 +180,43 @@ def test_a_read_only_spool_folder_is_refused_by_check_and_at_start_up(tmp_path: 
         assert len(bad) == 1 and "store.spool" in bad[0] and f"cannot write in {mount}" in bad[0], bad
         with pytest.raises(StoreError, match="cannot write in it: Read-only file system"):
             SqliteStore(tmp_path / "s.db", spool_dir=mount)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_under_the_sqlite_file_spools_to_another_and_loses_nothing(tmp_path: Path) -> None:
+    """The database on a 1 MiB tmpfs that fills up, its spool on another disk: every round waits in
+    the spool and lands, in order, once the disk has room again."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()}); needs root")
+    points = tuple(f"p{i}" for i in range(20))
+
+    def second(s: int) -> list[SampleBatch]:
+        q = np.zeros(len(points), dtype=np.int8)
+        return [
+            SampleBatch(s + d / 10, f"M{d}", points, np.full(len(points), s + d / 10), q) for d in range(10)
+        ]
+
+    try:
+        store = SqliteStore(mount / "s.db", spool_dir=tmp_path / "spool", flush_interval=0.05)
+        try:
+            store.write_samples(second(0))
+            store.flush()
+            stat = os.statvfs(mount)
+            (mount / "filler").write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize))
+            for s in range(1, 31):  # 30 rounds of 1.6 KiB of values each: more than the disk has left
+                store.write_samples(second(s))
+                store.flush()
+            assert len(store.spill.spool) > 0 and store.losses.total == 0
+            (mount / "filler").unlink()
+            run(eventually(lambda: not store.spill.waiting, 30), timeout=40)
+        finally:
+            store.close()
+        reader = SqliteStore(mount / "s.db", writer=False)
+        got = [(b.asset, b.ts) for b in reader.samples()]
+        assert got == [(b.asset, b.ts) for s in range(31) for b in second(s)]
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -37,7 +37,7 @@ from monitord.core.model import Frame, SampleBatch
 from monitord.people.audit import AuditEvent
 from monitord.store.spill import CorruptBatch
 from monitord.store.spool import Spool
-from monitord.store.sqlite_rows import KIND, Rows
+from monitord.store.sqlite_rows import KIND, AuditRow, Rows
 from monitord.store.writer import QueuedWriter
 from monitord.tickets.desk import TicketEvent
 
@@ -67,6 +67,8 @@ class SqliteStore(QueuedWriter):
     busy_timeout: ClassVar[float] = 5.0
     #: seconds between two tries to insert the spool while the file refuses it
     drain_every: ClassVar[float] = 1.0
+    #: seconds an audit row waits for the file before it goes with the writer's next round
+    audit_wait: ClassVar[float] = 0.5
 
     def __init__(
         self,
@@ -91,6 +93,7 @@ class SqliteStore(QueuedWriter):
         label = f"sqlite store {path}"
         super().__init__(label, "sqlite-writer", flush_interval, start=False, metrics=metrics)
         self._drain_at = 0.0
+        self._audits: list[AuditRow] = []  # audit rows the file refused at once (under the writer's lock)
         if writer:  # a reader leaves the writer's spool alone
             spool = Spool(spool_dir or default_spool(path), spool_max_bytes, self.losses)
             self.spill = self._spill_to(spool)
@@ -116,7 +119,9 @@ class SqliteStore(QueuedWriter):
         self, samples: list[SampleBatch], alerts: list[AlertEvent], tickets: list[TicketEvent]
     ) -> None:
         self._idle()  # what waits goes first
-        rows = Rows.of(samples, alerts, tickets)
+        with self._lock:
+            audits, self._audits = self._audits, []
+        rows = Rows.of(samples, alerts, tickets, audits)
         if not rows:
             return
         waiting = self.spill.waiting  # then this goes behind it, to keep order
@@ -170,6 +175,8 @@ class SqliteStore(QueuedWriter):
                 db.executemany("INSERT OR IGNORE INTO alert_events VALUES (?, ?, ?, ?, ?, ?, ?)", rows.alerts)
             if rows.tickets:
                 db.executemany("INSERT OR IGNORE INTO ticket_events VALUES (?, ?, ?, ?)", rows.tickets)
+            if rows.audits:
+                db.executemany("INSERT INTO audit_events VALUES (?, ?, ?, ?, ?)", rows.audits)
         self._point_sets.update(added)
 
     @staticmethod
@@ -207,15 +214,23 @@ class SqliteStore(QueuedWriter):
         return [TicketEvent(**json.loads(r[0])) for r in rows]
 
     def write_audit(self, events: Sequence[AuditEvent]) -> None:
-        """Written at once on its own connection, not queued: a person's change is rare and must stay."""
+        """Written at once on its own connection (a person's change is rare and must stay, and is read
+        back at once); when the file will not take it within ``audit_wait`` (it is called on the event
+        loop), it goes with the writer's next round, spooled like the rest."""
         rows = [(a.ts, a.actor, a.action, a.target, json.dumps(dataclasses.asdict(a))) for a in events]
         try:
-            db = sqlite3.connect(self.path, timeout=30)
+            db = sqlite3.connect(self.path, timeout=self.audit_wait)
             try:
                 with db:
                     db.executemany("INSERT INTO audit_events VALUES (?, ?, ?, ?, ?)", rows)
             finally:
                 db.close()
+        except sqlite3.OperationalError as exc:
+            if not hasattr(self, "spill"):  # a reader: nowhere to keep it
+                raise StoreError(f"sqlite store {self.path}: audit: {exc}") from exc
+            self._log_failure(exc)
+            with self._lock:
+                self._audits.extend(rows)
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite store {self.path}: audit: {exc}") from exc
 

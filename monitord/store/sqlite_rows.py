@@ -1,11 +1,12 @@
 """One SQLite write round as rows, and as the bytes the spool keeps while the file cannot be written.
 
 Store layer, used by ``sqlite.SqliteStore``: a round (samples, alert events,
-ticket events) becomes ``Rows`` — one frame row per read plan, one row per
-event — which the store inserts in one transaction or, when the file refuses
-it, spools (a JSON head, then the frames' blobs as stored) to insert later. A spooled round
-carries an id the store records in the same transaction, so a round written
-and then tried again after a crash lands once.
+ticket events, and audit rows the file refused at once) becomes ``Rows`` — one
+frame row per read plan, one row per event — which the store inserts in one
+transaction or, when the file refuses it, spools (a JSON head, then the frames'
+blobs as stored) to insert later. A spooled round carries an id the store
+records in the same transaction, so a round written and then tried again after
+a crash lands once.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ MAGIC = b"monitord-rows-1\n"
 FrameRow = tuple[tuple[str, ...], float, float, int, str, bytes, bytes, bytes]
 AlertRow = tuple[float, str, str, str, str, float, str]
 TicketRow = tuple[float, str, str, str]
+AuditRow = tuple[float, str, str, str, str]
 
 
 @dataclass
@@ -40,10 +42,17 @@ class Rows:
     frames: list[FrameRow] = field(default_factory=list)
     alerts: list[AlertRow] = field(default_factory=list)
     tickets: list[TicketRow] = field(default_factory=list)
+    audits: list[AuditRow] = field(default_factory=list)  # a person's actions the file refused at once
     round_id: str = ""  # set on a spooled round: inserted at most once
 
     @classmethod
-    def of(cls, samples: list[SampleBatch], alerts: list[AlertEvent], tickets: list[TicketEvent]) -> Rows:
+    def of(
+        cls,
+        samples: list[SampleBatch],
+        alerts: list[AlertEvent],
+        tickets: list[TicketEvent],
+        audits: list[AuditRow] | None = None,
+    ) -> Rows:
         by_plan: dict[tuple[str, ...], list[SampleBatch]] = {}
         for b in samples:
             by_plan.setdefault(b.points, []).append(b)
@@ -64,15 +73,17 @@ class Rows:
             ],
             [(a.ts, a.rule, a.asset, a.state, a.severity, a.since, a.summary) for a in alerts],
             [(t.ts, t.ticket, t.event, json.dumps(dataclasses.asdict(t))) for t in tickets],
+            audits or [],
         )
 
     def __bool__(self) -> bool:
-        return bool(self.frames or self.alerts or self.tickets)
+        return bool(self.frames or self.alerts or self.tickets or self.audits)
 
     @property
     def lines(self) -> int:
         """What a loss of this round would cost: sample points, plus one per event."""
-        return sum(f[3] * len(f[0]) for f in self.frames) + len(self.alerts) + len(self.tickets)
+        events = len(self.alerts) + len(self.tickets) + len(self.audits)
+        return sum(f[3] * len(f[0]) for f in self.frames) + events
 
     def encode(self) -> bytes:
         """The spool's bytes, with a fresh round id: ``MAGIC``, the JSON head's length (8 bytes, little
@@ -87,6 +98,7 @@ class Rows:
             "blobs": [len(b) for b in blobs],
             "alerts": self.alerts,
             "tickets": self.tickets,
+            "audits": self.audits,
         }
         text = json.dumps(head).encode()
         return b"".join([MAGIC, struct.pack("<Q", len(text)), text, *blobs])
@@ -117,7 +129,11 @@ class Rows:
             tickets: list[TicketRow] = [
                 (float(ts), str(t), str(e), str(b)) for ts, t, e, b in head["tickets"]
             ]
-            return cls(frames, alerts, tickets, str(head["id"]))
+            audits: list[AuditRow] = [
+                (float(ts), str(who), str(what), str(target), str(body))
+                for ts, who, what, target, body in head.get("audits", [])
+            ]
+            return cls(frames, alerts, tickets, audits, str(head["id"]))
         except (KeyError, TypeError, UnicodeDecodeError) as exc:
             raise ValueError(f"not a spooled SQLite round: {exc}") from exc
 
