@@ -22,7 +22,7 @@ from monitord.core.assets import Asset
 from monitord.core.metrics import Metrics
 from monitord.daemon.app import Monitord
 from monitord.people.alertmanager import AlertmanagerConfig, AlertmanagerPush
-from monitord.people.am_silences import SilenceMirror
+from monitord.people.am_silences import SilenceMirror, glob_regex, matchers_of, window_end
 from monitord.store.sqlite import SqliteStore
 from monitord.tickets.desk import TicketEvent
 from tests.support import (
@@ -456,3 +456,20 @@ def test_a_silence_set_through_the_daemons_api_is_mirrored_and_lifted_the_trappe
 
 def iso(text: str) -> float:
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_matchers_globs_and_window_ends_as_alertmanager_needs_them() -> None:
+    """Pure logic: RE2 regexes Alertmanager anchors, assets resolved by type and tag, nothing for a
+    matcher that covers no asset here, and a weekly slot's end (24:00 is the next midnight)."""
+    assert glob_regex("pump.*") == "pump\\..*" and glob_regex("a[!bc]?") == "a[^bc]."
+    assets = {"A-P1": PUMP, "A-E2": LIFT, "B-P1": Asset("B-P1", "pump", "", {}, tags=("roof",))}
+    by_tag = matchers_of(Matcher(types=["pump"], tags=["roof"]), "s", assets)
+    assert by_tag is not None and ("asset", "B-P1", True, True) in by_tag
+    assert matchers_of(Matcher(assets=["Z-9"]), "s", assets) is None
+    slot = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "22:00", "end": "24:00"}
+    window = MaintenanceWindow(id="night", match=Matcher(), weekly=[slot])
+    at = datetime.datetime(2026, 12, 1, 23, 30, tzinfo=datetime.UTC).timestamp()
+    assert (
+        window_end(window, at, datetime.UTC)
+        == datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC).timestamp()
+    )

@@ -24,6 +24,7 @@ import logging
 import re
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -150,7 +151,7 @@ def wanted(
             comment = _("maintenance window {window} in monitord: {reason}").format(
                 window=w.id, reason=w.reason
             )
-            key = f"window:{w.id}:{ends:.0f}"
+            key = f"window:{urllib.parse.quote(w.id, safe='')}:{ends:.0f}"  # one word, as the tag reads it
             out[key] = Mirror(key, matchers, now, ends, comment)
     return out
 
