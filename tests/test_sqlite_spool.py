@@ -220,3 +220,37 @@ def test_a_full_disk_under_the_sqlite_file_spools_to_another_and_loses_nothing(t
         assert got == [(b.asset, b.ts) for s in range(31) for b in second(s)]
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_restart_while_the_file_is_locked_restores_the_tickets_still_in_the_spool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon stopped with a ticket's opening still spooled and starts while the file is still
+    locked: reading the tickets back includes it (else the firing alert would open a second ticket),
+    and once the file takes writes it is there once."""
+    monkeypatch.setattr(SqliteStore, "busy_timeout", 0.2)
+    first = TicketEvent(
+        10.0, "WO-TA-20261201-0001", "k", "opened", "open", "A-P1", "pump.dry_run", "P1", "water", "dry"
+    )
+    second = TicketEvent(
+        11.0, "WO-TA-20261201-0001", "k", "assigned", "open", "A-P1", "pump.dry_run", "P1", "water", "dry"
+    )
+    spool = Spool(tmp_path / "s.db.spool", 2**20)
+    SqliteStore(tmp_path / "s.db", writer=False).close()  # the file exists
+    stored = Rows.of([], [], [first])
+    assert spool.append(stored.encode(), stored.lines, KIND)
+    lock = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    store = SqliteStore(tmp_path / "s.db", flush_interval=0.05)
+    try:
+        assert len(store.spill.spool) == 1, "not inserted: the file is locked"
+        store.write_tickets([second])
+        run(eventually(lambda: len(store.spill.spool) == 2, 10), timeout=15)
+        assert store.ticket_events() == [first, second]
+        lock.execute("COMMIT")
+        run(eventually(lambda: not store.spill.waiting, 10), timeout=15)
+        assert store.ticket_events() == [first, second]
+    finally:
+        lock.close()
+        store.close()
+    assert SqliteStore(tmp_path / "s.db", writer=False).ticket_events() == [first, second]

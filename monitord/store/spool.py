@@ -157,6 +157,16 @@ class Spool:
             except OSError as exc:
                 self.discard(head, f"cannot read {head.name}: {exc.strerror or exc}")
 
+    def contents(self) -> list[bytes]:
+        """Every waiting batch, oldest first (one popped meanwhile is left out: it reached the store)."""
+        with self._lock:
+            files = list(self._files)
+        out = []
+        for f in files:
+            with contextlib.suppress(OSError):
+                out.append(f.read_bytes())
+        return out
+
     def discard(self, head: Path, detail: str) -> None:
         """Give up a batch that cannot be sent (unreadable, corrupt), counted as lost."""
         with self._lock:

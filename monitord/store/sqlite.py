@@ -17,13 +17,14 @@ so a repeated write lands once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
 import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -204,14 +205,30 @@ class SqliteStore(QueuedWriter):
         return int(self._read("SELECT coalesce(sum(rows), 0) FROM frames")[0][0])
 
     def alert_events(self) -> list[AlertEvent]:
+        waiting = [a for r in self._spooled() for a in r.alerts]
         rows = self._read(
             "SELECT ts, rule, asset, state, severity, since, summary FROM alert_events ORDER BY ts"
         )
-        return [AlertEvent(*r) for r in rows]
+        return [AlertEvent(*r) for r in _behind(rows, waiting, key=lambda r: r[0])]
 
     def ticket_events(self) -> list[TicketEvent]:
+        """With the ticket events still in the spool: a restart while the file is locked restores them
+        too, instead of opening a second ticket for an incident that has one."""
+        waiting = [(t[3],) for r in self._spooled() for t in r.tickets]
         rows = self._read("SELECT body FROM ticket_events ORDER BY ts, rowid")
-        return [TicketEvent(**json.loads(r[0])) for r in rows]
+        events = [TicketEvent(**json.loads(r[0])) for r in _behind(rows, waiting, key=lambda r: 0.0)]
+        return sorted(events, key=lambda e: e.ts)  # stable: the file's order within one instant
+
+    def _spooled(self) -> list[Rows]:
+        """The rounds in this writer's spool, not yet in the file (read before the file: a round
+        inserted meanwhile is then in both, and ``_behind`` keeps it once)."""
+        if not hasattr(self, "spill"):  # a reader has no spool of its own to look at
+            return []
+        out = []
+        for payload in self.spill.spool.contents():
+            with contextlib.suppress(ValueError):  # not a round: the drain counts it when it meets it
+                out.append(Rows.decode(payload))
+        return out
 
     def write_audit(self, events: Sequence[AuditEvent]) -> None:
         """Written at once on its own connection (a person's change is rare and must stay, and is read
@@ -288,3 +305,10 @@ class SqliteStore(QueuedWriter):
                     n += 1
         while waiting:
             yield heapq.heappop(waiting)[2]
+
+
+def _behind(rows: list[Any], waiting: list[Any], key: Callable[[Any], float]) -> list[Any]:
+    """The file's rows, then the spooled ones it does not hold yet, each once."""
+    seen = {tuple(r) for r in rows}
+    extra = [w for w in dict.fromkeys(tuple(w) for w in waiting) if w not in seen]
+    return sorted([*map(tuple, rows), *extra], key=key)
