@@ -71,6 +71,9 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/rtu.py
 	PYTHONPATH=. $(BIN)/python bench/console.py
 	PYTHONPATH=. $(BIN)/python bench/shard_facts.py
+	PYTHONPATH=. $(BIN)/python bench/shard_link.py
+	PYTHONPATH=. $(BIN)/python bench/takeover.py
+	PYTHONPATH=. $(BIN)/python bench/alertmanager.py
 
 clean:
 	rm -rf $(VENV) monitord-data .pytest_cache .mypy_cache .ruff_cache

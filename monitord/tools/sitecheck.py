@@ -18,10 +18,11 @@ from monitord.daemon.sites import code_users
 from monitord.store.open import open_store
 
 
-def online_code_check(configs: Sequence[tuple[Path, SiteConfig]]) -> int:
+def online_code_check(configs: Sequence[tuple[Path, SiteConfig]], lang: str | None = None) -> int:
+    """``lang``: ``--lang``, else each site's language."""
     status = 0
     for path, config in configs:
-        _ = translator(config.site.locale)
+        _ = translator(lang or config.site.locale)
         code = config.site.ticket_code
         if not isinstance(config.store, InfluxStoreConfig):  # one SQLite file per site: nothing to ask
             print(_("{path}: the store is a SQLite file of its own; no other site to ask").format(path=path))

@@ -20,11 +20,12 @@ from monitord.config.site import (
 )
 from monitord.config.sitecodes import code_clashes
 from monitord.core.errors import ConfigError, MonitordError
-from monitord.core.i18n import UnknownLocale, normalise, translator
+from monitord.core.i18n import translator
 from monitord.core.units import parse_duration
 from monitord.daemon.runner import run_daemon, until_stopped
 from monitord.simulators.scenario import load_scenario
 from monitord.simulators.site import SimulatedSite
+from monitord.tools.cli.common import lang_args, locale_arg, locale_of
 from monitord.tools.demo import run_demo
 from monitord.tools.fleet import fleet_lines, read_fleet
 from monitord.tools.sitecheck import online_code_check
@@ -36,6 +37,7 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     c.add_argument(
         "--online", action="store_true", help="also ask each site's store whether another site uses its code"
     )
+    lang_args(c)
     c.set_defaults(fn=check)
 
     r = sub.add_parser("run", help="run the daemon against the devices in CONFIG")
@@ -68,16 +70,12 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     d.add_argument("--scenario", default=str(CONFIG_DIR / "scenarios" / "demo.yaml"))
     d.add_argument("--data", default="./monitord-data", help="folder for the demo's store")
     d.add_argument(
-        "--locale", type=_locale, default=None, help="zh-CN or en: the demo's language (default: the site's)"
+        "--locale",
+        type=locale_arg,
+        default=None,
+        help="zh-CN or en: the demo's language (default: the site's)",
     )
     d.set_defaults(fn=demo)
-
-
-def _locale(text: str) -> str:
-    try:
-        return normalise(text)
-    except UnknownLocale as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def check(args: argparse.Namespace) -> int:
@@ -88,22 +86,30 @@ def check(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             problems += exc.problems
             continue
-        _check_one(path, configs[-1][1])
+        _check_one(args, path, configs[-1][1])
     if problems := problems + code_clashes(configs):
         raise ConfigError(problems)
-    return online_code_check(configs) if args.online else 0
+    return online_code_check(configs, getattr(args, "lang", None)) if args.online else 0
 
 
-def _check_one(path: str, config: SiteConfig) -> None:
+def _check_one(args: argparse.Namespace, path: str, config: SiteConfig) -> None:
+    _ = translator(locale_of(args, config))  # --lang, else the site's: as the daemon will speak
     print(
-        f"{path}: ok — {len(config.assets)} assets, {len(config.profiles)} profiles, "
-        f"{len(config.rules)} rules"
+        _("{path}: ok — {assets} assets, {profiles} profiles, {rules} rules").format(
+            path=path,
+            assets=len(config.assets),
+            profiles=len(config.profiles),
+            rules=len(config.rules),
+        )
     )
     # Not errors: a pack serves profiles with and without some points; but say what is not watched.
     for gap in coverage(config):
-        print(f"warning: {gap.asset}: {gap.rule} cannot be evaluated, profile lacks {', '.join(gap.missing)}")
+        print(
+            _("warning: {asset}: {rule} cannot be evaluated, profile lacks {points}").format(
+                asset=gap.asset, rule=gap.rule, points=", ".join(gap.missing)
+            )
+        )
     if config.fleet.mode == "shard":
-        _ = translator(config.site.locale)
         counts = ", ".join(
             _("shard {k}: {n}").format(k=k, n=n) for k, n in enumerate(ShardPlan.of(config).counts())
         )
@@ -115,16 +121,29 @@ def _check_one(path: str, config: SiteConfig) -> None:
     for b in line_budgets(config):
         baud, parity, stop, size = b.line.settings
         print(
-            f"line {b.line.name} (RTU {baud} {size}{parity}{stop}): one poll of every device takes "
-            f"{b.poll_seconds * 1000:.0f} ms on the wire; the line carries {b.capacity:.1f} polls/s, "
-            f"the poll intervals ask {b.demand:.1f} ({b.utilisation:.0%})"
+            _(
+                "line {line} (RTU {baud} {size}{parity}{stop}): one poll of every device takes {ms:.0f} ms"
+                " on the wire; the line carries {capacity:.1f} polls/s, the poll intervals ask {demand:.1f}"
+                " ({share:.0%})"
+            ).format(
+                line=b.line.name,
+                baud=baud,
+                size=size,
+                parity=parity,
+                stop=stop,
+                ms=b.poll_seconds * 1000,
+                capacity=b.capacity,
+                demand=b.demand,
+                share=b.utilisation,
+            )
         )
         if b.utilisation > 1:
             print(
-                f"warning: line {b.line.name}: the poll intervals ask {b.utilisation:.0%} of what the line "
-                "carries; polls will come late (lengthen poll:, raise the baud rate, or split the line)"
+                _(
+                    "warning: line {line}: the poll intervals ask {share:.0%} of what the line carries; polls"
+                    " will come late (lengthen poll:, raise the baud rate, or split the line)"
+                ).format(line=b.line.name, share=b.utilisation)
             )
-    _ = translator(config.site.locale)
     for assets in modbus_lines(config).values():
         if (line := modbus_of(assets[0]).line).pipeline > 1:
             print(
