@@ -10,19 +10,33 @@ nothing up and is counted, and the alert arrives once one answers.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from pathlib import Path
 from typing import Any
 
+from monitord.alerting.mute import MaintenanceWindow, Matcher, MuteStages
 from monitord.alerting.tracker import AlertEvent
 from monitord.config.site import load_config
 from monitord.core.assets import Asset
 from monitord.core.metrics import Metrics
 from monitord.daemon.app import Monitord
 from monitord.people.alertmanager import AlertmanagerConfig, AlertmanagerPush
+from monitord.people.am_silences import SilenceMirror, glob_regex, matchers_of, window_end
 from monitord.store.sqlite import SqliteStore
 from monitord.tickets.desk import TicketEvent
-from tests.support import BlackHole, WebhookReceiver, demo_site, good, metric, running, simulated, with_people
+from tests.support import (
+    BlackHole,
+    WebhookReceiver,
+    demo_site,
+    good,
+    metric,
+    post,
+    running,
+    simulated,
+    token_of,
+    with_people,
+)
 from tests.support.alertmanager import Alertmanager
 from tests.support.configs import GOOD, problems, write
 from tests.support.net import eventually, free_port, run
@@ -241,3 +255,221 @@ def test_the_alertmanager_section_is_checked_with_file_and_line(tmp_path: Path) 
     one = load_config(write(tmp_path, GOOD + "alertmanager: {url: 'http://am:9093', resend: 30s}\n"))
     assert one.alertmanager is not None and one.alertmanager.url == ["http://am:9093"]
     assert one.alertmanager.resend == 30.0
+
+
+# -- monitord's silences and maintenance windows, mirrored as Alertmanager silences ------------------
+
+ENTRAPMENT = "elevator.entrapment_between_floors"  # life safety
+LIFT = Asset("A-E2", "elevator", "Passenger lift 2", {"building": "A", "shaft": 2})
+PUMP = Asset("A-P1", "pump", "Domestic water pump 1", {"building": "A"})
+
+
+def state(manager: Alertmanager, rule: str, asset: str) -> str:
+    alert = held(manager, rule, asset)
+    return str(alert["status"]["state"]) if alert else "absent"
+
+
+def mirrors(manager: Alertmanager) -> list[dict[str, Any]]:
+    """monitord's silences that Alertmanager holds now (not expired)."""
+    return [
+        s for s in manager.silences() if s["createdBy"] == "monitord" and s["status"]["state"] != "expired"
+    ]
+
+
+def test_a_silence_in_monitord_suppresses_in_alertmanager_until_lifted_never_a_life_safety_alert(
+    tmp_path: Path, alertmanager: Alertmanager
+) -> None:
+    """Silence the lift in monitord: its door alert is suppressed in Alertmanager, the trapped passenger
+    on the same lift stays active (also under a silence naming the entrapment rule, which monitord
+    obeys, audited); a restart posts no second silence; lifting it makes the door alert active again."""
+    alertmanager.start()
+    am = AlertmanagerConfig(url=[alertmanager.url], resend=60.0, timeout=2.0)
+    assets = {"A-E2": LIFT, "A-P1": PUMP}
+    mute = MuteStages([], tmp_path / "notifications.db")
+    metrics = Metrics()
+    push = AlertmanagerPush(am, "tower-a", assets, "http://desk/console", metrics, {ENTRAPMENT})
+    mirror = SilenceMirror(am, "tower-a", "en", assets, mute, time.time, metrics)
+    now = time.time()
+    push.on_alert(AlertEvent(now, "elevator.door_stuck", "A-E2", "firing", "warning", now - 5, "door"))
+    push.on_alert(AlertEvent(now, ENTRAPMENT, "A-E2", "firing", "critical", now - 5, "trapped"))
+    mirror.start()
+    try:
+        eventually_sync(lambda: state(alertmanager, "elevator.door_stuck", "A-E2") == "active")
+        assert held(alertmanager, ENTRAPMENT, "A-E2")["labels"]["life_safety"] == "true"  # type: ignore[index]
+        assert "life_safety" not in held(alertmanager, "elevator.door_stuck", "A-E2")["labels"]  # type: ignore[index]
+
+        lift = mute.add_silence(Matcher(assets=["A-E2"]), "王工", "door contractor on site", 600)
+        eventually_sync(lambda: state(alertmanager, "elevator.door_stuck", "A-E2") == "suppressed")
+        assert state(alertmanager, ENTRAPMENT, "A-E2") == "active"
+        (silence,) = mirrors(alertmanager)
+        assert {(m["name"], m["value"], m["isRegex"], m["isEqual"]) for m in silence["matchers"]} == {
+            ("site", "tower-a", False, True),
+            ("asset", "A-E2", True, True),
+            ("life_safety", "true", False, False),
+        }
+        assert silence["comment"].startswith(
+            "silenced in monitord by 王工: door contractor on site [monitord "
+        )
+        assert abs(iso(silence["endsAt"]) - lift.expires) < 0.01
+        assert held(alertmanager, "elevator.door_stuck", "A-E2")["status"]["silencedBy"] == [silence["id"]]  # type: ignore[index]
+
+        named = mute.add_silence(Matcher(assets=["A-E2"], rules=[ENTRAPMENT]), "李工", "rescue drill", 600)
+        eventually_sync(lambda: len(mirrors(alertmanager)) == 2)
+        assert state(alertmanager, ENTRAPMENT, "A-E2") == "active", "no mirror covers a life-safety alert"
+
+        mirror.close()  # a restart: the new mirror reads Alertmanager's back and posts nothing twice
+        again = Metrics()
+        mirror = SilenceMirror(am, "tower-a", "en", assets, mute, time.time, again)
+        mirror.sync()
+        assert len(mirrors(alertmanager)) == 2
+        calls = "monitord_alertmanager_silence_calls_total"
+        assert again.registry.get_sample_value(calls, {"what": "list", "outcome": "sent"}) == 1
+        assert again.registry.get_sample_value(calls, {"what": "post", "outcome": "sent"}) is None
+
+        mute.expire(named.id)
+        mute.expire(lift.id)
+        mirror.start()
+        eventually_sync(lambda: state(alertmanager, "elevator.door_stuck", "A-E2") == "active")
+        assert mirrors(alertmanager) == [] and state(alertmanager, ENTRAPMENT, "A-E2") == "active"
+    finally:
+        mirror.close()
+        push.close()
+
+
+def test_a_maintenance_window_is_silenced_there_until_its_end_and_a_dead_alertmanager_holds_nothing_up(
+    tmp_path: Path, alertmanager: Alertmanager
+) -> None:
+    """定期保养 of the pumps (by type and rule glob): the mirror waits out a dead Alertmanager, then
+    silences the pump's alert until the window's end; the window taken out of the config (a restart)
+    lifts it there."""
+    am = AlertmanagerConfig(url=[alertmanager.url], resend=60.0, timeout=1.0)
+    assets = {"A-E2": LIFT, "A-P1": PUMP}
+    now = time.time()
+    start, end = (
+        datetime.datetime.fromtimestamp(now - 60, datetime.UTC),
+        datetime.datetime.fromtimestamp(now + 900, datetime.UTC),
+    )
+    window = MaintenanceWindow(
+        id="pump-pm", match=Matcher(types=["pump"], rules=["pump.*"]), reason="定期保养", start=start, end=end
+    )
+    metrics = Metrics()
+    mirror = SilenceMirror(am, "tower-a", "zh-CN", assets, MuteStages([window], None), time.time, metrics)
+    mirror.sync()  # Alertmanager not started: nothing waits on it
+    failed = metrics.registry.get_sample_value(
+        "monitord_alertmanager_silence_calls_total", {"what": "list", "outcome": "failed"}
+    )
+    assert failed == 1
+    alertmanager.start()
+    push = AlertmanagerPush(am, "tower-a", assets, "http://desk/console", metrics, {ENTRAPMENT})
+    push.on_alert(AlertEvent(now, "pump.dry_run", "A-P1", "firing", "critical", now - 5, "dry"))
+    try:
+        eventually_sync(lambda: state(alertmanager, "pump.dry_run", "A-P1") == "active")
+        mirror.sync()
+        eventually_sync(lambda: state(alertmanager, "pump.dry_run", "A-P1") == "suppressed")
+        (silence,) = mirrors(alertmanager)
+        assert abs(iso(silence["endsAt"]) - end.timestamp()) < 0.01
+        assert silence["comment"].startswith("monitord 维护窗口 pump-pm：定期保养")
+        assert {(m["name"], m["value"]) for m in silence["matchers"]} == {
+            ("site", "tower-a"),
+            ("asset", "A-P1"),
+            ("rule", "pump\\..*"),
+            ("life_safety", "true"),
+        }
+        lifted = SilenceMirror(am, "tower-a", "zh-CN", assets, MuteStages([], None), time.time, Metrics())
+        lifted.sync()
+        assert mirrors(alertmanager) == []
+        eventually_sync(lambda: state(alertmanager, "pump.dry_run", "A-P1") == "active")
+    finally:
+        push.close()
+
+
+def test_an_ha_standby_mirrors_nothing_and_on_takeover_adopts_the_actives_mirror(
+    tmp_path: Path, alertmanager: Alertmanager
+) -> None:
+    """The standby's mutes are not the site's until it takes over: it neither posts nor expires; once
+    it acts (with the silences adopted from the shared store) it finds the active's mirror and keeps it."""
+    alertmanager.start()
+    am = AlertmanagerConfig(url=[alertmanager.url], resend=60.0, timeout=2.0)
+    assets = {"A-E2": LIFT, "A-P1": PUMP}
+    active = MuteStages([], tmp_path / "a" / "notifications.db")
+    standby = MuteStages([], tmp_path / "b" / "notifications.db")
+    silence = active.add_silence(Matcher(rules=["pump.*"]), "王工", "valve swap", 600)
+    SilenceMirror(am, "tower-a", "en", assets, active, time.time, Metrics()).sync()
+    (first,) = mirrors(alertmanager)
+    metrics = Metrics()
+    second = SilenceMirror(am, "tower-a", "en", assets, standby, time.time, metrics)
+    second.acting = False
+    second.sync()
+    assert len(mirrors(alertmanager)) == 1, "a standby expires nothing"
+    assert (
+        metrics.registry.get_sample_value(
+            "monitord_alertmanager_silence_calls_total", {"what": "list", "outcome": "sent"}
+        )
+        is None
+    )
+    standby.adopt([silence])  # the takeover reads the site's silences from the shared store
+    second.acting = True
+    second.sync()
+    assert [s["id"] for s in mirrors(alertmanager)] == [first["id"]]
+    assert (
+        metrics.registry.get_sample_value(
+            "monitord_alertmanager_silence_calls_total", {"what": "post", "outcome": "sent"}
+        )
+        is None
+    )
+
+
+def test_a_silence_set_through_the_daemons_api_is_mirrored_and_lifted_the_trapped_passenger_never(
+    tmp_path: Path, mosquitto: int, webhooks: WebhookReceiver, alertmanager: Alertmanager
+) -> None:
+    """The daemon, its simulated site and its API: a dry pump and a trapped passenger; a dispatcher
+    silences both assets through ``POST /silences``: the pump is suppressed in Alertmanager, the
+    entrapment stays active (monitord itself pages it too); expiring the silence makes the pump active."""
+    alertmanager.start()
+    config = with_people(demo_site(tmp_path, mosquitto), webhooks, tmp_path)
+    am = AlertmanagerConfig(url=[alertmanager.url], resend=5.0)
+    config = config.model_copy(update={"alertmanager": am})
+
+    async def scenario() -> None:
+        async with running(config) as (site, app):
+            await eventually(lambda: good(app, "A-P1", "suction_pressure"), 15)
+            site.inject("A-P1", "dry_run")
+            site.inject("A-E2", "entrapment")
+            await eventually(lambda: state(alertmanager, "pump.dry_run", "A-P1") == "active", 30)
+            await eventually(lambda: state(alertmanager, ENTRAPMENT, "A-E2") == "active", 45)
+            body = {"matcher": {"assets": ["A-P1", "A-E2"]}, "reason": "pump room works", "expires_in": "1h"}
+            lead = token_of("plumbing-lead")
+            status, silence = await asyncio.to_thread(post, app.api_url + "/silences", body, lead)
+            assert status == 201, silence
+            await eventually(lambda: state(alertmanager, "pump.dry_run", "A-P1") == "suppressed", 15)
+            assert state(alertmanager, ENTRAPMENT, "A-E2") == "active"
+            (mirror,) = mirrors(alertmanager)
+            assert "plumbing-lead" in mirror["comment"] and "pump room works" in mirror["comment"]
+            expire = f"{app.api_url}/silences/{silence['id']}/expire"
+            status, _ = await asyncio.to_thread(post, expire, {}, lead)
+            assert status == 200
+            await eventually(lambda: state(alertmanager, "pump.dry_run", "A-P1") == "active", 15)
+            assert state(alertmanager, ENTRAPMENT, "A-E2") == "active" and mirrors(alertmanager) == []
+
+    run(scenario(), timeout=150)
+
+
+def iso(text: str) -> float:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_matchers_globs_and_window_ends_as_alertmanager_needs_them() -> None:
+    """Pure logic: RE2 regexes Alertmanager anchors, assets resolved by type and tag, nothing for a
+    matcher that covers no asset here, and a weekly slot's end (24:00 is the next midnight)."""
+    assert glob_regex("pump.*") == "pump\\..*" and glob_regex("a[!bc]?") == "a[^bc]."
+    assets = {"A-P1": PUMP, "A-E2": LIFT, "B-P1": Asset("B-P1", "pump", "", {}, tags=("roof",))}
+    by_tag = matchers_of(Matcher(types=["pump"], tags=["roof"]), "s", assets)
+    assert by_tag is not None and ("asset", "B-P1", True, True) in by_tag
+    assert matchers_of(Matcher(assets=["Z-9"]), "s", assets) is None
+    slot = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "22:00", "end": "24:00"}
+    window = MaintenanceWindow(id="night", match=Matcher(), weekly=[slot])
+    at = datetime.datetime(2026, 12, 1, 23, 30, tzinfo=datetime.UTC).timestamp()
+    assert (
+        window_end(window, at, datetime.UTC)
+        == datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC).timestamp()
+    )

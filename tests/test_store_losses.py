@@ -152,7 +152,7 @@ def test_a_full_disk_is_survived_counted_and_reported(
             server.start()
             back = app.clock.now()
             await eventually(lambda: sample_time(app, "A-P1", "flow") > back + 2, 20)
-            await eventually(lambda: not store._held and len(store.spool) == 0, 60)
+            await eventually(lambda: not store.spill.waiting, 60)
             store.flush()
             landed = server.query(f"SELECT * FROM pump WHERE asset = 'A-P1' AND time > {round(back * 1e9)}")
             assert len(landed) >= 2, "after the store returns, new samples are written again"

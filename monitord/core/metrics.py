@@ -147,6 +147,12 @@ class Metrics:
         self.spool_oldest_age = Gauge(
             "monitord_store_spool_oldest_age_seconds", "Age of the oldest spooled batch", registry=r
         )
+        self.store_spooled = Counter(
+            "monitord_store_spooled",
+            "Samples and events (InfluxDB: lines) the store could not take at once: spooled to disk, "
+            "or held in memory when the disk refused them; written later, oldest first",
+            registry=r,
+        )
         self.points_dropped = Counter(
             "monitord_store_points_dropped",
             "Samples (InfluxDB: lines) the store gave up, by reason (should stay 0)",

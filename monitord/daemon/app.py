@@ -36,6 +36,7 @@ from monitord.drivers.modbus import (
 from monitord.drivers.mqtt import MqttDriver, Tls
 from monitord.ingest.profiles import DeviceProfile, PointSpec
 from monitord.people.alertmanager import AlertmanagerPush
+from monitord.people.am_silences import SilenceMirror
 from monitord.people.dispatch import Dispatcher
 from monitord.people.identity import Identities, Signer, people, site_secret, ticket_link
 from monitord.people.logsite import claim
@@ -106,6 +107,7 @@ class Monitord:
         self.api: WebServer | None = None
         self.web: Web | None = None
         self.alertmanager: AlertmanagerPush | None = None
+        self.am_silences: SilenceMirror | None = None
         self.modbus = self._modbus_driver()
         self.mqtt = self._mqtt_driver()
         self.polled = polled_drivers(c, self.bus, self.clock, self.metrics)  # BACnet, SNMP
@@ -212,12 +214,20 @@ class Monitord:
         self.api_url = c.api.public_url or f"http://{c.api.host}:{self.api.port}"
         log.info("API at %s (console: %s/console)", self.api_url, self.api_url)
         if c.alertmanager is not None:
+            life_safety = {r.spec.id for r in core.engine.rules if r.spec.life_safety}
             am = AlertmanagerPush(
-                c.alertmanager, c.site.id, core.assets, f"{self.api_url}/console", core.metrics
+                c.alertmanager, c.site.id, core.assets, f"{self.api_url}/console", core.metrics, life_safety
             )
             core.road.alert_listeners.append(am.on_alert)
             core.road.ticket_listeners.append(am.on_ticket)
             self.alertmanager = am
+            if core.pipeline.mute is not None:  # what monitord mutes, silenced there too
+                mute, now = core.pipeline.mute, core.clock.now
+                self.am_silences = SilenceMirror(
+                    c.alertmanager, c.site.id, c.site.locale, core.assets, mute, now, core.metrics
+                )
+                self.am_silences.acting = False  # until this instance acts for the site (_act)
+                self.am_silences.start()
         if roster is None or self.outbox is None:
             return
         url, ttl = self.api_url, c.api.link_ttl
@@ -265,6 +275,8 @@ class Monitord:
                 self.outbox.close()
             if self.alertmanager:
                 self.alertmanager.close()
+            if self.am_silences:
+                self.am_silences.close()
             if self.mqtt:
                 self.mqtt.close()
             for d in self.polled.values():
@@ -278,6 +290,8 @@ class Monitord:
         MQTT driver runs in every instance, so a standby's state table stays current)."""
         try:
             await self.role.becoming_active()  # demoted meanwhile: cancelled here, and ended below
+            if self.am_silences is not None:  # a standby's mutes are not the site's: it mirrors none
+                self.am_silences.acting = True
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._restore_when_possible(), name="restore")
                 tg.create_task(self._evaluate_forever(), name="evaluate")
@@ -286,6 +300,8 @@ class Monitord:
                 for n, d in self.polled.items():
                     tg.create_task(d.run(), name=n)
         finally:
+            if self.am_silences is not None:
+                self.am_silences.acting = False
             self.role.standing_down()
 
     async def _evaluate_forever(self) -> None:

@@ -2,7 +2,8 @@
 
 People stage, beside the dispatcher: a listener on the event road. Every alert
 event (firing, flapping, resolved) becomes an Alertmanager alert with labels
-``alertname, site, building, asset, rule, severity`` and annotations
+``alertname, site, building, asset, rule, severity`` (and ``life_safety="true"``
+on a life-safety rule's alert) and annotations
 ``summary`` (as stored: in the site's language), ``ticket``, ``console``
 (docs/alertmanager.md). Nothing is filtered: life-safety alerts go like the
 rest. Firing alerts are sent again every ``resend`` with ``endsAt`` four
@@ -13,7 +14,8 @@ updates a dict under a lock, so a dead or slow Alertmanager never holds up an
 evaluation. What none of the Alertmanagers took is retried (firing alerts at
 each resend, resolved ones until ``KEEP_RESOLVED`` newer ones push them out:
 those are counted as dropped), every failed post is counted, and the first
-failure is logged once until a post succeeds again.
+failure is logged once until a post succeeds again. monitord's silences and
+maintenance windows are mirrored as Alertmanager silences by ``am_silences``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
@@ -38,6 +40,9 @@ from monitord.core.metrics import Metrics
 from monitord.core.schema import Strict
 from monitord.core.units import Duration
 from monitord.tickets.desk import Ticket, TicketEvent
+
+#: the label a life-safety alert carries, and every mirrored silence excludes (``am_silences``)
+LIFE_SAFETY = "life_safety"
 
 log = logging.getLogger(__name__)
 #: resolved alerts waiting for an Alertmanager to take them; past this the oldest are dropped (counted)
@@ -96,9 +101,12 @@ class AlertmanagerPush:
         assets: Mapping[str, Asset],
         console_url: str,
         metrics: Metrics,
+        life_safety: Collection[str] = (),
     ) -> None:
-        """``console_url``: the console's base (``<api>/console``), for each alert's link."""
+        """``console_url``: the console's base (``<api>/console``), for each alert's link;
+        ``life_safety``: the rules whose alerts are labelled so (no mirrored silence covers them)."""
         self.config, self.site, self.assets = config, site, assets
+        self.life_safety = frozenset(life_safety)
         self.console = console_url.rstrip("/")
         self.posts = Counter(
             "monitord_alertmanager_posts_total",
@@ -185,6 +193,7 @@ class AlertmanagerPush:
             "asset": ev.asset,
             "rule": ev.rule,
             "severity": ev.severity,
+            LIFE_SAFETY: "true" if ev.rule in self.life_safety else "",
         }
         return tuple((k, v) for k, v in labels.items() if v)  # Alertmanager drops empty labels anyway
 

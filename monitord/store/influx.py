@@ -26,7 +26,6 @@ twice lands once.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import gzip
 import hashlib
@@ -49,7 +48,8 @@ from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
 from monitord.core.model import Frame, Quality, SampleBatch
 from monitord.people.audit import AuditEvent
-from monitord.store.spool import Spool, SpoolName
+from monitord.store.spill import CorruptBatch
+from monitord.store.spool import Spool
 from monitord.store.writer import QueuedWriter
 from monitord.tickets.desk import TicketEvent
 
@@ -84,10 +84,6 @@ class InfluxTarget:
 class InfluxStore(QueuedWriter):
     idle_every = 0.2  # between rounds, keep sending the spool once the store answers again
     close_timeout = 60.0
-    #: gzip bytes held in memory when neither the store nor the disk takes them
-    held_max_bytes = 64 * 2**20
-    #: spooled batches dropped at most to make room for one newer batch on a full disk
-    make_room_tries = 3
 
     def __init__(
         self,
@@ -113,16 +109,13 @@ class InfluxStore(QueuedWriter):
         label = f"influxdb store {target.url}"
         super().__init__(label, "influx-writer", flush_interval, start=False, metrics=metrics)
         self._audit: list[str] = []  # audit lines for the next round (under the writer's lock)
-        self.spool = Spool(spool_dir, spool_max_bytes, self.losses)
         self._down_since: float | None = None
         self.rejected_lines = 0
         self._last_stamp: dict[str, int] = {}  # asset → its last stored time, to count collisions
         self.collisions = 0
-        # batches neither the store nor the disk would take, oldest first: (gzip body, lines)
-        self._held: collections.deque[tuple[bytes, int]] = collections.deque()
-        self._held_bytes = 0
-        self._disk_full: str | None = None  # why the spool last refused a batch, until it takes one again
-        if writer:
+        if writer:  # a reader (CLI, the other sites' check) leaves the writer's spool alone
+            self.spool = Spool(spool_dir, spool_max_bytes, self.losses)
+            self.spill = self._spill_to(self.spool)
             self._thread.start()
 
     # -- line protocol -------------------------------------------------------
@@ -233,82 +226,39 @@ class InfluxStore(QueuedWriter):
         with self._lock:
             audit, self._audit = self._audit, []
         lines = audit + self.alert_lines(alerts) + self.ticket_lines(tickets) + self.sample_lines(samples)
-        self._loop.run(self._round(self._api, lines))
+        self._round(lines)
 
     def _idle(self) -> None:
-        if len(self.spool) or self._held:
-            self._loop.run(self._drain(self._api))
+        if self.spill.waiting:
+            self.spill.drain(self._send)
             self._loop.run(asyncio.sleep(0.2))
 
     def _shut(self) -> None:
-        self.losses.count("shutdown", sum(n for _b, n in self._held), "held in memory (disk full) at exit")
         try:
             self._loop.run(self._client.close())
         finally:
             self._loop.close()
 
-    def health(self) -> list[str]:
-        problems = super().health()
-        if self._disk_full is not None:
-            problems.append(f"{self._label}: cannot spool: {self._disk_full}")
-        if self._held:
-            problems.append(f"{self._label}: {len(self._held)} batches held in memory (disk full)")
-        return problems
+    def _send(self, payload: bytes, lines: int, precision: str) -> bool:
+        """A spilled batch (gzip line protocol) to the store: ``spill.Send``."""
+        if precision not in _SCALE:
+            raise CorruptBatch(f"not line protocol (a {precision!r} batch)")
+        try:
+            body = gzip.decompress(payload).decode()
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            raise CorruptBatch(str(exc)) from exc
+        return bool(self._loop.run(self._post(self._api, body, lines, precision)))
 
-    async def _round(self, api: Any, lines: list[str]) -> None:
-        await self._drain(api)
+    def _round(self, lines: list[str]) -> None:
+        self.spill.drain(self._send)
         for i in range(0, len(lines), BATCH_LINES):
             chunk = "\n".join(lines[i : i + BATCH_LINES])
             n = min(BATCH_LINES, len(lines) - i)
-            waiting = len(self.spool) or self._held  # then this goes behind them, to keep order
-            if not waiting and await self._post(api, chunk, n, PRECISION):
+            waiting = self.spill.waiting  # then this goes behind them, to keep order
+            if not waiting and self._loop.run(self._post(self._api, chunk, n, PRECISION)):
                 continue
-            await self._keep(api, chunk, n, posted=not waiting)
-        self._report()
-
-    async def _keep(self, api: Any, chunk: str, n: int, *, posted: bool) -> None:
-        """Spool a batch the store did not take; on a full disk, send it, make room, or hold it."""
-        payload = gzip.compress(chunk.encode())
-        if self.spool.append(payload, n, PRECISION):
-            self._disk_full = None
-            return
-        self._disk_full = self.spool.failing
-        if not posted and await self._post(api, chunk, n, PRECISION):
-            return  # the disk is full but the store answers: keep writing to it
-        for _ in range(self.make_room_tries):
-            detail = f"disk full ({self.spool.failing}) and store down: oldest spooled batch dropped"
-            if not self.spool.make_room("disk_full", detail):
-                break
-            if self.spool.append(payload, n, PRECISION):
-                return
-        self._held.append((payload, n))
-        self._held_bytes += len(payload)
-        while self._held_bytes > self.held_max_bytes and len(self._held) > 1:
-            old, lines = self._held.popleft()
-            self._held_bytes -= len(old)
-            self.losses.count("disk_full", lines, "disk full, store down and memory bound reached")
-
-    async def _drain(self, api: Any) -> None:
-        while (head := self.spool.peek()) is not None:
-            path, payload = head
-            name = SpoolName.parse(path.name)
-            try:
-                body = gzip.decompress(payload).decode()
-            except (OSError, EOFError, UnicodeDecodeError) as exc:
-                self.spool.discard(path, f"corrupt spool file {path.name}: {exc}")
-                continue
-            if not await self._post(api, body, name.lines, name.precision):
-                return
-            self.spool.pop(path)
-        while self._held:
-            payload, lines = self._held[0]
-            if not await self._post(api, gzip.decompress(payload).decode(), lines, PRECISION):
-                return
-            self._held.popleft()
-            self._held_bytes -= len(payload)
-        if self._down_since is None:
-            self._disk_full = None  # the store takes writes and nothing waits: the disk is not needed
-        self._report()
+            self.spill.keep(gzip.compress(chunk.encode()), n, PRECISION, self._send, sent=not waiting)
+        self.spill.report()
 
     async def _post(self, api: Any, body: str, lines: int, precision: str) -> bool:
         """True when the store took the batch (or rejected it for good)."""
@@ -363,11 +313,6 @@ class InfluxStore(QueuedWriter):
     def _count_error(self, kind: str) -> None:
         if self.metrics:
             self.metrics.store_write_errors.labels(kind).inc()
-
-    def _report(self) -> None:
-        if self.metrics:
-            self.metrics.spool_bytes.set(self.spool.size)
-            self.metrics.spool_oldest_age.set(self.spool.oldest_age())
 
     # -- reads ---------------------------------------------------------------
     def query(self, q: str) -> list[dict[str, Any]]:

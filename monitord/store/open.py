@@ -28,4 +28,11 @@ def open_store(config: SiteConfig, metrics: Metrics | None = None, *, writer: bo
         )
     from monitord.store.sqlite import SqliteStore
 
-    return SqliteStore(Path(s.path), flush_interval=s.flush_interval, writer=writer)
+    return SqliteStore(
+        Path(s.path),
+        spool_dir=Path(s.spool) if s.spool else None,
+        spool_max_bytes=s.spool_max_mb * 2**20,
+        flush_interval=s.flush_interval,
+        writer=writer,
+        metrics=metrics,
+    )

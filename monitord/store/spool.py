@@ -6,19 +6,22 @@ kill -9 leaves either the whole batch or nothing. Files are replayed oldest
 first and removed only after the store took them. The spool is bounded: past
 ``max_bytes`` the oldest batches are dropped. A disk that refuses a batch
 (full, read-only) makes ``append`` return False and leaves nothing behind; the
-backend then decides what to do with the batch. Every line given up — dropped
+backend then decides what to do with the batch. A folder that cannot be made,
+or written in for any reason but a full disk, is a ``StoreError`` at once. Every line given up — dropped
 at the bound, unreadable, or cut short by a crash — is counted in ``losses``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from monitord.core.errors import StoreError
 from monitord.store.losses import Losses
 
 
@@ -51,7 +54,11 @@ class Spool:
         self.folder = folder
         self.max_bytes = max_bytes
         self.losses = losses or Losses(f"spool {folder}")
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # at start-up, not as a first outage finds it
+            raise StoreError(f"spool folder {folder}: cannot make it: {exc.strerror or exc}") from exc
+        self._probe()
         for leftover in folder.glob("*.tmp"):  # a batch cut short by a crash never landed here
             with contextlib.suppress(ValueError):
                 self.losses.count(
@@ -63,6 +70,19 @@ class Spool:
         self._bytes = sum(f.stat().st_size for f in self._files)
         self._seq = SpoolName.parse(self._files[-1].name).seq + 1 if self._files else 0
         self.failing: str | None = None  # why the last append failed; None once one succeeds
+
+    def _probe(self) -> None:
+        """A folder no batch could ever be written to is a start-up error; a full disk is not (it may
+        have room by the time an outage comes, and is counted and reported if not)."""
+        probe = self.folder / ".writable"
+        try:
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise StoreError(
+                    f"spool folder {self.folder}: cannot write in it: {exc.strerror or exc}"
+                ) from exc
 
     def __len__(self) -> int:
         with self._lock:
@@ -136,6 +156,16 @@ class Spool:
                 return head, head.read_bytes()
             except OSError as exc:
                 self.discard(head, f"cannot read {head.name}: {exc.strerror or exc}")
+
+    def contents(self) -> list[bytes]:
+        """Every waiting batch, oldest first (one popped meanwhile is left out: it reached the store)."""
+        with self._lock:
+            files = list(self._files)
+        out = []
+        for f in files:
+            with contextlib.suppress(OSError):
+                out.append(f.read_bytes())
+        return out
 
     def discard(self, head: Path, detail: str) -> None:
         """Give up a batch that cannot be sent (unreadable, corrupt), counted as lost."""

@@ -19,7 +19,9 @@ left and stops the thread.
 
 A backend subclasses ``QueuedWriter`` and supplies ``_open`` and ``_shut`` (its
 connection, in the writer thread), ``_write_round`` and, when it has work to do
-between rounds (draining a spool), ``idle_every`` and ``_idle``.
+between rounds (draining a spool), ``idle_every`` and ``_idle``. A backend that
+spools what the store does not take (``spill.Spill``) makes it with ``_spill_to``:
+its metrics, health and exit are then looked after here.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
 from monitord.core.model import SampleBatch
 from monitord.store.losses import Losses
+from monitord.store.spill import Spill
+from monitord.store.spool import Spool
 from monitord.tickets.desk import TicketEvent
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,8 @@ class QueuedWriter(ABC):
     max_queued: ClassVar[int] = 5_000_000
     #: seconds between two log lines about the same failing write
     error_log_every: ClassVar[float] = 60.0
+    #: bytes of spilled batches held in memory when neither the store nor the spool's disk takes them
+    held_max_bytes: ClassVar[int] = 64 * 2**20
 
     def __init__(
         self,
@@ -68,6 +74,7 @@ class QueuedWriter(ABC):
         self.flush_interval = flush_interval
         self.losses = Losses(label)
         self.metrics: Metrics | None = None
+        self._spilling: Spill | None = None
         if metrics is not None:
             self.attach_metrics(metrics)
         self._lock = threading.Condition()
@@ -88,6 +95,14 @@ class QueuedWriter(ABC):
         """Report into the daemon's metrics (losses so far included)."""
         self.metrics = metrics
         self.losses.attach(metrics)
+        if self._spilling is not None:
+            self._spilling.metrics = metrics
+
+    def _spill_to(self, spool: Spool) -> Spill:
+        """What this backend cannot write now goes to ``spool`` (its losses are this writer's)."""
+        spill = self._spilling = Spill(spool, self.held_max_bytes)
+        spill.metrics = self.metrics
+        return spill
 
     def health(self) -> list[str]:
         """What is wrong with storing right now, for people; empty when all is well."""
@@ -98,6 +113,8 @@ class QueuedWriter(ABC):
             problems.append(f"{self._label}: writer stopped")
         if self._failing is not None:
             problems.append(f"{self._label}: writes failing: {self._failing}")
+        if self._spilling is not None:
+            problems += self._spilling.health(self._label)
         return problems
 
     # -- the backend's part (writer thread) ----------------------------------
@@ -187,6 +204,8 @@ class QueuedWriter(ABC):
                 self._busy = False
                 self._lock.notify_all()
             self.losses.count("shutdown", left, "still queued when the writer stopped")
+            if self._spilling is not None:
+                self._spilling.shut()
             self._shut()
 
     def _rounds(self) -> None:
@@ -259,8 +278,11 @@ class QueuedWriter(ABC):
 
     def _fail(self, exc: Exception) -> None:
         """Remember why writes fail; log it once a minute, not once a round."""
+        self._failing = self._log_failure(exc)
+
+    def _log_failure(self, exc: Exception) -> str:
+        """Log a failed write once a minute, not once a round (a spooled one too); its message."""
         message = f"{type(exc).__name__}: {exc}"
-        self._failing = message
         now = time.monotonic()
         if message != self._last_error[0] or now - self._last_error[1] >= self.error_log_every:
             self._last_error = (message, now)
@@ -270,3 +292,4 @@ class QueuedWriter(ABC):
                 message,
                 self.error_log_every,
             )
+        return message

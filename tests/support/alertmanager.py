@@ -63,6 +63,11 @@ receivers:
             self.proc.wait(timeout=30)
             self.proc = None
 
+    def silences(self) -> list[dict[str, Any]]:
+        """Every silence Alertmanager knows (GET /api/v2/silences), expired ones included."""
+        with urllib.request.urlopen(self.url + "/api/v2/silences", timeout=10) as r:
+            return list(json.loads(r.read()))
+
     def alerts(self) -> list[dict[str, Any]]:
         """What Alertmanager holds now (GET /api/v2/alerts: active, silenced and inhibited)."""
         with urllib.request.urlopen(self.url + "/api/v2/alerts", timeout=10) as r:

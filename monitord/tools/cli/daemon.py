@@ -9,8 +9,17 @@ from typing import Any
 
 from monitord.config.fleet import Member
 from monitord.config.shards import ShardPlan
-from monitord.config.site import CONFIG_DIR, coverage, line_budgets, load_config, modbus_lines, modbus_of
-from monitord.core.errors import MonitordError
+from monitord.config.site import (
+    CONFIG_DIR,
+    SiteConfig,
+    coverage,
+    line_budgets,
+    load_config,
+    modbus_lines,
+    modbus_of,
+)
+from monitord.config.sitecodes import code_clashes
+from monitord.core.errors import ConfigError, MonitordError
 from monitord.core.i18n import translator
 from monitord.core.units import parse_duration
 from monitord.daemon.runner import run_daemon, until_stopped
@@ -19,11 +28,15 @@ from monitord.simulators.site import SimulatedSite
 from monitord.tools.cli.common import lang_args, locale_arg, locale_of
 from monitord.tools.demo import run_demo
 from monitord.tools.fleet import fleet_lines, read_fleet
+from monitord.tools.sitecheck import online_code_check
 
 
 def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
-    c = sub.add_parser("check", help="validate a configuration without connecting to anything")
-    c.add_argument("config")
+    c = sub.add_parser("check", help="validate configurations (without --online: connecting to nothing)")
+    c.add_argument("config", nargs="+", help="site files; several: no two sites may share a ticket code")
+    c.add_argument(
+        "--online", action="store_true", help="also ask each site's store whether another site uses its code"
+    )
     lang_args(c)
     c.set_defaults(fn=check)
 
@@ -71,11 +84,24 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def check(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    configs, problems = [], []
+    for path in args.config:  # every file's problems in one run
+        try:
+            configs.append((Path(path), load_config(path)))
+        except ConfigError as exc:
+            problems += exc.problems
+            continue
+        _check_one(args, path, configs[-1][1])
+    if problems := problems + code_clashes(configs):
+        raise ConfigError(problems)
+    return online_code_check(configs, getattr(args, "lang", None)) if args.online else 0
+
+
+def _check_one(args: argparse.Namespace, path: str, config: SiteConfig) -> None:
     _ = translator(locale_of(args, config))  # --lang, else the site's: as the daemon will speak
     print(
         _("{path}: ok — {assets} assets, {profiles} profiles, {rules} rules").format(
-            path=args.config,
+            path=path,
             assets=len(config.assets),
             profiles=len(config.profiles),
             rules=len(config.rules),
@@ -131,7 +157,6 @@ def check(args: argparse.Namespace) -> int:
                     "(pipeline: {n}); the gateway must answer each under its transaction id"
                 ).format(line=line.name, n=line.pipeline)
             )
-    return 0
 
 
 def fleet(args: argparse.Namespace) -> int:
