@@ -83,7 +83,7 @@ from .mqtt_routes import (
     parse_payload,
     status_word,
 )
-from .mqtt_wire import HEADER, Chunk, Raw, Rows, frame
+from .mqtt_wire import Chunk, Raw, Rows, read_frame, send_frame
 
 __all__ = [
     "MqttDriver",
@@ -196,9 +196,12 @@ class MqttDriver:
             host=host, port=port, router=self.router, client_id=client_id, qos=qos, username=username,
             password=password, persistent=persistent, tls=tls,
         )  # fmt: skip
-        self._held = 0  # messages in the queue, with a worker (a row chunk holds many)
-        self._room_async = asyncio.Event()  # with a worker: set while the queue has room
+        # With a worker: messages queued by its reader thread, drained by the loop, given up by the
+        # reader (QoS 0, full): each written by one thread only, ``held`` is their balance.
+        self._added = self._taken = self._given_up = 0
+        self._reading = False  # a worker's reader thread may take chunks
         self._process: asyncio.subprocess.Process | None = None
+        self._worker_told = False  # a worker's end was logged; not again until one connects
         self._route_list = list(self.router.routes())  # the worker's row numbers index this
         self._room = threading.Event()  # set while the queue is below max_queued (QoS 1 waits on it)
         self._room.set()
@@ -386,11 +389,16 @@ class MqttDriver:
                 code = await self._worker_session()
             except (OSError, ValueError, pickle.UnpicklingError) as exc:  # could not start, or a bad frame
                 code = None
-                log.error("mqtt %s:%d: worker process failed: %s", self.host, self.port, exc)
+                (log.debug if self._worker_told else log.error)(
+                    "mqtt %s:%d: worker process failed: %s", self.host, self.port, exc
+                )
             self.metrics.driver_errors.labels("mqtt", "worker").inc()
-            log.error(
+            # Said once until a worker connects again: one that cannot start is not a line per retry.
+            say = log.debug if self._worker_told else log.error
+            self._worker_told = True
+            say(
                 "mqtt %s:%d: the worker process ended (exit %s): its devices are comm_error until a new "
-                "one is connected",
+                "one is connected; further ends counted in monitord_driver_errors_total{kind=worker}",
                 self.host,
                 self.port,
                 code,
@@ -402,7 +410,9 @@ class MqttDriver:
             await asyncio.sleep(0 if time.monotonic() - began > RECONNECT_MAX else RECONNECT_MIN)
 
     async def _worker_session(self) -> int | None:
-        """Start a worker, take its chunks until it ends; its exit code."""
+        """Start a worker and take its chunks until it ends; its exit code. A thread of ours reads
+        them, as paho's thread does in process, so a QoS 1 acknowledgement waits for no turn of the
+        event loop (the broker sends the next ones only then: 20 in flight, Mosquitto's default)."""
         ours, theirs = socket.socketpair()
         try:
             self._process = await asyncio.create_subprocess_exec(
@@ -411,23 +421,27 @@ class MqttDriver:
         finally:
             theirs.close()
         process = self._process
-        reader, writer = await asyncio.open_connection(sock=ours, limit=1 << 20)
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+        setup = self._setup | {"log_level": logging.getLogger().getEffectiveLevel()}
+
+        def read() -> None:
+            try:
+                self._read_worker(ours, setup, loop)
+            finally:
+                ours.close()
+                with contextlib.suppress(RuntimeError):  # the loop closed already (the daemon ended)
+                    loop.call_soon_threadsafe(ended.set_result, None)  # once: the thread ends once
+
+        self._reading = True
+        threading.Thread(target=read, name="mqtt-worker-reader", daemon=True).start()
         try:
-            writer.write(frame(self._setup | {"log_level": logging.getLogger().getEffectiveLevel()}))
-            await writer.drain()
-            while True:
-                head = await reader.readexactly(HEADER.size)
-                got = pickle.loads(await reader.readexactly(HEADER.unpack(head)[0]))
-                if isinstance(got, Chunk):
-                    await self._take(got, writer)
-                elif got[0] == "log":  # the worker's record, logged as the daemon's own
-                    logging.getLogger(got[2]).log(got[1], "%s", got[3])
-                else:
-                    self._worker_event(got[0])
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # the worker ended
+            await asyncio.shield(ended)
         finally:
-            writer.close()  # the worker's read ends: it disconnects and exits
+            self._reading = False
+            self._room.set()  # a reader waiting for room looks again, and ends
+            with contextlib.suppress(OSError):  # closed by the reader already
+                ours.shutdown(socket.SHUT_RDWR)  # the worker's read ends: it disconnects and exits
             try:
                 await asyncio.wait_for(process.wait(), WORKER_STOP)
             except TimeoutError:
@@ -435,34 +449,68 @@ class MqttDriver:
                 await process.wait()
         return process.returncode
 
-    async def _take(self, chunk: Chunk, writer: asyncio.StreamWriter) -> None:
-        """A chunk into the queue (room made or waited for, as paho's thread does in process), then
-        its QoS 1 messages acknowledged: only what the daemon holds is the broker's to forget."""
-        if self._held >= self.max_queued:
+    def _read_worker(
+        self, sock: socket.socket, setup: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """The reader thread: the setup out, then chunks into the queue and the rest to the loop."""
+        try:
+            send_frame(sock, setup)
+            while (got := read_frame(sock)) is not None:
+                if isinstance(got, Chunk):
+                    self._take(got, sock, loop)
+                else:
+                    loop.call_soon_threadsafe(self._worker_said, got)
+        except (OSError, EOFError, pickle.UnpicklingError) as exc:  # the worker ended, or a bad frame
+            if self._reading:
+                log.debug("mqtt %s:%d: worker connection: %s", self.host, self.port, exc)
+
+    @property
+    def held(self) -> int:
+        """Messages in the queue, with a worker (a chunk of rows holds many)."""
+        return self._added - self._taken - self._given_up
+
+    def _take(self, chunk: Chunk, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        """A chunk into the queue (reader thread), room made or waited for as paho's thread does in
+        process, then its QoS 1 messages acknowledged: only what the daemon holds is the broker's to
+        forget. While it waits the worker's sends block and the broker holds the rest."""
+        if self.held >= self.max_queued:
             if chunk.ack is None:  # QoS 0: the oldest go
-                self._room_async.clear()
-                while self._queue and self._held >= self.max_queued:
-                    item = self._queue.popleft()
-                    given = item.messages if type(item) is Rows else 1
-                    self._held -= given
+                while self.held >= self.max_queued:
+                    try:
+                        item = self._queue.popleft()
+                    except IndexError:  # drained meanwhile
+                        break
+                    given = item.messages if isinstance(item, Rows) else 1
+                    self._given_up += given
                     self.metrics.mqtt_queue_dropped.inc(given)
                     self._tell_full()
-            else:  # QoS 1: not read, not acknowledged; the worker's sends wait, the broker holds the rest
-                self._room_async.clear()
-                while self._held >= self.max_queued:
-                    await self._room_async.wait()
+            else:
+                while self.held >= self.max_queued and self._reading and not self._closing:
+                    self._room.clear()
+                    if self.held < self.max_queued:  # drained between the test and the clear
+                        break
+                    self._room.wait(1.0)
+                if not self._reading or self._closing:
+                    return  # not taken, not acknowledged: the broker gives it again
         self._queue.extend(chunk.items)
-        self._held += sum(item.messages if type(item) is Rows else 1 for item in chunk.items)
+        self._added += sum(item.messages if isinstance(item, Rows) else 1 for item in chunk.items)
         if chunk.ack is not None:
-            writer.write(frame(("ack", chunk.ack)))
+            send_frame(sock, ("ack", chunk.ack))
         if not self._wake_scheduled:
             self._wake_scheduled = True
-            self._wake.set()
+            loop.call_soon_threadsafe(self._wake.set)
+
+    def _worker_said(self, got: tuple[Any, ...]) -> None:
+        if got[0] == "log":  # the worker's record, logged as the daemon's own
+            logging.getLogger(got[2]).log(got[1], "%s", got[3])
+        else:
+            self._worker_event(got[0])
 
     def _worker_event(self, kind: str) -> None:
         """The worker's session changed (it logged why); counted and acted on here, as in process."""
         if kind == "connected":
             self._connected.set()
+            self._worker_told = False
         elif kind == "disconnected":
             self._connected.clear()
             self.metrics.driver_errors.labels("mqtt", "disconnect").inc()
@@ -508,9 +556,7 @@ class MqttDriver:
         if len(self._queue) < self.max_queued:
             self._room.set()
         if self.worker:
-            self._held = max(0, self._held - n)
-            if self._held < self.max_queued:
-                self._room_async.set()
+            self._taken += n
         return n
 
     def _rows(self, rows: Rows) -> None:

@@ -223,7 +223,7 @@ def test_qos1_is_acknowledged_only_once_the_daemon_holds_the_message(mosquitto: 
         try:
             await eventually(first._connected.is_set, 15)
             box.send(60)  # the broker has them all (the publisher's own acknowledgements)
-            await eventually(lambda: first._held >= bound, 10)
+            await eventually(lambda: first.held >= bound, 10)
         finally:
             keeper.cancel()  # the daemon stops: its worker disconnects, acknowledging nothing more
             await asyncio.gather(keeper, return_exceptions=True)
