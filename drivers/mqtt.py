@@ -70,7 +70,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from monitord.core.clock import Clock
 from monitord.core.metrics import Metrics
 from monitord.core.model import HealthChange, Quality, SampleBatch
-from monitord.ingest.bus import SampleBus
+from monitord.ingest.bus import SampleBlock, SampleBus
 
 from .mqtt_client import BufferedClient
 from .mqtt_routes import (
@@ -577,10 +577,15 @@ class MqttDriver:
                 if seq is not None:
                     self._count_gaps(routes[r].asset, seq)
         points = routes[numbers[0]].points  # the driver's own tuple: the sinks cache by it
-        self._batches.extend(
+        batches = [
             SampleBatch(t, routes[r].asset, points, v, q)
             for r, t, v, q in zip(numbers, stamps.tolist(), rows.values, rows.quality, strict=True)
-        )
+        ]
+        if np.count_nonzero(rows.quality):  # some point not good: batch by batch
+            self._batches.extend(batches)
+            return
+        self._hand_over()  # what came before, first
+        self.bus.publish_many(SampleBlock(batches, points, rows.values))
 
     def _hand_over(self) -> None:
         """The batches of the messages drained so far, to the bus together (one update per sink)."""

@@ -24,15 +24,18 @@ from pathlib import Path
 import numpy as np
 import paho.mqtt.client as paho
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from monitord.core.clock import ManualClock, SystemClock
 from monitord.core.metrics import Metrics
-from monitord.core.model import Quality, SampleBatch
+from monitord.core.model import HealthChange, Quality, SampleBatch
 from monitord.drivers.mqtt import MqttDriver, Router, StatusRoute, TopicRoute
 from monitord.drivers.mqtt_routes import field_path
 from monitord.drivers.mqtt_wire import HEADER, Batcher, Chunk, frame
-from monitord.ingest.bus import SampleBus
+from monitord.ingest.bus import SampleBlock, SampleBus
+from monitord.ingest.state import AssetSlot, StateTable
 from tests.support import eventually, run, site_yaml
 
 FIELDS = ("speed", "floor")
@@ -288,3 +291,37 @@ def test_the_worker_never_outlives_monitord_run(tmp_path: Path, mosquitto: int) 
     daemon.wait(10)
     run(eventually(lambda: not alive(worker), 10), timeout=15)
     assert not alive(worker), "an orphaned worker"
+
+
+# -- the state table takes a worker's rows as one matrix -----------------------------------------
+
+POINTS = ("a", "b")
+
+
+def lifts_table() -> StateTable:
+    slots = [AssetSlot(a, "elevator", POINTS, 3.0) for a in ("L1", "L2", "L3")]
+    state = StateTable(slots, started=0.0, columns={"elevator": POINTS})
+    state.apply_health(HealthChange(0.0, "L2", False, "status topic", said=True))  # said offline
+    return state
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(("L1", "L2", "L3", "X9")), st.integers(1, 100), st.floats(-1e6, 1e6)),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_a_block_of_rows_lands_as_its_batches_one_by_one(rows: list[tuple[str, int, float]]) -> None:
+    values = np.array([[v, -v] for _a, _t, v in rows], dtype=np.float64)
+    good = np.zeros(values.shape, dtype=np.int8)
+    batches = [SampleBatch(float(t), a, POINTS, values[i], good[i]) for i, (a, t, _v) in enumerate(rows)]
+    one_by_one, as_block = lifts_table(), lifts_table()
+    for b in batches:
+        one_by_one.apply(b)
+    as_block.apply_many(SampleBlock(batches, POINTS, values))
+    want, got = one_by_one.tables["elevator"], as_block.tables["elevator"]
+    for name in ("value", "quality", "ts", "last_good", "said"):
+        w, g = getattr(want, name), getattr(got, name)
+        assert np.array_equal(w, g, equal_nan=w.dtype.kind == "f"), name
