@@ -40,7 +40,7 @@ from monitord.config.yamlio import load_yaml
 from monitord.drivers.modbus import plan_reads
 from monitord.ingest.profiles import DeviceProfile
 from tests.support.mosquitto import Mosquitto, mosquitto_binary
-from tests.support.net import free_port, wait_port
+from tests.support.net import child_pids, free_port, wait_port
 
 TICKS = os.sysconf("SC_CLK_TCK")
 GATEWAY_DEVICES = 10
@@ -54,18 +54,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def children(pid: int) -> list[int]:
-    """A process's children (the daemon's MQTT worker), from every thread's list."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
 def tree_cpu_seconds(pid: int) -> float:
     """``cpu_seconds`` of a process and its live children (an ended child's CPU is not counted)."""
     total = cpu_seconds(pid)
-    for child in children(pid):
+    for child in child_pids(pid):
         with contextlib.suppress(FileNotFoundError):  # ended in between
             total += cpu_seconds(child)
     return total
@@ -381,7 +373,7 @@ def mqtt(messages: int, topics: int, qos: int, gateway: bool = False, worker: bo
             ours_rate = ours_n / (last_change - t0)
             cpu = cpu_seconds(daemon.pid) - c0
             worker = tree_cpu_seconds(daemon.pid) - w0 - cpu  # the MQTT worker process, if one runs
-            rss = peak_rss_mb(daemon.pid) + sum(peak_rss_mb(c) for c in children(daemon.pid))
+            rss = peak_rss_mb(daemon.pid) + sum(peak_rss_mb(c) for c in child_pids(daemon.pid))
             given_up = samples_total(metrics, "monitord_mqtt_queue_dropped_messages_total")
         finally:
             daemon.terminate()

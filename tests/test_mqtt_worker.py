@@ -37,6 +37,7 @@ from monitord.drivers.mqtt_wire import HEADER, Batcher, Chunk, frame
 from monitord.ingest.bus import SampleBlock, SampleBus
 from monitord.ingest.state import AssetSlot, StateTable
 from tests.support import eventually, run, site_yaml
+from tests.support.net import child_pids
 
 FIELDS = ("speed", "floor")
 
@@ -249,13 +250,6 @@ def test_qos1_is_acknowledged_only_once_the_daemon_holds_the_message(mosquitto: 
     assert again >= set(range(max(held) + 1, 61)), "what it did not hold came again from the broker"
 
 
-def worker_pids(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -275,7 +269,7 @@ def test_the_worker_never_outlives_monitord_run(tmp_path: Path, mosquitto: int) 
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30
-        while not (pids := worker_pids(daemon.pid)):
+        while not (pids := child_pids(daemon.pid)):
             assert time.monotonic() < deadline and daemon.poll() is None, "no worker started"
             time.sleep(0.1)
         return daemon, pids[0]
