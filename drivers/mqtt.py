@@ -386,22 +386,19 @@ class MqttDriver:
         while True:
             began = time.monotonic()
             try:
-                code = await self._worker_session()
+                why = f"exit {await self._worker_session()}"
             except (OSError, ValueError, pickle.UnpicklingError) as exc:  # could not start, or a bad frame
-                code = None
-                (log.debug if self._worker_told else log.error)(
-                    "mqtt %s:%d: worker process failed: %s", self.host, self.port, exc
-                )
+                why = str(exc)
             self.metrics.driver_errors.labels("mqtt", "worker").inc()
             # Said once until a worker connects again: one that cannot start is not a line per retry.
             say = log.debug if self._worker_told else log.error
             self._worker_told = True
             say(
-                "mqtt %s:%d: the worker process ended (exit %s): its devices are comm_error until a new "
-                "one is connected; further ends counted in monitord_driver_errors_total{kind=worker}",
+                "mqtt %s:%d: the worker process ended (%s): its devices are comm_error until a new one "
+                "is connected; further ends counted in monitord_driver_errors_total{kind=worker}",
                 self.host,
                 self.port,
-                code,
+                why,
             )
             self._connected.clear()
             self.drain()  # what it handed over lands before the mark, never after it
