@@ -2,12 +2,14 @@
 
 Pure logic between ``mqtt_worker`` (the child: paho and the parse) and ``mqtt`` (the driver in the
 daemon). A chunk is what paho read in one go, in order: runs of well-formed messages become
-``Rows`` (one float64 matrix per point list, with each row's route, receive time, the payload's
-own time and sequence number), and anything else (a status word, a malformed or partly bad
-payload, a plain number, the broker's ``$SYS`` count) travels as the raw ``(ts, topic, payload)``
-so that the daemon judges it with the same code as in process: one place decides what is
-malformed, skewed or a gap. Frames on the socket are a 4-byte length and a pickle (our own child,
-never the broker's bytes unpickled: payloads are ``bytes`` inside).
+``Rows`` (one float64 matrix per point list, with each row's qualities, route, receive time, the
+payload's own time and sequence number), and anything else (a status word, a payload the parse
+refuses or finds no number in, a gateway message with any entry not plainly good, a plain number,
+the broker's ``$SYS`` count) travels as the raw ``(ts, topic, payload)`` so that the daemon judges
+it with the same code as in process: what is malformed, a device's word, skewed or a gap is
+decided in one place (the daemon; times and sequence numbers of rows too). Frames on the socket
+are a 4-byte length and a pickle (our own child, never the broker's bytes unpickled: payloads are
+``bytes`` inside).
 """
 
 from __future__ import annotations
