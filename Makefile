@@ -63,7 +63,7 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/latency.py
 	$(BIN)/python bench/protocols.py
 	PYTHONPATH=. $(BIN)/python bench/daemon.py
-	PYTHONPATH=. $(BIN)/python bench/daemon.py --only modbus --pipeline 8
+	PYTHONPATH=. $(BIN)/python bench/daemon.py --only modbus --pipeline 8 --devices 2400 --ports 48
 	PYTHONPATH=. $(BIN)/python bench/daemon.py --only mqtt --qos 1
 	PYTHONPATH=. $(BIN)/python bench/mqtt_client.py
 	$(BIN)/python bench/mqtt_drain.py
@@ -71,6 +71,9 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/rtu.py
 	PYTHONPATH=. $(BIN)/python bench/console.py
 	PYTHONPATH=. $(BIN)/python bench/shard_facts.py
+	PYTHONPATH=. $(BIN)/python bench/shard_link.py
+	PYTHONPATH=. $(BIN)/python bench/takeover.py
+	PYTHONPATH=. $(BIN)/python bench/alertmanager.py
 
 clean:
 	rm -rf $(VENV) monitord-data .pytest_cache .mypy_cache .ruff_cache

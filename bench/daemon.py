@@ -63,6 +63,17 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def waited_for_cpu(pid: int) -> float:
+    """Seconds the process's threads spent runnable but waiting for a CPU (/proc schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):  # a thread that ended meanwhile
+            continue
+    return total / 1e9
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -163,7 +174,10 @@ def modbus(devices: int, ports: int, poll: float, seconds: float, pipeline: int 
     plan = plan_reads(profile.modbus_encodings(), profile.modbus)
     points_per_poll = sum(len(r.codec.names) for r in plan)
     units = devices // ports
-    port_numbers = [free_port() for _ in range(ports)]
+    port_numbers: list[int] = []
+    while len(port_numbers) < ports:  # free_port does not hold the port: 48 draws can repeat one
+        if (port := free_port()) not in port_numbers:
+            port_numbers.append(port)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         metrics = free_port()
@@ -176,18 +190,21 @@ def modbus(devices: int, ports: int, poll: float, seconds: float, pipeline: int 
             for p, port in enumerate(port_numbers)
         ]
         site = site_yaml(folder, "".join(lines), metrics, f"poll: {poll}s\n")
-        # One simulator process serves ~45k points/s on this machine: more offered load needs more of
-        # them, each serving every sims-th port (their CPU is not counted).
+        # More offered load than one simulator process serves needs more of them, each serving every
+        # sims-th port (their CPU is not counted, only printed).
         parts = [
             site_yaml(folder, "".join(lines[k::sims]), metrics, f"poll: {poll}s\n", f"sim{k}.yaml")
             for k in range(sims)
         ]
+        # Physics once a second (as often as the daemon reads): at the default 0.2 s, stepping
+        # thousands of meters took most of a simulator's CPU.
         simulators = [
-            subprocess.Popen([*MONITORD, "sim", str(part)], stdout=subprocess.DEVNULL) for part in parts
+            subprocess.Popen([*MONITORD, "sim", "--step", "1s", str(part)], stdout=subprocess.DEVNULL)
+            for part in parts
         ]
         try:
             for port in port_numbers:
-                wait_port(port, timeout=60)
+                wait_port(port, timeout=300)  # pymodbus builds each device's datastore: ~10 ms each
             # Baseline first, alone against the simulator, so neither steals the other's replies.
             bare = subprocess.run(
                 [
@@ -214,8 +231,12 @@ def modbus(devices: int, ports: int, poll: float, seconds: float, pipeline: int 
                 wait_metrics(metrics)
                 time.sleep(seconds / 3)  # warm-up: every poller connected and on its schedule
                 s0, c0, t0 = samples_total(metrics), cpu_seconds(daemon.pid), time.perf_counter()
+                sim0 = sum(cpu_seconds(sim.pid) for sim in simulators)
+                w0 = waited_for_cpu(daemon.pid)
                 time.sleep(seconds)
                 s1, c1, t1 = samples_total(metrics), cpu_seconds(daemon.pid), time.perf_counter()
+                sim1 = sum(cpu_seconds(sim.pid) for sim in simulators)
+                w1 = waited_for_cpu(daemon.pid)
                 rss = peak_rss_mb(daemon.pid)
             finally:
                 daemon.terminate()
@@ -242,6 +263,9 @@ def modbus(devices: int, ports: int, poll: float, seconds: float, pipeline: int 
         " per 100k points"
     )
     print(f"  throughput ratio monitord/bare: {ours / max(base['points_per_s'], 1):.2f}")
+    print(f"  the simulators (not counted): {(sim1 - sim0) / (t1 - t0):.1%} of a core while monitord ran")
+    # On a shared machine a daemon that falls behind may simply not have been given a CPU.
+    print(f"  monitord's threads waited for a CPU {(w1 - w0) / (t1 - t0):.1%} of the time (other load)")
     need = share / max(ours, 1) * 1e5
     print(f"  at 100k points/s the daemon would need {need:.0%} of a core (target ≤ 50 %)")
 

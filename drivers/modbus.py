@@ -259,7 +259,10 @@ class GatewayPoller:
     async def _poll_due(self, due: list[ModbusDevice]) -> None:
         """Poll the devices that are due, up to ``in_flight`` at once, and hand their batches over."""
         todo = iter(due)
-        workers = min(self.in_flight, len(due))
+        # Each worker may have a whole device's reads in flight together, so the window holds fewer
+        # workers: ``in_flight`` requests at once, never more.
+        span = max(self._together(d) for d in due)
+        workers = min(max(1, self.in_flight // span), len(due))
         started = asyncio.get_running_loop().time()
         if workers == 1:
             await self._worker(todo, started)
@@ -377,30 +380,46 @@ class GatewayPoller:
         """Read one device completely and publish one batch; never raises."""
         self.settle([await self.fetch(dev)])
 
+    def _together(self, dev: ModbusDevice) -> int:
+        """How many of ``dev``'s reads go out at once: on a pipelined Modbus TCP line, all of them up
+        to the window; one at a time on RTU, with ``pipeline: 1`` or a device that needs a pause."""
+        if self.line.kind != "tcp" or dev.pause:
+            return 1
+        return max(1, min(self.line.pipeline, len(dev.requests)))
+
     async def fetch(self, dev: ModbusDevice) -> _Reading:
         """Read one device's registers; never raises. Decoding is left to ``settle``."""
         reading = _Reading(dev, self.clock.now(), time.perf_counter(), [None] * len(dev.requests))
-        for i, req in enumerate(dev.requests):
+        together = self._together(dev)
+        for first in range(0, len(dev.requests), together):
             client = await self._connected()
             if client is None:
                 break
             if dev.info and dev.info_due and not await self._read_info(client, dev):
                 reading.reason = "no reply to the info read"
                 break  # silent: the numeric reads would only wait too
-            if i and dev.pause:
+            if first and dev.pause:
                 await asyncio.sleep(dev.pause)
-            ok, payload = await self._read(client, dev.unit, req)
-            if not ok:
-                assert isinstance(payload, str)
-                reading.reason = payload
-                if payload.startswith(("timeout", "io")):
-                    break  # the device is silent; the rest would only wait too
-                if not payload.startswith(("exception 0x0a", "exception 0x0b")):
-                    reading.answered = True
-                continue
-            assert not isinstance(payload, str)
-            reading.answered = True
-            reading.blocks[i] = payload
+            reqs = dev.requests[first : first + together]
+            if isinstance(client, TcpLink):
+                results = await self._exchange(client, dev.unit, reqs)
+            else:
+                results = [await self._read(client, dev.unit, reqs[0])]
+            silent = False
+            for i, (ok, payload) in enumerate(results, start=first):
+                if not ok:
+                    assert isinstance(payload, str)
+                    reading.reason = payload
+                    # the device is silent: the rest would only wait too
+                    silent = silent or payload.startswith(("timeout", "io"))
+                    if not payload.startswith(("exception 0x0a", "exception 0x0b", "timeout", "io")):
+                        reading.answered = True
+                    continue
+                assert not isinstance(payload, str)
+                reading.answered = True
+                reading.blocks[i] = payload
+            if silent:
+                break
         return reading
 
     def settle(self, readings: Sequence[_Reading]) -> None:
@@ -418,8 +437,10 @@ class GatewayPoller:
                 if rows:
                     blocks = [group[k].blocks[i] for k in rows]
                     block = blocks[0][None] if len(blocks) == 1 else np.stack(blocks)  # type: ignore[index,arg-type]
-                    values[rows, plan.slices[i]] = req.codec.decode(block)
-                    quality[rows, plan.slices[i]] = int(Quality.GOOD)
+                    # Every device answered (the usual case): a plain slice, ~4 µs less than a fancy index.
+                    where: slice | list[int] = slice(None) if len(rows) == len(group) else rows
+                    values[where, plan.slices[i]] = req.codec.decode(block)
+                    quality[where, plan.slices[i]] = int(Quality.GOOD)
             mark_quality(values, quality, plan.low, plan.high)
             batches += [
                 SampleBatch(r.ts, r.dev.asset, plan.points, values[k], quality[k])
@@ -485,7 +506,7 @@ class GatewayPoller:
     ) -> tuple[bool, Payload | str]:
         """One request; on an RTU line, after the silence that must precede it."""
         if isinstance(client, TcpLink):
-            return await self._exchange(client, unit, req)
+            return (await self._exchange(client, unit, (req,)))[0]
         loop = asyncio.get_running_loop()
         if (wait := self._quiet_at - loop.time()) > 0:
             await asyncio.sleep(wait)
@@ -496,32 +517,62 @@ class GatewayPoller:
             self._quiet_at = loop.time() + self.line.gap
             self._busy += self._quiet_at - started
 
-    async def _exchange(self, link: TcpLink, unit: int, req: ReadRequest) -> tuple[bool, Payload | str]:
-        """One request over our own Modbus TCP link, others possibly in flight beside it."""
+    async def _exchange(
+        self, link: TcpLink, unit: int, reqs: Sequence[ReadRequest]
+    ) -> list[tuple[bool, Payload | str]]:
+        """One device's requests over our own Modbus TCP link, in flight together (others possibly
+        beside them); a result per request, in order."""
+        frames = [self._frame(unit, req) for req in reqs]
+        started = time.perf_counter()
+        try:
+            answers = await self._send_all(link, frames)
+            lost = [k for k, a in enumerate(answers) if isinstance(a, LinkLost)]
+            if lost and all(a.collateral for a in answers if isinstance(a, LinkLost)):
+                # Dropped for another device's fault: this one did nothing wrong, so what it lost
+                # is asked again, once, on a new connection.
+                self.metrics.driver_errors.labels("modbus", "dropped").inc(len(lost))
+                again = await self._connected()
+                if again is None or not isinstance(again, TcpLink):
+                    return [
+                        (False, "io error: no connection after the line was dropped")
+                        if isinstance(a, LinkLost)
+                        else self._take(link, unit, req, a)
+                        for req, a in zip(reqs, answers, strict=True)
+                    ]
+                for k, a in zip(lost, await self._send_all(again, [frames[k] for k in lost]), strict=True):
+                    answers[k] = a
+                link = again
+        finally:
+            self._busy += time.perf_counter() - started
+        failed = [a for a in answers if isinstance(a, LinkLost)]
+        why = ""
+        if failed:
+            # The device's own fault (or a second drop) is counted once; its reads lost with it fail
+            # with the same reason, those answered before it are kept.
+            why = self._lost(link, next((a for a in failed if not a.collateral), failed[0]))[1]
+        return [
+            (False, why) if isinstance(a, LinkLost) else self._take(link, unit, req, a)
+            for req, a in zip(reqs, answers, strict=True)
+        ]
+
+    def _frame(self, unit: int, req: ReadRequest) -> bytes:
         key = (unit, req.kind, req.start, req.count)
         frame = self._frames.get(key)
         if frame is None:
             frame = self._frames[key] = request_frame(req.kind, unit, req.start, req.count)
-        started = time.perf_counter()
-        try:
-            answer = await link.send(frame)
-        except LinkLost as lost:
-            if lost.collateral:
-                # Dropped for another transaction's timeout: this device did nothing wrong, so it
-                # is asked again, once, on a new connection.
-                self.metrics.driver_errors.labels("modbus", "dropped").inc()
-                again = await self._connected()
-                if again is None or not isinstance(again, TcpLink):
-                    return False, "io error: no connection after the line was dropped"
-                try:
-                    answer = await again.send(frame)
-                except LinkLost as second:
-                    return self._lost(again, second)
-            else:
-                return self._lost(link, lost)
-        finally:
-            self._busy += time.perf_counter() - started
-        return self._take(link, unit, req, answer)
+        return frame
+
+    @staticmethod
+    async def _send_all(link: TcpLink, frames: Sequence[bytes]) -> list[Answer | LinkLost]:
+        """Put every frame on the wire at once, then wait for their replies (or failures)."""
+        futures = link.send_many(frames)
+        answers: list[Answer | LinkLost] = []
+        for fut in futures:
+            try:
+                answers.append(await fut)
+            except LinkLost as lost:
+                answers.append(lost)
+        return answers
 
     def _lost(self, link: TcpLink, lost: LinkLost) -> tuple[bool, str]:
         kind = lost.reason.split(" ", 1)[0].split(":")[0]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pymodbus.framer import FramerSocket
@@ -111,27 +112,35 @@ class TcpLink(asyncio.Protocol):
 
     def send(self, frame: bytes) -> asyncio.Future[Answer]:
         """Send a request ADU (from ``request_frame``) under the next free transaction id."""
-        fut: asyncio.Future[Answer] = self._loop.create_future()
+        return self.send_many((frame,))[0]
+
+    def send_many(self, frames: Sequence[bytes]) -> list[asyncio.Future[Answer]]:
+        """Send request ADUs together (one write), each under the next free transaction id."""
+        futures = [self._loop.create_future() for _ in frames]
         if self._lost is not None or self._transport is None:
-            fut.set_exception(self._lost or LinkLost("io error: not connected"))
-            return fut
-        tid = self._next_tid = self._next_tid % 0xFFFF + 1
-        while tid in self._pending:  # 65,535 ids: only a stuck connection could wrap onto its own
-            tid = self._next_tid = self._next_tid % 0xFFFF + 1
+            for fut in futures:
+                fut.set_exception(self._lost or LinkLost("io error: not connected"))
+            return futures
+        busy = bool(self._pending)
         deadline = self._loop.time() + self.timeout
-        adu = tid.to_bytes(2, "big") + frame[2:]
-        if self._pending:
+        adus = []
+        for frame, fut in zip(frames, futures, strict=True):
+            tid = self._next_tid = self._next_tid % 0xFFFF + 1
+            while tid in self._pending:  # 65,535 ids: only a stuck connection could wrap onto its own
+                tid = self._next_tid = self._next_tid % 0xFFFF + 1
+            adus.append(tid.to_bytes(2, "big") + frame[2:])
+            self._pending[tid] = (fut, frame[6], deadline)
+        if busy:
             # Others in flight: requests made in this turn of the loop leave in one write (one
             # system call instead of one each; pipelined polls resume together on one read).
             if not self._outgoing:
                 self._loop.call_soon(self._write_out)
-            self._outgoing.append(adu)
+            self._outgoing += adus
         else:
-            self._transport.write(adu)
-        self._pending[tid] = (fut, frame[6], deadline)
+            self._transport.write(b"".join(adus))
         if self._watchdog is None:
             self._watchdog = self._loop.call_at(deadline, self._check_deadline)
-        return fut
+        return futures
 
     def _write_out(self) -> None:
         out, self._outgoing = self._outgoing, []

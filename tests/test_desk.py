@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from monitord.alerting.tracker import AlertEvent
-from monitord.config.site import load_config
+from monitord.config.site import CONFIG_DIR, load_config
 from monitord.daemon.frontdesk import FormError, FrontDesk, form_of
 from monitord.people.console import ConsoleReporter
 from monitord.store.open import open_store
@@ -46,6 +46,7 @@ from tests.support import (
     post,
     running,
     site_yaml,
+    token_of,
     with_people,
 )
 from tests.support.timeline import T0, Timeline, pump_site
@@ -266,6 +267,34 @@ def test_the_cli_lists_follow_ups_and_complaints_and_shows_a_request_from_the_st
     [total] = [line.split() for line in cli("report", *db).splitlines() if line.startswith("  all")]
     assert total == ["all", "2", "1", "1", "100.0%", "2.00", "1", "1", "1", "0", "0.0%"]
 
+    # The same commands in Chinese (--lang; a zh-CN site's --config does the same): every word a
+    # person reads from the catalogs, what people typed as they typed it.
+    zh = [*db, "--lang", "zh-CN"]
+    [due] = cli("tickets", *zh, "follow-ups").splitlines()
+    assert (
+        due.startswith(f"{waiting}  P2 给排水") and "致电 Li Na 13812345678  @ Tower B / 12F / 1203：" in due
+    )
+    [open_complaint] = cli("tickets", *zh, "complaints", "--open").splitlines()
+    assert open_complaint.endswith("Li Na：came twice  [未办结]"), open_complaint
+    shown = cli("tickets", *zh, "show", unhappy).splitlines()
+    assert shown[0] == f"{unhappy}  [已关闭]  P2  给排水"
+    assert "  报修：    Tower B / 12F / 1204，报修人 Li Na 13812345678" in shown
+    assert "  回访：    Wu 致电 Li Na，满意度 2/5  [满意度低]：came twice" in shown
+    assert "  投诉 C1：Li Na（" in "\n".join(shown) and "  时间线：" in shown
+    assert any("已回访       Wu — Li Na，满意度 2/5" in line for line in shown), shown
+    listing = cli("tickets", *zh, "list").splitlines()
+    assert listing[0].split() == ["工单", "状态", "级", "专业", "设备", "新建", "处理人", "摘要"]
+    [listed] = [line for line in listing if line.startswith(unhappy)]
+    assert listed.split()[1:4] == ["已关闭", "P2", "给排水"] and listed.endswith("[满意度低]")
+    report = cli("report", *zh).splitlines()
+    assert report[0].startswith("工单：2   ") and report[1].startswith("SLA 达成率")
+    [total] = [line.split() for line in report if line.startswith("  合计")]
+    assert total == ["合计", "2", "1", "1", "100.0%", "2.00", "1", "1", "1", "0", "0.0%"]
+    english = ("ticket", "state", "request", "summary", "satisfaction", "timeline", "follow-up", "resolved")
+    for out in (due, open_complaint, *shown, *listing, *report):
+        text = out.replace("water dripping from the bathroom ceiling", "").replace("came twice", "")
+        assert not [w for w in english if w in text], out
+
 
 def test_a_complaint_about_an_old_ticket_leaves_the_alerts_latest_ticket_alone() -> None:
     """A re-fire soon after monitord resolved the alert's latest ticket recurs on that ticket, even when
@@ -371,16 +400,16 @@ def test_a_request_over_the_cli_is_assigned_paged_followed_up_and_reported(
                 return await asyncio.to_thread(post, f"{url}{path}", body or {})
 
             assert (await call("POST", f"/tickets/{tid}/resolve", {}))[0] == 200
-            # The dispatcher's list names whom to call; an anonymous read of the open API sees the
-            # phone masked, and so does every anonymous ticket read.
-            [due] = await asyncio.to_thread(get, f"{url}/follow-ups", TOKEN)
+            # The dispatcher's list names whom to call; a viewer (a wall screen) sees the phone
+            # masked, in the list and in every ticket read.
+            [due] = await asyncio.to_thread(get, f"{url}/follow-ups", token_of("dispatcher"))
             assert (due["ticket"], due["phone"]) == (tid, "13812345678")
-            [anonymous] = await call("GET", "/follow-ups")
-            assert anonymous["phone"] == "138****5678"
-            shown = await call("GET", f"/tickets/{tid}")
+            [masked] = await asyncio.to_thread(get, f"{url}/follow-ups", token_of("viewer"))
+            assert masked["phone"] == "138****5678"
+            shown = await asyncio.to_thread(get, f"{url}/tickets/{tid}", token_of("viewer"))
             assert shown["phone"] == "138****5678" and shown["reporter"] == "Li Na"
             assert all(e["phone"] in ("", "138****5678") for e in shown["events"])
-            full = await asyncio.to_thread(get, f"{url}/tickets/{tid}", TOKEN)
+            full = await call("GET", f"/tickets/{tid}")
             assert full["phone"] == "13812345678"
             status, refused = await call("POST", f"/tickets/{tid}/follow-up", {"satisfaction": 9})
             assert status == 400 and refused["error"] == "satisfaction: must be 1..5, got 9"
@@ -412,3 +441,16 @@ def test_a_request_over_the_cli_is_assigned_paged_followed_up_and_reported(
             assert api_weeks[-1]["follow_up_rate"] == 1.0 and api_weeks[-1]["mean_satisfaction"] == 4.0
 
     asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
+def test_oncall_names_who_is_on_duty_and_then_whom_in_the_readers_language() -> None:
+    demo = str(CONFIG_DIR / "sites" / "demo.yaml")
+    at = ["--at", "2026-12-01T10:00"]
+    english = _cli("oncall", demo, *at)
+    chinese = _cli("oncall", demo, *at, "--lang", "zh-CN")
+    assert english.returncode == chinese.returncode == 0, english.stderr + chinese.stderr
+    plumbing = next(line for line in english.stdout.splitlines() if line.startswith("plumbing "))
+    assert plumbing.split(None, 2)[1] == "plumbing" and "on call: Zhang (plumber)  then Zhao" in plumbing
+    plumbing = next(line for line in chinese.stdout.splitlines() if line.startswith("plumbing "))
+    assert plumbing.split(None, 2)[1] == "给排水" and "值班：Zhang (plumber)  其后 Zhao" in plumbing
+    assert "on call" not in chinese.stdout and "then" not in chinese.stdout

@@ -122,16 +122,34 @@ def test_check_warns_when_the_poll_intervals_ask_more_than_the_line_carries(tmp_
         f"     connection: {{modbus: {{port: /dev/ttyUSB0, baudrate: 9600, parity: E, unit: {u}}}}}}}\n"
         for u in (1, 2, 3)
     )
-    path = write(tmp_path, sdm.replace("rules:\n", meters + "rules:\n"))
-    done = check(path)
-    assert done.returncode == 0, done.stderr
-    # SDM630: 5 reads of ≤ 80 registers; at 9600 8E1 one meter's poll holds the line ~0.39 s.
-    budget = next(line for line in done.stdout.splitlines() if line.startswith("line /dev/ttyUSB0"))
-    assert "RTU 9600 8E1" in budget and "the poll intervals ask 3.0" in budget, budget
-    assert (
+    site = sdm.replace("rules:\n", meters + "rules:\n")
+    path = write(tmp_path, site)
+    # Chinese from the catalogs: by --lang, or as a zh-CN site's own language.
+    chinese = write(tmp_path, site.replace("name: Test}", "name: Test, locale: zh-CN}"), "zh.yaml")
+    english = (
+        "line /dev/ttyUSB0",
+        ("RTU 9600 8E1", "the poll intervals ask 3.0 (116%)"),
         "warning: line /dev/ttyUSB0: the poll intervals ask 116% of what the line carries; polls will "
-        "come late (lengthen poll:, raise the baud rate, or split the line)"
-    ) in done.stdout.splitlines()
+        "come late (lengthen poll:, raise the baud rate, or split the line)",
+        ": ok — 5 assets, 3 profiles, 1 rules",
+    )
+    zh = (
+        "总线 /dev/ttyUSB0",
+        ("（RTU 9600 8E1）", "按配置的轮询周期需要 3.0 次（116%）"),
+        "警告：总线 /dev/ttyUSB0：配置的轮询周期需要线路能力的 116%，"
+        "轮询会延迟（请加长 poll:、提高波特率或拆分总线）",
+        "：没有问题 — 5 个设备，3 个设备型号，1 条规则",
+    )
+    for done, (start, parts, warning, ok) in (
+        (check(path), english),
+        (check(path, "--lang", "zh-CN"), zh),
+        (check(chinese), zh),
+    ):
+        assert done.returncode == 0, done.stderr
+        # SDM630: 5 reads of ≤ 80 registers; at 9600 8E1 one meter's poll holds the line ~0.39 s.
+        budget = next(line for line in done.stdout.splitlines() if line.startswith(start))
+        assert all(part in budget for part in parts), budget
+        assert warning in done.stdout.splitlines() and ok in done.stdout, done.stdout
 
 
 def test_wire_time_follows_the_serial_line_spec() -> None:

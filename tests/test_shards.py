@@ -17,11 +17,15 @@ import pytest
 
 from monitord.alerting.facts import BadFact, Fact
 from monitord.alerting.tracker import AlertEvent
+from monitord.config.fleet import Member
 from monitord.config.mqtt import router
 from monitord.config.shards import ShardPlan, own_share, owns_ticket, stable_shard
 from monitord.config.site import load_config
+from monitord.core.errors import ConfigError
 from monitord.daemon.app import with_gateways
+from monitord.daemon.fleet_role import FleetRole
 from monitord.daemon.shardfacts import ShardFacts
+from monitord.tickets.desk import TicketEvent
 from tests.support import Timeline
 from tests.support.campus import lifts, meters, site
 from tests.support.configs import check, problems, write
@@ -95,6 +99,39 @@ def test_each_shard_numbers_tickets_with_its_own_code_and_restores_only_its_own(
     # Another site whose code starts like this one's is not mistaken for shard 1 of it: the id is
     # read as an unsharded one, so D's owner (shard 0) keeps it.
     assert owns_ticket(plan, 0, code, ticket.format(f"{code}X-S1"), "D") is True
+
+
+def test_the_fleet_role_says_what_each_mode_runs_and_which_tickets_it_restores(tmp_path: Path) -> None:
+    """``FleetRole``, what ``Monitord`` builds from: a shard runs its share under a client id and a
+    notification log of its own, and restores only its tickets; one instance runs and restores all."""
+    text = site(meters(["A", "B"]) + meters(["D"], port=1700), pin="A: 2, D: 0")
+    whole = with_gateways(load_config(write(tmp_path, text)))
+    plan, code = ShardPlan.of(whole), whole.site.ticket_code
+
+    def opened(ticket: str, asset: str) -> TicketEvent:
+        return TicketEvent(1.0, ticket, "k", "opened", "open", asset, "r", "P2", "it", "s")
+
+    role = FleetRole.of(whole, Member("campus-2", 2))
+    assert role.mode == "shard" and whole.mqtt is not None and role.config.mqtt is not None
+    share = {a.id for a in role.config.assets}
+    assert share == {a for a, k in plan.owner.items() if k == 2} == {"A", "B", "GW-127.0.0.1-1502"}
+    assert role.config.site.ticket_code == f"{code}-S2"
+    assert role.config.mqtt.client_id == f"{whole.mqtt.client_id}-shard2-campus-2"
+    assert role.config.notify_log == whole.notify_log.parent / "campus-2" / whole.notify_log.name
+    mine, theirs = opened(f"WO-{code}-S2-20261201-0001", "D"), opened(f"WO-{code}-S0-20261201-0001", "A")
+    assert [role.restores(ev) for ev in (mine, theirs, opened(f"WO-{code}-20261201-0001", "A"))] == [
+        True,
+        False,
+        True,  # from before the site was sharded: A's owner takes it
+    ]
+    with pytest.raises(ConfigError, match="--shard"):
+        FleetRole.of(whole, Member("campus-3", 3))
+    alone = load_config(
+        write(tmp_path, text.replace(", pin: {A: 2, D: 0}", "").replace("mode: shard", "mode: single"))
+    )
+    role = FleetRole.of(alone, Member("campus-2", 2))
+    assert role.mode == "single" and role.config is alone
+    assert role.restores(mine) and role.restores(theirs)
 
 
 MQTT = """\

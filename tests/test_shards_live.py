@@ -4,6 +4,7 @@ devices (``monitord sim`` processes, real sockets) and a real Mosquitto carrying
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -52,6 +53,22 @@ def lines_polled(log: Path) -> set[str]:
     return set(re.findall(r'monitord_modbus_line_utilisation\{line="([^"]+)"\}', text_of(m.group(1))))
 
 
+def broker_connections(pid: int, port: int) -> int:
+    """Established TCP connections of process ``pid`` to ``port`` on this machine (from /proc)."""
+    to_port: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                f = row.split()
+                if int(f[2].rsplit(":", 1)[1], 16) == port and f[3] == "01":  # rem_address, ESTABLISHED
+                    to_port.add(f"socket:[{f[9]}]")
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            held += os.readlink(fd) in to_port
+    return held
+
+
 def test_three_shards_poll_3000_assets_once_and_a_feeder_on_shard_1_explains_shard_2(
     tmp_path: Path, mosquitto: int
 ) -> None:
@@ -84,10 +101,13 @@ def test_three_shards_poll_3000_assets_once_and_a_feeder_on_shard_1_explains_sha
             timeout=45,
         )
         logs = [tmp_path / f"shard{k}.log" for k in range(SHARDS)]
+        shards: list[subprocess.Popen[bytes]] = []
         for k in range(SHARDS):
             (tmp_path / f"s{k}").mkdir()
             args = ["run", str(path), "--shard", str(k), "--instance", f"campus-{k}", "--metrics-port", "0"]
-            stack.enter_context(process(args, logs[k], {**env, "SHARD_DATA": str(tmp_path / f"s{k}")}))
+            shards.append(
+                stack.enter_context(process(args, logs[k], {**env, "SHARD_DATA": str(tmp_path / f"s{k}")}))
+            )
 
         async def campus_run() -> tuple[Tables, Tables, list[set[str]]]:
             apis = await eventually(lambda: all(api_of(x) for x in logs) and [api_of(x) for x in logs], 90)
@@ -101,6 +121,8 @@ def test_three_shards_poll_3000_assets_once_and_a_feeder_on_shard_1_explains_sha
             tables = await eventually(polled, 40, interval=1.0)
             print(f"every asset polled {time.monotonic() - began:.1f} s after the start")
             pollers = [lines_polled(x) for x in logs]
+            # One broker connection per shard (no MQTT devices here): its presence, its will and its facts.
+            assert [broker_connections(p.pid, mosquitto) for p in shards] == [1] * SHARDS
             assert [get(f"{api}/tickets") for api in apis] == [[], [], []], "a quiet campus before the outage"
             sims[0].kill()  # the feeder's switch room loses power: F and all it feeds go dark at once
             dark = time.time()

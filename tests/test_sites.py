@@ -27,6 +27,7 @@ from monitord.people.audit import AuditEvent
 from monitord.people.logsite import claim
 from monitord.store.influx import InfluxStore, InfluxTarget
 from tests.support import (
+    TOKEN,
     InfluxServer,
     V2WriteProxy,
     eventually,
@@ -59,7 +60,7 @@ def site_config(tmp_path: Path, site: str, code: str, influx_url: str, api: int 
         f"store: {{kind: influxdb, url: '{influx_url}', bucket: monitord, spool: '{folder}/spool',"
         " flush_interval: 200ms}\n"
         f"notify: {{log: '{folder}/notifications.db'}}\n"
-        f"metrics: {{port: 0}}\napi: {{port: {api}}}\npoll: 1s\n"
+        f"metrics: {{port: 0}}\napi: {{port: {api}, token: {TOKEN}}}\npoll: 1s\n"
         f"profiles:\n  - include: {CONFIG_DIR}/profiles/pump-set.yaml\n"
         f"assets:\n{pumps}"
         f"rules:\n  - include: {RULES}/pump.yaml\n"

@@ -32,6 +32,7 @@ from monitord.config.fleet import FleetConfig, fleet_problems
 from monitord.config.modbus import ModbusConnection, Port, check_lines, line_budget
 from monitord.config.mqtt import check_claims
 from monitord.config.shards import check_shards
+from monitord.config.tokens import token_problems
 from monitord.config.yamlio import LineDict, expand_env, is_secret_key, load_yaml, mask, problem
 from monitord.core.assets import Asset
 from monitord.core.errors import ConfigError
@@ -578,6 +579,7 @@ def cross_check(config: SiteConfig, raw: Any) -> list[str]:
     out += check_claims(config, raw)
     out += check_shards(config, raw)
     out += _check_tls(config, raw)
+    out += token_problems(config.roster, config.api.token, raw)
     shared = isinstance(config.store, InfluxStoreConfig)
     out += fleet_problems(config.fleet, broker=config.mqtt is not None, shared_store=shared, raw=raw)
     out += _check_rules(config, raw, points_by_type, profiles, unresolved)

@@ -12,23 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from monitord.alerting.tracker import PendingFile
 from monitord.config.fleet import Member
 from monitord.config.mqtt import router
-from monitord.config.shards import ShardPlan, own_share, owns_ticket
 from monitord.config.site import AssetConfig, SiteConfig, modbus_lines, modbus_of
 from monitord.core.clock import Clock, SystemClock
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
 from monitord.daemon.core import Core, build_core
-from monitord.daemon.fleet import link_for
+from monitord.daemon.fleet_role import FleetRole
 from monitord.daemon.polled import polled_drivers
-from monitord.daemon.shardlink import ShardLink, shard_link
 from monitord.daemon.sites import ticket_code_alone
-from monitord.daemon.takeover import Takeover, per_instance
 from monitord.daemon.web import WebServer
 from monitord.daemon.web.context import Web
 from monitord.drivers.modbus import (
@@ -47,7 +43,6 @@ from monitord.people.notify import Outbox, channels
 from monitord.people.roster import Roster
 from monitord.store.base import Store
 from monitord.store.open import open_store
-from monitord.tickets.desk import TicketEvent
 
 log = logging.getLogger(__name__)
 
@@ -97,22 +92,14 @@ class Monitord:
     member: Member = field(default_factory=lambda: Member.from_args(None, None))  # who this is in the fleet
 
     def __post_init__(self) -> None:
-        self.config = c = whole = with_gateways(self.config)
-        self._mine: Callable[[TicketEvent], bool] | None = None
-        sharded = c.fleet.mode == "shard"
-        if sharded:  # this instance polls, judges and tickets only its shard's assets
-            self.member.check(c.fleet)
-            c = own_share(whole, self.member.shard)
-            plan, k, code = ShardPlan.of(whole), self.member.shard, whole.site.ticket_code
-            self._mine = lambda ev: owns_ticket(plan, k, code, ev.ticket, ev.asset)
-        self.config = c = per_instance(c, self.member)  # its own local files and MQTT client id
+        whole = with_gateways(self.config)
+        # What this process is in the site's fleet says what it runs: a shard's share, its own files.
+        self.role = FleetRole.of(whole, self.member)
+        self.config = c = self.role.config
         claim(c.notify_log, c.site.id)  # before anything reads it: silences, outbox, secret, timers
         if self.store is None:
             self.store = open_store(c)
         self.core: Core = build_core(c, self.clock, self.store, silences=c.notify_log, whole=whole)
-        self.shard_link: ShardLink | None = (
-            shard_link(whole, self.core, self.member.shard) if sharded else None
-        )
         self.bus = self.core.bus
         self.outbox: Outbox | None = None
         self.dispatcher: Dispatcher | None = None
@@ -128,13 +115,7 @@ class Monitord:
         # Pending `for` timers survive a kill -9: saved beside the notification log, resumed at start.
         self.pending_timers = PendingFile(c.notify_log.with_name("pending-alerts.json"))
         self._rule_assets = {r.key: r.assets for r in self.core.engine.rules}
-        # Presence on the site's broker in every mode; in an HA pair only the active one acts.
-        self.fleet = link_for(c, self.member, self.metrics.registry)
-        # What only the active reads: Modbus (and its gateways, which the poller reports), BACnet, SNMP.
-        polled = [a.id for a in c.assets if not a.connection.mqtt or a.type == "gateway"]
-        self.takeover = None
-        if c.fleet.mode == "ha" and self.fleet is not None:  # `monitord check` refuses ha without a broker
-            self.takeover = Takeover(self.core, polled, self.fleet, self.pending_timers, self._rule_assets)
+        self.role.wire(self.core, self.pending_timers, self._rule_assets)
 
     def _modbus_driver(self) -> ModbusDriver | None:
         """One poller per line (TCP endpoint, serial port, or serial server over TCP)."""
@@ -199,9 +180,7 @@ class Monitord:
                     told = True
                 await asyncio.sleep(2.0)
         desk = self.core.desk
-        if self._mine is not None:  # shards of a site share its store; each restores its own tickets
-            events = [ev for ev in events if self._mine(ev)]
-        self.core.restore(events)
+        self.core.restore([ev for ev in events if self.role.restores(ev)])  # a shard: its own
         if self.alertmanager is not None:  # what fires still, pushed again before Alertmanager expires it
             self.alertmanager.resume(self.core.firing_alerts(), desk.tickets, self.clock.now())
         if desk.tickets:
@@ -210,8 +189,7 @@ class Monitord:
         if told:
             log.info("tickets restored from the store; held alerts decided")
         self.core.pipeline.decide_held()
-        if self.takeover is not None:
-            self.takeover.restored()
+        self.role.restored()
         await ticket_code_alone(self.store, self.config.site.ticket_code)  # after: it may wait for the store
 
     def _people(self, api_port: int | None) -> None:
@@ -267,20 +245,13 @@ class Monitord:
         self.metrics_url = f"http://{self.config.metrics.host}:{bound}/metrics"
         log.debug("metrics at %s", self.metrics_url)  # `monitord run` prints it once, on stdout
         self._people(api_port)
-        if self.takeover is not None:
-            self.takeover.attach(self.outbox, self.dispatcher)
-        if self.fleet is not None and self.web is not None:
-            self.fleet.api_url = self.api_url
-            self.web.fleet = self.fleet
+        self.role.attach(self.web, self.api_url, self.outbox, self.dispatcher)
         self.started.set()
         try:
             async with asyncio.TaskGroup() as tg:
-                acting = self.fleet.serve(self._act) if self.fleet else self._act()
-                tasks = [tg.create_task(acting, name="acting")]
+                tasks = [tg.create_task(self.role.serve(self._act), name="acting")]
                 if self.mqtt:
                     tasks.append(tg.create_task(self.mqtt.run(), name="mqtt"))
-                if self.shard_link:
-                    tasks.append(tg.create_task(self.shard_link.run(), name="shard-link"))
                 if self.api:
                     tasks.append(tg.create_task(self.api.serve(), name="web"))
                 await self._stop.wait()
@@ -307,8 +278,7 @@ class Monitord:
         """What the acting instance does: restore tickets, evaluate, poll Modbus, BACnet and SNMP (the
         MQTT driver runs in every instance, so a standby's state table stays current)."""
         try:
-            if self.takeover is not None:
-                await self.takeover.begin()  # demoted meanwhile: cancelled here, and ended below
+            await self.role.becoming_active()  # demoted meanwhile: cancelled here, and ended below
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._restore_when_possible(), name="restore")
                 tg.create_task(self._evaluate_forever(), name="evaluate")
@@ -317,8 +287,7 @@ class Monitord:
                 for n, d in self.polled.items():
                     tg.create_task(d.run(), name=n)
         finally:
-            if self.takeover is not None:
-                self.takeover.end()
+            self.role.standing_down()
 
     async def _evaluate_forever(self) -> None:
         engine, pipeline = self.config.engine, self.core.pipeline

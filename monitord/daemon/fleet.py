@@ -16,7 +16,9 @@ lazily: Mosquitto 2.0.11 took up to 8.9 s at a 2 s keep-alive). An instance
 without its broker connection, or whose own beats the broker no longer
 echoes, cannot know, so it is not active. ``fleet_messages`` holds the
 messages and the rule, this module the connection (``FleetLink``);
-docs/scale-out.md#ha-pair tells the whole story.
+docs/scale-out.md#ha-pair tells the whole story. A shard's facts ride the
+same connection (a ``Rider``: ``daemon.shardlink``), so the one last will
+says that the instance and what it said are gone together.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -47,8 +49,34 @@ from monitord.drivers.mqtt import Tls, tls_context
 log = logging.getLogger(__name__)
 
 
+class Rider(Protocol):
+    """What else travels on the fleet connection (a shard's facts): its topics, and what it is told.
+    Every call comes on the event loop."""
+
+    def subscriptions(self) -> list[str]:
+        """Topic filters it hears, subscribed after the presences (whose retained come first)."""
+        ...
+
+    def heard(self, topic: str, payload: bytes) -> None:
+        """A message on one of its topics."""
+        ...
+
+    def presences(self, known: Mapping[str, Presence]) -> None:
+        """The instances' presences as they stand, after any of them changed."""
+        ...
+
+    def connected(self) -> None:
+        """This instance's presence is said (a new session, or again after an old connection's will)."""
+        ...
+
+    def disconnected(self) -> None:
+        """The broker is lost: nothing heard from it can be relied on until it is back."""
+        ...
+
+
 class FleetLink:
-    """This instance's presence and (``ha``) its part in the leadership, on its own paho connection.
+    """This instance's presence and (``ha``) its part in the leadership, on its own paho connection,
+    which a shard's facts ride too (``rider``).
 
     paho's thread only hands messages to the event loop; every decision is made there, so the role
     changes in one place. ``serve(act)`` runs ``act()`` while this instance is to act and cancels it
@@ -94,6 +122,8 @@ class FleetLink:
         # keep-alive, so one not heard for 1.5 keep-alives is gone even if the broker is slow to say so.
         self._heard: dict[str, float] = {}
         self.on_role: list[Callable[[str], None]] = []  # told after every change of role
+        self.rider: Rider | None = None  # what else rides this connection (a shard's facts)
+        self._closing = False
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         if username:
             self.client.username_pw_set(username, password)
@@ -195,6 +225,7 @@ class FleetLink:
 
     def close(self) -> None:
         """Say offline (a clean stop: nobody waits for the will) and disconnect."""
+        self._closing = True  # our own "offline" coming back is no old connection's will
         for timer in (self._settle, self._beat):
             if timer is not None:
                 timer.cancel()
@@ -240,8 +271,12 @@ class FleetLink:
         topics = [self.instances_topic + "+", self.leader_topic] + (
             [self.pending_topic] if self.fleet.mode == "ha" else []
         )
+        if self.rider is not None:  # one SUBSCRIBE, presences first: whose facts count is known first
+            topics += self.rider.subscriptions()
         self.client.subscribe([(t, 1) for t in topics])
         self._publish_presence()
+        if self.rider is not None:
+            self.rider.connected()
         log.info("fleet: %s connected to %s:%s as %s (%s)", self.me, *self.broker, self.role, self.fleet.mode)
         if self.fleet.mode == "ha":
             assert self._loop is not None
@@ -272,6 +307,8 @@ class FleetLink:
         if self._settle is not None:
             self._settle.cancel()
         log.warning("fleet: %s lost the broker (%s)", self.me, reason)
+        if self.rider is not None:
+            self.rider.disconnected()
         self._decide()
 
     def publish_pending(self, text: str) -> None:
@@ -290,6 +327,14 @@ class FleetLink:
         elif topic.startswith(self.instances_topic):
             name = topic[len(self.instances_topic) :]
             presence = Presence.parse(name, payload) if payload else None
+            if (
+                name == self.me
+                and self.connected
+                and not self._closing
+                and not (presence and presence.online)
+            ):
+                self._said_gone()
+                return
             if presence is None:
                 self.presences.pop(name, None)
             else:
@@ -298,7 +343,24 @@ class FleetLink:
                 self._heard[name] = time.monotonic()
             else:
                 self._heard.pop(name, None)
+            if self.rider is not None:
+                self.rider.presences(self.presences)
+        elif self.rider is not None:
+            self.rider.heard(topic, payload)
+            return
         self._decide()
+
+    def _said_gone(self) -> None:
+        """Offline (or nothing) said under this instance's name while its connection is up: the late will
+        of an older connection (a restart before the broker noticed the old one die), or a stray
+        publisher. Say online again, and (a shard) every fact the others just dropped with it; the
+        beats heard so far stand, so an active does not stand down for it."""
+        log.warning(
+            "fleet: %s was said offline while connected (an older connection's will?): online again", self.me
+        )
+        self._publish_presence()
+        if self.rider is not None:
+            self.rider.connected()
 
     def _decide(self) -> None:
         if self.fleet.mode != "ha":

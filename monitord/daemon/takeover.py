@@ -23,8 +23,6 @@ import numpy as np
 
 from monitord.alerting.mute import Silence
 from monitord.alerting.tracker import PendingFile
-from monitord.config.fleet import Member
-from monitord.config.site import SiteConfig
 from monitord.core.errors import StoreError
 from monitord.core.model import SampleBatch
 from monitord.daemon.core import Core
@@ -37,22 +35,6 @@ from monitord.store.shared import SharedLog
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RuleAssets = Mapping[str, Sequence[str]]  # rule series → its assets, in the tracker's order
-
-
-def per_instance(config: SiteConfig, member: Member) -> SiteConfig:
-    """In a fleet each instance keeps its own local files (notification log; the pending timers and a
-    generated site secret live beside it) and its own MQTT client id: two instances under one id
-    would throw each other off the broker, two on one log file would share a single outbox."""
-    if config.fleet.mode == "single":
-        return config
-    path = config.notify_log
-    local = path.parent / member.instance / path.name  # the pending timers' file goes beside it
-    update: dict[str, object] = {"notify": config.notify.model_copy(update={"log": str(local)})}
-    if config.mqtt is not None:
-        update["mqtt"] = config.mqtt.model_copy(
-            update={"client_id": f"{config.mqtt.client_id}-{member.instance}"}
-        )
-    return config.model_copy(update=update)
 
 
 async def _until_done(what: str, call: Callable[[], T]) -> T:

@@ -41,6 +41,9 @@ NEEDS: dict[str, Role] = {
     "follow_up": "dispatcher",  # 回访 and 投诉 are the duty desk's
     "complain": "dispatcher",
     "complaint_close": "dispatcher",
+    # Not a change: a resident's phone in full (a read shows a viewer ``138****5678``). Whoever
+    # works a 报修 calls the resident back; a wall screen or a visitor at the desk need not see it.
+    "phone": "technician",
 }
 LINK_ACTIONS = ("ack", "start", "comment", "resolve")  # what a signed link lets its person do
 

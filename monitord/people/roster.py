@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import datetime
 import datetime as dt
+import re
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from monitord.core.i18n import Locale
 from monitord.core.schema import Strict
 from monitord.core.units import Duration
+
+HASHED = re.compile(r"sha256:[0-9a-f]{64}")
+MIN_TOKEN = 8  # a person's login: short enough to guess is too short
 
 
 class SignedRobot(Strict):
@@ -45,6 +50,23 @@ class Contact(Strict):
         None, description="this person's API/console login token: ${ENV}, or its hash as sha256:<hex>"
     )
     locale: Locale | None = Field(None, description="zh-CN or en: this person's pages (default: the site's)")
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, token: str | None) -> str | None:
+        # A token nobody can type (a hash mistyped) or anybody can guess (an empty ${NAME}, "1234")
+        # would lock its person out of the console or let others in: both are config errors.
+        if token is None:
+            return None
+        if token.startswith("sha256:") and not HASHED.fullmatch(token):
+            text = 'a hashed token is sha256: and 64 hex digits (printf %s "$TOKEN" | sha256sum)'
+            raise PydanticCustomError("token", text)
+        if not token.startswith("sha256:") and len(token) < MIN_TOKEN:
+            text = (
+                f"a token needs at least {MIN_TOKEN} characters (an unset ${{NAME}}?): openssl rand -hex 16"
+            )
+            raise PydanticCustomError("token", text)
+        return token
 
     def channels(self) -> list[tuple[str, str]]:
         """(channel, address) for every channel this person carries."""

@@ -58,7 +58,8 @@ def mask_phone(phone: str) -> str:
 
 
 def redact_phones(data: Any) -> Any:
-    """``data`` (JSON-like) with every ``phone`` value masked: what an anonymous reader gets."""
+    """``data`` (JSON-like) with every ``phone`` value masked: what a viewer reads (a technician
+    and up sees it whole)."""
     if isinstance(data, dict):
         return {
             k: mask_phone(v) if k == "phone" and isinstance(v, str) and v else redact_phones(v)

@@ -18,11 +18,15 @@ DEFAULT_API = "http://127.0.0.1:9109"
 
 
 class ApiClient:
-    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 15) -> None:
-        """``url`` and ``token`` default to $MONITORD_API (else the local daemon) and $MONITORD_TOKEN."""
+    def __init__(
+        self, url: str | None = None, token: str | None = None, *, timeout: float = 15, locale: str = "en"
+    ) -> None:
+        """``url`` and ``token`` default to $MONITORD_API (else the local daemon) and $MONITORD_TOKEN;
+        every call, reads included, sends the token; the daemon answers refusals in ``locale``."""
         self.url = (url or os.environ.get("MONITORD_API", DEFAULT_API)).rstrip("/")
         self.token = token or os.environ.get("MONITORD_TOKEN", "")
         self.timeout = timeout
+        self.locale = locale
 
     def call(self, method: str, path: str, body: dict[str, object] | None = None) -> object:
         data = json.dumps(body).encode() if body is not None else None
@@ -30,7 +34,11 @@ class ApiClient:
             f"{self.url}{path}",
             method=method,
             data=data,
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {self.token}",
+                "Accept-Language": self.locale.replace("_", "-"),
+            },
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:

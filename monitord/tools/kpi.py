@@ -10,21 +10,32 @@ week (回访率, satisfaction, complaints, 有效投诉办结率: ``tickets.qual
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable
 
 from monitord.config.site import SiteConfig
+from monitord.core.i18n import N_, translator
 from monitord.tickets.kpi import Clock, Report, report
+from monitord.tickets.labels import CATEGORIES, label
 from monitord.tickets.quality import COMPLAINT_TARGET, Week
 from monitord.tickets.sla import DEFAULT_SLA, Sla
+from monitord.tools.columns import left, right
 
-__all__ = ["Clock", "Report", "render", "report", "sla_lookup"]
+__all__ = ["Clock", "Report", "render", "render_weeks", "report", "sla_lookup"]
 
 
-def _duration(seconds: float | None) -> str:
+def _duration(seconds: float | None, _: Callable[[str], str]) -> str:
     if seconds is None:
         return "-"
-    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+    if seconds < 7200:
+        return _("{n:.1f} min").format(n=seconds / 60)
+    return _("{n:.1f} h").format(n=seconds / 3600)
+
+
+def _clock(c: Clock, _: Callable[[str], str]) -> str:
+    """One SLA clock's share met (``Clock.__str__`` in the reader's words)."""
+    decided = c.met + c.missed
+    share = f"{c.met / decided:6.1%}" if decided else "     -"
+    return share + (_(" ({n} within SLA)").format(n=c.running) if c.running else "")
 
 
 def sla_lookup(config: SiteConfig | None) -> Callable[[str], Sla]:
@@ -38,19 +49,39 @@ def sla_lookup(config: SiteConfig | None) -> Callable[[str], Sla]:
     return default_sla
 
 
-def render(r: Report) -> list[str]:
+def render(r: Report, locale: str = "en") -> list[str]:
+    """The ticket and alarm KPIs as lines, in ``locale``."""
+    _ = translator(locale)
     lines = [
-        f"tickets: {r.tickets}   MTTA (median): {_duration(r.mtta)}   MTTR (median): {_duration(r.mttr)}"
+        _("tickets: {n}   MTTA (median): {mtta}   MTTR (median): {mttr}").format(
+            n=r.tickets, mtta=_duration(r.mtta, _), mttr=_duration(r.mttr, _)
+        )
     ]
-    lines.append("SLA compliance (acknowledged in time / resolved in time, of the clocks that ran out):")
+    lines.append(_("SLA compliance (acknowledged in time / resolved in time, of the clocks that ran out):"))
     for (priority, category), (n, ack, fix) in sorted(r.sla.items()):
-        lines.append(f"  {priority} {category:12} {n:4} tickets   ack {ack}   resolve {fix}")
+        lines.append(
+            _("  {priority} {category} {n:4} tickets   ack {ack}   resolve {fix}").format(
+                priority=priority,
+                category=left(label(CATEGORIES, category, locale), 12),
+                n=n,
+                ack=_clock(ack, _),
+                fix=_clock(fix, _),
+            )
+        )
     if r.repeats:
-        lines.append("repeat failures: " + ", ".join(f"{a} ×{n}" for a, n in sorted(r.repeats.items())))
+        repeats = ", ".join(f"{a} ×{n}" for a, n in sorted(r.repeats.items()))
+        lines.append(_("repeat failures: {repeats}").format(repeats=repeats))
     lines.append(
-        f"alarms per 10 min: {r.alarms_per_10min:.2f} average (target ~1, at most 2), "
-        f"{r.max_per_10min} at most; flood time {r.flood_share:.1%} (target < 1 %); "
-        f"chattering {r.chattering} (target 0); stale {r.stale}"
+        _(
+            "alarms per 10 min: {average:.2f} average (target ~1, at most 2), {most} at most; flood time"
+            " {flood:.1%} (target < 1 %); chattering {chattering} (target 0); stale {stale}"
+        ).format(
+            average=r.alarms_per_10min,
+            most=r.max_per_10min,
+            flood=r.flood_share,
+            chattering=r.chattering,
+            stale=r.stale,
+        )
     )
     return lines
 
@@ -59,37 +90,34 @@ def _share(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
 
 
-def _right(text: str, width: int) -> str:
-    """``text`` right-aligned in ``width`` terminal columns (a CJK character takes two)."""
-    columns = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-    return " " * max(0, width - columns) + text
-
-
 #: The weekly table's columns: heading and width.
 WEEK_COLUMNS = (
-    ("week", 8),
-    ("requests", 8),
-    ("closed", 6),
-    ("followed", 8),
-    ("回访率", 7),
-    ("satisf.", 7),
-    ("low", 3),
-    ("complaints", 10),
-    ("valid", 5),
-    ("closed", 6),
-    ("办结率", 7),
+    (N_("week"), 8),
+    (N_("requests"), 8),
+    (N_("closed"), 6),
+    (N_("followed"), 8),
+    (N_("回访率"), 7),
+    (N_("satisf."), 7),
+    (N_("low"), 3),
+    (N_("complaints"), 10),
+    (N_("valid"), 5),
+    (N_("closed"), 6),
+    (N_("办结率"), 7),
 )
 
 
-def render_weeks(site: str, weeks: list[Week]) -> list[str]:
+def render_weeks(site: str, weeks: list[Week], locale: str = "en") -> list[str]:
     """The desk's service quality, one row per ISO week and a total (definitions: docs/desk.md)."""
+    _ = translator(locale)
     lines = [
-        f"service quality, site {site} (回访率 = follow-ups / tickets closed; 有效投诉办结率 target "
-        f"{COMPLAINT_TARGET:.0%}):"
+        _(
+            "service quality, site {site} (回访率 = follow-ups / tickets closed; 有效投诉办结率 target"
+            " {target:.0%}):"
+        ).format(site=site, target=COMPLAINT_TARGET)
     ]
     for w in [None, *weeks]:
         if w is None:
-            cells = [heading for heading, _ in WEEK_COLUMNS]
+            cells = [_(heading) for heading, _n in WEEK_COLUMNS]
         else:
             mean = "-" if w.mean_satisfaction is None else f"{w.mean_satisfaction:.2f}"
             figures = [
@@ -104,10 +132,11 @@ def render_weeks(site: str, weeks: list[Week]) -> list[str]:
                 w.complaints_closed,
                 _share(w.complaint_close_rate),
             ]
-            cells = [w.week, *map(str, figures)]
+            cells = [_("all") if w.week == "all" else w.week, *map(str, figures)]
         week, *rest = cells
         lines.append(
-            f"  {week:8}"
-            + "".join(" " + _right(c, n) for c, (_, n) in zip(rest, WEEK_COLUMNS[1:], strict=True))
+            "  "
+            + left(week, 8)
+            + "".join(" " + right(c, n) for c, (_h, n) in zip(rest, WEEK_COLUMNS[1:], strict=True))
         )
     return lines

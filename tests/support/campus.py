@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tests.support.daemon import TOKEN
 from tests.support.net import free_port
 
 SHARDS = 3
@@ -35,7 +36,7 @@ def campus(mqtt_port: int, total: int = 3000, bulk_ports: int = 15, bulk_fed: bo
         "site: {id: campus}",
         f"mqtt: {{url: 'mqtt://127.0.0.1:{mqtt_port}', client_id: campus}}",
         "store: {kind: sqlite, path: '${SHARD_DATA}/monitord.db'}",
-        "api: {port: 0}",
+        f"api: {{port: 0, token: {TOKEN}}}",  # reads of the API need a token
         "poll: 10s",
         f"fleet: {{mode: shard, shards: {SHARDS}, pin: {{F: 1, D-1: 2}}}}",
         "profiles:",

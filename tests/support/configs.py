@@ -54,11 +54,11 @@ def problems(tmp_path: Path, text: str) -> list[str]:
 
 
 def check(
-    path: Path, *, cwd: Path | None = None, env: dict[str, str] | None = None
+    path: Path, *options: str, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``monitord check PATH`` in a process of its own, as a person runs it."""
+    """``monitord check PATH [OPTIONS]`` in a process of its own, as a person runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "monitord", "check", str(path)],
+        [sys.executable, "-m", "monitord", "check", str(path), *options],
         capture_output=True,
         text=True,
         cwd=cwd,

@@ -117,6 +117,7 @@ def daemon_yaml(
     text = text.replace("port: 9108}", f"port: {metrics}}}").replace("port: 9109,", f"port: {api},")
     text = text.replace("./monitord-data/demo.db", str(tmp_path / "store.db"))
     text = text.replace("./monitord-data/notifications.db", str(tmp_path / "notifications.db"))
+    text = text.replace('token: "${MONITORD_TOKEN:-demo-token}"', f"token: {TOKEN}")  # reads need it too
     head, _, rest = text.partition("roster:\n")
     _, _, tail = rest.partition("api:")
     teams = "".join(
@@ -159,8 +160,8 @@ def text_of(url: str) -> str:
         return str(r.read().decode())
 
 
-def get(url: str, token: str | None = None) -> Any:
-    """A read of the API: anonymous by default (the open read API), or as the holder of ``token``."""
+def get(url: str, token: str | None = TOKEN) -> Any:
+    """A read of the API as the holder of ``token`` (default: ``api.token``, the admin); reads need one."""
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"Bearer {token}")

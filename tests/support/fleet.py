@@ -114,13 +114,20 @@ class Instance:
 
 
 def simulator(config: Path, cwd: Path, scenario: str | None = None) -> subprocess.Popen[bytes]:
-    """``monitord sim CONFIG`` (with a fault timeline written from ``scenario``) as a process."""
+    """``monitord sim CONFIG`` (with a fault timeline written from ``scenario``) as a process, once its
+    devices answer (it says "simulating"): an instance polling a simulator still starting would see
+    its Modbus gateway down and open a ticket of its own, nothing to do with the test."""
     args = [sys.executable, "-m", "monitord", "sim", str(config)]
     if scenario is not None:
         (cwd / "scenario.yaml").write_text(scenario)
         args += ["--scenario", str(cwd / "scenario.yaml")]
-    with (cwd / "sim.log").open("wb") as err:
-        return subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+    log = cwd / "sim.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    wait_for(lambda: proc.poll() is not None or "simulating" in log.read_text(errors="replace"), 30)
+    if proc.poll() is not None:
+        raise AssertionError(f"monitord sim ended: {log.read_text(errors='replace')}")
+    return proc
 
 
 def retained(port: int, topic: str, timeout: float = 5.0) -> dict[str, Any] | None:

@@ -28,10 +28,10 @@ from starlette.exceptions import HTTPException
 
 from monitord.daemon.frontdesk import FrontDesk
 from monitord.daemon.web import auth, console, desk, deskpages, health, kpis, silences, tickets
-from monitord.daemon.web.auth import Refused
+from monitord.daemon.web.auth import Refused, api_locale
 from monitord.daemon.web.context import Web
 from monitord.daemon.web.limits import MAX_CONNECTIONS, SOCKET_TIMEOUT, BodyLimit, IdleClosingH11
-from monitord.daemon.web.pages import page
+from monitord.daemon.web.pages import locale_of, page
 from monitord.people.notify import Outbox
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,10 @@ def build_app(web: Web, outbox: Outbox | None = None) -> FastAPI:
         if request.url.path.startswith("/console") and request.url.path != "/console/events":
             if exc.status == 401:
                 return RedirectResponse("/console/login", status_code=303)
-            return page(
-                request, "refused.html", {"status": exc.status, "reason": str(exc)}, status=exc.status
-            )
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+            reason = exc.said(locale_of(request, request.query_params.get("lang", "")))
+            return page(request, "refused.html", {"status": exc.status, "reason": reason}, status=exc.status)
+        # The API's refusal in the request's language: ?lang=, Accept-Language, else the site's.
+        return JSONResponse({"error": exc.said(api_locale(request))}, status_code=exc.status)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

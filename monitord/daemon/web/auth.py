@@ -3,40 +3,94 @@
 Three proofs, in this order: ``Authorization: Bearer <token>`` (a person's token, or ``api.token``
 for the CLI as the admin ``api``), the signed session cookie the login page sets, and for one
 ticket's page and actions the signed link a notification carried. The role decides the rest
-(``monitord.people.identity.may``); a refusal is 401 (nobody proven) or 403 (proven, not allowed).
+(``monitord.people.identity.may``): every read of site data needs someone proven (``require_read``;
+viewer is the least role), a resident's phone in full a technician (``phone``). A refusal is 401
+(nobody proven) or 403 (proven, not allowed), its reason a catalog msgid said in the request's
+language (``Refused.said``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPBearer
 
+from monitord.core.i18n import N_, UnknownLocale, normalise, translator
 from monitord.daemon.web.context import Web
-from monitord.daemon.web.models import Me
-from monitord.daemon.web.pages import page
+from monitord.daemon.web.models import Error, Me
+from monitord.daemon.web.pages import locale_of, page
 from monitord.people.identity import LINK_ACTIONS, Identity, may
 from monitord.tickets.forms import redact_phones
 
 SESSION = "monitord_session"
 SESSION_TTL = 12 * 3600.0  # one shift: a phone left on the desk does not stay logged in for days
-MISSING = "write calls need Authorization: Bearer <api.token>"
-WRONG = "wrong token: it matches neither the daemon's api.token nor any person's token"
-READ_ONLY = "this API is read-only: the config sets no api.token and no person has a token"
+MISSING = N_("write calls need Authorization: Bearer <api.token>")
+MISSING_READ = N_(
+    "reading needs a token: send Authorization: Bearer <token> (a viewer's or higher, or api.token),"
+    " or log in to the console"
+)
+WRONG = N_("wrong token: it matches neither the daemon's api.token nor any person's token")
+READ_ONLY = N_("this API is read-only: the config sets no api.token and no person has a token")
+CLOSED = N_(
+    "reading needs a token, and this site has none: give a person a token and a role (viewer or"
+    " higher) in roster.people, or set api.token"
+)
+#: The actions a refusal may name that the pages' WORDS do not mark (the msgid is the word itself,
+#: so English says it as the API always did).
+ACTION_WORDS = (
+    N_("reopen"),
+    N_("silence"),
+    N_("request"),
+    N_("follow_up"),
+    N_("complain"),
+    N_("complaint_close"),
+)
 
 router = APIRouter()
 # Declares the bearer scheme on the routes that change things (OpenAPI); ``require`` does the checking.
 BEARER = [Depends(HTTPBearer(auto_error=False, description="a person's token, or api.token"))]
+#: A read's OpenAPI extras: the bearer scheme and its refusal.
+READS: dict[str, Any] = {
+    "dependencies": BEARER,
+    "responses": {401: {"model": Error, "description": "no token, a wrong one, or no session"}},
+}
 
 
 class Refused(Exception):
-    """A call the caller may not make: 401 (who are you?) or 403 (not you), with the reason."""
+    """A call the caller may not make: 401 (who are you?) or 403 (not you), with the reason.
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+    ``message`` is a msgid filled with ``fields``; ``str()`` is the English (what the audit trail
+    keeps), ``said(locale)`` the reader's words, a ``role`` or ``action`` field included. A message
+    made elsewhere (the desk's answer, a standby's pointer to the active) has no fields and is said
+    as written when no catalog holds it.
+    """
+
+    def __init__(self, status: int, message: str, **fields: str) -> None:
+        super().__init__(message.format(**fields) if fields else message)
         self.status = status
+        self.message, self.fields = message, fields
+
+    def said(self, locale: str) -> str:
+        _ = translator(locale)
+        if not self.fields:
+            return _(self.message)
+        words = {k: _(v) if k in ("role", "action") else v for k, v in self.fields.items()}
+        return _(self.message).format(**words)
+
+
+def api_locale(request: Request) -> str:
+    """The language of the API's refusals: ``?lang=``, else the first known ``Accept-Language``, else
+    the site's (the console's pages choose theirs by ``pages.locale_of``: a browser always sends the
+    header, a person's ``locale:`` should win there)."""
+    asked = [tag.split(";")[0].strip() for tag in request.headers.get("accept-language", "").split(",")]
+    for choice in (request.query_params.get("lang", ""), *asked):  # the header's order is the client's
+        with contextlib.suppress(UnknownLocale):
+            if choice:
+                return normalise(choice)
+    return locale_of(request)
 
 
 def web_of(request: Request) -> Web:
@@ -67,19 +121,13 @@ def link_holder(request: Request, ticket: str, link: str) -> Identity:
     web = web_of(request)
     claims = web.signer.verify("link", link, web.core.clock.now())
     if claims == "expired":
-        raise Refused(403, "this link has expired: links in notifications work for a limited time")
+        raise Refused(403, N_("this link has expired: links in notifications work for a limited time"))
     if claims is None or claims.get("t") != ticket:
-        raise Refused(403, "this link is not valid: it was changed, or it is for another ticket")
+        raise Refused(403, N_("this link is not valid: it was changed, or it is for another ticket"))
     who = web.identities.named(claims["who"], "link")
     if who is None:
-        raise Refused(403, f"{claims['who']} is no longer on the roster")
+        raise Refused(403, N_("{name} is no longer on the roster"), name=claims["who"])
     return who
-
-
-def for_reader(request: Request, data: Any) -> Any:
-    """What a read answers: a resident's phone in full only to a caller who proves who they are
-    (token or session); an anonymous read of the open API sees ``138****5678``."""
-    return data if caller(request) is not None else redact_phones(data)
 
 
 def reader(request: Request, ticket: str = "", link: str = "") -> Identity | None:
@@ -87,6 +135,22 @@ def reader(request: Request, ticket: str = "", link: str = "") -> Identity | Non
     if link and ticket:
         return link_holder(request, ticket, link)
     return caller(request)
+
+
+def require_read(request: Request, ticket: str = "", link: str = "") -> Identity:
+    """The caller of a read of site data: anyone proven (a viewer at least), or for one ticket the
+    holder of its link; 401 naming what is missing. ``/healthz``, ``/metrics`` and the OpenAPI
+    document stay open (Prometheus scrapes without a token; the schema holds no site data)."""
+    who = reader(request, ticket, link)
+    if who is None:
+        raise Refused(401, MISSING_READ if web_of(request).identities.any else CLOSED)
+    return who  # every role reads: viewer is the least there is
+
+
+def for_reader(who: Identity, data: Any) -> Any:
+    """What a read answers: a resident's phone in full to a technician or higher (who may call them
+    back), ``138****5678`` to a viewer (a wall screen, a visitor at the desk)."""
+    return data if may(who.role, "phone") else redact_phones(data)
 
 
 def require(request: Request, action: str, ticket: str = "", link: str = "") -> Identity:
@@ -97,10 +161,15 @@ def require(request: Request, action: str, ticket: str = "", link: str = "") -> 
         raise Refused(401, MISSING if web.identities.any else READ_ONLY)
     if who.via == "link" and action not in LINK_ACTIONS:
         refused = Refused(
-            403, f"a notification link allows only {', '.join(LINK_ACTIONS)}: log in to {action}"
+            403,
+            N_("a notification link allows only {actions}: log in to {action}"),
+            actions=", ".join(LINK_ACTIONS),
+            action=action,
         )
     elif not may(who.role, action):
-        refused = Refused(403, f"{who.name} is a {who.role} and may not {action}")
+        refused = Refused(
+            403, N_("{name} is a {role} and may not {action}"), name=who.name, role=who.role, action=action
+        )
     elif web.fleet is not None and (elsewhere := web.fleet.not_here()):
         refused = Refused(503, elsewhere)  # a standby's desk is not the site's: nothing done here sticks
     else:
@@ -113,7 +182,7 @@ def require(request: Request, action: str, ticket: str = "", link: str = "") -> 
 async def me(request: Request) -> Me:
     who = caller(request)
     if who is None:
-        raise Refused(401, "not logged in")
+        raise Refused(401, N_("not logged in"))
     return Me(name=who.name, role=who.role, via=who.via)
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
+from monitord.core.i18n import N_
 from monitord.core.units import parse_duration
 from monitord.daemon.fleet_messages import role_words
 from monitord.daemon.web import board, deskpages, silences
@@ -35,7 +36,7 @@ KEEPALIVE = 15.0  # seconds between comment lines on an idle stream, so proxies 
 def _viewer(request: Request) -> Identity:
     who = caller(request)
     if who is None:
-        raise Refused(401, "log in to see the console")
+        raise Refused(401, N_("log in to see the console"))
     return who
 
 
@@ -144,11 +145,11 @@ async def ticket_page(
 ) -> Response:
     who = reader(request, ticket_id, link)
     if who is None:
-        raise Refused(401, "log in to see this ticket")
+        raise Refused(401, N_("log in to see this ticket"))
     web = web_of(request)
     t = web.core.desk.tickets.get(ticket_id)
     if t is None:
-        raise Refused(404, f"no ticket {ticket_id}")
+        raise Refused(404, N_("no ticket {ticket}"), ticket=ticket_id)
     now = web.core.clock.now()
     context = {
         "who": who,
@@ -177,7 +178,7 @@ async def ticket_act(
     link: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     if action not in ACTIONS:
-        raise Refused(404, f"no action {action}")
+        raise Refused(404, N_("no action {action}"), action=action)
     who = require(request, action, ticket_id, link)
     status, answer = act(request, who, ticket_id, action, ActionBody(note=note, assignee=assignee))
     if status != 200:
@@ -270,7 +271,7 @@ async def fleet_page(request: Request, lang: str = "") -> Response:
 async def events(request: Request, ticket: str = "", link: str = "") -> Response:
     """Server-sent events: one ``data:`` line per road event (alert, ticket, audit)."""
     if reader(request, ticket, link) is None:
-        raise Refused(401, "log in to follow the console")
+        raise Refused(401, N_("log in to follow the console"))
     stream = web_of(request).stream
 
     async def lines() -> AsyncIterator[str]:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 
 from monitord.daemon.frontdesk import OPENAPI_OPEN, OPENAPI_PATHS, FrontDesk
-from monitord.daemon.web.auth import BEARER, for_reader, require, web_of
+from monitord.daemon.web.auth import BEARER, READS, for_reader, require, require_read, web_of
 from monitord.daemon.web.models import Error
 from monitord.people.identity import Identity
 
@@ -89,25 +89,26 @@ for _template, _action, _op, _status in WRITES:
 
 
 def _read(request: Request, path: str) -> Any:
+    who = require_read(request)
     read = _frontdesk(request).get(path, dict(request.query_params))
     assert read is not None
-    return for_reader(request, read())
+    return for_reader(who, read())
 
 
-@router.get("/follow-ups")
+@router.get("/follow-ups", **READS)
 async def follow_ups(request: Request) -> Any:
     """Resolved tickets waiting for their follow-up call, with whom to call."""
     return _read(request, "/follow-ups")
 
 
-@router.get("/complaints")
+@router.get("/complaints", **READS)
 async def complaints(request: Request, open: str = "") -> Any:
     """Complaints (``?open=1``: those not closed yet)."""
     del open  # FrontDesk reads it from the query
     return _read(request, "/complaints")
 
 
-@router.get("/report/desk")
+@router.get("/report/desk", **READS)
 async def desk_report(request: Request) -> Any:
     """回访率, satisfaction, complaints and 有效投诉办结率 per ISO week."""
     return _read(request, "/report/desk")

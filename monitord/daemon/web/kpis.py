@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from monitord.core.i18n import N_
 from monitord.daemon.frontdesk import FrontDesk
 from monitord.daemon.web.auth import Refused, caller, web_of
 from monitord.daemon.web.pages import page
@@ -53,7 +54,7 @@ def share(c: Clock) -> float | None:
 @router.get("/kpi")
 async def kpi_page(request: Request, lang: str = "") -> Response:
     if caller(request) is None:
-        raise Refused(401, "log in to see the KPIs")
+        raise Refused(401, N_("log in to see the KPIs"))
     web = web_of(request)
     core = web.core
     alerts = await asyncio.to_thread(core.store.alert_events)  # a store read: off the loop

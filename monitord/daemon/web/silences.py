@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from monitord.alerting.mute import Silence
-from monitord.daemon.web.auth import BEARER, require, web_of
+from monitord.daemon.web.auth import BEARER, READS, require, require_read, web_of
 from monitord.daemon.web.models import Error, SilenceBody, SilenceOut
 from monitord.people.identity import Identity
 
@@ -20,8 +20,9 @@ def silence_json(s: Silence, now: float) -> dict[str, Any]:
     return {**asdict(s), "matcher": s.matcher.model_dump(), "active": s.active(now)}
 
 
-@router.get("/silences", response_model=list[SilenceOut])
+@router.get("/silences", response_model=list[SilenceOut], **READS)
 async def list_silences(request: Request) -> list[dict[str, Any]]:
+    require_read(request)
     core = web_of(request).core
     mute, now = core.pipeline.mute, core.clock.now()
     return [silence_json(s, now) for s in (mute.silences if mute else [])]

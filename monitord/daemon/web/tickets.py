@@ -1,7 +1,8 @@
 """The tickets route group: list, one ticket with its events, and a person's actions on it.
 
-Also the read-only views the duty desk's tools use beside tickets (``/alerts``, ``/assets``). The
-desk's own calls (报修, 回访, 投诉) are the ``desk`` router.
+Also the read-only views the duty desk's tools use beside tickets (``/alerts``, ``/assets``). Every
+read needs a viewer (``require_read``); one ticket also reads with its notification link. The desk's
+own calls (报修, 回访, 投诉) are the ``desk`` router.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
-from monitord.daemon.web.auth import BEARER, for_reader, reader, require, web_of
+from monitord.daemon.web.auth import BEARER, READS, for_reader, reader, require, require_read, web_of
 from monitord.daemon.web.models import ActionBody, Error, TicketEventOut, TicketOut
 from monitord.people.identity import Identity
 from monitord.tickets.desk import ACTIONS, Ticket, TicketActionError
@@ -29,7 +30,7 @@ def ticket_json(t: Ticket, events: bool = False) -> dict[str, Any]:
     return out
 
 
-@router.get("/tickets", response_model=list[TicketOut], response_model_exclude_none=True)
+@router.get("/tickets", response_model=list[TicketOut], response_model_exclude_none=True, **READS)
 async def list_tickets(
     request: Request,
     state: str | None = None,
@@ -37,11 +38,12 @@ async def list_tickets(
     asset: str | None = None,
     source: str | None = None,
 ) -> Any:
+    who = require_read(request)
     desk = web_of(request).core.desk
     given = (("state", state), ("priority", priority), ("asset", asset), ("source", source))
     wanted = {k: v for k, v in given if v}
     return for_reader(
-        request,
+        who,
         [
             ticket_json(t)
             for t in sorted(desk.tickets.values(), key=lambda t: -t.opened_at)
@@ -50,13 +52,19 @@ async def list_tickets(
     )
 
 
-@router.get("/tickets/{ticket_id}", response_model=TicketOut, responses={404: {"model": Error}})
-async def one_ticket(request: Request, ticket_id: str) -> Any:
+@router.get(
+    "/tickets/{ticket_id}",
+    response_model=TicketOut,
+    dependencies=BEARER,
+    responses={404: {"model": Error}, **READS["responses"]},
+)
+async def one_ticket(request: Request, ticket_id: str, link: str = "") -> Any:
+    """One ticket and its events; a notification's link for it reads it too (its person's role)."""
+    who = require_read(request, ticket_id, link)
     t = web_of(request).core.desk.tickets.get(ticket_id)
     if t is None:
         return JSONResponse({"error": "no such ticket"}, status_code=404)
-    return for_reader(request, ticket_json(t, events=True))
-
+    return for_reader(who, ticket_json(t, events=True))
 
 
 def act(request: Request, who: Identity, ticket_id: str, action: str, body: ActionBody) -> tuple[int, Any]:
@@ -98,13 +106,15 @@ async def ticket_action(
     return JSONResponse(answer, status_code=status)
 
 
-@router.get("/alerts")
+@router.get("/alerts", **READS)
 async def alerts(request: Request) -> list[dict[str, object]]:
+    require_read(request)
     return web_of(request).core.firing_alerts()
 
 
-@router.get("/assets")
+@router.get("/assets", **READS)
 async def assets(request: Request) -> list[dict[str, object]]:
+    require_read(request)
     return web_of(request).core.asset_states()
 
 

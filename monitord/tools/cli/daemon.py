@@ -11,11 +11,12 @@ from monitord.config.fleet import Member
 from monitord.config.shards import ShardPlan
 from monitord.config.site import CONFIG_DIR, coverage, line_budgets, load_config, modbus_lines, modbus_of
 from monitord.core.errors import MonitordError
-from monitord.core.i18n import UnknownLocale, normalise, translator
+from monitord.core.i18n import translator
 from monitord.core.units import parse_duration
 from monitord.daemon.runner import run_daemon, until_stopped
 from monitord.simulators.scenario import load_scenario
 from monitord.simulators.site import SimulatedSite
+from monitord.tools.cli.common import lang_args, locale_arg, locale_of
 from monitord.tools.demo import run_demo
 from monitord.tools.fleet import fleet_lines, read_fleet
 
@@ -23,6 +24,7 @@ from monitord.tools.fleet import fleet_lines, read_fleet
 def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     c = sub.add_parser("check", help="validate a configuration without connecting to anything")
     c.add_argument("config")
+    lang_args(c)
     c.set_defaults(fn=check)
 
     r = sub.add_parser("run", help="run the daemon against the devices in CONFIG")
@@ -36,6 +38,11 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     s.add_argument("config")
     s.add_argument("--scenario", help="fault timeline YAML")
     s.add_argument("--duration", help="stop after this long, e.g. 90s")
+    s.add_argument(
+        "--step",
+        default="0.2s",
+        help="physics step of every model (default 0.2s; 1s lets one process serve thousands of meters)",
+    )
     s.add_argument(
         "--serial",
         action="append",
@@ -55,29 +62,33 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     d.add_argument("--scenario", default=str(CONFIG_DIR / "scenarios" / "demo.yaml"))
     d.add_argument("--data", default="./monitord-data", help="folder for the demo's store")
     d.add_argument(
-        "--locale", type=_locale, default=None, help="zh-CN or en: the demo's language (default: the site's)"
+        "--locale",
+        type=locale_arg,
+        default=None,
+        help="zh-CN or en: the demo's language (default: the site's)",
     )
     d.set_defaults(fn=demo)
 
 
-def _locale(text: str) -> str:
-    try:
-        return normalise(text)
-    except UnknownLocale as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    _ = translator(locale_of(args, config))  # --lang, else the site's: as the daemon will speak
     print(
-        f"{args.config}: ok — {len(config.assets)} assets, {len(config.profiles)} profiles, "
-        f"{len(config.rules)} rules"
+        _("{path}: ok — {assets} assets, {profiles} profiles, {rules} rules").format(
+            path=args.config,
+            assets=len(config.assets),
+            profiles=len(config.profiles),
+            rules=len(config.rules),
+        )
     )
     # Not errors: a pack serves profiles with and without some points; but say what is not watched.
     for gap in coverage(config):
-        print(f"warning: {gap.asset}: {gap.rule} cannot be evaluated, profile lacks {', '.join(gap.missing)}")
+        print(
+            _("warning: {asset}: {rule} cannot be evaluated, profile lacks {points}").format(
+                asset=gap.asset, rule=gap.rule, points=", ".join(gap.missing)
+            )
+        )
     if config.fleet.mode == "shard":
-        _ = translator(config.site.locale)
         counts = ", ".join(
             _("shard {k}: {n}").format(k=k, n=n) for k, n in enumerate(ShardPlan.of(config).counts())
         )
@@ -89,16 +100,29 @@ def check(args: argparse.Namespace) -> int:
     for b in line_budgets(config):
         baud, parity, stop, size = b.line.settings
         print(
-            f"line {b.line.name} (RTU {baud} {size}{parity}{stop}): one poll of every device takes "
-            f"{b.poll_seconds * 1000:.0f} ms on the wire; the line carries {b.capacity:.1f} polls/s, "
-            f"the poll intervals ask {b.demand:.1f} ({b.utilisation:.0%})"
+            _(
+                "line {line} (RTU {baud} {size}{parity}{stop}): one poll of every device takes {ms:.0f} ms"
+                " on the wire; the line carries {capacity:.1f} polls/s, the poll intervals ask {demand:.1f}"
+                " ({share:.0%})"
+            ).format(
+                line=b.line.name,
+                baud=baud,
+                size=size,
+                parity=parity,
+                stop=stop,
+                ms=b.poll_seconds * 1000,
+                capacity=b.capacity,
+                demand=b.demand,
+                share=b.utilisation,
+            )
         )
         if b.utilisation > 1:
             print(
-                f"warning: line {b.line.name}: the poll intervals ask {b.utilisation:.0%} of what the line "
-                "carries; polls will come late (lengthen poll:, raise the baud rate, or split the line)"
+                _(
+                    "warning: line {line}: the poll intervals ask {share:.0%} of what the line carries; polls"
+                    " will come late (lengthen poll:, raise the baud rate, or split the line)"
+                ).format(line=b.line.name, share=b.utilisation)
             )
-    _ = translator(config.site.locale)
     for assets in modbus_lines(config).values():
         if (line := modbus_of(assets[0]).line).pipeline > 1:
             print(
@@ -130,6 +154,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def sim(args: argparse.Namespace) -> int:
+    step = _duration(args.step, "--step")
+    if not step or step <= 0:
+        raise MonitordError(f"--step: {args.step!r} is not a positive duration")
     config = load_config(args.config)
     serial_ports = {}
     for pair in args.serial:
@@ -142,7 +169,7 @@ def sim(args: argparse.Namespace) -> int:
     sites: list[SimulatedSite] = []
 
     async def main(stop: asyncio.Event) -> None:
-        site = SimulatedSite(config, scenario, serial_ports=serial_ports)
+        site = SimulatedSite(config, scenario, step=step, serial_ports=serial_ports)
         sites.append(site)
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(site.run())
@@ -183,8 +210,8 @@ def demo(args: argparse.Namespace) -> int:
     )
 
 
-def _duration(text: str | None) -> float | None:
+def _duration(text: str | None, option: str = "--duration") -> float | None:
     try:
         return parse_duration(text) if text else None
     except ValueError as exc:
-        raise MonitordError(f"--duration: {exc}") from None
+        raise MonitordError(f"{option}: {exc}") from None

@@ -9,33 +9,38 @@ through the daemon's API (``daemon/frontdesk.py`` does the work), lists are read
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
-from monitord.config.site import site_zone
+from monitord.config.site import SiteConfig, site_zone
+from monitord.core.i18n import N_, translations, translator
 from monitord.core.units import format_time
 from monitord.tickets.forms import LOW_SATISFACTION
+from monitord.tickets.labels import CATEGORIES, STATES, label
 from monitord.tickets.worklists import complaints, follow_ups_due
-from monitord.tools.cli.common import api_args, api_client, config_and_store
+from monitord.tools.cli.common import api_args, api_client, config_and_store, lang_args, locale_of
 from monitord.tools.storage import open_reader, read_desk
 
 DEFAULT_FOLLOW_UP = 86400.0  # tickets.follow_up when no --config says otherwise
-#: What these commands print, in one place (for the message catalogs); fields of the API's answers.
+#: What these commands print, in one place (msgids of the catalogs); fields of the API's answers.
 TEXT = {
-    "opened": "{ticket}: opened — {priority} {category} @ {location}: {summary}",
-    "followed_up": "{ticket}: followed up by {actor} with {contact},"
-    " satisfaction {satisfaction} — now {state}",
-    "low": "  (low satisfaction: flagged)",
-    "complained": "{ticket}: complaint {ref} from {contact} logged by {actor}",
-    "complaint_closed": "{ticket}: complaint {ref} closed by {actor}",
-    "complaint_dismissed": "{ticket}: complaint {ref} dismissed (not valid) by {actor}",
-    "no_follow_ups": "no follow-ups due",
-    "due": "{ticket}  {priority} {category:10} resolved {resolved}  closes unfollowed {closes}  call {whom}"
-    "  @ {where}: {summary}",
-    "no_complaints": "no complaints",
-    "open": "open",
-    "closed": "closed {at}: {resolution}",
-    "dismissed": "dismissed {at}: {resolution}",
-    "complaint": "{ticket} {id}  {logged}  {by}: {text}  [{state}]",
+    "opened": N_("{ticket}: opened — {priority} {category} @ {location}: {summary}"),
+    "followed_up": N_(
+        "{ticket}: followed up by {actor} with {contact}, satisfaction {satisfaction} — now {state}"
+    ),
+    "low": N_("  (low satisfaction: flagged)"),
+    "complained": N_("{ticket}: complaint {ref} from {contact} logged by {actor}"),
+    "complaint_closed": N_("{ticket}: complaint {ref} closed by {actor}"),
+    "complaint_dismissed": N_("{ticket}: complaint {ref} dismissed (not valid) by {actor}"),
+    "no_follow_ups": N_("no follow-ups due"),
+    "due": N_(
+        "{ticket}  {priority} {category:10} resolved {resolved}  closes unfollowed {closes}  call {whom}"
+        "  @ {where}: {summary}"
+    ),
+    "no_complaints": N_("no complaints"),
+    "closed": N_("closed {at}: {resolution}"),
+    "dismissed": N_("dismissed {at}: {resolution}"),
+    "complaint": N_("{ticket} {id}  {logged}  {by}: {text}  [{state}]"),
 }
 
 
@@ -84,19 +89,46 @@ def add_parsers(tsub: argparse._SubParsersAction[Any]) -> None:
     )
     cl = tsub.add_parser("complaints", help="complaints, newest first")
     cl.add_argument("--open", action="store_true", help="only those not closed yet")
+    lang_args(cl)
     cl.set_defaults(fn=list_complaints)
 
 
 def _person(p: argparse.ArgumentParser) -> None:
     # Who acts is whom $MONITORD_TOKEN belongs to: the daemon records that, never a name sent.
     api_args(p)
+    lang_args(p)
+
+
+def _said(args: argparse.Namespace, config: SiteConfig | None = None) -> Callable[[str], str]:
+    """``TEXT[key]`` in the reader's language (``--lang``, else the site's, else English)."""
+    _ = translator(locale_of(args, config))
+    return lambda key: _(TEXT[key])
+
+
+def open_word(locale: str) -> str:
+    """A complaint not closed yet: "open", which for a complaint is 未办结 (a ticket's is 待确认)."""
+    pgettext = translations(locale).pgettext
+    return pgettext("complaint", "open")
+
+
+def _words(
+    args: argparse.Namespace, answer: dict[str, Any], config: SiteConfig | None = None
+) -> dict[str, Any]:
+    """An answer's (or a list row's) trade and state as the reader says them."""
+    locale = locale_of(args, config)
+    out = dict(answer)
+    if "category" in out:
+        out["category"] = label(CATEGORIES, out["category"], locale)
+    if "state" in out:
+        out["state"] = label(STATES, out["state"], locale)
+    return out
 
 
 def open_request(args: argparse.Namespace) -> int:
     fields = ("building", "floor", "unit", "trade", "priority", "reporter", "phone", "description")
     body: dict[str, object] = {k: getattr(args, k) for k in fields}
-    ev = api_client(args).post("/tickets", body)
-    print(TEXT["opened"].format(**ev))
+    ev = api_client(args, locale_of(args, None)).post("/tickets", body)
+    print(_said(args)("opened").format(**_words(args, ev)))
     return 0
 
 
@@ -106,15 +138,17 @@ def follow_up(args: argparse.Namespace) -> int:
         "note": args.note,
         "contact": args.contact,
     }
-    ev = api_client(args).post(f"/tickets/{args.id}/follow-up", body)
-    low = TEXT["low"] if ev["satisfaction"] <= LOW_SATISFACTION else ""
-    print(TEXT["followed_up"].format(**ev) + low)
+    ev = api_client(args, locale_of(args, None)).post(f"/tickets/{args.id}/follow-up", body)
+    said = _said(args)
+    low = said("low") if ev["satisfaction"] <= LOW_SATISFACTION else ""
+    print(said("followed_up").format(**_words(args, ev)) + low)
     return 0
 
 
 def complain(args: argparse.Namespace) -> int:
     body: dict[str, object] = {"complainant": args.by, "text": args.text}
-    print(TEXT["complained"].format(**api_client(args).post(f"/tickets/{args.id}/complaints", body)))
+    ev = api_client(args, locale_of(args, None)).post(f"/tickets/{args.id}/complaints", body)
+    print(_said(args)("complained").format(**ev))
     return 0
 
 
@@ -123,37 +157,40 @@ def close_complaint(args: argparse.Namespace) -> int:
         "resolution": args.resolution,
         "valid": not args.invalid,
     }
-    ev = api_client(args).post(f"/tickets/{args.id}/complaints/{args.complaint}/close", body)
-    print(TEXT[ev["event"]].format(**ev))
+    ev = api_client(args, locale_of(args, None)).post(
+        f"/tickets/{args.id}/complaints/{args.complaint}/close", body
+    )
+    print(_said(args)(ev["event"]).format(**ev))
     return 0
 
 
 def list_follow_ups(args: argparse.Namespace) -> int:
     config, path = config_and_store(args)
-    tz = site_zone(config)
+    tz, said = site_zone(config), _said(args, config)
     window = config.tickets.follow_up if config else DEFAULT_FOLLOW_UP
     rows = follow_ups_due(read_desk(open_reader(config, path)), window)
     if not rows:
-        print(TEXT["no_follow_ups"])
+        print(said("no_follow_ups"))
     for r in rows:
         whom = f"{r['reporter']} {r['phone']}" if r["reporter"] else "-"
         resolved, closes = format_time(r["resolved_at"], tz), format_time(r["closes_at"], tz)
         where = r["location"] or r["asset"]
-        print(TEXT["due"].format(**r, resolved=resolved, closes=closes, whom=whom, where=where))
+        row = _words(args, r, config)
+        print(said("due").format(**row, resolved=resolved, closes=closes, whom=whom, where=where))
     return 0
 
 
 def list_complaints(args: argparse.Namespace) -> int:
     config, path = config_and_store(args)
-    tz = site_zone(config)
+    tz, said = site_zone(config), _said(args, config)
     rows = complaints(read_desk(open_reader(config, path)), args.open)
     if not rows:
-        print(TEXT["no_complaints"])
+        print(said("no_complaints"))
     for r in rows:
         if r["closed_at"] is None:
-            state = TEXT["open"]
+            state = open_word(locale_of(args, config))
         else:
-            closed = TEXT["closed" if r["valid"] else "dismissed"]
+            closed = said("closed" if r["valid"] else "dismissed")
             state = closed.format(at=format_time(r["closed_at"], tz), resolution=r["resolution"])
-        print(TEXT["complaint"].format(**r, logged=format_time(r["at"], tz), state=state))
+        print(said("complaint").format(**r, logged=format_time(r["at"], tz), state=state))
     return 0
