@@ -170,7 +170,7 @@ def start_load(config: SiteConfig, broker_port: int, rate: int) -> subprocess.Po
     return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
 
 
-async def main(n: int, load: int) -> None:
+async def main(n: int, load: int, worker: bool = True) -> None:
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -184,7 +184,12 @@ async def main(n: int, load: int) -> None:
             wait_port(broker_port)
             path, metrics, api = daemon_yaml(folder, broker_port, hooks, "tickets: {reopen_window: 0s}\n")
             with_copies(path, -(-n // TRIALS_PER_ASSET))
+            if not worker:  # paho and the parse in the daemon's process, as before mqtt.worker
+                text = path.read_text().replace("max_clock_skew: 60s}", "max_clock_skew: 60s, worker: false}")
+                assert "worker: false" in text, "the demo site's mqtt line changed"
+                path.write_text(text)
             config = load_config(path)
+            assert config.mqtt is not None and config.mqtt.worker == worker
             async with simulated(config) as site:
                 with (folder / "daemon.log").open("ab") as log:
                     daemon = subprocess.Popen(
@@ -240,5 +245,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--trials", type=int, default=50, help="per device (default 50)")
     parser.add_argument("--load", type=int, default=0, help="MQTT lift messages/s meanwhile (default 0)")
+    parser.add_argument("--in-process", action="store_true", help="mqtt.worker false: paho in the daemon")
     args = parser.parse_args()
-    asyncio.run(main(args.trials, args.load))
+    asyncio.run(main(args.trials, args.load, not args.in_process))

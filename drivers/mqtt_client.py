@@ -64,6 +64,7 @@ class BufferedClient(paho.Client):
     """``paho.Client`` reading through a ``BufferedSocket``."""
 
     _filtered = False  # whether message_callback_add was used
+    after_read: Callable[[], None] | None = None  # after each read of the socket: the worker's hand-over
 
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())
@@ -96,4 +97,6 @@ class BufferedClient(paho.Client):
         while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and isinstance(sock, BufferedSocket) and sock.buffered():
             rc = super().loop_read(max_packets)
             sock = self._sock
+        if self.after_read is not None:
+            self.after_read()
         return rc

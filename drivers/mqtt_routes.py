@@ -17,6 +17,7 @@ topic's word (``online``/``offline``, Homie ``$state``) or the gateway's
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import operator
@@ -221,19 +222,83 @@ def walk_fields(route: TopicRoute, doc: dict[str, Any]) -> Parsed:
 
 def _ts_seq(route: TopicRoute, doc: dict[str, Any]) -> tuple[float | None, int | None]:
     """The document's own time (milliseconds or seconds) and sequence number, where the route maps them."""
-    ts = None
-    if route.ts_field:
-        raw = lookup(doc, route.ts_field)
-        if isinstance(raw, int | float) and not isinstance(raw, bool):
-            ts = float(raw) / 1000.0 if raw > 1e11 else float(raw)  # milliseconds or seconds
-    seq = None
-    if route.seq_field:
-        raw = lookup(doc, route.seq_field)
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            seq = raw
-        elif isinstance(raw, float) and raw.is_integer():
-            seq = int(raw)
+    ts = _time(lookup(doc, route.ts_field)) if route.ts_field else None
+    seq = _whole(lookup(doc, route.seq_field)) if route.seq_field else None
     return ts, seq
+
+
+def _time(raw: Any) -> float | None:
+    """A payload's time field in seconds (it may say milliseconds), or None if it is not a number."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw) / 1000.0 if raw > 1e11 else float(raw)
+    return None
+
+
+def _whole(raw: Any) -> int | None:
+    """A sequence number: a whole number, or None."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    return None
+
+
+class Block(NamedTuple):
+    """A gateway message's entries as one matrix: row i is ``routes[i]``'s, every value good."""
+
+    routes: list[TopicRoute]
+    values: np.ndarray
+    ts: list[float | None]
+    seqs: list[int | None]
+
+
+def gateway_block(devices: dict[str, TopicRoute], doc: Any) -> Block | None:
+    """The common gateway message at once: every device mapped, every entry an object holding all its
+    route's fields as numbers in one object (``TopicRoute.shape``), all routes of one point list, all
+    values finite. None for anything else, which ``gateway_entries`` then reads entry by entry (it
+    says what is wrong with which); so what this takes, that would have taken the same way."""
+    if type(doc) is not dict:
+        return None
+    routes: list[TopicRoute] = []
+    rows: list[tuple[Any, ...]] = []
+    stamps: list[float | None] = []
+    seqs: list[int | None] = []
+    points = None
+    for key, entries in doc.items():
+        route = devices.get(key)
+        if route is None:
+            return None
+        one = route.shape[1]
+        if one is None or (points is not None and route.points != points):
+            return None
+        points = route.points
+        parent_path, fetch = one
+        ts_field, seq_field = route.ts_field, route.seq_field
+        for entry in entries if type(entries) is list else (entries,):
+            if type(entry) is not dict:
+                return None
+            holder = entry.get(parent_path[0]) if len(parent_path) == 1 else lookup(entry, parent_path)
+            if type(holder) is not dict:
+                return None
+            try:
+                rows.append(fetch(holder))
+            except KeyError:
+                return None
+            routes.append(route)
+            stamps.append(_time(lookup(entry, ts_field)) if ts_field else None)
+            seqs.append(_whole(lookup(entry, seq_field)) if seq_field else None)
+    try:
+        # Numbers only (a string, None, a list or an object raises TypeError: never "1.5" made 1.5 by
+        # numpy), all finite (an inf or NaN anywhere makes the sum so; so may a sum past float's range,
+        # which the entry-by-entry read then takes apart).
+        if not rows or not math.isfinite(sum(itertools.chain.from_iterable(rows))):
+            return None
+        values = np.array(rows, dtype=np.float64)
+    except (TypeError, OverflowError):
+        return None
+    if not all(t is None or math.isfinite(t) for t in stamps):
+        return None
+    return Block(routes, values, stamps, seqs)
 
 
 def gateway_entries(

@@ -112,6 +112,9 @@ class MqttConfig(Strict):
     max_clock_skew: Duration = Field(
         60.0, description="a device timestamp further than this from receive time is replaced by it"
     )
+    worker: bool = Field(
+        True, description="paho and the payload parse in a child process (docs/performance.md#mqtt-worker)"
+    )
 
     @property
     def host_port(self) -> tuple[str, int]:

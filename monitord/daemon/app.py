@@ -158,6 +158,7 @@ class Monitord:
             password=m.password,
             persistent=m.persistent_session,
             tls=Tls(m.ca, m.cert, m.key) if m.tls else None,
+            worker=m.worker,
         )
 
     @property

@@ -7,7 +7,9 @@ fault reaches the rules within one poll, not one evaluation period later.
 A driver with many small batches at once (MQTT: a drained chunk of messages)
 hands them over together (``publish_many``), and a sink that can take them as
 one update (``subscribe_many``: the state table, the store, the metrics) pays
-its fixed cost once per chunk instead of once per message.
+its fixed cost once per chunk instead of once per message. A ``SampleBlock`` is
+such a chunk whose batches are rows of one matrix (the MQTT worker's parse):
+a sink may take the matrix at once, any other reads it batch by batch.
 """
 
 from __future__ import annotations
@@ -15,11 +17,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
+import numpy as np
+import numpy.typing as npt
+
 from monitord.core.model import HealthChange, SampleBatch
 
 BatchSink = Callable[[SampleBatch], None]
 BatchesSink = Callable[[Sequence[SampleBatch]], None]
 HealthSink = Callable[[HealthChange], None]
+
+
+class SampleBlock(list[SampleBatch]):
+    """Batches of one point list, every quality good, whose values are the rows of ``values``
+    (rows × points; batch i's ``values`` is row i): still a list of batches to any sink."""
+
+    def __init__(self, batches: list[SampleBatch], points: tuple[str, ...], values: npt.NDArray[np.float64]):
+        super().__init__(batches)
+        self.points = points
+        self.values = values
 
 
 class SampleBus:

@@ -24,6 +24,8 @@ import numpy.typing as npt
 
 from monitord.core.model import Frame, HealthChange, Quality, SampleBatch
 
+from .bus import SampleBlock
+
 _GOOD = int(Quality.GOOD)  # per batch: an enum member's lookup costs more than the compare
 
 
@@ -161,6 +163,8 @@ class StateTable:
         batches as one numpy update per type and point list, any other batch on its own (after the
         run before it, so the order of what an asset sent is kept)."""
         received = None if self.clock is None else self.clock()
+        if type(batches) is SampleBlock and self._apply_block(batches, received):
+            return
         run: dict[tuple[TypeTable, tuple[str, ...]], list[tuple[int, SampleBatch]]] = {}
         for batch in batches:
             located = self.where.get(batch.asset)
@@ -176,6 +180,27 @@ class StateTable:
             else:
                 run.setdefault((table, batch.points), []).append((row, batch))
         _apply_run(run, received)
+
+    def _apply_block(self, block: SampleBlock, received: float | None) -> bool:
+        """All-good rows of one matrix whose assets share one table: one update, no batch by batch
+        (~1 µs a row less: a gateway's flood). False (nothing done) for anything else."""
+        where = self.where
+        located = [where.get(batch.asset) for batch in block]
+        first = located[0] if located else None
+        if first is None or any(loc is None or loc[0] is not first[0] for loc in located):
+            return False
+        rows = np.fromiter((loc[1] for loc in located if loc is not None), dtype=np.intp, count=len(located))
+        keep = _last_of(rows)
+        values = block.values
+        if keep is not None:
+            rows, values = rows[keep], values[keep]
+        if received is None:  # replay: each batch's own time
+            kept = range(len(block)) if keep is None else keep.tolist()
+            ts = np.array([block[i].ts for i in kept], dtype=np.float64)
+        else:
+            ts = np.full(len(rows), received)
+        first[0].apply_good(rows, block.points, values, ts)
+        return True
 
     def apply_health(self, change: HealthChange) -> None:
         """A device's own word on its state (offline at once, online while silent), or, not said, the
@@ -217,6 +242,13 @@ class StateTable:
         }
 
 
+def _last_of(rows: npt.NDArray[np.intp]) -> npt.NDArray[np.intp] | None:
+    """Where some row comes twice, the positions of each one's last, in order (numpy does not
+    promise which of a repeated index's assignments stands); None where every row comes once."""
+    last = np.sort(len(rows) - 1 - np.unique(rows[::-1], return_index=True)[1])
+    return last if len(last) < len(rows) else None
+
+
 def _apply_run(
     run: dict[tuple[TypeTable, tuple[str, ...]], list[tuple[int, SampleBatch]]], received: float | None
 ) -> None:
@@ -227,10 +259,8 @@ def _apply_run(
             table.apply(row, batch, received)
             continue
         rows = np.fromiter((row for row, _b in members), dtype=np.intp, count=len(members))
-        # An asset twice in one run: keep its last (numpy does not promise which of a repeated
-        # index's assignments stands).
-        last = np.sort(len(rows) - 1 - np.unique(rows[::-1], return_index=True)[1])
-        if len(last) < len(rows):
+        last = _last_of(rows)
+        if last is not None:
             members = [members[i] for i in last]
             rows = rows[last]
         if received is None:
