@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from monitord.core.metrics import Metrics
 from monitord.core.model import SampleBatch
 from monitord.drivers.mqtt import SequenceGaps
+from monitord.drivers.mqtt_routes import TopicRoute, _time, _whole, gateway_block, lookup
 from monitord.ingest.bus import SampleBlock
 from monitord.store.sqlite import SqliteStore
 
@@ -112,3 +113,27 @@ def test_sequence_numbers_taken_many_at_once_find_the_gaps_one_by_one_does(
     ]
     half = len(seen) // 2  # two chunks: what the first leaves counts in the second
     assert many.observe_many(seen[:half]) + many.observe_many(seen[half:]) == expected
+
+
+BOUNDARY = st.sampled_from([10**11, 10**11 + 1, 500_000_000_000, 1_700_000_000_000])  # s or ms
+STAMPS = (
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | BOUNDARY | st.floats() | st.text(max_size=3)
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(STAMPS, STAMPS), min_size=1, max_size=5), st.booleans())
+def test_a_gateway_block_reads_times_and_sequence_numbers_as_the_entry_by_entry_parse(
+    stamps: list[tuple[object, object]], deep: bool
+) -> None:
+    ts_field, seq_field = (("meta", "ts"), ("meta", "seq")) if deep else (("ts",), ("seq",))
+    route = TopicRoute("L0", ("speed",), (("values", "speed"),), ts_field, seq_field)
+    entries = [{"meta": {"ts": ts, "seq": seq}} if deep else {"ts": ts, "seq": seq} for ts, seq in stamps]
+    for entry in entries:
+        entry["values"] = {"speed": 1.0}
+    block = gateway_block({"Lift-0": route}, {"Lift-0": entries})
+    expected = [(_time(lookup(e, ts_field)), _whole(lookup(e, seq_field))) for e in entries]
+    if not all(t is None or math.isfinite(t) for t, _ in expected):
+        assert block is None  # a time that is no number: entry by entry, which says so
+        return
+    assert block is not None and list(zip(block.ts, block.seqs, strict=True)) == expected
