@@ -29,12 +29,11 @@ from monitord.config.site import CONFIG_DIR, load_config
 from monitord.config.yamlio import load_yaml
 from monitord.core.clock import ManualClock
 from monitord.core.metrics import Metrics
-from monitord.core.model import SampleBatch
+from monitord.core.model import SampleBatch, SampleBlock
 from monitord.daemon.core import build_core
 from monitord.drivers.mqtt import MqttDriver
 from monitord.drivers.mqtt_client import READ_SIZE
 from monitord.drivers.mqtt_wire import HEADER, Batcher, Chunk, frame
-from monitord.ingest.bus import SampleBlock
 from monitord.ingest.profiles import DeviceProfile
 from monitord.simulators.models import MODELS
 from monitord.simulators.mqtt_publisher import document

@@ -71,8 +71,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from monitord.core.clock import Clock
 from monitord.core.metrics import Metrics
-from monitord.core.model import HealthChange, Quality, SampleBatch
-from monitord.ingest.bus import SampleBlock, SampleBus
+from monitord.core.model import HealthChange, Quality, SampleBatch, SampleBlock
+from monitord.ingest.bus import SampleBus
 
 from .mqtt_client import BufferedClient
 from .mqtt_routes import (

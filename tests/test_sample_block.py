@@ -13,10 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitord.core.metrics import Metrics
-from monitord.core.model import SampleBatch
+from monitord.core.model import SampleBatch, SampleBlock
 from monitord.drivers.mqtt import SequenceGaps
 from monitord.drivers.mqtt_routes import TopicRoute, _time, _whole, gateway_block, lookup
-from monitord.ingest.bus import SampleBlock
 from monitord.store.sqlite import SqliteStore
 
 POINTS = ("load", "speed", "door")

@@ -15,7 +15,7 @@ from operator import attrgetter
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from monitord.core.model import Quality, SampleBatch
+from monitord.core.model import Quality, SampleBatch, SampleBlock
 
 #: why the store gave points up (monitord/store/losses.py); docs/storage.md#spool explains each
 DROP_REASONS = (
@@ -213,11 +213,9 @@ class Metrics:
     def count_batches(self, batches: Sequence[SampleBatch]) -> None:
         """Samples by asset type and quality; all-good batches (the common case) summed per type and
         counted with one call on a cached child, no enum walk. A ``SampleBlock`` (rows of one
-        matrix, every quality good: ``monitord.ingest.bus``, a layer above, so known by its
-        ``points`` and ``values``) is counted per type in one C-level pass, no numpy call per batch."""
-        block_points = getattr(batches, "points", None)
-        if block_points is not None and getattr(batches, "values", None) is not None:
-            width = len(block_points)
+        matrix, every quality good) is counted per type in one C-level pass, no numpy call per batch."""
+        if type(batches) is SampleBlock:
+            width = len(batches.points)
             types = collections.Counter(map(self._type_of.get, map(_asset_of, batches), repeat("unknown")))
             self._count_good({asset_type: rows * width for asset_type, rows in types.items()})
             return

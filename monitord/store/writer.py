@@ -38,8 +38,7 @@ from typing import ClassVar
 from monitord.alerting.tracker import AlertEvent
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
-from monitord.core.model import SampleBatch
-from monitord.ingest.bus import SampleBlock
+from monitord.core.model import SampleBatch, SampleBlock
 from monitord.store.losses import Losses
 from monitord.store.spill import Spill
 from monitord.store.spool import Spool
