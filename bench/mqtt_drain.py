@@ -3,8 +3,10 @@
 ``MqttDriver.drain`` over queued messages as paho would hand them over: 100 lifts' JSON documents
 (17 points) on their own topics, or (``--gateway``) ten lifts per ThingsBoard gateway message; the
 bus feeds the real state table, SQLite store (its writer thread counted) and metrics. Prints CPU
-microseconds per message, best of five rounds; ``--profile`` adds a cProfile of one round. No
-socket and no paho: what ``bench/daemon.py`` measures on top is the client's network loop.
+microseconds per message, best of five rounds; ``--profile`` adds a cProfile of one round (with
+``--worker``, of the worker's parse too); ``--sinks`` times only the metrics' and the store writer's
+share, a ``SampleBlock`` against its batches as a list. No socket and no paho: what
+``bench/daemon.py`` measures on top is the client's network loop.
 """
 
 from __future__ import annotations
@@ -12,18 +14,22 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import math
 import pickle
 import pstats
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from monitord.config.mqtt import router
 from monitord.config.site import CONFIG_DIR, load_config
 from monitord.config.yamlio import load_yaml
 from monitord.core.clock import ManualClock
 from monitord.core.metrics import Metrics
+from monitord.core.model import SampleBatch, SampleBlock
 from monitord.daemon.core import build_core
 from monitord.drivers.mqtt import MqttDriver
 from monitord.drivers.mqtt_client import READ_SIZE
@@ -47,7 +53,16 @@ def main() -> None:
         help="the daemon's side of mqtt.worker: chunks as a worker parses them (read by paho: 64 KiB) "
         "unpickled and drained; the worker's own parse printed beside it",
     )
+    ap.add_argument(
+        "--sinks",
+        action="store_true",
+        help="only the metrics' and the store writer's share: a SampleBlock against the same batches as a "
+        "plain list (the batch-by-batch path), alternating in this process",
+    )
     args = ap.parse_args()
+    if args.sinks:
+        sinks_ab()
+        return
     tmp = Path(tempfile.mkdtemp())
     conn = "{{mqtt: {{gateway: thingsboard, device: Lift-{i}}}}}" if args.gateway else "{{mqtt: {{}}}}"
     assets = "".join(
@@ -91,7 +106,7 @@ def main() -> None:
         return time.process_time() - began
 
     if args.worker:
-        one_round = worker_round(driver, messages)
+        one_round = worker_round(driver, messages, args.profile)
 
     best = min(one_round() for _ in range(5))
     what = f"gateway messages of {PER_GATEWAY_MESSAGE} lifts" if args.gateway else "single-lift messages"
@@ -102,20 +117,33 @@ def main() -> None:
         pstats.Stats(profile).sort_stats("tottime").print_stats(15)
 
 
-def worker_round(driver: MqttDriver, messages: list[tuple[float, str, bytes]]) -> Callable[[], float]:
-    """A round of the daemon's side with a worker: the chunks' frames unpickled and drained."""
+def worker_round(
+    driver: MqttDriver, messages: list[tuple[float, str, bytes]], profile: bool = False
+) -> Callable[[], float]:
+    """A round of the daemon's side with a worker: the chunks' frames unpickled and drained
+    (``profile``: a cProfile of the worker's parse printed first)."""
     batcher = Batcher(driver.router)
-    frames, size = [], 0
+    frames: list[bytes] = []
+
+    def parse() -> None:
+        size = 0
+        for ts, topic, payload in messages:
+            batcher.add(ts, topic, payload)
+            size += len(payload)
+            if size >= READ_SIZE:  # what one read of the socket holds
+                frames.append(frame(Chunk(tuple(batcher.take()))))
+                size = 0
+        frames.append(frame(Chunk(tuple(batcher.take()))))
+
     began = time.process_time()
-    for ts, topic, payload in messages:
-        batcher.add(ts, topic, payload)
-        size += len(payload)
-        if size >= READ_SIZE:  # what one read of the socket holds
-            frames.append(frame(Chunk(tuple(batcher.take()))))
-            size = 0
-    frames.append(frame(Chunk(tuple(batcher.take()))))
-    parse = time.process_time() - began
-    print(f"  the worker's parse: {parse / len(messages) * 1e6:.1f} CPU-µs per message")
+    if profile:
+        worker_profile = cProfile.Profile()
+        worker_profile.runcall(parse)
+        pstats.Stats(worker_profile).sort_stats("tottime").print_stats(15)
+    else:
+        parse()
+    spent = time.process_time() - began
+    print(f"  the worker's parse: {spent / len(messages) * 1e6:.1f} CPU-µs per message")
 
     def one_round() -> float:
         began = time.process_time()
@@ -125,6 +153,38 @@ def worker_round(driver: MqttDriver, messages: list[tuple[float, str, bytes]]) -
         return time.process_time() - began
 
     return one_round
+
+
+def sinks_ab(rows: int = 190, rounds: int = 300) -> None:
+    """``Metrics.count_batches`` and ``write_samples`` per row: a block (one 64 KiB chunk of gateway
+    messages: ~190 lifts) against its batches as a list; best of seven, thread CPU (not the writer's)."""
+    points = tuple(f"p{i}" for i in range(17))
+    values, good = np.ones((rows, 17)), np.zeros((rows, 17), dtype=np.int8)
+    batches = [SampleBatch(1.7e9 + i, f"L{i % LIFTS}", points, values[i], good[i]) for i in range(rows)]
+    metrics = Metrics()
+    metrics.set_asset_types({f"L{i}": "elevator" for i in range(LIFTS)})
+    unbounded = type("Unbounded", (SqliteStore,), {"max_queued": 10**12})  # no drops within the rounds
+    store = unbounded(Path(tempfile.mkdtemp()) / "s.db", flush_interval=3600.0)
+
+    def per_row(sink: Callable[[Sequence[SampleBatch]], None], arg: Sequence[SampleBatch]) -> float:
+        best = math.inf
+        for _ in range(7):
+            began = time.thread_time()
+            for _ in range(rounds):
+                sink(arg)
+            best = min(best, time.thread_time() - began)
+        return best / rounds / rows * 1e6
+
+    try:
+        for name, sink in (
+            ("Metrics.count_batches", metrics.count_batches),
+            ("write_samples", store.write_samples),
+        ):
+            plain, block = per_row(sink, list(batches)), per_row(sink, SampleBlock(batches, points, values))
+            said = f"batch by batch {plain:.3f} µs per row, SampleBlock {block:.3f} ({block / plain:.2f}×)"
+            print(f"{name}: {said}")
+    finally:
+        store.close()
 
 
 if __name__ == "__main__":

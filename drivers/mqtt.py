@@ -60,7 +60,9 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -69,8 +71,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from monitord.core.clock import Clock
 from monitord.core.metrics import Metrics
-from monitord.core.model import HealthChange, Quality, SampleBatch
-from monitord.ingest.bus import SampleBlock, SampleBus
+from monitord.core.model import HealthChange, Quality, SampleBatch, SampleBlock
+from monitord.ingest.bus import SampleBus
 
 from .mqtt_client import BufferedClient
 from .mqtt_routes import (
@@ -155,11 +157,22 @@ class SequenceGaps:
 
     def observe(self, asset: str, seq: int) -> int:
         """Messages missing before ``seq``: 0 for the first, a repeat, or a counter that started over."""
-        last = self._last.get(asset)
-        self._last[asset] = seq
-        if last is None or seq <= last:
-            return 0
-        return seq - last - 1
+        gaps = self.observe_many(((asset, seq),))
+        return gaps[0][1] if gaps else 0
+
+    def observe_many(self, seen: Iterable[tuple[str, int | None]]) -> list[tuple[str, int, int]]:
+        """``observe`` for (asset, seq) pairs in the order received (None: no number), in one loop
+        (a worker's rows): only the gaps, each as (asset, missing, seq)."""
+        last_of = self._last
+        gaps: list[tuple[str, int, int]] = []
+        for asset, seq in seen:
+            if seq is None:
+                continue
+            last = last_of.get(asset)
+            last_of[asset] = seq
+            if last is not None and seq > last + 1:
+                gaps.append((asset, seq - last - 1, seq))
+        return gaps
 
 
 class MqttDriver:
@@ -569,15 +582,13 @@ class MqttDriver:
             for i in np.flatnonzero(said & ~near).tolist():  # counted and logged, as in process
                 self._bounded(routes[rows.routes[i]].asset, float(sent[i]), float(received[i]))
         numbers = rows.routes.tolist()
+        assets = [routes[r].asset for r in numbers]
         if rows.seqs is not None:
-            for r, seq in zip(numbers, rows.seqs, strict=True):
-                if seq is not None:
-                    self._count_gaps(routes[r].asset, seq)
+            for asset, missing, seq in self._sequences.observe_many(zip(assets, rows.seqs, strict=True)):
+                self._report_gap(asset, missing, seq)
         points = routes[numbers[0]].points  # the driver's own tuple: the sinks cache by it
-        batches = [
-            SampleBatch(t, routes[r].asset, points, v, q)
-            for r, t, v, q in zip(numbers, stamps.tolist(), rows.values, rows.quality, strict=True)
-        ]
+        # map over the class: no Python frame per row besides the batch's own __init__
+        batches = list(map(SampleBatch, stamps.tolist(), assets, repeat(points), rows.values, rows.quality))
         if np.count_nonzero(rows.quality):  # some point not good: batch by batch
             self._batches.extend(batches)
             return
@@ -672,8 +683,10 @@ class MqttDriver:
 
     def _count_gaps(self, asset: str, seq: int) -> None:
         missing = self._sequences.observe(asset, seq)
-        if not missing:
-            return
+        if missing:
+            self._report_gap(asset, missing, seq)
+
+    def _report_gap(self, asset: str, missing: int, seq: int) -> None:
         self.metrics.sequence_gaps.labels(asset).inc(missing)
         self._warn_once(
             "gap",

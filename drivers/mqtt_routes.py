@@ -71,6 +71,22 @@ class TopicRoute:
         out once per route (a cache keyed by the field paths hashed them per message, ~1 µs)."""
         return _by_parent(self.fields), _one_object(self.fields)
 
+    @functools.cached_property
+    def stamp_getters(
+        self,
+    ) -> tuple[Callable[[dict[str, Any]], Any] | None, Callable[[dict[str, Any]], Any] | None]:
+        """``lookup`` of the time and the sequence field in an entry (a dict), None where unmapped:
+        a one-key path is one C call (``dict.get``), not ``lookup``'s loop per gateway entry."""
+        return _entry_getter(self.ts_field), _entry_getter(self.seq_field)
+
+
+def _entry_getter(path: Path) -> Callable[[dict[str, Any]], Any] | None:
+    if not path:
+        return None
+    if len(path) == 1:
+        return operator.methodcaller("get", path[0])
+    return functools.partial(lookup, path=path)
+
 
 @dataclass(frozen=True)
 class StatusRoute:
@@ -273,7 +289,7 @@ def gateway_block(devices: dict[str, TopicRoute], doc: Any) -> Block | None:
             return None
         points = route.points
         parent_path, fetch = one
-        ts_field, seq_field = route.ts_field, route.seq_field
+        ts_of, seq_of = route.stamp_getters
         for entry in entries if type(entries) is list else (entries,):
             if type(entry) is not dict:
                 return None
@@ -285,8 +301,11 @@ def gateway_block(devices: dict[str, TopicRoute], doc: Any) -> Block | None:
             except KeyError:
                 return None
             routes.append(route)
-            stamps.append(_time(lookup(entry, ts_field)) if ts_field else None)
-            seqs.append(_whole(lookup(entry, seq_field)) if seq_field else None)
+            # _time's and _whole's common case inline (milliseconds, a whole int): 12 % of this function
+            t = ts_of(entry) if ts_of is not None else None
+            stamps.append(t / 1000.0 if type(t) is int and t > 1e11 else None if t is None else _time(t))
+            n = seq_of(entry) if seq_of is not None else None
+            seqs.append(n if type(n) is int or n is None else _whole(n))
     try:
         # Numbers only (a string, None, a list or an object raises TypeError: never "1.5" made 1.5 by
         # numpy), all finite (an inf or NaN anywhere makes the sum so; so may a sum past float's range,

@@ -30,11 +30,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from monitord.core.clock import ManualClock, SystemClock
 from monitord.core.metrics import Metrics
-from monitord.core.model import HealthChange, Quality, SampleBatch
+from monitord.core.model import HealthChange, Quality, SampleBatch, SampleBlock
 from monitord.drivers.mqtt import MqttDriver, Router, StatusRoute, TopicRoute
 from monitord.drivers.mqtt_routes import field_path
 from monitord.drivers.mqtt_wire import HEADER, Batcher, Chunk, frame
-from monitord.ingest.bus import SampleBlock, SampleBus
+from monitord.ingest.bus import SampleBus
 from monitord.ingest.state import AssetSlot, StateTable
 from tests.support import eventually, run, site_yaml
 from tests.support.net import child_pids

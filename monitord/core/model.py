@@ -124,3 +124,13 @@ class HealthChange:
     online: bool
     reason: str
     said: bool = False
+
+
+class SampleBlock(list[SampleBatch]):
+    """Batches of one point list, every quality good, whose values are the rows of ``values``
+    (rows × points; batch i's ``values`` is row i): still a list of batches to any sink."""
+
+    def __init__(self, batches: list[SampleBatch], points: tuple[str, ...], values: npt.NDArray[np.float64]):
+        super().__init__(batches)
+        self.points = points
+        self.values = values

@@ -17,24 +17,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-import numpy as np
-import numpy.typing as npt
-
 from monitord.core.model import HealthChange, SampleBatch
 
 BatchSink = Callable[[SampleBatch], None]
 BatchesSink = Callable[[Sequence[SampleBatch]], None]
 HealthSink = Callable[[HealthChange], None]
-
-
-class SampleBlock(list[SampleBatch]):
-    """Batches of one point list, every quality good, whose values are the rows of ``values``
-    (rows × points; batch i's ``values`` is row i): still a list of batches to any sink."""
-
-    def __init__(self, batches: list[SampleBatch], points: tuple[str, ...], values: npt.NDArray[np.float64]):
-        super().__init__(batches)
-        self.points = points
-        self.values = values
 
 
 class SampleBus:

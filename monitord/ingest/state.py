@@ -22,9 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from monitord.core.model import Frame, HealthChange, Quality, SampleBatch
-
-from .bus import SampleBlock
+from monitord.core.model import Frame, HealthChange, Quality, SampleBatch, SampleBlock
 
 _GOOD = int(Quality.GOOD)  # per batch: an enum member's lookup costs more than the compare
 

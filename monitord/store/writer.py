@@ -32,18 +32,21 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import ClassVar
 
 from monitord.alerting.tracker import AlertEvent
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
-from monitord.core.model import SampleBatch
+from monitord.core.model import SampleBatch, SampleBlock
 from monitord.store.losses import Losses
 from monitord.store.spill import Spill
 from monitord.store.spool import Spool
 from monitord.tickets.desk import TicketEvent
 
 log = logging.getLogger(__name__)
+
+_ts_of = attrgetter("ts")
 
 
 class QueuedWriter(ABC):
@@ -134,13 +137,20 @@ class QueuedWriter(ABC):
 
     # -- writes (any thread) -------------------------------------------------
     def write_samples(self, batches: Sequence[SampleBatch]) -> None:
+        if type(batches) is SampleBlock and all(map(math.isfinite, map(_ts_of, batches))):
+            # Rows of one matrix (a gateway's flood): times checked in C, points counted per block.
+            self._queue_samples(batches, len(batches) * len(batches.points))
+            return
         good = [b for b in batches if math.isfinite(b.ts)]
         if len(good) < len(batches):  # a frame has one time per row: a NaN would poison the whole round
             bad = [b for b in batches if not math.isfinite(b.ts)]
             self.losses.count("bad_time", sum(len(b) for b in bad), f"a sample of {bad[0].asset} has no time")
+        self._queue_samples(good, sum(len(b) for b in good))
+
+    def _queue_samples(self, batches: Sequence[SampleBatch], points: int) -> None:
         with self._lock:
-            self._samples.extend(good)
-            self._queued_points += sum(len(b) for b in good)
+            self._samples.extend(batches)
+            self._queued_points += points
             self._bound_queue()
 
     def _bound_queue(self) -> None:
