@@ -156,23 +156,18 @@ class SequenceGaps:
         self._last: dict[str, int] = {}
 
     def observe(self, asset: str, seq: int) -> int:
-        """Messages missing before ``seq``: 0 for the first, a repeat, or a counter that started over."""
-        gaps = self.observe_many(((asset, seq),))
-        return gaps[0][1] if gaps else 0
+        """Messages missing before ``seq``: 0 for the first, a repeat, or a counter that started over.
+        Once per message in process: no containers built for one pair."""
+        last = self._last.get(asset)
+        self._last[asset] = seq
+        return seq - last - 1 if last is not None and seq > last + 1 else 0
 
     def observe_many(self, seen: Iterable[tuple[str, int | None]]) -> list[tuple[str, int, int]]:
-        """``observe`` for (asset, seq) pairs in the order received (None: no number), in one loop
-        (a worker's rows): only the gaps, each as (asset, missing, seq)."""
-        last_of = self._last
-        gaps: list[tuple[str, int, int]] = []
-        for asset, seq in seen:
-            if seq is None:
-                continue
-            last = last_of.get(asset)
-            last_of[asset] = seq
-            if last is not None and seq > last + 1:
-                gaps.append((asset, seq - last - 1, seq))
-        return gaps
+        """``observe`` for (asset, seq) pairs in the order received (None: no number), for a worker's
+        rows: only the gaps, each as (asset, missing, seq)."""
+        observe = self.observe
+        found = ((asset, observe(asset, seq), seq) for asset, seq in seen if seq is not None)
+        return [gap for gap in found if gap[1]]
 
 
 class MqttDriver:
