@@ -14,7 +14,9 @@ import numpy as np
 
 from monitord.alerting.mute import MaintenanceWindow, Matcher, MuteStages
 from monitord.core.assets import Asset
+from monitord.config.site import load_config
 from monitord.core.model import Quality, SampleBatch
+from monitord.daemon.app import with_gateways
 from tests.support import T0, Timeline
 
 PROFILES = """
@@ -289,3 +291,24 @@ def test_offline_is_judged_by_receive_time_not_the_sample_time(timeline: Callabl
 def _batch(ts: float, asset: str) -> SampleBatch:
     good = np.array([int(Quality.GOOD)], dtype=np.int8)
     return SampleBatch(ts, asset, ("running",), np.array([1.0]), good)
+
+
+def test_a_gateway_is_judged_by_its_devices_poll_not_the_sites(
+    tmp_path: Path, timeline: Callable[..., Timeline]
+) -> None:
+    """Meters polled every 2 s behind one gateway, on a site whose default poll is 1 s: the gateway
+    is reported once per round, so a round 1.4 s late (a busy machine) is no offline gateway."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(site(meter("M1", "2s") + meter("M2", "2s")))
+    tl = timeline(with_gateways(load_config(path)))
+    gateway = next(a.id for a in tl.config.assets if a.type == "gateway")
+    rounds = [0.0, 2.0, 4.0, 7.4, 9.4, 11.4, 13.4]  # the round due at 6 s ran 1.4 s late
+    for t in rounds:
+        tl.at(t).push("M1", voltage=230.0).push("M2", voltage=230.0)
+        tl.at(t).push(gateway, devices_online=2.0, devices_total=2.0)
+    tl.expect_nothing(until=14)
+    # and a gateway whose poller truly stopped is offline after three of those polls
+    tl.expect_alerts(
+        between=(14.1, 20),
+        firing=[("comms.offline", "M1"), ("comms.offline", "M2"), ("comms.offline", gateway)],
+    )

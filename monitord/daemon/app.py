@@ -77,6 +77,10 @@ def with_gateways(config: SiteConfig) -> SiteConfig:
                 type="gateway",
                 profile="monitord-gateway",
                 connection={"mqtt": {}},  # never polled: the driver reports it
+                # Reported once per poll round of its devices: judged offline against their slowest
+                # poll, not the site's default (meters at 2 s behind a site at 1 s went "offline"
+                # whenever one round ran a little late).
+                poll=max(config.poll_of(d) for d in devices),
                 location=devices[0].location,
                 depends_on=sorted(common),
             )
