@@ -21,6 +21,7 @@ import asyncio
 import functools
 import logging
 import struct
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -220,6 +221,12 @@ class _PipelinedHandler(ServerRequestHandler):
     frame is its own task, answered under its own transaction id as soon as its device answers,
     so a slow unit does not hold up the others on the connection (replies may come out of order)."""
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.server.connections.add(transport)
+        if self.server.closed:  # accepted from the backlog after shutdown: nobody would close it
+            transport.abort()  # type: ignore[attr-defined]
+
     def callback_data(self, data: bytes, addr: tuple[str, int] | None = None) -> int:
         fast: list[bytes] = []
         try:
@@ -285,6 +292,17 @@ class _PipelinedTcpServer(ModbusTcpServer):
     def __init__(self, *args: Any, units: dict[int, SimulatedModbusDevice], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.units = units
+        self.connections: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        self.closed = False
+
+    async def shutdown(self) -> None:
+        """pymodbus closes its connections gracefully: one whose peer stopped reading keeps its
+        socket until garbage collection ("unclosed transport"). Every connection ends here."""
+        self.closed = True
+        await super().shutdown()  # type: ignore[no-untyped-call]
+        for transport in list(self.connections):
+            transport.abort()  # type: ignore[attr-defined]
+        await asyncio.sleep(0)  # their connection_lost, which closes the sockets, runs now
 
     def callback_new_connection(self) -> ServerRequestHandler:
         return _PipelinedHandler(  # type: ignore[no-untyped-call]

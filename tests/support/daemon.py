@@ -9,8 +9,10 @@ asserted afterwards was decided; a daemon that does not get there fails the test
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterable
@@ -169,18 +171,74 @@ def get(url: str, token: str | None = TOKEN) -> Any:
         return json.loads(r.read())
 
 
+class SiteThread:
+    """A simulated site on an event loop of its own, in its own thread: like real devices, it keeps
+    answering whatever the test's loop is doing (a blocking HTTP read, waiting for a process)."""
+
+    def __init__(self, config: SiteConfig) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._started: concurrent.futures.Future[SimulatedSite] = concurrent.futures.Future()
+        self._task: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(target=self._serve, args=(config,), name="simulated-site")
+        self._thread.start()
+        self.site = self._started.result(30)
+
+    def _serve(self, config: SiteConfig) -> None:
+        async def main() -> None:
+            site = SimulatedSite(config)
+            self._task = asyncio.create_task(site.run())
+            ready = asyncio.create_task(site.ready.wait())
+            await asyncio.wait([self._task, ready], return_when=asyncio.FIRST_COMPLETED)
+            if not ready.done():  # the site ended before it was up: say why in the test
+                ready.cancel()
+                self._started.set_exception(self._task.exception() or RuntimeError("simulator ended"))
+                return
+            self._started.set_result(site)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+        try:
+            self._loop.run_until_complete(main())
+        except BaseException as exc:
+            if not self._started.done():
+                self._started.set_exception(exc)
+        finally:
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the site's loop (the models are the site's alone) and wait for it."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                done.set_result(fn(*args))
+            except Exception as exc:
+                done.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(call)
+        done.result(10)
+
+    def inject(self, asset: str, fault: str) -> None:
+        self._call(self.site.inject, asset, fault)
+
+    def clear(self, asset: str, fault: str) -> None:
+        self._call(self.site.clear, asset, fault)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        self._thread.join(30)
+
+
 @contextlib.asynccontextmanager
-async def simulated(config: SiteConfig) -> AsyncIterator[SimulatedSite]:
-    """The simulated site alone, on this event loop (the daemon runs elsewhere)."""
-    site = SimulatedSite(config)
-    task = asyncio.create_task(site.run())
-    await site.ready.wait()
+async def simulated(config: SiteConfig) -> AsyncIterator[SiteThread]:
+    """The simulated site alone, in a thread of its own (the daemon runs elsewhere)."""
+    site = await asyncio.to_thread(SiteThread, config)
     try:
         yield site
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.to_thread(site.stop)
 
 
 @contextlib.asynccontextmanager
