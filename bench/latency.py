@@ -40,8 +40,8 @@ from monitord.config.mqtt import publish_topic
 from monitord.config.site import SiteConfig, load_config
 from monitord.simulators.models import MODELS
 from monitord.simulators.mqtt_publisher import document
-from monitord.simulators.site import SimulatedSite
 from tests.support import (
+    SiteThread,
     WebhookReceiver,
     daemon_yaml,
     eventually,
@@ -110,7 +110,7 @@ def resolved(api: int, ticket: str) -> bool:
 
 
 async def trials(
-    case: Case, site: SimulatedSite, hooks: WebhookReceiver, api: int, n: int
+    case: Case, site: SiteThread, hooks: WebhookReceiver, api: int, n: int
 ) -> list[tuple[float, float]]:
     """Fault → ticket → page, ``n`` times; per trial the seconds from injection to page, and from
     injection to the evaluation that first saw the fault (the alert's ``since``)."""
@@ -127,7 +127,7 @@ async def trials(
         assert (body["asset"], body["event"]) == (asset, "opened"), body
         out.append((arrival - start, body["since"] - start))
         site.clear(asset, case.fault)
-        # The API is asked off this loop: the simulators serve on it and must not be held up.
+        # The API is asked off this loop: the webhook receiver serves on it and must not be held up.
         while not await asyncio.to_thread(resolved, api, body["ticket"]):
             await asyncio.sleep(0.2)
     return out

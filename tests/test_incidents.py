@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from monitord.alerting.mute import MaintenanceWindow, Matcher, MuteStages
-from monitord.core.assets import Asset
 from monitord.config.site import load_config
+from monitord.core.assets import Asset
 from monitord.core.model import Quality, SampleBatch
 from monitord.daemon.app import with_gateways
 from tests.support import T0, Timeline

@@ -80,9 +80,9 @@ def test_every_documented_function_passes_check_and_the_daemon_core_evaluates_it
 
 def test_a_rule_that_would_raise_is_a_check_error_with_its_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "site.yaml"
-    path.write_text(site(
-        {"ok": "count_true(running == 1, 1m) > 3", "broken": "(running == 1) - (flow > 1) > 0"}
-    ))
+    path.write_text(
+        site({"ok": "count_true(running == 1, 1m) > 3", "broken": "(running == 1) - (flow > 1) > 0"})
+    )
     with pytest.raises(ConfigError) as err:
         load_config(path)
     [line] = err.value.problems

@@ -98,7 +98,6 @@ def report(
     return r
 
 
-
 def alarms_per_window(alerts: Sequence[AlertEvent], now: float, windows: int = 144) -> list[int]:
     """Alarms (firing events) in each 10-minute window of the last ``windows`` ones, oldest first."""
     start = now - windows * WINDOW

@@ -23,6 +23,7 @@ other or from conftest; conftest holds the fixtures and builds them from this pa
 from tests.support.daemon import (
     SKILLS,
     TOKEN,
+    SiteThread,
     daemon_yaml,
     demo_site,
     evaluated_past,
@@ -52,6 +53,7 @@ __all__ = [
     "BlackHole",
     "InfluxServer",
     "Seen",
+    "SiteThread",
     "Timeline",
     "V2WriteProxy",
     "WebhookReceiver",
