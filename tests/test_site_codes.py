@@ -33,9 +33,10 @@ def check(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def site(tmp_path: Path, name: str, head: str, store: str = "") -> Path:
-    """GOOD with its own ``site:`` line (line 1) and, optionally, a ``store:`` line."""
-    text = GOOD.replace("site: {id: t1, name: Test}", head) + (f"store: {store}\n" if store else "")
-    return write(tmp_path, text, name)
+    """GOOD with its own ``site:`` line (line 1) and a ``store:`` line: ``store``, else a SQLite file
+    in a folder of its own (sites do not share files: see the last test)."""
+    store = store or f"{{kind: sqlite, path: ./{Path(name).stem}/store.db}}"
+    return write(tmp_path, GOOD.replace("site: {id: t1, name: Test}", head) + f"store: {store}\n", name)
 
 
 def test_two_sites_with_one_code_are_refused_at_the_second_files_line(tmp_path: Path) -> None:
@@ -98,9 +99,9 @@ def test_check_online_asks_the_shared_influxdb_as_start_up_does(
     )
     tower.flush()
     tower.close()
-    influx = f"{{kind: influxdb, url: '{proxy.url}', bucket: monitord, spool: '{tmp_path}/wing-spool'}}"
-    wing = site(tmp_path, "wing.yaml", "site: {id: new-wing, code: N}", influx)
-    annex = site(tmp_path, "annex.yaml", "site: {id: north-annex, code: W}", influx)
+    influx = f"{{kind: influxdb, url: '{proxy.url}', bucket: monitord, spool: '{tmp_path}/{{}}-spool'}}"
+    wing = site(tmp_path, "wing.yaml", "site: {id: new-wing, code: N}", influx.format("wing"))
+    annex = site(tmp_path, "annex.yaml", "site: {id: north-annex, code: W}", influx.format("annex"))
     own = site(
         tmp_path, "own.yaml", "site: {id: lone, code: L}", f"{{kind: sqlite, path: '{tmp_path}/l.db'}}"
     )
@@ -124,3 +125,35 @@ def test_check_online_asks_the_shared_influxdb_as_start_up_does(
     assert out.stdout.splitlines()[-1].startswith(
         "warning: away.yaml: cannot ask the store whether ticket code N is this site's alone: "
     )
+
+
+def test_two_sites_on_one_file_are_refused_and_one_sites_pair_is_not(tmp_path: Path) -> None:
+    """A notification log, a SQLite file, a spool folder are one site's own: two sites left on the
+    default store (./monitord-data/monitord.db) would share all three, and the daemon would refuse
+    the second site's log only at start-up."""
+    default = "{kind: sqlite}"
+    a = site(tmp_path, "a.yaml", "site: {id: north-tower, code: N}", default)
+    b = site(tmp_path, "b.yaml", "site: {id: north-annex, code: W}", default)
+    out = check(a, b, cwd=tmp_path)
+    assert out.returncode == 2, out
+    db = tmp_path / "monitord-data" / "monitord.db"
+    at = f"b.yaml:{b.read_text().splitlines().index('store: ' + default) + 1} store.path"
+    assert out.stderr.strip().splitlines() == [
+        f"{at}: notification log {db.parent / 'notifications.db'} (beside the store: set "
+        "notify.log) is also site 'north-tower''s in a.yaml: give each site its own",
+        f"{at}: SQLite store {db} is also site 'north-tower''s in a.yaml: give each site its own",
+        f"{at}: spool folder {db}.spool (beside the store file: set store.spool) is also site "
+        "'north-tower''s in a.yaml: give each site its own",
+    ]
+    # an InfluxDB store shared rightly, each with its own spool, but one notify.log named for both
+    influx = "{{kind: influxdb, url: 'http://127.0.0.1:8086', bucket: monitord, spool: ./{}-spool}}"
+    c = site(tmp_path, "c.yaml", "site: {id: east, code: E}\nnotify: {log: ./shared.db}", influx.format("c"))
+    d = site(tmp_path, "d.yaml", "site: {id: west, code: X}\nnotify: {log: ./shared.db}", influx.format("d"))
+    out = check(c, d, cwd=tmp_path)
+    assert out.returncode == 2, out
+    assert out.stderr.strip().splitlines() == [
+        f"d.yaml:2 notify.log: notification log {tmp_path / 'shared.db'} is also site 'east''s in c.yaml: "
+        "give each site its own"
+    ]
+    pair = site(tmp_path, "a2.yaml", "site: {id: north-tower, code: N, name: standby}", default)
+    assert check(a, pair, cwd=tmp_path).returncode == 0, "one site's two files share its files rightly"

@@ -4,7 +4,7 @@ Daemon layer, called by ``Monitord`` once tickets are restored and held
 decisions made, and by ``monitord check --online``. Sites sharing one InfluxDB
 tell their tickets apart by the code in the id (docs/storage.md#ticket-ids);
 two sites configured with one code would repeat ids, which no single config
-can show (``config/sitecodes`` compares the files checked together), so the
+can show (``config/across_sites`` compares the files checked together), so the
 store is asked.
 """
 

@@ -18,7 +18,7 @@ from monitord.config.site import (
     modbus_lines,
     modbus_of,
 )
-from monitord.config.sitecodes import code_clashes
+from monitord.config.across_sites import clashes
 from monitord.core.errors import ConfigError, MonitordError
 from monitord.core.i18n import translator
 from monitord.core.units import parse_duration
@@ -92,7 +92,7 @@ def check(args: argparse.Namespace) -> int:
             problems += exc.problems
             continue
         _check_one(args, path, configs[-1][1])
-    if problems := problems + code_clashes(configs):
+    if problems := problems + clashes(configs):
         raise ConfigError(problems)
     return online_code_check(configs, getattr(args, "lang", None)) if args.online else 0
 
