@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from monitord.config.across_sites import clashes
 from monitord.config.fleet import Member
 from monitord.config.shards import ShardPlan
 from monitord.config.site import (
@@ -18,7 +19,6 @@ from monitord.config.site import (
     modbus_lines,
     modbus_of,
 )
-from monitord.config.across_sites import clashes
 from monitord.core.errors import ConfigError, MonitordError
 from monitord.core.i18n import translator
 from monitord.core.units import parse_duration
