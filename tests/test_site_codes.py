@@ -157,3 +157,22 @@ def test_two_sites_on_one_file_are_refused_and_one_sites_pair_is_not(tmp_path: P
     ]
     pair = site(tmp_path, "a2.yaml", "site: {id: north-tower, code: N, name: standby}", default)
     assert check(a, pair, cwd=tmp_path).returncode == 0, "one site's two files share its files rightly"
+
+
+def test_a_derived_code_that_is_another_sites_shard_code_is_refused(tmp_path: Path) -> None:
+    """Shards of site TA number tickets WO-TA-S0-..., WO-TA-S1-...: a site with id ``ta-s1`` and no
+    code of its own (derived: TA-S1) would repeat them."""
+    campus = site(tmp_path, "campus.yaml", "site: {id: campus, code: TA}\nfleet: {mode: shard, shards: 2}")
+    annex = site(tmp_path, "annex.yaml", "site: {id: ta-s1}")
+    out = check(campus, annex, cwd=tmp_path)
+    assert out.returncode == 2, out
+    assert out.stderr.strip().splitlines() == [
+        "annex.yaml:1 site.id: ticket code TA-S1 (derived from site.id 'ta-s1': set site.code) is also "
+        "site 'campus''s in campus.yaml: ticket ids WO-TA-S1-... would repeat across the two sites; give "
+        "each site its own site.code"
+    ]
+    out = check(annex, campus, cwd=tmp_path)
+    assert out.stderr.strip().splitlines() == [
+        "campus.yaml:1 site.code: ticket code TA-S1 (its shard 1's) is also site 'ta-s1''s in annex.yaml: "
+        "ticket ids WO-TA-S1-... would repeat across the two sites; give each site its own site.code"
+    ]

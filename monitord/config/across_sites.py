@@ -3,7 +3,8 @@
 Config layer, used by ``monitord check`` with several files. Ticket ids carry
 the site's code (``WO-<code>-YYYYMMDD-NNNN``, docs/storage.md#ticket-ids), so
 sites that share a store tell their tickets apart by it; two sites with one
-code (given, or derived from ``site.id`` in capitals) would repeat ids. A
+code (given, or derived from ``site.id`` in capitals; a sharded site's shards
+number theirs ``<code>-S<k>``) would repeat ids. A
 notification log, a SQLite file or a spool folder is one site's own: the
 daemon refuses another site's log at start-up (people/logsite.py), and two
 sites writing one SQLite file or one spool would mix their rounds. Files of one
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from monitord.config.shards import shard_code
 from monitord.config.site import SiteConfig, SqliteStoreConfig
 from monitord.config.spoolcheck import spool_folder
 from monitord.config.yamlio import load_yaml_raw, problem
@@ -42,7 +44,11 @@ def _claims(config: SiteConfig) -> Iterator[tuple[str, str, tuple[str, ...], str
     Paths as the daemon, started in this folder, would open them."""
     code = config.site.ticket_code
     derived = "" if config.site.code else f" (derived from site.id {config.site.id!r}: set site.code)"
-    yield "code", code, ("site", "code") if config.site.code else ("site", "id"), derived
+    code_key = ("site", "code") if config.site.code else ("site", "id")
+    yield "code", code, code_key, derived
+    if config.fleet.mode == "shard":  # each shard numbers its own: TA-S1 is site TA's shard 1's code
+        for k in range(config.fleet.shards):
+            yield "code", shard_code(code, k), code_key, f" (its shard {k}'s)"
     store, notify = config.store, config.notify
     log_key = (
         ("notify", "log")
