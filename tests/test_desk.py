@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import subprocess
 import sys
 import time
@@ -35,6 +36,8 @@ from monitord.tickets.forms import ComplaintClose, ComplaintForm, FollowUpForm, 
 from monitord.tickets.quality import week_of, weekly
 from monitord.tickets.sla import DEFAULT_SLA
 from monitord.tickets.worklists import complaints, follow_ups_due
+from monitord.tools.columns import width
+from monitord.tools.kpi import render_weeks
 from tests.support import (
     TOKEN,
     InfluxServer,
@@ -202,6 +205,10 @@ def test_unfollowed_tickets_close_against_the_rate_and_complaints_are_counted(tm
     assert (total.complaints, total.valid_complaints, total.complaints_closed) == (3, 2, 1)
     assert total.complaint_close_rate == 0.5
     assert desk.report()["weeks"][-1] == total.as_json()  # the API's answer: the same figures
+    for locale in ("en", "zh-CN"):  # `monitord report`'s table: every column's right edge lines up
+        _title, *rows = render_weeks("tower", [*weeks, total], locale)
+        edges = [[width(row[: m.end()]) for m in re.finditer(r"\S+", row)][1:] for row in rows]
+        assert len({tuple(e) for e in edges}) == 1, (locale, rows)
     tl.close()
 
 

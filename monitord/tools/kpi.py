@@ -18,7 +18,7 @@ from monitord.tickets.kpi import Clock, Report, report
 from monitord.tickets.labels import CATEGORIES, label
 from monitord.tickets.quality import COMPLAINT_TARGET, Week
 from monitord.tickets.sla import DEFAULT_SLA, Sla
-from monitord.tools.columns import left, right
+from monitord.tools.columns import left, right, width
 
 __all__ = ["Clock", "Report", "render", "render_weeks", "report", "sla_lookup"]
 
@@ -115,9 +115,12 @@ def render_weeks(site: str, weeks: list[Week], locale: str = "en") -> list[str]:
             " {target:.0%}):"
         ).format(site=site, target=COMPLAINT_TARGET)
     ]
+    headings = [_(heading) for heading, _n in WEEK_COLUMNS]
+    # A heading wider in this language than the figures below it widens its column (低分 is 4 wide).
+    widths = [max(n, width(h)) for h, (_h, n) in zip(headings, WEEK_COLUMNS, strict=True)]
     for w in [None, *weeks]:
         if w is None:
-            cells = [_(heading) for heading, _n in WEEK_COLUMNS]
+            cells = headings
         else:
             mean = "-" if w.mean_satisfaction is None else f"{w.mean_satisfaction:.2f}"
             figures = [
@@ -136,7 +139,7 @@ def render_weeks(site: str, weeks: list[Week], locale: str = "en") -> list[str]:
         week, *rest = cells
         lines.append(
             "  "
-            + left(week, 8)
-            + "".join(" " + right(c, n) for c, (_h, n) in zip(rest, WEEK_COLUMNS[1:], strict=True))
+            + left(week, widths[0])
+            + "".join(" " + right(c, n) for c, n in zip(rest, widths[1:], strict=True))
         )
     return lines
