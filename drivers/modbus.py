@@ -38,7 +38,7 @@ from monitord.ingest.registers import BIT_KINDS, PointEncoding, RegisterCodec, d
 
 from .modbus_line import SERIAL_SETUP_ERRORS, Line
 from .modbus_tcp import Answer, LinkLost, TcpLink, request_frame
-from .verdict import mark_quality
+from .verdict import fences, mark_quality, unmarked
 
 log = logging.getLogger(__name__)
 # Exception codes that mean "the device behind the gateway did not answer".
@@ -116,6 +116,8 @@ class ReadPlan:
     low: np.ndarray
     high: np.ndarray
     slices: tuple[slice, ...]
+    floor: np.ndarray  # low and high with open ends closed (verdict.fences): settle's quick check
+    ceiling: np.ndarray
 
     @classmethod
     def of(cls, profile: DeviceProfile) -> ReadPlan:
@@ -132,7 +134,7 @@ class ReadPlan:
         for r in requests:
             slices.append(slice(offset, offset + len(r.codec.names)))
             offset += len(r.codec.names)
-        plan = cls(tuple(requests), names, low, high, tuple(slices))
+        plan = cls(tuple(requests), names, low, high, tuple(slices), *fences(low, high))
         _PLANS[id(profile)] = (profile, plan)  # the profile is kept, so its id is not reused
         return plan
 
@@ -392,7 +394,9 @@ class GatewayPoller:
         reading = _Reading(dev, self.clock.now(), time.perf_counter(), [None] * len(dev.requests))
         together = self._together(dev)
         for first in range(0, len(dev.requests), together):
-            client = await self._connected()
+            client = self._client
+            if client is None or not client.connected:  # else ``_connected`` would say so, a coroutine later
+                client = await self._connected()
             if client is None:
                 break
             if dev.info and dev.info_due and not await self._read_info(client, dev):
@@ -424,6 +428,34 @@ class GatewayPoller:
 
     def settle(self, readings: Sequence[_Reading]) -> None:
         """Decode readings, one matrix per read plan and request, and hand the batches over together."""
+        if len(readings) == 1 and all(b is not None for b in readings[0].blocks):
+            batches = [self._settle_one(readings[0])]
+        else:
+            batches = self._settle_many(readings)
+        self.bus.publish_many(batches)
+        done = time.perf_counter()
+        for r in readings:
+            self._latency.observe(done - r.started)
+            self._judge(r)
+
+    @staticmethod
+    def _settle_one(r: _Reading) -> SampleBatch:
+        """A device settled alone that answered every read (a lone device, ``pipeline: 1``, a poll
+        of its own): ``_settle_many``'s batch without its matrices, each block decoded into its
+        columns (tests/test_modbus_settle.py holds the two alike)."""
+        plan = r.dev.plan
+        values = np.empty(len(plan.points))
+        for req, columns, block in zip(plan.requests, plan.slices, r.blocks, strict=True):
+            req.codec.decode(block, out=values[columns])  # type: ignore[arg-type]
+        quality = np.zeros(len(values), dtype=np.int8)  # Quality.GOOD
+        if not unmarked(values, plan.floor, plan.ceiling):
+            mark_quality(values, quality, plan.low, plan.high)
+        return SampleBatch(r.ts, r.dev.asset, plan.points, values, quality)
+
+    @staticmethod
+    def _settle_many(readings: Sequence[_Reading]) -> list[SampleBatch]:
+        """Readings decoded one matrix per read plan and request; a row of ``comm_error`` for a
+        block a device did not answer."""
         by_plan: dict[int, list[_Reading]] = {}
         for r in readings:
             by_plan.setdefault(id(r.dev.plan), []).append(r)
@@ -441,16 +473,13 @@ class GatewayPoller:
                     where: slice | list[int] = slice(None) if len(rows) == len(group) else rows
                     values[where, plan.slices[i]] = req.codec.decode(block)
                     quality[where, plan.slices[i]] = int(Quality.GOOD)
-            mark_quality(values, quality, plan.low, plan.high)
+            if not unmarked(values, plan.floor, plan.ceiling):
+                mark_quality(values, quality, plan.low, plan.high)
             batches += [
                 SampleBatch(r.ts, r.dev.asset, plan.points, values[k], quality[k])
                 for k, r in enumerate(group)
             ]
-        self.bus.publish_many(batches)
-        done = time.perf_counter()
-        for r in readings:
-            self._latency.observe(done - r.started)
-            self._judge(r)
+        return batches
 
     def _judge(self, r: _Reading) -> None:
         """A device that answered after an outage, or fell silent: log it, say it, count it."""
@@ -565,6 +594,11 @@ class GatewayPoller:
     @staticmethod
     async def _send_all(link: TcpLink, frames: Sequence[bytes]) -> list[Answer | LinkLost]:
         """Put every frame on the wire at once, then wait for their replies (or failures)."""
+        if len(frames) == 1:
+            try:
+                return [await link.send(frames[0])]
+            except LinkLost as lost:
+                return [lost]
         futures = link.send_many(frames)
         answers: list[Answer | LinkLost] = []
         for fut in futures:

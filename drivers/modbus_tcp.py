@@ -112,7 +112,17 @@ class TcpLink(asyncio.Protocol):
 
     def send(self, frame: bytes) -> asyncio.Future[Answer]:
         """Send a request ADU (from ``request_frame``) under the next free transaction id."""
-        return self.send_many((frame,))[0]
+        if self._pending or self._lost is not None or self._transport is None:
+            return self.send_many((frame,))[0]
+        # Alone on an idle link (``pipeline: 1``): ``send_many`` without its lists, and any id is free.
+        fut = self._loop.create_future()
+        tid = self._next_tid = self._next_tid % 0xFFFF + 1
+        deadline = self._loop.time() + self.timeout
+        self._pending[tid] = (fut, frame[6], deadline)
+        self._transport.write(tid.to_bytes(2, "big") + frame[2:])
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_at(deadline, self._check_deadline)
+        return fut
 
     def send_many(self, frames: Sequence[bytes]) -> list[asyncio.Future[Answer]]:
         """Send request ADUs together (one write), each under the next free transaction id."""
