@@ -18,7 +18,7 @@ from pathlib import Path
 
 from monitord.daemon.fleet_messages import Claim, should_claim
 from tests.support.daemon import TOKEN, get, post
-from tests.support.fleet import Instance, ha_yaml, retained, simulator, wait_for
+from tests.support.fleet import Instance, ha_yaml, retained, simulator, wait_for, wait_started
 from tests.support.influx import InfluxServer, V2WriteProxy
 from tests.support.mosquitto import Mosquitto
 from tests.support.webhooks import WebhookReceiver
@@ -55,7 +55,8 @@ def test_both_started_at_once_exactly_one_is_active(
     path = ha_yaml(tmp_path, mosquitto, webhooks, proxy.url)
     pair = [Instance(path, "b", tmp_path), Instance(path, "a", tmp_path)]
     try:
-        active = wait_for(lambda: one_active(pair), 30)
+        wait_started(pair)  # starting two Pythons under load is not the election: timed apart
+        active = wait_for(lambda: one_active(pair), 30, seen=pair)
         standby = next(i for i in pair if i is not active)
         claim = retained(mosquitto, "monitord/tower-a/leader")
         assert claim is not None and claim["instance"] == active.name
@@ -114,7 +115,8 @@ def test_kill_9_of_the_active_mid_incident_pages_once_and_keeps_one_ticket(
     sim = simulator(path, tmp_path, "scenario: ha\ntimeline:\n  - {at: 6s, asset: A-P1, fault: dry_run}\n")
     pair = [Instance(path, "a", tmp_path), Instance(path, "b", tmp_path)]
     try:
-        first = wait_for(lambda: one_active(pair), 30)
+        wait_started(pair)
+        first = wait_for(lambda: one_active(pair), 30, seen=pair)
         second = next(i for i in pair if i is not first)
 
         def paged(who: str) -> list[dict[str, object]]:
@@ -176,7 +178,8 @@ def test_an_active_that_loses_its_broker_stops_acting_and_restores_afresh_when_i
     path = ha_yaml(tmp_path, own_broker.port, webhooks, proxy.url)
     alone = Instance(path, "a", tmp_path)
     try:
-        wait_for(lambda: alone.role() == "active", 30)  # alone: nobody else online, it claims
+        wait_started([alone])
+        wait_for(lambda: alone.role() == "active", 30, seen=[alone])  # alone: nobody else online, it claims
         own_broker.stop()
         wait_for(lambda: alone.role() == "standby", 10)  # it cannot know any more: it stops acting
         health = alone.health()

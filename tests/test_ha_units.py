@@ -4,25 +4,30 @@ and the sent keys and silences in a real InfluxDB."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from paho.mqtt.enums import MQTTErrorCode
 
 from monitord.alerting.mute import Matcher, MuteStages, Silence
 from monitord.alerting.tracker import AlertTracker, PendingFile
-from monitord.config.fleet import Member
+from monitord.config.fleet import FleetConfig, Member
 from monitord.config.site import load_config
 from monitord.core.errors import ConfigError, StoreError
-from monitord.daemon.fleet_messages import Claim, Presence
+from monitord.daemon.fleet import FleetLink
+from monitord.daemon.fleet_messages import ACTIVE, STANDBY, Claim, Presence
 from monitord.people.notify import Notification, Outbox
 from monitord.store.influx import InfluxStore, InfluxTarget
 from monitord.store.shared import SharedLog
 from monitord.tools.fleet import fleet_lines
 from tests.support.configs import GOOD, check, problems, write
 from tests.support.influx import InfluxServer, V2WriteProxy
+from tests.support.net import eventually
 
 
 def test_ha_needs_a_broker_and_a_shared_store_named_at_the_fleet_key(tmp_path: Path) -> None:
@@ -158,3 +163,38 @@ def test_the_actives_pending_timers_reach_the_next_active_as_a_restart_resumes_t
     assert (fired.index, fired.state, fired.since) == (1, "firing", 100)
     assert standby.restore_from(text, AlertTracker(), assets, now=110 + 61, source="x") == 0  # too old
     assert standby.restore_from("{broken", AlertTracker(), assets, now=111, source="x") == 0
+
+
+def test_an_instance_that_leads_again_while_its_last_act_is_ending_acts_again() -> None:
+    """Demoted (its own beat came back late after a stalled loop), then active again at once (the beat's
+    echo), while the old act is still ending: the link must start acting again, not stay 'active' with
+    nothing polling or deciding."""
+
+    async def scenario() -> None:
+        link = FleetLink("tower-a", Member("a"), FleetConfig(mode="ha"), ("127.0.0.1", 1), client_id="t")
+        link.client.connect_async = lambda *_a, **_k: None  # type: ignore[method-assign]
+        link.client.loop_start = lambda: MQTTErrorCode.MQTT_ERR_SUCCESS  # type: ignore[method-assign]
+        started: list[float] = []
+
+        async def act() -> None:
+            started.append(time.monotonic())
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await asyncio.sleep(0.2)  # standing down takes turns of the loop (drivers closing)
+
+        serving = asyncio.create_task(link.serve(act))
+        try:
+            link._set_role(ACTIVE)
+            await eventually(lambda: len(started) == 1, 5, 0.01)
+            link._set_role(STANDBY)
+            await asyncio.sleep(0.05)  # the old act is ending
+            link._set_role(ACTIVE)
+            await eventually(lambda: len(started) == 2, 5, 0.01)
+            assert link.role == ACTIVE
+        finally:
+            serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
+
+    asyncio.run(scenario())

@@ -199,14 +199,16 @@ class FleetLink:
         task: asyncio.Task[None] | None = None
         try:
             while True:
-                if self.acting and task is None:
-                    task = asyncio.create_task(act(), name="acting")
-                elif not self.acting and task is not None:
+                # Cleared before the role is read: a change while the old act ends (it takes turns of
+                # the loop) is seen at the next wait, not lost (active again, with nothing acting).
+                self._changed.clear()
+                if not self.acting and task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                     task = None
-                self._changed.clear()
+                if self.acting and task is None:
+                    task = asyncio.create_task(act(), name="acting")
                 changed = asyncio.create_task(self._changed.wait())
                 waits: list[asyncio.Future[Any]] = [changed] + ([task] if task else [])
                 try:

@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,9 @@ class Instance:
                 text=True,
             )
         self.metrics_url = self.api_url = ""
+        self.started = time.monotonic()
+        #: what /healthz said, each time it said something else: (seconds since start, role or why none)
+        self.seen: list[tuple[float, str]] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -80,18 +85,35 @@ class Instance:
     def health(self) -> dict[str, Any] | None:
         """/healthz's body (200 or 503), None while it does not answer."""
         if not self.api_url:
+            self._saw("no API URL printed yet")
             return None
         try:
             with urllib.request.urlopen(self.api_url + "/healthz", timeout=2) as r:
-                return dict(json.loads(r.read()))
+                body = dict(json.loads(r.read()))
         except urllib.error.HTTPError as exc:
-            return dict(json.loads(exc.read()))
-        except OSError:
+            body = dict(json.loads(exc.read()))
+        except OSError as exc:
+            self._saw(f"/healthz unanswered ({exc})")
             return None
+        fleet = body.get("fleet") or {}
+        self._saw(f"{fleet.get('role')} (leader {fleet.get('leader')}, connected {fleet.get('connected')})")
+        return body
+
+    def _saw(self, what: str) -> None:
+        if not self.seen or self.seen[-1][1] != what:
+            self.seen.append((time.monotonic() - self.started, what))
 
     def role(self) -> str | None:
         health = self.health()
         return str(health["fleet"]["role"]) if health and health.get("fleet") else None
+
+    def describe(self, lines: int = 40) -> str:
+        """What the test saw of this instance (each change of /healthz, when) and the tail of its log."""
+        code = self.proc.poll()
+        seen = "; ".join(f"{at:.1f}s {what}" for at, what in self.seen) or "nothing asked yet"
+        tail = self.log.read_text(errors="replace").splitlines()[-lines:]
+        state = "running" if code is None else f"exited {code}"
+        return f"--- {self.name} (pid {self.proc.pid}, {state}): {seen}\n" + "\n".join(tail)
 
     def metrics(self) -> str:
         with urllib.request.urlopen(self.metrics_url, timeout=5) as r:
@@ -153,6 +175,27 @@ def retained(port: int, topic: str, timeout: float = 5.0) -> dict[str, Any] | No
     return dict(json.loads(got[-1])) if got and got[-1] else None
 
 
-def wait_for(check: Any, timeout: float, interval: float = 0.1) -> Any:
-    """``eventually`` for process tests that hold no event loop of their own."""
-    return asyncio.run(eventually(check, timeout, interval))
+#: How long `monitord run` may take to answer /healthz, timed apart from the election (its own bound).
+#: Starting is mostly importing, in the daemon and again in its MQTT worker process: two instances at
+#: once on the loaded 2-core machine took 14, 26 and 31 s to answer, and the 31 s failed the election's
+#: 30 s before either had a fleet link (CI: test_both_started_at_once_exactly_one_is_active).
+STARTUP = 90.0
+
+
+def wait_started(instances: Sequence[Instance], timeout: float = STARTUP) -> None:
+    """Until every instance answers /healthz (its fleet link is connecting: the election starts there)."""
+    wait_for(lambda: all(i.health() is not None for i in instances), timeout, seen=instances)
+
+
+def wait_for(
+    check: Any, timeout: float, interval: float = 0.1, seen: Sequence[Instance] | Callable[[], str] = ()
+) -> Any:
+    """``eventually`` for process tests that hold no event loop of their own; when it fails, the message
+    says what ``seen`` saw: each instance's /healthz over the wait and its log's tail (or a text)."""
+    try:
+        return asyncio.run(eventually(check, timeout, interval))
+    except AssertionError as exc:
+        if not seen:
+            raise
+        told = seen() if callable(seen) else "\n".join(i.describe() for i in seen)
+        raise AssertionError(f"{exc}\n{told}") from None
