@@ -99,9 +99,12 @@ def test_check_online_asks_the_shared_influxdb_as_start_up_does(
     )
     tower.flush()
     tower.close()
-    influx = f"{{kind: influxdb, url: '{proxy.url}', bucket: monitord, spool: '{tmp_path}/{{}}-spool'}}"
-    wing = site(tmp_path, "wing.yaml", "site: {id: new-wing, code: N}", influx.format("wing"))
-    annex = site(tmp_path, "annex.yaml", "site: {id: north-annex, code: W}", influx.format("annex"))
+
+    def influx(folder: str) -> str:  # each site's spool in a folder of its own (its notify log beside)
+        return f"{{kind: influxdb, url: '{proxy.url}', bucket: monitord, spool: '{tmp_path}/{folder}/spool'}}"
+
+    wing = site(tmp_path, "wing.yaml", "site: {id: new-wing, code: N}", influx("wing"))
+    annex = site(tmp_path, "annex.yaml", "site: {id: north-annex, code: W}", influx("annex"))
     own = site(
         tmp_path, "own.yaml", "site: {id: lone, code: L}", f"{{kind: sqlite, path: '{tmp_path}/l.db'}}"
     )
@@ -114,7 +117,7 @@ def test_check_online_asks_the_shared_influxdb_as_start_up_does(
         "annex.yaml: no other site of the store numbers tickets WO-W-...",
         "own.yaml: the store is a SQLite file of its own; no other site to ask",
     ]
-    assert not (tmp_path / "wing-spool").exists(), "a check leaves the spool alone"
+    assert not (tmp_path / "wing" / "spool").exists(), "a check leaves the spool alone"
     assert not (tmp_path / "l.db").exists(), "nor makes a store"
     assert check(wing, cwd=tmp_path).returncode == 0, "without --online nothing is asked"
 
@@ -146,9 +149,19 @@ def test_two_sites_on_one_file_are_refused_and_one_sites_pair_is_not(tmp_path: P
         "'north-tower''s in a.yaml: give each site its own",
     ]
     # an InfluxDB store shared rightly, each with its own spool, but one notify.log named for both
-    influx = "{{kind: influxdb, url: 'http://127.0.0.1:8086', bucket: monitord, spool: ./{}-spool}}"
-    c = site(tmp_path, "c.yaml", "site: {id: east, code: E}\nnotify: {log: ./shared.db}", influx.format("c"))
-    d = site(tmp_path, "d.yaml", "site: {id: west, code: X}\nnotify: {log: ./shared.db}", influx.format("d"))
+    influx = "{kind: influxdb, url: 'http://127.0.0.1:8086', bucket: monitord, spool: ./SPOOL}"
+    c = site(
+        tmp_path,
+        "c.yaml",
+        "site: {id: east, code: E}\nnotify: {log: ./shared.db}",
+        influx.replace("SPOOL", "c"),
+    )
+    d = site(
+        tmp_path,
+        "d.yaml",
+        "site: {id: west, code: X}\nnotify: {log: ./shared.db}",
+        influx.replace("SPOOL", "d"),
+    )
     out = check(c, d, cwd=tmp_path)
     assert out.returncode == 2, out
     assert out.stderr.strip().splitlines() == [

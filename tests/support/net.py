@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import sys
 import time
@@ -14,11 +15,38 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel hands out to outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PORTS = list(range(20000, min(_ephemeral_floor(), 32768)))
+random.shuffle(_PORTS)  # a process of its own (a helper's suite, a bench) starts elsewhere in the range
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (the tests' own copy; not monitord.tools.demo's)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on right now, below the kernel's ephemeral range, and never one this
+    process handed out before (the tests' own copy; not monitord.tools.demo's).
+
+    ``bind(0)`` would pick from the ephemeral range, where every outgoing connection of the daemons
+    under test takes its local port too: one of them could hold the port between this call and the
+    server that listens on it ("cannot listen", seen under load). Below the range only another
+    listener can."""
+    for port in _PORTS:
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port left below the ephemeral range")
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:
