@@ -15,7 +15,6 @@ import argparse
 import cProfile
 import json
 import math
-import pickle
 import pstats
 import tempfile
 import time
@@ -33,7 +32,7 @@ from monitord.core.model import SampleBatch, SampleBlock
 from monitord.daemon.core import build_core
 from monitord.drivers.mqtt import MqttDriver
 from monitord.drivers.mqtt_client import READ_SIZE
-from monitord.drivers.mqtt_wire import HEADER, Batcher, Chunk, frame
+from monitord.drivers.mqtt_wire import Batcher, Chunk, chunk_frame, decode_frame
 from monitord.ingest.profiles import DeviceProfile
 from monitord.simulators.models import MODELS
 from monitord.simulators.mqtt_publisher import document
@@ -51,7 +50,7 @@ def main() -> None:
         "--worker",
         action="store_true",
         help="the daemon's side of mqtt.worker: chunks as a worker parses them (read by paho: 64 KiB) "
-        "unpickled and drained; the worker's own parse printed beside it",
+        "decoded and drained; the worker's own parse printed beside it",
     )
     ap.add_argument(
         "--sinks",
@@ -120,7 +119,7 @@ def main() -> None:
 def worker_round(
     driver: MqttDriver, messages: list[tuple[float, str, bytes]], profile: bool = False
 ) -> Callable[[], float]:
-    """A round of the daemon's side with a worker: the chunks' frames unpickled and drained
+    """A round of the daemon's side with a worker: the chunks' frames decoded and drained
     (``profile``: a cProfile of the worker's parse printed first)."""
     batcher = Batcher(driver.router)
     frames: list[bytes] = []
@@ -131,9 +130,9 @@ def worker_round(
             batcher.add(ts, topic, payload)
             size += len(payload)
             if size >= READ_SIZE:  # what one read of the socket holds
-                frames.append(frame(Chunk(tuple(batcher.take()))))
+                frames.append(chunk_frame(Chunk(tuple(batcher.take()))))
                 size = 0
-        frames.append(frame(Chunk(tuple(batcher.take()))))
+        frames.append(chunk_frame(Chunk(tuple(batcher.take()))))
 
     began = time.process_time()
     if profile:
@@ -148,7 +147,9 @@ def worker_round(
     def one_round() -> float:
         began = time.process_time()
         for data in frames:
-            driver._queue.extend(pickle.loads(data[HEADER.size :]).items)
+            chunk = decode_frame(data)
+            assert isinstance(chunk, Chunk)
+            driver._queue.extend(chunk.items)
             driver.drain()
         return time.process_time() - began
 

@@ -44,6 +44,10 @@ coming any more, and the first message after the reconnect is good again.
 Where the broker offers it (Mosquitto's ``$SYS``), the count of messages the
 broker itself dropped is followed, so a broker that sheds load shows in
 ``monitord_mqtt_broker_dropped_messages``.
+
+With ``mqtt.worker`` (the default) the session and the parse run in a child process instead of
+paho's thread (``mqtt_keeper``, the daemon's side, subclasses this driver; ``mqtt_worker`` is the
+child); what the child hands over lands in the same queue and is judged by the same drain.
 """
 
 from __future__ import annotations
@@ -53,9 +57,7 @@ import collections
 import contextlib
 import logging
 import math
-import pickle
 import random
-import socket
 import ssl
 import sys
 import threading
@@ -85,7 +87,7 @@ from .mqtt_routes import (
     parse_payload,
     status_word,
 )
-from .mqtt_wire import Chunk, Raw, Rows, read_frame, send_frame
+from .mqtt_wire import Raw, Rows
 
 __all__ = [
     "MqttDriver",
@@ -105,8 +107,6 @@ DRAIN_BUDGET = 0.010  # and at most this long: a gateway message carries many de
 MAX_QUEUED = 50_000  # messages between paho's thread and the loop: ~5 s of 10k/s, ~30 MB of lift JSON
 RECONNECT_MIN = 0.5  # seconds before the first reconnect attempt
 RECONNECT_MAX = 4.0  # the backoff's cap: a broker back from an outage is used within this
-WORKER = [sys.executable, "-m", "monitord.drivers.mqtt_worker"]  # + the socket's fd (mqtt_worker.py)
-WORKER_STOP = 5.0  # seconds a worker has to end after its socket is closed, before it is killed
 
 
 @dataclass(frozen=True)
@@ -188,9 +188,7 @@ class MqttDriver:
         persistent: bool = True,
         tls: Tls | None = None,
         max_queued: int = MAX_QUEUED,
-        worker: bool = False,
     ) -> None:
-        """``worker``: paho and the parse in a child process (``mqtt_worker``), not paho's thread."""
         self.host, self.port = host, port
         self.router = routes if isinstance(routes, Router) else Router(routes)
         self.max_clock_skew = max_clock_skew
@@ -199,17 +197,6 @@ class MqttDriver:
         self.bus, self.clock, self.metrics, self.qos = bus, clock, metrics, qos
         self._queue: collections.deque[Raw | Rows] = collections.deque()
         self.max_queued = max_queued
-        self.worker = worker
-        self._setup = dict(
-            host=host, port=port, router=self.router, client_id=client_id, qos=qos, username=username,
-            password=password, persistent=persistent, tls=tls,
-        )  # fmt: skip
-        # With a worker: messages queued by its reader thread, drained by the loop, given up by the
-        # reader (QoS 0, full): each written by one thread only, ``held`` is their balance.
-        self._added = self._taken = self._given_up = 0
-        self._reading = False  # a worker's reader thread may take chunks
-        self._process: asyncio.subprocess.Process | None = None
-        self._worker_told = False  # a worker's end was logged; not again until one connects
         self._route_list = list(self.router.routes())  # the worker's row numbers index this
         self._room = threading.Event()  # set while the queue is below max_queued (QoS 1 waits on it)
         self._room.set()
@@ -359,12 +346,7 @@ class MqttDriver:
     # -- asyncio side --------------------------------------------------------
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        keeper = None
-        if self.worker:
-            keeper = asyncio.create_task(self._keep_worker(), name="mqtt-worker")
-        else:
-            self.client.connect_async(self.host, self.port, keepalive=30)
-            self.client.loop_start()
+        session = self._start_session()
         try:
             while True:
                 await self._wake.wait()
@@ -381,148 +363,18 @@ class MqttDriver:
                     # waits for the GIL while paho's thread reads, which was paid for twice.
                     await asyncio.sleep(time.thread_time() - began)
         finally:
-            if keeper is not None:
-                keeper.cancel()
+            if session is not None:
+                session.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await keeper
+                    await session
             self.close()
 
-    # -- the worker process (``worker=True``) ---------------------------------
-    async def _keep_worker(self) -> None:
-        """One worker process at a time; one that ends is counted, its devices marked ``comm_error``
-        (their last values are not theirs any more: no message can come), and another started."""
-        while True:
-            began = time.monotonic()
-            try:
-                why = f"exit {await self._worker_session()}"
-            except (OSError, ValueError, pickle.UnpicklingError) as exc:  # could not start, or a bad frame
-                why = str(exc)
-            self.metrics.driver_errors.labels("mqtt", "worker").inc()
-            # Said once until a worker connects again: one that cannot start is not a line per retry.
-            say = log.debug if self._worker_told else log.error
-            self._worker_told = True
-            say(
-                "mqtt %s:%d: the worker process ended (%s): its devices are comm_error until a new one "
-                "is connected; further ends counted in monitord_driver_errors_total{kind=worker}",
-                self.host,
-                self.port,
-                why,
-            )
-            self._connected.clear()
-            self.drain()  # what it handed over lands before the mark, never after it
-            self._mark_stale(self.clock.now(), Quality.COMM_ERROR)
-            # At once after a long life, after a pause if it keeps dying (a crash at start-up).
-            await asyncio.sleep(0 if time.monotonic() - began > RECONNECT_MAX else RECONNECT_MIN)
-
-    async def _worker_session(self) -> int | None:
-        """Start a worker and take its chunks until it ends; its exit code. A thread of ours reads
-        them, as paho's thread does in process, so a QoS 1 acknowledgement waits for no turn of the
-        event loop (the broker sends the next ones only then: 20 in flight, Mosquitto's default)."""
-        ours, theirs = socket.socketpair()
-        try:
-            self._process = await asyncio.create_subprocess_exec(
-                *WORKER, str(theirs.fileno()), pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL
-            )
-        finally:
-            theirs.close()
-        process = self._process
-        loop = asyncio.get_running_loop()
-        ended: asyncio.Future[None] = loop.create_future()
-        setup = self._setup | {"log_level": logging.getLogger().getEffectiveLevel()}
-
-        def read() -> None:
-            try:
-                self._read_worker(ours, setup, loop)
-            finally:
-                ours.close()
-                with contextlib.suppress(RuntimeError):  # the loop closed already (the daemon ended)
-                    loop.call_soon_threadsafe(ended.set_result, None)  # once: the thread ends once
-
-        self._reading = True
-        threading.Thread(target=read, name="mqtt-worker-reader", daemon=True).start()
-        try:
-            await asyncio.shield(ended)
-        finally:
-            self._reading = False
-            self._room.set()  # a reader waiting for room looks again, and ends
-            with contextlib.suppress(OSError):  # closed by the reader already
-                ours.shutdown(socket.SHUT_RDWR)  # the worker's read ends: it disconnects and exits
-            try:
-                await asyncio.wait_for(process.wait(), WORKER_STOP)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        return process.returncode
-
-    def _read_worker(
-        self, sock: socket.socket, setup: dict[str, Any], loop: asyncio.AbstractEventLoop
-    ) -> None:
-        """The reader thread: the setup out, then chunks into the queue and the rest to the loop."""
-        try:
-            send_frame(sock, setup)
-            while (got := read_frame(sock)) is not None:
-                if isinstance(got, Chunk):
-                    self._take(got, sock, loop)
-                else:
-                    loop.call_soon_threadsafe(self._worker_said, got)
-        except (OSError, EOFError, pickle.UnpicklingError) as exc:  # the worker ended, or a bad frame
-            if self._reading:
-                log.debug("mqtt %s:%d: worker connection: %s", self.host, self.port, exc)
-
-    @property
-    def held(self) -> int:
-        """Messages in the queue, with a worker (a chunk of rows holds many)."""
-        return self._added - self._taken - self._given_up
-
-    def _take(self, chunk: Chunk, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
-        """A chunk into the queue (reader thread), room made or waited for as paho's thread does in
-        process, then its QoS 1 messages acknowledged: only what the daemon holds is the broker's to
-        forget. While it waits the worker's sends block and the broker holds the rest."""
-        if self.held >= self.max_queued:
-            if chunk.ack is None:  # QoS 0: the oldest go
-                while self.held >= self.max_queued:
-                    try:
-                        item = self._queue.popleft()
-                    except IndexError:  # drained meanwhile
-                        break
-                    given = item.messages if isinstance(item, Rows) else 1
-                    self._given_up += given
-                    self.metrics.mqtt_queue_dropped.inc(given)
-                    self._tell_full()
-            else:
-                while self.held >= self.max_queued and self._reading and not self._closing:
-                    self._room.clear()
-                    if self.held < self.max_queued:  # drained between the test and the clear
-                        break
-                    self._room.wait(1.0)
-                if not self._reading or self._closing:
-                    return  # not taken, not acknowledged: the broker gives it again
-        self._queue.extend(chunk.items)
-        self._added += sum(item.messages if isinstance(item, Rows) else 1 for item in chunk.items)
-        if chunk.ack is not None:
-            send_frame(sock, ("ack", chunk.ack))
-        if not self._wake_scheduled:
-            self._wake_scheduled = True
-            loop.call_soon_threadsafe(self._wake.set)
-
-    def _worker_said(self, got: tuple[Any, ...]) -> None:
-        if got[0] == "log":  # the worker's record, logged as the daemon's own
-            logging.getLogger(got[2]).log(got[1], "%s", got[3])
-        else:
-            self._worker_event(got[0])
-
-    def _worker_event(self, kind: str) -> None:
-        """The worker's session changed (it logged why); counted and acted on here, as in process."""
-        if kind == "connected":
-            self._connected.set()
-            self._worker_told = False
-        elif kind == "disconnected":
-            self._connected.clear()
-            self.metrics.driver_errors.labels("mqtt", "disconnect").inc()
-            self.drain()
-            self._mark_stale(self.clock.now())
-        elif kind == "connect_failed":
-            self.metrics.driver_errors.labels("mqtt", "connect").inc()
+    def _start_session(self) -> asyncio.Task[None] | None:
+        """The broker session: here paho's network loop in its own thread, feeding ``_on_message``;
+        a task to end with ``run`` where another keeps it (``mqtt_keeper``: a worker process)."""
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        return None
 
     def drain(self, limit: int | None = None, budget: float | None = None) -> int:
         """Turn what is queued (at most ``limit`` messages, for about ``budget`` seconds at most) into
@@ -560,8 +412,6 @@ class MqttDriver:
         self._hand_over()
         if len(self._queue) < self.max_queued:
             self._room.set()
-        if self.worker:
-            self._taken += n
         return n
 
     def _rows(self, rows: Rows) -> None:
@@ -727,10 +577,6 @@ class MqttDriver:
         self._room.set()
         self.client.disconnect()
         self.client.loop_stop()
-        process = self._process
-        if process is not None and process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):  # ended on its own by now
-                process.terminate()  # run() ends it by closing its socket; this is the fallback
 
 
 def publish_once(host: str, port: int, topic: str, payload: str) -> None:

@@ -1,35 +1,80 @@
 """What the MQTT worker process hands the daemon: parsed rows as matrices, the rest as received.
 
-Pure logic between ``mqtt_worker`` (the child: paho and the parse) and ``mqtt`` (the driver in the
-daemon). A chunk is what paho read in one go, in order: runs of well-formed messages become
-``Rows`` (one float64 matrix per point list, with each row's qualities, route, receive time, the
-payload's own time and sequence number), and anything else (a status word, a payload the parse
+Pure logic between ``mqtt_worker`` (the child: paho and the parse) and ``mqtt_keeper`` (the
+daemon's side of it). A chunk is what paho read in one go, in order: runs of well-formed messages
+become ``Rows`` (one float64 matrix per point list, with each row's qualities, route, receive time,
+the payload's own time and sequence number), and anything else (a status word, a payload the parse
 refuses or finds no number in, a gateway message with any entry not plainly good, a plain number,
-the broker's ``$SYS`` count) travels as the raw ``(ts, topic, payload)`` so that the daemon judges
-it with the same code as in process: what is malformed, a device's word, skewed or a gap is
-decided in one place (the daemon; times and sequence numbers of rows too). Frames on the socket
-are a 4-byte length and a pickle (our own child, never the broker's bytes unpickled: payloads are
-``bytes`` inside).
+a sequence number past 64 bits, the broker's ``$SYS`` count) travels as the raw
+``(ts, topic, payload)`` so that the daemon judges it with the same code as in process: what is
+malformed, a device's word, skewed or a gap is decided in one place (the daemon; times and sequence
+numbers of rows too).
+
+The frames on the socket pair are a fixed layout that loading cannot turn into code (no pickle):
+a header (kind, body length), then per kind numbers by ``struct``; a chunk's rows as raw native
+matrices after their shape (both ends are one machine), a run of raw messages as arrays of their
+times and of their topics' and payloads' lengths, then the topics and the payloads joined; each
+part padded to 8 bytes so the arrays are read in place, aligned. The setup, the one frame the
+daemon sends its child besides acknowledgements, is JSON. Decoding checks every length and value it
+relies on and refuses anything else with a ``WireError``, which the daemon counts and logs as a
+worker that ended.
 """
 
 from __future__ import annotations
 
+import array
+import itertools
+import json
 import math
-import pickle
 import socket
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from .mqtt_routes import Router, TopicRoute, gateway_block, loads, parse_payload
+from .mqtt_routes import Router, StatusRoute, TopicRoute, gateway_block, loads, parse_payload
 
-__all__ = ["Batcher", "Chunk", "Raw", "Rows", "frame", "read_frame", "send_frame"]
+__all__ = [
+    "Ack",
+    "Batcher",
+    "Chunk",
+    "Event",
+    "LogLine",
+    "Raw",
+    "RouteTable",
+    "Rows",
+    "WireError",
+    "ack_frame",
+    "chunk_frame",
+    "decode_frame",
+    "decode_setup",
+    "event_frame",
+    "log_frame",
+    "read_frame",
+    "setup_frame",
+]
 
-HEADER = struct.Struct("!I")
 Raw = tuple[float, str, bytes]  # receive time, topic, payload: as paho handed it over
+
+# kind (one byte), then the body's length. Native order and sizes: both ends are one machine.
+HEADER = struct.Struct("=BI")
+CHUNK, EVENT, LOG, ACK, SETUP = b"CELAS"  # frame kinds, as their byte
+_CHUNK = struct.Struct("=qI4x")  # acknowledgement number (-1: none), parts (rows, or a run of raw items)
+_RAW = struct.Struct("=B3xI")  # b"R", raw messages in a row
+_ROWS = struct.Struct("=B?2xIII")  # b"M", has sequence numbers, rows, points per row, messages
+_LOG = struct.Struct("=iI")  # level, bytes of the logger's name (the message is the rest)
+_ACK = struct.Struct("=Q")
+_RAW_TAG, _ROWS_TAG = b"RM"
+EVENTS = frozenset({"connected", "disconnected", "connect_failed"})
+_INT64 = 2**63
+assert array.array("I").itemsize == 4 and array.array("q").itemsize == 8  # the layout's sizes
+
+
+class WireError(ValueError):
+    """A frame that does not hold what its kind says: refused whole, never partly taken."""
 
 
 @dataclass(frozen=True)
@@ -53,34 +98,345 @@ class Chunk:
     ack: int | None = None
 
 
-def frame(obj: object) -> bytes:
-    """A length and a pickle."""
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return HEADER.pack(len(data)) + data
+class Event(NamedTuple):
+    """The worker's session changed: ``connected``, ``disconnected`` or ``connect_failed``."""
+
+    kind: str
 
 
-def send_frame(sock: socket.socket, obj: object) -> None:
-    sock.sendall(frame(obj))
+class LogLine(NamedTuple):
+    """One of the worker's log records, for the daemon's own handlers."""
+
+    level: int
+    name: str
+    message: str
 
 
-def read_frame(sock: socket.socket) -> Any:
-    """The next frame's object, or None when the other side closed."""
+class Ack(NamedTuple):
+    """The daemon holds chunk ``number``: its QoS 1 messages may be acknowledged to the broker."""
+
+    number: int
+
+
+Frame = Chunk | Event | LogLine | Ack | dict[str, Any]
+
+
+# -- encoding ------------------------------------------------------------------------------------
+
+
+def _framed(kind: int, parts: list[Any]) -> bytes:
+    size = sum(memoryview(p).nbytes for p in parts)
+    return b"".join([HEADER.pack(kind, size), *parts])
+
+
+def _pad(n: int) -> bytes:
+    return bytes(-n % 8)
+
+
+def chunk_frame(chunk: Chunk) -> bytes:
+    """A chunk as a frame: its rows, and each run of raw messages between them, as parts."""
+    parts: list[Any] = []
+    count = 0
+    for raw, run in itertools.groupby(chunk.items, lambda item: type(item) is tuple):
+        if raw:
+            _raw_parts(list(run), parts)  # type: ignore[arg-type]
+            count += 1
+        else:
+            for rows in run:
+                _rows_parts(rows, parts)  # type: ignore[arg-type]
+                count += 1
+    return _framed(CHUNK, [_CHUNK.pack(-1 if chunk.ack is None else chunk.ack, count), *parts])
+
+
+def _raw_parts(run: list[Raw], parts: list[Any]) -> None:
+    """Raw messages in a row: their times, the lengths of their topics and payloads (arrays), then
+    the topics and the payloads each joined: no Python step per message but C's."""
+    stamps, topics, payloads = zip(*run, strict=True)
+    names = "".join(topics)
+    if names.isascii():  # almost always: a byte per character
+        blob, sizes = names.encode(), list(map(len, topics))
+    else:
+        encoded = [t.encode("utf-8", "surrogatepass") for t in topics]
+        blob, sizes = b"".join(encoded), list(map(len, encoded))
+    data = b"".join(payloads)
+    parts += (
+        _RAW.pack(_RAW_TAG, len(run)),
+        array.array("d", stamps),  # array, not numpy: from a list of Python numbers it is quicker
+        array.array("I", sizes),
+        array.array("I", map(len, payloads)),
+        blob,
+        data,
+        _pad(len(blob) + len(data)),
+    )
+
+
+def _rows_parts(rows: Rows, parts: list[Any]) -> None:
+    n, width = rows.values.shape
+    seqs = rows.seqs
+    parts.append(_ROWS.pack(_ROWS_TAG, seqs is not None, n, width, rows.messages))
+    first = len(parts)
+    parts += (np.ascontiguousarray(a, dtype=np.float64).data for a in (rows.values, rows.received, rows.sent))
+    known = None if seqs is None or None not in seqs else bytes(s is not None for s in seqs)
+    if seqs is not None:  # 8-byte numbers before the 4- and 1-byte ones: every array aligned
+        # A number past 64 bits never gets here: the batcher sends its message raw.
+        parts.append(array.array("q", seqs if known is None else [s or 0 for s in seqs]))
+    parts += (
+        np.ascontiguousarray(rows.routes, dtype=np.int32).data,
+        np.ascontiguousarray(rows.quality, dtype=np.int8).data,
+    )
+    if seqs is not None:
+        parts.append(bytes(b"\x01" * n) if known is None else known)
+    parts.append(_pad(sum(memoryview(p).nbytes for p in parts[first:])))
+
+
+def event_frame(kind: str) -> bytes:
+    return _framed(EVENT, [kind.encode()])
+
+
+def log_frame(level: int, name: str, message: str) -> bytes:
+    who = name.encode("utf-8", "surrogatepass")
+    return _framed(LOG, [_LOG.pack(level, len(who)), who, message.encode("utf-8", "surrogatepass")])
+
+
+def ack_frame(number: int) -> bytes:
+    return _framed(ACK, [_ACK.pack(number)])
+
+
+def setup_frame(setup: dict[str, Any]) -> bytes:
+    """The worker's setup (broker, session, TLS paths, log level, the router) as JSON."""
+    doc = dict(setup, router=_router_doc(setup["router"]))
+    return _framed(SETUP, [json.dumps(doc).encode()])
+
+
+def _route_doc(route: TopicRoute) -> list[Any]:
+    return [route.asset, route.points, route.fields, route.ts_field, route.seq_field]
+
+
+def _router_doc(router: Router) -> dict[str, Any]:
+    return {
+        "assets": {topic: _route_doc(r) for topic, r in router.assets.items()},
+        "gateways": {
+            topic: {key: _route_doc(r) for key, r in devices.items()}
+            for topic, devices in router.gateways.items()
+        },
+        "status": {topic: [r.kind, r.asset, r.devices] for topic, r in router.status.items()},
+    }
+
+
+# -- decoding ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    """What the daemon checks a worker's rows against: its routes' point lists, by route number."""
+
+    widths: npt.NDArray[np.int64]  # points per route
+    groups: npt.NDArray[np.int64]  # routes of one point list share a number
+
+    @classmethod
+    def of(cls, routes: Sequence[TopicRoute]) -> RouteTable:
+        numbers: dict[tuple[str, ...], int] = {}
+        groups = [numbers.setdefault(r.points, len(numbers)) for r in routes]
+        return cls(
+            np.array([len(r.points) for r in routes], dtype=np.int64), np.array(groups, dtype=np.int64)
+        )
+
+
+def decode_frame(data: bytes | bytearray, routes: RouteTable | None = None) -> Frame:
+    """A whole frame (header included) as what it carries; raises ``WireError``."""
+    if len(data) < HEADER.size:
+        raise WireError(f"a frame of {len(data)} bytes is shorter than its header")
+    kind, size = HEADER.unpack_from(data)
+    if size != len(data) - HEADER.size:
+        raise WireError(f"the header says {size} bytes follow, {len(data) - HEADER.size} do")
+    # A buffer of its own, as from the socket: the arrays read in place are aligned and writable.
+    return decode_body(kind, memoryview(bytearray(data[HEADER.size :])), routes)
+
+
+def read_frame(sock: socket.socket, routes: RouteTable | None = None) -> Frame | None:
+    """The next frame from ``sock``, or None when the other side closed; raises ``WireError``.
+    ``routes``: a chunk's rows are checked against them (the daemon's side)."""
     head = _read_exactly(sock, HEADER.size)
     if head is None:
         return None
-    body = _read_exactly(sock, HEADER.unpack(head)[0])
-    return None if body is None else pickle.loads(body)
+    kind, size = HEADER.unpack(head)
+    if kind not in (CHUNK, EVENT, LOG, ACK, SETUP):
+        raise WireError(f"unknown frame kind {kind:#04x}")
+    body = _read_exactly(sock, size)
+    return None if body is None else decode_body(kind, memoryview(body), routes)
 
 
-def _read_exactly(sock: socket.socket, n: int) -> bytes | None:
-    parts, left = [], n
-    while left:
-        part = sock.recv(left)
-        if not part:
+def _read_exactly(sock: socket.socket, n: int) -> bytearray | None:
+    """``n`` bytes into a buffer of their own (the arrays decoded from it are views, writable)."""
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = sock.recv_into(view[got:])
+        if not k:
             return None
-        parts.append(part)
-        left -= len(part)
-    return b"".join(parts)
+        got += k
+    return buf
+
+
+def decode_body(kind: int, body: memoryview, routes: RouteTable | None = None) -> Frame:
+    """What a frame's body carries, by its kind; raises ``WireError`` for anything malformed."""
+    try:
+        if kind == CHUNK:
+            return _chunk(body, routes)
+        if kind == EVENT:
+            word = bytes(body).decode()
+            if word not in EVENTS:
+                raise WireError(f"unknown worker event {word[:40]!r}")
+            return Event(word)
+        if kind == LOG:
+            level, n = _unpack(_LOG, body, 0)
+            at = _LOG.size
+            _need(body, at, n, "the logger's name")
+            name = bytes(body[at : at + n]).decode("utf-8", "surrogatepass")
+            return LogLine(level, name, bytes(body[at + n :]).decode("utf-8", "surrogatepass"))
+        if kind == ACK:
+            if len(body) != _ACK.size:
+                raise WireError(f"an acknowledgement of {len(body)} bytes, not {_ACK.size}")
+            return Ack(_ACK.unpack(body)[0])
+        if kind == SETUP:
+            return decode_setup(bytes(body))
+    except UnicodeDecodeError as exc:
+        raise WireError(f"text that is not UTF-8 in a frame of kind {chr(kind)!r}: {exc}") from None
+    raise WireError(f"unknown frame kind {kind:#04x}")
+
+
+def _unpack(fmt: struct.Struct, body: memoryview, at: int) -> tuple[Any, ...]:
+    _need(body, at, fmt.size, "a head")
+    return fmt.unpack_from(body, at)
+
+
+def _need(body: memoryview, at: int, n: int, what: str) -> None:
+    if n < 0 or at + n > len(body):
+        raise WireError(f"truncated frame: {what} needs {n} bytes at {at}, {len(body) - at} are left")
+
+
+def _chunk(body: memoryview, routes: RouteTable | None) -> Chunk:
+    ack, count = _unpack(_CHUNK, body, 0)
+    if ack < -1:
+        raise WireError(f"acknowledgement number {ack}")
+    at = _CHUNK.size
+    items: list[Rows | Raw] = []
+    for _ in range(count):
+        _need(body, at, 1, "a part's tag")
+        tag = body[at]
+        if tag == _RAW_TAG:
+            at = _raw(body, at, items)
+        elif tag == _ROWS_TAG:
+            rows, at = _rows(body, at, routes)
+            items.append(rows)
+        else:
+            raise WireError(f"unknown part tag {tag:#04x} at {at}")
+    if at != len(body):
+        raise WireError(f"{len(body) - at} bytes after the chunk's {count} parts")
+    return Chunk(tuple(items), None if ack == -1 else ack)
+
+
+def _raw(body: memoryview, at: int, items: list[Rows | Raw]) -> int:
+    """A run of raw messages onto ``items``; where the next part starts."""
+    _tag, n = _unpack(_RAW, body, at)
+    if n < 1:
+        raise WireError("a run of no raw messages")
+    at += _RAW.size
+    stamps, at = _array(body, at, np.float64, n)
+    sizes, at = _array(body, at, np.uint32, n)
+    lengths, at = _array(body, at, np.uint32, n)
+    if not np.isfinite(stamps).all():
+        raise WireError("a raw message's receive time is not a number")
+    ends = np.cumsum(sizes, dtype=np.int64).tolist()
+    stops = np.cumsum(lengths, dtype=np.int64).tolist()
+    _need(body, at, ends[-1] + stops[-1], "topics and payloads")
+    blob = bytes(body[at : at + ends[-1]])
+    data = bytes(body[at + ends[-1] : at + ends[-1] + stops[-1]])
+    at += ends[-1] + stops[-1]
+    at += -at % 8  # every part starts at a multiple of 8
+    _need(body, at, 0, "padding")
+    names = blob.decode("utf-8", "surrogatepass")
+    starts = [0, *ends[:-1]]
+    if len(names) == len(blob):  # ASCII: characters are bytes
+        topics = list(map(names.__getitem__, map(slice, starts, ends)))
+    else:
+        topics = [blob[a:b].decode("utf-8", "surrogatepass") for a, b in zip(starts, ends, strict=True)]
+    payloads = list(map(data.__getitem__, map(slice, [0, *stops[:-1]], stops)))
+    items.extend(zip(stamps.tolist(), topics, payloads, strict=True))
+    return at
+
+
+def _array(body: memoryview, at: int, dtype: type[Any], count: int) -> tuple[npt.NDArray[Any], int]:
+    size = dtype().itemsize * count
+    if at + size > len(body):
+        _need(body, at, size, f"{count} × {np.dtype(dtype).name}")
+    return np.frombuffer(body, dtype=dtype, count=count, offset=at), at + size
+
+
+def _rows(body: memoryview, at: int, routes: RouteTable | None) -> tuple[Rows, int]:
+    """One matrix of rows; where the next part starts. The part is read as bytes once and its
+    arrays are views of it (a chunk at QoS 1 holds a message or two: fixed costs count)."""
+    _tag, with_seqs, n, width, messages = _unpack(_ROWS, body, at)
+    if n < 1 or width < 1 or not 1 <= messages <= n:
+        raise WireError(f"rows of {n} × {width} points from {messages} messages")
+    at += _ROWS.size
+    cells, floats = n * width, n * width + 2 * n + (n if with_seqs else 0)  # values, times, seqs
+    size = 8 * floats + 4 * n + cells + (n if with_seqs else 0)
+    _need(body, at, size + -size % 8, f"rows of {n} × {width} points")
+    part = np.frombuffer(body, np.uint8, count=size, offset=at)
+    wide = part[: 8 * floats].view(np.float64)
+    values, received, sent = (
+        wide[:cells].reshape(n, width),
+        wide[cells : cells + n],
+        wide[cells + n : cells + 2 * n],
+    )
+    o = 8 * floats
+    numbers = part[o : o + 4 * n].view(np.int32)
+    quality = part[o + 4 * n : o + 4 * n + cells].view(np.int8).reshape(n, width)
+    seqs: tuple[int | None, ...] | None = None
+    if with_seqs:
+        listed = wide[cells + 2 * n :].view(np.int64).tolist()
+        known = part[o + 4 * n + cells :]
+        if not known.all():
+            listed = [s if k else None for s, k in zip(listed, known.tolist(), strict=True)]
+        seqs = tuple(listed)
+    if not math.isfinite(received.sum()) or np.isinf(sent).any():
+        raise WireError("a row's receive time is not a number, or its own time is infinite")
+    if routes is not None:
+        try:  # as unsigned, a negative number is out of range too
+            groups = routes.groups.take(numbers.view(np.uint32))
+        except IndexError:
+            raise WireError(f"a route number outside 0..{len(routes.widths) - 1}") from None
+        if (groups != groups[0]).any() or routes.widths[numbers[0]] != width:
+            raise WireError(f"rows of {width} points whose routes are not all of one such point list")
+    return Rows(numbers, values, quality, received, sent, seqs, messages), at + size + -size % 8
+
+
+def decode_setup(data: bytes) -> dict[str, Any]:
+    """The setup frame's body: the JSON back, the router rebuilt; raises ``WireError``."""
+    try:
+        doc = json.loads(data)
+        doc["router"] = Router(
+            {topic: _route(r) for topic, r in doc["router"]["assets"].items()},
+            {
+                topic: {key: _route(r) for key, r in devices.items()}
+                for topic, devices in doc["router"]["gateways"].items()
+            },
+            {
+                topic: StatusRoute(kind, asset, dict(devices))
+                for topic, (kind, asset, devices) in doc["router"]["status"].items()
+            },
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise WireError(f"a setup that does not read: {exc!r}") from None
+    return dict(doc)
+
+
+def _route(doc: list[Any]) -> TopicRoute:
+    asset, points, fields, ts_field, seq_field = doc
+    return TopicRoute(
+        asset, tuple(points), tuple(tuple(f) for f in fields), tuple(ts_field), tuple(seq_field)
+    )
 
 
 class _Run:
@@ -145,7 +501,7 @@ class Batcher:
                 one = parse_payload(route, payload)
             except Exception:  # the daemon parses it again, counts and logs it
                 one = None
-            if one is not None and _plain(one):
+            if one is not None and _plain(one) and _fits(one.seq):
                 self._run(route).add(
                     [self.index[id(route)]], one.values[None], one.quality[None], ts, [one.ts], [one.seq]
                 )
@@ -168,7 +524,7 @@ class Batcher:
             block = gateway_block(devices, loads(payload))
         except Exception:
             return False
-        if block is None:
+        if block is None or not all(map(_fits, block.seqs)):
             return False
         rows = [self.index[id(route)] for route in block.routes]
         quality = np.zeros(block.values.shape, dtype=np.int8)  # Quality.GOOD is 0
@@ -189,3 +545,8 @@ class Batcher:
 def _plain(parsed: Any) -> bool:
     """A parse the daemon would take as it is: some value good, its own time a number if any."""
     return bool(parsed.any_good) and (parsed.ts is None or math.isfinite(parsed.ts))
+
+
+def _fits(seq: int | None) -> bool:
+    """A sequence number the wire carries (64 bits); a larger one travels raw, parsed by the daemon."""
+    return seq is None or -_INT64 <= seq < _INT64

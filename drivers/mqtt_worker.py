@@ -1,7 +1,8 @@
 """The MQTT worker process: paho's network loop and the parse, off the daemon's interpreter.
 
-Under ``drivers/mqtt.py``: with ``mqtt.worker`` (the default) the driver starts one of these per
-broker connection, ``python -m monitord.drivers.mqtt_worker FD``, with one end of a socket pair.
+Under ``drivers/mqtt.py``: with ``mqtt.worker`` (the default) the daemon's side (``mqtt_keeper``)
+starts one of these per broker connection, ``python -m monitord.drivers.mqtt_worker FD``, with one
+end of a socket pair.
 The first frame on it is the setup (broker, session, TLS, the router); from then on the worker
 runs the same paho session the driver runs in process (``MqttDriver``'s callbacks: subscriptions,
 reconnect backoff, TLS checks; their log records travel to the daemon, which logs them as its own)
@@ -32,8 +33,8 @@ from monitord.core.clock import SystemClock
 from monitord.core.metrics import Metrics
 from monitord.ingest.bus import SampleBus
 
-from .mqtt import MqttDriver
-from .mqtt_wire import Batcher, Chunk, read_frame, send_frame
+from .mqtt import MqttDriver, Tls
+from .mqtt_wire import Ack, Batcher, Chunk, chunk_frame, event_frame, log_frame, read_frame
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -59,7 +60,7 @@ class Worker:
             username=setup["username"],
             password=setup["password"],
             persistent=setup["persistent"],
-            tls=setup["tls"],
+            tls=None if setup["tls"] is None else Tls(**setup["tls"]),
         )
         self.batcher = Batcher(self.driver.router)
         self._unacked: list[tuple[int, int]] = []  # (mid, qos) of the messages read since the last chunk
@@ -110,18 +111,18 @@ class Worker:
             number = self._chunks
             self._waiting[number] = self._unacked
             self._unacked = []
-        self._send(Chunk(tuple(items), number))
+        self._send(chunk_frame(Chunk(tuple(items), number)))
 
     def _event(self, kind: str) -> None:
         self.flush()  # what was read before it goes first
-        self._send((kind,))
+        self._send(event_frame(kind))
 
-    def _send(self, obj: object) -> None:
+    def _send(self, frame: bytes) -> None:
         with self._sending:
             if self._gone:
                 return
             try:
-                send_frame(self.sock, obj)  # blocks while the daemon's queue is full: back-pressure
+                self.sock.sendall(frame)  # blocks while the daemon's queue is full: back-pressure
             except OSError:
                 self._gone = True  # the daemon is gone; the main thread sees the close and ends
 
@@ -131,8 +132,8 @@ class Worker:
         client.loop_start()
         try:
             while (frame := read_frame(self.sock)) is not None:
-                if frame[0] == "ack":
-                    for mid, qos in self._waiting.pop(frame[1], ()):
+                if isinstance(frame, Ack):
+                    for mid, qos in self._waiting.pop(frame.number, ()):
                         client.ack(mid, qos)
         finally:
             self._gone = True
@@ -147,7 +148,7 @@ class ToDaemon(logging.Handler):
         self.worker = worker
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.worker._send(("log", record.levelno, record.name, record.getMessage()))
+        self.worker._send(log_frame(record.levelno, record.name, record.getMessage()))
 
 
 def _die_with_parent() -> None:
@@ -163,7 +164,7 @@ def main(argv: list[str]) -> int:
         return 0
     sock = socket.socket(fileno=int(argv[1]))
     setup = read_frame(sock)
-    if setup is None:
+    if not isinstance(setup, dict):  # the daemon closed first (a WireError ends this process)
         return 0
     worker = Worker(sock, setup)
     root = logging.getLogger()

@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -32,8 +31,9 @@ from monitord.core.clock import ManualClock, SystemClock
 from monitord.core.metrics import Metrics
 from monitord.core.model import HealthChange, Quality, SampleBatch, SampleBlock
 from monitord.drivers.mqtt import MqttDriver, Router, StatusRoute, TopicRoute
+from monitord.drivers.mqtt_keeper import WorkerDriver
 from monitord.drivers.mqtt_routes import field_path
-from monitord.drivers.mqtt_wire import HEADER, Batcher, Chunk, frame
+from monitord.drivers.mqtt_wire import Batcher, Chunk, chunk_frame, decode_frame
 from monitord.ingest.bus import SampleBus
 from monitord.ingest.state import AssetSlot, StateTable
 from tests.support import eventually, run, site_yaml
@@ -89,7 +89,9 @@ def drained(via_worker: bool) -> tuple[list[tuple[object, ...]], dict[str, float
             batcher.add(*message)
         chunk = Chunk(tuple(batcher.take()))
         assert any(not isinstance(item, tuple) for item in chunk.items), "some rows parsed in the worker"
-        driver._queue.extend(pickle.loads(frame(chunk)[HEADER.size :]).items)
+        handed = decode_frame(chunk_frame(chunk))
+        assert isinstance(handed, Chunk)
+        driver._queue.extend(handed.items)
     else:
         driver._queue.extend(raw)
     assert driver.drain() == len(MESSAGES)
@@ -153,9 +155,9 @@ class Box:
         self.client.loop_stop()
 
 
-def worker_driver(port: int, bus: SampleBus, metrics: Metrics, max_queued: int = 50_000) -> MqttDriver:
+def worker_driver(port: int, bus: SampleBus, metrics: Metrics, max_queued: int = 50_000) -> WorkerDriver:
     routes = {TOPIC: TopicRoute("E1", FIELDS, tuple(field_path(f"values.{f}") for f in FIELDS), (), ("seq",))}
-    return MqttDriver(
+    return WorkerDriver(
         "127.0.0.1",
         port,
         routes,
@@ -164,7 +166,6 @@ def worker_driver(port: int, bus: SampleBus, metrics: Metrics, max_queued: int =
         metrics,
         client_id="monitord-worker-test",
         qos=1,
-        worker=True,
         max_queued=max_queued,
     )
 

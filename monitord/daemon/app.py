@@ -34,6 +34,7 @@ from monitord.drivers.modbus import (
     ModbusDriver,
 )
 from monitord.drivers.mqtt import MqttDriver, Tls
+from monitord.drivers.mqtt_keeper import WorkerDriver
 from monitord.ingest.profiles import DeviceProfile, PointSpec
 from monitord.people.alertmanager import AlertmanagerPush
 from monitord.people.am_silences import SilenceMirror
@@ -148,7 +149,9 @@ class Monitord:
             return None
         m = c.mqtt
         host, port = m.host_port
-        return MqttDriver(
+        # paho and the parse in a child process (the default), or in paho's thread of this one
+        driver = WorkerDriver if m.worker else MqttDriver
+        return driver(
             host,
             port,
             routes,
@@ -162,7 +165,6 @@ class Monitord:
             password=m.password,
             persistent=m.persistent_session,
             tls=Tls(m.ca, m.cert, m.key) if m.tls else None,
-            worker=m.worker,
         )
 
     @property
