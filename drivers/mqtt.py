@@ -76,7 +76,7 @@ from monitord.core.metrics import Metrics
 from monitord.core.model import HealthChange, Quality, SampleBatch, SampleBlock
 from monitord.ingest.bus import SampleBus
 
-from .mqtt_client import BufferedClient
+from .mqtt_client import BufferedClient, stop_loop
 from .mqtt_routes import (
     Parsed,
     Router,
@@ -576,7 +576,7 @@ class MqttDriver:
         self._closing = True
         self._room.set()
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
 
 
 def publish_once(host: str, port: int, topic: str, payload: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 
-__all__ = ["BufferedClient", "BufferedSocket"]
+__all__ = ["BufferedClient", "BufferedSocket", "stop_loop"]
 
 READ_SIZE = 65_536  # one recv: ~300 lift documents; the kernel's socket buffer holds more
 
@@ -100,3 +100,15 @@ class BufferedClient(paho.Client):
         if self.after_read is not None:
             self.after_read()
         return rc
+
+
+def stop_loop(client: paho.Client) -> None:
+    """``loop_stop``, then close the client's sockets, the pair ``loop_start`` made to wake paho's
+    thread among them.
+
+    paho closes that pair only in ``Client.__del__``. A client in a reference cycle (its callbacks
+    bound to the object that owns it) is finalised by the garbage collector, which calls finalisers
+    in no set order: the pair's sockets may be finalised first, and warn "unclosed socket" wherever
+    the collection happens to run (seen in the tests, one fleet link's pair)."""
+    client.loop_stop()
+    client._reset_sockets()  # private, as paho's other internals this module uses (pinned range)

@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from monitord.core.clock import SystemClock
 from monitord.core.metrics import Metrics
 from monitord.drivers.mqtt import MqttDriver
+from monitord.drivers.mqtt_client import stop_loop
 from monitord.ingest.bus import SampleBus
 from monitord.simulators.broker import MqttBroker, topic_matches
 from tests.support import eventually, free_port, run, site_yaml
@@ -54,7 +55,7 @@ def test_embedded_broker_routes_live_and_retained_messages() -> None:
         assert await asyncio.to_thread(got_two.wait, 5)
         for c in (pub, sub):
             c.disconnect()
-            c.loop_stop()
+            stop_loop(c)
         await broker.stop()
 
     run(scenario(), timeout=30)

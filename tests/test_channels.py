@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from monitord.core.errors import NotifyError
 from monitord.core.metrics import Metrics
+from monitord.drivers.mqtt_client import stop_loop
 from monitord.people.notify import Channel, Notification, Outbox, SmtpConfig, channels
 from tests.support import BlackHole, WebhookReceiver, free_port
 
@@ -156,7 +157,7 @@ def test_mqtt_notification_reaches_a_duty_room_panel(tmp_path: Path, mosquitto: 
         wait_for(lambda: received)
         outbox.close()
     finally:
-        panel.loop_stop()
+        stop_loop(panel)
         panel.disconnect()
     assert received[0]["ticket"] == "WO-20261122-0001" and received[0]["priority"] == "P1"
 

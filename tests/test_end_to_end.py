@@ -9,6 +9,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from monitord.core.model import Quality
+from monitord.drivers.mqtt_client import stop_loop
 from monitord.store.sqlite import SqliteStore
 from tests.support import demo_site, evaluated_past, eventually, good, run, running
 
@@ -126,7 +127,7 @@ def test_malformed_mqtt_payloads_are_counted_and_survived(tmp_path: Path, mosqui
             )
             for payload in bad:
                 client.publish(topic, payload).wait_for_publish(5)
-            client.loop_stop()
+            stop_loop(client)
             client.disconnect()
             errors = app.metrics.driver_errors.labels("mqtt", "malformed")
             await eventually(lambda: errors._value.get() >= 5, 10)

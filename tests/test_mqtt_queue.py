@@ -18,7 +18,7 @@ from monitord.core.clock import SystemClock
 from monitord.core.metrics import Metrics
 from monitord.core.model import Quality, SampleBatch
 from monitord.drivers.mqtt import MqttDriver, TopicRoute
-from monitord.drivers.mqtt_client import READ_SIZE, BufferedSocket
+from monitord.drivers.mqtt_client import READ_SIZE, BufferedSocket, stop_loop
 from monitord.ingest.bus import SampleBus
 
 TOPIC = "site/lift/E1/status"
@@ -50,7 +50,7 @@ def _connected(port: int, qos: int, client_id: str) -> tuple[MqttDriver, list[Sa
             raise AssertionError("the driver never subscribed")
     finally:
         probe.disconnect()
-        probe.loop_stop()
+        stop_loop(probe)
     driver.drain()
     got.clear()
     return driver, got, metrics
@@ -87,7 +87,7 @@ def test_at_qos0_a_full_queue_gives_up_the_oldest_and_counts_them(mosquitto: int
         dropped = metrics.registry.get_sample_value
         assert _until(lambda: dropped("monitord_mqtt_queue_dropped_messages_total") == 500 - BOUND, 10)
         pub.disconnect()
-        pub.loop_stop()
+        stop_loop(pub)
         assert len(driver._queue) == BOUND, "memory stays bounded"
         assert driver.drain() == BOUND
         assert _floors(got) == list(range(500 - BOUND, 500)), "the newest are kept, in order"
@@ -110,7 +110,7 @@ def test_at_qos1_paho_waits_for_room_and_nothing_is_lost(mosquitto: int) -> None
             driver.drain(50)
             time.sleep(0.01)
         pub.disconnect()
-        pub.loop_stop()
+        stop_loop(pub)
         assert _floors(got) == list(range(300)), "every message, once, in order"
         assert metrics.registry.get_sample_value("monitord_mqtt_queue_dropped_messages_total") == 0
     finally:

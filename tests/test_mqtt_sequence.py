@@ -19,6 +19,7 @@ from monitord.core.clock import ManualClock, SystemClock
 from monitord.core.metrics import Metrics
 from monitord.core.model import SampleBatch
 from monitord.drivers.mqtt import MqttDriver, SequenceGaps, TopicRoute
+from monitord.drivers.mqtt_client import stop_loop
 from monitord.ingest.bus import SampleBus
 from monitord.ingest.profiles import DeviceProfile, MqttSettings
 from monitord.simulators.mqtt_publisher import document
@@ -87,7 +88,7 @@ def test_a_publisher_that_skips_numbers_is_counted_over_real_mosquitto(mosquitto
                 )
             await eventually(lambda: len(got) == len(SEQUENCE), 10)
         finally:
-            box.loop_stop()
+            stop_loop(box)
             box.disconnect()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

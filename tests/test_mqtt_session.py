@@ -17,6 +17,7 @@ from monitord.core.clock import SystemClock
 from monitord.core.metrics import Metrics
 from monitord.core.model import Quality, SampleBatch
 from monitord.drivers.mqtt import MqttDriver, TopicRoute
+from monitord.drivers.mqtt_client import stop_loop
 from monitord.ingest.bus import SampleBus
 from tests.support import eventually, run
 from tests.support.mosquitto import Mosquitto
@@ -57,7 +58,7 @@ class Box:
 
     def close(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
 
 
 def arrivals(persistent_session: bool, broker: Mosquitto, metrics: Metrics) -> list[int]:

@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from monitord.config.site import CONFIG_DIR, SiteConfig, load_config
 from monitord.core.model import Quality
 from monitord.daemon.app import Monitord
+from monitord.drivers.mqtt_client import stop_loop
 from tests.support import evaluated_past, eventually, good, run
 from tests.support.mosquitto import Mosquitto
 from tests.support.tls import Pki, make_pki, openssl_binary
@@ -72,7 +73,7 @@ def publish_retained(port: int, pki: Pki) -> None:
     body = json.dumps({"ts": time.time(), "seq": 1, "values": {"floor": 7, "speed": 0.5}})
     box.publish(TOPIC, body, qos=1, retain=True).wait_for_publish(10)
     box.disconnect()
-    box.loop_stop()
+    stop_loop(box)
 
 
 async def daemon_until(config: SiteConfig, check: object) -> Monitord:

@@ -31,6 +31,7 @@ from monitord.core.clock import ManualClock, SystemClock
 from monitord.core.metrics import Metrics
 from monitord.core.model import HealthChange, Quality, SampleBatch, SampleBlock
 from monitord.drivers.mqtt import MqttDriver, Router, StatusRoute, TopicRoute
+from monitord.drivers.mqtt_client import stop_loop
 from monitord.drivers.mqtt_keeper import WorkerDriver
 from monitord.drivers.mqtt_routes import field_path
 from monitord.drivers.mqtt_wire import Batcher, Chunk, chunk_frame, decode_frame
@@ -152,7 +153,7 @@ class Box:
 
     def close(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
 
 
 def worker_driver(port: int, bus: SampleBus, metrics: Metrics, max_queued: int = 50_000) -> WorkerDriver:

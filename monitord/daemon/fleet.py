@@ -45,6 +45,7 @@ from monitord.config.fleet import FleetConfig, Member
 from monitord.config.site import SiteConfig
 from monitord.daemon.fleet_messages import ACTIVE, STANDBY, Claim, Presence, should_claim
 from monitord.drivers.mqtt import Tls, tls_context
+from monitord.drivers.mqtt_client import stop_loop
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +239,7 @@ class FleetLink:
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=2)
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
 
     # -- paho's thread: hand everything to the loop -----------------------------------------------
     def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:

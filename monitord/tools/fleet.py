@@ -19,6 +19,7 @@ from monitord.core.i18n import translator
 from monitord.core.units import format_time
 from monitord.daemon.fleet_messages import Claim, Presence, role_words
 from monitord.drivers.mqtt import Tls, tls_context
+from monitord.drivers.mqtt_client import stop_loop
 
 
 def read_fleet(config: SiteConfig, wait: float = 1.0) -> tuple[list[Presence], Claim | None]:
@@ -58,7 +59,7 @@ def read_fleet(config: SiteConfig, wait: float = 1.0) -> tuple[list[Presence], C
         time.sleep(wait)
     finally:
         client.disconnect()
-        client.loop_stop()
+        stop_loop(client)
     return sorted(presences.values(), key=lambda p: p.instance), claim[0]
 
 

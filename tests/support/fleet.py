@@ -20,6 +20,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from monitord.drivers.mqtt_client import stop_loop
 from tests.support.daemon import TOKEN, daemon_yaml
 from tests.support.net import eventually
 from tests.support.webhooks import WebhookReceiver
@@ -171,7 +172,7 @@ def retained(port: int, topic: str, timeout: float = 5.0) -> dict[str, Any] | No
         done.wait(timeout)
     finally:
         client.disconnect()
-        client.loop_stop()
+        stop_loop(client)
     return dict(json.loads(got[-1])) if got and got[-1] else None
 
 
