@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/rule_engine.py
 	$(BIN)/python bench/replay.py
+	PYTHONPATH=. $(BIN)/python bench/replay_influx.py
 	PYTHONPATH=. $(BIN)/python bench/store.py
 	PYTHONPATH=. $(BIN)/python bench/latency.py
 	$(BIN)/python bench/protocols.py

@@ -26,11 +26,12 @@ from monitord.simulators.models import MODELS
 from monitord.store.sqlite import SqliteStore
 from monitord.tools.replay import Progress, replay, source_of
 
+#: (type, profile, connection): each Modbus device on a line of its own (one unit per line and id)
 KINDS = [
-    ("elevator", "elevator-gbt24476", "mqtt: {}"),
-    ("pump", "pump-set", "modbus: {host: 10.0.0.1, unit: 1}"),
-    ("ahu", "ahu", "modbus: {host: 10.0.0.2, unit: 1}"),
-    ("power_meter", "eastron-sdm630", "modbus: {host: 10.0.0.3, unit: 1}"),
+    ("elevator", "elevator-gbt24476", "mqtt: {{}}"),
+    ("pump", "pump-set", "modbus: {{host: 10.1.0.{i}, unit: 1}}"),
+    ("ahu", "ahu", "modbus: {{host: 10.2.0.{i}, unit: 1}}"),
+    ("power_meter", "eastron-sdm630", "modbus: {{host: 10.3.0.{i}, unit: 1}}"),
 ]
 PER_KIND, STEP, DAY = 250, 10.0, 86_400
 START = 1_795_046_400.0  # a midnight
@@ -43,7 +44,7 @@ def site(folder: Path) -> Path:
     lines.append("assets:")
     for t, p, conn in KINDS:
         for i in range(PER_KIND):
-            lines.append(f"  - {{id: {t}-{i}, type: {t}, profile: {p}, connection: {{{conn}}}}}")
+            lines.append(f"  - {{id: {t}-{i}, type: {t}, profile: {p}, connection: {{{conn.format(i=i)}}}}}")
     lines.append("rules:")
     lines += [f"  - include: rules/packs/{k}.yaml" for k in ("elevator", "pump", "hvac", "power", "comms")]
     path = folder / "site.yaml"

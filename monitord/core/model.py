@@ -8,8 +8,9 @@ and the store. Quality is part of the data: a failed read is never a value.
 from __future__ import annotations
 
 import enum
+import heapq
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,6 +108,23 @@ class Frame:
 
     def _rows(self, rows: slice) -> Frame:
         return Frame(self.points, self.assets[rows], self.ts[rows], self.values[rows], self.quality[rows])
+
+
+def in_time_order(frames: Iterable[Frame], asset: str | None = None) -> Iterator[SampleBatch]:
+    """The batches of frames that come in order of their first row, in time order (optionally one
+    asset's): frames of one flush or window overlap in time, so a small heap merges them."""
+    waiting: list[tuple[float, int, SampleBatch]] = []
+    n = 0
+    for frame in frames:
+        start = float(frame.ts[0])
+        while waiting and waiting[0][0] < start:  # later frames start later: these are final
+            yield heapq.heappop(waiting)[2]
+        for b in frame.batches():
+            if asset in (None, b.asset):
+                heapq.heappush(waiting, (b.ts, n, b))
+                n += 1
+    while waiting:
+        yield heapq.heappop(waiting)[2]
 
 
 @dataclass(frozen=True, slots=True)

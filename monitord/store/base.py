@@ -1,8 +1,9 @@
 """The store protocol: where samples, alert events and ticket events go.
 
-Backends: ``sqlite_store.SqliteStore`` (embedded default, one file, no
-server). Writes are queued and batched by the backend so that a slow disk
-never blocks polling or alerting; ``flush`` waits for everything queued.
+Backends: ``sqlite.SqliteStore`` (embedded default, one file, no server) and
+``influx.InfluxStore``. Writes are queued and batched by the backend so that a
+slow disk never blocks polling or alerting; ``flush`` waits for everything
+queued. ``frames`` reads samples back the way replay takes them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from monitord.alerting.tracker import AlertEvent
-from monitord.core.model import SampleBatch
+from monitord.core.model import Frame, SampleBatch
 from monitord.tickets.desk import TicketEvent
 
 
@@ -24,5 +25,6 @@ class Store(Protocol):
     def samples(
         self, asset: str | None = None, since: float | None = None, until: float | None = None
     ) -> Iterator[SampleBatch]: ...
+    def frames(self, since: float | None = None, until: float | None = None) -> Iterator[Frame]: ...
     def flush(self, timeout: float = 10.0) -> None: ...
     def close(self) -> None: ...

@@ -14,7 +14,8 @@ memory up to ``held_max_bytes`` (oldest dropped): every loss is counted in
 ``losses`` and ``health`` reports the store unhealthy. Timestamps are in
 microseconds, so two samples of one asset within a millisecond are two points;
 two in one microsecond are counted as a collision. Reads use InfluxQL on
-``/query``.
+``/query``; samples come back in time windows as frames (``influx_frames``), a point that was not
+good as not good.
 
 Schema (docs/storage.md#influxdb): one measurement per asset type with tags ``site,
 building, asset`` and one float field per good point (``bad_points`` counts the
@@ -41,13 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from monitord.alerting.tracker import AlertEvent
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
-from monitord.core.model import Frame, Quality, SampleBatch
+from monitord.core.model import Frame, Quality, SampleBatch, in_time_order
 from monitord.people.audit import AuditEvent
+from monitord.store.influx_frames import series_frames
 from monitord.store.spill import CorruptBatch
 from monitord.store.spool import Spool
 from monitord.store.writer import QueuedWriter
@@ -55,6 +55,8 @@ from monitord.tickets.desk import TicketEvent
 
 log = logging.getLogger(__name__)
 BATCH_LINES = 5000
+#: Replay and export read samples in windows of this many seconds: bounded memory and answers.
+READ_WINDOW = 300.0
 PRECISION = "us"  # of every line written; spool files name their own (older ones hold "ms")
 _SCALE = {"ms": 1e3, "us": 1e6}
 
@@ -96,9 +98,12 @@ class InfluxStore(QueuedWriter):
         flush_interval: float = 1.0,
         metrics: Metrics | None = None,
         writer: bool = True,
+        points: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
-        """``assets``: id → (asset type, building) for measurement and tags."""
+        """``assets``: id → (asset type, building) for measurement and tags; ``points``: id → its
+        profile's points, which a read-back row with ``bad_points`` names as not good."""
         self.target, self.site = target, site
+        self._points = dict(points or {})
         self._series = {
             a: f"{_tag(t)},site={_tag(site)}" + (f",building={_tag(b)}" if b else "") + f",asset={_tag(a)}"
             for a, (t, b) in assets.items()
@@ -317,6 +322,15 @@ class InfluxStore(QueuedWriter):
     # -- reads ---------------------------------------------------------------
     def query(self, q: str) -> list[dict[str, Any]]:
         """Run InfluxQL; the rows of every series, as dicts."""
+        rows: list[dict[str, Any]] = []
+        for series in self._series_of(q):
+            tags = series.get("tags", {})
+            for values in series.get("values", []):
+                rows.append({**tags, **dict(zip(series["columns"], values, strict=True))})
+        return sorted(rows, key=lambda r: r.get("time", 0))
+
+    def _series_of(self, q: str) -> list[dict[str, Any]]:
+        """Run InfluxQL; every series of the answer as InfluxDB gives it (``partial`` kept)."""
         t = self.target
         params = {"db": t.bucket, "q": q, "epoch": "u"}
         if t.username:
@@ -329,15 +343,13 @@ class InfluxStore(QueuedWriter):
                 body = json.loads(response.read())
         except (OSError, ValueError) as exc:
             raise StoreError(f"influxdb {t.url}: query failed: {exc}") from exc
-        rows: list[dict[str, Any]] = []
+        out: list[dict[str, Any]] = []
         for result in body.get("results", []):
             if "error" in result:
                 raise StoreError(f"influxdb {t.url}: {result['error']}")
-            for series in result.get("series", []):
-                tags = series.get("tags", {})
-                for values in series.get("values", []):
-                    rows.append({**tags, **dict(zip(series["columns"], values, strict=True))})
-        return sorted(rows, key=lambda r: r.get("time", 0))
+            for series in result.get("series", []):  # 1.x marks a cut answer on the result or the series
+                out.append({**series, "partial": bool(series.get("partial") or result.get("partial"))})
+        return out
 
     def _where_site(self) -> str:
         return '"site" = \'' + self.site.replace("'", "\\'") + "'"
@@ -367,22 +379,62 @@ class InfluxStore(QueuedWriter):
     def samples(
         self, asset: str | None = None, since: float | None = None, until: float | None = None
     ) -> Iterator[SampleBatch]:
-        conditions = [self._where_site()]
+        """Batches in time order, optionally of one asset; read in windows, as ``frames``."""
+        return in_time_order(self.frames(since, until, asset=asset), asset)
+
+    def frames(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        *,
+        asset: str | None = None,
+        window: float = READ_WINDOW,
+    ) -> Iterator[Frame]:
+        """This site's samples in ``[since, until)`` as frames in order of their first row (as
+        ``SqliteStore.frames``), one query per asset type and time window: memory holds one window,
+        never the whole range. A window the server answers only in part (its ``max-row-limit``) is
+        asked again in halves."""
+        where = [self._where_site()]
         if asset:
-            conditions.append('"asset" = \'' + asset.replace("'", "\\'") + "'")
-        if since is not None:
-            conditions.append(f"time >= {round(since * 1000)}ms")
-        if until is not None:
-            conditions.append(f"time < {round(until * 1000)}ms")
-        skip = {"time", "site", "building", "asset", "bad_points"}
-        batches = []
+            where.append('"asset" = \'' + asset.replace("'", "\\'") + "'")
+        span = self._span(" AND ".join(where), since, until)
+        if span is None:
+            return
+        first, last = span
+        step = max(1, round(window * 1e6))
+        for start in range(first, last + 1, step):
+            yield from self._windows(where, start, min(start + step, last + 1))  # never past `until`
+
+    def _windows(self, where: list[str], start: int, stop: int) -> list[Frame]:
+        """The frames of every asset type in one window, in order of their first row."""
+        frames: list[Frame] = []
         for measurement in self._types:
-            for r in self.query(f'SELECT * FROM "{measurement}" WHERE {" AND ".join(conditions)} GROUP BY *'):
-                points = tuple(k for k, v in r.items() if k not in skip and v is not None)
-                values = np.array([float(r[p]) for p in points])
-                batches.append(
-                    SampleBatch(
-                        r["time"] / 1e6, r["asset"], points, values, np.zeros(len(points), dtype=np.int8)
-                    )
+            frames += self._window(measurement, where, start, stop)
+        frames.sort(key=lambda f: float(f.ts[0]))  # stable: each type's frames keep their order
+        return frames
+
+    def _span(self, where: str, since: float | None, until: float | None) -> tuple[int, int] | None:
+        """The first and last sample time (µs) of this site in the range, over every asset type."""
+        if since is not None:
+            where += f" AND time >= {_stamp(since)}u"
+        if until is not None:
+            where += f" AND time < {_stamp(until)}u"
+        ends = []
+        for measurement in self._types:
+            for order in ("ASC", "DESC"):
+                q = f'SELECT * FROM "{measurement}" WHERE {where} ORDER BY time {order} LIMIT 1'
+                ends += [int(v[0]) for s in self._series_of(q) for v in s.get("values", [])]
+        return (min(ends), max(ends)) if ends else None
+
+    def _window(self, measurement: str, where: list[str], start: int, stop: int) -> list[Frame]:
+        within = [*where, f"time >= {start}u", f"time < {stop}u"]
+        q = f'SELECT * FROM "{measurement}" WHERE {" AND ".join(within)}'
+        out = []
+        for series in self._series_of(q):
+            if series.get("partial") and stop - start > 1:
+                mid = (start + stop) // 2
+                return self._window(measurement, where, start, mid) + self._window(
+                    measurement, where, mid, stop
                 )
-        yield from sorted(batches, key=lambda b: b.ts)
+            out += series_frames(series["columns"], series.get("values", []), self._points)
+        return out

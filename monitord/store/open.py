@@ -15,6 +15,7 @@ def open_store(config: SiteConfig, metrics: Metrics | None = None, *, writer: bo
         from monitord.store.influx import InfluxStore, InfluxTarget
 
         assets = {a.id: (a.type, str(a.location.get("building", ""))) for a in config.assets}
+        points = {a.id: tuple(config.profile(a.profile).points) for a in config.assets}
         target = InfluxTarget(s.url, s.bucket, s.org, s.token, s.username, s.password)
         return InfluxStore(
             target,
@@ -25,6 +26,7 @@ def open_store(config: SiteConfig, metrics: Metrics | None = None, *, writer: bo
             flush_interval=s.flush_interval,
             metrics=metrics,
             writer=writer,
+            points=points,
         )
     from monitord.store.sqlite import SqliteStore
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import heapq
 import json
 import logging
 import sqlite3
@@ -34,7 +33,7 @@ from monitord.alerting.tracker import AlertEvent
 from monitord.config.spoolcheck import default_spool
 from monitord.core.errors import StoreError
 from monitord.core.metrics import Metrics
-from monitord.core.model import Frame, SampleBatch
+from monitord.core.model import Frame, SampleBatch, in_time_order
 from monitord.people.audit import AuditEvent
 from monitord.store.spill import CorruptBatch
 from monitord.store.spool import Spool
@@ -293,18 +292,7 @@ class SqliteStore(QueuedWriter):
         self, asset: str | None = None, since: float | None = None, until: float | None = None
     ) -> Iterator[SampleBatch]:
         """Batches in time order, optionally of one asset; streams, whatever the store's size."""
-        waiting: list[tuple[float, int, SampleBatch]] = []  # frames of one flush overlap in time
-        n = 0
-        for frame in self.frames(since, until):
-            start = float(frame.ts[0])
-            while waiting and waiting[0][0] < start:  # later frames start later: these are final
-                yield heapq.heappop(waiting)[2]
-            for b in frame.batches():
-                if asset in (None, b.asset):
-                    heapq.heappush(waiting, (b.ts, n, b))
-                    n += 1
-        while waiting:
-            yield heapq.heappop(waiting)[2]
+        return in_time_order(self.frames(since, until), asset)
 
 
 def _behind(rows: list[Any], waiting: list[Any], key: Callable[[Any], float]) -> list[Any]:

@@ -1,6 +1,7 @@
 """Replay: recorded samples through the full pipeline, faster than real time.
 
-``replay`` feeds stored batches (SQLite store or CSV) in time order into the
+``replay`` feeds stored batches (a SQLite store file, a CSV export, or the site's own store, SQLite
+or InfluxDB, read in time windows) in time order into the
 same evaluation core the daemon uses (``build_core``) — state table, rules, alert
 lifecycle, ticket decisions — on a ``ManualClock``, with no drivers and no
 notifications. Samples are applied in groups of one read plan per step and the
@@ -59,6 +60,9 @@ class EventLog:
     ) -> Iterator[SampleBatch]:
         return iter(())
 
+    def frames(self, since: float | None = None, until: float | None = None) -> Iterator[Frame]:
+        return iter(())
+
     def flush(self, timeout: float = 10.0) -> None:
         pass
 
@@ -78,15 +82,20 @@ class ReplayResult:
 
 
 class Progress:
-    """A one-line progress bar on a terminal, a line per 10 % elsewhere."""
+    """A one-line progress bar on a terminal, a line per 10 % elsewhere; with no total (an InfluxDB
+    store is not counted first: that would read it twice), the batches so far, every few seconds."""
 
-    def __init__(self, total: int, out: TextIO = sys.stderr) -> None:
-        self.total, self.out = max(total, 1), out
+    def __init__(self, total: int | None, out: TextIO = sys.stderr) -> None:
+        self.known = total is not None
+        self.total, self.out = max(total or 0, 1), out
         self.tty = out.isatty()
         self.shown = -1
-        self.started = time.perf_counter()
+        self.started = self.last = time.perf_counter()
 
     def update(self, done: int) -> None:
+        if not self.known:
+            self._count(done)
+            return
         pct = min(100, done * 100 // self.total)
         step = 1 if self.tty else 10
         if pct // step == self.shown // step and pct != 100:
@@ -98,6 +107,26 @@ class Progress:
         text = f"replay [{bar}] {pct:3d}% {done:,} batches {time.perf_counter() - self.started:.1f}s"
         print(("\r" + text) if self.tty else text, end="" if self.tty else "\n", file=self.out, flush=True)
         if self.tty and pct == 100:
+            print(file=self.out)
+
+    def _count(self, done: int, *, final: bool = False) -> None:
+        now = time.perf_counter()
+        if not final and now - self.last < (0.5 if self.tty else 10.0):
+            return
+        self.last = now
+        text = f"replay {done:,} batches {now - self.started:.1f}s"
+        print(("\r" + text) if self.tty else text, end="" if self.tty else "\n", file=self.out, flush=True)
+
+    def done(self, batches: int) -> None:
+        """The end of the data: the bar at 100 %, or the final count; nothing for no data at all
+        (the command says there was none)."""
+        if not batches:
+            return
+        if self.known:
+            self.update(self.total)
+            return
+        self._count(batches, final=True)
+        if self.tty:
             print(file=self.out)
 
 
@@ -156,7 +185,7 @@ def replay(
         flush(min(next_tick, float(np.nextafter(last, math.inf))))
         next_tick += step
     if progress:
-        progress.update(progress.total)
+        progress.done(n_batches)
     return ReplayResult(
         log.alerts, log.tickets, n_samples, n_batches, time.perf_counter() - started, (first, last), core
     )
@@ -180,14 +209,43 @@ def compare(a: ReplayResult, b: ReplayResult) -> dict[str, set[tuple[str, str, i
     }
 
 
-def source_of(path: Path) -> tuple[Iterable[Frame], int]:
-    """Frames from a SQLite store or a CSV export, with a batch count for the progress bar."""
+def source_of(
+    path: Path, since: float | None = None, until: float | None = None
+) -> tuple[Iterable[Frame], int]:
+    """Frames in ``[since, until)`` from a SQLite store or a CSV export, with a batch count for the
+    progress bar (the whole file's)."""
     if path.suffix.lower() == ".csv":
         from monitord.store.samples_csv import read_csv
 
-        frames = list(read_csv(path))
+        frames = [f for f in _trimmed(read_csv(path), since, until)]
         return frames, sum(len(f) for f in frames)
-    from monitord.store.sqlite import SqliteStore
+    from monitord.tools.storage import open_sqlite
 
-    store = SqliteStore(path, writer=False)
-    return store.frames(), store.count_batches()
+    store = open_sqlite(path)
+    return store.frames(since, until), store.count_batches()
+
+
+def site_source(
+    config: SiteConfig, since: float | None = None, until: float | None = None
+) -> Iterator[Frame]:
+    """Frames in ``[since, until)`` from the site's own store as its config names it: a SQLite file,
+    or InfluxDB (only this site's samples, read in time windows). Opened to read: no writer, no
+    spool."""
+    from monitord.tools.storage import open_reader
+
+    store = open_reader(config, None)
+    try:
+        yield from store.frames(since, until)
+    finally:
+        store.close()
+
+
+def _trimmed(frames: Iterable[Frame], since: float | None, until: float | None) -> Iterator[Frame]:
+    for frame in frames:
+        part: Frame | None = frame
+        if part is not None and since is not None:
+            part = part.split(since)[1]
+        if part is not None and until is not None:
+            part = part.split(until)[0]
+        if part is not None:
+            yield part

@@ -1,5 +1,5 @@
 """The tools' way into a store: open it by config or by path, read the ticket desk and alerts
-back, and move samples between a SQLite store and CSV.
+back, and move samples between a store and CSV.
 
 ``monitord tickets``, ``report``, ``rules explain`` and ``samples`` all start here, so each
 question (which store? is it there? what does its desk hold?) has one answer.
@@ -52,7 +52,8 @@ def sqlite_reader(config: SiteConfig, path: Path | None) -> SqliteStore:
         return open_sqlite(path)
     if not isinstance(config.store, SqliteStoreConfig):
         raise MonitordError(
-            "rules explain reads a SQLite store: give --store (export InfluxDB data with replay CSV)"
+            "rules explain reads a SQLite store: give --store (from InfluxDB: `monitord samples export"
+            " --config SITE.yaml --csv F`, then `samples import --csv F --store DB`)"
         )
     return open_sqlite(Path(config.store.path))
 
@@ -81,10 +82,10 @@ def read_desk(store: Store) -> TicketDesk:
 
 
 def export_samples(
-    store_path: Path, csv_path: Path, asset: str | None, since: float | None, until: float | None
+    reader: Store, csv_path: Path, asset: str | None, since: float | None, until: float | None
 ) -> int:
-    """Samples of a SQLite store (one asset, a time range, or all) to CSV; returns the rows written."""
-    reader = open_sqlite(store_path)
+    """Samples of a store opened to read (one asset, a time range, or all) to CSV; returns the rows
+    written; closes ``reader``."""
     try:
         return write_csv(reader.samples(asset, since, until), csv_path)
     finally:

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
 from monitord.config.site import coverage, load_config, load_rules, site_zone
 from monitord.core.errors import MonitordError
+from monitord.core.model import Frame
 from monitord.core.units import counted, format_duration, format_time, parse_duration
 from monitord.rules.engine import matches
 from monitord.rules.spec import RuleSpec
 from monitord.tools.cli.common import time_arg
 from monitord.tools.explain import explain_store
-from monitord.tools.replay import Progress, compare, replay, source_of
+from monitord.tools.replay import Progress, compare, replay, site_source, source_of
 from monitord.tools.ruletest import run_file
-from monitord.tools.storage import export_samples, import_samples, sqlite_reader
+from monitord.tools.storage import export_samples, import_samples, open_reader, open_sqlite, sqlite_reader
 
 
 def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
@@ -37,7 +40,15 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
 
     rp = sub.add_parser("replay", help="run recorded samples through the rules, alerts and tickets")
     rp.add_argument("--config", required=True, help="the site the samples come from")
-    rp.add_argument("--from", dest="source", required=True, help="SQLite store file or CSV export")
+    src = rp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from", dest="source", help="SQLite store file or CSV export")
+    src.add_argument(
+        "--from-store",
+        action="store_true",
+        help="the site's own store as --config names it (SQLite or InfluxDB: this site's samples only)",
+    )
+    rp.add_argument("--since", help="replay samples from this time (epoch seconds or ISO; the site's zone)")
+    rp.add_argument("--until", help="replay samples before this time (epoch seconds or ISO; the site's zone)")
     rp.add_argument("--rules", action="append", help="rule file to use instead of the site's rules")
     rp.add_argument("--compare", help="a second rule file: print which alerts and tickets differ")
     rp.add_argument("--step", default="1s", help="evaluation step (default 1s)")
@@ -46,7 +57,9 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     sm = sub.add_parser("samples", help="export samples to CSV or import them")
     smsub = sm.add_subparsers(dest="action", required=True)
     ex = smsub.add_parser("export")
-    ex.add_argument("--store", required=True)
+    exs = ex.add_mutually_exclusive_group(required=True)
+    exs.add_argument("--store", help="SQLite store file")
+    exs.add_argument("--config", help="the site whose own store to read (SQLite or InfluxDB)")
     ex.add_argument("--csv", required=True)
     ex.add_argument("--asset")
     ex.add_argument("--since", help="epoch seconds or ISO time (local zone)")
@@ -114,10 +127,20 @@ def replay_cmd(args: argparse.Namespace) -> int:
     ] or [(args.config, None)]
     if args.compare:
         rule_sets.append((args.compare, load_rules(args.compare, config)))
+    since, until = time_arg(args.since, tz), time_arg(args.until, tz)
+    if since is not None and until is not None and until <= since:
+        raise MonitordError(f"--until {args.until} is not after --since {args.since}")
     results = []
     for name, rules in rule_sets:
-        source, total = source_of(Path(args.source))
+        source: Iterable[Frame]
+        if args.from_store:
+            source, total = site_source(config, since, until), None
+        else:
+            source, total = source_of(Path(args.source), since, until)
         result = replay(config, source, rules=rules, step=step, progress=Progress(total))
+        if not result.batches:
+            where = f"site {config.site.id}'s store" if args.from_store else args.source
+            raise MonitordError(f"no samples in {where}{_range(since, until, tz)}: nothing to replay")
         results.append(result)
         span = format_duration(result.span[1] - result.span[0])
         fired = sum(1 for a in result.alerts if a.state == "firing")
@@ -141,10 +164,20 @@ def replay_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _range(since: float | None, until: float | None, tz: tzinfo | None) -> str:
+    """The range for a message: between A and B, from A, before B, or nothing."""
+    if since is not None and until is not None:
+        return f" between {format_time(since, tz)} and {format_time(until, tz)}"
+    if since is not None:
+        return f" from {format_time(since, tz)}"
+    return f" before {format_time(until, tz)}" if until is not None else ""
+
+
 def samples(args: argparse.Namespace) -> int:
     if args.action == "export":
         since, until = time_arg(args.since, None), time_arg(args.until, None)
-        rows = export_samples(Path(args.store), Path(args.csv), args.asset, since, until)
+        store = open_sqlite(Path(args.store)) if args.store else open_reader(load_config(args.config), None)
+        rows = export_samples(store, Path(args.csv), args.asset, since, until)
         print(f"{rows:,} samples written to {args.csv}")
         return 0
     count = import_samples(Path(args.csv), Path(args.store))
