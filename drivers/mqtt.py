@@ -64,7 +64,6 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -73,7 +72,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from monitord.core.clock import Clock
 from monitord.core.metrics import Metrics
-from monitord.core.model import HealthChange, Quality, SampleBatch, SampleBlock
+from monitord.core.model import HealthChange, Quality, SampleBatch, SampleBlock, batches_of
 from monitord.ingest.bus import SampleBus
 
 from .mqtt_client import BufferedClient, stop_loop
@@ -432,8 +431,7 @@ class MqttDriver:
             for asset, missing, seq in self._sequences.observe_many(zip(assets, rows.seqs, strict=True)):
                 self._report_gap(asset, missing, seq)
         points = routes[numbers[0]].points  # the driver's own tuple: the sinks cache by it
-        # map over the class: no Python frame per row besides the batch's own __init__
-        batches = list(map(SampleBatch, stamps.tolist(), assets, repeat(points), rows.values, rows.quality))
+        batches = batches_of(stamps.tolist(), assets, points, rows.values, rows.quality)
         if np.count_nonzero(rows.quality):  # some point not good: batch by batch
             self._batches.extend(batches)
             return

@@ -35,7 +35,16 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from .mqtt_routes import Router, StatusRoute, TopicRoute, gateway_block, loads, parse_payload
+from .mqtt_routes import (
+    FlatBlock,
+    Router,
+    StatusRoute,
+    TopicRoute,
+    gateway_block,
+    gateway_fast,
+    loads,
+    parse_payload,
+)
 
 __all__ = [
     "Ack",
@@ -450,6 +459,8 @@ class _Run:
         self.sent: list[float] = []
         self.seqs: list[int | None] | None = [] if with_seq else None
         self.messages = 0
+        self.flat: list[Any] = []  # gateway_fast's values, rows after rows: made one array at a time
+        self.width = 0
 
     def add(
         self,
@@ -460,18 +471,37 @@ class _Run:
         sent: list[float | None],
         seqs: list[int | None],
     ) -> None:
+        self._stamps(routes, received, seqs)
+        self._flush()  # the rows before these go first
+        self.values.append(values)
+        self.quality.append(quality)
+        self.sent += [math.nan if t is None else t for t in sent]
+
+    def add_flat(self, routes: list[int], block: FlatBlock, received: float) -> None:
+        """A ``gateway_fast`` block: its values stay a list until the run's next array (``_flush``)."""
+        self._stamps(routes, received, block.seqs)
+        self.flat += block.values
+        self.width = block.width
+        self.sent += block.ts
+
+    def _stamps(self, routes: list[int], received: float, seqs: list[int | None]) -> None:
         if self.seqs is None and any(seq is not None for seq in seqs):
             self.seqs = [None] * len(self.routes)  # another route of the same points counts them
         self.routes += routes
-        self.values.append(values)
-        self.quality.append(quality)
         self.received += [received] * len(routes)
-        self.sent += [math.nan if t is None else t for t in sent]
         if self.seqs is not None:
             self.seqs += seqs
         self.messages += 1
 
+    def _flush(self) -> None:
+        if self.flat:
+            values = np.array(self.flat, dtype=np.float64).reshape(-1, self.width)
+            self.values.append(values)
+            self.quality.append(np.zeros(values.shape, dtype=np.int8))  # Quality.GOOD is 0
+            self.flat = []
+
     def close(self) -> Rows:
+        self._flush()
         return Rows(
             np.array(self.routes, dtype=np.int32),
             np.concatenate(self.values),
@@ -521,7 +551,14 @@ class Batcher:
     def _gateway(self, devices: dict[str, TopicRoute], ts: float, payload: bytes) -> bool:
         """A gateway message as rows, if all of it is plainly good (else the daemon reads it)."""
         try:
-            block = gateway_block(devices, loads(payload))
+            doc = loads(payload)
+            fast = gateway_fast(devices, doc)
+            if fast is not None:  # the common message: as gateway_block would, its seqs fit
+                index = self.index
+                rows = [index[id(route)] for route in fast.routes]
+                self._run(fast.routes[0]).add_flat(rows, fast, ts)
+                return True
+            block = gateway_block(devices, doc)
         except Exception:
             return False
         if block is None or not all(map(_fits, block.seqs)):

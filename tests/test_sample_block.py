@@ -1,10 +1,12 @@
 """A ``SampleBlock``'s fast paths (issue 13, the gateway at QoS 0) against the batch-by-batch path
 for the same batches: the metrics' counters, the store writer's queue and stored rows, and the
-MQTT driver's sequence numbers taken many at once. Pure logic, a real SQLite file for the store.
+MQTT driver's sequence numbers taken many at once, and batches made without the dataclass's
+``__init__`` (``batches_of``). Pure logic, a real SQLite file for the store.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitord.core.metrics import Metrics
-from monitord.core.model import SampleBatch, SampleBlock
+from monitord.core.model import SampleBatch, SampleBlock, batches_of
 from monitord.drivers.mqtt import SequenceGaps
 from monitord.drivers.mqtt_routes import TopicRoute, _time, _whole, gateway_block, lookup
 from monitord.store.sqlite import SqliteStore
@@ -136,3 +138,31 @@ def test_a_gateway_block_reads_times_and_sequence_numbers_as_the_entry_by_entry_
         assert block is None  # a time that is no number: entry by entry, which says so
         return
     assert block is not None and list(zip(block.ts, block.seqs, strict=True)) == expected
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(ASSETS), st.floats(allow_nan=True)), max_size=20))
+def test_batches_made_without_the_dataclass_init_are_what_it_makes(rows: list[tuple[str, float]]) -> None:
+    values = np.arange(len(rows) * len(POINTS), dtype=np.float64).reshape(len(rows), len(POINTS))
+    quality = np.zeros(values.shape, dtype=np.int8)
+    made = batches_of([t for _a, t in rows], [a for a, _t in rows], POINTS, values, quality)
+    inits = [SampleBatch(t, a, POINTS, v, q) for (a, t), v, q in zip(rows, values, quality, strict=True)]
+    names = [f.name for f in dataclasses.fields(SampleBatch)]
+    assert names == ["ts", "asset", "points", "values", "quality"]  # what batches_of sets, in order
+    assert not hasattr(SampleBatch, "__post_init__")  # nothing the __init__ would run besides
+    for fast, slow in zip(made, inits, strict=True):
+        assert type(fast) is SampleBatch
+        for name in ("ts", "asset", "points"):
+            assert getattr(fast, name) is getattr(slow, name)
+        assert np.shares_memory(fast.values, values) and np.shares_memory(fast.quality, quality)  # rows
+        assert (
+            fast.values.tobytes() == slow.values.tobytes()
+            and fast.quality.tobytes() == slow.quality.tobytes()
+        )
+        try:
+            fast.ts = 0.0  # type: ignore[misc]
+        except dataclasses.FrozenInstanceError:
+            pass
+        else:
+            raise AssertionError("a batch made so is frozen as well")
+    assert len(made) == len(rows)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+import itertools
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -142,6 +143,38 @@ class HealthChange:
     online: bool
     reason: str
     said: bool = False
+
+
+def batches_of(
+    stamps: Iterable[float],
+    assets: Iterable[str],
+    points: tuple[str, ...],
+    values: Iterable[FloatArray],
+    quality: Iterable[QualityArray],
+) -> list[SampleBatch]:
+    """``SampleBatch(ts, asset, points, values, quality)`` for each row, made without the frozen
+    dataclass's ``__init__``, which sets each field through ``object.__setattr__`` (0.63 µs a batch
+    against 0.35, timeit; a worker's chunk of gateway rows is ~190 batches): the same class, the same
+    fields (``tests/test_sample_block.py`` holds it to the ``__init__``)."""
+    return list(map(_batch, stamps, assets, itertools.repeat(points), values, quality))
+
+
+_new = object.__new__
+_set_ts, _set_asset, _set_points, _set_values, _set_quality = (
+    getattr(SampleBatch, name).__set__ for name in ("ts", "asset", "points", "values", "quality")
+)
+
+
+def _batch(
+    ts: float, asset: str, points: tuple[str, ...], values: FloatArray, quality: QualityArray
+) -> SampleBatch:
+    batch: SampleBatch = _new(SampleBatch)
+    _set_ts(batch, ts)
+    _set_asset(batch, asset)
+    _set_points(batch, points)
+    _set_values(batch, values)
+    _set_quality(batch, quality)
+    return batch
 
 
 class SampleBlock(list[SampleBatch]):
