@@ -107,6 +107,13 @@ class Frame:
             return self, None
         return self._rows(slice(0, k)), self._rows(slice(k, None))
 
+    def within(self, since: float | None, until: float | None) -> Frame | None:
+        """The rows in [``since``, ``until``) (None: open at that end), or None when none is."""
+        part: Frame | None = self if since is None else self.split(since)[1]
+        if part is not None and until is not None:
+            part = part.split(until)[0]
+        return part
+
     def _rows(self, rows: slice) -> Frame:
         return Frame(self.points, self.assets[rows], self.ts[rows], self.values[rows], self.quality[rows])
 

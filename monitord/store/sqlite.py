@@ -270,19 +270,15 @@ class SqliteStore(QueuedWriter):
             try:
                 for ps, rows, assets, ts, vals, quality in db.execute(sql + " ORDER BY ts_first", args):
                     points = sets[ps]
-                    frame: Frame | None = Frame(
+                    frame = Frame(
                         points,
                         np.array(assets.split("\n"), dtype=object),
                         np.frombuffer(ts, dtype="<f8"),
                         np.frombuffer(vals, dtype="<f8").reshape(rows, len(points)),
                         np.frombuffer(quality, dtype=np.int8).reshape(rows, len(points)),
                     )
-                    if frame is not None and since is not None:
-                        frame = frame.split(since)[1]
-                    if frame is not None and until is not None:
-                        frame = frame.split(until)[0]
-                    if frame is not None:
-                        yield frame
+                    if (part := frame.within(since, until)) is not None:
+                        yield part
             finally:
                 db.close()
         except sqlite3.Error as exc:

@@ -241,11 +241,4 @@ def site_source(
 
 
 def _trimmed(frames: Iterable[Frame], since: float | None, until: float | None) -> Iterator[Frame]:
-    for frame in frames:
-        part: Frame | None = frame
-        if part is not None and since is not None:
-            part = part.split(since)[1]
-        if part is not None and until is not None:
-            part = part.split(until)[0]
-        if part is not None:
-            yield part
+    return (part for frame in frames if (part := frame.within(since, until)) is not None)
