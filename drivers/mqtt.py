@@ -194,6 +194,10 @@ class MqttDriver:
         self._sequences = SequenceGaps()
         self._warned: set[tuple[str, str]] = set()  # (kind, asset or topic) already logged
         self.bus, self.clock, self.metrics, self.qos = bus, clock, metrics, qos
+        # The session as configured, beside paho's client made of it: a worker process opens the same.
+        self.session: dict[str, Any] = dict(
+            client_id=client_id, qos=qos, username=username, password=password, persistent=persistent, tls=tls
+        )
         self._queue: collections.deque[Raw | Rows] = collections.deque()
         self.max_queued = max_queued
         self._route_list = list(self.router.routes())  # the worker's row numbers index this

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import sys
@@ -22,12 +23,9 @@ import threading
 import time
 from typing import Any
 
-from monitord.core.clock import Clock
-from monitord.core.metrics import Metrics
 from monitord.core.model import Quality
-from monitord.ingest.bus import SampleBus
 
-from .mqtt import MAX_QUEUED, RECONNECT_MAX, RECONNECT_MIN, MqttDriver, Router, Tls, TopicRoute, log
+from .mqtt import RECONNECT_MAX, RECONNECT_MIN, MqttDriver, log
 from .mqtt_wire import Chunk, Event, LogLine, RouteTable, Rows, WireError, ack_frame, read_frame, setup_frame
 
 __all__ = ["WorkerDriver"]
@@ -40,41 +38,29 @@ class WorkerDriver(MqttDriver):
     """``MqttDriver`` with paho and the parse in a child process (``mqtt_worker``), one at a time.
     Its log lines are the driver's (``log`` of ``mqtt``): one driver, wherever its session runs."""
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        routes: dict[str, TopicRoute] | Router,
-        bus: SampleBus,
-        clock: Clock,
-        metrics: Metrics,
-        *,
-        client_id: str,
-        qos: int = 1,
-        username: str | None = None,
-        password: str | None = None,
-        persistent: bool = True,
-        tls: Tls | None = None,
-        max_clock_skew: float = 60.0,
-        max_queued: int = MAX_QUEUED,
-    ) -> None:
-        super().__init__(
-            host, port, routes, bus, clock, metrics, client_id=client_id, qos=qos, username=username,
-            password=password, max_clock_skew=max_clock_skew, persistent=persistent, tls=tls,
-            max_queued=max_queued,
-        )  # fmt: skip
-        self._setup: dict[str, Any] = dict(
-            host=host, port=port, router=self.router, client_id=client_id, qos=qos, username=username,
-            password=password, persistent=persistent, tls=None if tls is None else vars(tls).copy(),
-        )  # fmt: skip
-        self._route_table = RouteTable.of(self._route_list)  # what a chunk's rows are checked against
-        # Messages queued by the reader thread, drained by the loop, given up by the reader (QoS 0,
-        # full): each written by one thread only, ``held`` is their balance.
-        self._added = self._taken = self._given_up = 0
-        self._reading = False  # the reader thread may take chunks
-        self._process: asyncio.subprocess.Process | None = None
-        self._worker_told = False  # a worker's end was logged; not again until one connects
-        self._bad_frame: str | None = None  # why the reader refused the worker's last frame
+    # Messages queued by the reader thread, drained by the loop, given up by the reader (QoS 0,
+    # full): each written by one thread only, ``held`` is their balance.
+    _added = _taken = _given_up = 0
+    _reading = False  # the reader thread may take chunks
+    _process: asyncio.subprocess.Process | None = None
+    _worker_told = False  # a worker's end was logged; not again until one connects
+    _bad_frame: str | None = None  # why the reader refused the worker's last frame
+
+    @functools.cached_property
+    def _route_table(self) -> RouteTable:
+        """What a chunk's rows are checked against: the driver's routes, as the worker numbers them."""
+        return RouteTable.of(self._route_list)
+
+    def _setup(self) -> dict[str, Any]:
+        """What the worker opens: the driver's session, its routes, the daemon's log level."""
+        tls = self.session["tls"]
+        return self.session | {
+            "host": self.host,
+            "port": self.port,
+            "router": self.router,
+            "tls": None if tls is None else vars(tls).copy(),
+            "log_level": logging.getLogger().getEffectiveLevel(),
+        }
 
     def _start_session(self) -> asyncio.Task[None]:
         return asyncio.create_task(self._keep_worker(), name="mqtt-worker")
@@ -133,7 +119,7 @@ class WorkerDriver(MqttDriver):
         process = self._process
         loop = asyncio.get_running_loop()
         ended: asyncio.Future[None] = loop.create_future()
-        setup = setup_frame(self._setup | {"log_level": logging.getLogger().getEffectiveLevel()})
+        setup = setup_frame(self._setup())
 
         def read() -> None:
             try:
