@@ -9,6 +9,8 @@ words, and written into the poller's columns.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -17,7 +19,9 @@ from hypothesis import strategies as st
 
 from monitord.config.site import CONFIG_DIR
 from monitord.config.yamlio import load_yaml
+from monitord.core.model import Quality
 from monitord.drivers.modbus import plan_reads
+from monitord.drivers.verdict import mark_quality
 from monitord.ingest.profiles import DeviceProfile, ModbusSettings
 from monitord.ingest.registers import WORDS, PointEncoding, RegisterCodec
 
@@ -117,6 +121,21 @@ def test_scale_offset_and_negative_zero_on_the_fast_path() -> None:
     assert bits(got)[0] == bits(np.array([0.0]))[0]
     assert got.tolist() == [0.0, 0.5, float("inf"), -3.0]
     np.testing.assert_array_equal(bits(got), bits(general(codec, regs)))
+
+
+def test_a_scaled_reading_that_overflows_is_inf_without_a_warning_and_then_a_decode_error() -> None:
+    """A float64 near its largest value times a scale is ±inf on both paths (pytest makes any
+    RuntimeWarning an error), and the poller's marks make it a decode_error, never a value."""
+    big = np.finfo(np.float64).max / 1.5
+    for order, layout in (("ABCD", ">f8"), ("DCBA", "<f8")):  # the fast path, then the general one
+        codec = RegisterCodec(0, 4, [PointEncoding("e", "holding", 0, "float64", order, scale=-2.0)])
+        assert codec._fast == (order == "ABCD")
+        regs = np.frombuffer(np.array([big], layout).tobytes(), ">u2").astype(np.uint16)
+        got = codec.decode(regs)
+        assert got.tolist() == [-math.inf]
+        quality = np.zeros(1, dtype=np.int8)
+        mark_quality(got, quality, np.array([-math.inf]), np.array([math.inf]))
+        assert quality.tolist() == [int(Quality.DECODE_ERROR)]
 
 
 def test_mixed_alignment_and_swapped_orders_keep_the_general_path() -> None:

@@ -186,8 +186,9 @@ class RegisterCodec:
             into = out if self._whole else np.empty((*regs.shape[:-1], len(g.positions)))
             np.copyto(into, view, casting="unsafe")
             if not g.identity:
-                into *= g.scale
-                into += g.offset
+                with np.errstate(over="ignore"):  # see _decode_general
+                    into *= g.scale
+                    into += g.offset
             elif g.typed[1] == "f":
                 # x * 1 + 0 is x, except -0.0, which the general path turns into +0.0: so do it here.
                 into += 0.0
@@ -218,7 +219,10 @@ class RegisterCodec:
                     .reshape(*lead, -1)
                     .astype(np.float64)
                 )
-            out[..., g.positions] = raw * g.scale + g.offset
+            # A float64 near its largest value times a scale overflows to ±inf: an ordinary outcome
+            # of a device's reply, not a fault of ours; mark_quality makes it a decode_error.
+            with np.errstate(over="ignore"):
+                out[..., g.positions] = raw * g.scale + g.offset
         return out
 
     def encode(self, values: Sequence[float] | npt.NDArray[np.float64], into: U16 | None = None) -> U16:
