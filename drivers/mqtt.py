@@ -67,6 +67,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -77,6 +78,7 @@ from monitord.ingest.bus import SampleBus
 
 from .mqtt_client import BufferedClient, stop_loop
 from .mqtt_routes import (
+    ABSENT,
     Parsed,
     Router,
     StatusRoute,
@@ -103,6 +105,7 @@ log = logging.getLogger(__name__)
 BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"  # Mosquitto's own count
 DRAIN_CHUNK = 500  # messages parsed per turn of the event loop at most (~10 ms of single-device JSON)
 DRAIN_BUDGET = 0.010  # and at most this long: a gateway message carries many devices (~0.15 ms each)
+MAX_SHAPES = 10_000  # kept combinations of the fields a message carries, of all devices (_carried)
 MAX_QUEUED = 50_000  # messages between paho's thread and the loop: ~5 s of 10k/s, ~30 MB of lift JSON
 RECONNECT_MIN = 0.5  # seconds before the first reconnect attempt
 RECONNECT_MAX = 4.0  # the backoff's cap: a broker back from an outage is used within this
@@ -193,6 +196,7 @@ class MqttDriver:
         self.max_clock_skew = max_clock_skew
         self._sequences = SequenceGaps()
         self._warned: set[tuple[str, str]] = set()  # (kind, asset or topic) already logged
+        self._shapes: dict[tuple[str, tuple[str, ...], bytes], tuple[str, ...]] = {}  # see _carried
         self.bus, self.clock, self.metrics, self.qos = bus, clock, metrics, qos
         # The session as configured, beside paho's client made of it: a worker process opens the same.
         self.session: dict[str, Any] = dict(
@@ -449,20 +453,39 @@ class MqttDriver:
             self.bus.publish_many(batches)
 
     def _publish(self, ts: float, topic: str, route: TopicRoute, parsed: Parsed) -> None:
-        values, quality, sent_ts, seq, any_good = parsed
+        values, quality, sent_ts, seq, any_good, complete = parsed
+        points = route.points
         if sent_ts is not None and not math.isfinite(sent_ts):
             # A NaN time would poison every frame it lands in: one bad sample costs one sample.
             self._malformed(topic, route.asset, ValueError(f"timestamp {sent_ts} is not a number"))
             values[:] = math.nan
             quality[:] = int(Quality.DECODE_ERROR)
-            sent_ts = None
-        elif not any_good and route.fields:
-            # Not one mapped field holds a number: most often a field path that does not fit.
+            sent_ts, complete = None, True
+        elif not any_good and route.fields and not (route.changes and not (quality != ABSENT).any()):
+            # Not one mapped field holds a number: most often a field path that does not fit. (A
+            # device that reports changes may send none: a keep-alive with its time or sequence.)
             self._malformed(topic, route.asset, ValueError("no field the profile maps holds a number"))
         if seq is not None:
             self._count_gaps(route.asset, seq)
+        if not complete:  # the fields the message carries; the others are left as they were
+            said = quality != ABSENT
+            if not said.any():
+                return
+            points = self._carried(route, said)
+            values, quality = values[said], quality[said]
         stamp = ts if sent_ts is None else self._bounded(route.asset, sent_ts, ts)
-        self._batches.append(SampleBatch(stamp, route.asset, route.points, values, quality))
+        self._batches.append(SampleBatch(stamp, route.asset, points, values, quality))
+
+    def _carried(self, route: TopicRoute, said: npt.NDArray[np.bool_]) -> tuple[str, ...]:
+        """The points of ``route`` a message carries, one tuple per combination (sinks cache their
+        column lookups by it); a device has few, but no more than ``MAX_SHAPES`` are kept."""
+        key = (route.asset, route.points, said.tobytes())
+        points = self._shapes.get(key)
+        if points is None:
+            points = tuple(p for p, s in zip(route.points, said.tolist(), strict=True) if s)
+            if len(self._shapes) < MAX_SHAPES:
+                self._shapes[key] = points
+        return points
 
     def _gateway(self, ts: float, topic: str, devices: dict[str, TopicRoute], payload: bytes) -> None:
         """One ThingsBoard gateway message: every entry of every device it names."""

@@ -64,6 +64,7 @@ class TopicRoute:
     fields: tuple[Path, ...]  # JSON path per point; empty for plain payloads
     ts_field: Path = ()
     seq_field: Path = ()
+    changes: bool = False  # the device reports what changed: a message without a mapped field is no error
 
     @functools.cached_property
     def shape(self) -> tuple[tuple[Group, ...], tuple[Path, Extract] | None]:
@@ -129,6 +130,12 @@ class Parsed(NamedTuple):
     ts: float | None  # the payload's own time, if it says
     seq: int | None  # the payload's sequence number, if it carries a whole one
     any_good: bool = True  # False: not one mapped field held a number (a mapping mistake, often)
+    complete: bool = True  # False: some mapped field is not in the message (its quality is ABSENT)
+
+
+#: A parse's quality for a mapped field the message does not carry: not a reading, so the point is
+#: left as it was (the driver leaves it out of the batch); never stored, never in a state table.
+ABSENT = -1
 
 
 def lookup(doc: Any, path: Path) -> Any:
@@ -234,31 +241,51 @@ def parse_document(route: TopicRoute, doc: dict[str, Any]) -> Parsed:
 
 def walk_fields(route: TopicRoute, doc: dict[str, Any]) -> Parsed:
     """``parse_document`` field by field: each holding object is resolved once (``_by_parent``),
-    values are gathered in lists and made arrays once (item assignment into an array costs more)."""
+    values are gathered in lists and made arrays once (item assignment into an array costs more).
+
+    A field the message does not carry (its key, its index or its holding object missing) is
+    ``ABSENT``: a device that reports what changed leaves the rest out, and even one that sends
+    everything has said nothing new of it. A field that is there but not a finite number (null, a
+    string, NaN) is a ``decode_error``: the device said something that is not a reading."""
     n = len(route.fields)
     values = [math.nan] * n
-    quality = [_DECODE_ERROR] * n
+    quality = [ABSENT] * n
     for parent_path, items in route.shape[0]:
         parent: Any = lookup(doc, parent_path) if parent_path else doc
         kind = type(parent)
         if kind is not dict and kind is not list:
+            if parent is not None:  # there, but holds no fields: the device's shape is not the profile's
+                for i, _key in items:
+                    quality[i] = _DECODE_ERROR
             continue
         for i, key in items:
             v: Any
             if kind is dict:
-                v = parent.get(key)  # an index into an object: None (JSON keys are strings)
-            elif type(key) is int and key < len(parent):
+                if key not in parent:
+                    continue
                 v = parent[key]
-            else:
+            elif type(key) is int:
+                if key >= len(parent):
+                    continue
+                v = parent[key]
+            else:  # a name looked up in a list
+                quality[i] = _DECODE_ERROR
                 continue
             if type(v) in _NUMBER:
                 f = float(v)
                 if math.isfinite(f):
                     values[i] = f
                     quality[i] = _GOOD
+                    continue
+            quality[i] = _DECODE_ERROR
     ts, seq = _ts_seq(route, doc)
     return Parsed(
-        np.array(values, dtype=np.float64), np.array(quality, dtype=np.int8), ts, seq, _GOOD in quality
+        np.array(values, dtype=np.float64),
+        np.array(quality, dtype=np.int8),
+        ts,
+        seq,
+        _GOOD in quality,
+        ABSENT not in quality,
     )
 
 

@@ -218,7 +218,7 @@ def setup_frame(setup: dict[str, Any]) -> bytes:
 
 
 def _route_doc(route: TopicRoute) -> list[Any]:
-    return [route.asset, route.points, route.fields, route.ts_field, route.seq_field]
+    return [route.asset, route.points, route.fields, route.ts_field, route.seq_field, route.changes]
 
 
 def _router_doc(router: Router) -> dict[str, Any]:
@@ -442,10 +442,9 @@ def decode_setup(data: bytes) -> dict[str, Any]:
 
 
 def _route(doc: list[Any]) -> TopicRoute:
-    asset, points, fields, ts_field, seq_field = doc
-    return TopicRoute(
-        asset, tuple(points), tuple(tuple(f) for f in fields), tuple(ts_field), tuple(seq_field)
-    )
+    asset, points, fields, ts_field, seq_field, changes = doc
+    paths = tuple(tuple(f) for f in fields)
+    return TopicRoute(asset, tuple(points), paths, tuple(ts_field), tuple(seq_field), bool(changes))
 
 
 class _Run:
@@ -580,8 +579,9 @@ class Batcher:
 
 
 def _plain(parsed: Any) -> bool:
-    """A parse the daemon would take as it is: some value good, its own time a number if any."""
-    return bool(parsed.any_good) and (parsed.ts is None or math.isfinite(parsed.ts))
+    """A parse the daemon would take as it is: every mapped field there (the daemon leaves out what
+    a message does not carry), some value good, its own time a number if any."""
+    return bool(parsed.any_good and parsed.complete) and (parsed.ts is None or math.isfinite(parsed.ts))
 
 
 def _fits(seq: int | None) -> bool:

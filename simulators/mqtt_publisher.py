@@ -7,6 +7,8 @@ and ``seq_field`` (a count per device from 1); plain profiles get one topic
 per point. Devices behind a ThingsBoard gateway share one message per topic
 and interval, ``{"Lift-7": [{"ts": <ms>, "values": {...}}], ...}``, and the
 gateway says ``connect``/``disconnect`` for each (``{"device": "Lift-7"}``).
+A device whose profile or connection says ``publishes: changes`` sends, after a first whole
+message, only the fields whose value changed (with its time and sequence).
 A device with fault ``offline`` or ``silent`` publishes nothing (the daemon
 must notice the silence); behind a gateway, ``offline`` is also said.
 """
@@ -18,7 +20,8 @@ import itertools
 import json
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -31,14 +34,22 @@ from .models import Equipment
 log = logging.getLogger(__name__)
 
 
-def document(profile: DeviceProfile, values: dict[str, float], ts: float, seq: int = 0) -> dict[str, Any]:
+def document(
+    profile: DeviceProfile,
+    values: dict[str, float],
+    ts: float,
+    seq: int = 0,
+    points: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """The device's message: every mapped field, or only ``points`` (a device reporting changes)."""
     doc: dict[str, Any] = {}
     if profile.mqtt and profile.mqtt.ts_field:
         _put(doc, profile.mqtt.ts_field, round(ts, 3))
     if profile.mqtt and profile.mqtt.seq_field:
         _put(doc, profile.mqtt.seq_field, seq)
     for point, path in profile.json_fields().items():
-        _put(doc, path, values.get(point))
+        if points is None or point in points:
+            _put(doc, path, values.get(point))
     return doc
 
 
@@ -72,6 +83,18 @@ class SimulatedMqttDevice:
     gateway_device: str | None = None
     status_topic: str | None = None  # where it says online/offline (retained), if it does
     said_online: bool | None = None  # what it (or its gateway) last said of it
+    changes: bool = False  # it reports what changed since its last message (the first: everything)
+    sent: dict[str, float | None] = field(default_factory=dict)  # what it last reported, point by point
+
+    def to_report(self) -> list[str] | None:
+        """The points this message carries: None for all, or (reporting changes) those whose value is
+        not what was last sent."""
+        if not self.changes:
+            return None
+        values = self.model.values
+        changed = [p for p in self.profile.points if p not in self.sent or values.get(p) != self.sent[p]]
+        self.sent.update((p, values.get(p)) for p in changed)
+        return changed
 
 
 class MqttPublisher:
@@ -116,17 +139,19 @@ class MqttPublisher:
             if dev.gateway_device is not None or dev.status_topic is not None:
                 self._say(dev)
             if dev.model.faults & {"offline", "silent"}:
+                dev.sent.clear()  # back, it reports everything once, as a device does on reconnecting
                 continue
             profile, topic = dev.profile, dev.topic
             assert profile.mqtt is not None
+            report = dev.to_report()
             if profile.mqtt.format == "plain":
-                for point in profile.points:
+                for point in profile.points if report is None else report:
                     self.client.publish(topic.format(point=point), f"{dev.model.values.get(point, 0.0):.6g}")
                 self.published += 1
                 continue
             key = dev.gateway_device or topic
             seq = self.sequence[key] = self.sequence.get(key, 0) + 1
-            doc = document(profile, dev.model.values, now, seq)
+            doc = document(profile, dev.model.values, now, seq, report)
             if dev.gateway_device is None:
                 self.client.publish(topic, json.dumps(doc), qos=self.qos)
                 self.published += 1

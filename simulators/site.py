@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from monitord.config.mqtt import device_name, publish_topic, status_topic
+from monitord.config.mqtt import device_name, publish_topic, publishes_changes, status_topic
 from monitord.config.site import SiteConfig, modbus_lines, site_zone
 
 from .bacnet_device import SimulatedBacnetDevice
@@ -59,7 +59,9 @@ class SimulatedSite:
                 topic = publish_topic(config, a)
                 device = device_name(a) if a.connection.mqtt.gateway else None
                 said = status_topic(config, a)
-                mqtt_devices.append(SimulatedMqttDevice(topic, prof, self.models[a.id], device, said))
+                changes = publishes_changes(config, a)
+                dev = SimulatedMqttDevice(topic, prof, self.models[a.id], device, said, changes=changes)
+                mqtt_devices.append(dev)
         self.servers = []
         for assets in modbus_lines(config).values():
             conns = [a.connection.modbus for a in assets if a.connection.modbus]

@@ -88,7 +88,15 @@ def test_fuzz_mqtt_payloads(messages: list[bytes | float]) -> None:
         assert math.isfinite(b.ts), "no batch without a finite time"
         good = b.quality == Quality.GOOD
         assert np.isfinite(b.values[good]).all(), "a good value is a number"
-    kept = [float(b.values[0]) for b in out if b.values[1] == marker and (b.quality == Quality.GOOD).all()]
+        # A message leaves out what it does not carry: the batch holds the rest, in the route's order.
+        assert len(b.points) == len(b.values) == len(b.quality) > 0
+        assert [p for p in ROUTE.points if p in b.points] == list(b.points)
+        assert set(b.quality.tolist()) <= {int(q) for q in Quality}, "no quality but the known ones"
+    kept = [
+        float(b.values[0])
+        for b in out
+        if b.points == ROUTE.points and b.values[1] == marker and (b.quality == Quality.GOOD).all()
+    ]
     assert kept == [m for m in messages if isinstance(m, float)]
 
 

@@ -182,7 +182,9 @@ def test_malformed_messages_are_counted_per_asset_and_logged_once_per_topic(
     assert any("'Lift-9' is mapped to no asset" in m for m in said)
     good = [(b.asset, float(b.values[0])) for b in got if (b.quality == Quality.GOOD).all()]
     assert good == [("E1", 3.0), ("L7", 5.0)]
-    assert [b.asset for b in got if not (b.quality == Quality.GOOD).any()] == ["E1"]  # never a value
+    # The misfit path: "temp" is not in the message, so no batch (the point is left as it was), but
+    # counted and logged; never a value.
+    assert len(got) == 2
 
 
 def test_a_status_says_offline_at_once_and_a_lost_broker_hands_back_to_silence() -> None:

@@ -10,6 +10,7 @@ and marks its lift ``comm_error``, without crashing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import struct
@@ -126,7 +127,11 @@ def test_the_other_frames_round_trip() -> None:
     )
     assert decode_frame(ack_frame(12)) == Ack(12)
     router = Router(
-        {"site/lift/E1/status": LIFT, "site/meter/+/data": METER},
+        {
+            "site/lift/E1/status": LIFT,
+            "site/meter/+/data": METER,
+            "site/lift/E2/status": dataclasses.replace(LIFT, asset="E2", changes=True),  # reports changes
+        },
         {"v1/gateway/telemetry": {"Lift-7": LIFT}},
         {
             "v1/gateway/connect": StatusRoute("connect", devices={"Lift-7": "L1"}),

@@ -38,6 +38,14 @@ class Claim:
     status: bool = False
 
 
+def publishes_changes(config: Any, asset: Any) -> bool:
+    """Whether the device reports only what changed: its connection says so, else its profile."""
+    conn, m = asset.connection.mqtt, config.profile(asset.profile).mqtt
+    if conn is None or m is None:
+        return False
+    return bool((conn.publishes or m.publishes) == "changes")
+
+
 def device_name(asset: Any) -> str:
     """The asset's name on the wire: ``connection.mqtt.device``, else its id."""
     return str(asset.connection.mqtt.device or asset.id)
@@ -60,10 +68,11 @@ def claims(config: Any) -> Iterator[tuple[Claim, TopicRoute | None]]:
             continue  # cross_check says so on its own
         m = prof.mqtt
         site, device = config.site.id, device_name(a)
+        changes = publishes_changes(config, a)
         ts_field = field_path(m.ts_field) if m.ts_field else ()
         seq_field = field_path(m.seq_field) if m.seq_field else ()
         if conn.gateway:
-            route = _json_route(a.id, prof, ts_field or ("ts",), seq_field)
+            route = _json_route(a.id, prof, ts_field or ("ts",), seq_field, changes)
             topic = conn.topic or GATEWAY_TOPIC
             yield Claim(i, a.id, topic, device), route
             for status in gateway_topics(topic):
@@ -71,18 +80,21 @@ def claims(config: Any) -> Iterator[tuple[Claim, TopicRoute | None]]:
             continue
         pattern = conn.topic or m.topic
         if m.format == "json":
-            yield Claim(i, a.id, _fill(pattern, site, device)), _json_route(a.id, prof, ts_field, seq_field)
+            route = _json_route(a.id, prof, ts_field, seq_field, changes)
+            yield Claim(i, a.id, _fill(pattern, site, device)), route
         else:
             for point in prof.points:
-                yield Claim(i, a.id, _fill(pattern, site, device, point)), TopicRoute(a.id, (point,), ())
+                route = TopicRoute(a.id, (point,), (), changes=changes)
+                yield Claim(i, a.id, _fill(pattern, site, device, point)), route
         status_topic = conn.status_topic or m.status_topic
         if status_topic:
             yield Claim(i, a.id, _fill(status_topic, site, device), status=True), None
 
 
-def _json_route(asset: str, prof: Any, ts_field: Path, seq: Path) -> TopicRoute:
+def _json_route(asset: str, prof: Any, ts_field: Path, seq: Path, changes: bool) -> TopicRoute:
     fields = prof.json_fields()
-    return TopicRoute(asset, tuple(fields), tuple(field_path(f) for f in fields.values()), ts_field, seq)
+    paths = tuple(field_path(f) for f in fields.values())
+    return TopicRoute(asset, tuple(fields), paths, ts_field, seq, changes)
 
 
 def router(config: Any) -> Router:

@@ -42,7 +42,7 @@ from monitord.core.model import Quality, SampleBatch
 from monitord.core.schema import Strict, in_range
 from monitord.core.units import Duration
 from monitord.drivers.modbus_line import Budget
-from monitord.ingest.profiles import AssetType, DeviceProfile
+from monitord.ingest.profiles import AssetType, DeviceProfile, Publishes
 from monitord.ingest.state import AssetSlot, StateTable
 from monitord.people.alertmanager import AlertmanagerConfig
 from monitord.people.notify import SmtpConfig
@@ -141,6 +141,9 @@ class MqttConnection(Strict):
         None, description="published by a ThingsBoard IoT Gateway: many devices on one topic, by name"
     )
     status_topic: str | None = Field(None, description="the profile's status_topic pattern, for this asset")
+    publishes: Publishes | None = Field(
+        None, description="the profile's publishes (whole or changes), for this device or its gateway"
+    )
 
 
 class BacnetConnection(Strict):

@@ -16,6 +16,7 @@ import numpy as np
 
 from monitord.alerting.mute import MuteStages
 from monitord.alerting.tracker import AlertTracker, fingerprint
+from monitord.config.mqtt import publishes_changes
 from monitord.config.site import AssetConfig, SiteConfig, site_zone
 from monitord.core.assets import Asset
 from monitord.core.clock import Clock
@@ -154,7 +155,10 @@ def build_core(
     metrics.site_info.labels(c.site.id).set(1)
     stale = c.engine.offline_after_polls
     state = StateTable(
-        [AssetSlot(a.id, a.type, asset_points(c, a), stale * c.poll_of(a)) for a in c.assets],
+        [
+            AssetSlot(a.id, a.type, asset_points(c, a), stale * c.poll_of(a), publishes_changes(c, a))
+            for a in c.assets
+        ],
         started=clock.now(),
         columns=c.columns(),
         clock=clock.now,

@@ -109,6 +109,11 @@ class ModbusSettings(Strict):
     defaults: ModbusDefaults = ModbusDefaults()
 
 
+#: How an MQTT device reports: every field in every message, or only what changed (ThingsBoard's
+#: gateway "reportStrategy: ON_CHANGE", many IoT boxes): docs/devices.md#what-a-message-leaves-out
+Publishes = Literal["whole", "changes"]
+
+
 class MqttSettings(Strict):
     topic: str = Field(
         description="pattern with {site}, {asset} (the device's name on the wire: a topic level) and, "
@@ -125,6 +130,12 @@ class MqttSettings(Strict):
         None,
         pattern=FIELD_PATH,
         description="JSON field path of a message sequence number; skipped numbers are counted",
+    )
+
+    publishes: Publishes = Field(
+        "whole",
+        description="whole: every message carries every mapped field; changes: a message carries what "
+        "changed (a device reporting on change), and a value holds while the device is online",
     )
 
     @model_validator(mode="after")

@@ -35,6 +35,9 @@ class AssetSlot:
     type: str
     points: tuple[str, ...]
     stale_after: float  # seconds without a good sample before a point counts as stale
+    # The device reports only what changed (MQTT ``publishes: changes``): a value not sent again is
+    # unchanged, so it stays fresh while the device is not offline, not just for ``stale_after``.
+    held: bool = False
 
 
 class TypeTable:
@@ -60,6 +63,8 @@ class TypeTable:
         # Counting from start-up: a device is not offline before it had the chance to answer.
         self.last_good = np.full(n, started)
         self.stale_after = np.array([s.stale_after for s in slots])
+        self.held = np.array([s.held for s in slots], dtype=bool)
+        self._any_held = bool(self.held.any())
         # What the device said of itself (HealthChange.said): 1 online, -1 offline, 0 nothing.
         self.said = np.zeros(n, dtype=np.int8)
         self.has = np.zeros((n, m), dtype=bool)  # which points each asset's profile provides
@@ -110,10 +115,17 @@ class TypeTable:
         self.last_good[rows] = ts
         self.said[rows] = np.maximum(self.said[rows], 0)  # as in ``apply``: good data is not offline
 
+    def fresh(self, now: float) -> npt.NDArray[np.bool_]:
+        """Per cell: heard within ``stale_after``, or held (the asset reports changes) and the asset
+        not offline."""
+        fresh: npt.NDArray[np.bool_] = (now - self.ts) <= self.stale_after[:, None]
+        if self._any_held:
+            fresh |= (self.held & ~self.offline(now))[:, None]
+        return fresh
+
     def valid(self, now: float) -> npt.NDArray[np.bool_]:
         """Good and fresh, per cell: what a process rule may act on."""
-        fresh = (now - self.ts) <= self.stale_after[:, None]
-        valid: npt.NDArray[np.bool_] = (self.quality == Quality.GOOD) & fresh
+        valid: npt.NDArray[np.bool_] = (self.quality == Quality.GOOD) & self.fresh(now)
         return valid
 
     def offline(self, now: float) -> npt.NDArray[np.bool_]:

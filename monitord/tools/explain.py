@@ -103,14 +103,14 @@ def explain(config: SiteConfig, rule_id: str, asset: str, source: Iterable[Frame
             lines.append(f"    {term.text:60} = {_show(value)}")
     t = rule.table
     row = t.row[asset]
+    fresh = t.fresh(now)[row]
     lines.append("  points:")
     for p in sorted(rule.when.points | (rule.clear.points if rule.clear else set())):
         j = t.col[p]
         age = now - t.ts[row, j]
-        fresh = age <= t.stale_after[row]
         lines.append(
             f"    {p:30} {_show(float(t.value[row, j])):>12}  {Quality(int(t.quality[row, j])).label:12}"
-            f" age {_show(age)} s{'' if fresh else ' (stale)'}"
+            f" age {_show(age)} s{'' if fresh[j] else ' (stale)'}"
         )
     state = replayed.tracker.state_of(rule.key, i)
     lines.append(f"  alert: {'firing' if state == FIRING else 'pending' if state == PENDING else 'inactive'}")
