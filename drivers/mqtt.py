@@ -461,10 +461,12 @@ class MqttDriver:
             values[:] = math.nan
             quality[:] = int(Quality.DECODE_ERROR)
             sent_ts, complete = None, True
-        elif not any_good and route.fields and not (route.changes and not (quality != ABSENT).any()):
-            # Not one mapped field holds a number: most often a field path that does not fit. (A
-            # device that reports changes may send none: a keep-alive with its time or sequence.)
-            self._malformed(topic, route.asset, ValueError("no field the profile maps holds a number"))
+        elif not any_good and route.fields:
+            # Not one mapped field holds a number: most often a field path that does not fit. But a
+            # device that reports changes may carry none at all: a keep-alive with its time or seq.
+            keep_alive = route.changes and not (quality != ABSENT).any()
+            if not keep_alive:
+                self._malformed(topic, route.asset, ValueError("no field the profile maps holds a number"))
         if seq is not None:
             self._count_gaps(route.asset, seq)
         if not complete:  # the fields the message carries; the others are left as they were
