@@ -209,3 +209,62 @@ def test_replay_from_a_store_that_does_not_answer_says_so(tmp_path: Path) -> Non
     assert "Traceback" not in out.stderr, out.stderr
     assert out.stderr.startswith(f"monitord: influxdb {url}: query failed: "), out.stderr
     assert not (tmp_path / "north" / "spool").exists()
+
+
+def test_a_window_the_server_answers_only_in_part_is_asked_again_in_halves(tmp_path: Path) -> None:
+    """A real InfluxDB with ``max-row-limit = 40`` answers a 5-minute window of two pumps (600 rows)
+    with 40 and ``partial``: the reader halves the window until each part fits, and every row comes
+    back, once, in time order, with its values."""
+    folder = tmp_path / "influxdb"
+    folder.mkdir()
+    server = InfluxServer(folder, http="  max-row-limit = 40")
+    server.start()
+    proxy = None
+    try:
+        server.query("CREATE DATABASE monitord")
+        proxy = V2WriteProxy(server.url)
+        config = load_config(site_yaml(tmp_path / "north", "north-tower", "N", proxy.url))
+        written = list(record(config, START, 600, 1.0, Scenario(scenario="quiet", timeline=[])))
+        assert len(written) == 1200
+        store_samples(config, written)
+        assert len(server.query('SELECT * FROM "pump"')) == 40, "the limit is what the server answers"
+        reader = open_store(config, writer=False)
+        try:
+            back = list(reader.samples())
+        finally:
+            reader.close()
+    finally:
+        if proxy is not None:
+            proxy.close()
+        server.kill()
+    assert [(b.ts, b.asset) for b in back] == sorted((b.ts, b.asset) for b in written)
+    by_key = {(b.ts, b.asset): b for b in written}
+    for b in back:
+        w = by_key[(b.ts, b.asset)]
+        good = w.quality == Quality.GOOD
+        assert dict(zip(b.points, b.values.tolist(), strict=True)) == dict(
+            zip(np.array(w.points)[good].tolist(), w.values[good].tolist(), strict=True)
+        )
+
+
+def test_more_rows_in_one_microsecond_than_the_server_answers_is_an_error_not_a_gap(tmp_path: Path) -> None:
+    folder = tmp_path / "influxdb"
+    folder.mkdir()
+    server = InfluxServer(folder, http="  max-row-limit = 1")
+    server.start()
+    proxy = None
+    try:
+        server.query("CREATE DATABASE monitord")
+        proxy = V2WriteProxy(server.url)
+        config = load_config(site_yaml(tmp_path / "north", "north-tower", "N", proxy.url))
+        points = tuple(config.profile("pump-set").points)
+        good = np.zeros(len(points), dtype=np.int8)
+        values = np.ones(len(points))
+        store_samples(config, [SampleBatch(START, a, points, values, good) for a in ("P1", "P2")])
+        out = monitord("replay", "--config", str(config.source), "--from-store")
+    finally:
+        if proxy is not None:
+            proxy.close()
+        server.kill()
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "max-row-limit" in out.stderr and "raise that limit" in out.stderr, out.stderr

@@ -393,7 +393,7 @@ class InfluxStore(QueuedWriter):
         """This site's samples in ``[since, until)`` as frames in order of their first row (as
         ``SqliteStore.frames``), one query per asset type and time window: memory holds one window,
         never the whole range. A window the server answers only in part (its ``max-row-limit``) is
-        asked again in halves."""
+        asked again in halves; one of a microsecond it still cuts is a ``StoreError``, never a gap."""
         where = [self._where_site()]
         if asset:
             where.append('"asset" = \'' + asset.replace("'", "\\'") + "'")
@@ -431,7 +431,12 @@ class InfluxStore(QueuedWriter):
         q = f'SELECT * FROM "{measurement}" WHERE {" AND ".join(within)}'
         out = []
         for series in self._series_of(q):
-            if series.get("partial") and stop - start > 1:
+            if series.get("partial"):
+                if stop - start <= 1:  # more rows in one microsecond than the server gives: never cut
+                    raise StoreError(
+                        f"influxdb {self.target.url}: more {measurement} rows at {start} µs than the server "
+                        "answers at once (its [http] max-row-limit); raise that limit to read them"
+                    )
                 mid = (start + stop) // 2
                 return self._window(measurement, where, start, mid) + self._window(
                     measurement, where, mid, stop

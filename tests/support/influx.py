@@ -25,7 +25,8 @@ from tests.support.net import free_port
 
 
 class InfluxServer:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, http: str = "") -> None:
+        """``http``: more lines of the [http] section (``max-row-limit = 40``)."""
         self.folder = folder
         self.http_port, self.rpc_port = free_port(), free_port()
         self.config = folder / "influxdb.conf"
@@ -41,6 +42,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 [http]
   bind-address = "127.0.0.1:{self.http_port}"
   log-enabled = false
+{http}
 [monitor]
   store-enabled = false
 """)
