@@ -471,12 +471,30 @@ class MqttDriver:
             self._count_gaps(route.asset, seq)
         if not complete:  # the fields the message carries; the others are left as they were
             said = quality != ABSENT
+            if not route.changes:
+                self._missing(route, said)
             if not said.any():
                 return
             points = self._carried(route, said)
             values, quality = values[said], quality[said]
         stamp = ts if sent_ts is None else self._bounded(route.asset, sent_ts, ts)
         self._batches.append(SampleBatch(stamp, route.asset, points, values, quality))
+
+    def _missing(self, route: TopicRoute, said: npt.NDArray[np.bool_]) -> None:
+        """Mapped fields a device that sends whole messages left out: counted, each logged once (the
+        point is left as it was, so a field path that does not fit would otherwise only look quiet)."""
+        left_out = np.flatnonzero(~said).tolist()
+        self.metrics.mqtt_missing_fields.labels(route.asset).inc(len(left_out))
+        for i in left_out:
+            self._warn_once(
+                "missing",
+                f"{route.asset} {'.'.join(map(str, route.fields[i]))}",
+                "mqtt: %s: a message leaves out this field, which the profile maps to point %s (a "
+                "field path that does not fit, or a device that reports only changes: publishes: "
+                "changes); the point keeps its last value; further ones counted in "
+                "monitord_mqtt_missing_fields_total",
+                route.points[i],
+            )
 
     def _carried(self, route: TopicRoute, said: npt.NDArray[np.bool_]) -> tuple[str, ...]:
         """The points of ``route`` a message carries, one tuple per combination (sinks cache their

@@ -55,6 +55,10 @@ def _drained(route: TopicRoute, bodies: list[bytes]) -> tuple[list[SampleBatch],
     return got, metrics
 
 
+def missing(metrics: Metrics) -> float:
+    return metrics.registry.get_sample_value("monitord_mqtt_missing_fields_total", {"asset": "E1"}) or 0
+
+
 def malformed(metrics: Metrics) -> float:
     return metrics.registry.get_sample_value("monitord_mqtt_malformed_messages_total", {"asset": "E1"}) or 0
 
@@ -73,9 +77,23 @@ def test_the_driver_batches_what_a_message_carries_and_a_keep_alive_is_no_error(
     assert [b.values.tolist() for b in got[1:3]] == [[1.0], [0.0]]
     assert got[3].quality.tolist() == [Quality.GOOD, Quality.DECODE_ERROR]  # "fast" is no reading
     assert malformed(metrics) == 0
+    assert missing(metrics) == 0, "leaving fields out is what a device that reports changes does"
     # A device that sends everything and sent nothing the profile maps: a mapping mistake, counted.
     got, metrics = _drained(ROUTE, bodies[-1:])
     assert got == [] and malformed(metrics) == 1
+
+
+def test_a_field_a_whole_message_leaves_out_is_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The point is left as it was, so a field path that does not fit must be said, not only look quiet."""
+    bodies = [b'{"values": {"floor": 3, "dor": 1, "speed": 0.5}}'] * 3  # "door" misspelled by the device
+    with caplog.at_level(logging.WARNING, "monitord.drivers.mqtt"):
+        got, metrics = _drained(ROUTE, bodies)
+    assert [b.points for b in got] == [("floor", "speed")] * 3
+    assert missing(metrics) == 3 and malformed(metrics) == 0
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith("mqtt: E1 values.door: a message leaves out"), said
 
 
 def test_a_held_value_stays_valid_while_its_device_is_online_and_not_once_it_is_silent() -> None:

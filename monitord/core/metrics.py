@@ -187,8 +187,15 @@ class Metrics:
         )
         self.mqtt_malformed = Counter(
             "monitord_mqtt_malformed_messages",
-            "MQTT messages (or gateway entries) that gave no value, by asset: bad payloads, fields the "
-            "profile maps but the payload lacks, gateway devices mapped to no asset (asset '')",
+            "MQTT messages (or gateway entries) that gave no value, by asset: bad payloads, no field the "
+            "profile maps holding a number, gateway devices mapped to no asset (asset '')",
+            ["asset"],
+            registry=r,
+        )
+        self.mqtt_missing_fields = Counter(
+            "monitord_mqtt_missing_fields",
+            "Mapped fields left out of a message by a device that sends whole messages (publishes: "
+            "whole), by asset: a field path that does not fit, or a device that reports only changes",
             ["asset"],
             registry=r,
         )
