@@ -115,6 +115,27 @@ def test_a_request_from_the_console_is_resolved_followed_up_and_counted_alike(
             )
             assert ticket.events[0].actor == "dispatcher"
 
+            # Another member of the household calls about the same leak: the form offers the open
+            # plumbing ticket of that flat; the dispatcher adds the report to it (one incident, one
+            # ticket).
+            await off(desk.open, "/console/desk/new")
+            await off(desk.wait_for, "#open-request")
+            for name in ("building", "floor", "unit", "description"):
+                await off(desk.type, f"#f-{name}", FORM[name])
+            await off(desk.js, "document.getElementById('f-trade').value = 'plumbing'")
+            await off(desk.type, "#f-reporter", "Wang")
+            await off(desk.type, "#f-phone", "13900001111")
+            await off(desk.click, "#open-request")
+            await off(desk.wait_for, f"#to-{ticket.id}")
+            assert await off(desk.js, "return document.getElementById('open-new') !== null")
+            await off(desk.screenshot, "desk-request-same-incident-desktop")
+            await off(desk.click, f"#to-{ticket.id}")
+            await off(desk.wait_for, "#ticket-state[data-state=open]")
+            assert [(e.event, e.reporter, e.actor) for e in ticket.events if e.event == "reported"] == [
+                ("reported", "Wang", "dispatcher")
+            ]
+            assert sum(t.source == "request" for t in app.core.desk.tickets.values()) == 1, "no second ticket"
+
             # the dispatcher assigns it to the plumber
             await off(desk.js, "document.querySelector('select[name=assignee]').value = 'plumbing-tech'")
             await off(desk.click, "#do-assign")

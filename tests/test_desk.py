@@ -20,7 +20,7 @@ import pytest
 
 from monitord.alerting.tracker import AlertEvent
 from monitord.config.site import CONFIG_DIR, load_config
-from monitord.daemon.frontdesk import FormError, FrontDesk, form_of
+from monitord.daemon.frontdesk import FormError, FrontDesk, SameIncident, form_of
 from monitord.people.console import ConsoleReporter
 from monitord.store.open import open_store
 from monitord.store.sqlite import SqliteStore
@@ -44,6 +44,7 @@ from tests.support import (
     V2WriteProxy,
     WebhookReceiver,
     demo_site,
+    evaluated_past,
     eventually,
     get,
     post,
@@ -235,6 +236,82 @@ def test_an_alerts_ticket_is_followed_up_with_whoever_was_called(tmp_path: Path)
     tl.close()
 
 
+def test_a_request_about_what_a_ticket_already_is_goes_on_that_ticket(tmp_path: Path) -> None:
+    """One incident, one ticket: the monitoring found P1 running dry in Tower B; a resident of Tower
+    B calls about the plumbing. The request is refused with that ticket (409 in the API); the
+    dispatcher adds it to the ticket (no second ticket, no second page), and the 回访 call goes to
+    the resident; another building, another trade, or the dispatcher saying it is another incident
+    opens a ticket as before."""
+    site = SITE.replace("name: Pump 1,", "name: Pump 1, location: {building: Tower B},")
+    tl = Timeline(site, tmp_path)
+    tl.at(0).push("P1", running=1, suction_pressure=0.15)
+    for t in range(1, 8):
+        tl.at(t).push("P1", running=1, suction_pressure=0.01)
+    [dry] = tl.expect_tickets(between=(0, 8), opened=[("pump.dry_run", "P1")])
+    desk = FrontDesk(tl.core)
+    tickets = tl.core.desk.tickets
+    with pytest.raises(
+        SameIncident, match=rf"^tower b already has an active plumbing ticket: {dry.ticket} "
+    ) as same:
+        desk.open_request(request(building="tower b "), "duty")  # as a dispatcher types it
+    assert [t.id for t in same.value.tickets] == [dry.ticket]
+    assert len(tickets) == 1, "nothing opened"
+    status, answer = desk.post("/tickets", "duty")(LEAK)  # what the API answers
+    assert status == 409 and [t["ticket"] for t in answer["tickets"]] == [dry.ticket], answer
+    with pytest.raises(FormError, match="not both"):
+        form_of(RepairRequest, LEAK | {"to": dry.ticket, "new": True})
+
+    reported = desk.open_request(form_of(RepairRequest, LEAK | {"to": dry.ticket}), "duty")
+    t = tickets[dry.ticket]
+    assert (reported.event, reported.ticket, reported.reporter, reported.phone) == (
+        "reported",
+        dry.ticket,
+        "Li Na",
+        "13812345678",
+    )
+    assert reported.note == "Tower B / 12F / 1203: water dripping from the bathroom ceiling"
+    assert (t.state, t.reporter, t.phone, t.source, len(tickets)) == (
+        "open",
+        "Li Na",
+        "13812345678",
+        "alert",
+        1,
+    )
+    # A second resident on the same ticket: noted, the 回访 still goes to the first.
+    desk.open_request(form_of(RepairRequest, LEAK | {"to": dry.ticket, "reporter": "Wang"}), "duty")
+    assert t.reporter == "Li Na" and [e.reporter for e in t.events if e.event == "reported"] == [
+        "Li Na",
+        "Wang",
+    ]
+    pages = [e for e in t.events if e.event in ("opened", "escalated")]
+    assert len(pages) == 1, "the plumber was paged once, for the alert"
+
+    # Another building, another trade, or "another incident": a ticket of its own.
+    elsewhere = desk.open_request(request(building="Tower C"), "duty")
+    # Tower C's next plumbing call from another flat is another incident; from the same flat, maybe not.
+    desk.open_request(request(building="Tower C", unit="1205"), "duty")
+    with pytest.raises(SameIncident):
+        desk.open_request(request(building="Tower C"), "duty")
+    electrical = desk.open_request(request(trade="electrical"), "duty")
+    again = desk.open_request(form_of(RepairRequest, LEAK | {"new": True}), "duty")
+    assert {elsewhere.event, electrical.event, again.event} == {"opened"} and len(tickets) == 5
+    # and now the building's plumbing has two tickets: both are offered, oldest first
+    with pytest.raises(SameIncident) as two:
+        desk.open_request(request(), "duty")
+    assert [x.id for x in two.value.tickets] == [dry.ticket, again.ticket]
+
+    tl.act(20, dry.ticket, "resolve", actor="Zhang", note="primed the pump")
+    with pytest.raises(TicketActionError, match="is resolved: cannot add a report"):
+        desk.open_request(form_of(RepairRequest, LEAK | {"to": dry.ticket}), "duty")
+    ev = desk.follow_up(dry.ticket, form_of(FollowUpForm, {"satisfaction": 5}), "duty")
+    assert ev.contact == "Li Na", "the 回访 call goes to the resident who reported it"
+    # The same desk again from its events (a restart): the report and its reporter are there.
+    again_desk = TicketDesk()
+    again_desk.restore([e for x in tickets.values() for e in x.events])
+    assert again_desk.tickets[dry.ticket].reporter == "Li Na"
+    tl.close()
+
+
 def test_the_cli_lists_follow_ups_and_complaints_and_shows_a_request_from_the_store(tmp_path: Path) -> None:
     desk = TicketDesk()
     events: list[TicketEvent] = []
@@ -398,6 +475,21 @@ def test_a_request_over_the_cli_is_assigned_paged_followed_up_and_reported(
                 "reported by Li Na, 13812345678" in page["text"]
                 and page["location"] == "Tower B / 12F / 1203"
             )
+            # Her husband calls about the same leak: refused with the open ticket, then added to it.
+            dup = await asyncio.to_thread(_cli, "tickets", "open", *fields, "--reporter=Wang", *api)
+            assert dup.returncode == 1 and tid in dup.stderr and "already has an active" in dup.stderr
+            added = await asyncio.to_thread(
+                _cli, "tickets", "open", *fields, "--reporter=Wang", "--to", tid, *api
+            )
+            assert added.returncode == 0, added.stderr
+            assert added.stdout.startswith(f"{tid}: the report is on this open ticket"), added.stdout
+            assert [e.reporter for e in ticket.events if e.event == "reported"] == ["Wang"]
+            assert (
+                ticket.reporter == "Li Na"
+                and sum(t.source == "request" for t in app.core.desk.tickets.values()) == 1
+            )
+            await evaluated_past(app, app.clock.now() + 1)
+            assert len([p for p in webhooks.to("plumbing-tech") if p["ticket"] == tid]) == 1, "paged once"
             url = f"http://127.0.0.1:{app.api.port}"
 
             async def call(method: str, path: str, body: dict[str, object] | None = None) -> Any:

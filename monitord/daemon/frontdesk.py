@@ -19,10 +19,10 @@ from pydantic import BaseModel, ValidationError
 from monitord.config.site import site_zone
 from monitord.core.i18n import N_
 from monitord.daemon.core import Core
-from monitord.tickets.desk import NoSuchTicket, TicketActionError, TicketEvent, TicketInputError
+from monitord.tickets.desk import NoSuchTicket, Ticket, TicketActionError, TicketEvent, TicketInputError
 from monitord.tickets.forms import ComplaintClose, ComplaintForm, FollowUpForm, RepairRequest
 from monitord.tickets.quality import Week, weekly
-from monitord.tickets.worklists import complaints, follow_ups_due
+from monitord.tickets.worklists import complaints, follow_ups_due, may_be_the_same
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -31,6 +31,10 @@ TEXT = {
     "trade": N_("trade {trade!r} is no skill of the roster: one of {skills}"),
     "no_ticket": N_("no ticket {ticket}"),
     "no_complaint": N_("no complaint {ref} on {ticket}"),
+    "same": N_(
+        "{building} already has an active {trade} ticket: {tickets}. Add this report to it (to: the "
+        "ticket) or, if it is another incident, open a new ticket (new: true)"
+    ),
 }
 _FOLLOW_UP = re.compile(r"^/tickets/([^/]+)/follow-up$")
 _COMPLAIN = re.compile(r"^/tickets/([^/]+)/complaints$")
@@ -48,7 +52,10 @@ def _op(summary: str, form: type[BaseModel], ok: int) -> dict[str, Any]:
             "400": {"description": "a bad form: which fields, and why"},
             "401": {"description": "no token"},
             "404": {"description": "no such ticket or complaint"},
-            "409": {"description": "not allowed in the ticket's state"},
+            "409": {
+                "description": "not allowed in the ticket's state; for a request, the active tickets "
+                "of its trade in its building it may be (``tickets``)"
+            },
         },
     }
 
@@ -94,11 +101,21 @@ def form_of(model: type[M], body: dict[str, Any]) -> M:
         raise FormError("; ".join(f"{k}: {v}" for k, v in fields.items()), fields) from None
 
 
+class SameIncident(ValueError):
+    """A request about what active tickets may already be (``may_be_the_same``): refused (409) with
+    them, so the dispatcher adds it to one or says it is another incident."""
+
+    def __init__(self, message: str, tickets: list[Ticket]) -> None:
+        super().__init__(message)
+        self.tickets = tickets
+
+
 class FrontDesk:
     """The duty desk's calls on one core; every change leaves by the core's road."""
 
     def __init__(self, core: Core) -> None:
         self.core = core
+        self._buildings = {a.id: str(a.location.get("building", "")) for a in core.config.assets}
 
     def _do(self, call: Callable[..., TicketEvent], by: str, *args: str, **fields: Any) -> TicketEvent:
         """``call`` on the desk (a form's fields as its keywords) by ``by``, now; the event takes the
@@ -112,7 +129,21 @@ class FrontDesk:
         if self.core.config.roster is not None and req.trade not in skills:
             problem = TEXT["trade"].format(trade=req.trade, skills=", ".join(skills))
             raise FormError(problem, {"trade": problem})
-        return self._do(lambda **kw: self.core.desk.open_request(req, **kw), req.actor or actor)
+        desk, by = self.core.desk, req.actor or actor
+        if req.to:
+            return self._do(lambda **kw: desk.add_report(req.to, req, **kw), by)
+        same = (
+            [] if req.new else may_be_the_same(desk, req.building, req.location, req.trade, self.building_of)
+        )
+        if same:
+            listed = ", ".join(f"{t.id} ({t.priority}, {t.state}: {t.summary})" for t in same)
+            text = TEXT["same"].format(building=req.building, trade=req.trade, tickets=listed)
+            raise SameIncident(text, same)
+        return self._do(lambda **kw: desk.open_request(req, **kw), by)
+
+    def building_of(self, t: Ticket) -> str:
+        """An alert ticket's building: its asset's (config ``location.building``)."""
+        return self._buildings.get(t.asset, "")
 
     def follow_up(self, ticket: str, form: FollowUpForm, actor: str) -> TicketEvent:
         return self._do(self.core.desk.follow_up, form.actor or actor, ticket, **_fields(form))
@@ -196,5 +227,13 @@ def _answer(
             return 404, {"error": error}
         except TicketActionError as exc:
             return 409, {"error": str(exc)}
+        except SameIncident as exc:
+            return 409, {"error": str(exc), "tickets": [_listed(t) for t in exc.tickets]}
 
     return handle
+
+
+def _listed(t: Ticket) -> dict[str, Any]:
+    """An active ticket a request may duplicate, as the 409 lists it."""
+    keys = ("id", "priority", "state", "category", "summary", "location", "assignee", "opened_at")
+    return {("ticket" if k == "id" else k): getattr(t, k) for k in keys}

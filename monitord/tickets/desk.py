@@ -52,6 +52,7 @@ EventKind = Literal[
     "breached",
     "undelivered",
     # the duty desk's own (docs/desk.md): a resident's request, the follow-up call, complaints
+    "reported",  # a resident's report of what an active ticket already is: on it, not a ticket of its own
     "followed_up",
     "complained",
     "complaint_closed",
@@ -309,6 +310,9 @@ class TicketDesk:
             t.resolved_at = ev.ts
         elif ev.event == "closed":
             t.closed_at = ev.ts
+        elif ev.event == "reported":
+            if not t.reporter:  # the 回访 call goes to the first resident who reported it
+                t.reporter, t.phone = ev.reporter, ev.phone
         elif ev.event == "followed_up":
             t.closed_at = ev.ts
             t.follow_up = FollowUp(ev.actor, ev.contact, ev.ts, ev.satisfaction, ev.note)
@@ -504,9 +508,11 @@ class TicketDesk:
         contact: str = "",
         satisfaction: int = 0,
         ref: str = "",
+        reporter: str = "",
+        phone: str = "",
     ) -> TicketEvent:
         """The one place a ``TicketEvent`` is built (and applied): about ``t``, its ticket (the
-        reporter and phone only on a request's opening)."""
+        reporter and phone: the ticket's on a request's opening, else those given)."""
         ev = TicketEvent(
             ts=now,
             ticket=t.id,
@@ -528,8 +534,8 @@ class TicketDesk:
             alert_rule=about.rule if about else "",
             alert_since=about.since if about else 0.0,
             source=t.source,
-            reporter=t.reporter if kind == "opened" else "",
-            phone=t.phone if kind == "opened" else "",
+            reporter=t.reporter if kind == "opened" else reporter,
+            phone=t.phone if kind == "opened" else phone,
             contact=contact,
             satisfaction=satisfaction,
             ref=ref,
@@ -559,6 +565,17 @@ class TicketDesk:
             phone=req.phone,
         )
         return self._record(about, "opened", "open", now, actor=actor)
+
+    def add_report(self, ticket_id: str, req: RepairRequest, *, actor: str, now: float) -> TicketEvent:
+        """A resident reports what an active ticket already is (the lift the monitoring found stuck):
+        the report goes on that ticket — one incident, one ticket, one page — and its reporter is the
+        one the 回访 call goes to if the ticket had none."""
+        t = self._person_may(ticket_id, "add a report", ACTIVE)
+        where = req.location
+        note = f"{where}: {req.description}" if where else req.description
+        return self._record(
+            t, "reported", t.state, now, actor=actor, note=note, reporter=req.reporter, phone=req.phone
+        )
 
     def follow_up(
         self, ticket_id: str, *, actor: str, contact: str, satisfaction: int, note: str, now: float

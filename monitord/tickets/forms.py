@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from monitord.core.i18n import N_
@@ -87,6 +87,16 @@ class RepairRequest(Strict):
     phone: Annotated[str, AfterValidator(_phone)]
     description: Filled
     actor: Annotated[str, Field(max_length=200)] = ""  # the dispatcher (default: the caller's name)
+    # An active ticket of the trade in the building may be this very incident: the request is then
+    # refused with those tickets, and the dispatcher adds it to one (``to``) or opens anyway (``new``).
+    to: Annotated[str, Field(max_length=100)] = ""
+    new: bool = False
+
+    @model_validator(mode="after")
+    def _to_or_new(self) -> RepairRequest:
+        if self.to and self.new:
+            raise PydanticCustomError("to_or_new", N_("give to (add to that ticket) or new, not both"))
+        return self
 
     @property
     def location(self) -> str:

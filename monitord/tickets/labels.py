@@ -53,6 +53,7 @@ EVENTS = {
     "linked": N_("linked"),
     "breached": N_("breached"),
     "undelivered": N_("undelivered"),
+    "reported": N_("reported by a resident"),
     "followed_up": N_("followed up"),
     "complained": N_("complaint"),
     "complaint_closed": N_("complaint closed"),

@@ -1,4 +1,5 @@
-"""The dispatcher's work lists, from the ticket desk's state: follow-up calls due, complaints.
+"""The dispatcher's work lists, from the ticket desk's state: follow-up calls due, complaints, and
+the active tickets a resident's request may already be.
 
 Part of the ticket stage, beside ``desk``: the API (``daemon.frontdesk``) answers from the
 running daemon's desk and the CLI (``monitord tickets follow-ups``, ``complaints``) from a desk
@@ -7,10 +8,11 @@ restored from the store, with the same rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from monitord.tickets.desk import TicketDesk
+from monitord.tickets.desk import Ticket, TicketDesk
 
 
 def follow_ups_due(desk: TicketDesk, window: float) -> list[dict[str, Any]]:
@@ -45,3 +47,26 @@ def complaints(desk: TicketDesk, open_only: bool) -> list[dict[str, Any]]:
         if not (open_only and c.closed_at is not None)
     ]
     return sorted(rows, key=lambda c: -float(c["at"]))
+
+
+def may_be_the_same(
+    desk: TicketDesk, building: str, location: str, trade: str, building_of: Callable[[Ticket], str]
+) -> list[Ticket]:
+    """Active tickets of ``trade`` that a resident's request at ``location`` in ``building`` may be,
+    oldest first: an alert's in that building (the lift, the pump room the monitoring found, which
+    residents call about), or a request's at that very location (the same resident calling again;
+    another flat's leak is another incident). Compared without case or surrounding space."""
+
+    def same(a: str, b: str) -> bool:
+        return a.strip().casefold() == b.strip().casefold()
+
+    return sorted(
+        (
+            t
+            for t in desk.live.values()
+            if t.active
+            and t.category == trade
+            and (same(t.location, location) if t.source == "request" else same(building_of(t), building))
+        ),
+        key=lambda t: t.opened_at,
+    )

@@ -64,12 +64,24 @@ def _back(ticket: str, done: str = "", error: str = "", lang: str = "") -> Respo
 
 
 def _request_page(
-    request: Request, who: Identity, values: dict[str, str], problems: dict[str, str], lang: str, status: int
+    request: Request,
+    who: Identity,
+    values: dict[str, str],
+    problems: dict[str, str],
+    lang: str,
+    status: int,
+    same: list[dict[str, Any]] | None = None,
 ) -> Response:
+    """The 报修 form; ``same``: the active tickets of its trade in its building the request may be,
+    each offered to add the report to, beside opening a new ticket anyway."""
     context = {
         "who": who,
         "values": values,
         "problems": problems,
+        "same": same or [],
+        "buildings": sorted(
+            {b for a in web_of(request).core.config.assets if (b := str(a.location.get("building", "")))}
+        ),
         "skills": _frontdesk(request).skills(),
         "priorities": ("P1", "P2", "P3", "P4"),
         "now": web_of(request).core.clock.now(),
@@ -94,17 +106,21 @@ async def request_open(
     reporter: Short = "",
     phone: Short = "",
     description: Long = "",
+    to: Short = "",
+    new: Short = "",
     lang: str = "",
 ) -> Response:
     who = require(request, "request")
     values = {"building": building, "floor": floor, "unit": unit, "trade": trade, "priority": priority}
     values |= {"reporter": reporter, "phone": phone, "description": description}
-    status, answer = change(request, who, "/tickets", "request", "", dict(values))
+    status, answer = change(request, who, "/tickets", "request", "", {**values, "to": to, "new": new == "1"})
+    if status == 409 and "tickets" in answer:  # its trade already has a ticket in the building
+        return _request_page(request, who, values, {}, lang, status, answer["tickets"])
     if status != 201:
         said = _said(request, who, lang)
         problems = {k: said(v) for k, v in (answer.get("fields") or {"body": answer["error"]}).items()}
         return _request_page(request, who, values, problems, lang, status)
-    return RedirectResponse(f"/console/tickets/{answer['ticket']}?done=opened", status_code=303)
+    return RedirectResponse(f"/console/tickets/{answer['ticket']}?done={answer['event']}", status_code=303)
 
 
 def _ticket_form(

@@ -25,6 +25,7 @@ DEFAULT_FOLLOW_UP = 86400.0  # tickets.follow_up when no --config says otherwise
 #: What these commands print, in one place (msgids of the catalogs); fields of the API's answers.
 TEXT = {
     "opened": N_("{ticket}: opened — {priority} {category} @ {location}: {summary}"),
+    "reported": N_("{ticket}: the report is on this {state} ticket — {priority} {category}: {summary}"),
     "followed_up": N_(
         "{ticket}: followed up by {actor} with {contact}, satisfaction {satisfaction} — now {state}"
     ),
@@ -58,6 +59,16 @@ def add_parsers(tsub: argparse._SubParsersAction[Any]) -> None:
         o.add_argument(f"--{name}", required=True, help=text)
     o.add_argument("--unit", default="", help="unit or room, e.g. 1203")
     o.add_argument("--priority", default="P3", choices=("P1", "P2", "P3", "P4"), help="(P3)")
+    same = o.add_mutually_exclusive_group()
+    same.add_argument(
+        "--to",
+        default="",
+        metavar="TICKET",
+        help="add the report to this active ticket (when the trade already has one in the building)",
+    )
+    same.add_argument(
+        "--new", action="store_true", help="open a new ticket although the trade has one in the building"
+    )
     _person(o)
     o.set_defaults(fn=open_request)
 
@@ -125,10 +136,11 @@ def _words(
 
 
 def open_request(args: argparse.Namespace) -> int:
-    fields = ("building", "floor", "unit", "trade", "priority", "reporter", "phone", "description")
+    fields = ["building", "floor", "unit", "trade", "priority", "reporter", "phone", "description"]
+    fields += ["to", "new"]  # add it to an active ticket of the trade in the building, or open anyway
     body: dict[str, object] = {k: getattr(args, k) for k in fields}
     ev = api_client(args, locale_of(args, None)).post("/tickets", body)
-    print(_said(args)("opened").format(**_words(args, ev)))
+    print(_said(args)(ev["event"]).format(**_words(args, ev)))
     return 0
 
 
