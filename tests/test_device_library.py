@@ -126,7 +126,7 @@ def test_wire_layout_is_the_vendors() -> None:
     assert float_at(dtsu, 0x2012) == pytest.approx(v["active_power_total"] * 10, rel=1e-6)
     assert float_at(dtsu, 0x202A) == pytest.approx(v["power_factor_total"] * 1000, rel=1e-6)
     assert float_at(dtsu, 0x2044) == pytest.approx(v["frequency"] * 100, rel=1e-6)
-    assert float_at(dtsu, 0x401E) == pytest.approx(v["import_energy_kwh"], rel=1e-6)
+    assert float_at(dtsu, 0x101E) == pytest.approx(v["import_energy_kwh"], rel=1e-6)  # ImpEp, primary side
     # TUF-2000M: REG 0001 is address 0, 32-bit values low word first
     water = WaterMeter("W1")
     water.step(NOON, 3600.0)
