@@ -26,17 +26,24 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from monitord.core.i18n import translator
 from monitord.daemon.frontdesk import FrontDesk
 from monitord.daemon.web import auth, console, desk, deskpages, health, kpis, silences, tickets
 from monitord.daemon.web.auth import Refused, api_locale
 from monitord.daemon.web.context import Web
+from monitord.daemon.web.errors import NOT_AN_OBJECT, NOT_FOUND, said
 from monitord.daemon.web.limits import MAX_CONNECTIONS, SOCKET_TIMEOUT, BodyLimit, IdleClosingH11
 from monitord.daemon.web.pages import locale_of, page
 from monitord.people.notify import Outbox
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
-NOT_AN_OBJECT = "body must be a JSON object"
+# FastAPI's and Starlette's words → ours: a body json.loads could not take (bad UTF-8, nested too
+# deep), and a path no route serves.
+_STARLETTE_WORDS = {
+    (400, "There was an error parsing the body"): NOT_AN_OBJECT,
+    (404, "Not Found"): NOT_FOUND,
+}
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -71,23 +78,22 @@ def build_app(web: Web, outbox: Outbox | None = None) -> FastAPI:
         # The API's refusal in the request's language: ?lang=, Accept-Language, else the site's.
         return JSONResponse({"error": exc.said(api_locale(request))}, status_code=exc.status)
 
+    # 400, 404 and 422 in the request's language, like the refusals: ?lang=, Accept-Language, else the site's.
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         detail = str(exc.detail)
-        # FastAPI's words for a body json.loads could not take (bad UTF-8, nested too deep): ours.
-        if exc.status_code == 400 and detail == "There was an error parsing the body":
-            detail = NOT_AN_OBJECT
-        elif exc.status_code == 404 and detail == "Not Found":
-            detail = "not found"
+        if ours := _STARLETTE_WORDS.get((exc.status_code, detail)):
+            detail = translator(api_locale(request))(ours)
         return JSONResponse({"error": detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
+        locale = api_locale(request)
         # Not a JSON object at all (a list, a string, broken JSON): 400, as before the rewrite.
         if any(e["type"] == "json_invalid" or tuple(e["loc"]) == ("body",) for e in errors):
-            return JSONResponse({"error": NOT_AN_OBJECT}, status_code=400)
-        text = "; ".join(f"{_field(tuple(e['loc']))}: {e['msg']}" for e in errors)
+            return JSONResponse({"error": translator(locale)(NOT_AN_OBJECT)}, status_code=400)
+        text = "; ".join(f"{_field(tuple(e['loc']))}: {said(e, locale)}" for e in errors)
         return JSONResponse(
             {"error": text, "fields": [_field(tuple(e["loc"])) for e in errors]}, status_code=422
         )
