@@ -70,6 +70,7 @@ class Worker:
         client = self.driver.client
         client.manual_ack_set(True)  # acknowledged when the daemon has the chunk (QoS 0: nothing to ack)
         client.on_message = self._on_message
+        client.on_incoming = self._publish  # the common message read straight from the buffer
         client.after_read = self.flush
         driver = self.driver
         connect, disconnect, fail = driver._on_connect, driver._on_disconnect, driver._on_connect_fail
@@ -145,8 +146,7 @@ class Worker:
         client = self.driver.client
         while (frame := read_frame(self.sock)) is not None:
             if isinstance(frame, Ack):
-                for mid, qos in self._waiting.pop(frame.number, ()):
-                    client.ack(mid, qos)
+                client.ack_all(self._waiting.pop(frame.number, []))
 
 
 class ToDaemon(logging.Handler):
