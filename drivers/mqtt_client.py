@@ -66,7 +66,10 @@ class BufferedSocket:
     def fill(self) -> bool:
         """One read of the socket onto what is left in the buffer (a packet's start, or nothing),
         as ``recv`` would read it there; False if nothing came. Then the socket's answer (nothing
-        yet, closed, an error) is kept for paho's next ``recv``, which meets it as from the socket."""
+        yet, closed, an error) is kept for paho's next ``recv``, which meets it as from the socket;
+        till then the socket is not read again (its answer is never passed over)."""
+        if self._answer is not None:
+            return False
         try:
             data = self._sock.recv(READ_SIZE)
         except Exception as err:  # BlockingIOError, TLS's want-read, OSError: paho's to judge
