@@ -317,6 +317,39 @@ def publish_all(pub: Any, messages: list[tuple[str, bytes]], qos: int) -> None:
     pub.loop_stop()
 
 
+def lift_messages(topics: int, gateway: bool) -> tuple[list[str], list[bytes], int]:
+    """Each lift's JSON document on its own topic, or (``gateway``) ``GATEWAY_DEVICES`` lifts per
+    ThingsBoard IoT Gateway message with millisecond stamps: (topics, payloads, points per message)."""
+    from monitord.simulators.models import MODELS
+    from monitord.simulators.mqtt_publisher import document
+
+    elevator = DeviceProfile.model_validate(load_yaml(CONFIG_DIR / "profiles" / "elevator-gbt24476.yaml"))
+    docs = [document(elevator, MODELS["elevator"](f"L{i}").values, time.time()) for i in range(topics)]
+    points = len(elevator.json_fields())
+    if not gateway:
+        return (
+            [f"bench/elevator/L{i}/status" for i in range(topics)],
+            [json.dumps(d).encode() for d in docs],
+            points,
+        )
+    for d in docs:
+        d["ts"] = int(time.time() * 1000)
+    payloads = [
+        json.dumps({f"Lift-{j}": [docs[j]] for j in range(i, i + GATEWAY_DEVICES)}).encode()
+        for i in range(0, topics, GATEWAY_DEVICES)
+    ]
+    return ["v1/gateway/telemetry"] * len(payloads), payloads, points * GATEWAY_DEVICES
+
+
+def lift_assets(topics: int, gateway: bool) -> str:
+    """``topics`` elevators as site.yaml's assets: on their own topics, or behind the gateway."""
+    conn = "{{mqtt: {{gateway: thingsboard, device: Lift-{i}}}}}" if gateway else "{{mqtt: {{}}}}"
+    return "".join(
+        f"  - {{id: L{i}, type: elevator, profile: elevator-gbt24476, connection: {conn.format(i=i)}}}\n"
+        for i in range(topics)
+    )
+
+
 def mqtt(messages: int, topics: int, qos: int, gateway: bool = False, worker: bool = True) -> None:
     import paho.mqtt.client as paho
 
@@ -329,33 +362,12 @@ def mqtt(messages: int, topics: int, qos: int, gateway: bool = False, worker: bo
         broker = Mosquitto(binary, folder, "max_queued_messages 0\nmax_queued_bytes 0\n")
         broker.start()
         metrics = free_port()
-        conn = "{{mqtt: {{gateway: thingsboard, device: Lift-{i}}}}}" if gateway else "{{mqtt: {{}}}}"
-        assets = "".join(
-            f"  - {{id: L{i}, type: elevator, profile: elevator-gbt24476, connection: {conn.format(i=i)}}}\n"
-            for i in range(topics)
-        )
+        assets = lift_assets(topics, gateway)
         url = f"mqtt://127.0.0.1:{broker.port}"
         how = "true" if worker else "false"
         mqtt_yaml = f"mqtt: {{url: '{url}', client_id: bench, qos: {qos}, worker: {how}}}\n"
         site = site_yaml(folder, assets, metrics, mqtt_yaml)
-        elevator = DeviceProfile.model_validate(load_yaml(CONFIG_DIR / "profiles" / "elevator-gbt24476.yaml"))
-        from monitord.simulators.models import MODELS
-        from monitord.simulators.mqtt_publisher import document
-
-        docs = [document(elevator, MODELS["elevator"](f"L{i}").values, time.time()) for i in range(topics)]
-        points = len(elevator.json_fields())
-        if gateway:  # ThingsBoard IoT Gateway: GATEWAY_DEVICES lifts per message, millisecond stamps
-            for d in docs:
-                d["ts"] = int(time.time() * 1000)
-            payloads = [
-                json.dumps({f"Lift-{j}": [docs[j]] for j in range(i, i + GATEWAY_DEVICES)}).encode()
-                for i in range(0, topics, GATEWAY_DEVICES)
-            ]
-            points *= GATEWAY_DEVICES
-            topic_of = ["v1/gateway/telemetry"] * len(payloads)
-        else:
-            payloads = [json.dumps(d).encode() for d in docs]
-            topic_of = [f"bench/elevator/L{i}/status" for i in range(topics)]
+        topic_of, payloads, points = lift_messages(topics, gateway)
         daemon = subprocess.Popen([*MONITORD, "run", str(site)], stdout=subprocess.DEVNULL)
         bare = subprocess.Popen(
             [

@@ -494,7 +494,9 @@ class _Run:
 
     def _flush(self) -> None:
         if self.flat:
-            values = np.array(self.flat, dtype=np.float64).reshape(-1, self.width)
+            # fromiter: each number made a float as np.array would, without its walk of the list for
+            # a shape first (8 → 3.4 µs per gateway message of 170 numbers, timeit)
+            values = np.fromiter(self.flat, np.float64, len(self.flat)).reshape(-1, self.width)
             self.values.append(values)
             self.quality.append(np.zeros(values.shape, dtype=np.int8))  # Quality.GOOD is 0
             self.flat = []

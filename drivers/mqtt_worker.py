@@ -70,6 +70,7 @@ class Worker:
         client = self.driver.client
         client.manual_ack_set(True)  # acknowledged when the daemon has the chunk (QoS 0: nothing to ack)
         client.on_message = self._on_message
+        client.on_incoming = self._publish  # the common message read straight from the buffer
         client.after_read = self.flush
         driver = self.driver
         connect, disconnect, fail = driver._on_connect, driver._on_disconnect, driver._on_connect_fail
@@ -96,9 +97,12 @@ class Worker:
         )
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
-        self.batcher.add(self.driver.clock.now(), msg.topic, bytes(msg.payload))
-        if msg.qos:
-            self._unacked.append((msg.mid, msg.qos))
+        self._publish(msg.topic, bytes(msg.payload), msg.qos, msg.mid)
+
+    def _publish(self, topic: str, payload: bytes, qos: int, mid: int) -> None:
+        self.batcher.add(self.driver.clock.now(), topic, payload)
+        if qos:
+            self._unacked.append((mid, qos))
 
     def flush(self) -> None:
         """Send what was read (paho's thread, after each read): one chunk, numbered if QoS 1 waits."""
@@ -131,13 +135,18 @@ class Worker:
         client.connect_async(self.driver.host, self.driver.port, keepalive=30)
         client.loop_start()
         try:
-            while (frame := read_frame(self.sock)) is not None:
-                if isinstance(frame, Ack):
-                    for mid, qos in self._waiting.pop(frame.number, ()):
-                        client.ack(mid, qos)
+            self.take_acks()
         finally:
             self._gone = True
             self.driver.close()
+
+    def take_acks(self) -> None:
+        """Acknowledge each chunk's QoS 1 messages to the broker as the daemon answers for it, until
+        the daemon closes its end (the main thread; paho's thread reads and hands over)."""
+        client = self.driver.client
+        while (frame := read_frame(self.sock)) is not None:
+            if isinstance(frame, Ack):
+                client.ack_all(self._waiting.pop(frame.number, []))
 
 
 class ToDaemon(logging.Handler):
