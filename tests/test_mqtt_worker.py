@@ -120,7 +120,8 @@ def test_the_workers_hand_over_drains_to_what_the_in_process_drain_gives(
         theirs, their_counts = drained(False)
     assert ours == theirs
     assert counts == their_counts
-    assert said == [r.getMessage() for r in caplog.records] and len(said) == 6
+    assert said == [r.getMessage() for r in caplog.records] and len(said) == 7
+    assert counts["monitord_mqtt_missing_fields_total[('asset', 'E1')]"] == 1  # a message without floor
     assert counts["monitord_mqtt_sequence_gaps_total[('asset', 'L7')]"] == 1  # 2 → 4
     assert counts["monitord_clock_skew_total[('asset', 'L8')]"] == 1
     decode_error = int(Quality.DECODE_ERROR)
