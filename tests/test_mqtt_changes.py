@@ -23,7 +23,7 @@ from monitord.ingest.state import AssetSlot, TypeTable
 from monitord.simulators.models import MODELS
 from monitord.simulators.mqtt_publisher import SimulatedMqttDevice
 from tests.support import WebhookReceiver, demo_site, eventually, good, run, running, with_people
-from tests.support.configs import problems, write
+from tests.support.configs import check, problems, write
 
 TOPIC = "site/lift/E1/status"
 POINTS = ("floor", "door", "speed")
@@ -197,3 +197,19 @@ def test_a_lift_reporting_changes_pages_a_trapped_passenger_it_reported_once(
         run(scenario(), timeout=180)
     assert not [r for r in caplog.records if "malformed" in r.getMessage()], "a partial message is no error"
     assert len(webhooks.to("elevator-tech")) == 1
+
+
+def test_check_warns_of_a_device_reporting_changes_that_nothing_says_is_online(tmp_path: Path) -> None:
+    text = SITE.format(profiles=CONFIG_DIR / "profiles", publishes="changes") + (
+        "  - id: E2\n    type: elevator\n    profile: elevator-gbt24476\n"
+        "    connection: {mqtt: {gateway: thingsboard, publishes: changes}}\n"
+        "  - id: E3\n    type: elevator\n    profile: elevator-gbt24476\n"
+        "    connection: {mqtt: {status_topic: 'homie/{asset}/$state', publishes: changes}}\n"
+    )
+    out = check(write(tmp_path, text))
+    assert out.returncode == 0, out.stderr
+    warned = [line for line in out.stdout.splitlines() if line.startswith("warning:")]
+    assert warned == [
+        "warning: E1 reports only changes and has no status topic: unless a field changes at least every"
+        " 6 s (a heartbeat counter), it is judged offline between changes"  # 3 polls of the default 2 s
+    ], out.stdout

@@ -9,6 +9,7 @@ from typing import Any
 
 from monitord.config.across_sites import clashes
 from monitord.config.fleet import Member
+from monitord.config.mqtt import publishes_changes, status_topic
 from monitord.config.shards import ShardPlan
 from monitord.config.site import (
     CONFIG_DIR,
@@ -149,6 +150,16 @@ def _check_one(args: argparse.Namespace, path: str, config: SiteConfig) -> None:
                     " will come late (lengthen poll:, raise the baud rate, or split the line)"
                 ).format(line=b.line.name, share=b.utilisation)
             )
+    for a in config.assets:  # a device that reports changes needs a way to be heard between them
+        conn = a.connection.mqtt
+        if conn is None or not publishes_changes(config, a) or conn.gateway or status_topic(config, a):
+            continue
+        print(
+            _(
+                "warning: {asset} reports only changes and has no status topic: unless a field changes at"
+                " least every {seconds:g} s (a heartbeat counter), it is judged offline between changes"
+            ).format(asset=a.id, seconds=config.engine.offline_after_polls * config.poll_of(a))
+        )
     for assets in modbus_lines(config).values():
         if (line := modbus_of(assets[0]).line).pipeline > 1:
             print(
