@@ -145,6 +145,10 @@ class FrontDesk:
         """An alert ticket's building: its asset's (config ``location.building``)."""
         return self._buildings.get(t.asset, "")
 
+    def buildings(self) -> list[str]:
+        """The site's buildings, as its assets name them: what the request form suggests."""
+        return sorted({b for b in self._buildings.values() if b})
+
     def follow_up(self, ticket: str, form: FollowUpForm, actor: str) -> TicketEvent:
         return self._do(self.core.desk.follow_up, form.actor or actor, ticket, **_fields(form))
 

@@ -72,16 +72,14 @@ def _request_page(
     status: int,
     same: list[dict[str, Any]] | None = None,
 ) -> Response:
-    """The 报修 form; ``same``: the active tickets of its trade in its building the request may be,
-    each offered to add the report to, beside opening a new ticket anyway."""
+    """The 报修 form; ``same``: the active tickets the request may be (``may_be_the_same``), each
+    offered to add the report to, beside opening a new ticket anyway."""
     context = {
         "who": who,
         "values": values,
         "problems": problems,
         "same": same or [],
-        "buildings": sorted(
-            {b for a in web_of(request).core.config.assets if (b := str(a.location.get("building", "")))}
-        ),
+        "buildings": _frontdesk(request).buildings(),
         "skills": _frontdesk(request).skills(),
         "priorities": ("P1", "P2", "P3", "P4"),
         "now": web_of(request).core.clock.now(),
@@ -114,7 +112,7 @@ async def request_open(
     values = {"building": building, "floor": floor, "unit": unit, "trade": trade, "priority": priority}
     values |= {"reporter": reporter, "phone": phone, "description": description}
     status, answer = change(request, who, "/tickets", "request", "", {**values, "to": to, "new": new == "1"})
-    if status == 409 and "tickets" in answer:  # its trade already has a ticket in the building
+    if status == 409 and "tickets" in answer:  # an active ticket may be this very incident
         return _request_page(request, who, values, {}, lang, status, answer["tickets"])
     if status != 201:
         said = _said(request, who, lang)
