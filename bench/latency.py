@@ -139,7 +139,7 @@ def percentile(values: list[float], q: int) -> float:
 
 LIFT_SAMPLES = 'monitord_bus_samples_total{asset_type="elevator",quality="good"}'
 LOAD_PUBLISHER = r"""
-import json, sys, time
+import json, os, sys, time
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 port, topic, payload, rate = json.loads(sys.argv[1])
@@ -157,6 +157,7 @@ try:
             time.sleep(ahead)
 except KeyboardInterrupt:
     print(sent / (time.monotonic() - began), flush=True)
+    os._exit(0)  # not waiting on paho's thread, which the interrupt may have left holding a lock
 """
 
 
@@ -209,7 +210,12 @@ async def main(n: int, load: int, worker: bool = True) -> None:
                 finally:
                     if publisher is not None:
                         publisher.send_signal(signal.SIGINT)
-                        sent_rate = float(publisher.communicate(timeout=10)[0] or "nan")
+                        try:
+                            said = publisher.communicate(timeout=10)[0]
+                        except subprocess.TimeoutExpired:  # the trials' figures are not lost for it
+                            publisher.kill()
+                            said = publisher.communicate()[0]
+                        sent_rate = float(said or "nan")
                 taken = ((metric(metrics, LIFT_SAMPLES) or 0.0) - taken0) / (time.monotonic() - began)
                 lift_points = len(config.profile(config.asset("A-E1").profile).json_fields())
         finally:
