@@ -69,6 +69,9 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/daemon.py
 	PYTHONPATH=. $(BIN)/python bench/daemon.py --only modbus --pipeline 8 --devices 2400 --ports 48
 	PYTHONPATH=. $(BIN)/python bench/daemon.py --only mqtt --qos 1
+	# sustained gateway floods (40,000 messages, 5-13 s): the short runs above weigh the first seconds
+	PYTHONPATH=. $(BIN)/python bench/daemon.py --only mqtt --no-single --messages 400000
+	PYTHONPATH=. $(BIN)/python bench/daemon.py --only mqtt --no-single --messages 400000 --qos 1
 	PYTHONPATH=. $(BIN)/python bench/mqtt_client.py
 	$(BIN)/python bench/mqtt_drain.py
 	$(BIN)/python bench/mqtt_drain.py --gateway
