@@ -28,6 +28,7 @@ from monitord.drivers.mqtt import MqttDriver
 from monitord.drivers.mqtt_routes import Router, TopicRoute, field_path, gateway_block, gateway_fast, loads
 from monitord.drivers.mqtt_wire import Batcher, Chunk, chunk_frame, decode_frame
 from monitord.ingest.bus import SampleBus
+from tests.support.counters import driver_counts
 
 FIELDS = ("speed", "floor", "load")
 TOPIC = "v1/gateway/telemetry"
@@ -289,14 +290,7 @@ def drained(messages: list[Message], via_worker: bool) -> tuple[list[tuple[objec
         (b.ts, b.asset, b.points, b.values.tobytes(), b.quality.tolist())
         for b in sorted(got, key=lambda b: b.asset)  # per asset in order (a stable sort)
     ]
-    counted = {
-        s.name + str(sorted(s.labels.items())): s.value
-        for family in metrics.registry.collect()
-        if family.name.startswith(("monitord_mqtt", "monitord_clock", "monitord_driver"))
-        for s in family.samples
-        if not s.name.endswith("_created") and not np.isnan(s.value)
-    }
-    return batches, counted
+    return batches, driver_counts(metrics)
 
 
 SINGLE = "site/lift/E1/status"  # a lift of the same point list on its own topic: rows of the same run

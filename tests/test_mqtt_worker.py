@@ -38,6 +38,7 @@ from monitord.drivers.mqtt_wire import Batcher, Chunk, chunk_frame, decode_frame
 from monitord.ingest.bus import SampleBus
 from monitord.ingest.state import AssetSlot, StateTable
 from tests.support import eventually, run, site_yaml
+from tests.support.counters import driver_counts
 from tests.support.net import child_pids
 
 FIELDS = ("speed", "floor")
@@ -100,14 +101,7 @@ def drained(via_worker: bool) -> tuple[list[tuple[object, ...]], dict[str, float
         (b.ts, b.asset, b.points, [None if np.isnan(v) else v for v in b.values.tolist()], b.quality.tolist())
         for b in sorted(got, key=lambda b: b.asset)  # per asset in order (a stable sort)
     ]
-    counted = {
-        s.name + str(sorted(s.labels.items())): s.value
-        for family in metrics.registry.collect()
-        if family.name.startswith(("monitord_mqtt", "monitord_clock", "monitord_driver"))
-        for s in family.samples
-        if not s.name.endswith("_created") and not np.isnan(s.value)  # a gauge never set
-    }
-    return batches, counted
+    return batches, driver_counts(metrics)
 
 
 def test_the_workers_hand_over_drains_to_what_the_in_process_drain_gives(

@@ -3,9 +3,11 @@ real InfluxStore writer, shared with another site; what it reads is what SQLite 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -211,18 +213,29 @@ def test_replay_from_a_store_that_does_not_answer_says_so(tmp_path: Path) -> Non
     assert not (tmp_path / "north" / "spool").exists()
 
 
+@contextlib.contextmanager
+def row_limited(tmp_path: Path, rows: int) -> Iterator[tuple[InfluxServer, V2WriteProxy]]:
+    """A real InfluxDB that answers a query with at most ``rows`` rows (``partial`` past that)."""
+    folder = tmp_path / "influxdb"
+    folder.mkdir()
+    server = InfluxServer(folder, http=f"  max-row-limit = {rows}")
+    server.start()
+    try:
+        server.query("CREATE DATABASE monitord")
+        proxy = V2WriteProxy(server.url)
+        try:
+            yield server, proxy
+        finally:
+            proxy.close()
+    finally:
+        server.kill()
+
+
 def test_a_window_the_server_answers_only_in_part_is_asked_again_in_halves(tmp_path: Path) -> None:
     """A real InfluxDB with ``max-row-limit = 40`` answers a 5-minute window of two pumps (600 rows)
     with 40 and ``partial``: the reader halves the window until each part fits, and every row comes
     back, once, in time order, with its values."""
-    folder = tmp_path / "influxdb"
-    folder.mkdir()
-    server = InfluxServer(folder, http="  max-row-limit = 40")
-    server.start()
-    proxy = None
-    try:
-        server.query("CREATE DATABASE monitord")
-        proxy = V2WriteProxy(server.url)
+    with row_limited(tmp_path, 40) as (server, proxy):
         config = load_config(site_yaml(tmp_path / "north", "north-tower", "N", proxy.url))
         written = list(record(config, START, 600, 1.0, Scenario(scenario="quiet", timeline=[])))
         assert len(written) == 1200
@@ -233,10 +246,6 @@ def test_a_window_the_server_answers_only_in_part_is_asked_again_in_halves(tmp_p
             back = list(reader.samples())
         finally:
             reader.close()
-    finally:
-        if proxy is not None:
-            proxy.close()
-        server.kill()
     assert [(b.ts, b.asset) for b in back] == sorted((b.ts, b.asset) for b in written)
     by_key = {(b.ts, b.asset): b for b in written}
     for b in back:
@@ -248,23 +257,12 @@ def test_a_window_the_server_answers_only_in_part_is_asked_again_in_halves(tmp_p
 
 
 def test_more_rows_in_one_microsecond_than_the_server_answers_is_an_error_not_a_gap(tmp_path: Path) -> None:
-    folder = tmp_path / "influxdb"
-    folder.mkdir()
-    server = InfluxServer(folder, http="  max-row-limit = 1")
-    server.start()
-    proxy = None
-    try:
-        server.query("CREATE DATABASE monitord")
-        proxy = V2WriteProxy(server.url)
+    with row_limited(tmp_path, 1) as (_server, proxy):
         config = load_config(site_yaml(tmp_path / "north", "north-tower", "N", proxy.url))
         points = tuple(config.profile("pump-set").points)
         good = np.zeros(len(points), dtype=np.int8)
         values = np.ones(len(points))
         store_samples(config, [SampleBatch(START, a, points, values, good) for a in ("P1", "P2")])
         out = monitord("replay", "--config", str(config.source), "--from-store")
-    finally:
-        if proxy is not None:
-            proxy.close()
-        server.kill()
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     assert "max-row-limit" in out.stderr and "raise that limit" in out.stderr, out.stderr
