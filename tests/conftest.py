@@ -16,6 +16,7 @@ import pytest
 from tests.support import InfluxServer, Timeline, V2WriteProxy, WebhookReceiver
 from tests.support.alertmanager import Alertmanager, alertmanager_binary
 from tests.support.browser import Browser, chromium
+from tests.support.influx import influx_with_proxy
 from tests.support.mosquitto import Mosquitto, mosquitto_binary
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -72,17 +73,8 @@ def influxdb(tmp_path: Path) -> Iterator[tuple[InfluxServer, V2WriteProxy]]:
         if os.environ.get("CI"):
             pytest.fail("influxd is not installed; `make test` installs Debian's influxdb as root")
         pytest.skip("influxd is not installed (Debian package 'influxdb')")
-    folder = tmp_path / "influxdb"
-    folder.mkdir()
-    server = InfluxServer(folder)
-    server.start()
-    server.query("CREATE DATABASE monitord")
-    proxy = V2WriteProxy(server.url)
-    try:
-        yield server, proxy
-    finally:
-        proxy.close()
-        server.kill()
+    with influx_with_proxy(tmp_path) as pair:
+        yield pair
 
 
 @pytest.fixture

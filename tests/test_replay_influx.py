@@ -3,11 +3,9 @@ real InfluxStore writer, shared with another site; what it reads is what SQLite 
 
 from __future__ import annotations
 
-import contextlib
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from monitord.simulators.scenario import Scenario, Step
 from monitord.store.open import open_store
 from monitord.store.samples_csv import write_csv
 from monitord.store.sqlite import SqliteStore
-from tests.support.influx import InfluxServer, V2WriteProxy
+from tests.support.influx import InfluxServer, V2WriteProxy, influx_with_proxy
 from tests.support.net import free_port
 
 START = 1_795_000_000.0
@@ -213,29 +211,11 @@ def test_replay_from_a_store_that_does_not_answer_says_so(tmp_path: Path) -> Non
     assert not (tmp_path / "north" / "spool").exists()
 
 
-@contextlib.contextmanager
-def row_limited(tmp_path: Path, rows: int) -> Iterator[tuple[InfluxServer, V2WriteProxy]]:
-    """A real InfluxDB that answers a query with at most ``rows`` rows (``partial`` past that)."""
-    folder = tmp_path / "influxdb"
-    folder.mkdir()
-    server = InfluxServer(folder, http=f"  max-row-limit = {rows}")
-    server.start()
-    try:
-        server.query("CREATE DATABASE monitord")
-        proxy = V2WriteProxy(server.url)
-        try:
-            yield server, proxy
-        finally:
-            proxy.close()
-    finally:
-        server.kill()
-
-
 def test_a_window_the_server_answers_only_in_part_is_asked_again_in_halves(tmp_path: Path) -> None:
     """A real InfluxDB with ``max-row-limit = 40`` answers a 5-minute window of two pumps (600 rows)
     with 40 and ``partial``: the reader halves the window until each part fits, and every row comes
     back, once, in time order, with its values."""
-    with row_limited(tmp_path, 40) as (server, proxy):
+    with influx_with_proxy(tmp_path, "  max-row-limit = 40") as (server, proxy):
         config = load_config(site_yaml(tmp_path / "north", "north-tower", "N", proxy.url))
         written = list(record(config, START, 600, 1.0, Scenario(scenario="quiet", timeline=[])))
         assert len(written) == 1200
@@ -257,7 +237,7 @@ def test_a_window_the_server_answers_only_in_part_is_asked_again_in_halves(tmp_p
 
 
 def test_more_rows_in_one_microsecond_than_the_server_answers_is_an_error_not_a_gap(tmp_path: Path) -> None:
-    with row_limited(tmp_path, 1) as (_server, proxy):
+    with influx_with_proxy(tmp_path, "  max-row-limit = 1") as (_server, proxy):
         config = load_config(site_yaml(tmp_path / "north", "north-tower", "N", proxy.url))
         points = tuple(config.profile("pump-set").points)
         good = np.zeros(len(points), dtype=np.int8)

@@ -9,6 +9,7 @@ code path runs against a real storage engine.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import shutil
@@ -18,6 +19,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +150,22 @@ class V2WriteProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextlib.contextmanager
+def influx_with_proxy(tmp_path: Path, http: str = "") -> Iterator[tuple[InfluxServer, V2WriteProxy]]:
+    """A real InfluxDB in ``tmp_path/influxdb`` with database ``monitord``, behind the v2-write
+    proxy; ``http``: more lines of its [http] section (``max-row-limit = 40``)."""
+    folder = tmp_path / "influxdb"
+    folder.mkdir()
+    server = InfluxServer(folder, http)
+    server.start()
+    try:
+        server.query("CREATE DATABASE monitord")
+        proxy = V2WriteProxy(server.url)
+        try:
+            yield server, proxy
+        finally:
+            proxy.close()
+    finally:
+        server.kill()
