@@ -488,7 +488,7 @@ class MqttDriver:
         for i in left_out:
             self._warn_once(
                 "missing",
-                f"{route.asset} {'.'.join(map(str, route.fields[i]))}",
+                f"{route.asset} {route.field_names[i]}",  # the path joined once per route, not per message
                 "mqtt: %s: a message leaves out this field, which the profile maps to point %s (a "
                 "field path that does not fit, or a device that reports only changes: publishes: "
                 "changes); the point keeps its last value; further ones counted in "

@@ -73,6 +73,11 @@ class TopicRoute:
         return _by_parent(self.fields), _one_object(self.fields)
 
     @functools.cached_property
+    def field_names(self) -> tuple[str, ...]:
+        """Each field path as the profile writes it (``values.floor``), for what is logged."""
+        return tuple(".".join(map(str, path)) for path in self.fields)
+
+    @functools.cached_property
     def stamp_getters(
         self,
     ) -> tuple[Callable[[dict[str, Any]], Any] | None, Callable[[dict[str, Any]], Any] | None]:
