@@ -248,7 +248,11 @@ class TicketsConfig(Strict):
 
 
 class EngineConfig(Strict):
-    min_interval: Duration = 0.1
+    min_interval: Duration = Field(
+        0.03,
+        description="data arriving is evaluated no sooner than this after the last evaluation (nor "
+        "sooner than nine times what that one cost)",
+    )
     max_interval: Duration = 1.0
     offline_after_polls: Annotated[int, in_range(1, 100)] = 3
 

@@ -14,7 +14,8 @@ must not) come out in which interval::
 Times are seconds from the timeline's start. Pushes are scheduled; ``run_until`` (which every
 expectation calls) moves the MANUAL clock forward, hands each batch to the core's sample bus when
 its time comes, and evaluates when the daemon's loop would: as soon as data arrived, but no sooner
-than ``engine.min_interval`` after the last evaluation; the moment a ``for`` / ``clear_for`` timer
+than ``engine.min_interval`` after the last evaluation (the daemon also waits nine times what that
+evaluation cost, which on manual time is nothing); the moment a ``for`` / ``clear_for`` timer
 runs out; and at least every ``min_interval + max_interval``. Each evaluation is one ``Pipeline.tick``, the
 same round the daemon's loop runs: rules, alerts, tickets, then the clock steps (SLA clocks,
 follow-up close). ``expect_nothing`` is a negative check over manual time: it evaluates through the
