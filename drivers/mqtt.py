@@ -473,8 +473,10 @@ class MqttDriver:
             said = quality != ABSENT
             if not route.changes:
                 self._missing(route, said)
-            if not said.any():
-                return
+                if not said.any():
+                    return
+            # A device that reports changes and carries no field (a keep-alive: its time, its seq)
+            # makes a batch of no point: heard from, nothing changed (the state table's contact).
             points = self._carried(route, said)
             values, quality = values[said], quality[said]
         stamp = ts if sent_ts is None else self._bounded(route.asset, sent_ts, ts)

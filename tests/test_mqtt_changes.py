@@ -19,9 +19,10 @@ from monitord.core.model import Quality, SampleBatch
 from monitord.drivers.mqtt import MqttDriver
 from monitord.drivers.mqtt_routes import ABSENT, TopicRoute, parse_payload
 from monitord.ingest.bus import SampleBus
-from monitord.ingest.state import AssetSlot, TypeTable
+from monitord.ingest.state import AssetSlot, StateTable, TypeTable
 from monitord.simulators.models import MODELS
 from monitord.simulators.mqtt_publisher import SimulatedMqttDevice
+from monitord.store.sqlite import SqliteStore
 from tests.support import WebhookReceiver, demo_site, eventually, good, run, running, with_people
 from tests.support.configs import check, problems, write
 
@@ -72,8 +73,9 @@ def test_the_driver_batches_what_a_message_carries_and_a_keep_alive_is_no_error(
         b'{"ts": 1700000004}',  # a keep-alive: nothing changed
     ]
     got, metrics = _drained(CHANGES, bodies)
-    assert [b.points for b in got] == [POINTS, ("door",), ("door",), ("floor", "speed")]
+    assert [b.points for b in got] == [POINTS, ("door",), ("door",), ("floor", "speed"), ()]
     assert got[1].points is got[2].points, "one tuple per combination: sinks cache their columns by it"
+    assert (got[4].ts, len(got[4].values), len(got[4].quality)) == (T0 + 4, 0, 0), "the keep-alive: contact"
     assert [b.values.tolist() for b in got[1:3]] == [[1.0], [0.0]]
     assert got[3].quality.tolist() == [Quality.GOOD, Quality.DECODE_ERROR]  # "fast" is no reading
     assert malformed(metrics) == 0
@@ -115,6 +117,28 @@ def test_a_held_value_stays_valid_while_its_device_is_online_and_not_once_it_is_
     assert table.valid(T0 + 60.0)[1].all()
     table.said[1] = -1  # says it is offline: only what it sent within the stale limit stands
     assert table.valid(T0 + 10.5)[1].tolist() == [True, False, False]
+
+
+def test_a_keep_alive_keeps_a_device_that_reports_changes_online_and_is_not_stored(tmp_path: Path) -> None:
+    """A keep-alive carries no mapped field: nothing changed, but the device was heard, so it is not
+    offline and what it said before still holds; the store has nothing to keep of it."""
+    first = b'{"ts": 1700000000, "values": {"floor": 3, "door": 0, "speed": 0.0}}'
+    keep_alives = [b'{"ts": %d}' % (T0 + t) for t in range(2, 20, 2)]  # every 2 s, nothing changed
+    got, _metrics = _drained(CHANGES, [first, *keep_alives])
+    state = StateTable([AssetSlot("E1", "elevator", POINTS, 3.0, held=True)], started=T0)
+    table = state.tables["elevator"]
+    for batch in got:  # each at its own time, as the daemon's clock would have it
+        state.apply_many([batch])
+        assert not table.offline(batch.ts + 2.9)[0], batch.ts
+    assert table.valid(T0 + 20.0)[0].tolist() == [True, True, True], "18 s on, the door is still closed"
+    assert table.offline(T0 + 21.5)[0] and not table.valid(T0 + 21.5)[0].any(), "then silent: offline"
+    store = SqliteStore(tmp_path / "s.db", flush_interval=0.05)
+    try:
+        store.write_samples(got)
+        store.flush()
+        assert store.count_batches() == 1, "only the message that carried values is data"
+    finally:
+        store.close()
 
 
 def test_the_simulator_reports_everything_first_and_then_what_changed() -> None:
@@ -210,6 +234,6 @@ def test_check_warns_of_a_device_reporting_changes_that_nothing_says_is_online(t
     assert out.returncode == 0, out.stderr
     warned = [line for line in out.stdout.splitlines() if line.startswith("warning:")]
     assert warned == [
-        "warning: E1 reports only changes and has no status topic: unless a field changes at least every"
-        " 6 s (a heartbeat counter), it is judged offline between changes"  # 3 polls of the default 2 s
+        "warning: E1 reports only changes and has no status topic: unless it sends a message at least every"
+        " 6 s (a changed field or a keep-alive), it is judged offline between changes"  # 3 polls of 2 s
     ], out.stdout

@@ -141,9 +141,11 @@ class QueuedWriter(ABC):
             # Rows of one matrix (a gateway's flood): times checked in C, points counted per block.
             self._queue_samples(batches, len(batches) * len(batches.points))
             return
-        good = [b for b in batches if math.isfinite(b.ts)]
-        if len(good) < len(batches):  # a frame has one time per row: a NaN would poison the whole round
-            bad = [b for b in batches if not math.isfinite(b.ts)]
+        # A batch of no point (a keep-alive of a device that reports changes) is contact, not data.
+        kept = [b for b in batches if b.points]
+        good = [b for b in kept if math.isfinite(b.ts)]
+        if len(good) < len(kept):  # a frame has one time per row: a NaN would poison the whole round
+            bad = [b for b in kept if not math.isfinite(b.ts)]
             self.losses.count("bad_time", sum(len(b) for b in bad), f"a sample of {bad[0].asset} has no time")
         self._queue_samples(good, sum(len(b) for b in good))
 

@@ -156,8 +156,9 @@ def _check_one(args: argparse.Namespace, path: str, config: SiteConfig) -> None:
             continue
         print(
             _(
-                "warning: {asset} reports only changes and has no status topic: unless a field changes at"
-                " least every {seconds:g} s (a heartbeat counter), it is judged offline between changes"
+                "warning: {asset} reports only changes and has no status topic: unless it sends a message"
+                " at least every {seconds:g} s (a changed field or a keep-alive), it is judged offline"
+                " between changes"
             ).format(asset=a.id, seconds=config.engine.offline_after_polls * config.poll_of(a))
         )
     for assets in modbus_lines(config).values():
