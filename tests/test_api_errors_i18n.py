@@ -17,9 +17,10 @@ from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, ValidationError, field_validator
 
+from monitord.core.fieldwords import FIELD_TYPES, MESSAGES, said
 from monitord.core.i18n import LOCALES, catalog_path
 from monitord.core.units import Duration
-from monitord.daemon.web.errors import FIELD_TYPES, MESSAGES, NOT_AN_OBJECT, NOT_FOUND, said
+from monitord.daemon.web.errors import NOT_AN_OBJECT, NOT_FOUND
 from monitord.daemon.web.tickets import ACTION_PATTERN
 from tests.support import TOKEN, demo_site, run, running, with_people
 from tests.support.webhooks import WebhookReceiver
@@ -203,6 +204,33 @@ def test_the_api_says_what_is_wrong_with_a_request_in_its_language(
             # no such route: 404
             assert await answer("GET", "/no/such/thing", headers=ZH) == (404, {"error": "未找到"})
             assert await answer("GET", "/no/such/thing", headers=EN) == (404, {"error": "not found"})
+
+            # the desk's and the tickets' own refusals: an unknown ticket, a trade the roster has not
+            for path, body in (
+                ("/tickets/WO-NOPE/ack", b"{}"),
+                ("/tickets/WO-NOPE/follow-up", b'{"satisfaction": 5}'),
+            ):
+                assert await answer("POST", path, body, ZH) == (404, {"error": "没有工单 WO-NOPE"}), path
+                assert await answer("POST", path, body, EN) == (404, {"error": "no ticket WO-NOPE"}), path
+            carpentry = json.dumps(
+                {
+                    "building": "A",
+                    "floor": "1F",
+                    "trade": "carpentry",
+                    "reporter": "Li Na",
+                    "phone": "13812345678",
+                    "description": "x",
+                }
+            ).encode()
+            for headers, text in (
+                (ZH, "'carpentry' 不在值班表的技能中，可选："),
+                (EN, "'carpentry' is no skill of the roster: one of "),
+            ):
+                status, said_ = await answer("POST", "/tickets", carpentry, headers)
+                assert status == 400 and said_.get("fields", {}).get("trade", "").startswith(text), said_
+                assert said_["error"] == f"trade: {said_['fields']['trade']}" and "english" not in said_, (
+                    said_
+                )
 
             # the language: ?lang= wins over Accept-Language, whose first known tag wins over the site's
             missing = b'{"matcher": {}, "expires_in": "1h"}'

@@ -97,10 +97,11 @@ def test_forms_say_what_is_wrong_and_phones_are_masked() -> None:
     ) as refused:
         request(reporter="  ", priority="P9")
     # each field's problem on its own too: the console shows it under the field
-    assert refused.value.fields == {
+    assert refused.value.fields("en") == {
         "priority": "Input should be 'P1', 'P2', 'P3' or 'P4'",
         "reporter": "must not be blank",
     }
+    assert refused.value.fields("zh_CN")["priority"] == "须为 'P1', 'P2', 'P3' 或 'P4'"
     with pytest.raises(FormError, match=r"^satisfaction: must be 1\.\.5, got 6"):
         form_of(FollowUpForm, {"satisfaction": 6})
     with pytest.raises(FormError, match=r"^colour: Extra inputs are not permitted"):
@@ -113,7 +114,7 @@ def test_a_request_goes_through_the_lifecycle_and_follow_up_closes_it(tmp_path: 
     tl = Timeline(SITE, tmp_path)
     desk = FrontDesk(tl.core)
     with pytest.raises(
-        FormError, match=r"^trade 'carpentry' is no skill of the roster: one of electrical, plumbing"
+        FormError, match=r"^trade: 'carpentry' is no skill of the roster: one of electrical, plumbing"
     ):
         desk.open_request(request(trade="carpentry"), "duty")
     tl.run_until(10)
@@ -258,6 +259,16 @@ def test_a_request_about_what_a_ticket_already_is_goes_on_that_ticket(tmp_path: 
     assert len(tickets) == 1, "nothing opened"
     status, answer = desk.post("/tickets", "duty")(LEAK)  # what the API answers
     assert status == 409 and [t["ticket"] for t in answer["tickets"]] == [dry.ticket], answer
+    assert answer["error"] == answer["english"] and answer["error"].startswith(
+        "Tower B already has an active"
+    )
+    status, answer = desk.post("/tickets", "duty", "zh_CN")(LEAK)  # a dispatcher reading Chinese
+    assert status == 409 and answer["error"].startswith(
+        f"Tower B 已有处理中的 plumbing 工单：{dry.ticket} ("
+    ), answer
+    assert answer["english"].startswith("Tower B already has an active plumbing ticket"), (
+        "the audit keeps English"
+    )
     with pytest.raises(FormError, match="not both"):
         form_of(RepairRequest, LEAK | {"to": dry.ticket, "new": True})
 

@@ -117,3 +117,26 @@ def N_(message: str) -> str:  # the conventional name, which extraction looks fo
 def english(message: str) -> str:
     """The identity translator: English, the source language."""
     return message
+
+
+class Worded(Exception):
+    """An error a person reads: ``message`` is a msgid filled with ``values``.
+
+    ``str()`` is the English (what logs and the audit trail keep); ``said(locale)`` is the reader's
+    words. The values a subclass names in ``translated`` are msgids themselves (a role, an action)
+    and are said in the reader's words too; a message made elsewhere, with no values and no msgid,
+    is said as written.
+    """
+
+    translated: tuple[str, ...] = ()
+
+    def __init__(self, message: str, **values: str) -> None:
+        super().__init__(message.format(**values) if values else message)
+        self.message, self.values = message, values
+
+    def said(self, locale: str) -> str:
+        _ = translator(locale)
+        if not self.values:
+            return _(self.message)
+        words = {k: _(v) if k in self.translated else v for k, v in self.values.items()}
+        return _(self.message).format(**words)

@@ -10,14 +10,15 @@ dispatcher's roster assignment and pages), exactly as ``Core.act`` does for the 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from monitord.config.site import site_zone
-from monitord.core.i18n import N_
+from monitord.core import fieldwords
+from monitord.core.i18n import DEFAULT, N_, Worded
 from monitord.daemon.core import Core
 from monitord.tickets.desk import NoSuchTicket, Ticket, TicketActionError, TicketEvent, TicketInputError
 from monitord.tickets.forms import ComplaintClose, ComplaintForm, FollowUpForm, RepairRequest
@@ -28,7 +29,7 @@ M = TypeVar("M", bound=BaseModel)
 
 #: What the API tells people, in one place (for the message catalogs).
 TEXT = {
-    "trade": N_("trade {trade!r} is no skill of the roster: one of {skills}"),
+    "trade": N_("{trade!r} is no skill of the roster: one of {skills}"),
     "no_ticket": N_("no ticket {ticket}"),
     "no_complaint": N_("no complaint {ref} on {ticket}"),
     "same": N_(
@@ -82,12 +83,20 @@ OPENAPI_PATHS: dict[str, Any] = {
 
 
 class FormError(ValueError):
-    """A form the desk will not take, in words for the person who filled it in; ``fields`` maps
-    each bad field to its problem (the console shows it next to the field)."""
+    """A form the desk will not take, in words for the person who filled it in: each bad field and
+    its problem (the console shows it next to the field), ``str()`` in English."""
 
-    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.fields = fields or {}
+    def __init__(self, problems: dict[str, Worded | Mapping[str, Any]]) -> None:
+        """``problems``: field → our ``Worded`` problem, or pydantic's error (``core.fieldwords``)."""
+        self.problems = problems
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.fields("en").items()))
+
+    def fields(self, locale: str) -> dict[str, str]:
+        """Each bad field's problem in ``locale``'s words."""
+        return {
+            k: v.said(locale) if isinstance(v, Worded) else fieldwords.said(v, locale)
+            for k, v in self.problems.items()
+        }
 
 
 def form_of(model: type[M], body: dict[str, Any]) -> M:
@@ -95,19 +104,19 @@ def form_of(model: type[M], body: dict[str, Any]) -> M:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        fields: dict[str, str] = {}
+        problems: dict[str, Worded | Mapping[str, Any]] = {}
         for e in exc.errors():
-            fields.setdefault(".".join(str(p) for p in e["loc"]) or "body", e["msg"])
-        raise FormError("; ".join(f"{k}: {v}" for k, v in fields.items()), fields) from None
+            problems.setdefault(".".join(str(p) for p in e["loc"]) or "body", e)
+        raise FormError(problems) from None
 
 
-class SameIncident(ValueError):
+class SameIncident(Worded, ValueError):
     """A request about what active tickets may already be (``may_be_the_same``): refused (409) with
     them, so the dispatcher adds it to one or says it is another incident."""
 
-    def __init__(self, message: str, tickets: list[Ticket]) -> None:
-        super().__init__(message)
-        self.tickets = tickets
+    def __init__(self, same: list[Ticket], **values: str) -> None:
+        super().__init__(TEXT["same"], **values)
+        self.tickets = same
 
 
 class FrontDesk:
@@ -127,8 +136,7 @@ class FrontDesk:
     def open_request(self, req: RepairRequest, actor: str) -> TicketEvent:
         skills = self.skills()
         if self.core.config.roster is not None and req.trade not in skills:
-            problem = TEXT["trade"].format(trade=req.trade, skills=", ".join(skills))
-            raise FormError(problem, {"trade": problem})
+            raise FormError({"trade": Worded(TEXT["trade"], trade=req.trade, skills=", ".join(skills))})
         desk, by = self.core.desk, req.actor or actor
         if req.to:
             return self._do(lambda **kw: desk.add_report(req.to, req, **kw), by)
@@ -137,8 +145,7 @@ class FrontDesk:
         )
         if same:
             listed = ", ".join(f"{t.id} ({t.priority}, {t.state}: {t.summary})" for t in same)
-            text = TEXT["same"].format(building=req.building, trade=req.trade, tickets=listed)
-            raise SameIncident(text, same)
+            raise SameIncident(same, building=req.building, trade=req.trade, tickets=listed)
         return self._do(lambda **kw: desk.open_request(req, **kw), by)
 
     def building_of(self, t: Ticket) -> str:
@@ -188,21 +195,26 @@ class FrontDesk:
             return self.report
         return None
 
-    def post(self, path: str, actor: str) -> Callable[[dict[str, Any]], tuple[int, Any]] | None:
+    def post(
+        self, path: str, actor: str, locale: str = DEFAULT
+    ) -> Callable[[dict[str, Any]], tuple[int, Any]] | None:
         """The change a POST path asks for, taking the JSON body (to run on the daemon's loop), or
         None: not the desk's path. Answers 201/200 with the event, 400 for a bad form, 404 for an
-        unknown ticket or complaint, 409 when the ticket's state forbids it."""
+        unknown ticket or complaint, 409 when the ticket's state forbids it; an ``error`` in
+        ``locale``'s words, with its English as ``english`` (what the audit trail keeps)."""
         if path == "/tickets":
-            return _answer(lambda b: self.open_request(form_of(RepairRequest, b), actor), 201)
+            return _answer(lambda b: self.open_request(form_of(RepairRequest, b), actor), 201, locale)
         if follow := _FOLLOW_UP.match(path):
             ticket = follow[1]
-            return _answer(lambda b: self.follow_up(ticket, form_of(FollowUpForm, b), actor), 200)
+            return _answer(lambda b: self.follow_up(ticket, form_of(FollowUpForm, b), actor), 200, locale)
         if complain := _COMPLAIN.match(path):
             about = complain[1]
-            return _answer(lambda b: self.complain(about, form_of(ComplaintForm, b), actor), 201)
+            return _answer(lambda b: self.complain(about, form_of(ComplaintForm, b), actor), 201, locale)
         if close := _COMPLAINT_CLOSE.match(path):
             on, ref = close[1], close[2]
-            return _answer(lambda b: self.close_complaint(on, ref, form_of(ComplaintClose, b), actor), 200)
+            return _answer(
+                lambda b: self.close_complaint(on, ref, form_of(ComplaintClose, b), actor), 200, locale
+            )
         return None
 
 
@@ -212,29 +224,35 @@ def _fields(form: BaseModel) -> dict[str, Any]:
 
 
 def _answer(
-    make: Callable[[dict[str, Any]], TicketEvent], status: int
+    make: Callable[[dict[str, Any]], TicketEvent], status: int, locale: str
 ) -> Callable[[dict[str, Any]], tuple[int, Any]]:
     def handle(body: dict[str, Any]) -> tuple[int, Any]:
         try:
             return status, asdict(make(body))
         except FormError as exc:
-            return 400, {"error": str(exc), "fields": exc.fields}
+            fields = exc.fields(locale)
+            said = "; ".join(f"{k}: {v}" for k, v in fields.items())
+            return 400, {"error": said, "english": str(exc), "fields": fields}
         except TicketInputError as exc:
-            return 400, {"error": str(exc)}
+            return 400, _refusal(exc, locale)
         except NoSuchTicket as exc:  # only the desk's own: any other KeyError is a bug, a 500
             ticket, _, ref = str(exc.args[0]).partition("/")
-            error = (
-                TEXT["no_complaint"].format(ref=ref, ticket=ticket)
+            missing = (
+                Worded(TEXT["no_complaint"], ref=ref, ticket=ticket)
                 if ref
-                else TEXT["no_ticket"].format(ticket=ticket)
+                else Worded(TEXT["no_ticket"], ticket=ticket)
             )
-            return 404, {"error": error}
+            return 404, _refusal(missing, locale)
         except TicketActionError as exc:
-            return 409, {"error": str(exc)}
+            return 409, _refusal(exc, locale)
         except SameIncident as exc:
-            return 409, {"error": str(exc), "tickets": [_listed(t) for t in exc.tickets]}
+            return 409, _refusal(exc, locale) | {"tickets": [_listed(t) for t in exc.tickets]}
 
     return handle
+
+
+def _refusal(exc: Worded, locale: str) -> dict[str, Any]:
+    return {"error": exc.said(locale), "english": str(exc)}
 
 
 def _listed(t: Ticket) -> dict[str, Any]:

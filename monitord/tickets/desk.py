@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from monitord.alerting.tracker import AlertEvent, fingerprint
-from monitord.core.i18n import N_
+from monitord.core.i18n import N_, Worded
 from monitord.tickets.forms import LOW_SATISFACTION, RepairRequest
 from monitord.tickets.sla import Sla
 
@@ -83,6 +83,15 @@ TEXT = {
     "contact": N_("say whom you called (contact): this ticket has no reporter"),
     "complaint_closed": N_("{ticket} complaint {ref} is already closed"),
     "no_follow_up": N_("no follow-up within {hours:g} h of the fix: closed without one"),
+    "unknown_action": N_("unknown action {action!r}; one of {actions}"),
+    "assignee": N_("assign needs an assignee"),
+}
+#: What a person asked for, as the refusal of a ticket's state names it (``TEXT["state"]``'s ``what``).
+WHAT = {
+    "report": N_("add a report"),
+    "follow_up": N_("follow up"),
+    "complain": N_("log a complaint"),
+    "close_complaint": N_("close a complaint"),
 }
 
 
@@ -168,8 +177,11 @@ class Complaint:
     valid: bool = True
 
 
-class TicketActionError(ValueError):
-    """A person asked for a transition the ticket's state does not allow."""
+class TicketActionError(Worded, ValueError):
+    """A person asked for a transition the ticket's state does not allow (``what`` they asked for is
+    said in their words too)."""
+
+    translated = ("what",)
 
 
 class NoSuchTicket(KeyError):
@@ -414,11 +426,11 @@ class TicketDesk:
         if ticket_id not in self.tickets:
             raise NoSuchTicket(ticket_id)
         if action not in ACTIONS:
-            raise TicketActionError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+            raise TicketActionError(TEXT["unknown_action"], action=action, actions=", ".join(ACTIONS))
         kind, new_state, allowed = ACTIONS[action]
         t = self._person_may(ticket_id, action, allowed)
         if action == "assign" and not assignee:
-            raise TicketActionError("assign needs an assignee")
+            raise TicketActionError(TEXT["assignee"])
         return self._record(t, kind, new_state or t.state, now, actor=actor, note=note, assignee=assignee)
 
     def _recently_resolved(self, fingerprint: str, now: float) -> Ticket | None:
@@ -570,7 +582,7 @@ class TicketDesk:
         """A resident reports what an active ticket already is (the lift the monitoring found stuck):
         the report goes on that ticket — one incident, one ticket, one page — and its reporter is the
         one the 回访 call goes to if the ticket had none."""
-        t = self._person_may(ticket_id, "add a report", ACTIVE)
+        t = self._person_may(ticket_id, WHAT["report"], ACTIVE)
         where = req.location
         note = f"{where}: {req.description}" if where else req.description
         return self._record(
@@ -582,7 +594,7 @@ class TicketDesk:
     ) -> TicketEvent:
         """The follow-up call (回访) on a resolved ticket; it closes the ticket. ``contact`` defaults to
         a request's reporter."""
-        t = self._person_may(ticket_id, "follow up", frozenset({"resolved"}))
+        t = self._person_may(ticket_id, WHAT["follow_up"], frozenset({"resolved"}))
         if not 1 <= satisfaction <= 5:
             raise TicketInputError(TEXT["satisfaction"])
         whom = contact or t.reporter
@@ -594,7 +606,7 @@ class TicketDesk:
 
     def complain(self, ticket_id: str, *, actor: str, complainant: str, text: str, now: float) -> TicketEvent:
         """A complaint (投诉) about a ticket, in whatever state it is; numbered C1, C2, ... per ticket."""
-        t = self._person_may(ticket_id, "log a complaint", ANY_STATE)
+        t = self._person_may(ticket_id, WHAT["complain"], ANY_STATE)
         ref = f"C{len(t.complaints) + 1}"
         return self._record(
             t, "complained", t.state, now, actor=actor, note=text, contact=complainant, ref=ref
@@ -604,12 +616,12 @@ class TicketDesk:
         self, ticket_id: str, ref: str, *, actor: str, resolution: str, valid: bool, now: float
     ) -> TicketEvent:
         """A complaint closed with its resolution (办结), or dismissed as not valid (``valid=False``)."""
-        t = self._person_may(ticket_id, "close a complaint", ANY_STATE)
+        t = self._person_may(ticket_id, WHAT["close_complaint"], ANY_STATE)
         c = next((c for c in t.complaints if c.id == ref), None)
         if c is None:
             raise NoSuchTicket(f"{ticket_id}/{ref}")
         if c.closed_at is not None:
-            raise TicketActionError(TEXT["complaint_closed"].format(ticket=ticket_id, ref=ref))
+            raise TicketActionError(TEXT["complaint_closed"], ticket=ticket_id, ref=ref)
         kind: EventKind = "complaint_closed" if valid else "complaint_dismissed"
         return self._record(t, kind, t.state, now, actor=actor, note=resolution, ref=ref)
 
@@ -620,7 +632,7 @@ class TicketDesk:
         if t is None:
             raise NoSuchTicket(ticket_id)
         if t.state not in allowed:
-            raise TicketActionError(TEXT["state"].format(ticket=ticket_id, state=t.state, what=what))
+            raise TicketActionError(TEXT["state"], ticket=ticket_id, state=t.state, what=what)
         return t
 
     def open_counts(self) -> dict[str, int]:

@@ -26,12 +26,13 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from monitord.core.fieldwords import said
 from monitord.core.i18n import translator
 from monitord.daemon.frontdesk import FrontDesk
 from monitord.daemon.web import auth, console, desk, deskpages, health, kpis, silences, tickets
 from monitord.daemon.web.auth import Refused, api_locale
 from monitord.daemon.web.context import Web
-from monitord.daemon.web.errors import NOT_AN_OBJECT, NOT_FOUND, said
+from monitord.daemon.web.errors import NOT_AN_OBJECT, NOT_FOUND
 from monitord.daemon.web.limits import MAX_CONNECTIONS, SOCKET_TIMEOUT, BodyLimit, IdleClosingH11
 from monitord.daemon.web.pages import locale_of, page
 from monitord.people.notify import Outbox

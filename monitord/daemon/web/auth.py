@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPBearer
 
-from monitord.core.i18n import N_, UnknownLocale, normalise, translator
+from monitord.core.i18n import N_, UnknownLocale, Worded, normalise
 from monitord.daemon.web.context import Web
 from monitord.daemon.web.models import Error, Me
 from monitord.daemon.web.pages import locale_of, page
@@ -59,26 +59,20 @@ READS: dict[str, Any] = {
 }
 
 
-class Refused(Exception):
+class Refused(Worded):
     """A call the caller may not make: 401 (who are you?) or 403 (not you), with the reason.
 
-    ``message`` is a msgid filled with ``fields``; ``str()`` is the English (what the audit trail
-    keeps), ``said(locale)`` the reader's words, a ``role`` or ``action`` field included. A message
-    made elsewhere (the desk's answer, a standby's pointer to the active) has no fields and is said
-    as written when no catalog holds it.
+    ``message`` is a msgid filled with ``values`` (``Worded``): the English for the audit trail, the
+    reader's words for the answer, a ``role`` or ``action`` included. A message made elsewhere (the
+    desk's answer, a standby's pointer to the active) has no values and is said as written when no
+    catalog holds it.
     """
 
-    def __init__(self, status: int, message: str, **fields: str) -> None:
-        super().__init__(message.format(**fields) if fields else message)
-        self.status = status
-        self.message, self.fields = message, fields
+    translated = ("role", "action")
 
-    def said(self, locale: str) -> str:
-        _ = translator(locale)
-        if not self.fields:
-            return _(self.message)
-        words = {k: _(v) if k in ("role", "action") else v for k, v in self.fields.items()}
-        return _(self.message).format(**words)
+    def __init__(self, status: int, message: str, **values: str) -> None:
+        super().__init__(message, **values)
+        self.status = status
 
 
 def api_locale(request: Request) -> str:

@@ -180,9 +180,10 @@ async def ticket_act(
     if action not in ACTIONS:
         raise Refused(404, N_("no action {action}"), action=action)
     who = require(request, action, ticket_id, link)
-    status, answer = act(request, who, ticket_id, action, ActionBody(note=note, assignee=assignee))
+    body = ActionBody(note=note, assignee=assignee)
+    status, answer = act(request, who, ticket_id, action, body, locale_of(request, "", who.locale))
     if status != 200:
-        raise Refused(status, str(answer.get("error")))
+        raise Refused(status, str(answer.get("error")))  # in the reader's words already
     query = urllib.parse.urlencode({k: v for k, v in (("link", link), ("done", action)) if v})
     return RedirectResponse(f"/console/tickets/{ticket_id}?{query}", status_code=303)
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 
 from monitord.daemon.frontdesk import OPENAPI_OPEN, OPENAPI_PATHS, FrontDesk
-from monitord.daemon.web.auth import BEARER, READS, for_reader, require, require_read, web_of
+from monitord.daemon.web.auth import BEARER, READS, api_locale, for_reader, require, require_read, web_of
 from monitord.daemon.web.models import Error
 from monitord.people.identity import Identity
 
@@ -28,23 +28,23 @@ def _frontdesk(request: Request) -> FrontDesk:
 
 
 def change(
-    request: Request, who: Identity, path: str, action: str, ticket: str, body: dict[str, Any]
+    request: Request, who: Identity, path: str, action: str, ticket: str, body: dict[str, Any], locale: str
 ) -> tuple[int, Any]:
-    """The desk's change at ``path`` by ``who`` (any ``actor`` in the body dropped), audited: the
-    status and answer. The console's desk pages (deskpages.py) make their changes through here too."""
-    call = _frontdesk(request).post(path, who.name)
+    """The desk's change at ``path`` by ``who`` (any ``actor`` in the body dropped), audited (in
+    English): the status and answer, a refusal in ``locale``'s words. The console's desk pages
+    (deskpages.py) make their changes through here too."""
+    call = _frontdesk(request).post(path, who.name, locale)
     assert call is not None  # the callers' paths are the desk's
     status, answer = call({k: v for k, v in body.items() if k != "actor"})
+    english = answer.pop("english", "") if status >= 300 else ""
     target = ticket or (answer.get("ticket", "") if status < 300 else "")
-    web_of(request).audit(
-        request, who, f"desk.{action}", target, status, "" if status < 300 else answer["error"]
-    )
+    web_of(request).audit(request, who, f"desk.{action}", target, status, english)
     return status, answer
 
 
 def _change(request: Request, path: str, action: str, ticket: str, body: dict[str, Any] | None) -> Any:
     who = require(request, action, ticket)
-    status, answer = change(request, who, path, action, ticket, body or {})
+    status, answer = change(request, who, path, action, ticket, body or {}, api_locale(request))
     return JSONResponse(answer, status_code=status)
 
 

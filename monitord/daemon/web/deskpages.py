@@ -111,12 +111,14 @@ async def request_open(
     who = require(request, "request")
     values = {"building": building, "floor": floor, "unit": unit, "trade": trade, "priority": priority}
     values |= {"reporter": reporter, "phone": phone, "description": description}
-    status, answer = change(request, who, "/tickets", "request", "", {**values, "to": to, "new": new == "1"})
+    body = {**values, "to": to, "new": new == "1"}
+    status, answer = change(
+        request, who, "/tickets", "request", "", body, locale_of(request, lang, who.locale)
+    )
     if status == 409 and "tickets" in answer:  # an active ticket may be this very incident
         return _request_page(request, who, values, {}, lang, status, answer["tickets"])
-    if status != 201:
-        said = _said(request, who, lang)
-        problems = {k: said(v) for k, v in (answer.get("fields") or {"body": answer["error"]}).items()}
+    if status != 201:  # the desk's answer is in the reader's words already
+        problems = answer.get("fields") or {"body": answer["error"]}
         return _request_page(request, who, values, problems, lang, status)
     return RedirectResponse(f"/console/tickets/{answer['ticket']}?done={answer['event']}", status_code=303)
 
@@ -126,7 +128,7 @@ def _ticket_form(
 ) -> Response:
     """One of the ticket page's desk forms: the desk's change, then back to the page (or refused)."""
     who = require(request, action, ticket)
-    status, answer = change(request, who, path, action, ticket, body)
+    status, answer = change(request, who, path, action, ticket, body, locale_of(request, lang, who.locale))
     if status == ok:
         return _back(ticket, done, lang=lang)
     return _fail(request, who, ticket, status, answer, lang)
@@ -172,11 +174,11 @@ def _fail(
     """A bad form back to the ticket page, each field named as its form labels it, in the reader's
     words; no ticket, or the wrong state, refused."""
     if status != 400:
-        raise Refused(status, str(answer["error"]))
+        raise Refused(status, str(answer["error"]))  # in the reader's words already
     said = _said(request, who, lang)
     fields = answer.get("fields") or {}
-    error = "; ".join(f"{said(LABELS.get(k, k))}: {said(v)}" for k, v in fields.items())
-    return _back(ticket, error=error or said(str(answer["error"])), lang=lang)
+    error = "; ".join(f"{said(LABELS.get(k, k))}: {v}" for k, v in fields.items())
+    return _back(ticket, error=error or str(answer["error"]), lang=lang)
 
 
 @router.get("/follow-ups")

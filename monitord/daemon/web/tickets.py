@@ -13,7 +13,18 @@ from typing import Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
-from monitord.daemon.web.auth import BEARER, READS, for_reader, reader, require, require_read, web_of
+from monitord.core.i18n import Worded
+from monitord.daemon.frontdesk import TEXT
+from monitord.daemon.web.auth import (
+    BEARER,
+    READS,
+    api_locale,
+    for_reader,
+    reader,
+    require,
+    require_read,
+    web_of,
+)
 from monitord.daemon.web.models import ActionBody, Error, TicketEventOut, TicketOut
 from monitord.people.identity import Identity
 from monitord.tickets.desk import ACTIONS, Ticket, TicketActionError
@@ -67,15 +78,19 @@ async def one_ticket(request: Request, ticket_id: str, link: str = "") -> Any:
     return for_reader(who, ticket_json(t, events=True))
 
 
-def act(request: Request, who: Identity, ticket_id: str, action: str, body: ActionBody) -> tuple[int, Any]:
-    """Do ``action`` as ``who`` and audit it, whatever the outcome: (status, answer)."""
+def act(
+    request: Request, who: Identity, ticket_id: str, action: str, body: ActionBody, locale: str
+) -> tuple[int, Any]:
+    """Do ``action`` as ``who`` and audit it (in English), whatever the outcome: (status, answer), a
+    refusal in ``locale``'s words."""
     web = web_of(request)
     try:
         ev = web.core.act(ticket_id, action, actor=who.name, note=body.note, assignee=body.assignee)
     except KeyError:
-        status, answer, detail = 404, {"error": f"no ticket {ticket_id}"}, "no such ticket"
+        missing = Worded(TEXT["no_ticket"], ticket=ticket_id)
+        status, answer, detail = 404, {"error": missing.said(locale)}, "no such ticket"
     except TicketActionError as exc:
-        status, answer, detail = 409, {"error": str(exc)}, str(exc)
+        status, answer, detail = 409, {"error": exc.said(locale)}, str(exc)
     else:
         status, answer, detail = 200, asdict(ev), body.note
     web.audit(request, who, f"ticket.{action}", ticket_id, status, detail)
@@ -102,7 +117,7 @@ async def ticket_action(
 ) -> Any:
     """Act on a ticket as the authenticated caller (the body's ``actor`` is ignored)."""
     who = require(request, action, ticket_id, request.query_params.get("link", ""))
-    status, answer = act(request, who, ticket_id, action, body or ActionBody())
+    status, answer = act(request, who, ticket_id, action, body or ActionBody(), api_locale(request))
     return JSONResponse(answer, status_code=status)
 
 
