@@ -89,7 +89,11 @@ class FormError(ValueError):
     def __init__(self, problems: dict[str, Worded | Mapping[str, Any]]) -> None:
         """``problems``: field → our ``Worded`` problem, or pydantic's error (``core.fieldwords``)."""
         self.problems = problems
-        super().__init__("; ".join(f"{k}: {v}" for k, v in self.fields("en").items()))
+        super().__init__(self.said("en"))
+
+    def said(self, locale: str) -> str:
+        """Every bad field and its problem, in ``locale``'s words."""
+        return "; ".join(f"{k}: {v}" for k, v in self.fields(locale).items())
 
     def fields(self, locale: str) -> dict[str, str]:
         """Each bad field's problem in ``locale``'s words."""
@@ -230,9 +234,7 @@ def _answer(
         try:
             return status, asdict(make(body))
         except FormError as exc:
-            fields = exc.fields(locale)
-            said = "; ".join(f"{k}: {v}" for k, v in fields.items())
-            return 400, {"error": said, "english": str(exc), "fields": fields}
+            return 400, {"error": exc.said(locale), "english": str(exc), "fields": exc.fields(locale)}
         except TicketInputError as exc:
             return 400, _refusal(exc, locale)
         except NoSuchTicket as exc:  # only the desk's own: any other KeyError is a bug, a 500
