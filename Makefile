@@ -65,11 +65,13 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/replay_influx.py
 	PYTHONPATH=. $(BIN)/python bench/store.py
 	PYTHONPATH=. $(BIN)/python bench/latency.py
+	# the same trials while 10,000 lift messages/s flood the MQTT path
+	PYTHONPATH=. $(BIN)/python bench/latency.py --load 10000
 	$(BIN)/python bench/protocols.py
 	PYTHONPATH=. $(BIN)/python bench/daemon.py
 	PYTHONPATH=. $(BIN)/python bench/daemon.py --only modbus --pipeline 8 --devices 2400 --ports 48
 	PYTHONPATH=. $(BIN)/python bench/daemon.py --only mqtt --qos 1
-	# sustained gateway floods (40,000 messages, 5-13 s): the short runs above weigh the first seconds
+	# sustained gateway floods (40,000 messages, 5-13 s): the daemon's queues and RSS over a longer flood
 	PYTHONPATH=. $(BIN)/python bench/daemon.py --only mqtt --no-single --messages 400000
 	PYTHONPATH=. $(BIN)/python bench/daemon.py --only mqtt --no-single --messages 400000 --qos 1
 	PYTHONPATH=. $(BIN)/python bench/mqtt_client.py
