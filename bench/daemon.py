@@ -441,9 +441,8 @@ def mqtt(
             s0, c0, w0 = samples_total(metrics), cpu_seconds(daemon.pid), tree_cpu_seconds(daemon.pid)
             pub.loop_start()
             t0 = time.time()
-            watching = concurrent.futures.ThreadPoolExecutor(1).submit(
-                watch_samples, metrics, s0, s0 + messages * points
-            )
+            watcher = concurrent.futures.ThreadPoolExecutor(1)
+            watching = watcher.submit(watch_samples, metrics, s0, s0 + messages * points)
             publish_all(
                 pub,
                 [(topic_of[n % len(payloads)], payloads[n % len(payloads)]) for n in range(messages)],
@@ -451,6 +450,7 @@ def mqtt(
             )
             base = json.loads(bare.stdout.readline())
             seen, last_change = watching.result()
+            watcher.shutdown()
             ours_n = (seen - s0) / points
             ours_rate = ours_n / (last_change - t0)
             cpu = cpu_seconds(daemon.pid) - c0
