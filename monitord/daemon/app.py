@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -50,8 +48,6 @@ from monitord.store.base import Store
 from monitord.store.open import open_store
 
 log = logging.getLogger(__name__)
-#: seconds a thread runs before another that waits may take the interpreter (CPython: 5 ms)
-SWITCH_INTERVAL = 0.001
 #: an evaluation woken by data is followed by a pause of this many times its CPU: ≤ 10 % of a core
 EVALUATION_PAUSE = 9.0
 
@@ -270,15 +266,6 @@ class Monitord:
         self._people(api_port)
         self.role.attach(self.web, self.api_url, self.outbox, self.dispatcher)
         self.started.set()
-        # What start-up made (modules, config, the API's routes and models) lives as long as the
-        # daemon: out of the collector's reach, so a full collection under a flood of data walks
-        # only what came since (its pauses held an evaluation and a page 70-100 ms: performance.md).
-        gc.collect()
-        gc.freeze()
-        # A page's thread wakes while the loop and the MQTT reader keep the interpreter busy: it
-        # waits for a turn at most this long, not CPython's 5 ms, each time it asks (up to 100 ms
-        # under a 10k msg/s flood against 18 ms: performance.md#latency-flood).
-        sys.setswitchinterval(SWITCH_INTERVAL)
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self.role.serve(self._act), name="acting")]
