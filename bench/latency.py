@@ -111,7 +111,7 @@ def page(hooks: WebhookReceiver, receiver: str, asset: str, seen: int) -> tuple[
     return next(((t, b) for t, b in mine if b["asset"] == asset), None)
 
 
-def resolved(api: int, ticket: str) -> dict[str, object] | None:
+def resolved(api: int, ticket: str) -> dict[str, Any] | None:
     """The ticket once resolved, else None."""
     return next((t for t in get(f"http://127.0.0.1:{api}/tickets?state=resolved") if t["id"] == ticket), None)
 
@@ -142,7 +142,7 @@ async def trials(case: Case, site: SiteThread, hooks: WebhookReceiver, api: int,
         # The API is asked off this loop: the webhook receiver serves on it and must not be held up.
         while (ticket := await asyncio.to_thread(resolved, api, body["ticket"])) is None:
             await asyncio.sleep(0.2)
-        opened = float(ticket["opened_at"])  # type: ignore[arg-type]
+        opened = float(ticket["opened_at"])
         out.append(Trial(arrival - start, body["since"] - start, opened - start))
     return out
 
